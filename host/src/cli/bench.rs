@@ -1,0 +1,200 @@
+//! `edge-llm bench`: prefill and decode speed, time to first token, instantiation and cold start,
+//! per backend and thread count. Medians over repetitions; a table on stdout, or `--json`.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use edge_llm_host::api;
+use serde_json::{json, Value};
+
+use super::setup::Session;
+use super::{BackendChoice, ModelArgs};
+
+/// `edge-llm bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Backends to measure (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [BackendChoice::Native, BackendChoice::Wasm])]
+    backends: Vec<BackendChoice>,
+    /// Native thread counts to measure (comma-separated; default: 1 and all cores).
+    #[arg(long, value_delimiter = ',')]
+    thread_counts: Vec<usize>,
+    /// Prompt lengths for prefill, in tokens.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 128])]
+    prefill: Vec<usize>,
+    /// Tokens to decode.
+    #[arg(long, default_value_t = 64)]
+    decode: u32,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Also measure process start → first token with a warm and a cold cache.
+    #[arg(long)]
+    cold_start: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const FILLER: &str = "WebAssembly is a binary instruction format for a stack-based virtual machine, \
+designed as a portable compilation target for programming languages, enabling deployment on the \
+web for client and server applications. ";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn params(max_tokens: u32) -> api::Params {
+    api::Params {
+        ignore_eos: true,
+        ..edge_llm_host::greedy(max_tokens)
+    }
+}
+
+/// A prompt of exactly `n` tokens whose first token differs per `rep` (so no prefix is reused).
+fn prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<String> {
+    let text = format!("Run {rep}. {}", FILLER.repeat(n / 20 + 2));
+    let ids = s.instance.tokenize(&s.model, &text, false)?;
+    let mut cut = ids.get(..n).context("filler too short")?.to_vec();
+    for _ in 0..4 {
+        let prompt = s.instance.detokenize(&s.model, &cut)?;
+        let again = s.instance.tokenize(&s.model, &prompt, false)?;
+        if again.len() == n {
+            return Ok(prompt);
+        }
+        cut.truncate(cut.len() - (again.len().saturating_sub(n)).max(1));
+    }
+    bail!("could not build a {n}-token prompt")
+}
+
+fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<Value> {
+    let mut model_args = args.model.clone();
+    model_args.backend = backend;
+    model_args.threads = Some(threads);
+    let t = Instant::now();
+    let mut s = Session::open(&model_args)?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let instantiate_ms = s.instance.instantiate_time().as_secs_f64() * 1e3;
+    let mut row = json!({
+        "backend": match backend { BackendChoice::Wasm => "wasm", _ => "native" },
+        "threads": if backend == BackendChoice::Wasm { 1 } else { threads },
+        "setup_ms": open_ms,
+        "instantiate_ms": instantiate_ms,
+    });
+    // Warm-up: first-touch of the weights.
+    s.instance.complete(&s.model, "Hello", &params(4))?;
+    for &n in &args.prefill {
+        let mut speeds = Vec::new();
+        let mut ttfts = Vec::new();
+        for rep in 0..args.repeat {
+            let prompt = prompt_of(&mut s, n, rep)?;
+            let c = s.instance.complete(&s.model, &prompt, &params(1))?;
+            speeds.push(c.usage.prompt_tokens as f64 / (c.timings.prefill_ms / 1e3));
+            ttfts.push(c.timings.ttft_ms);
+        }
+        row[format!("pp{n}_tokens_per_s")] = json!(median(speeds));
+        row[format!("pp{n}_ttft_ms")] = json!(median(ttfts));
+    }
+    let mut decode = Vec::new();
+    for rep in 0..args.repeat {
+        let c = s.instance.complete(&s.model, &format!("Story {rep}: Once upon a time"), &params(args.decode))?;
+        decode.push(c.timings.decode_tokens_per_s);
+    }
+    row[format!("tg{}_tokens_per_s", args.decode)] = json!(median(decode));
+    Ok(row)
+}
+
+/// Wall time of `edge-llm run --max-tokens 1` in a new process.
+fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for rep in 0..args.repeat {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["run", "--max-tokens", "1", "--json"]);
+        if let Some(m) = &args.model.model {
+            cmd.args(["--model", m]);
+        }
+        if let Some(c) = &args.model.component {
+            cmd.arg("--component").arg(c);
+        }
+        let tmp;
+        if fresh_cache {
+            tmp = std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            cmd.arg("--cache-dir").arg(&tmp);
+        }
+        cmd.arg("Hi");
+        let t = Instant::now();
+        let out = cmd.output()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if !out.status.success() {
+            bail!("cold-start run failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        if fresh_cache {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id())));
+        }
+    }
+    Ok(median(times))
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.repeat == 0 || args.decode == 0 {
+        bail!("--repeat and --decode must be at least 1");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = args.thread_counts.clone();
+    if threads.is_empty() {
+        threads = vec![1, cores];
+        threads.dedup();
+    }
+    let mut rows = Vec::new();
+    for &backend in &args.backends {
+        let counts: &[usize] = if backend == BackendChoice::Wasm { &[1] } else { &threads };
+        for &t in counts {
+            rows.push(measure(&args, backend, t)?);
+        }
+    }
+    let mut report = json!({ "rows": rows });
+    if args.cold_start {
+        cold_start(&args, false)?; // make sure the cache is populated
+        report["cold_start_warm_cache_ms"] = json!(cold_start(&args, false)?);
+        report["cold_start_cold_cache_ms"] = json!(cold_start(&args, true)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let columns: Vec<String> = rows
+        .first()
+        .and_then(Value::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    println!("| {} |", columns.join(" | "));
+    println!("|{}", " --- |".repeat(columns.len()));
+    for row in &rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match &row[c] {
+                Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.1}")),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        println!("| {} |", cells.join(" | "));
+    }
+    for key in ["cold_start_warm_cache_ms", "cold_start_cold_cache_ms"] {
+        if let Some(v) = report[key].as_f64() {
+            println!("{key}: {v:.1}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Turning command-line options into a runtime, an instance and an opened model.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use edge_llm_kernel::Model;
+use edge_llm_host::{
+    api, cache, models, Instance, ModelHandle, Runtime, RuntimeOptions, GUEST_MODEL_DIR,
+};
+use serde_json::json;
+
+use super::{BackendChoice, ModelArgs};
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns on `-v` status lines.
+pub fn init_logging(verbose: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+/// Prints a status line on stderr when `-v` is on.
+pub fn status(message: impl std::fmt::Display) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!("edge-llm: {message}");
+    }
+}
+
+/// The guest component: `--component`, `$EDGE_LLM_COMPONENT`, or the one `just build` puts in
+/// the target directory next to this binary.
+fn component_path(args: &ModelArgs) -> Result<PathBuf> {
+    if let Some(p) = args.component.clone().or_else(|| std::env::var_os("EDGE_LLM_COMPONENT").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.join("edge_llm_guest.wasm"),
+        dir.join("../wasm32-wasip2/release/edge_llm_guest.wasm"),
+        dir.join("../../wasm32-wasip2/release/edge_llm_guest.wasm"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| "the guest component is not built (run `just build`, or pass --component)".to_string())
+}
+
+/// A runtime for these options, offering the native backend when `native`, with `model_dir`
+/// preopened for the guest.
+pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Result<Runtime> {
+    let mut options = RuntimeOptions::new(component_path(args)?);
+    options.cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(args.cache_dir.clone().unwrap_or_else(cache::default_dir))
+    };
+    if let Some(t) = args.threads {
+        if t == 0 || t > 256 {
+            bail!("--threads must be between 1 and 256, got {t}");
+        }
+        options.threads = t;
+    }
+    options.native = native;
+    options.model_dir = model_dir;
+    let runtime = Runtime::new(options)?;
+    status(format_args!("component: {} in {:.1?}", runtime.cache_status(), runtime.load_time()));
+    Ok(runtime)
+}
+
+/// An instance with the requested model open.
+pub struct Session {
+    /// Kept alive for the instance (engine, epoch ticker, preloaded model).
+    pub runtime: Runtime,
+    /// The instance.
+    pub instance: Instance,
+    /// The opened model.
+    pub model: ModelHandle,
+    /// The model file on the host.
+    pub path: PathBuf,
+    /// The native backend's copy of the model (absent with `--backend wasm`).
+    pub native_model: Option<Arc<Model>>,
+    /// Time from the start of setup to the model being open.
+    pub load_time: Duration,
+}
+
+impl Session {
+    /// Resolves and verifies the model, builds the runtime, preloads the model for the native
+    /// backend (unless `--backend wasm`), instantiates and opens it.
+    pub fn open(args: &ModelArgs) -> Result<Session> {
+        let started = Instant::now();
+        let path = models::resolve(args.model.as_deref())?;
+        let file_name = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .context("model path has no file name")?
+            .to_string();
+        let native = args.backend != BackendChoice::Wasm;
+        let stamps = (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(cache::default_dir));
+        models::verify(&path, stamps.as_deref())?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let guest_path = format!("{GUEST_MODEL_DIR}/{file_name}");
+        let mut runtime = runtime(args, native, Some(dir))?;
+        let native_model = if native {
+            let t = Instant::now();
+            let mut names = vec![guest_path.clone()];
+            names.extend(models::find(&file_name).map(|k| k.name));
+            let model = runtime.preload(&path, &names)?;
+            status(format_args!("native backend: mapped {} in {:.1?}", path.display(), t.elapsed()));
+            Some(model)
+        } else {
+            None
+        };
+        let mut instance = runtime.instantiate()?;
+        status(format_args!("instantiated in {:.1?}", instance.instantiate_time()));
+        instance.set_timeout(args.timeout_ms.map(Duration::from_millis));
+        let backend = match args.backend {
+            BackendChoice::Auto => None,
+            BackendChoice::Native => Some(api::Backend::WasiNn),
+            BackendChoice::Wasm => Some(api::Backend::Kernel),
+        };
+        let open = api::OpenOptions {
+            backend,
+            context_length: args.ctx_size,
+        };
+        let t = Instant::now();
+        let model = instance.open(&guest_path, &open)?;
+        status(format_args!("model open in {:.1?}", t.elapsed()));
+        Ok(Session {
+            runtime,
+            instance,
+            model,
+            path,
+            native_model,
+            load_time: started.elapsed(),
+        })
+    }
+}
+
+/// The backend's name as the CLI spells it.
+pub fn backend_name(b: api::Backend) -> &'static str {
+    match b {
+        api::Backend::WasiNn => "native",
+        api::Backend::Kernel => "wasm",
+    }
+}
+
+/// `info` as JSON.
+pub fn info_json(info: &api::ModelInfo, path: &Path) -> serde_json::Value {
+    json!({
+        "name": info.name,
+        "path": path.display().to_string(),
+        "architecture": info.architecture,
+        "parameters": info.parameters,
+        "context_length": info.context_length,
+        "trained_context_length": info.trained_context_length,
+        "vocab_size": info.vocab_size,
+        "quantization": info.quantization,
+        "backend": backend_name(info.backend),
+    })
+}

@@ -1,0 +1,183 @@
+//! Known models (`models/manifest.json`, compiled in), where their files are, and their integrity.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::HostError;
+
+const MANIFEST: &str = include_str!("../../models/manifest.json");
+
+/// One entry of the model manifest.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KnownModel {
+    /// The name callers use, e.g. `smollm2-135m-instruct`.
+    pub name: String,
+    /// The GGUF file name under the model directory.
+    pub file: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The file's sha256, lowercase hex.
+    pub sha256: String,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    default: String,
+    models: Vec<KnownModel>,
+}
+
+fn manifest() -> Manifest {
+    // The manifest is part of the source tree and checked by the tests; it always parses.
+    serde_json::from_str(MANIFEST).unwrap_or(Manifest {
+        default: String::new(),
+        models: Vec::new(),
+    })
+}
+
+/// All models the manifest knows.
+pub fn known() -> Vec<KnownModel> {
+    manifest().models
+}
+
+/// The manifest's default model.
+pub fn default_model() -> Option<KnownModel> {
+    let m = manifest();
+    m.models.into_iter().find(|k| k.name == m.default)
+}
+
+/// The known model with this name or file name.
+pub fn find(name_or_file: &str) -> Option<KnownModel> {
+    known()
+        .into_iter()
+        .find(|k| k.name == name_or_file || k.file == name_or_file)
+}
+
+/// The directory that holds fetched models: `$EDGE_LLM_MODEL_DIR`, else `models/` in the current
+/// directory, else the `models/` of the source tree this binary was built in.
+pub fn model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGE_LLM_MODEL_DIR") {
+        return dir.into();
+    }
+    let here = PathBuf::from("models");
+    if here.join("manifest.json").is_file() {
+        return here;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
+}
+
+/// Resolves `--model`: a path to a file, a known name, or (when absent) `$EDGE_LLM_MODEL` or the
+/// default model in [`model_dir`].
+pub fn resolve(model: Option<&str>) -> Result<PathBuf, HostError> {
+    let env = std::env::var("EDGE_LLM_MODEL").ok();
+    let wanted = model.or(env.as_deref());
+    let path = match wanted {
+        Some(m) if Path::new(m).is_file() => PathBuf::from(m),
+        Some(m) => match find(m) {
+            Some(k) => model_dir().join(k.file),
+            None => PathBuf::from(m),
+        },
+        None => {
+            let k = default_model()
+                .ok_or_else(|| HostError::ModelNotFound("the manifest names no default".into()))?;
+            model_dir().join(k.file)
+        }
+    };
+    if !path.is_file() {
+        let hint = if wanted.is_none() { "; run `just model` to fetch it" } else { "" };
+        return Err(HostError::ModelNotFound(format!("{}{hint}", path.display())));
+    }
+    Ok(path)
+}
+
+/// Checks a known model file against the manifest's sha256 (unknown files pass unchecked).
+///
+/// Hashing 98 MB costs tens of milliseconds, so a successful check leaves a stamp in
+/// `stamp_dir` keyed by the file's path, size and modification time; a changed file is hashed
+/// again.
+pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
+    let Some(known) = path.file_name().and_then(|f| f.to_str()).and_then(find) else {
+        return Ok(());
+    };
+    let meta = std::fs::metadata(path).map_err(|e| HostError::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let key = hex(&Sha256::digest(format!(
+        "{}\0{}\0{mtime}\0{}",
+        canonical.display(),
+        meta.len(),
+        known.sha256
+    )));
+    let stamp = stamp_dir.map(|d| d.join("verified").join(key));
+    if stamp.as_ref().is_some_and(|s| s.is_file()) {
+        return Ok(());
+    }
+    if meta.len() != known.size {
+        return Err(HostError::ModelIntegrity(format!(
+            "{} is {} bytes, the manifest says {} for {}",
+            path.display(),
+            meta.len(),
+            known.size,
+            known.name
+        )));
+    }
+    let got = sha256_file(path)?;
+    if got != known.sha256 {
+        return Err(HostError::ModelIntegrity(format!(
+            "{} has sha256 {got}, the manifest says {} for {}",
+            path.display(),
+            known.sha256,
+            known.name
+        )));
+    }
+    if let Some(stamp) = stamp {
+        // A stamp only saves time; failing to write one is not an error.
+        let _ = stamp.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::write(stamp, &known.sha256);
+    }
+    Ok(())
+}
+
+/// sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, HostError> {
+    let mut file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| HostError::io(path, e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses_and_has_its_default() {
+        let default = default_model().expect("default model in manifest");
+        assert_eq!(default.name, "smollm2-135m-instruct");
+        assert_eq!(default.sha256.len(), 64);
+        assert!(find(&default.file).is_some());
+    }
+
+    #[test]
+    fn tampered_known_model_is_refused() {
+        let dir = std::env::temp_dir().join(format!("edge-llm-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let known = default_model().expect("default model");
+        let path = dir.join(&known.file);
+        std::fs::write(&path, b"not a model").expect("write");
+        let err = verify(&path, None).expect_err("a wrong file must be refused");
+        assert!(matches!(err, HostError::ModelIntegrity(_)), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

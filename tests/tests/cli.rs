@@ -1,0 +1,123 @@
+//! The `edge-llm` CLI end to end, against llama.cpp's reference outputs.
+
+use edge_llm_tests::{default_model, edge_llm, read_ref, stdout_json, temp_dir};
+
+#[test]
+fn tokenize_matches_llama_cpp() {
+    default_model();
+    let cache = temp_dir("tokenize");
+    let refs = read_ref("tokens.json");
+    for item in refs["items"].as_array().expect("items") {
+        let text = item["text"].as_str().expect("text");
+        let out = edge_llm(&["tokenize", "--backend", "wasm", text], &cache);
+        let got = stdout_json(&out);
+        assert_eq!(got, item["ids"], "token ids of {text:?}");
+    }
+}
+
+/// The reference step where a free-running greedy continuation first differs must be a near tie.
+fn check_against_reference(item: &serde_json::Value, got: &[u64]) -> usize {
+    let want: Vec<u64> = item["generated_ids"]
+        .as_array()
+        .expect("generated_ids")
+        .iter()
+        .map(|v| v.as_u64().expect("id"))
+        .collect();
+    let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) else {
+        return got.len().min(want.len());
+    };
+    let top = item["top20_per_step"][step].as_array().expect("top-20 of the step");
+    let logit_of = |id: u64| {
+        top.iter()
+            .find(|e| e[0].as_u64() == Some(id))
+            .and_then(|e| e[1].as_f64())
+    };
+    let max = top.iter().filter_map(|e| e[1].as_f64()).fold(f64::MIN, f64::max);
+    let ours = logit_of(got[step]).unwrap_or(f64::MIN);
+    assert!(
+        max - ours <= 0.25,
+        "step {step}: chose {} (reference logit {ours}) but the reference max is {max}",
+        got[step]
+    );
+    step
+}
+
+#[test]
+fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
+    default_model();
+    let cache = temp_dir("greedy");
+    let refs = read_ref("greedy.json");
+    for item in refs["items"].as_array().expect("items") {
+        let prompt = item["prompt"].as_str().expect("prompt");
+        let mut runs = Vec::new();
+        for backend in ["native", "wasm"] {
+            let out = edge_llm(
+                &["run", "--backend", backend, "--temperature", "0", "--max-tokens", "64", "--json", prompt],
+                &cache,
+            );
+            let json = stdout_json(&out);
+            assert_eq!(json["backend"], backend);
+            assert_eq!(
+                json["usage"]["prompt_tokens"].as_u64(),
+                Some(item["prompt_ids"].as_array().expect("ids").len() as u64)
+            );
+            let tokens: Vec<u64> = json["tokens"]
+                .as_array()
+                .expect("tokens")
+                .iter()
+                .map(|v| v.as_u64().expect("id"))
+                .collect();
+            runs.push(tokens);
+        }
+        assert_eq!(runs[0], runs[1], "native and wasm differ on {prompt:?}");
+        let agreed = check_against_reference(item, &runs[0]);
+        eprintln!("{prompt:?}: follows llama.cpp for {agreed} tokens");
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_across_backends() {
+    default_model();
+    let cache = temp_dir("seeded");
+    let run = |backend: &str, seed: &str| {
+        let out = edge_llm(
+            &[
+                "run", "--backend", backend, "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95",
+                "--seed", seed, "--max-tokens", "24", "--json", "Once upon a time",
+            ],
+            &cache,
+        );
+        stdout_json(&out)["tokens"].clone()
+    };
+    let native = run("native", "7");
+    assert_eq!(native, run("wasm", "7"));
+    assert_eq!(native, run("native", "7"));
+    assert_ne!(native, run("native", "8"), "a different seed should change the sample");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let cache = temp_dir("bad-inputs");
+    let dir = temp_dir("bad-model");
+    let garbage = dir.join("garbage.gguf");
+    std::fs::write(&garbage, b"GGUF\x03\x00\x00\x00truncated").expect("write");
+    let garbage = garbage.to_str().expect("utf-8 path");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--model", "/nonexistent/model.gguf", "hi"], "not found"),
+        (vec!["run", "--model", garbage, "hi"], "gguf"),
+        (vec!["run", "--temperature", "NaN", "hi"], "temperature"),
+        (vec!["run", "--temperature", "-1", "hi"], "temperature"),
+        (vec!["run", "--top-p", "1.5", "hi"], "top"),
+        (vec!["run", "--max-tokens", "0", "hi"], "max"),
+        (vec!["run", "--ctx-size", "16", "--max-tokens", "32", "hi"], "context"),
+        (vec!["run", "--threads", "0", "hi"], "threads"),
+    ];
+    for (args, needle) in cases {
+        let out = edge_llm(&args, &cache);
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+    }
+}
