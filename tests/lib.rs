@@ -23,7 +23,11 @@ pub fn read_ref(name: &str) -> serde_json::Value {
 }
 
 fn built(path: PathBuf, what: &str) -> PathBuf {
-    assert!(path.is_file(), "{} is missing: run `just build` first ({what})", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just build` first ({what})",
+        path.display()
+    );
     path
 }
 
@@ -43,10 +47,121 @@ pub fn guest_wasm() -> PathBuf {
     )
 }
 
+/// An artifact a `just` recipe builds (a path under the workspace root).
+fn recipe_artifact(rel: &str, recipe: &str) -> PathBuf {
+    let path = root().join(rel);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just {recipe}` first",
+        path.display()
+    );
+    path
+}
+
+/// The CLI front composed onto the standalone inference component (`just compose`).
+pub fn composed_cli_wasm() -> PathBuf {
+    recipe_artifact("target/edge-llm-cli.wasm", "compose")
+}
+
+/// The CLI front composed onto the bundled, pre-initialized component (`just bundle`).
+pub fn bundled_cli_wasm() -> PathBuf {
+    recipe_artifact("target/edge-llm-bundle-cli.wasm", "bundle")
+}
+
+/// Runs a command-line tool from `PATH` (installed by `just tools`).
+pub fn tool(name: &str, args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running `{name}` ({e}): run `just tools`"))
+}
+
+/// Runs `wasmtime run [--dir DIR::GUEST]... WASM ARGS` with the stock `wasmtime` CLI.
+pub fn wasmtime_run(
+    wasm: &std::path::Path,
+    dirs: &[(&std::path::Path, &str)],
+    args: &[&str],
+) -> Output {
+    let mut argv: Vec<std::ffi::OsString> = vec!["run".into()];
+    for (host, guest) in dirs {
+        let mut spec = host.as_os_str().to_os_string();
+        spec.push("::");
+        spec.push(guest);
+        argv.push("--dir".into());
+        argv.push(spec);
+    }
+    argv.push(wasm.into());
+    argv.extend(args.iter().map(Into::into));
+    let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
+    tool("wasmtime", &argv)
+}
+
+/// The WIT of a component, as `wasm-tools component wit` prints it.
+pub fn component_wit(wasm: &std::path::Path) -> String {
+    let out = tool(
+        "wasm-tools",
+        &["component".as_ref(), "wit".as_ref(), wasm.as_os_str()],
+    );
+    assert!(
+        out.status.success(),
+        "wasm-tools: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The generated token ids of a `--json` summary.
+pub fn json_tokens(json: &serde_json::Value) -> Vec<u64> {
+    json["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|v| v.as_u64().expect("id"))
+        .collect()
+}
+
+/// Checks a free-running greedy continuation against a `greedy.json` item: where it first
+/// differs from llama.cpp's, our choice must be a near tie (within 0.25 of the reference's
+/// top logit at that step). Returns how many leading tokens agree.
+pub fn check_against_reference(item: &serde_json::Value, got: &[u64]) -> usize {
+    let want: Vec<u64> = item["generated_ids"]
+        .as_array()
+        .expect("generated_ids")
+        .iter()
+        .map(|v| v.as_u64().expect("id"))
+        .collect();
+    let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) else {
+        return got.len().min(want.len());
+    };
+    let top = item["top20_per_step"][step]
+        .as_array()
+        .expect("top-20 of the step");
+    let logit_of = |id: u64| {
+        top.iter()
+            .find(|e| e[0].as_u64() == Some(id))
+            .and_then(|e| e[1].as_f64())
+    };
+    let max = top
+        .iter()
+        .filter_map(|e| e[1].as_f64())
+        .fold(f64::MIN, f64::max);
+    let ours = logit_of(got[step]).unwrap_or(f64::MIN);
+    assert!(
+        max - ours <= 0.25,
+        "step {step}: chose {} (reference logit {ours}) but the reference max is {max}",
+        got[step]
+    );
+    step
+}
+
 /// The default model, fetched by `just model`.
 pub fn default_model() -> PathBuf {
     let path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run `just model`", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just model`",
+        path.display()
+    );
     path
 }
 
@@ -62,7 +177,9 @@ pub fn edge_llm(args: &[&str], cache: &std::path::Path) -> Output {
 
 /// A fresh temporary directory under the target dir, named for the test.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = root().join("target/test-tmp").join(format!("{name}-{}", std::process::id()));
+    let dir = root()
+        .join("target/test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     dir
@@ -76,6 +193,40 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
+}
+
+/// A runtime on the built component with the default model preloaded for the native backend,
+/// and a private cache directory.
+pub fn runtime(native: bool, cache: &std::path::Path) -> edge_llm_host::Runtime {
+    let model = default_model();
+    let mut options = edge_llm_host::RuntimeOptions::new(guest_wasm());
+    options.cache_dir = Some(cache.to_path_buf());
+    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    options.native = native;
+    let mut runtime = edge_llm_host::Runtime::new(options).expect("runtime");
+    if native {
+        runtime
+            .preload(
+                &model,
+                &[
+                    default_model_guest_path(),
+                    "smollm2-135m-instruct".to_string(),
+                ],
+            )
+            .expect("preload");
+    }
+    runtime
+}
+
+/// The default model's path inside the sandbox.
+pub fn default_model_guest_path() -> String {
+    format!(
+        "{}/SmolLM2-135M-Instruct.Q4_1.gguf",
+        edge_llm_host::GUEST_MODEL_DIR
+    )
 }

@@ -1,6 +1,8 @@
 //! The `edge-llm` CLI end to end, against llama.cpp's reference outputs.
 
-use edge_llm_tests::{default_model, edge_llm, read_ref, stdout_json, temp_dir};
+use edge_llm_tests::{
+    check_against_reference, default_model, edge_llm, read_ref, stdout_json, temp_dir,
+};
 
 #[test]
 fn tokenize_matches_llama_cpp() {
@@ -15,33 +17,6 @@ fn tokenize_matches_llama_cpp() {
     }
 }
 
-/// The reference step where a free-running greedy continuation first differs must be a near tie.
-fn check_against_reference(item: &serde_json::Value, got: &[u64]) -> usize {
-    let want: Vec<u64> = item["generated_ids"]
-        .as_array()
-        .expect("generated_ids")
-        .iter()
-        .map(|v| v.as_u64().expect("id"))
-        .collect();
-    let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) else {
-        return got.len().min(want.len());
-    };
-    let top = item["top20_per_step"][step].as_array().expect("top-20 of the step");
-    let logit_of = |id: u64| {
-        top.iter()
-            .find(|e| e[0].as_u64() == Some(id))
-            .and_then(|e| e[1].as_f64())
-    };
-    let max = top.iter().filter_map(|e| e[1].as_f64()).fold(f64::MIN, f64::max);
-    let ours = logit_of(got[step]).unwrap_or(f64::MIN);
-    assert!(
-        max - ours <= 0.25,
-        "step {step}: chose {} (reference logit {ours}) but the reference max is {max}",
-        got[step]
-    );
-    step
-}
-
 #[test]
 fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
     default_model();
@@ -52,7 +27,17 @@ fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
         let mut runs = Vec::new();
         for backend in ["native", "wasm"] {
             let out = edge_llm(
-                &["run", "--backend", backend, "--temperature", "0", "--max-tokens", "64", "--json", prompt],
+                &[
+                    "run",
+                    "--backend",
+                    backend,
+                    "--temperature",
+                    "0",
+                    "--max-tokens",
+                    "64",
+                    "--json",
+                    prompt,
+                ],
                 &cache,
             );
             let json = stdout_json(&out);
@@ -82,8 +67,21 @@ fn seeded_sampling_is_reproducible_across_backends() {
     let run = |backend: &str, seed: &str| {
         let out = edge_llm(
             &[
-                "run", "--backend", backend, "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95",
-                "--seed", seed, "--max-tokens", "24", "--json", "Once upon a time",
+                "run",
+                "--backend",
+                backend,
+                "--temperature",
+                "0.9",
+                "--top-k",
+                "40",
+                "--top-p",
+                "0.95",
+                "--seed",
+                seed,
+                "--max-tokens",
+                "24",
+                "--json",
+                "Once upon a time",
             ],
             &cache,
         );
@@ -92,7 +90,11 @@ fn seeded_sampling_is_reproducible_across_backends() {
     let native = run("native", "7");
     assert_eq!(native, run("wasm", "7"));
     assert_eq!(native, run("native", "7"));
-    assert_ne!(native, run("native", "8"), "a different seed should change the sample");
+    assert_ne!(
+        native,
+        run("native", "8"),
+        "a different seed should change the sample"
+    );
 }
 
 #[test]
@@ -103,7 +105,10 @@ fn bad_inputs_fail_with_one_line() {
     std::fs::write(&garbage, b"GGUF\x03\x00\x00\x00truncated").expect("write");
     let garbage = garbage.to_str().expect("utf-8 path");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", "--model", "/nonexistent/model.gguf", "hi"], "not found"),
+        (
+            vec!["run", "--model", "/nonexistent/model.gguf", "hi"],
+            "not found",
+        ),
         (vec!["run", "--model", garbage, "hi"], "gguf"),
         (vec!["run", "--temperature", "NaN", "hi"], "temperature"),
         (vec!["run", "--temperature=-1", "hi"], "temperature"),
@@ -111,7 +116,10 @@ fn bad_inputs_fail_with_one_line() {
         (vec!["run", "--max-tokens", "many", "hi"], "many"),
         (vec!["run", "--top-p", "1.5", "hi"], "top"),
         (vec!["run", "--max-tokens", "0", "hi"], "max"),
-        (vec!["run", "--ctx-size", "16", "--max-tokens", "32", "hi"], "context"),
+        (
+            vec!["run", "--ctx-size", "16", "--max-tokens", "32", "hi"],
+            "context",
+        ),
         (vec!["run", "--threads", "0", "hi"], "threads"),
     ];
     for (args, needle) in cases {
@@ -120,6 +128,37 @@ fn bad_inputs_fail_with_one_line() {
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn perplexity_is_within_one_percent_of_llama_cpp() {
+    default_model();
+    let cache = temp_dir("perplexity");
+    let text = edge_llm_tests::refs().join("ppl_text.txt");
+    // llama.cpp's figures with flash attention off (exact f32 attention), refs/ppl.md.
+    for (ctx, want) in [("128", 24.2296f64), ("512", 18.3541)] {
+        let out = edge_llm(
+            &["perplexity", "--ctx", ctx, text.to_str().expect("path")],
+            &cache,
+        );
+        let json = stdout_json(&out);
+        assert_eq!(
+            json["tokens"], 7639,
+            "ppl_text.txt is 7,639 tokens for llama.cpp"
+        );
+        let ppl = json["perplexity"].as_f64().expect("perplexity");
+        eprintln!(
+            "perplexity at ctx {ctx}: {ppl:.4} vs llama.cpp {want} ({:+.2}%)",
+            (ppl / want - 1.0) * 100.0
+        );
+        assert!(
+            (ppl - want).abs() / want < 0.01,
+            "ctx {ctx}: {ppl} vs {want}"
+        );
     }
 }

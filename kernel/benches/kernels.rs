@@ -1,0 +1,53 @@
+//! Matmul throughput (weight GB/s) per kernel variant, including the scalar reference, at the
+//! real model's shapes: decode (1 token) and prefill (32 tokens).
+#![allow(clippy::unwrap_used, clippy::cast_lossless)]
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use edge_llm_kernel::gguf::GgmlType;
+use edge_llm_kernel::quant::q8_1::BlockQ8_1;
+use edge_llm_kernel::quant::{q4_1, q8_0, QK};
+use edge_llm_kernel::rng::SplitMix64;
+use edge_llm_kernel::simd::{self, Isa};
+
+fn bench(c: &mut Criterion) {
+    let mut rng = SplitMix64::new(1);
+    let mut g = c.benchmark_group("matmul");
+    for (ty, rows, cols) in [
+        (GgmlType::Q4_1, 1536usize, 576usize),
+        (GgmlType::Q8_0, 4096, 576),
+    ] {
+        let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+        let mut w = Vec::new();
+        match ty {
+            GgmlType::Q4_1 => q4_1::quantize_row(&wf, &mut w),
+            _ => q8_0::quantize_row(&wf, &mut w),
+        }
+        for n_tok in [1usize, 32] {
+            let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.normal(1.0)).collect();
+            let mut a = vec![BlockQ8_1::default(); n_tok * cols / QK];
+            simd::quantize_q8_1(Isa::Scalar, &x, &mut a);
+            let mut out = vec![0f32; rows * n_tok];
+            g.throughput(Throughput::Bytes(w.len() as u64));
+            for isa in Isa::available() {
+                let id = format!("{ty}/{rows}x{cols}/tok{n_tok}/{}", isa.name());
+                g.bench_function(id, |b| {
+                    b.iter(|| simd::matmul(isa, ty, &w, cols, &a, n_tok, &mut out))
+                });
+            }
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("quantize_q8_1");
+    let x: Vec<f32> = (0..1536).map(|_| rng.normal(1.0)).collect();
+    let mut a = vec![BlockQ8_1::default(); 1536 / QK];
+    g.throughput(Throughput::Bytes(1536 * 4));
+    for isa in Isa::available() {
+        g.bench_function(isa.name(), |b| {
+            b.iter(|| simd::quantize_q8_1(isa, &x, &mut a))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,61 @@
+//! Rough tokens/s of prefill (32, 128) and decode (64) on a model, for targets where criterion
+//! does not run (wasm32-wasip2 under wasmtime).
+//!
+//! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use edge_llm_kernel::{Model, Session, SessionOptions};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let Some(path) = args.next() else {
+        eprintln!("usage: speed MODEL.gguf [THREADS]");
+        std::process::exit(2);
+    };
+    let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let model = match Model::load(Arc::new(bytes)) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let opts = SessionOptions {
+        n_ctx: 512,
+        threads,
+    };
+    let Ok(mut s) = Session::new(model, opts) else {
+        eprintln!("cannot create a session");
+        std::process::exit(1);
+    };
+    let toks: Vec<u32> = (0..128).map(|i| 200 + i * 13).collect();
+    for n in [32usize, 128] {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            s.truncate(0);
+            let t0 = Instant::now();
+            let _ = s.forward(&toks[..n], &|| false);
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        println!("pp{n}: {:.1} tok/s", n as f64 / best);
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        s.truncate(0);
+        let t0 = Instant::now();
+        for i in 0..64u32 {
+            let _ = s.forward(&[1 + i], &|| false);
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    println!("tg64: {:.1} tok/s", 64.0 / best);
+}

@@ -1,0 +1,578 @@
+//! The llama forward pass over a batch of tokens, and the [`Session`] that owns the KV cache
+//! and scratch buffers.
+//!
+//! Steps per call: embed the tokens; per layer RMSNorm → Q/K/V → RoPE → append K/V to the
+//! cache → grouped-query attention → output projection → residual → RMSNorm → SwiGLU FFN →
+//! residual; final RMSNorm and output projection for the tokens whose logits are wanted.
+//! Every matmul streams the weights once per batch. Buffers grow only when a larger batch
+//! arrives, so steady-state decoding does not allocate (the KV cache grows in chunks).
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::kv_cache::{round_f16, KvCache};
+use super::weights::QMatrix;
+use super::{Model, ModelError};
+use crate::ops;
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::QK;
+use crate::simd::{self, Isa};
+
+/// Options of a [`Session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Maximum positions held (1 ..= `n_ctx_train`).
+    pub n_ctx: usize,
+    /// Matmul threads (feature `threads`; 0 = all cores; ignored without the feature).
+    pub threads: usize,
+}
+
+/// Why a forward call failed; the session is back at its length before the call.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ForwardError {
+    /// The tokens do not fit in the context.
+    #[error("context overflow: {needed} positions needed, n_ctx is {n_ctx}")]
+    ContextOverflow {
+        /// Positions the call would need.
+        needed: usize,
+        /// The session's context size.
+        n_ctx: usize,
+    },
+    /// A token id is outside the vocabulary.
+    #[error("invalid token id {id} (vocabulary has {n_vocab} tokens)")]
+    InvalidToken {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        n_vocab: usize,
+    },
+    /// No tokens were given.
+    #[error("empty input")]
+    EmptyInput,
+    /// The cancel callback returned true.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Scratch buffers sized for `cap` tokens per call.
+#[derive(Debug, Default)]
+struct Scratch {
+    cap: usize,
+    /// Residual stream, `[T][n_embd]`.
+    x: Vec<f32>,
+    /// Normalized rows, `[T][n_embd]`.
+    xn: Vec<f32>,
+    /// Quantized activations, `[T][max(n_embd, n_q, n_ff) / 32]`.
+    act: Vec<BlockQ8_1>,
+    /// Matmul output, `[rows][T]`, rows up to `max(n_q, n_ff, n_embd)`.
+    mm: Vec<f32>,
+    /// Second matmul output (FFN up), `[n_ff][T]`.
+    mm2: Vec<f32>,
+    /// Queries, `[T][n_head * head_dim]`.
+    q: Vec<f32>,
+    /// New keys, `[T][kv_dim]`.
+    k: Vec<f32>,
+    /// New values, `[T][kv_dim]`.
+    v: Vec<f32>,
+    /// Attention output, `[T][n_head * head_dim]`.
+    att: Vec<f32>,
+    /// SwiGLU hidden, `[T][n_ff]`.
+    hid: Vec<f32>,
+    /// RoPE cosines and sines, `[T][rope_dim / 2]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Attention scores, `[threads][n_ctx]`.
+    scores: Vec<f32>,
+    /// Logits, `[T'][n_vocab]`, and their transpose `[n_vocab][T']`.
+    logits: Vec<f32>,
+    logits_t: Vec<f32>,
+}
+
+/// Inference state over a shared [`Model`]: KV cache, scratch and thread pool.
+pub struct Session {
+    model: Arc<Model>,
+    n_ctx: usize,
+    threads: usize,
+    isa: Isa,
+    cache: KvCache,
+    s: Scratch,
+    #[cfg(feature = "threads")]
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("n_ctx", &self.n_ctx)
+            .field("len", &self.cache.len())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// Parallel context for matmuls: ISA and thread count.
+#[derive(Clone, Copy)]
+struct Par {
+    isa: Isa,
+    threads: usize,
+}
+
+impl Par {
+    /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
+    fn matmul(self, w: &QMatrix, file: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+        let wb = w.bytes(file);
+        let out = &mut out[..w.rows * n_tok];
+
+        #[cfg(feature = "threads")]
+        if self.threads > 1 && w.rows >= 64 {
+            use rayon::prelude::*;
+            let per = w.rows.div_ceil(self.threads).next_multiple_of(8);
+            out.par_chunks_mut(per * n_tok)
+                .zip(wb.par_chunks(per * w.row_bytes))
+                .for_each(|(o, wc)| simd::matmul(self.isa, w.ty, wc, w.cols, acts, n_tok, o));
+            return;
+        }
+        simd::matmul(self.isa, w.ty, wb, w.cols, acts, n_tok, out);
+    }
+}
+
+impl Session {
+    /// A session with an empty cache.
+    pub fn new(model: Arc<Model>, opts: SessionOptions) -> Result<Session, ModelError> {
+        let c = model.config();
+        if opts.n_ctx == 0 || opts.n_ctx > c.n_ctx_train {
+            return Err(ModelError::BadOptions(format!(
+                "n_ctx {} must be between 1 and the training context {}",
+                opts.n_ctx, c.n_ctx_train
+            )));
+        }
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.threads
+        };
+        #[cfg(not(feature = "threads"))]
+        let threads = {
+            let _ = threads;
+            1
+        };
+        #[cfg(feature = "threads")]
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| ModelError::BadOptions(format!("thread pool: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let cache = KvCache::new(c.n_layer, c.kv_dim(), opts.n_ctx);
+        Ok(Session {
+            n_ctx: opts.n_ctx,
+            threads,
+            isa: Isa::best(),
+            cache,
+            s: Scratch::default(),
+            #[cfg(feature = "threads")]
+            pool,
+            model,
+        })
+    }
+
+    /// Forces a kernel variant (for tests and benchmarks; results are identical).
+    pub fn set_isa(&mut self, isa: Isa) {
+        self.isa = isa;
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Positions in the KV cache.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// True if the KV cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Maximum positions.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Keeps the first `n` positions of the cache.
+    pub fn truncate(&mut self, n: usize) {
+        self.cache.truncate(n);
+    }
+
+    /// Appends `tokens` at positions `len()..`, returns the logits (`n_vocab`) of the last token.
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<&[f32], ForwardError> {
+        let from = tokens.len().saturating_sub(1);
+        self.forward_from(tokens, from, cancel)
+    }
+
+    /// Same, but returns logits for every token (`tokens.len() * n_vocab`, row-major).
+    pub fn forward_all(
+        &mut self,
+        tokens: &[u32],
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<&[f32], ForwardError> {
+        self.forward_from(tokens, 0, cancel)
+    }
+
+    /// Appends `tokens`, returns the logits of `tokens[from..]` (`(len - from) * n_vocab`).
+    pub(crate) fn forward_from(
+        &mut self,
+        tokens: &[u32],
+        from: usize,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<&[f32], ForwardError> {
+        let c = self.model.config();
+        if tokens.is_empty() {
+            return Err(ForwardError::EmptyInput);
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= c.n_vocab) {
+            return Err(ForwardError::InvalidToken {
+                id,
+                n_vocab: c.n_vocab,
+            });
+        }
+        let needed = self.cache.len() + tokens.len();
+        if needed > self.n_ctx {
+            return Err(ForwardError::ContextOverflow {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let from = from.min(tokens.len() - 1);
+        let p0 = self.cache.len();
+        let model = self.model.clone();
+        let par = Par {
+            isa: self.isa,
+            threads: self.threads,
+        };
+        let (cache, s, n_ctx) = (&mut self.cache, &mut self.s, self.n_ctx);
+        #[cfg(feature = "threads")]
+        let pool = self.pool.as_ref();
+        #[cfg(not(feature = "threads"))]
+        let pool: Option<&NoPool> = None;
+        let result = (|| {
+            let mut st = Forward {
+                model: &model,
+                par,
+                n_ctx,
+                cache,
+                s,
+                tokens,
+                from,
+            };
+            in_pool(pool, || st.prologue());
+            for l in 0..model.config().n_layer {
+                if cancel() {
+                    return Err(ForwardError::Cancelled);
+                }
+                in_pool(pool, || st.layer(l));
+            }
+            in_pool(pool, || st.epilogue());
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.cache.truncate(p0);
+            return Err(e);
+        }
+        let n = (tokens.len() - from) * c.n_vocab;
+        Ok(&self.s.logits[..n])
+    }
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+impl Scratch {
+    fn ensure(&mut self, m: &Model, n_tok: usize, n_logits: usize, threads: usize, n_ctx: usize) {
+        let c = m.config();
+        let nq = c.n_head * c.head_dim;
+        if n_tok > self.cap {
+            let wide = c.n_embd.max(nq).max(c.n_ff);
+            grow(&mut self.x, n_tok * c.n_embd);
+            grow(&mut self.xn, n_tok * c.n_embd);
+            grow(&mut self.act, n_tok * wide / QK);
+            grow(&mut self.mm, n_tok * wide);
+            grow(&mut self.mm2, n_tok * c.n_ff);
+            grow(&mut self.q, n_tok * nq);
+            grow(&mut self.k, n_tok * c.kv_dim());
+            grow(&mut self.v, n_tok * c.kv_dim());
+            grow(&mut self.att, n_tok * nq);
+            grow(&mut self.hid, n_tok * c.n_ff);
+            grow(&mut self.cos, n_tok * c.rope_dim / 2);
+            grow(&mut self.sin, n_tok * c.rope_dim / 2);
+            self.cap = n_tok;
+        }
+        grow(&mut self.scores, threads.max(1) * n_ctx);
+        grow(&mut self.logits, n_logits * c.n_vocab);
+        if n_logits > 1 {
+            grow(&mut self.logits_t, n_logits * c.n_vocab);
+        }
+    }
+}
+
+/// Quantizes `n` rows of width `w` from `x` into `act`.
+fn quantize_rows(isa: Isa, x: &[f32], w: usize, n: usize, act: &mut [BlockQ8_1]) {
+    let nb = w / QK;
+    for t in 0..n {
+        simd::quantize_q8_1(isa, &x[t * w..(t + 1) * w], &mut act[t * nb..(t + 1) * nb]);
+    }
+}
+
+/// `dst[t][r] = src[r * n + t]` for `rows` rows.
+fn transpose_into(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
+    for t in 0..n {
+        for r in 0..rows {
+            dst[t * rows + r] = src[r * n + t];
+        }
+    }
+}
+
+/// `dst[t][r] += src[r * n + t]`.
+fn transpose_add(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
+    for t in 0..n {
+        for r in 0..rows {
+            let d = &mut dst[t * rows + r];
+            *d += src[r * n + t];
+        }
+    }
+}
+
+/// Shapes for attention.
+#[derive(Clone, Copy)]
+struct AttnShape {
+    n_head: usize,
+    group: usize,
+    head_dim: usize,
+    kv_dim: usize,
+    p0: usize,
+    scale: f32,
+}
+
+/// Attention for items `first..first+out.len()/head_dim`, item = `t * n_head + h`.
+fn attend(
+    sh: AttnShape,
+    first: usize,
+    q: &[f32],
+    keys: &[f32],
+    vals: &[f32],
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let hd = sh.head_dim;
+    let nq = sh.n_head * hd;
+    for (i, o) in out.chunks_exact_mut(hd).enumerate() {
+        let item = first + i;
+        let (t, h) = (item / sh.n_head, item % sh.n_head);
+        let g = h / sh.group;
+        let n_pos = sh.p0 + t + 1;
+        let qh = &q[t * nq + h * hd..][..hd];
+        let sc = &mut scores[..n_pos];
+        for (j, s) in sc.iter_mut().enumerate() {
+            *s = simd::dot_f32(qh, &keys[j * sh.kv_dim + g * hd..][..hd]) * sh.scale;
+        }
+        ops::softmax(sc);
+        for v in sc.iter_mut() {
+            *v = round_f16(*v);
+        }
+        o.fill(0.0);
+        for (j, &a) in sc.iter().enumerate() {
+            let vj = &vals[j * sh.kv_dim + g * hd..][..hd];
+            for (od, &vd) in o.iter_mut().zip(vj) {
+                *od += a * vd;
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "threads"))]
+struct NoPool;
+
+/// Runs `f` inside the session's thread pool (so nested parallel loops are cheap).
+#[cfg(feature = "threads")]
+fn in_pool(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() + Send) {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+#[cfg(not(feature = "threads"))]
+fn in_pool(_pool: Option<&NoPool>, f: impl FnOnce()) {
+    f()
+}
+
+/// The state of one forward call.
+struct Forward<'a> {
+    model: &'a Model,
+    par: Par,
+    n_ctx: usize,
+    cache: &'a mut KvCache,
+    s: &'a mut Scratch,
+    tokens: &'a [u32],
+    from: usize,
+}
+
+impl Forward<'_> {
+    fn attn_shape(&self) -> AttnShape {
+        let c = self.model.config();
+        AttnShape {
+            n_head: c.n_head,
+            group: c.n_head / c.n_head_kv,
+            head_dim: c.head_dim,
+            kv_dim: c.kv_dim(),
+            p0: self.cache.len(),
+            scale: 1.0 / libm::sqrtf(c.head_dim as f32),
+        }
+    }
+
+    /// Sizes buffers, embeds the tokens, computes the RoPE angles.
+    fn prologue(&mut self) {
+        let (c, s) = (self.model.config(), &mut *self.s);
+        let w = self.model.weights();
+        let file = self.model.bytes();
+        let n = self.tokens.len();
+        let e = c.n_embd;
+        let h2 = c.rope_dim / 2;
+        let p0 = self.cache.len();
+        s.ensure(self.model, n, n - self.from, self.par.threads, self.n_ctx);
+        self.cache.reserve(p0 + n);
+        for (t, &id) in self.tokens.iter().enumerate() {
+            w.token_embd
+                .dequantize_row(file, id as usize, &mut s.x[t * e..(t + 1) * e]);
+        }
+        let theta_scale = libm::powf(c.rope_freq_base, -2.0 / c.rope_dim as f32);
+        for t in 0..n {
+            let (cs, sn) = (
+                &mut s.cos[t * h2..(t + 1) * h2],
+                &mut s.sin[t * h2..(t + 1) * h2],
+            );
+            ops::rope_angles(p0 + t, theta_scale, cs, sn);
+        }
+    }
+
+    /// Transformer block `l`.
+    fn layer(&mut self, l: usize) {
+        let sh = self.attn_shape();
+        let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
+        let lw = &self.model.weights().layers[l];
+        let file = self.model.bytes();
+        let n = self.tokens.len();
+        let (e, f, kv) = (c.n_embd, c.n_ff, c.kv_dim());
+        let nq = c.n_head * c.head_dim;
+        let h2 = c.rope_dim / 2;
+        let p0 = sh.p0;
+        let n_ctx = self.n_ctx;
+
+        // Attention block.
+        for t in 0..n {
+            let r = t * e..(t + 1) * e;
+            ops::rmsnorm(&s.x[r.clone()], &lw.attn_norm, c.rms_eps, &mut s.xn[r]);
+        }
+        quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
+        par.matmul(&lw.wq, file, &s.act, n, &mut s.mm);
+        transpose_into(&s.mm, nq, n, &mut s.q);
+        par.matmul(&lw.wk, file, &s.act, n, &mut s.mm);
+        transpose_into(&s.mm, kv, n, &mut s.k);
+        par.matmul(&lw.wv, file, &s.act, n, &mut s.mm);
+        transpose_into(&s.mm, kv, n, &mut s.v);
+        for t in 0..n {
+            let (cs, sn) = (&s.cos[t * h2..(t + 1) * h2], &s.sin[t * h2..(t + 1) * h2]);
+            ops::rope(&mut s.q[t * nq..(t + 1) * nq], c.head_dim, cs, sn);
+            ops::rope(&mut s.k[t * kv..(t + 1) * kv], c.head_dim, cs, sn);
+        }
+        // Queries meet the f16 cache in f16, as in llama.cpp's attention matmul.
+        for v in s.q[..n * nq].iter_mut() {
+            *v = round_f16(*v);
+        }
+        self.cache.append(l, &s.k[..n * kv], &s.v[..n * kv]);
+        let keys = self.cache.keys(l, p0 + n);
+        let vals = self.cache.values(l, p0 + n);
+        let items = n * c.n_head;
+        let att = &mut s.att[..items * c.head_dim];
+        #[cfg(feature = "threads")]
+        if par.threads > 1 && items >= 2 {
+            use rayon::prelude::*;
+            let per = items.div_ceil(par.threads);
+            let q = &s.q;
+            att.par_chunks_mut(per * c.head_dim)
+                .zip(s.scores.par_chunks_mut(n_ctx))
+                .enumerate()
+                .for_each(|(i, (o, sc))| attend(sh, i * per, q, keys, vals, sc, o));
+        } else {
+            attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
+        }
+        #[cfg(not(feature = "threads"))]
+        {
+            let _ = n_ctx;
+            attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
+        }
+        quantize_rows(par.isa, &s.att, nq, n, &mut s.act);
+        par.matmul(&lw.wo, file, &s.act, n, &mut s.mm);
+        transpose_add(&s.mm, e, n, &mut s.x);
+
+        // Feed-forward block.
+        for t in 0..n {
+            let r = t * e..(t + 1) * e;
+            ops::rmsnorm(&s.x[r.clone()], &lw.ffn_norm, c.rms_eps, &mut s.xn[r]);
+        }
+        quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
+        par.matmul(&lw.w_gate, file, &s.act, n, &mut s.mm);
+        par.matmul(&lw.w_up, file, &s.act, n, &mut s.mm2);
+        for t in 0..n {
+            for j in 0..f {
+                let i = j * n + t;
+                s.hid[t * f + j] = ops::silu(s.mm[i]) * s.mm2[i];
+            }
+        }
+        quantize_rows(par.isa, &s.hid, f, n, &mut s.act);
+        par.matmul(&lw.w_down, file, &s.act, n, &mut s.mm);
+        transpose_add(&s.mm, e, n, &mut s.x);
+    }
+
+    /// Commits the cache, final norm and output projection of the wanted tokens.
+    fn epilogue(&mut self) {
+        let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
+        let w = self.model.weights();
+        let file = self.model.bytes();
+        let n = self.tokens.len();
+        let e = c.n_embd;
+        let from = self.from;
+        let n_out = n - from;
+        self.cache.commit(n);
+        for t in from..n {
+            let o = (t - from) * e;
+            ops::rmsnorm(
+                &s.x[t * e..(t + 1) * e],
+                &w.output_norm,
+                c.rms_eps,
+                &mut s.xn[o..o + e],
+            );
+        }
+        quantize_rows(par.isa, &s.xn, e, n_out, &mut s.act);
+        if n_out == 1 {
+            par.matmul(&w.output, file, &s.act, 1, &mut s.logits);
+        } else {
+            par.matmul(&w.output, file, &s.act, n_out, &mut s.logits_t);
+            transpose_into(&s.logits_t, c.n_vocab, n_out, &mut s.logits);
+        }
+    }
+}

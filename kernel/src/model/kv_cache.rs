@@ -1,0 +1,98 @@
+//! The key/value cache: per layer, `f32` keys and values for each position, grown in chunks
+//! as positions are appended (never beyond `n_ctx`).
+//!
+//! Values are rounded to half precision on entry (as llama.cpp's default f16 cache does) but
+//! kept as `f32`, so attention reads them without conversion.
+
+/// Rounds to the nearest half float (ties to even), kept as `f32`.
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// Positions added to the capacity at a time.
+const CHUNK: usize = 256;
+
+/// Keys and values of every layer for positions `0..len`.
+#[derive(Debug)]
+pub struct KvCache {
+    /// Per layer, `[len][kv_dim]` keys.
+    k: Vec<Vec<f32>>,
+    /// Per layer, `[len][kv_dim]` values.
+    v: Vec<Vec<f32>>,
+    kv_dim: usize,
+    n_ctx: usize,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new(n_layer: usize, kv_dim: usize, n_ctx: usize) -> KvCache {
+        KvCache {
+            k: (0..n_layer).map(|_| Vec::new()).collect(),
+            v: (0..n_layer).map(|_| Vec::new()).collect(),
+            kv_dim,
+            n_ctx,
+            len: 0,
+        }
+    }
+
+    /// Positions stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no position is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes room for `n` positions in total (rounded up to a chunk, capped at `n_ctx`).
+    pub fn reserve(&mut self, n: usize) {
+        let want = n
+            .div_ceil(CHUNK)
+            .saturating_mul(CHUNK)
+            .min(self.n_ctx)
+            .max(n)
+            * self.kv_dim;
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            if buf.capacity() < want {
+                buf.reserve_exact(want - buf.len());
+            }
+        }
+    }
+
+    /// Appends keys and values (`[n][kv_dim]` each) of layer `l` at positions `len..len+n`;
+    /// call [`KvCache::commit`] once all layers are appended.
+    pub fn append(&mut self, l: usize, k: &[f32], v: &[f32]) {
+        let base = self.len * self.kv_dim;
+        self.k[l].truncate(base);
+        self.v[l].truncate(base);
+        self.k[l].extend(k.iter().map(|&x| round_f16(x)));
+        self.v[l].extend(v.iter().map(|&x| round_f16(x)));
+    }
+
+    /// Declares `n` appended positions.
+    pub fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Keys of layer `l` for positions `0..n` (`[n][kv_dim]`).
+    pub fn keys(&self, l: usize, n: usize) -> &[f32] {
+        &self.k[l][..n * self.kv_dim]
+    }
+
+    /// Values of layer `l` for positions `0..n` (`[n][kv_dim]`).
+    pub fn values(&self, l: usize, n: usize) -> &[f32] {
+        &self.v[l][..n * self.kv_dim]
+    }
+
+    /// Keeps the first `n` positions.
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        let keep = self.len * self.kv_dim;
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            buf.truncate(keep);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The llama model: configuration and weight views over the GGUF bytes ([`Model`]), and
+//! inference state ([`Session`]: KV cache, scratch buffers, thread pool).
+
+mod config;
+mod forward;
+mod kv_cache;
+mod perplexity;
+mod weights;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::gguf::{GgmlType, Gguf, GgufError};
+
+pub use config::Config;
+pub use forward::{ForwardError, Session, SessionOptions};
+pub use kv_cache::KvCache;
+pub use perplexity::{perplexity, Perplexity};
+pub use weights::{LayerWeights, QMatrix, Weights};
+
+/// The bytes of a GGUF model file (a `Vec<u8>`, a memory map, a static blob ...).
+pub type ModelBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Why a model could not be loaded or a session created.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The GGUF file is malformed or lacks a required metadata key.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// `general.architecture` is not `llama`.
+    #[error("unsupported architecture `{0}` (only llama is supported)")]
+    UnsupportedArch(String),
+    /// A required tensor is absent.
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+    /// A tensor has a type the kernels do not support in its role.
+    #[error("tensor `{name}` has unsupported type {ty}")]
+    TensorType {
+        /// Tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A tensor's shape does not match the configuration.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Expected dims (`ne[0]` first).
+        expected: Vec<u64>,
+        /// Dims in the file.
+        found: Vec<u64>,
+    },
+    /// The metadata describes an inconsistent model.
+    #[error("bad model configuration: {0}")]
+    BadConfig(String),
+    /// Session options are invalid.
+    #[error("invalid session options: {0}")]
+    BadOptions(String),
+}
+
+/// A loaded model: the file bytes, parsed metadata, configuration and weight views.
+pub struct Model {
+    bytes: ModelBytes,
+    gguf: Gguf,
+    config: Config,
+    weights: Weights,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Parses the GGUF file and checks the architecture, every needed tensor, its type and shape.
+    pub fn load(bytes: ModelBytes) -> Result<Model, ModelError> {
+        let file: &[u8] = (*bytes).as_ref();
+        let gguf = Gguf::parse(file)?;
+        let config = Config::from_gguf(&gguf)?;
+        let weights = Weights::from_gguf(&gguf, file, &config)?;
+        Ok(Model {
+            bytes,
+            gguf,
+            config,
+            weights,
+        })
+    }
+
+    /// The parsed GGUF metadata and tensor table.
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+
+    /// The model configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The weight views.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        (*self.bytes).as_ref()
+    }
+}

@@ -1,0 +1,194 @@
+//! Weight views: quantized matrices by byte range into the model file, small F32 vectors
+//! (norms) copied out.
+
+use crate::gguf::{GgmlType, Gguf, TensorInfo};
+use crate::quant;
+use crate::simd;
+
+use super::{Config, ModelError};
+
+/// A 2-D weight matrix: `rows` rows of `cols` elements, stored in the file at `offset`.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    /// Element type.
+    pub ty: GgmlType,
+    /// Output rows (`ne[1]`).
+    pub rows: usize,
+    /// Input columns (`ne[0]`).
+    pub cols: usize,
+    /// Absolute byte offset in the file.
+    pub offset: usize,
+    /// Bytes per row.
+    pub row_bytes: usize,
+}
+
+impl QMatrix {
+    /// The bytes of this matrix within `file`.
+    pub fn bytes<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        file.get(self.offset..self.offset + self.rows * self.row_bytes)
+            .unwrap_or(&[])
+    }
+
+    /// Dequantizes row `r` into `out` (`cols` long).
+    pub fn dequantize_row(&self, file: &[u8], r: usize, out: &mut [f32]) {
+        let start = self.offset + r * self.row_bytes;
+        let Some(row) = file.get(start..start + self.row_bytes) else {
+            return;
+        };
+        match self.ty {
+            GgmlType::Q4_0 => quant::q4_0::dequantize_row(row, out),
+            GgmlType::Q4_1 => quant::q4_1::dequantize_row(row, out),
+            GgmlType::Q8_0 => quant::q8_0::dequantize_row(row, out),
+            GgmlType::F16 => quant::f16::dequantize_row(row, out),
+            GgmlType::F32 => quant::f32::dequantize_row(row, out),
+            _ => {}
+        }
+    }
+}
+
+/// The weights of one transformer block.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    /// Pre-attention RMSNorm weight, `[n_embd]`.
+    pub attn_norm: Vec<f32>,
+    /// Query projection, `[n_embd] -> [n_head * head_dim]`.
+    pub wq: QMatrix,
+    /// Key projection, `[n_embd] -> [n_head_kv * head_dim]`.
+    pub wk: QMatrix,
+    /// Value projection, `[n_embd] -> [n_head_kv * head_dim]`.
+    pub wv: QMatrix,
+    /// Output projection, `[n_head * head_dim] -> [n_embd]`.
+    pub wo: QMatrix,
+    /// Pre-FFN RMSNorm weight, `[n_embd]`.
+    pub ffn_norm: Vec<f32>,
+    /// FFN gate, `[n_embd] -> [n_ff]`.
+    pub w_gate: QMatrix,
+    /// FFN up, `[n_embd] -> [n_ff]`.
+    pub w_up: QMatrix,
+    /// FFN down, `[n_ff] -> [n_embd]`.
+    pub w_down: QMatrix,
+}
+
+/// All weights of the model.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// Token embedding, `n_vocab` rows of `n_embd`.
+    pub token_embd: QMatrix,
+    /// Transformer blocks.
+    pub layers: Vec<LayerWeights>,
+    /// Final RMSNorm weight, `[n_embd]`.
+    pub output_norm: Vec<f32>,
+    /// Output projection `[n_embd] -> [n_vocab]` (`output.weight`, or the tied `token_embd`).
+    pub output: QMatrix,
+}
+
+fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo, ModelError> {
+    g.tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+}
+
+fn check_shape(t: &TensorInfo, expected: &[usize]) -> Result<(), ModelError> {
+    let exp: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
+    if t.dims != exp {
+        return Err(ModelError::TensorShape {
+            name: t.name.clone(),
+            expected: exp,
+            found: t.dims.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn matrix(
+    g: &Gguf,
+    name: &str,
+    cols: usize,
+    rows: usize,
+    allowed: fn(GgmlType) -> bool,
+) -> Result<QMatrix, ModelError> {
+    let t = find(g, name)?;
+    check_shape(t, &[cols, rows])?;
+    if !allowed(t.ty) {
+        return Err(ModelError::TensorType {
+            name: name.to_string(),
+            ty: t.ty,
+        });
+    }
+    Ok(QMatrix {
+        ty: t.ty,
+        rows,
+        cols,
+        offset: t.offset as usize,
+        row_bytes: (t.size as usize) / rows,
+    })
+}
+
+fn vector(g: &Gguf, file: &[u8], name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+    let t = find(g, name)?;
+    check_shape(t, &[n])?;
+    let mut v = vec![0f32; n];
+    match t.ty {
+        GgmlType::F32 => quant::f32::dequantize_row(g.tensor_data(file, t), &mut v),
+        GgmlType::F16 => quant::f16::dequantize_row(g.tensor_data(file, t), &mut v),
+        ty => {
+            return Err(ModelError::TensorType {
+                name: name.to_string(),
+                ty,
+            })
+        }
+    }
+    Ok(v)
+}
+
+fn embeddable(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::F16 | GgmlType::F32
+    )
+}
+
+impl Weights {
+    /// Finds and checks every tensor the forward pass needs.
+    pub fn from_gguf(g: &Gguf, file: &[u8], c: &Config) -> Result<Weights, ModelError> {
+        let (e, f, q, kv) = (c.n_embd, c.n_ff, c.n_head * c.head_dim, c.kv_dim());
+        if e % quant::QK != 0 || f % quant::QK != 0 || q % quant::QK != 0 {
+            return Err(ModelError::BadConfig(format!(
+                "n_embd {e}, n_ff {f} and n_head*head_dim {q} must be multiples of 32"
+            )));
+        }
+        let mm = simd::matmul_supports;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            layers.push(LayerWeights {
+                attn_norm: vector(g, file, &n("attn_norm"), e)?,
+                wq: matrix(g, &n("attn_q"), e, q, mm)?,
+                wk: matrix(g, &n("attn_k"), e, kv, mm)?,
+                wv: matrix(g, &n("attn_v"), e, kv, mm)?,
+                wo: matrix(g, &n("attn_output"), q, e, mm)?,
+                ffn_norm: vector(g, file, &n("ffn_norm"), e)?,
+                w_gate: matrix(g, &n("ffn_gate"), e, f, mm)?,
+                w_up: matrix(g, &n("ffn_up"), e, f, mm)?,
+                w_down: matrix(g, &n("ffn_down"), f, e, mm)?,
+            });
+        }
+        let token_embd = matrix(g, "token_embd.weight", e, c.n_vocab, embeddable)?;
+        let output = if g.tensor("output.weight").is_some() {
+            matrix(g, "output.weight", e, c.n_vocab, mm)?
+        } else {
+            if !mm(token_embd.ty) {
+                return Err(ModelError::TensorType {
+                    name: "token_embd.weight (tied output)".into(),
+                    ty: token_embd.ty,
+                });
+            }
+            token_embd.clone()
+        };
+        Ok(Weights {
+            token_embd,
+            layers,
+            output_norm: vector(g, file, "output_norm.weight", e)?,
+            output,
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! Plain `f32` rows and the deterministic 8-partial-sum dot product.
+//!
+//! Partial `j` sums the products of elements `j, j+8, j+16, ...` in order; the partials are
+//! then combined in the fixed tree `((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7))`, and a tail of fewer
+//! than 8 elements is added sequentially at the end. The AVX2 (one 8-lane register) and
+//! simd128 (two 4-lane registers) variants compute exactly this.
+
+/// Reads a row of little-endian `f32` without relying on alignment.
+pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
+/// Combines 8 partial sums in the fixed tree order.
+#[inline]
+pub fn reduce8(p: [f32; 8]) -> f32 {
+    ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]))
+}
+
+/// Scalar reference dot product with 8 partial sums.
+pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let n8 = n - n % 8;
+    let mut p = [0f32; 8];
+    for (ca, cb) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+        for j in 0..8 {
+            p[j] += ca[j] * cb[j];
+        }
+    }
+    let mut s = reduce8(p);
+    for i in n8..n {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// Scalar reference sum of squares with 8 partial sums (same order as [`dot_ref`]).
+pub fn sum_squares_ref(a: &[f32]) -> f32 {
+    dot_ref(a, a)
+}

@@ -1,0 +1,155 @@
+//! Kernel dispatch: the scalar reference and per-architecture SIMD variants of the hot loops,
+//! behind one set of functions that take an [`Isa`].
+//!
+//! All `unsafe` code and intrinsics live in the per-architecture files (`x86.rs`, `wasm.rs`,
+//! `neon.rs`); every variant reproduces the scalar reference bit for bit (see `crate::quant`).
+
+use crate::gguf::GgmlType;
+use crate::quant::q8_1::{self, BlockQ8_1};
+use crate::quant::{q4_0, q4_1, q8_0, QK};
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86;
+
+/// An instruction-set variant of the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable scalar reference.
+    Scalar,
+    /// x86-64 AVX2 + F16C (runtime detected).
+    Avx2,
+    /// WebAssembly simd128 (compile-time).
+    Simd128,
+    /// aarch64 NEON.
+    Neon,
+}
+
+impl Isa {
+    /// The variants usable on this machine, scalar first.
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Scalar];
+        let best = Isa::best();
+        if best != Isa::Scalar {
+            v.push(best);
+        }
+        v
+    }
+
+    /// The fastest variant usable on this machine (detected once).
+    pub fn best() -> Isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            if x86::has_avx2() {
+                return Isa::Avx2;
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            return Isa::Simd128;
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            return Isa::Neon;
+        }
+        #[allow(unreachable_code)]
+        Isa::Scalar
+    }
+
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Simd128 => "simd128",
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+/// Weight types [`matmul`] supports.
+pub fn matmul_supports(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+}
+
+/// Quantizes `x` (length a multiple of 32) into Q8_1 activation blocks.
+pub fn quantize_q8_1(isa: Isa, x: &[f32], out: &mut [BlockQ8_1]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::quantize_q8_1(x, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::quantize_q8_1(x, out),
+        _ => q8_1::quantize_row_ref(x, out),
+    }
+}
+
+/// Quantized matrix times activations: for weight rows `w` (`n_rows` rows of `n_cols`
+/// elements of type `ty`) and `n_tok` activation rows `acts` (`n_tok × n_cols/32` blocks),
+/// writes `out[r * n_tok + t] = dot(w[r], acts[t])`.
+///
+/// Unsupported types (see [`matmul_supports`]) or inconsistent lengths leave `out` untouched;
+/// the model checks both at load.
+pub fn matmul(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let nb = n_cols / QK;
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return;
+    }
+    let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
+    let (w, out) = (&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]);
+    match (isa, ty) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q4_1) if x86::has_avx2() => x86::matmul_q4_1(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q8_0) if x86::has_avx2() => x86::matmul_q8_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q4_1) => wasm::matmul_q4_1(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
+        _ => matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out),
+    }
+}
+
+/// Scalar reference matmul, one row at a time.
+fn matmul_ref(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let dot = match ty {
+        GgmlType::Q4_0 => q4_0::vec_dot_ref,
+        GgmlType::Q4_1 => q4_1::vec_dot_ref,
+        GgmlType::Q8_0 => q8_0::vec_dot_ref,
+        _ => return,
+    };
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
+        for (t, v) in o.iter_mut().enumerate() {
+            *v = dot(row, &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// Deterministic 8-partial-sum `f32` dot product (see `crate::quant::f32`).
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    crate::quant::f32::dot_ref(a, b)
+}

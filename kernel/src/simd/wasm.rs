@@ -1,0 +1,292 @@
+//! WebAssembly simd128 variants (compile-time `target_feature = "simd128"`).
+//!
+//! Same scheme as the x86 file: 4 weight rows at a time, exact `i32` block dot products
+//! (`i32x4.dot_i16x8_s`), a shuffle-based transposing reduction to one `i32` per row, and
+//! `f32x4` accumulation with one lane per row in block order. Half floats are widened with an
+//! exact integer/multiply sequence.
+
+use core::arch::wasm32::*;
+
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::{q4_1, q8_0, QK};
+
+/// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
+pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    for (c, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let mut v = [f32x4_splat(0.0); 8];
+        for (i, vi) in v.iter_mut().enumerate() {
+            *vi = f32x4(c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]);
+        }
+        let mut m = f32x4_abs(v[0]);
+        for vi in &v[1..] {
+            m = f32x4_max(m, f32x4_abs(*vi));
+        }
+        let amax = f32x4_extract_lane::<0>(m)
+            .max(f32x4_extract_lane::<1>(m))
+            .max(f32x4_extract_lane::<2>(m))
+            .max(f32x4_extract_lane::<3>(m));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let idv = f32x4_splat(id);
+        let (lo, hi) = (f32x4_splat(-127.0), f32x4_splat(127.0));
+        let mut q = [i32x4_splat(0); 8];
+        for (qi, vi) in q.iter_mut().zip(v) {
+            let r = f32x4_nearest(f32x4_mul(vi, idv));
+            *qi = i32x4_trunc_sat_f32x4(f32x4_min(f32x4_max(r, lo), hi));
+        }
+        let mut s = i32x4_splat(0);
+        for qi in &q {
+            s = i32x4_add(s, *qi);
+        }
+        let sum = i32x4_extract_lane::<0>(s)
+            + i32x4_extract_lane::<1>(s)
+            + i32x4_extract_lane::<2>(s)
+            + i32x4_extract_lane::<3>(s);
+        let h0 = i16x8_narrow_i32x4(q[0], q[1]);
+        let h1 = i16x8_narrow_i32x4(q[2], q[3]);
+        let h2 = i16x8_narrow_i32x4(q[4], q[5]);
+        let h3 = i16x8_narrow_i32x4(q[6], q[7]);
+        let b0 = i8x16_narrow_i16x8(h0, h1);
+        let b1 = i8x16_narrow_i16x8(h2, h3);
+        let mut bytes = [0u8; 32];
+        for i in 0..16 {
+            bytes[i] = u8x16_extract(b0, i);
+            bytes[i + 16] = u8x16_extract(b1, i);
+        }
+        for (qo, &bv) in b.qs.iter_mut().zip(&bytes) {
+            *qo = bv as i8;
+        }
+        b.d = d;
+        b.s = d * sum as f32;
+    }
+}
+
+#[inline(always)]
+fn u8x16_extract(v: v128, i: usize) -> u8 {
+    let mut a = [0u8; 16];
+    v128_store_bytes(v, &mut a);
+    a[i]
+}
+
+#[inline(always)]
+fn v128_store_bytes(v: v128, out: &mut [u8; 16]) {
+    *out = u128::to_le_bytes(u128::from_le_bytes(unsafe_free_bytes(v)));
+}
+
+#[inline(always)]
+fn unsafe_free_bytes(v: v128) -> [u8; 16] {
+    let lo = i64x2_extract_lane::<0>(v).to_le_bytes();
+    let hi = i64x2_extract_lane::<1>(v).to_le_bytes();
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&lo);
+    b[8..].copy_from_slice(&hi);
+    b
+}
+
+/// Loads the first 16 bytes of `s` (any alignment).
+#[inline(always)]
+fn load16(s: &[u8]) -> v128 {
+    let s = &s[..16];
+    // SAFETY: `s` has 16 readable bytes (checked by the slice above); wasm loads are unaligned.
+    unsafe { v128_load(s.as_ptr() as *const v128) }
+}
+
+/// Loads the first 16 activation bytes of `s`.
+#[inline(always)]
+fn load16_i8(s: &[i8]) -> v128 {
+    let s = &s[..16];
+    // SAFETY: as in `load16`.
+    unsafe { v128_load(s.as_ptr() as *const v128) }
+}
+
+/// Widens four half floats (low 16 bits of each lane) to `f32` exactly.
+#[inline(always)]
+fn f16x4_to_f32(h: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    let em = v128_and(h, u32x4_splat(0x7fff));
+    let scaled = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+    let exp_all = u32x4_splat(0x7c00);
+    let is_special = i32x4_eq(v128_and(h, exp_all), exp_all);
+    let mant = v128_and(h, u32x4_splat(0x03ff));
+    let quiet = v128_and(
+        v128_not(i32x4_eq(mant, u32x4_splat(0))),
+        u32x4_splat(0x0040_0000),
+    );
+    let special = v128_or(
+        v128_or(u32x4_splat(0x7f80_0000), i32x4_shl(mant, 13)),
+        quiet,
+    );
+    v128_or(v128_bitselect(special, scaled, is_special), sign)
+}
+
+/// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
+#[inline(always)]
+fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = i32x4_add(
+        i32x4_shuffle::<0, 4, 2, 6>(a, b),
+        i32x4_shuffle::<1, 5, 3, 7>(a, b),
+    );
+    let cd = i32x4_add(
+        i32x4_shuffle::<0, 4, 2, 6>(c, d),
+        i32x4_shuffle::<1, 5, 3, 7>(c, d),
+    );
+    i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+    )
+}
+
+/// Exact dot of 16 unsigned (w) by 16 signed (a) bytes, as i32x4 partials.
+#[inline(always)]
+fn dot_u8_i8(w: v128, a: v128) -> v128 {
+    let wl = u16x8_extend_low_u8x16(w);
+    let wh = u16x8_extend_high_u8x16(w);
+    let al = i16x8_extend_low_i8x16(a);
+    let ah = i16x8_extend_high_i8x16(a);
+    i32x4_add(i32x4_dot_i16x8(wl, al), i32x4_dot_i16x8(wh, ah))
+}
+
+/// Exact dot of 16 signed by 16 signed bytes, as i32x4 partials.
+#[inline(always)]
+fn dot_i8_i8(w: v128, a: v128) -> v128 {
+    let wl = i16x8_extend_low_i8x16(w);
+    let wh = i16x8_extend_high_i8x16(w);
+    let al = i16x8_extend_low_i8x16(a);
+    let ah = i16x8_extend_high_i8x16(a);
+    i32x4_add(i32x4_dot_i16x8(wl, al), i32x4_dot_i16x8(wh, ah))
+}
+
+#[inline(always)]
+fn dot_q4(blk: &[u8], a0: v128, a1: v128) -> v128 {
+    let q = load16(&blk[4..20]);
+    let m = u8x16_splat(0x0f);
+    i32x4_add(
+        dot_u8_i8(v128_and(q, m), a0),
+        dot_u8_i8(u8x16_shr(q, 4), a1),
+    )
+}
+
+#[inline(always)]
+fn dot_q8(blk: &[u8], a0: v128, a1: v128) -> v128 {
+    i32x4_add(
+        dot_i8_i8(load16(&blk[2..18]), a0),
+        dot_i8_i8(load16(&blk[18..34]), a1),
+    )
+}
+
+#[inline(always)]
+fn half_at(b: &[u8], o: usize) -> u32 {
+    u32::from(u16::from_le_bytes([b[o], b[o + 1]]))
+}
+
+fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    out[r0 * n_tok + t] = f32x4_extract_lane::<0>(acc);
+    out[(r0 + 1) * n_tok + t] = f32x4_extract_lane::<1>(acc);
+    out[(r0 + 2) * n_tok + t] = f32x4_extract_lane::<2>(acc);
+    out[(r0 + 3) * n_tok + t] = f32x4_extract_lane::<3>(acc);
+}
+
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
+pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    const BB: usize = q4_1::BLOCK_BYTES;
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    for r0 in (0..full).step_by(4) {
+        let rows = [
+            &w[r0 * rb..][..rb],
+            &w[(r0 + 1) * rb..][..rb],
+            &w[(r0 + 2) * rb..][..rb],
+            &w[(r0 + 3) * rb..][..rb],
+        ];
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                let k = [
+                    &rows[0][b * BB..][..BB],
+                    &rows[1][b * BB..][..BB],
+                    &rows[2][b * BB..][..BB],
+                    &rows[3][b * BB..][..BB],
+                ];
+                let isum = hsum4(
+                    dot_q4(k[0], a0, a1),
+                    dot_q4(k[1], a0, a1),
+                    dot_q4(k[2], a0, a1),
+                    dot_q4(k[3], a0, a1),
+                );
+                let d = f16x4_to_f32(u32x4(
+                    half_at(k[0], 0),
+                    half_at(k[1], 0),
+                    half_at(k[2], 0),
+                    half_at(k[3], 0),
+                ));
+                let m = f16x4_to_f32(u32x4(
+                    half_at(k[0], 2),
+                    half_at(k[1], 2),
+                    half_at(k[2], 2),
+                    half_at(k[3], 2),
+                ));
+                let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+                acc = f32x4_add(acc, x);
+                acc = f32x4_add(acc, f32x4_mul(m, f32x4_splat(ab.s)));
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// Q8_0 rows × Q8_1 activations (scale and values only).
+pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    const BB: usize = q8_0::BLOCK_BYTES;
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    for r0 in (0..full).step_by(4) {
+        let rows = [
+            &w[r0 * rb..][..rb],
+            &w[(r0 + 1) * rb..][..rb],
+            &w[(r0 + 2) * rb..][..rb],
+            &w[(r0 + 3) * rb..][..rb],
+        ];
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                let k = [
+                    &rows[0][b * BB..][..BB],
+                    &rows[1][b * BB..][..BB],
+                    &rows[2][b * BB..][..BB],
+                    &rows[3][b * BB..][..BB],
+                ];
+                let isum = hsum4(
+                    dot_q8(k[0], a0, a1),
+                    dot_q8(k[1], a0, a1),
+                    dot_q8(k[2], a0, a1),
+                    dot_q8(k[3], a0, a1),
+                );
+                let d = f16x4_to_f32(u32x4(
+                    half_at(k[0], 0),
+                    half_at(k[1], 0),
+                    half_at(k[2], 0),
+                    half_at(k[3], 0),
+                ));
+                let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+                acc = f32x4_add(acc, x);
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}

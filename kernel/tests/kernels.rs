@@ -1,0 +1,222 @@
+//! SIMD kernels agree with the scalar reference bit for bit, and quantized matmuls stay close
+//! to `f32` (per-type thresholds). Uses the in-crate RNG so the same tests run under wasm.
+#![allow(clippy::unwrap_used, clippy::cast_lossless)]
+
+use edge_llm_kernel::gguf::GgmlType;
+use edge_llm_kernel::quant::q8_1::{self, BlockQ8_1};
+use edge_llm_kernel::quant::{f16, q4_0, q4_1, q8_0, QK};
+use edge_llm_kernel::rng::SplitMix64;
+use edge_llm_kernel::simd::{self, Isa};
+
+/// Half-float scale bits for the named scenario.
+fn scale_bits(rng: &mut SplitMix64, case: usize) -> u16 {
+    match case {
+        0 => f16::f32_to_f16_bits(rng.uniform(-0.05, 0.05)),
+        1 => 0x7bff,                           // 65504, the largest half
+        2 => 0x0001 + rng.below(0x3ff) as u16, // subnormal
+        3 => 0,                                // zero
+        4 => 0x8000 | f16::f32_to_f16_bits(rng.uniform(0.0, 2.0)), // negative
+        _ => rng.below(0x7c00) as u16,         // any finite positive
+    }
+}
+
+/// Random weight rows of `ty` with scales from scenario `case`.
+fn weights(rng: &mut SplitMix64, ty: GgmlType, rows: usize, nb: usize, case: usize) -> Vec<u8> {
+    let mut w = Vec::new();
+    for _ in 0..rows * nb {
+        let d = scale_bits(rng, case).to_le_bytes();
+        let all_equal = case == 6;
+        let byte = rng.next_u64() as u8;
+        match ty {
+            GgmlType::Q4_1 => {
+                w.extend_from_slice(&d);
+                w.extend_from_slice(&scale_bits(rng, case).to_le_bytes());
+                w.extend((0..16).map(|_| {
+                    if all_equal {
+                        byte
+                    } else {
+                        rng.next_u64() as u8
+                    }
+                }));
+            }
+            GgmlType::Q4_0 => {
+                w.extend_from_slice(&d);
+                w.extend((0..16).map(|_| {
+                    if all_equal {
+                        byte
+                    } else {
+                        rng.next_u64() as u8
+                    }
+                }));
+            }
+            _ => {
+                w.extend_from_slice(&d);
+                w.extend((0..32).map(|_| {
+                    if all_equal {
+                        byte
+                    } else {
+                        rng.next_u64() as u8
+                    }
+                }));
+            }
+        }
+    }
+    w
+}
+
+/// Activations: random values at a scale picked by `case`, quantized with the reference.
+fn activations(rng: &mut SplitMix64, n: usize, case: usize) -> (Vec<f32>, Vec<BlockQ8_1>) {
+    let scale = [1.0f32, 1e-6, 1e6, 0.0, 3.0, 1e-30, 1.0][case % 7];
+    let x: Vec<f32> = (0..n)
+        .map(|i| match case {
+            6 => scale,                // all equal
+            7 => (i % 7) as f32 - 3.5, // exact ties after scaling
+            _ => rng.uniform(-1.0, 1.0) * scale,
+        })
+        .collect();
+    let mut a = vec![BlockQ8_1::default(); n / QK];
+    q8_1::quantize_row_ref(&x, &mut a);
+    (x, a)
+}
+
+#[test]
+fn quantize_simd_equals_scalar() {
+    let mut rng = SplitMix64::new(1);
+    for case in 0..8 {
+        for n in [32usize, 64, 576] {
+            let (x, want) = activations(&mut rng, n, case);
+            for isa in Isa::available() {
+                let mut got = vec![BlockQ8_1::default(); n / QK];
+                simd::quantize_q8_1(isa, &x, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.qs, w.qs, "{isa:?} case {case}");
+                    assert_eq!(g.d.to_bits(), w.d.to_bits(), "{isa:?} case {case}");
+                    assert_eq!(g.s.to_bits(), w.s.to_bits(), "{isa:?} case {case}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_simd_equals_scalar_bit_for_bit() {
+    let mut rng = SplitMix64::new(2);
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for case in 0..7 {
+            for (rows, nb, n_tok) in [
+                (1usize, 1usize, 1usize),
+                (4, 3, 1),
+                (9, 18, 2),
+                (13, 5, 3),
+                (8, 48, 1),
+            ] {
+                let w = weights(&mut rng, ty, rows, nb, case);
+                let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
+                let mut want = vec![0f32; rows * n_tok];
+                simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
+                for isa in Isa::available() {
+                    let mut got = vec![f32::NAN; rows * n_tok];
+                    simd::matmul(isa, ty, &w, nb * QK, &a, n_tok, &mut got);
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            e.to_bits(),
+                            "{isa:?} {ty} case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 0);
+    println!("variants checked: {:?}", Isa::available());
+}
+
+#[test]
+fn f32_dot_matches_definition() {
+    let mut rng = SplitMix64::new(3);
+    for n in [1usize, 7, 8, 64, 65] {
+        let a: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        assert!((simd::dot_f32(&a, &b) as f64 - exact).abs() < 1e-5);
+    }
+}
+
+/// Relative RMS error of quantized matmul against `f32`, per type.
+#[test]
+fn quantized_matmul_error_is_bounded() {
+    let mut rng = SplitMix64::new(4);
+    let (rows, cols, n_tok) = (64usize, 256usize, 4usize);
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+    let xf: Vec<f32> = (0..n_tok * cols).map(|_| rng.normal(1.0)).collect();
+    let mut a = vec![BlockQ8_1::default(); n_tok * cols / QK];
+    q8_1::quantize_row_ref(&xf, &mut a);
+    let exact: Vec<f32> = (0..rows * n_tok)
+        .map(|i| {
+            let (r, t) = (i / n_tok, i % n_tok);
+            (0..cols).map(|c| wf[r * cols + c] * xf[t * cols + c]).sum()
+        })
+        .collect();
+    for (ty, limit) in [
+        (GgmlType::Q4_0, 0.15),
+        (GgmlType::Q4_1, 0.12),
+        (GgmlType::Q8_0, 0.02),
+    ] {
+        let mut w = Vec::new();
+        match ty {
+            GgmlType::Q4_0 => q4_0::quantize_row(&wf, &mut w),
+            GgmlType::Q4_1 => q4_1::quantize_row(&wf, &mut w),
+            _ => q8_0::quantize_row(&wf, &mut w),
+        }
+        for isa in Isa::available() {
+            let mut y = vec![0f32; rows * n_tok];
+            simd::matmul(isa, ty, &w, cols, &a, n_tok, &mut y);
+            let num: f64 = y
+                .iter()
+                .zip(&exact)
+                .map(|(p, q)| ((p - q) as f64).powi(2))
+                .sum();
+            let den: f64 = exact.iter().map(|q| (*q as f64).powi(2)).sum();
+            let rel = (num / den).sqrt();
+            println!("{ty} {isa:?}: relative RMS error {rel:.4} (limit {limit})");
+            assert!(rel < limit && rel > 0.0, "{ty} error {rel} over {limit}");
+        }
+    }
+}
+
+#[test]
+fn dequantize_roundtrip_is_close() {
+    let mut rng = SplitMix64::new(5);
+    let x: Vec<f32> = (0..256).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    for (ty, tol) in [
+        (GgmlType::Q4_0, 0.15),
+        (GgmlType::Q4_1, 0.08),
+        (GgmlType::Q8_0, 0.01),
+    ] {
+        let mut w = Vec::new();
+        let mut y = vec![0f32; 256];
+        match ty {
+            GgmlType::Q4_0 => {
+                q4_0::quantize_row(&x, &mut w);
+                q4_0::dequantize_row(&w, &mut y)
+            }
+            GgmlType::Q4_1 => {
+                q4_1::quantize_row(&x, &mut w);
+                q4_1::dequantize_row(&w, &mut y)
+            }
+            _ => {
+                q8_0::quantize_row(&x, &mut w);
+                q8_0::dequantize_row(&w, &mut y)
+            }
+        }
+        let max = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < tol, "{ty}: max error {max}");
+    }
+}

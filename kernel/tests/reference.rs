@@ -1,0 +1,201 @@
+//! Reference tests against llama.cpp's outputs on the real model (run in release mode):
+//! teacher-forced greedy agreement, batch == token-by-token, thread-count invariance and
+//! perplexity.
+//!
+//! Teacher-forced criteria: our argmax equals the reference token at >= 97% of steps; at every
+//! step the reference logit of our argmax is within 0.5 of the reference maximum, and within
+//! 0.25 at all but 1% of steps (a 135M 4-bit model has many near-ties, and llama.cpp's own
+//! rounding moves logits by up to ~1: an exact f32 evaluation of the same weights differs from
+//! the reference by as much).
+#![allow(clippy::unwrap_used, clippy::cast_lossless)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{argmax, greedy_items, load_model};
+use edge_llm_kernel::{perplexity, Session, SessionOptions};
+
+fn session(model: &Arc<edge_llm_kernel::Model>, n_ctx: usize, threads: usize) -> Session {
+    Session::new(model.clone(), SessionOptions { n_ctx, threads }).expect("session")
+}
+
+#[test]
+fn teacher_forced_greedy_matches_llama_cpp() {
+    let model = load_model();
+    let n_vocab = model.config().n_vocab;
+    let (mut steps, mut agree, mut max_diff) = (0usize, 0usize, 0f32);
+    let mut worst_gap = 0f32;
+    let mut violations = Vec::new();
+    let mut near_ties = 0usize;
+    for (k, item) in greedy_items().iter().enumerate() {
+        let mut s = session(&model, 512, 1);
+        let mut toks = item.prompt_ids.clone();
+        toks.extend_from_slice(&item.generated_ids);
+        let logits = s.forward_all(&toks, &|| false).expect("forward").to_vec();
+        let np = item.prompt_ids.len();
+        for (i, (&want, top)) in item.generated_ids.iter().zip(&item.top20).enumerate() {
+            let row = &logits[(np - 1 + i) * n_vocab..(np + i) * n_vocab];
+            let ours = argmax(row) as u32;
+            steps += 1;
+            if ours == want {
+                agree += 1;
+            }
+            let ref_max = top[0].1;
+            let ref_of_ours = top.iter().find(|(id, _)| *id == ours).map(|p| p.1);
+            match ref_of_ours {
+                Some(v) => {
+                    let gap = ref_max - v;
+                    worst_gap = worst_gap.max(gap);
+                    if gap > 0.25 {
+                        near_ties += 1;
+                    }
+                    if gap > 0.5 {
+                        violations.push(format!(
+                            "item {k} step {i}: our argmax {ours} has reference logit {v}, {gap} below the max; our logits: {ours} {}, {} {}",
+                            row[ours as usize], top[0].0, row[top[0].0 as usize]
+                        ));
+                    }
+                }
+                None => violations.push(format!(
+                    "item {k} step {i}: our argmax {ours} is not in the reference top 20"
+                )),
+            }
+            let mut step_diff = 0f32;
+            for &(id, v) in top {
+                step_diff = step_diff.max((row[id as usize] - v).abs());
+            }
+            max_diff = max_diff.max(step_diff);
+        }
+    }
+    let rate = agree as f64 / steps as f64;
+    println!(
+        "teacher-forced agreement {agree}/{steps} = {:.2}%, max |logit - ref| over top-20 {max_diff:.4}, worst gap {worst_gap:.4}",
+        rate * 100.0
+    );
+    println!("steps where our argmax is 0.25..0.5 below the reference max: {near_ties}");
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    // The quantization noise of llama.cpp itself is of this order: an exact f32 evaluation of
+    // the same weights also lands 0.3 below the reference max at one step. Allow 1% of steps.
+    assert!(
+        near_ties * 100 <= steps,
+        "{near_ties} steps are more than 0.25 below the reference max"
+    );
+    assert!(rate >= 0.97, "agreement {rate} below 97%");
+    assert!(max_diff < 2.0, "logits differ from llama.cpp by {max_diff}");
+}
+
+#[test]
+fn prefill_batch_equals_token_by_token() {
+    let model = load_model();
+    let n_vocab = model.config().n_vocab;
+    let item = &greedy_items()[0];
+    let mut toks = item.prompt_ids.clone();
+    toks.extend_from_slice(&item.generated_ids[..8]);
+    let mut a = session(&model, 256, 1);
+    let batch = a.forward_all(&toks, &|| false).expect("batch").to_vec();
+    let mut b = session(&model, 256, 1);
+    for (i, &t) in toks.iter().enumerate() {
+        let one = b.forward(&[t], &|| false).expect("step");
+        let want = &batch[i * n_vocab..(i + 1) * n_vocab];
+        assert!(
+            one.iter()
+                .zip(want)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "position {i}: token-by-token logits differ from the batch"
+        );
+    }
+    // A split prefill (two batches) agrees too.
+    let mut c = session(&model, 256, 1);
+    c.forward(&toks[..20], &|| false).expect("first half");
+    let last = c.forward(&toks[20..], &|| false).expect("second half");
+    let want = &batch[(toks.len() - 1) * n_vocab..];
+    assert!(last
+        .iter()
+        .zip(want)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn thread_count_does_not_change_logits() {
+    let model = load_model();
+    let item = &greedy_items()[2];
+    let toks = &item.prompt_ids;
+    let one = session(&model, 256, 1)
+        .forward_all(toks, &|| false)
+        .expect("1")
+        .to_vec();
+    let two = session(&model, 256, 2)
+        .forward_all(toks, &|| false)
+        .expect("2")
+        .to_vec();
+    assert!(one
+        .iter()
+        .zip(&two)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    let mut s1 = session(&model, 256, 1);
+    let mut s2 = session(&model, 256, 2);
+    s1.forward(toks, &|| false).expect("1");
+    s2.forward(toks, &|| false).expect("2");
+    for &t in &item.generated_ids[..8] {
+        let a = s1.forward(&[t], &|| false).expect("1").to_vec();
+        let b = s2.forward(&[t], &|| false).expect("2");
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
+
+#[test]
+fn perplexity_of_greedy_continuations_is_low() {
+    let model = load_model();
+    for item in greedy_items().iter().take(3) {
+        let mut toks = item.prompt_ids.clone();
+        toks.extend_from_slice(&item.generated_ids);
+        let n = toks.len() & !1;
+        let p = perplexity(&model, &toks[..n], n, 1).expect("ppl");
+        println!(
+            "ppl of a greedy continuation: {:.4} ({} scored)",
+            p.ppl, p.scored
+        );
+        assert!(
+            p.ppl < 3.0,
+            "greedy continuation perplexity {} too high",
+            p.ppl
+        );
+    }
+}
+
+// Perplexity on ppl_text.txt against llama.cpp needs the guest's tokenizer: it is checked end
+// to end through `edge-llm perplexity` in tests/tests/cli.rs.
+
+/// FNV-1a over the bits of the logits.
+fn digest(v: &[f32]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for x in v {
+        for b in x.to_bits().to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Recorded on x86-64 AVX2: the wasm32 simd128 build must produce the same logits bit for bit.
+const PROMPT_LOGITS_DIGEST: u64 = 0x4410_c9aa_2799_bb67;
+
+#[test]
+fn logits_are_bit_identical_across_targets() {
+    let model = load_model();
+    let item = &greedy_items()[0];
+    let mut s = session(&model, 256, 1);
+    s.forward(&item.prompt_ids, &|| false).expect("prefill");
+    let mut h = 0u64;
+    for &t in &item.generated_ids[..4] {
+        h ^= digest(s.forward(&[t], &|| false).expect("decode"));
+        h = h.rotate_left(7);
+    }
+    println!("prompt + 4 decode steps logits digest {h:#018x}");
+    assert_eq!(
+        h, PROMPT_LOGITS_DIGEST,
+        "logits differ from the recorded native digest"
+    );
+}

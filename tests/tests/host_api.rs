@@ -1,0 +1,239 @@
+//! The host library against the real component: streaming, cancellation, typed errors,
+//! deadlines, the component cache and memory over many calls — on both backends.
+
+use std::time::Duration;
+
+use edge_llm_host::{api, greedy, HostError, Instance, ModelHandle, Runtime};
+use edge_llm_tests::{default_model_guest_path, runtime, temp_dir};
+
+fn open(instance: &mut Instance, backend: api::Backend) -> ModelHandle {
+    let options = api::OpenOptions {
+        backend: Some(backend),
+        context_length: Some(512),
+    };
+    instance
+        .open(&default_model_guest_path(), &options)
+        .expect("open model")
+}
+
+fn both_backends(test: impl Fn(&Runtime, api::Backend)) {
+    let cache = temp_dir("host-api");
+    let rt = runtime(true, &cache);
+    for backend in [api::Backend::WasiNn, api::Backend::Kernel] {
+        test(&rt, backend);
+    }
+}
+
+fn stream_text(
+    instance: &mut Instance,
+    model: &ModelHandle,
+    prompt: &str,
+    params: &api::Params,
+) -> (String, api::Completion) {
+    let stream = instance
+        .stream_complete(model, prompt, params)
+        .expect("stream");
+    let mut text = String::new();
+    while let Some(chunk) = instance.next_chunk(&stream).expect("chunk") {
+        text.push_str(&chunk.text);
+    }
+    let done = instance
+        .finish(&stream)
+        .expect("finish")
+        .expect("summary after the end");
+    instance.drop_stream(stream).expect("drop");
+    (text, done)
+}
+
+#[test]
+fn streamed_chunks_concatenate_to_the_one_shot_text() {
+    both_backends(|rt, backend| {
+        let mut instance = rt.instantiate().expect("instance");
+        let model = open(&mut instance, backend);
+        let mut params = greedy(24);
+        params.stop = vec!["\n\n".into()];
+        let one_shot = instance
+            .complete(&model, "Ελληνικά and русский текст are", &params)
+            .expect("complete");
+        let (streamed, summary) = stream_text(
+            &mut instance,
+            &model,
+            "Ελληνικά and русский текст are",
+            &params,
+        );
+        assert_eq!(streamed, one_shot.text);
+        assert_eq!(summary.text, one_shot.text);
+        assert_eq!(summary.tokens, one_shot.tokens);
+        assert!(
+            !one_shot.text.contains("\n\n"),
+            "the stop string leaked: {:?}",
+            one_shot.text
+        );
+        assert_eq!(summary.backend, backend);
+    });
+}
+
+#[test]
+fn dropping_a_stream_cancels_it_and_the_model_stays_usable() {
+    both_backends(|rt, backend| {
+        let mut instance = rt.instantiate().expect("instance");
+        let model = open(&mut instance, backend);
+        let params = greedy(16);
+        let reference = instance
+            .complete(&model, "Once upon a time", &params)
+            .expect("complete");
+        let stream = instance
+            .stream_complete(&model, "The capital of France is", &greedy(200))
+            .expect("stream");
+        for _ in 0..3 {
+            instance.next_chunk(&stream).expect("chunk");
+        }
+        instance.drop_stream(stream).expect("drop mid-way");
+        let again = instance
+            .complete(&model, "Once upon a time", &params)
+            .expect("complete after cancel");
+        assert_eq!(again.tokens, reference.tokens);
+    });
+}
+
+#[test]
+fn bad_parameters_and_overflow_are_typed_errors() {
+    both_backends(|rt, backend| {
+        let mut instance = rt.instantiate().expect("instance");
+        let model = open(&mut instance, backend);
+        let bad = |f: &dyn Fn(&mut api::Params)| {
+            let mut p = greedy(8);
+            f(&mut p);
+            p
+        };
+        for (name, params) in [
+            ("NaN temperature", bad(&|p| p.temperature = f32::NAN)),
+            ("negative temperature", bad(&|p| p.temperature = -0.5)),
+            ("top-p above 1", bad(&|p| p.top_p = 1.5)),
+            ("max-tokens 0", bad(&|p| p.max_tokens = 0)),
+            ("negative repeat penalty", bad(&|p| p.repeat_penalty = -1.0)),
+        ] {
+            match instance.complete(&model, "Hello", &params) {
+                Err(HostError::Inference(api::Error::InvalidInput(_))) => {}
+                other => panic!("{name}: expected invalid-input, got {other:?}"),
+            }
+        }
+        match instance.complete(&model, &"word ".repeat(600), &greedy(8)) {
+            Err(HostError::Inference(api::Error::ContextOverflow(o))) => {
+                assert_eq!(o.context_length, 512);
+                assert!(o.prompt_tokens > 500);
+            }
+            other => panic!("expected context-overflow, got {other:?}"),
+        }
+        // Nothing above broke the instance.
+        instance
+            .complete(&model, "Hello", &greedy(4))
+            .expect("still serving");
+    });
+}
+
+#[test]
+fn a_deadline_ends_a_runaway_generation_and_the_host_keeps_serving() {
+    both_backends(|rt, backend| {
+        let mut instance = rt.instantiate().expect("instance");
+        let model = open(&mut instance, backend);
+        instance.set_timeout(Some(Duration::from_millis(30)));
+        let mut params = greedy(2000);
+        params.ignore_eos = true;
+        match instance.complete(&model, "Count to a million: 1, 2, 3,", &params) {
+            Err(HostError::Deadline(after)) => assert!(after < Duration::from_secs(2), "{after:?}"),
+            other => panic!("{backend:?}: expected a deadline error, got {other:?}"),
+        }
+        // A trapped instance is discarded; a fresh one from the same runtime serves.
+        let mut instance = rt.instantiate().expect("instance");
+        let model = open(&mut instance, backend);
+        instance
+            .complete(&model, "Hello", &greedy(4))
+            .expect("the next call succeeds");
+    });
+}
+
+#[test]
+fn the_component_cache_is_hit_and_a_tampered_entry_is_rebuilt() {
+    let cache = temp_dir("cache");
+    let first = runtime(false, &cache);
+    assert!(
+        matches!(
+            first.cache_status(),
+            edge_llm_host::cache::CacheStatus::Miss
+        ),
+        "{}",
+        first.cache_status()
+    );
+    drop(first);
+    let second = runtime(false, &cache);
+    assert_eq!(
+        second.cache_status(),
+        &edge_llm_host::cache::CacheStatus::Hit
+    );
+    drop(second);
+    let entry = std::fs::read_dir(cache.join("components"))
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a .cwasm entry");
+    let mut bytes = std::fs::read(&entry).expect("read entry");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(&entry, &bytes).expect("tamper");
+    let third = runtime(false, &cache);
+    assert!(
+        matches!(
+            third.cache_status(),
+            edge_llm_host::cache::CacheStatus::Rebuilt(_)
+        ),
+        "{}",
+        third.cache_status()
+    );
+    let mut instance = third
+        .instantiate()
+        .expect("the rebuilt component instantiates");
+    let model = open(&mut instance, api::Backend::Kernel);
+    instance
+        .complete(&model, "Hi", &greedy(2))
+        .expect("and runs");
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn two_hundred_calls_on_one_instance_keep_memory_flat() {
+    let cache = temp_dir("rss");
+    let rt = runtime(true, &cache);
+    let mut instance = rt.instantiate().expect("instance");
+    let model = open(&mut instance, api::Backend::WasiNn);
+    let mut params = greedy(8);
+    params.ignore_eos = true;
+    let mut call = |i: usize| {
+        let prompt = format!("Request {i}: tell me about WebAssembly.");
+        instance
+            .complete(&model, &prompt, &params)
+            .expect("complete");
+    };
+    for i in 0..20 {
+        call(i);
+    }
+    let warm = rss_kib();
+    for i in 20..200 {
+        call(i);
+    }
+    let end = rss_kib();
+    eprintln!("RSS after warm-up {warm} KiB, after 200 calls {end} KiB");
+    assert!(
+        end <= warm + 8 * 1024,
+        "RSS grew from {warm} KiB to {end} KiB over 180 calls"
+    );
+}
