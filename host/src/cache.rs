@@ -126,9 +126,12 @@ fn store(component: &Component, path: &Path) -> Result<(), HostError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| HostError::io(dir, e))?;
     // Write both files under temporary names, then rename: a crash leaves no half entry.
-    let pid = std::process::id();
-    let tmp = path.with_extension(format!("cwasm.tmp{pid}"));
-    let tmp_sum = path.with_extension(format!("sha256.tmp{pid}"));
+    // Unique per process and call: concurrent writers of the same entry must not collide.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = format!("{}-{n}", std::process::id());
+    let tmp = path.with_extension(format!("cwasm.tmp{unique}"));
+    let tmp_sum = path.with_extension(format!("sha256.tmp{unique}"));
     std::fs::write(&tmp, &bytes).map_err(|e| HostError::io(&tmp, e))?;
     std::fs::write(&tmp_sum, hex(&Sha256::digest(&bytes))).map_err(|e| HostError::io(&tmp_sum, e))?;
     std::fs::rename(&tmp_sum, sidecar(path)).map_err(|e| HostError::io(path, e))?;

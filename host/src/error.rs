@@ -28,8 +28,8 @@ pub enum HostError {
     #[error("cannot load model: {0}")]
     ModelLoad(String),
     /// The component answered with an error.
-    #[error("{0}")]
-    Inference(String),
+    #[error("{}", describe(.0))]
+    Inference(wit::Error),
     /// The call ran past its deadline (in the guest or in the native backend).
     #[error("deadline exceeded after {0:?}")]
     Deadline(std::time::Duration),
@@ -47,18 +47,23 @@ impl HostError {
     }
 }
 
+/// One line for an error the component returned.
+fn describe(e: &wit::Error) -> String {
+    match e {
+        wit::Error::InvalidInput(m) => format!("invalid input: {m}"),
+        wit::Error::ContextOverflow(o) => format!(
+            "context overflow: the prompt has {} tokens and {} more were requested, but the context holds {}",
+            o.prompt_tokens, o.max_tokens, o.context_length
+        ),
+        wit::Error::ModelNotFound(m) => format!("model not found: {m}"),
+        wit::Error::ModelNotSupported(m) => format!("model not supported: {m}"),
+        wit::Error::BackendError(m) => format!("backend error: {m}"),
+        wit::Error::RuntimeError(m) => format!("runtime error: {m}"),
+    }
+}
+
 impl From<wit::Error> for HostError {
     fn from(e: wit::Error) -> Self {
-        HostError::Inference(match e {
-            wit::Error::InvalidInput(m) => format!("invalid input: {m}"),
-            wit::Error::ContextOverflow(o) => format!(
-                "context overflow: the prompt has {} tokens and {} more were requested, but the context holds {}",
-                o.prompt_tokens, o.max_tokens, o.context_length
-            ),
-            wit::Error::ModelNotFound(m) => format!("model not found: {m}"),
-            wit::Error::ModelNotSupported(m) => format!("model not supported: {m}"),
-            wit::Error::BackendError(m) => format!("backend error: {m}"),
-            wit::Error::RuntimeError(m) => format!("runtime error: {m}"),
-        })
+        HostError::Inference(e)
     }
 }

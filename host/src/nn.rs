@@ -30,6 +30,13 @@ use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static LAST_ERROR: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// The detailed message of the last backend error on this thread. wasi-nn's host glue shows
+/// the guest only "Failed while accessing backend"; the host adds this detail to its error.
+pub fn take_last_error() -> Option<String> {
+    LAST_ERROR.with(Cell::take)
 }
 
 /// Runs `f` with a deadline that native forward passes on this thread honour.
@@ -48,6 +55,8 @@ fn deadline_passed() -> bool {
 pub const DEADLINE_MESSAGE: &str = "deadline exceeded";
 
 fn backend_error(message: impl std::fmt::Display) -> BackendError {
+    let message = message.to_string();
+    LAST_ERROR.with(|e| e.set(Some(message.clone())));
     BackendError::BackendAccess(wasmtime::format_err!("{message}"))
 }
 

@@ -269,18 +269,20 @@ impl Instance {
             None => self.store.set_epoch_deadline(NO_DEADLINE),
         }
         let guest = self.bindings.edge_llm_inference();
+        nn::take_last_error();
         let result = nn::with_deadline(deadline, || f(&mut self.store, guest));
-        let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
+        let native_error = nn::take_last_error();
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                let e = HostError::from(e);
-                if past_deadline && e.to_string().contains(nn::DEADLINE_MESSAGE) {
+            Ok(Err(e)) => match (e, native_error) {
+                (_, Some(detail)) if detail == nn::DEADLINE_MESSAGE => {
                     Err(HostError::Deadline(started.elapsed()))
-                } else {
-                    Err(e)
                 }
-            }
+                (api::Error::BackendError(m), Some(detail)) => Err(HostError::Inference(
+                    api::Error::BackendError(format!("{m} ({detail})")),
+                )),
+                (e, _) => Err(e.into()),
+            },
             Err(trap) => {
                 if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                     self.poisoned = Some("interrupted at its deadline".into());
