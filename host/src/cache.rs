@@ -89,7 +89,9 @@ fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
 
 fn entry_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let key = format!(
         "{}-{:016x}",
         &hex(&Sha256::digest(wasm))[..32],
@@ -133,7 +135,8 @@ fn store(component: &Component, path: &Path) -> Result<(), HostError> {
     let tmp = path.with_extension(format!("cwasm.tmp{unique}"));
     let tmp_sum = path.with_extension(format!("sha256.tmp{unique}"));
     std::fs::write(&tmp, &bytes).map_err(|e| HostError::io(&tmp, e))?;
-    std::fs::write(&tmp_sum, hex(&Sha256::digest(&bytes))).map_err(|e| HostError::io(&tmp_sum, e))?;
+    std::fs::write(&tmp_sum, hex(&Sha256::digest(&bytes)))
+        .map_err(|e| HostError::io(&tmp_sum, e))?;
     std::fs::rename(&tmp_sum, sidecar(path)).map_err(|e| HostError::io(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| HostError::io(path, e))?;
     Ok(())

@@ -86,8 +86,15 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf, HostError> {
         }
     };
     if !path.is_file() {
-        let hint = if wanted.is_none() { "; run `just model` to fetch it" } else { "" };
-        return Err(HostError::ModelNotFound(format!("{}{hint}", path.display())));
+        let hint = if wanted.is_none() {
+            "; run `just model` to fetch it"
+        } else {
+            ""
+        };
+        return Err(HostError::ModelNotFound(format!(
+            "{}{hint}",
+            path.display()
+        )));
     }
     Ok(path)
 }

@@ -89,7 +89,11 @@ impl BackendInner for GgmlBackend {
         GraphEncoding::Ggml
     }
 
-    fn load(&mut self, builders: &[&[u8]], _target: ExecutionTarget) -> Result<Graph, BackendError> {
+    fn load(
+        &mut self,
+        builders: &[&[u8]],
+        _target: ExecutionTarget,
+    ) -> Result<Graph, BackendError> {
         let [bytes] = builders else {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
@@ -127,17 +131,23 @@ struct GgmlContext {
 
 fn tensor_i32s(tensor: &Tensor, name: &str) -> Result<Vec<u32>, BackendError> {
     if tensor.ty != TensorType::I32 {
-        return Err(backend_error(format!("input `{name}` must be I32, got {:?}", tensor.ty)));
+        return Err(backend_error(format!(
+            "input `{name}` must be I32, got {:?}",
+            tensor.ty
+        )));
     }
-    if tensor.data.len() % 4 != 0 {
-        return Err(backend_error(format!("input `{name}` has a partial element")));
+    if !tensor.data.len().is_multiple_of(4) {
+        return Err(backend_error(format!(
+            "input `{name}` has a partial element"
+        )));
     }
     tensor
         .data
         .chunks_exact(4)
         .map(|b| {
             let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            u32::try_from(v).map_err(|_| backend_error(format!("input `{name}` holds negative {v}")))
+            u32::try_from(v)
+                .map_err(|_| backend_error(format!("input `{name}` holds negative {v}")))
         })
         .collect()
 }
@@ -162,7 +172,11 @@ impl GgmlContext {
                 other => backend_error(other),
             })?;
         let data = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Ok(Tensor::new(vec![1, logits.len() as u32], TensorType::Fp32, data))
+        Ok(Tensor::new(
+            vec![1, logits.len() as u32],
+            TensorType::Fp32,
+            data,
+        ))
     }
 
     fn header(&self) -> Tensor {
@@ -174,11 +188,15 @@ impl GgmlContext {
 
 impl BackendExecutionContext for GgmlContext {
     fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
-        Err(backend_error("the ggml backend takes named inputs through compute"))
+        Err(backend_error(
+            "the ggml backend takes named inputs through compute",
+        ))
     }
 
     fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
-        Err(backend_error("the ggml backend returns outputs from compute"))
+        Err(backend_error(
+            "the ggml backend returns outputs from compute",
+        ))
     }
 
     fn compute(

@@ -137,7 +137,8 @@ impl Runtime {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
         let bytes: ModelBytes = Arc::new(map);
         let model = Arc::new(
-            Model::load(bytes).map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?,
+            Model::load(bytes)
+                .map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?,
         );
         let graph = GgmlBackend::new(self.options.threads).graph(model.clone());
         for name in names {
@@ -257,14 +258,18 @@ impl Instance {
         f: impl FnOnce(&mut Store<HostState>, &api::Guest) -> wasmtime::Result<Result<R, api::Error>>,
     ) -> Result<R, HostError> {
         if let Some(trap) = &self.poisoned {
-            return Err(HostError::Trap(format!("instance unusable after an earlier trap: {trap}")));
+            return Err(HostError::Trap(format!(
+                "instance unusable after an earlier trap: {trap}"
+            )));
         }
         let started = Instant::now();
         let deadline = self.timeout.map(|t| started + t);
         match self.timeout {
             Some(t) => {
                 let ticks = t.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) + 1;
-                self.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE));
+                self.store.set_epoch_deadline(
+                    u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE),
+                );
             }
             None => self.store.set_epoch_deadline(NO_DEADLINE),
         }

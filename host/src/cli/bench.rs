@@ -39,7 +39,8 @@ pub struct BenchArgs {
     json: bool,
 }
 
-const FILLER: &str = "WebAssembly is a binary instruction format for a stack-based virtual machine, \
+const FILLER: &str =
+    "WebAssembly is a binary instruction format for a stack-based virtual machine, \
 designed as a portable compilation target for programming languages, enabling deployment on the \
 web for client and server applications. ";
 
@@ -97,7 +98,7 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
         for rep in 0..args.repeat {
             let prompt = prompt_of(&mut s, n, rep)?;
             let c = s.instance.complete(&s.model, &prompt, &params(1))?;
-            speeds.push(c.usage.prompt_tokens as f64 / (c.timings.prefill_ms / 1e3));
+            speeds.push(f64::from(c.usage.prompt_tokens) / (c.timings.prefill_ms / 1e3));
             ttfts.push(c.timings.ttft_ms);
         }
         row[format!("pp{n}_tokens_per_s")] = json!(median(speeds));
@@ -105,7 +106,11 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
     }
     let mut decode = Vec::new();
     for rep in 0..args.repeat {
-        let c = s.instance.complete(&s.model, &format!("Story {rep}: Once upon a time"), &params(args.decode))?;
+        let c = s.instance.complete(
+            &s.model,
+            &format!("Story {rep}: Once upon a time"),
+            &params(args.decode),
+        )?;
         decode.push(c.timings.decode_tokens_per_s);
     }
     row[format!("tg{}_tokens_per_s", args.decode)] = json!(median(decode));
@@ -127,7 +132,8 @@ fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
         }
         let tmp;
         if fresh_cache {
-            tmp = std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()));
+            tmp = std::env::temp_dir()
+                .join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             cmd.arg("--cache-dir").arg(&tmp);
         }
@@ -136,10 +142,16 @@ fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
         let out = cmd.output()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if !out.status.success() {
-            bail!("cold-start run failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "cold-start run failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         if fresh_cache {
-            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id())));
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir()
+                    .join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id())),
+            );
         }
     }
     Ok(median(times))
@@ -158,7 +170,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let mut rows = Vec::new();
     for &backend in &args.backends {
-        let counts: &[usize] = if backend == BackendChoice::Wasm { &[1] } else { &threads };
+        let counts: &[usize] = if backend == BackendChoice::Wasm {
+            &[1]
+        } else {
+            &threads
+        };
         for &t in counts {
             rows.push(measure(&args, backend, t)?);
         }
@@ -184,7 +200,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let cells: Vec<String> = columns
             .iter()
             .map(|c| match &row[c] {
-                Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.1}")),
+                Value::Number(n) => n
+                    .as_f64()
+                    .map_or_else(|| n.to_string(), |f| format!("{f:.1}")),
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             })

@@ -100,19 +100,18 @@ fn user(content: &str) -> api::Message {
 }
 
 /// Pulls a stream to its end, printing chunks as they come when `print` is set.
-fn drain(
-    instance: &mut Instance,
-    stream: StreamHandle,
-    print: bool,
-) -> Result<api::Completion> {
+fn drain(instance: &mut Instance, stream: StreamHandle, print: bool) -> Result<api::Completion> {
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = instance.next_chunk(&stream)? {
         if print {
-            out.write_all(chunk.text.as_bytes()).context("writing to stdout")?;
+            out.write_all(chunk.text.as_bytes())
+                .context("writing to stdout")?;
             out.flush().context("writing to stdout")?;
         }
     }
-    let completion = instance.finish(&stream)?.context("the stream ended without a summary")?;
+    let completion = instance
+        .finish(&stream)?
+        .context("the stream ended without a summary")?;
     instance.drop_stream(stream)?;
     Ok(completion)
 }
@@ -201,12 +200,17 @@ pub fn chat(args: ChatArgs) -> Result<()> {
 
 /// `edge-llm perplexity`: tokenizes with the guest, scores with the native kernel.
 pub fn perplexity(args: &ModelArgs, file: &Path, ctx: usize) -> Result<()> {
-    if !(8..=8192).contains(&ctx) || ctx % 2 != 0 {
+    if !(8..=8192).contains(&ctx) || !ctx.is_multiple_of(2) {
         bail!("--ctx must be an even number between 8 and 8192, got {ctx}");
     }
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not valid UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid UTF-8 (byte {})",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let mut s = Session::open(args)?;
     let tokens = s.instance.tokenize(&s.model, &text, false)?;
     let model = s
@@ -214,7 +218,11 @@ pub fn perplexity(args: &ModelArgs, file: &Path, ctx: usize) -> Result<()> {
         .clone()
         .context("perplexity runs on the native kernel; use --backend auto or native")?;
     if tokens.len() < ctx {
-        bail!("{} has {} tokens, fewer than one chunk of --ctx {ctx}", file.display(), tokens.len());
+        bail!(
+            "{} has {} tokens, fewer than one chunk of --ctx {ctx}",
+            file.display(),
+            tokens.len()
+        );
     }
     let threads = s.runtime.options().threads;
     let started = std::time::Instant::now();

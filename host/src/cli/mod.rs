@@ -119,7 +119,10 @@ pub fn run(args: Args) -> Result<()> {
         Command::Info { model } => {
             let mut s = setup::Session::open(&model)?;
             let info = s.instance.info(&s.model)?;
-            println!("{}", serde_json::to_string_pretty(&setup::info_json(&info, &s.path))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&setup::info_json(&info, &s.path))?
+            );
             Ok(())
         }
         Command::Perplexity { model, file, ctx } => generate::perplexity(&model, &file, ctx),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use edge_llm_kernel::Model;
 use edge_llm_host::{
     api, cache, models, Instance, ModelHandle, Runtime, RuntimeOptions, GUEST_MODEL_DIR,
 };
+use edge_llm_kernel::Model;
 use serde_json::json;
 
 use super::{BackendChoice, ModelArgs};
@@ -31,7 +31,11 @@ pub fn status(message: impl std::fmt::Display) {
 /// The guest component: `--component`, `$EDGE_LLM_COMPONENT`, or the one `just build` puts in
 /// the target directory next to this binary.
 fn component_path(args: &ModelArgs) -> Result<PathBuf> {
-    if let Some(p) = args.component.clone().or_else(|| std::env::var_os("EDGE_LLM_COMPONENT").map(PathBuf::from)) {
+    if let Some(p) = args
+        .component
+        .clone()
+        .or_else(|| std::env::var_os("EDGE_LLM_COMPONENT").map(PathBuf::from))
+    {
         return Ok(p);
     }
     let exe = std::env::current_exe().context("locating this executable")?;
@@ -45,7 +49,9 @@ fn component_path(args: &ModelArgs) -> Result<PathBuf> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .with_context(|| "the guest component is not built (run `just build`, or pass --component)".to_string())
+        .with_context(|| {
+            "the guest component is not built (run `just build`, or pass --component)".to_string()
+        })
 }
 
 /// A runtime for these options, offering the native backend when `native`, with `model_dir`
@@ -66,7 +72,11 @@ pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Re
     options.native = native;
     options.model_dir = model_dir;
     let runtime = Runtime::new(options)?;
-    status(format_args!("component: {} in {:.1?}", runtime.cache_status(), runtime.load_time()));
+    status(format_args!(
+        "component: {} in {:.1?}",
+        runtime.cache_status(),
+        runtime.load_time()
+    ));
     Ok(runtime)
 }
 
@@ -98,9 +108,13 @@ impl Session {
             .context("model path has no file name")?
             .to_string();
         let native = args.backend != BackendChoice::Wasm;
-        let stamps = (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(cache::default_dir));
+        let stamps =
+            (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(cache::default_dir));
         models::verify(&path, stamps.as_deref())?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let guest_path = format!("{GUEST_MODEL_DIR}/{file_name}");
         let mut runtime = runtime(args, native, Some(dir))?;
         let native_model = if native {
@@ -108,13 +122,20 @@ impl Session {
             let mut names = vec![guest_path.clone()];
             names.extend(models::find(&file_name).map(|k| k.name));
             let model = runtime.preload(&path, &names)?;
-            status(format_args!("native backend: mapped {} in {:.1?}", path.display(), t.elapsed()));
+            status(format_args!(
+                "native backend: mapped {} in {:.1?}",
+                path.display(),
+                t.elapsed()
+            ));
             Some(model)
         } else {
             None
         };
         let mut instance = runtime.instantiate()?;
-        status(format_args!("instantiated in {:.1?}", instance.instantiate_time()));
+        status(format_args!(
+            "instantiated in {:.1?}",
+            instance.instantiate_time()
+        ));
         instance.set_timeout(args.timeout_ms.map(Duration::from_millis));
         let backend = match args.backend {
             BackendChoice::Auto => None,
