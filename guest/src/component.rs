@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+#[cfg(feature = "wasi-nn")]
 use edge_llm_kernel::gguf::Gguf;
 use edge_llm_kernel::{Model, ModelBytes};
 
@@ -13,6 +14,7 @@ use crate::chat::Message;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::kernel_backend::KernelBackend;
 use crate::model::{BackendKind, LoadError, LoadedModel};
+#[cfg(feature = "wasi-nn")]
 use crate::nn_backend::{self, NnBackend, NnOpenError};
 use crate::sampling::SamplingParams;
 use crate::{known_models, Backend};
@@ -84,6 +86,7 @@ fn read_model_file(path: &str) -> Result<Vec<u8>, LoadError> {
     })
 }
 
+#[cfg(feature = "wasi-nn")]
 fn open_wasi_nn(
     name: &str,
     path: &str,
@@ -99,7 +102,8 @@ fn open_wasi_nn(
         Err(e) => return Err(e),
     };
     let header = nn_backend::header(&graph).map_err(NnOpenError::Failed)?;
-    let gguf = Gguf::parse_header(&header).map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+    let gguf = Gguf::parse_header(&header)
+        .map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
     let graph = Rc::new(graph);
     let factory = Box::new(move |n_ctx| {
         NnBackend::new(&graph, n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
@@ -109,7 +113,17 @@ fn open_wasi_nn(
 
 fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
     let bytes: ModelBytes = Arc::new(read_model_file(path)?);
-    let model = Arc::new(Model::load(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?);
+    let model =
+        Arc::new(Model::load(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?);
+    kernel_model(name, &model, n_ctx)
+}
+
+/// Serves a loaded kernel model: tokenizer, chat template, and kernel sessions on demand.
+pub(crate) fn kernel_model(
+    name: &str,
+    model: &Arc<Model>,
+    n_ctx: Option<usize>,
+) -> Result<LoadedModel, LoadError> {
     let for_sessions = model.clone();
     let factory = Box::new(move |n_ctx| {
         KernelBackend::new(for_sessions.clone(), n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
@@ -117,13 +131,24 @@ fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedMod
     LoadedModel::new(name, model.gguf(), n_ctx, BackendKind::Kernel, factory)
 }
 
-fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<LoadedModel, wit::Error> {
+fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>, wit::Error> {
     let path = known_models::resolve(name_or_path);
     let n_ctx = options.context_length.map(|n| n as usize);
+    #[cfg(not(feature = "wasi-nn"))]
+    if options.backend == Some(wit::Backend::WasiNn) {
+        return Err(wit::Error::BackendError(
+            "this component was built without wasi:nn; open with backend `kernel` or none".into(),
+        ));
+    }
+    #[cfg(feature = "bundle")]
+    if let Some(model) = crate::bundle::open(name_or_path, &path, n_ctx)? {
+        return Ok(model);
+    }
+    #[cfg(feature = "wasi-nn")]
     if options.backend != Some(wit::Backend::Kernel) {
         let explicit = options.backend == Some(wit::Backend::WasiNn);
         match open_wasi_nn(name_or_path, &path, explicit, n_ctx) {
-            Ok(m) => return Ok(m),
+            Ok(m) => return Ok(Rc::new(m)),
             // No backend or graph for this model in the host: the kernel serves it.
             Err(NnOpenError::Unavailable(_)) if !explicit => {}
             Err(NnOpenError::Unavailable(why) | NnOpenError::Failed(why)) => {
@@ -132,7 +157,7 @@ fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<LoadedModel, wi
             Err(NnOpenError::Load(e)) => return Err(e.into()),
         }
     }
-    open_kernel(name_or_path, &path, n_ctx).map_err(Into::into)
+    Ok(Rc::new(open_kernel(name_or_path, &path, n_ctx)?))
 }
 
 fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
@@ -153,7 +178,9 @@ fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
 }
 
 fn messages(m: Vec<wit::Message>) -> Vec<Message> {
-    m.into_iter().map(|m| Message::new(m.role, m.content)).collect()
+    m.into_iter()
+        .map(|m| Message::new(m.role, m.content))
+        .collect()
 }
 
 fn backend(kind: BackendKind) -> wit::Backend {
@@ -178,14 +205,18 @@ impl ModelResource {
     }
 }
 
-fn run_to_end(g: GenerationResource) -> Result<wit::Completion, wit::Error> {
+fn run_to_end(g: &GenerationResource) -> Result<wit::Completion, wit::Error> {
     while g.next_chunk()?.is_some() {}
-    g.summary().ok_or_else(|| wit::Error::RuntimeError("generation ended without a summary".into()))
+    g.summary()
+        .ok_or_else(|| wit::Error::RuntimeError("generation ended without a summary".into()))
 }
 
 impl wit::GuestModel for ModelResource {
     fn open(name_or_path: String, options: wit::OpenOptions) -> Result<wit::Model, wit::Error> {
-        Ok(wit::Model::new(ModelResource(Rc::new(open(&name_or_path, options)?))))
+        Ok(wit::Model::new(ModelResource(open(
+            &name_or_path,
+            options,
+        )?)))
     }
 
     fn info(&self) -> wit::ModelInfo {
@@ -203,7 +234,10 @@ impl wit::GuestModel for ModelResource {
     }
 
     fn tokenize(&self, text: String, parse_control: bool) -> Result<Vec<u32>, wit::Error> {
-        self.0.tokenizer().encode(&text, parse_control).map_err(invalid)
+        self.0
+            .tokenizer()
+            .encode(&text, parse_control)
+            .map_err(invalid)
     }
 
     fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
@@ -215,19 +249,27 @@ impl wit::GuestModel for ModelResource {
     }
 
     fn complete(&self, prompt: String, p: wit::Params) -> Result<wit::Completion, wit::Error> {
-        run_to_end(self.start(&prompt, p)?)
+        run_to_end(&self.start(&prompt, p)?)
     }
 
     fn chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Completion, wit::Error> {
         let prompt = self.chat_prompt(m)?;
-        run_to_end(self.start(&prompt, p)?)
+        run_to_end(&self.start(&prompt, p)?)
     }
 
-    fn stream_complete(&self, prompt: String, p: wit::Params) -> Result<wit::Generation, wit::Error> {
+    fn stream_complete(
+        &self,
+        prompt: String,
+        p: wit::Params,
+    ) -> Result<wit::Generation, wit::Error> {
         Ok(wit::Generation::new(self.start(&prompt, p)?))
     }
 
-    fn stream_chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Generation, wit::Error> {
+    fn stream_chat(
+        &self,
+        m: Vec<wit::Message>,
+        p: wit::Params,
+    ) -> Result<wit::Generation, wit::Error> {
         let prompt = self.chat_prompt(m)?;
         Ok(wit::Generation::new(self.start(&prompt, p)?))
     }
@@ -258,7 +300,11 @@ impl GenerationResource {
                 let completion = wit::Completion {
                     text: std::mem::take(text),
                     tokens: generation.tokens().to_vec(),
-                    finish_reason: finish_reason(generation.finish_reason().unwrap_or(generate::FinishReason::Length)),
+                    finish_reason: finish_reason(
+                        generation
+                            .finish_reason()
+                            .unwrap_or(generate::FinishReason::Length),
+                    ),
                     usage: wit::Usage {
                         prompt_tokens: generation.usage().prompt_tokens as u32,
                         completion_tokens: generation.usage().completion_tokens as u32,
@@ -270,7 +316,9 @@ impl GenerationResource {
                     },
                     backend: backend(self.model.info().backend),
                 };
-                if let GenState::Running(generation, _) = std::mem::replace(&mut *state, GenState::Done(completion)) {
+                if let GenState::Running(generation, _) =
+                    std::mem::replace(&mut *state, GenState::Done(completion))
+                {
                     self.model.park(generation.into_backend());
                 }
                 Ok(None)
@@ -293,7 +341,9 @@ impl GenerationResource {
 impl Drop for GenerationResource {
     fn drop(&mut self) {
         // A cancelled generation still leaves a useful KV cache (its prompt prefix).
-        if let GenState::Running(generation, _) = std::mem::replace(self.state.get_mut(), GenState::Failed) {
+        if let GenState::Running(generation, _) =
+            std::mem::replace(self.state.get_mut(), GenState::Failed)
+        {
             self.model.park(generation.into_backend());
         }
     }

@@ -16,7 +16,8 @@ impl KernelBackend {
     /// A fresh session of `n_ctx` positions on `model` (one thread: the guest has no threads).
     pub fn new(model: Arc<Model>, n_ctx: usize) -> Result<Self, BackendError> {
         let options = SessionOptions { n_ctx, threads: 1 };
-        let session = Session::new(model, options).map_err(|e| BackendError::Failed(e.to_string()))?;
+        let session =
+            Session::new(model, options).map_err(|e| BackendError::Failed(e.to_string()))?;
         Ok(Self {
             session,
             tokens: Vec::new(),
@@ -45,10 +46,15 @@ impl Backend for KernelBackend {
     }
 
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
-        let logits = self.session.forward(tokens, &|| false).map_err(|e| match e {
-            ForwardError::ContextOverflow { needed, n_ctx } => BackendError::ContextFull { needed, n_ctx },
-            other => BackendError::Failed(other.to_string()),
-        })?;
+        let logits = self
+            .session
+            .forward(tokens, &|| false)
+            .map_err(|e| match e {
+                ForwardError::ContextOverflow { needed, n_ctx } => {
+                    BackendError::ContextFull { needed, n_ctx }
+                }
+                other => BackendError::Failed(other.to_string()),
+            })?;
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
     }

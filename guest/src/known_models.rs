@@ -17,6 +17,12 @@ pub fn file_of(name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The manifest's default model name (the one a bundled component carries).
+pub fn default_name() -> Option<String> {
+    let manifest: serde_json::Value = serde_json::from_str(MANIFEST).ok()?;
+    manifest["default"].as_str().map(str::to_string)
+}
+
 /// A known name becomes its file under [`MODEL_DIR`]; anything else is taken as a path.
 pub fn resolve(name_or_path: &str) -> String {
     match file_of(name_or_path) {
@@ -36,5 +42,6 @@ mod tests {
             "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
         );
         assert_eq!(resolve("/models/other.gguf"), "/models/other.gguf");
+        assert_eq!(default_name().as_deref(), Some("smollm2-135m-instruct"));
     }
 }

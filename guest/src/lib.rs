@@ -15,18 +15,40 @@ pub mod tokenizer;
 
 pub use generate::Backend;
 
+#[cfg(all(feature = "wasi-nn", feature = "bundle"))]
+compile_error!(
+    "the `bundle` feature is for hosts without wasi:nn: build with `--no-default-features --features bundle`"
+);
+
+/// The world this build implements, chosen by features: `wasi-nn` (default) imports the host's
+/// engine; without it the component is standalone; `bundle` adds the model and `init`.
 #[cfg(target_arch = "wasm32")]
 mod bindings {
+    #[cfg(feature = "wasi-nn")]
     wit_bindgen::generate!({
         path: "../wit",
         world: "edge:llm/llm-inference",
+        generate_all,
+    });
+    #[cfg(not(any(feature = "wasi-nn", feature = "bundle")))]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "edge:llm/llm-inference-standalone",
+        generate_all,
+    });
+    #[cfg(all(feature = "bundle", not(feature = "wasi-nn")))]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "edge:llm/llm-inference-bundle",
         generate_all,
     });
     use super::component::Component;
     export!(Component with_types_in self);
 }
 
+#[cfg(all(target_arch = "wasm32", feature = "bundle"))]
+mod bundle;
 #[cfg(target_arch = "wasm32")]
 mod component;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn_backend;

@@ -108,12 +108,19 @@ impl LoadedModel {
         new_session: SessionFactory,
     ) -> Result<Self, LoadError> {
         let meta = |e: edge_llm_kernel::GgufError| LoadError::Invalid(e.to_string());
-        let architecture = gguf.get_str("general.architecture").map_err(meta)?.to_string();
+        let architecture = gguf
+            .get_str("general.architecture")
+            .map_err(meta)?
+            .to_string();
         let trained = gguf
             .get_u32(&format!("{architecture}.context_length"))
             .map_err(meta)? as usize;
         let context_length = match n_ctx {
-            Some(0) => return Err(LoadError::Invalid("context length must be at least 1".into())),
+            Some(0) => {
+                return Err(LoadError::Invalid(
+                    "context length must be at least 1".into(),
+                ))
+            }
             Some(n) if n > trained => {
                 return Err(LoadError::Invalid(format!(
                     "context length {n} exceeds the model's trained context {trained}"
@@ -123,8 +130,8 @@ impl LoadedModel {
             None => trained,
         };
         let tokenizer = Rc::new(Tokenizer::from_gguf(gguf)?);
-        let template =
-            ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default()).map_err(|e| e.to_string());
+        let template = ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default())
+            .map_err(|e| e.to_string());
         let (parameters, quantization) = weights_summary(gguf);
         let info = ModelInfo {
             name: name.to_string(),
@@ -159,7 +166,9 @@ impl LoadedModel {
     pub fn render_chat(&self, messages: &[Message]) -> Result<String, ChatError> {
         match &self.template {
             Ok(t) => t.render(messages, true),
-            Err(e) => Err(ChatError::Render(format!("this model has no usable chat template: {e}"))),
+            Err(e) => Err(ChatError::Render(format!(
+                "this model has no usable chat template: {e}"
+            ))),
         }
     }
 
@@ -174,6 +183,15 @@ impl LoadedModel {
             None => (self.new_session)(self.info.context_length)?,
         };
         Generation::new(backend, self.tokenizer.clone(), prompt_ids, params)
+    }
+
+    /// Creates a session now, if none is idle, so the first generation does not wait for it.
+    pub fn warm_up(&self) -> Result<(), BackendError> {
+        if self.idle.borrow().is_none() {
+            let session = (self.new_session)(self.info.context_length)?;
+            self.park(session);
+        }
+        Ok(())
     }
 
     /// Keeps a session (and its KV cache) for the next generation.

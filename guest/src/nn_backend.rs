@@ -92,7 +92,10 @@ impl NnBackend {
 }
 
 fn i32_bytes(values: impl IntoIterator<Item = u32>) -> Vec<u8> {
-    values.into_iter().flat_map(|v| (v as i32).to_le_bytes()).collect()
+    values
+        .into_iter()
+        .flat_map(|v| (v as i32).to_le_bytes())
+        .collect()
 }
 
 impl Backend for NnBackend {
@@ -125,7 +128,8 @@ impl Backend for NnBackend {
                 n_ctx: self.n_ctx,
             });
         }
-        let n = u32::try_from(tokens.len()).map_err(|_| BackendError::Failed("batch too large".into()))?;
+        let n = u32::try_from(tokens.len())
+            .map_err(|_| BackendError::Failed("batch too large".into()))?;
         let mut inputs = vec![(
             "tokens".to_string(),
             Tensor::new(&[n], TensorType::I32, &i32_bytes(tokens.iter().copied())),

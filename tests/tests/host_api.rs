@@ -199,4 +199,3 @@ fn the_component_cache_is_hit_and_a_tampered_entry_is_rebuilt() {
         .complete(&model, "Hi", &greedy(2))
         .expect("and runs");
 }
-

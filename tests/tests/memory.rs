@@ -22,7 +22,9 @@ fn two_hundred_calls_on_one_instance_keep_memory_flat() {
         backend: Some(api::Backend::WasiNn),
         context_length: Some(512),
     };
-    let model = instance.open(&default_model_guest_path(), &options).expect("open");
+    let model = instance
+        .open(&default_model_guest_path(), &options)
+        .expect("open");
     let mut params = greedy(8);
     params.ignore_eos = true;
     let mut call = |i: usize| {
