@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use edge_llm_kernel::{Model, ModelBytes};
 use wasmtime::component::{Linker, ResourceAny, ResourceTable};
-use wasmtime::{Config, Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder, Trap,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_nn::wit::WasiNnView;
 use wasmtime_wasi_nn::{Backend, Registry};
@@ -43,6 +46,10 @@ pub struct RuntimeOptions {
     pub native: bool,
     /// Upper bound on each instance's linear memory, in bytes.
     pub memory_limit: usize,
+    /// Pre-allocate slots for this many concurrent instances (wasmtime's pooling allocator,
+    /// with copy-on-write memory images), for hosts that create many short-lived instances.
+    /// `None` allocates on demand.
+    pub pooling: Option<u32>,
 }
 
 impl RuntimeOptions {
@@ -55,6 +62,7 @@ impl RuntimeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             native: true,
             memory_limit: 2 << 30,
+            pooling: None,
         }
     }
 }
@@ -81,7 +89,17 @@ impl Runtime {
             .wasm_simd(true)
             .wasm_relaxed_simd(true)
             .relaxed_simd_deterministic(true)
-            .epoch_interruption(true);
+            .epoch_interruption(true)
+            .memory_init_cow(true);
+        if let Some(instances) = options.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .total_memories(instances.saturating_mul(4))
+                .max_memories_per_component(4)
+                .max_memory_size(options.memory_limit);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(|e| HostError::Component(format!("{e:#}")))?;
         let wasm = std::fs::read(&options.component).map_err(|e| {
             HostError::Component(format!(

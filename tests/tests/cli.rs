@@ -162,3 +162,17 @@ fn perplexity_is_within_one_percent_of_llama_cpp() {
         );
     }
 }
+
+#[test]
+fn the_second_process_hits_the_component_cache() {
+    default_model();
+    let cache = temp_dir("second-process");
+    let args = ["-v", "run", "--backend", "wasm", "--max-tokens", "1", "Hi"];
+    let first = edge_llm(&args, &cache);
+    let second = edge_llm(&args, &cache);
+    for out in [&first, &second] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(String::from_utf8_lossy(&first.stderr).contains("cache miss"));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("cache hit"));
+}

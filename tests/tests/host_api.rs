@@ -199,3 +199,22 @@ fn the_component_cache_is_hit_and_a_tampered_entry_is_rebuilt() {
         .complete(&model, "Hi", &greedy(2))
         .expect("and runs");
 }
+
+#[test]
+fn pooled_short_lived_instances_each_answer() {
+    let cache = temp_dir("pooling");
+    let model = edge_llm_tests::default_model();
+    let mut options = edge_llm_host::RuntimeOptions::new(edge_llm_tests::guest_wasm());
+    options.cache_dir = Some(cache);
+    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    options.pooling = Some(4);
+    let mut rt = Runtime::new(options).expect("pooled runtime");
+    rt.preload(&model, &[default_model_guest_path()]).expect("preload");
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let mut instance = rt.instantiate().expect("instance from the pool");
+        let model = open(&mut instance, api::Backend::WasiNn);
+        answers.push(instance.complete(&model, "Hello", &greedy(4)).expect("complete").tokens);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+}

@@ -69,6 +69,9 @@ struct Scratch {
     mm: Vec<f32>,
     /// Second matmul output (FFN up), `[n_ff][T]`.
     mm2: Vec<f32>,
+    /// Key and value matmul outputs, `[kv_dim][T]`.
+    mmk: Vec<f32>,
+    mmv: Vec<f32>,
     /// Queries, `[T][n_head * head_dim]`.
     q: Vec<f32>,
     /// New keys, `[T][kv_dim]`.
@@ -118,22 +121,55 @@ struct Par {
     threads: usize,
 }
 
+/// Below this many weight bytes × tokens a matmul region runs on one thread (a fork/join costs
+/// more than the work it would split).
+#[cfg(feature = "threads")]
+const MIN_PAR_WORK: usize = 64 * 1024;
+
 impl Par {
     /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
     fn matmul(self, w: &QMatrix, file: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-        let wb = w.bytes(file);
-        let out = &mut out[..w.rows * n_tok];
+        self.matmuls(file, acts, n_tok, &mut [(w, out)]);
+    }
 
+    /// Several matmuls over the same activations in one parallel region: each thread takes its
+    /// share of the rows of every matrix (the per-row arithmetic is unchanged).
+    fn matmuls(
+        self,
+        file: &[u8],
+        acts: &[BlockQ8_1],
+        n_tok: usize,
+        jobs: &mut [(&QMatrix, &mut [f32])],
+    ) {
         #[cfg(feature = "threads")]
-        if self.threads > 1 && w.rows >= 64 {
-            use rayon::prelude::*;
-            let per = w.rows.div_ceil(self.threads).next_multiple_of(8);
-            out.par_chunks_mut(per * n_tok)
-                .zip(wb.par_chunks(per * w.row_bytes))
-                .for_each(|(o, wc)| simd::matmul(self.isa, w.ty, wc, w.cols, acts, n_tok, o));
-            return;
+        if self.threads > 1 {
+            let work: usize = jobs.iter().map(|(w, _)| w.rows * w.row_bytes).sum();
+            if work * n_tok >= MIN_PAR_WORK {
+                use rayon::prelude::*;
+                type Task<'a> = (&'a QMatrix, &'a [u8], &'a mut [f32]);
+                let mut tasks: Vec<Vec<Task<'_>>> = (0..self.threads).map(|_| Vec::new()).collect();
+                for (w, out) in jobs.iter_mut() {
+                    let per = w.rows.div_ceil(self.threads).next_multiple_of(8);
+                    let wb = w.bytes(file);
+                    let chunks = out[..w.rows * n_tok]
+                        .chunks_mut(per * n_tok)
+                        .zip(wb.chunks(per * w.row_bytes));
+                    for (list, (o, wc)) in tasks.iter_mut().zip(chunks) {
+                        list.push((w, wc, o));
+                    }
+                }
+                tasks.into_par_iter().with_max_len(1).for_each(|list| {
+                    for (w, wc, o) in list {
+                        simd::matmul(self.isa, w.ty, wc, w.cols, acts, n_tok, o);
+                    }
+                });
+                return;
+            }
         }
-        simd::matmul(self.isa, w.ty, wb, w.cols, acts, n_tok, out);
+        for (w, out) in jobs.iter_mut() {
+            let out = &mut out[..w.rows * n_tok];
+            simd::matmul(self.isa, w.ty, w.bytes(file), w.cols, acts, n_tok, out);
+        }
     }
 }
 
@@ -312,6 +348,8 @@ impl Scratch {
             grow(&mut self.act, n_tok * wide / QK);
             grow(&mut self.mm, n_tok * wide);
             grow(&mut self.mm2, n_tok * c.n_ff);
+            grow(&mut self.mmk, n_tok * c.kv_dim());
+            grow(&mut self.mmv, n_tok * c.kv_dim());
             grow(&mut self.q, n_tok * nq);
             grow(&mut self.k, n_tok * c.kv_dim());
             grow(&mut self.v, n_tok * c.kv_dim());
@@ -488,12 +526,19 @@ impl Forward<'_> {
             ops::rmsnorm(&s.x[r.clone()], &lw.attn_norm, c.rms_eps, &mut s.xn[r]);
         }
         quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
-        par.matmul(&lw.wq, file, &s.act, n, &mut s.mm);
+        par.matmuls(
+            file,
+            &s.act,
+            n,
+            &mut [
+                (&lw.wq, &mut s.mm[..]),
+                (&lw.wk, &mut s.mmk[..]),
+                (&lw.wv, &mut s.mmv[..]),
+            ],
+        );
         transpose_into(&s.mm, nq, n, &mut s.q);
-        par.matmul(&lw.wk, file, &s.act, n, &mut s.mm);
-        transpose_into(&s.mm, kv, n, &mut s.k);
-        par.matmul(&lw.wv, file, &s.act, n, &mut s.mm);
-        transpose_into(&s.mm, kv, n, &mut s.v);
+        transpose_into(&s.mmk, kv, n, &mut s.k);
+        transpose_into(&s.mmv, kv, n, &mut s.v);
         for t in 0..n {
             let (cs, sn) = (&s.cos[t * h2..(t + 1) * h2], &s.sin[t * h2..(t + 1) * h2]);
             ops::rope(&mut s.q[t * nq..(t + 1) * nq], c.head_dim, cs, sn);
@@ -509,7 +554,7 @@ impl Forward<'_> {
         let items = n * c.n_head;
         let att = &mut s.att[..items * c.head_dim];
         #[cfg(feature = "threads")]
-        if par.threads > 1 && items >= 2 {
+        if par.threads > 1 && items >= 2 && items * (p0 + n) * c.head_dim >= 1 << 15 {
             use rayon::prelude::*;
             let per = items.div_ceil(par.threads);
             let q = &s.q;
@@ -535,8 +580,12 @@ impl Forward<'_> {
             ops::rmsnorm(&s.x[r.clone()], &lw.ffn_norm, c.rms_eps, &mut s.xn[r]);
         }
         quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
-        par.matmul(&lw.w_gate, file, &s.act, n, &mut s.mm);
-        par.matmul(&lw.w_up, file, &s.act, n, &mut s.mm2);
+        par.matmuls(
+            file,
+            &s.act,
+            n,
+            &mut [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
+        );
         for t in 0..n {
             for j in 0..f {
                 let i = j * n + t;

@@ -1,9 +1,10 @@
 //! WebAssembly simd128 variants (compile-time `target_feature = "simd128"`).
 //!
-//! Same scheme as the x86 file: 4 weight rows at a time, exact `i32` block dot products
-//! (`i32x4.dot_i16x8_s`), a shuffle-based transposing reduction to one `i32` per row, and
-//! `f32x4` accumulation with one lane per row in block order. Half floats are widened with an
-//! exact integer/multiply sequence.
+//! Same scheme as the x86 file, 4 weight rows at a time: exact integer block dot products
+//! (`i16x8.extmul_*_i8x16`, partial sums kept in i16 while they provably fit, then widened), a
+//! shuffle-based transposing reduction to one `i32` per row, and `f32x4` accumulation with one
+//! lane per row in block order. Half floats are widened with an exact integer/multiply
+//! sequence.
 
 use core::arch::wasm32::*;
 
@@ -119,6 +120,60 @@ fn f16x4_to_f32(h: v128) -> v128 {
     v128_or(v128_bitselect(special, scaled, is_special), sign)
 }
 
+/// Widens the two half floats of each 32-bit lane (`lo` = bits 0..16, `hi` = bits 16..32) to
+/// `f32` exactly: a short sequence when no half is infinite or NaN, else the full one.
+#[inline(always)]
+fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
+    let exp_all = u16x8_splat(0x7c00);
+    if v128_any_true(i16x8_eq(v128_and(g, exp_all), exp_all)) {
+        return (
+            f16x4_to_f32(v128_and(g, u32x4_splat(0xffff))),
+            f16x4_to_f32(u32x4_shr(g, 16)),
+        );
+    }
+    // Finite halves: the exponent and mantissa bits shifted into place, times 2^112, are the
+    // value exactly (subnormals included); the sign is copied over.
+    let k = f32x4_splat(f32::from_bits(0x7780_0000));
+    let lo = f32x4_mul(i32x4_shl(v128_and(g, u32x4_splat(0x7fff)), 13), k);
+    let lo = v128_or(lo, i32x4_shl(v128_and(g, u32x4_splat(0x8000)), 16));
+    let hi = f32x4_mul(u32x4_shr(v128_and(g, u32x4_splat(0x7fff_0000)), 3), k);
+    let hi = v128_or(hi, v128_and(g, u32x4_splat(0x8000_0000)));
+    (lo, hi)
+}
+
+/// The little-endian 32-bit word at `b[o..o + 4]`.
+#[inline(always)]
+fn word_at(b: &[u8], o: usize) -> u32 {
+    let w = &b[o..o + 4];
+    u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+}
+
+/// i16x8 partial sums (each of 4 products, |s| <= 7620) of a Q4 block (nibbles `lo`, `hi`
+/// as bytes 0..=15) with activations `a0` (elements 0..16) and `a1` (16..32).
+///
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` is deterministic here: its second operand (the nibbles)
+/// is within 0..=127 and no pair sum (|s| <= 2 · 15 · 127) can saturate.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn psum_q4(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
+    i16x8_add(
+        i16x8_relaxed_dot_i8x16_i7x16(a0, lo),
+        i16x8_relaxed_dot_i8x16_i7x16(a1, hi),
+    )
+}
+
+/// `[Σa, Σb, Σc, Σd]` (as i32) of four i16x8 vectors of Q4 partial sums: pairwise i16 sums
+/// stay within 4 · 7620 = 30480, the last step widens.
+#[inline(always)]
+fn hsum4_i16(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    hsum4(
+        i32x4_extadd_pairwise_i16x8(a),
+        i32x4_extadd_pairwise_i16x8(b),
+        i32x4_extadd_pairwise_i16x8(c),
+        i32x4_extadd_pairwise_i16x8(d),
+    )
+}
+
 /// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
 #[inline(always)]
 fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
@@ -136,16 +191,6 @@ fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
     )
 }
 
-/// Exact dot of 16 unsigned (w) by 16 signed (a) bytes, as i32x4 partials.
-#[inline(always)]
-fn dot_u8_i8(w: v128, a: v128) -> v128 {
-    let wl = u16x8_extend_low_u8x16(w);
-    let wh = u16x8_extend_high_u8x16(w);
-    let al = i16x8_extend_low_i8x16(a);
-    let ah = i16x8_extend_high_i8x16(a);
-    i32x4_add(i32x4_dot_i16x8(wl, al), i32x4_dot_i16x8(wh, ah))
-}
-
 /// Exact dot of 16 signed by 16 signed bytes, as i32x4 partials.
 #[inline(always)]
 fn dot_i8_i8(w: v128, a: v128) -> v128 {
@@ -157,16 +202,6 @@ fn dot_i8_i8(w: v128, a: v128) -> v128 {
 }
 
 #[inline(always)]
-fn dot_q4(blk: &[u8], a0: v128, a1: v128) -> v128 {
-    let q = load16(&blk[4..20]);
-    let m = u8x16_splat(0x0f);
-    i32x4_add(
-        dot_u8_i8(v128_and(q, m), a0),
-        dot_u8_i8(u8x16_shr(q, 4), a1),
-    )
-}
-
-#[inline(always)]
 fn dot_q8(blk: &[u8], a0: v128, a1: v128) -> v128 {
     i32x4_add(
         dot_i8_i8(load16(&blk[2..18]), a0),
@@ -174,9 +209,11 @@ fn dot_q8(blk: &[u8], a0: v128, a1: v128) -> v128 {
     )
 }
 
+/// The nibbles of a Q4_1 block as bytes: `(elements 0..16, elements 16..32)`.
 #[inline(always)]
-fn half_at(b: &[u8], o: usize) -> u32 {
-    u32::from(u16::from_le_bytes([b[o], b[o + 1]]))
+fn unpack_q4(blk: &[u8]) -> (v128, v128) {
+    let q = load16(&blk[4..20]);
+    (v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4))
 }
 
 fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
@@ -186,12 +223,58 @@ fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     out[(r0 + 3) * n_tok + t] = f32x4_extract_lane::<3>(acc);
 }
 
+/// Groups of 4 rows read ahead while decoding (wasm has no prefetch instruction).
+const PF_GROUPS: usize = 6;
+
+/// Loads one byte per 64-byte line of `w[from..from + n]` (clipped), so that those lines are
+/// on their way to the cache before they are needed.
+#[inline(always)]
+fn touch(w: &[u8], from: usize, n: usize) {
+    let end = (from + n).min(w.len());
+    let mut x = 0u8;
+    let mut i = from;
+    while i < end {
+        x ^= w[i];
+        i += 64;
+    }
+    core::hint::black_box(x);
+}
+
+/// Q4 partial sums of the block at `row[o..]` (see `psum_q4`).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn psum_row(row: &[u8], o: usize, a0: v128, a1: v128) -> v128 {
+    let (lo, hi) = unpack_q4(&row[o..o + q4_1::BLOCK_BYTES]);
+    psum_q4(lo, hi, a0, a1)
+}
+
+/// `(d, m)` of the Q4_1 blocks at offset `o` of four rows, as `f32`.
+#[inline(always)]
+fn dm4(rows: &[&[u8]; 4], o: usize) -> (v128, v128) {
+    f16x8_pairs_to_f32(u32x4(
+        word_at(rows[0], o),
+        word_at(rows[1], o),
+        word_at(rows[2], o),
+        word_at(rows[3], o),
+    ))
+}
+
 /// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
+///
+/// With several tokens, each 4-row group is unpacked once (nibbles to bytes, half scales to
+/// `f32`) and reused for every token.
+#[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
     const BB: usize = q4_1::BLOCK_BYTES;
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
+    // Per block: 8 nibble vectors (4 rows × lo/hi), then d and m for the 4 rows.
+    let mut buf = if n_tok > 1 {
+        vec![i32x4_splat(0); nb * 10]
+    } else {
+        Vec::new()
+    };
     for r0 in (0..full).step_by(4) {
         let rows = [
             &w[r0 * rb..][..rb],
@@ -199,37 +282,51 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             &w[(r0 + 2) * rb..][..rb],
             &w[(r0 + 3) * rb..][..rb],
         ];
-        for t in 0..n_tok {
+        if n_tok == 1 {
+            touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
             let mut acc = f32x4_splat(0.0);
-            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+            for (b, ab) in acts[..nb].iter().enumerate() {
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                let k = [
-                    &rows[0][b * BB..][..BB],
-                    &rows[1][b * BB..][..BB],
-                    &rows[2][b * BB..][..BB],
-                    &rows[3][b * BB..][..BB],
-                ];
-                let isum = hsum4(
-                    dot_q4(k[0], a0, a1),
-                    dot_q4(k[1], a0, a1),
-                    dot_q4(k[2], a0, a1),
-                    dot_q4(k[3], a0, a1),
+                let o = b * BB;
+                let isum = hsum4_i16(
+                    psum_row(rows[0], o, a0, a1),
+                    psum_row(rows[1], o, a0, a1),
+                    psum_row(rows[2], o, a0, a1),
+                    psum_row(rows[3], o, a0, a1),
                 );
-                let d = f16x4_to_f32(u32x4(
-                    half_at(k[0], 0),
-                    half_at(k[1], 0),
-                    half_at(k[2], 0),
-                    half_at(k[3], 0),
-                ));
-                let m = f16x4_to_f32(u32x4(
-                    half_at(k[0], 2),
-                    half_at(k[1], 2),
-                    half_at(k[2], 2),
-                    half_at(k[3], 2),
-                ));
+                let (d, m) = dm4(&rows, o);
                 let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
                 acc = f32x4_add(acc, x);
                 acc = f32x4_add(acc, f32x4_mul(m, f32x4_splat(ab.s)));
+            }
+            store_lanes(acc, out, r0, 1, 0);
+            continue;
+        }
+        for (b, e) in buf.chunks_exact_mut(10).enumerate() {
+            let o = b * BB;
+            for i in 0..4 {
+                let (lo, hi) = unpack_q4(&rows[i][o..o + BB]);
+                e[2 * i] = lo;
+                e[2 * i + 1] = hi;
+            }
+            (e[8], e[9]) = dm4(&rows, o);
+        }
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(10)) {
+                let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                let isum = hsum4_i16(
+                    psum_q4(e[0], e[1], a0, a1),
+                    psum_q4(e[2], e[3], a0, a1),
+                    psum_q4(e[4], e[5], a0, a1),
+                    psum_q4(e[6], e[7], a0, a1),
+                );
+                let x = f32x4_mul(
+                    f32x4_mul(e[8], f32x4_splat(ab.d)),
+                    f32x4_convert_i32x4(isum),
+                );
+                acc = f32x4_add(acc, x);
+                acc = f32x4_add(acc, f32x4_mul(e[9], f32x4_splat(ab.s)));
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
@@ -249,6 +346,7 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
     for r0 in (0..full).step_by(4) {
+        touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
         let rows = [
             &w[r0 * rb..][..rb],
             &w[(r0 + 1) * rb..][..rb],
@@ -271,11 +369,12 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
                     dot_q8(k[2], a0, a1),
                     dot_q8(k[3], a0, a1),
                 );
+                // Low halves are the scales (the high halves are data and may be anything).
                 let d = f16x4_to_f32(u32x4(
-                    half_at(k[0], 0),
-                    half_at(k[1], 0),
-                    half_at(k[2], 0),
-                    half_at(k[3], 0),
+                    u32::from(k[0][0]) | u32::from(k[0][1]) << 8,
+                    u32::from(k[1][0]) | u32::from(k[1][1]) << 8,
+                    u32::from(k[2][0]) | u32::from(k[2][1]) << 8,
+                    u32::from(k[3][0]) | u32::from(k[3][1]) << 8,
                 ));
                 let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
                 acc = f32x4_add(acc, x);

@@ -1,8 +1,10 @@
 //! x86-64 AVX2 (+F16C) variants, selected at run time.
 //!
-//! Matmuls take 4 weight rows at a time: exact `i32` dot products per block (maddubs/madd),
-//! a transposing `hadd` reduction to one `i32` per row, then `f32` accumulation with one SSE
-//! lane per row in block order — the scalar reference's arithmetic, lane by lane.
+//! Matmuls take 8 weight rows at a time: exact `i32` dot products per block (maddubs, then a
+//! transposing `hadd` reduction to one `i32` per row), then `f32` accumulation with one AVX
+//! lane per row in block order — the scalar reference's arithmetic, lane by lane. With several
+//! tokens, each Q4_1 row group is unpacked once (nibbles to bytes, half scales to `f32`) and
+//! reused for every token.
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
@@ -76,36 +78,250 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
     }
 }
 
-/// Reads the little-endian u16 at `p` (any alignment).
-#[inline(always)]
-unsafe fn rd16(p: *const u8) -> i16 {
-    // SAFETY: the caller guarantees 2 readable bytes at `p`.
-    unsafe { core::ptr::read_unaligned(p as *const u16) as i16 }
-}
+/// Rows per group of the matmul kernels (one `f32` lane per row in a 256-bit accumulator).
+const R: usize = 8;
+const PFD: usize = 4;
 
-/// Sums each of four 8 × i32 vectors: returns `[Σa, Σb, Σc, Σd]`.
+/// Unpacks one Q4_1 block's 16 nibble bytes (at `p`) to 32 bytes in element order.
 #[inline(always)]
-unsafe fn hsum4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
-    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+unsafe fn unpack_q4(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
     unsafe {
-        let ab = _mm256_hadd_epi32(a, b);
-        let cd = _mm256_hadd_epi32(c, d);
-        let s = _mm256_hadd_epi32(ab, cd);
-        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1))
+        let q = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        let s = _mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4));
+        _mm256_and_si256(s, _mm256_set1_epi8(0x0f))
     }
 }
 
-/// Exact i32 partial dot products of one Q4_1 block's nibbles (at `p`) with activations `a`.
+/// Exact per-row block sums of eight Q4 × Q8 products: `w[i]` holds unpacked nibbles
+/// (0..=15), `a` the activations (|a| <= 127). Returns `[Σ row0, …, Σ row7]` as i32.
+///
+/// The i16 partial sums never exceed 16 · 15 · 127 = 30480, so no step saturates or wraps.
 #[inline(always)]
-unsafe fn dot_q4(p: *const u8, a: __m256i) -> __m256i {
-    // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
+unsafe fn isum8_q4(w: &[__m256i; R], a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
     unsafe {
-        let q = _mm_loadu_si128(p as *const __m128i);
-        let m = _mm_set1_epi8(0x0f);
-        let lo = _mm_and_si128(q, m);
-        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
-        let w = _mm256_set_m128i(hi, lo);
-        _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+        let h01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(w[0], a), _mm256_maddubs_epi16(w[1], a));
+        let h23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(w[2], a), _mm256_maddubs_epi16(w[3], a));
+        let h45 = _mm256_hadd_epi16(_mm256_maddubs_epi16(w[4], a), _mm256_maddubs_epi16(w[5], a));
+        let h67 = _mm256_hadd_epi16(_mm256_maddubs_epi16(w[6], a), _mm256_maddubs_epi16(w[7], a));
+        let h = _mm256_hadd_epi16(_mm256_hadd_epi16(h01, h23), _mm256_hadd_epi16(h45, h67));
+        _mm256_add_epi32(
+            _mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
+            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)),
+        )
+    }
+}
+
+/// Sums each of eight 8 × i32 vectors: returns `[Σv0, …, Σv7]`.
+#[inline(always)]
+unsafe fn hsum8(v: &[__m256i; R]) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let ab = _mm256_hadd_epi32(v[0], v[1]);
+        let cd = _mm256_hadd_epi32(v[2], v[3]);
+        let ef = _mm256_hadd_epi32(v[4], v[5]);
+        let gh = _mm256_hadd_epi32(v[6], v[7]);
+        let abcd = _mm256_hadd_epi32(ab, cd);
+        let efgh = _mm256_hadd_epi32(ef, gh);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256(abcd, efgh, 0x20),
+            _mm256_permute2x128_si256(abcd, efgh, 0x31),
+        )
+    }
+}
+
+/// The 32-bit words at `p + i * rb` for rows `i = 0..8`.
+#[inline(always)]
+unsafe fn words8(p: *const u8, rb: usize) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes at each `p + i * rb` and AVX2.
+    unsafe {
+        let rd = core::ptr::read_unaligned::<i32>;
+        _mm256_setr_epi32(
+            rd(p as *const i32),
+            rd(p.add(rb) as *const i32),
+            rd(p.add(2 * rb) as *const i32),
+            rd(p.add(3 * rb) as *const i32),
+            rd(p.add(4 * rb) as *const i32),
+            rd(p.add(5 * rb) as *const i32),
+            rd(p.add(6 * rb) as *const i32),
+            rd(p.add(7 * rb) as *const i32),
+        )
+    }
+}
+
+/// Q4_1 block headers of 8 rows (`d` in the low, `m` in the high half of each word) to
+/// `(d, m)` as `f32`, exactly.
+#[inline(always)]
+unsafe fn dm8(g: __m256i) -> (__m256, __m256) {
+    // SAFETY: register-only AVX2/F16C operations; the caller has both.
+    unsafe {
+        let sh = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3,
+            6, 7, 10, 11, 14, 15,
+        );
+        // Per lane [d d d d m m m m]; then [d0-3 d4-7 m0-3 m4-7].
+        let x = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(g, sh), 0b11_01_10_00);
+        (
+            _mm256_cvtph_ps(_mm256_castsi256_si128(x)),
+            _mm256_cvtph_ps(_mm256_extracti128_si256(x, 1)),
+        )
+    }
+}
+
+/// Q8_0 block scales of 8 rows (the low half of each word) to `f32`, exactly.
+#[inline(always)]
+unsafe fn d8(g: __m256i) -> __m256 {
+    // SAFETY: register-only AVX2/F16C operations; the caller has both.
+    unsafe {
+        let lo = _mm256_and_si256(g, _mm256_set1_epi32(0xffff));
+        // packus within lanes: [d0-3 d0-3 | d4-7 d4-7]; take qwords 0 and 2.
+        let p = _mm256_packus_epi32(lo, lo);
+        let x = _mm256_permute4x64_epi64(p, 0b00_00_10_00);
+        _mm256_cvtph_ps(_mm256_castsi256_si128(x))
+    }
+}
+
+/// Writes the 8 lanes of `acc` to `out[(r0 + i) * n_tok + t]`.
+#[inline(always)]
+fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    for (i, v) in acc.iter().enumerate() {
+        out[(r0 + i) * n_tok + t] = *v;
+    }
+}
+
+#[inline(always)]
+fn lanes(v: __m256) -> [f32; R] {
+    // SAFETY: `__m256` and `[f32; 8]` have the same size and every bit pattern is valid.
+    unsafe { core::mem::transmute::<__m256, [f32; R]>(v) }
+}
+
+/// Prefetches the `n` bytes at `p` into L1.
+#[inline(always)]
+unsafe fn prefetch(p: *const u8, n: usize) {
+    let mut off = 0;
+    while off < n {
+        // SAFETY: prefetch never faults and has no effect on program state.
+        unsafe { _mm_prefetch(p.wrapping_add(off) as *const i8, _MM_HINT_T0) };
+        off += 64;
+    }
+}
+
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
+pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    let rb = nb * q4_1::BLOCK_BYTES;
+    let n_rows = w.len() / rb;
+    let full = n_rows / R * R;
+    let fast = has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok;
+    if fast {
+        if n_tok == 1 {
+            // SAFETY: AVX2/F16C detected; lengths checked above.
+            unsafe { q4_1_direct(w, nb, acts, out, full) }
+        } else {
+            // SAFETY: AVX2/F16C detected; lengths checked above; `buf`/`dm` sized for nb blocks.
+            unsafe {
+                let mut buf = vec![_mm256_setzero_si256(); nb * R];
+                let mut dm = vec![_mm256_setzero_ps(); nb * 2];
+                q4_1_tiled(w, nb, acts, n_tok, out, full, &mut buf, &mut dm)
+            }
+        }
+    }
+    for r in (if fast { full } else { 0 })..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// One token: 8 rows at a time straight from the weights.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q4_1_direct(w: &[u8], nb: usize, acts: &[BlockQ8_1], out: &mut [f32], full: usize) {
+    const BB: usize = q4_1::BLOCK_BYTES;
+    let rb = nb * BB;
+    let a = &acts[..nb];
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: rows r0..r0+8 lie inside `w` (r0 + 8 <= full <= n_rows); every block offset
+        // + 20 <= rb; `a` has nb blocks; prefetch addresses need not be valid.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
+            let mut acc = _mm256_setzero_ps();
+            for (b, ab) in a.iter().enumerate() {
+                let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+                let pb = p.add(b * BB);
+                let wq = [
+                    unpack_q4(pb.add(4)),
+                    unpack_q4(pb.add(rb + 4)),
+                    unpack_q4(pb.add(2 * rb + 4)),
+                    unpack_q4(pb.add(3 * rb + 4)),
+                    unpack_q4(pb.add(4 * rb + 4)),
+                    unpack_q4(pb.add(5 * rb + 4)),
+                    unpack_q4(pb.add(6 * rb + 4)),
+                    unpack_q4(pb.add(7 * rb + 4)),
+                ];
+                let isum = isum8_q4(&wq, av);
+                let (d, m) = dm8(words8(pb, rb));
+                let x = _mm256_mul_ps(
+                    _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                    _mm256_cvtepi32_ps(isum),
+                );
+                acc = _mm256_add_ps(acc, x);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+            }
+            store8(lanes(acc), out, r0, 1, 0);
+        }
+    }
+}
+
+/// Several tokens: each 8-row group is unpacked once into `buf`/`dm`, then dotted with every
+/// token.
+#[target_feature(enable = "avx2,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q4_1_tiled(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+    buf: &mut [__m256i],
+    dm: &mut [__m256],
+) {
+    const BB: usize = q4_1::BLOCK_BYTES;
+    let rb = nb * BB;
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: as in `q4_1_direct`; `buf` has nb * 8 and `dm` nb * 2 entries.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(R * rb), R * rb);
+            for b in 0..nb {
+                let pb = p.add(b * BB);
+                for i in 0..R {
+                    buf[b * R + i] = unpack_q4(pb.add(i * rb + 4));
+                }
+                let (d, m) = dm8(words8(pb, rb));
+                dm[2 * b] = d;
+                dm[2 * b + 1] = m;
+            }
+            for t in 0..n_tok {
+                let a = &acts[t * nb..(t + 1) * nb];
+                let mut acc = _mm256_setzero_ps();
+                for (b, ab) in a.iter().enumerate() {
+                    let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+                    let wq: &[__m256i; R] = &*(buf.as_ptr().add(b * R) as *const [__m256i; R]);
+                    let isum = isum8_q4(wq, av);
+                    let (d, m) = (dm[2 * b], dm[2 * b + 1]);
+                    let x = _mm256_mul_ps(
+                        _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                        _mm256_cvtepi32_ps(isum),
+                    );
+                    acc = _mm256_add_ps(acc, x);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+                }
+                store8(lanes(acc), out, r0, n_tok, t);
+            }
+        }
     }
 }
 
@@ -120,112 +336,17 @@ unsafe fn dot_q8(p: *const u8, a: __m256i) -> __m256i {
     }
 }
 
-/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
-pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    let n_rows = w.len() / rb;
-    let full = n_rows / 4 * 4;
-    if has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok {
-        // SAFETY: AVX2/F16C detected; lengths checked above.
-        unsafe { q4_1_rows4(w, nb, acts, n_tok, out, full) }
-    }
-    for r in (if has_avx2() { full } else { 0 })..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_rows4(
-    w: &[u8],
-    nb: usize,
-    acts: &[BlockQ8_1],
-    n_tok: usize,
-    out: &mut [f32],
-    full: usize,
-) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    for r0 in (0..full).step_by(4) {
-        if r0 + 12 <= full {
-            // SAFETY: rows r0+8..r0+12 lie inside `w`; prefetch has no effect
-            // on program state.
-            unsafe {
-                let next = w.as_ptr().add((r0 + 8) * rb);
-                let mut off = 0;
-                while off < 4 * rb {
-                    _mm_prefetch(next.add(off) as *const i8, _MM_HINT_T0);
-                    off += 64;
-                }
-            }
-        }
-        for t in 0..n_tok {
-            let a = &acts[t * nb..(t + 1) * nb];
-            // SAFETY: rows r0..r0+4 lie inside `w` (r0 + 4 <= full <= n_rows), each block offset
-            // + 20 <= rb; `a` has nb blocks; `out` has n_rows * n_tok floats.
-            unsafe {
-                let p = w.as_ptr().add(r0 * rb);
-                let mut acc = _mm_setzero_ps();
-                for (b, ab) in a.iter().enumerate() {
-                    let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
-                    let o = b * q4_1::BLOCK_BYTES;
-                    let (p0, p1, p2, p3) = (
-                        p.add(o),
-                        p.add(o + rb),
-                        p.add(o + 2 * rb),
-                        p.add(o + 3 * rb),
-                    );
-                    let isum = hsum4(
-                        dot_q4(p0.add(4), av),
-                        dot_q4(p1.add(4), av),
-                        dot_q4(p2.add(4), av),
-                        dot_q4(p3.add(4), av),
-                    );
-                    let d = _mm_cvtph_ps(_mm_setr_epi16(
-                        rd16(p0),
-                        rd16(p1),
-                        rd16(p2),
-                        rd16(p3),
-                        0,
-                        0,
-                        0,
-                        0,
-                    ));
-                    let m = _mm_cvtph_ps(_mm_setr_epi16(
-                        rd16(p0.add(2)),
-                        rd16(p1.add(2)),
-                        rd16(p2.add(2)),
-                        rd16(p3.add(2)),
-                        0,
-                        0,
-                        0,
-                        0,
-                    ));
-                    let x = _mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(ab.d)), _mm_cvtepi32_ps(isum));
-                    acc = _mm_add_ps(acc, x);
-                    acc = _mm_add_ps(acc, _mm_mul_ps(m, _mm_set1_ps(ab.s)));
-                }
-                let mut lanes = [0f32; 4];
-                _mm_storeu_ps(lanes.as_mut_ptr(), acc);
-                for (i, v) in lanes.iter().enumerate() {
-                    out[(r0 + i) * n_tok + t] = *v;
-                }
-            }
-        }
-    }
-}
-
 /// Q8_0 rows × Q8_1 activations (scale and values only).
 pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
     let rb = nb * q8_0::BLOCK_BYTES;
     let n_rows = w.len() / rb;
-    let full = n_rows / 4 * 4;
-    if has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok {
+    let full = n_rows / R * R;
+    let fast = has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok;
+    if fast {
         // SAFETY: AVX2/F16C detected; lengths checked above.
-        unsafe { q8_0_rows4(w, nb, acts, n_tok, out, full) }
+        unsafe { q8_0_rows8(w, nb, acts, n_tok, out, full) }
     }
-    for r in (if has_avx2() { full } else { 0 })..n_rows {
+    for r in (if fast { full } else { 0 })..n_rows {
         for t in 0..n_tok {
             out[r * n_tok + t] =
                 q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
@@ -234,7 +355,7 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
 }
 
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_rows4(
+unsafe fn q8_0_rows8(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -242,59 +363,39 @@ unsafe fn q8_0_rows4(
     out: &mut [f32],
     full: usize,
 ) {
-    let rb = nb * q8_0::BLOCK_BYTES;
-    for r0 in (0..full).step_by(4) {
-        if r0 + 12 <= full {
-            // SAFETY: rows r0+8..r0+12 lie inside `w`; prefetch has no effect
-            // on program state.
-            unsafe {
-                let next = w.as_ptr().add((r0 + 8) * rb);
-                let mut off = 0;
-                while off < 4 * rb {
-                    _mm_prefetch(next.add(off) as *const i8, _MM_HINT_T0);
-                    off += 64;
-                }
-            }
-        }
-        for t in 0..n_tok {
-            let a = &acts[t * nb..(t + 1) * nb];
-            // SAFETY: as in `q4_1_rows4`, with 34-byte blocks.
-            unsafe {
-                let p = w.as_ptr().add(r0 * rb);
-                let mut acc = _mm_setzero_ps();
+    const BB: usize = q8_0::BLOCK_BYTES;
+    let rb = nb * BB;
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: rows r0..r0+8 lie inside `w`; each block offset + 34 <= rb; prefetch
+        // addresses need not be valid.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
+            for t in 0..n_tok {
+                let a = &acts[t * nb..(t + 1) * nb];
+                let mut acc = _mm256_setzero_ps();
                 for (b, ab) in a.iter().enumerate() {
                     let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
-                    let o = b * q8_0::BLOCK_BYTES;
-                    let (p0, p1, p2, p3) = (
-                        p.add(o),
-                        p.add(o + rb),
-                        p.add(o + 2 * rb),
-                        p.add(o + 3 * rb),
+                    let pb = p.add(b * BB);
+                    let v = [
+                        dot_q8(pb.add(2), av),
+                        dot_q8(pb.add(rb + 2), av),
+                        dot_q8(pb.add(2 * rb + 2), av),
+                        dot_q8(pb.add(3 * rb + 2), av),
+                        dot_q8(pb.add(4 * rb + 2), av),
+                        dot_q8(pb.add(5 * rb + 2), av),
+                        dot_q8(pb.add(6 * rb + 2), av),
+                        dot_q8(pb.add(7 * rb + 2), av),
+                    ];
+                    let isum = hsum8(&v);
+                    let d = d8(words8(pb, rb));
+                    let x = _mm256_mul_ps(
+                        _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                        _mm256_cvtepi32_ps(isum),
                     );
-                    let isum = hsum4(
-                        dot_q8(p0.add(2), av),
-                        dot_q8(p1.add(2), av),
-                        dot_q8(p2.add(2), av),
-                        dot_q8(p3.add(2), av),
-                    );
-                    let d = _mm_cvtph_ps(_mm_setr_epi16(
-                        rd16(p0),
-                        rd16(p1),
-                        rd16(p2),
-                        rd16(p3),
-                        0,
-                        0,
-                        0,
-                        0,
-                    ));
-                    let x = _mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(ab.d)), _mm_cvtepi32_ps(isum));
-                    acc = _mm_add_ps(acc, x);
+                    acc = _mm256_add_ps(acc, x);
                 }
-                let mut lanes = [0f32; 4];
-                _mm_storeu_ps(lanes.as_mut_ptr(), acc);
-                for (i, v) in lanes.iter().enumerate() {
-                    out[(r0 + i) * n_tok + t] = *v;
-                }
+                store8(lanes(acc), out, r0, n_tok, t);
             }
         }
     }
