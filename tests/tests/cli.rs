@@ -171,7 +171,11 @@ fn the_second_process_hits_the_component_cache() {
     let first = edge_llm(&args, &cache);
     let second = edge_llm(&args, &cache);
     for out in [&first, &second] {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(String::from_utf8_lossy(&first.stderr).contains("cache miss"));
     assert!(String::from_utf8_lossy(&second.stderr).contains("cache hit"));

@@ -209,12 +209,18 @@ fn pooled_short_lived_instances_each_answer() {
     options.model_dir = model.parent().map(std::path::Path::to_path_buf);
     options.pooling = Some(4);
     let mut rt = Runtime::new(options).expect("pooled runtime");
-    rt.preload(&model, &[default_model_guest_path()]).expect("preload");
+    rt.preload(&model, &[default_model_guest_path()])
+        .expect("preload");
     let mut answers = Vec::new();
     for _ in 0..6 {
         let mut instance = rt.instantiate().expect("instance from the pool");
         let model = open(&mut instance, api::Backend::WasiNn);
-        answers.push(instance.complete(&model, "Hello", &greedy(4)).expect("complete").tokens);
+        answers.push(
+            instance
+                .complete(&model, "Hello", &greedy(4))
+                .expect("complete")
+                .tokens,
+        );
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
 }
