@@ -54,25 +54,12 @@ pub trait Backend {
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError>;
 }
 
-impl<T: Backend + ?Sized> Backend for &mut T {
-    fn n_ctx(&self) -> usize {
-        (**self).n_ctx()
-    }
-    fn cached_tokens(&self) -> &[u32] {
-        (**self).cached_tokens()
-    }
-    fn truncate(&mut self, n: usize) -> Result<(), BackendError> {
-        (**self).truncate(n)
-    }
-    fn reset(&mut self) {
-        (**self).reset()
-    }
-    fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
-        (**self).prefill_and_logits(tokens)
-    }
-}
-
-impl<T: Backend + ?Sized> Backend for Box<T> {
+/// Any pointer to a backend is one: `&mut B` (tests), `Box<dyn Backend>` (the component).
+impl<P> Backend for P
+where
+    P: std::ops::DerefMut,
+    P::Target: Backend,
+{
     fn n_ctx(&self) -> usize {
         (**self).n_ctx()
     }

@@ -130,27 +130,24 @@ fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
         if let Some(c) = &args.model.component {
             cmd.arg("--component").arg(c);
         }
-        let tmp;
-        if fresh_cache {
-            tmp = std::env::temp_dir()
-                .join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
-            cmd.arg("--cache-dir").arg(&tmp);
+        let fresh = fresh_cache.then(|| {
+            std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()))
+        });
+        if let Some(dir) = fresh.as_ref().or(args.model.cache_dir.as_ref()) {
+            cmd.arg("--cache-dir").arg(dir);
         }
         cmd.arg("Hi");
         let t = Instant::now();
-        let out = cmd.output()?;
+        let out = cmd.output();
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if let Some(dir) = &fresh {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let out = out?;
         if !out.status.success() {
             bail!(
                 "cold-start run failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        if fresh_cache {
-            let _ = std::fs::remove_dir_all(
-                std::env::temp_dir()
-                    .join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id())),
             );
         }
     }
