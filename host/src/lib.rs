@@ -31,10 +31,13 @@ mod error;
 pub mod models;
 pub mod nn;
 mod runtime;
+mod sandbox;
+pub mod serve;
 
 pub use bindings::exports::edge::llm::inference as api;
 pub use error::HostError;
-pub use runtime::{Instance, ModelHandle, Runtime, RuntimeOptions, StreamHandle, GUEST_MODEL_DIR};
+pub use runtime::{Instance, ModelHandle, Runtime, StreamHandle};
+pub use sandbox::{RuntimeOptions, GUEST_MODEL_DIR};
 
 /// Greedy parameters: temperature 0, no filters, no penalty, `max_tokens` tokens.
 pub fn greedy(max_tokens: u32) -> api::Params {

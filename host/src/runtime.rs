@@ -1,203 +1,65 @@
 //! One engine, the guest compiled once (through the cache), pre-instantiated once, and
 //! long-lived instances that serve many calls.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_llm_kernel::{Model, ModelBytes};
-use wasmtime::component::{Linker, ResourceAny, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder, Trap,
-};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_nn::wit::WasiNnView;
-use wasmtime_wasi_nn::{Backend, Registry};
+use edge_llm_kernel::Model;
+use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::{Store, Trap};
 
 use crate::bindings::exports::edge::llm::inference as api;
 use crate::bindings::{LlmInference, LlmInferencePre};
-use crate::cache::{self, CacheStatus};
-use crate::nn::{self, GgmlBackend, Preloaded};
-use crate::HostError;
-
-/// Where the guest sees the model directory.
-pub const GUEST_MODEL_DIR: &str = "/models";
-
-/// How often the epoch advances; deadlines are rounded up to this.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// "No deadline" in epoch ticks (wasmtime adds it to the current epoch, so not `u64::MAX`).
-const NO_DEADLINE: u64 = 1 << 62;
-
-/// How to build a [`Runtime`].
-#[derive(Clone, Debug)]
-pub struct RuntimeOptions {
-    /// The guest component (`edge_llm_guest.wasm`).
-    pub component: PathBuf,
-    /// Where precompiled components are cached; `None` compiles in memory every time.
-    pub cache_dir: Option<PathBuf>,
-    /// A directory preopened read-only for the guest at [`GUEST_MODEL_DIR`].
-    pub model_dir: Option<PathBuf>,
-    /// Threads of the native backend.
-    pub threads: usize,
-    /// Offer the native `wasi:nn` backend (graph encoding `ggml`) to the guest.
-    pub native: bool,
-    /// Upper bound on each instance's linear memory, in bytes.
-    pub memory_limit: usize,
-    /// Pre-allocate slots for this many concurrent instances (wasmtime's pooling allocator,
-    /// with copy-on-write memory images), for hosts that create many short-lived instances.
-    /// `None` allocates on demand.
-    pub pooling: Option<u32>,
-}
-
-impl RuntimeOptions {
-    /// Defaults: the cache in the platform cache dir, all cores, native backend on, 2 GiB memory.
-    pub fn new(component: impl Into<PathBuf>) -> Self {
-        Self {
-            component: component.into(),
-            cache_dir: Some(cache::default_dir()),
-            model_dir: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            native: true,
-            memory_limit: 2 << 30,
-            pooling: None,
-        }
-    }
-}
+use crate::cache::CacheStatus;
+use crate::nn;
+use crate::sandbox::{self, link_error, HostState, Sandbox};
+use crate::{HostError, RuntimeOptions};
 
 /// The compiled guest plus everything instances share: engine, linker, preloaded models.
 pub struct Runtime {
-    engine: Engine,
+    sandbox: Sandbox,
     pre: LlmInferencePre<HostState>,
-    options: RuntimeOptions,
-    preloaded: Preloaded,
-    cache_status: CacheStatus,
-    load_time: Duration,
-    ticker: Arc<AtomicBool>,
 }
 
 impl Runtime {
     /// Creates the engine, loads the component (compiling it only on a cache miss) and links it.
     pub fn new(options: RuntimeOptions) -> Result<Self, HostError> {
-        let started = Instant::now();
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .cranelift_opt_level(OptLevel::Speed)
-            .wasm_simd(true)
-            .wasm_relaxed_simd(true)
-            // The guest's only relaxed op is `i16x8.relaxed_dot_i8x16_i7x16_s` on 4-bit
-            // operands, where every lowering agrees; forcing the portable lowering costs the
-            // in-guest kernel half its prefill speed.
-            .relaxed_simd_deterministic(false)
-            .epoch_interruption(true)
-            .memory_init_cow(true);
-        if let Some(instances) = options.pooling {
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(instances)
-                .total_core_instances(instances.saturating_mul(8))
-                .total_memories(instances.saturating_mul(4))
-                .max_memories_per_component(4)
-                .max_memory_size(options.memory_limit);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&config).map_err(|e| HostError::Component(format!("{e:#}")))?;
-        let wasm = std::fs::read(&options.component).map_err(|e| {
-            HostError::Component(format!(
-                "{}: {e} (build it with `just build`)",
-                options.component.display()
-            ))
-        })?;
-        let (component, cache_status) = cache::load(&engine, &wasm, options.cache_dir.as_deref())?;
-        let mut linker = Linker::<HostState>::new(&engine);
-        let link = |e: wasmtime::Error| HostError::Component(format!("link: {e:#}"));
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
-        wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut HostState| {
-            WasiNnView::new(&mut s.table, &mut s.nn)
-        })
-        .map_err(link)?;
-        let pre = linker.instantiate_pre(&component).map_err(link)?;
-        let pre = LlmInferencePre::new(pre).map_err(link)?;
-        let ticker = Arc::new(AtomicBool::new(true));
-        spawn_epoch_ticker(engine.clone(), ticker.clone());
-        Ok(Self {
-            engine,
-            pre,
-            options,
-            preloaded: Preloaded::default(),
-            cache_status,
-            load_time: started.elapsed(),
-            ticker,
-        })
+        let sandbox = Sandbox::new(options)?;
+        let mut linker = Linker::<HostState>::new(&sandbox.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        sandbox::add_nn_to_linker(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(&sandbox.component)
+            .map_err(link_error)?;
+        let pre = LlmInferencePre::new(pre).map_err(link_error)?;
+        Ok(Self { sandbox, pre })
     }
 
     /// What the component cache did when this runtime was created.
     pub fn cache_status(&self) -> &CacheStatus {
-        &self.cache_status
+        &self.sandbox.cache_status
     }
 
     /// Time spent creating the engine and loading or compiling the component.
     pub fn load_time(&self) -> Duration {
-        self.load_time
+        self.sandbox.load_time
     }
 
     /// The options this runtime was built with.
     pub fn options(&self) -> &RuntimeOptions {
-        &self.options
+        &self.sandbox.options
     }
 
     /// Memory-maps a GGUF file once and registers it for `wasi:nn` `load-by-name` under each of
     /// `names`; every instance and execution context shares the mapping.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
-        let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
-        // SAFETY: the mapping is read-only and the model files are ours (fetched and verified
-        // into the model directory); like every mmap user we rely on nobody truncating the
-        // file while it is mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
-        let bytes: ModelBytes = Arc::new(map);
-        let model = Arc::new(
-            Model::load(bytes)
-                .map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?,
-        );
-        let graph = GgmlBackend::new(self.options.threads).graph(model.clone());
-        for name in names {
-            self.preloaded.insert(name.clone(), graph.clone());
-        }
-        Ok(model)
+        self.sandbox.preload(path, names)
     }
 
     /// A fresh instance with its own store, WASI context and limits.
     pub fn instantiate(&self) -> Result<Instance, HostError> {
-        let mut wasi = WasiCtxBuilder::new();
-        if let Some(dir) = &self.options.model_dir {
-            wasi.preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
-                .map_err(|e| HostError::Component(format!("preopen {}: {e:#}", dir.display())))?;
-        }
-        let backends: Vec<Backend> = if self.options.native {
-            vec![GgmlBackend::new(self.options.threads).into()]
-        } else {
-            Vec::new()
-        };
-        let registry = if self.options.native {
-            Registry::from(self.preloaded.clone())
-        } else {
-            Registry::from(Preloaded::default())
-        };
-        let state = HostState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            nn: wasmtime_wasi_nn::wit::WasiNnCtx::new(backends, registry),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.options.memory_limit)
-                .instances(4)
-                .build(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(NO_DEADLINE);
-        store.epoch_deadline_trap();
+        let mut store = self.sandbox.store()?;
         let started = Instant::now();
         let bindings = self
             .pre
@@ -210,38 +72,6 @@ impl Runtime {
             poisoned: None,
             instantiate_time: started.elapsed(),
         })
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker.store(false, Ordering::Relaxed);
-    }
-}
-
-fn spawn_epoch_ticker(engine: Engine, running: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        while running.load(Ordering::Relaxed) {
-            std::thread::sleep(EPOCH_TICK);
-            engine.increment_epoch();
-        }
-    });
-}
-
-/// A store's state: WASI, wasi-nn and the memory limits.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    nn: wasmtime_wasi_nn::wit::WasiNnCtx,
-    limits: StoreLimits,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
     }
 }
 
@@ -285,15 +115,8 @@ impl Instance {
         }
         let started = Instant::now();
         let deadline = self.timeout.map(|t| started + t);
-        match self.timeout {
-            Some(t) => {
-                let ticks = t.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) + 1;
-                self.store.set_epoch_deadline(
-                    u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE),
-                );
-            }
-            None => self.store.set_epoch_deadline(NO_DEADLINE),
-        }
+        self.store
+            .set_epoch_deadline(sandbox::deadline_ticks(self.timeout));
         let guest = self.bindings.edge_llm_inference();
         nn::take_last_error();
         let result = nn::with_deadline(deadline, || f(&mut self.store, guest));

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod serve;
 mod setup;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
     },
     /// Measure prefill, decode, time to first token, cold start and instantiation.
     Bench(bench::BenchArgs),
+    /// Serve an OpenAI-compatible HTTP API (the composed HTTP component, native backend).
+    Serve(serve::ServeArgs),
 }
 
 /// Which engine runs the model.
@@ -132,5 +135,6 @@ pub fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -28,36 +28,65 @@ pub fn status(message: impl std::fmt::Display) {
     }
 }
 
-/// The guest component: `--component`, `$EDGE_LLM_COMPONENT`, or the one `just build` puts in
-/// the target directory next to this binary.
-fn component_path(args: &ModelArgs) -> Result<PathBuf> {
+/// Which component a command runs, and where `just build` puts it.
+#[derive(Clone, Copy, Debug)]
+pub enum ComponentKind {
+    /// The inference guest (`$EDGE_LLM_COMPONENT`, `edge_llm_guest.wasm`).
+    Guest,
+    /// The composed HTTP component (`$EDGE_LLM_HTTP_COMPONENT`, `edge-llm-http.wasm`).
+    Http,
+}
+
+/// The component: `--component`, its environment variable, or the one the justfile builds
+/// in the target directory next to this binary.
+fn component_path(args: &ModelArgs, kind: ComponentKind) -> Result<PathBuf> {
+    let (var, candidates, recipe) = match kind {
+        ComponentKind::Guest => (
+            "EDGE_LLM_COMPONENT",
+            [
+                "edge_llm_guest.wasm",
+                "../wasm32-wasip2/release/edge_llm_guest.wasm",
+                "../../wasm32-wasip2/release/edge_llm_guest.wasm",
+            ],
+            "just build",
+        ),
+        ComponentKind::Http => (
+            "EDGE_LLM_HTTP_COMPONENT",
+            [
+                "edge-llm-http.wasm",
+                "../edge-llm-http.wasm",
+                "../../edge-llm-http.wasm",
+            ],
+            "just compose-http",
+        ),
+    };
     if let Some(p) = args
         .component
         .clone()
-        .or_else(|| std::env::var_os("EDGE_LLM_COMPONENT").map(PathBuf::from))
+        .or_else(|| std::env::var_os(var).map(PathBuf::from))
     {
         return Ok(p);
     }
     let exe = std::env::current_exe().context("locating this executable")?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join("edge_llm_guest.wasm"),
-        dir.join("../wasm32-wasip2/release/edge_llm_guest.wasm"),
-        dir.join("../../wasm32-wasip2/release/edge_llm_guest.wasm"),
-    ];
     candidates
         .iter()
+        .map(|c| dir.join(c))
         .find(|p| p.is_file())
-        .cloned()
         .with_context(|| {
-            "the guest component is not built (run `just build`, or pass --component)".to_string()
+            format!("the component is not built (run `{recipe}`, or pass --component)")
         })
 }
 
-/// A runtime for these options, offering the native backend when `native`, with `model_dir`
-/// preopened for the guest.
-pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Result<Runtime> {
-    let mut options = RuntimeOptions::new(component_path(args)?);
+/// Runtime options for these arguments, offering the native backend when `native`, with
+/// `model_dir` preopened for the guest.
+pub fn runtime_options(
+    args: &ModelArgs,
+    kind: ComponentKind,
+    native: bool,
+    model_dir: Option<PathBuf>,
+) -> Result<RuntimeOptions> {
+    let mut options = RuntimeOptions::new(component_path(args, kind)?);
     options.cache_dir = if args.no_cache {
         None
     } else {
@@ -71,13 +100,65 @@ pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Re
     }
     options.native = native;
     options.model_dir = model_dir;
-    let runtime = Runtime::new(options)?;
+    Ok(options)
+}
+
+/// A runtime for these options, offering the native backend when `native`, with `model_dir`
+/// preopened for the guest.
+pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Result<Runtime> {
+    let runtime = Runtime::new(runtime_options(
+        args,
+        ComponentKind::Guest,
+        native,
+        model_dir,
+    )?)?;
     status(format_args!(
         "component: {} in {:.1?}",
         runtime.cache_status(),
         runtime.load_time()
     ));
     Ok(runtime)
+}
+
+/// The model file to serve, verified, and what the guest calls it.
+pub struct ModelFile {
+    /// The file on the host.
+    pub path: PathBuf,
+    /// Its directory, preopened for the guest at `/models`.
+    pub dir: PathBuf,
+    /// Its path inside the sandbox (`/models/<file>`).
+    pub guest_path: String,
+    /// Every name the native backend registers it under: the guest path and the manifest
+    /// name if it is a known model.
+    pub names: Vec<String>,
+}
+
+impl ModelFile {
+    /// Resolves `--model` (or the default) and checks a known model's sha256.
+    pub fn resolve(args: &ModelArgs) -> Result<Self> {
+        let path = models::resolve(args.model.as_deref())?;
+        let file_name = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .context("model path has no file name")?
+            .to_string();
+        let stamps =
+            (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(cache::default_dir));
+        models::verify(&path, stamps.as_deref())?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let guest_path = format!("{GUEST_MODEL_DIR}/{file_name}");
+        let mut names = vec![guest_path.clone()];
+        names.extend(models::find(&file_name).map(|k| k.name));
+        Ok(Self {
+            path,
+            dir,
+            guest_path,
+            names,
+        })
+    }
 }
 
 /// An instance with the requested model open.
@@ -101,30 +182,15 @@ impl Session {
     /// backend (unless `--backend wasm`), instantiates and opens it.
     pub fn open(args: &ModelArgs) -> Result<Session> {
         let started = Instant::now();
-        let path = models::resolve(args.model.as_deref())?;
-        let file_name = path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .context("model path has no file name")?
-            .to_string();
+        let file = ModelFile::resolve(args)?;
         let native = args.backend != BackendChoice::Wasm;
-        let stamps =
-            (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(cache::default_dir));
-        models::verify(&path, stamps.as_deref())?;
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let guest_path = format!("{GUEST_MODEL_DIR}/{file_name}");
-        let mut runtime = runtime(args, native, Some(dir))?;
+        let mut runtime = runtime(args, native, Some(file.dir.clone()))?;
         let native_model = if native {
             let t = Instant::now();
-            let mut names = vec![guest_path.clone()];
-            names.extend(models::find(&file_name).map(|k| k.name));
-            let model = runtime.preload(&path, &names)?;
+            let model = runtime.preload(&file.path, &file.names)?;
             status(format_args!(
                 "native backend: mapped {} in {:.1?}",
-                path.display(),
+                file.path.display(),
                 t.elapsed()
             ));
             Some(model)
@@ -147,13 +213,13 @@ impl Session {
             context_length: args.ctx_size,
         };
         let t = Instant::now();
-        let model = instance.open(&guest_path, &open)?;
+        let model = instance.open(&file.guest_path, &open)?;
         status(format_args!("model open in {:.1?}", t.elapsed()));
         Ok(Session {
             runtime,
             instance,
             model,
-            path,
+            path: file.path,
             native_model,
             load_time: started.elapsed(),
         })

@@ -1,0 +1,84 @@
+//! Settings from the component's environment (`wasmtime serve --env NAME=VALUE`; `edge-llm
+//! serve` sets them from its flags).
+
+/// The model served when `EDGE_LLM_MODEL` is unset.
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+/// The request body limit when `EDGE_LLM_MAX_BODY_BYTES` is unset: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// `max_tokens` when a request gives none.
+pub const DEFAULT_MAX_TOKENS: u32 = 256;
+/// The most stop strings one request may give.
+pub const MAX_STOP_STRINGS: usize = 16;
+
+/// What this front serves and accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `EDGE_LLM_MODEL`: the model name (or path inside the sandbox) to open and serve.
+    pub model: String,
+    /// `EDGE_LLM_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `EDGE_LLM_CTX_SIZE`: the context to open the model with (default: the model's).
+    pub context_length: Option<u32>,
+}
+
+impl Config {
+    /// Reads the settings from `vars`; an unparsable value is an error naming the variable.
+    pub fn from_vars(vars: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let model = vars("EDGE_LLM_MODEL")
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| DEFAULT_MODEL.into());
+        let max_body_bytes = match vars("EDGE_LLM_MAX_BODY_BYTES") {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    format!("EDGE_LLM_MAX_BODY_BYTES must be a positive number of bytes, got `{v}`")
+                })?,
+        };
+        let context_length =
+            match vars("EDGE_LLM_CTX_SIZE") {
+                None => None,
+                Some(v) => Some(v.trim().parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(
+                    || format!("EDGE_LLM_CTX_SIZE must be a positive number of tokens, got `{v}`"),
+                )?),
+            };
+        Ok(Self {
+            model,
+            max_body_bytes,
+            context_length,
+        })
+    }
+
+    /// The settings of this instance's environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let none = Config::from_vars(|_| None).unwrap();
+        assert_eq!(none.model, DEFAULT_MODEL);
+        assert_eq!(none.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(none.context_length, None);
+        let set = Config::from_vars(|n| match n {
+            "EDGE_LLM_MODEL" => Some("/models/x.gguf".into()),
+            "EDGE_LLM_MAX_BODY_BYTES" => Some("4096".into()),
+            "EDGE_LLM_CTX_SIZE" => Some("512".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(set.model, "/models/x.gguf");
+        assert_eq!(set.max_body_bytes, 4096);
+        assert_eq!(set.context_length, Some(512));
+        let bad = Config::from_vars(|n| (n == "EDGE_LLM_MAX_BODY_BYTES").then(|| "lots".into()));
+        assert!(bad.unwrap_err().contains("EDGE_LLM_MAX_BODY_BYTES"));
+    }
+}

@@ -1,0 +1,132 @@
+//! Errors as OpenAI's API reports them: an HTTP status and `{"error": {message, type, param,
+//! code}}`.
+
+use serde_json::json;
+
+use crate::api;
+
+/// One failed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// OpenAI's `type`: `invalid_request_error`, `not_found_error`, `server_error`.
+    pub kind: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request field at fault, if one is.
+    pub param: Option<String>,
+    /// A machine-readable code, e.g. `context_length_exceeded`, `model_not_found`.
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", message)
+    }
+
+    /// 400 naming the field at fault (the message is prefixed with it).
+    pub fn invalid_param(param: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            param: Some(param.to_string()),
+            ..Self::bad_request(format!("`{param}`: {message}"))
+        }
+    }
+
+    /// 404: no such route.
+    pub fn no_route(method: &str, path: &str) -> Self {
+        Self::new(
+            404,
+            "not_found_error",
+            format!("no route for {method} {path}"),
+        )
+    }
+
+    /// 404: the request names a model this server does not serve.
+    pub fn model_not_found(name: &str, served: &str) -> Self {
+        Self {
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+            ..Self::new(
+                404,
+                "invalid_request_error",
+                format!("the model `{name}` does not exist here; this server serves `{served}`"),
+            )
+        }
+    }
+
+    /// 405: the route exists with another method.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            format!("{method} is not allowed on {path}; use {allowed}"),
+        )
+    }
+
+    /// 413: the body is over the limit.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(413, "invalid_request_error", message)
+    }
+
+    /// 415: the body is not JSON.
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "invalid_request_error",
+            format!("the body must be application/json, not {content_type}"),
+        )
+    }
+
+    /// 503: the model cannot be opened.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "server_error", message)
+    }
+
+    /// The response body.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+}
+
+impl From<api::Error> for ApiError {
+    fn from(e: api::Error) -> Self {
+        match e {
+            api::Error::InvalidInput(m) => Self::bad_request(m),
+            api::Error::ContextOverflow(o) => Self {
+                code: Some("context_length_exceeded"),
+                ..Self::bad_request(format!(
+                    "the prompt ({} tokens) plus max_tokens ({}) exceed the model's context of {} tokens",
+                    o.prompt_tokens, o.max_tokens, o.context_length
+                ))
+            },
+            api::Error::ModelNotFound(m) => Self {
+                code: Some("model_not_found"),
+                ..Self::unavailable(format!("model not found: {m}"))
+            },
+            api::Error::ModelNotSupported(m) => {
+                Self::unavailable(format!("model not supported: {m}"))
+            }
+            api::Error::BackendError(m) => Self::new(500, "server_error", format!("backend: {m}")),
+            api::Error::RuntimeError(m) => Self::new(500, "server_error", m),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Routing and the generation endpoints, one-shot and streamed.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+
+use crate::api;
+use crate::error::ApiError;
+use crate::openai::{self, Endpoint, GenerateRequest, Prompt, ResponseMeta};
+use crate::served::{self, Served};
+use crate::wire::{self, EventStream, Request};
+
+/// Answers one request; every failure becomes an OpenAI-style error response.
+pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let request = Request::new(request);
+    let endpoint = match (request.path.as_str(), &request.method) {
+        ("/v1/chat/completions", Method::Post) => Some(Endpoint::Chat),
+        ("/v1/completions", Method::Post) => Some(Endpoint::Text),
+        _ => None,
+    };
+    if let Some(endpoint) = endpoint {
+        return match prepare(&request, endpoint) {
+            Ok((served, meta, req)) if req.stream => stream(out, &served, &meta, &req),
+            Ok((served, meta, req)) => match generate(&served, &req) {
+                Ok(c) => wire::send_json(out, 200, &meta.completion(&c)),
+                Err(e) => wire::send_error(out, &e),
+            },
+            Err(e) => wire::send_error(out, &e),
+        };
+    }
+    let method = method_name(&request.method);
+    let result = match (request.path.as_str(), &request.method) {
+        ("/v1/models", Method::Get) => served::get().map(|s| models(&s)),
+        ("/health", Method::Get) => served::get().map(|s| {
+            json!({"status": "ok", "model": s.config.model, "backend": openai::fingerprint(s.info.backend)})
+        }),
+        ("/v1/chat/completions" | "/v1/completions", _) => Err(ApiError::method_not_allowed(
+            &method,
+            &request.path,
+            "POST",
+        )),
+        ("/v1/models" | "/health", _) => Err(ApiError::method_not_allowed(
+            &method,
+            &request.path,
+            "GET",
+        )),
+        (path, _) => Err(ApiError::no_route(&method, path)),
+    };
+    match result {
+        Ok(value) => wire::send_json(out, 200, &value),
+        Err(e) => wire::send_error(out, &e),
+    }
+}
+
+fn method_name(m: &Method) -> String {
+    match m {
+        Method::Get => "GET".into(),
+        Method::Post => "POST".into(),
+        Method::Head => "HEAD".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Other(o) => o.clone(),
+    }
+}
+
+fn models(s: &Served) -> serde_json::Value {
+    json!({
+        "object": "list",
+        "data": [{
+            "id": s.config.model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "edge-llm",
+            "context_length": s.info.context_length,
+        }],
+    })
+}
+
+/// Opens the model, reads and checks the body.
+fn prepare(
+    request: &Request,
+    endpoint: Endpoint,
+) -> Result<(std::rc::Rc<Served>, ResponseMeta, GenerateRequest), ApiError> {
+    let served = served::get()?;
+    let body = request.body(served.config.max_body_bytes)?;
+    let req = openai::parse_request(endpoint, &body)?;
+    served.check_model(req.model.as_deref())?;
+    let prefix = match endpoint {
+        Endpoint::Chat => "chatcmpl",
+        Endpoint::Text => "cmpl",
+    };
+    let meta = ResponseMeta {
+        id: format!("{prefix}-{:016x}", wasip2::random::random::get_random_u64()),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: served.config.model.clone(),
+        endpoint,
+    };
+    Ok((served, meta, req))
+}
+
+fn generate(s: &Served, req: &GenerateRequest) -> Result<api::Completion, ApiError> {
+    Ok(match &req.prompt {
+        Prompt::Messages(m) => s.model.chat(m, &req.params)?,
+        Prompt::Text(p) => s.model.complete(p, &req.params)?,
+    })
+}
+
+/// Streams the generation as server-sent events. Errors found before the first token (bad
+/// parameters, context overflow) still get their 4xx; a client that hangs up cancels the
+/// generation.
+fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &GenerateRequest) {
+    let started = match &req.prompt {
+        Prompt::Messages(m) => s.model.stream_chat(m, &req.params),
+        Prompt::Text(p) => s.model.stream_complete(p, &req.params),
+    };
+    let generation = match started {
+        Ok(g) => g,
+        Err(e) => return wire::send_error(out, &ApiError::from(e)),
+    };
+    let mut events = EventStream::start(out);
+    let chat = meta.endpoint == Endpoint::Chat;
+    if chat && events.event(&meta.chunk("", true, None)).is_err() {
+        return;
+    }
+    loop {
+        match generation.next() {
+            Ok(Some(chunk)) if chunk.text.is_empty() => {}
+            Ok(Some(chunk)) => {
+                if events.event(&meta.chunk(&chunk.text, false, None)).is_err() {
+                    return; // the client has gone; dropping `generation` cancels it
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = events.event(&ApiError::from(e).to_json());
+                return;
+            }
+        }
+    }
+    let Some(done) = generation.finish() else {
+        let error = ApiError::from(api::Error::RuntimeError(
+            "the generation ended without a summary".into(),
+        ));
+        let _ = events.event(&error.to_json());
+        return;
+    };
+    if events
+        .event(&meta.chunk("", false, Some(done.finish_reason)))
+        .is_err()
+    {
+        return;
+    }
+    if req.include_usage && events.event(&meta.usage_chunk(&done.usage)).is_err() {
+        return;
+    }
+    events.done();
+}

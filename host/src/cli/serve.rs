@@ -1,0 +1,135 @@
+//! `edge-llm serve`: the composed HTTP component (`just compose-http`) behind an
+//! OpenAI-compatible HTTP server, with the native backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use edge_llm_host::serve::{ServeOptions, Server};
+
+use super::setup::{self, status, ComponentKind, ModelFile};
+use super::{BackendChoice, ModelArgs};
+
+/// `edge-llm serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// `--component` is the composed HTTP component (default: $EDGE_LLM_HTTP_COMPONENT, else
+    /// the `edge-llm-http.wasm` that `just compose-http` builds).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on; port 0 picks a free one (the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Requests generating at once, each in its own instance (default: 2).
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Requests that may wait for an instance; more get 503.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Request bodies larger than this get 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<()> {
+    if !(1..=256).contains(&args.concurrency) {
+        bail!(
+            "--concurrency must be between 1 and 256, got {}",
+            args.concurrency
+        );
+    }
+    if args.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    let started = Instant::now();
+    let file = ModelFile::resolve(&args.model)?;
+    let native = args.model.backend != BackendChoice::Wasm;
+    let mut runtime = setup::runtime_options(
+        &args.model,
+        ComponentKind::Http,
+        native,
+        Some(file.dir.clone()),
+    )?;
+    // The front opens the model by its manifest name when it has one, else by its path.
+    let served_name = file.names.last().cloned().unwrap_or_default();
+    runtime.guest_env = vec![
+        ("EDGE_LLM_MODEL".into(), served_name.clone()),
+        (
+            "EDGE_LLM_MAX_BODY_BYTES".into(),
+            args.max_body_bytes.to_string(),
+        ),
+    ];
+    if let Some(n) = args.model.ctx_size {
+        runtime
+            .guest_env
+            .push(("EDGE_LLM_CTX_SIZE".into(), n.to_string()));
+    }
+    runtime.pooling = Some(u32::try_from(args.concurrency + 1).unwrap_or(u32::MAX));
+    let options = ServeOptions {
+        runtime,
+        concurrency: args.concurrency,
+        queue: args.queue,
+        timeout: args.model.timeout_ms.map(Duration::from_millis),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        // Each generating request occupies a worker while it is in the native backend; one
+        // more keeps accepting connections and streaming bodies.
+        .worker_threads(args.concurrency + 1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    tokio.block_on(async move {
+        let mut server = Server::new(options)?;
+        status(format_args!(
+            "component: {} in {:.1?}",
+            server.cache_status(),
+            server.load_time()
+        ));
+        if native {
+            server.preload(&file.path, &file.names)?;
+        }
+        let server = Arc::new(server);
+        let (code, body) = server.warm_up().await?;
+        if code != 200 {
+            bail!("the model does not open: {}", body.trim());
+        }
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .with_context(|| format!("listening on {}", args.addr))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        eprintln!(
+            "edge-llm: serving {served_name} on http://{addr} ({}, {} at once, ready in {:.0?}); Ctrl-C stops",
+            if native { "native backend" } else { "wasm kernel" },
+            args.concurrency,
+            started.elapsed()
+        );
+        server.serve(listener, shutdown_signal()).await?;
+        eprintln!("edge-llm: stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

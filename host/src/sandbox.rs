@@ -1,0 +1,250 @@
+//! What every store shares, whichever world the component implements: one engine, the
+//! component compiled once (through the cache), the models preloaded for `wasi:nn`, and each
+//! store's WASI, `wasi:nn`, `wasi:http` and limits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_llm_kernel::{Model, ModelBytes};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder,
+};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_nn::wit::WasiNnView;
+use wasmtime_wasi_nn::{Backend, Registry};
+
+use crate::cache::{self, CacheStatus};
+use crate::nn::{GgmlBackend, Preloaded};
+use crate::HostError;
+
+/// Where the guest sees the model directory.
+pub const GUEST_MODEL_DIR: &str = "/models";
+
+/// How often the epoch advances; deadlines are rounded up to this.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// "No deadline" in epoch ticks (wasmtime adds it to the current epoch, so not `u64::MAX`).
+pub(crate) const NO_DEADLINE: u64 = 1 << 62;
+
+/// The epoch deadline, in ticks from now, for a call bounded by `timeout`.
+pub(crate) fn deadline_ticks(timeout: Option<Duration>) -> u64 {
+    timeout.map_or(NO_DEADLINE, |t| {
+        let ticks = t.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) + 1;
+        u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
+    })
+}
+
+/// How to build a [`Runtime`](crate::Runtime) or a [`Server`](crate::serve::Server).
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// The component: the guest (`edge_llm_guest.wasm`) for a `Runtime`, a composed
+    /// `wasi:http` component (`edge-llm-http.wasm`) for a `Server`.
+    pub component: PathBuf,
+    /// Where precompiled components are cached; `None` compiles in memory every time.
+    pub cache_dir: Option<PathBuf>,
+    /// A directory preopened read-only for the guest at [`GUEST_MODEL_DIR`].
+    pub model_dir: Option<PathBuf>,
+    /// Environment variables the guest sees (nothing of the host's is inherited).
+    pub guest_env: Vec<(String, String)>,
+    /// Threads of the native backend.
+    pub threads: usize,
+    /// Offer the native `wasi:nn` backend (graph encoding `ggml`) to the guest.
+    pub native: bool,
+    /// Upper bound on each instance's linear memory, in bytes.
+    pub memory_limit: usize,
+    /// Pre-allocate slots for this many concurrent instances (wasmtime's pooling allocator,
+    /// with copy-on-write memory images), for hosts that create many short-lived instances.
+    /// `None` allocates on demand.
+    pub pooling: Option<u32>,
+}
+
+impl RuntimeOptions {
+    /// Defaults: the cache in the platform cache dir, all cores, native backend on, 2 GiB memory.
+    pub fn new(component: impl Into<PathBuf>) -> Self {
+        Self {
+            component: component.into(),
+            cache_dir: Some(cache::default_dir()),
+            model_dir: None,
+            guest_env: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            native: true,
+            memory_limit: 2 << 30,
+            pooling: None,
+        }
+    }
+}
+
+/// The engine, the compiled component and the preloaded models.
+pub(crate) struct Sandbox {
+    pub engine: Engine,
+    pub component: Component,
+    pub options: RuntimeOptions,
+    pub cache_status: CacheStatus,
+    pub load_time: Duration,
+    preloaded: Preloaded,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// Creates the engine (one configuration for sync and async embedding) and loads the
+    /// component, compiling it only on a cache miss.
+    pub fn new(options: RuntimeOptions) -> Result<Self, HostError> {
+        let started = Instant::now();
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_simd(true)
+            .wasm_relaxed_simd(true)
+            // The guest's only relaxed op is `i16x8.relaxed_dot_i8x16_i7x16_s` on 4-bit
+            // operands, where every lowering agrees; forcing the portable lowering costs the
+            // in-guest kernel half its prefill speed.
+            .relaxed_simd_deterministic(false)
+            .epoch_interruption(true)
+            .memory_init_cow(true);
+        if let Some(instances) = options.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .total_memories(instances.saturating_mul(4))
+                .max_memories_per_component(4)
+                .max_memory_size(options.memory_limit);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| HostError::Component(format!("{e:#}")))?;
+        let wasm = std::fs::read(&options.component).map_err(|e| {
+            HostError::Component(format!(
+                "{}: {e} (build it with `just build`)",
+                options.component.display()
+            ))
+        })?;
+        let (component, cache_status) = cache::load(&engine, &wasm, options.cache_dir.as_deref())?;
+        let ticker = Arc::new(AtomicBool::new(true));
+        spawn_epoch_ticker(engine.clone(), ticker.clone());
+        Ok(Self {
+            engine,
+            component,
+            options,
+            cache_status,
+            load_time: started.elapsed(),
+            preloaded: Preloaded::default(),
+            ticker,
+        })
+    }
+
+    /// Memory-maps a GGUF file once and registers it for `wasi:nn` `load-by-name` under each of
+    /// `names`; every store and execution context shares the mapping.
+    pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
+        let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
+        // SAFETY: the mapping is read-only and the model files are ours (fetched and verified
+        // into the model directory); like every mmap user we rely on nobody truncating the
+        // file while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
+        let bytes: ModelBytes = Arc::new(map);
+        let model = Arc::new(
+            Model::load(bytes)
+                .map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?,
+        );
+        let graph = GgmlBackend::new(self.options.threads).graph(model.clone());
+        for name in names {
+            self.preloaded.insert(name.clone(), graph.clone());
+        }
+        Ok(model)
+    }
+
+    /// A fresh store: WASI with only the model directory (read-only) and the configured
+    /// environment, the native backend when enabled, the memory limit, no deadline yet.
+    pub fn store(&self) -> Result<Store<HostState>, HostError> {
+        let options = &self.options;
+        let mut wasi = WasiCtxBuilder::new();
+        if let Some(dir) = &options.model_dir {
+            wasi.preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
+                .map_err(|e| HostError::Component(format!("preopen {}: {e:#}", dir.display())))?;
+        }
+        wasi.envs(&options.guest_env);
+        let (backends, registry): (Vec<Backend>, Preloaded) = if options.native {
+            (
+                vec![GgmlBackend::new(options.threads).into()],
+                self.preloaded.clone(),
+            )
+        } else {
+            (Vec::new(), Preloaded::default())
+        };
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            nn: wasmtime_wasi_nn::wit::WasiNnCtx::new(backends, Registry::from(registry)),
+            http: WasiHttpCtx::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(options.memory_limit)
+                .instances(8)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(NO_DEADLINE);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, running: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        while running.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
+}
+
+/// A linking failure.
+pub(crate) fn link_error(e: wasmtime::Error) -> HostError {
+    HostError::Component(format!("link: {e:#}"))
+}
+
+/// Adds `wasi:nn` (its host functions are synchronous in sync and async stores alike).
+pub(crate) fn add_nn_to_linker(linker: &mut Linker<HostState>) -> Result<(), HostError> {
+    wasmtime_wasi_nn::wit::add_to_linker(linker, |s: &mut HostState| {
+        WasiNnView::new(&mut s.table, &mut s.nn)
+    })
+    .map_err(link_error)
+}
+
+/// A store's state: WASI, wasi-nn, wasi-http and the memory limits.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    nn: wasmtime_wasi_nn::wit::WasiNnCtx,
+    http: WasiHttpCtx,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}

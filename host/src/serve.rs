@@ -1,0 +1,363 @@
+//! An HTTP server for `wasi:http` components: the composed `edge-llm-http.wasm` (the HTTP front
+//! plugged onto the inference component) served by hyper, with the native `wasi:nn` backend,
+//! the precompiled-component cache and warm instances.
+//!
+//! - **Instances**: at most `concurrency` requests run inside the component at once, each in
+//!   its own instance. An instance that finished a request cleanly goes back to an idle pool
+//!   and serves the next one warm (the front keeps its model open); one that trapped or ran
+//!   past its deadline is dropped and replaced by a fresh one.
+//! - **Queueing**: up to `queue` more requests wait for an instance; beyond that a request gets
+//!   503 at once, so memory stays bounded under any load.
+//! - **Shutdown**: [`Server::serve`] stops accepting when its shutdown future resolves and
+//!   waits for the requests in flight.
+//! - **Access log**: one line per request on stderr.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge_llm_kernel::Model;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use wasmtime::component::Linker;
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::cache::CacheStatus;
+use crate::sandbox::{self, link_error, HostState, Sandbox};
+use crate::{HostError, RuntimeOptions};
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to build a [`Server`].
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The composed `wasi:http` component and the sandbox around it.
+    pub runtime: RuntimeOptions,
+    /// Requests inside the component at once (one instance each).
+    pub concurrency: usize,
+    /// Requests that may wait for an instance; more get 503.
+    pub queue: usize,
+    /// Bound on each request's time inside the component; past it the instance is
+    /// interrupted and replaced.
+    pub timeout: Option<Duration>,
+}
+
+/// A request-serving instance.
+struct Worker {
+    store: Store<HostState>,
+    proxy: Proxy,
+}
+
+/// The server: the compiled component, its idle instances and the admission limits.
+pub struct Server {
+    sandbox: Sandbox,
+    pre: ProxyPre<HostState>,
+    concurrency: usize,
+    queue: usize,
+    timeout: Option<Duration>,
+    idle: Mutex<Vec<Worker>>,
+    slots: Arc<Semaphore>,
+    admitted: Arc<AtomicUsize>,
+}
+
+/// The response body type.
+pub type Response = hyper::Response<HyperOutgoingBody>;
+
+impl Server {
+    /// Creates the engine (async), loads the component through the cache and links it with
+    /// WASI, `wasi:http` and `wasi:nn`.
+    pub fn new(options: ServeOptions) -> Result<Self, HostError> {
+        if options.concurrency == 0 {
+            return Err(HostError::Component(
+                "concurrency must be at least 1".into(),
+            ));
+        }
+        let sandbox = Sandbox::new(options.runtime)?;
+        let mut linker = Linker::<HostState>::new(&sandbox.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
+        sandbox::add_nn_to_linker(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(&sandbox.component)
+            .map_err(link_error)?;
+        let pre = ProxyPre::new(pre).map_err(|e| {
+            HostError::Component(format!(
+                "{} is not a wasi:http proxy component: {e:#}",
+                sandbox.options.component.display()
+            ))
+        })?;
+        Ok(Self {
+            sandbox,
+            pre,
+            concurrency: options.concurrency,
+            queue: options.queue,
+            timeout: options.timeout,
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(options.concurrency)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// What the component cache did when this server was created.
+    pub fn cache_status(&self) -> &CacheStatus {
+        &self.sandbox.cache_status
+    }
+
+    /// Time spent creating the engine and loading or compiling the component.
+    pub fn load_time(&self) -> Duration {
+        self.sandbox.load_time
+    }
+
+    /// Memory-maps a GGUF file once for the native backend, under each of `names`.
+    pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
+        self.sandbox.preload(path, names)
+    }
+
+    /// Serves one internal `GET /health` so that the first instance exists and has opened its
+    /// model before the first client arrives; returns the response status and body.
+    pub async fn warm_up(self: &Arc<Self>) -> Result<(u16, String), HostError> {
+        let request = hyper::Request::get("http://localhost/health")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| HostError::Component(format!("warm-up request: {e}")))?;
+        let response = self.clone().handle(request, None).await;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// Accepts connections on `listener` until `shutdown` resolves, then waits (up to 30 s) for
+    /// the requests in flight.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("edge-llm serve: accept: {e}");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let server = self.clone();
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(request, Some(peer)).await) }
+            });
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                // A client that disconnects mid-request is not the server's error.
+                let _ = connection.await;
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+                eprintln!("edge-llm serve: requests still running after {DRAIN_TIMEOUT:?}; exiting");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one request through an instance and answers it; never fails (errors become
+    /// OpenAI-style JSON responses).
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        request: hyper::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let line = format!(
+            "{} {} {}",
+            peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            request.method(),
+            request.uri().path()
+        );
+        let limit = self.concurrency + self.queue;
+        let Some(admitted) = Admitted::try_new(&self.admitted, limit) else {
+            access_log(&line, 503, started);
+            return error_response(
+                503,
+                &format!("the server is busy ({limit} requests running or queued); retry later"),
+            );
+        };
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            access_log(&line, 503, started);
+            return error_response(503, "the server is shutting down");
+        };
+        let mut worker = match self.take_worker().await {
+            Ok(w) => w,
+            Err(e) => {
+                access_log(&line, 500, started);
+                return error_response(500, &format!("cannot start an instance: {e}"));
+            }
+        };
+        let (sender, receiver) = oneshot::channel();
+        let mut http = worker.store.data_mut().http();
+        let prepared = http
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|r| Ok((r, http.new_response_outparam(sender)?)));
+        let (guest_request, out) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                access_log(&line, 400, started);
+                return error_response(400, &format!("{e:#}"));
+            }
+        };
+        worker
+            .store
+            .set_epoch_deadline(sandbox::deadline_ticks(self.timeout));
+        let (head_tx, head_rx) = oneshot::channel::<Response>();
+        let server = self.clone();
+        tokio::spawn(async move {
+            let call = worker.proxy.wasi_http_incoming_handler().call_handle(
+                &mut worker.store,
+                guest_request,
+                out,
+            );
+            let forward = async {
+                let response = match receiver.await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(code)) => {
+                        error_response(500, &format!("the component failed: {code:?}"))
+                    }
+                    // The outparam was dropped unset: the call trapped or returned early; the
+                    // call's result says which.
+                    Err(_) => return None,
+                };
+                let status = response.status().as_u16();
+                let _ = head_tx.send(response);
+                Some(status)
+            };
+            let (result, status) = tokio::join!(call, forward);
+            let status = status.unwrap_or(500);
+            drop(permit);
+            match result {
+                Ok(()) => server.return_worker(worker),
+                Err(e) => eprintln!(
+                    "edge-llm serve: {line}: instance discarded: {}",
+                    describe_trap(&e)
+                ),
+            }
+            access_log(&line, status, started);
+            drop(admitted);
+        });
+        match head_rx.await {
+            Ok(response) => response,
+            Err(_) => error_response(
+                500,
+                "the component ended without a response (it trapped or ran past its deadline; see the server log)",
+            ),
+        }
+    }
+
+    async fn take_worker(&self) -> wasmtime::Result<Worker> {
+        let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        if let Some(worker) = idle {
+            return Ok(worker);
+        }
+        let mut store = self
+            .sandbox
+            .store()
+            .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(Worker { store, proxy })
+    }
+
+    fn return_worker(&self, worker: Worker) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.concurrency {
+                idle.push(worker);
+            }
+        }
+    }
+}
+
+/// One admitted request (running or queued); dropping it frees the place.
+struct Admitted(Arc<AtomicUsize>);
+
+impl Admitted {
+    /// Admits a request unless `limit` are already in.
+    fn try_new(count: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn describe_trap(e: &wasmtime::Error) -> String {
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        "interrupted at its deadline".into()
+    } else {
+        format!("{e:#}").replace('\n', " ")
+    }
+}
+
+fn access_log(line: &str, status: u16, started: Instant) {
+    eprintln!(
+        "{line} {status} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// A JSON error response in the front's (OpenAI's) shape.
+fn error_response(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": "server_error", "param": null, "code": null}
+    });
+    let body = Full::new(Bytes::from(format!("{body}\n")))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

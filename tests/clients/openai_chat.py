@@ -1,0 +1,64 @@
+"""Drives an edge-llm server with the official `openai` Python client (installed by `just tools`).
+
+Usage: openai_chat.py BASE_URL MODEL PROMPT MAX_TOKENS
+Prints one JSON object: the one-shot and streamed greedy texts, the streamed usage and finish
+reason, the served model ids, and the status codes of two bad requests.
+"""
+
+import json
+import sys
+
+import openai
+
+base_url, model, prompt, max_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+messages = [{"role": "user", "content": prompt}]
+
+one_shot = client.chat.completions.create(
+    model=model, messages=messages, max_tokens=max_tokens, temperature=0
+)
+
+parts, usage, finish = [], None, None
+stream = client.chat.completions.create(
+    model=model,
+    messages=messages,
+    max_tokens=max_tokens,
+    temperature=0,
+    stream=True,
+    stream_options={"include_usage": True},
+)
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage.model_dump()
+    for choice in chunk.choices:
+        if choice.delta.content:
+            parts.append(choice.delta.content)
+        if choice.finish_reason:
+            finish = choice.finish_reason
+
+
+def status_of(**overrides):
+    args = dict(model=model, messages=messages, max_tokens=max_tokens, temperature=0)
+    args.update(overrides)
+    try:
+        client.chat.completions.create(**args)
+        return 200
+    except openai.APIStatusError as e:
+        return e.status_code
+
+
+print(
+    json.dumps(
+        {
+            "text": one_shot.choices[0].message.content,
+            "finish_reason": one_shot.choices[0].finish_reason,
+            "usage": one_shot.usage.model_dump(),
+            "stream_text": "".join(parts),
+            "stream_finish_reason": finish,
+            "stream_usage": usage,
+            "models": [m.id for m in client.models.list()],
+            "bad_temperature": status_of(temperature=-1),
+            "unknown_model": status_of(model="no-such-model"),
+        }
+    )
+)

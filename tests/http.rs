@@ -1,0 +1,245 @@
+//! A small HTTP/1.1 client (enough for the servers under test: `Connection: close`, chunked
+//! bodies, server-sent events) and server processes started and stopped by the tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A whole response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `data:` payloads of a server-sent-events body, in order (`[DONE]` included as a
+    /// string).
+    pub fn events(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.body)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_string())))
+            .collect()
+    }
+
+    /// The text of a streamed chat (`delta.content`) or completion (`text`), concatenated.
+    pub fn streamed_text(&self) -> String {
+        self.events()
+            .iter()
+            .filter_map(|e| e["choices"].get(0))
+            .filter_map(|c| c["delta"]["content"].as_str().or(c["text"].as_str()))
+            .collect()
+    }
+}
+
+/// Sends a request and reads the whole response. A server that answers before reading all of
+/// a large body (413) is fine: write errors are ignored and the response read anyway.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
+    request_with(addr, method, path, body, || {})
+}
+
+/// Like [`request`], calling `on_head` once the status line and headers have arrived (e.g. to
+/// act while a stream is still running).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    on_head: impl FnOnce(),
+) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .expect("read timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    on_head();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("chunk size");
+            let size = usize::from_str_radix(line.trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {line:?}"));
+            if size == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..]).expect("chunk");
+            line.clear();
+            reader.read_line(&mut line).expect("chunk end");
+        }
+    } else {
+        reader.read_to_end(&mut body).expect("body");
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// POSTs a JSON value.
+pub fn post_json(addr: SocketAddr, path: &str, value: &Value) -> Response {
+    request(addr, "POST", path, value.to_string().as_bytes())
+}
+
+/// A server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// `edge-llm serve --addr 127.0.0.1:0 EXTRA...`; waits for its "serving ... on" line.
+    pub fn edge_llm(extra: &[&str], cache: &Path) -> Server {
+        let mut cmd = Command::new(crate::edge_llm_bin());
+        cmd.args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("EDGE_LLM_CACHE_DIR", cache)
+            .env_remove("EDGE_LLM_MODEL");
+        Self::start(cmd, None, "serving ")
+    }
+
+    /// The stock `wasmtime serve -S cli --addr 127.0.0.1:PORT EXTRA... COMPONENT` on a free
+    /// port; waits for its "Serving HTTP on" line.
+    pub fn wasmtime(component: &Path, extra: &[&str]) -> Server {
+        let addr = free_port();
+        let mut cmd = Command::new("wasmtime");
+        cmd.args(["serve", "-S", "cli", "--addr", &addr.to_string()])
+            .args(extra)
+            .arg(component);
+        Self::start(cmd, Some(addr), "Serving HTTP on")
+    }
+
+    fn start(mut cmd: Command, addr: Option<SocketAddr>, ready: &'static str) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {cmd:?}: {e} (run `just tools` and `just build`)")
+            });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(ready) {
+                    let _ = tx.send(line.clone());
+                }
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "the server did not start: {}",
+                    log.lock().expect("log lock")
+                )
+            });
+        let addr = addr.unwrap_or_else(|| {
+            let at = line.find("http://").expect("an address") + "http://".len();
+            let end = line[at..].find([' ', '/']).map_or(line.len(), |e| at + e);
+            line[at..end].parse().expect("a socket address")
+        });
+        Server { child, addr, log }
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Sends SIGTERM (a graceful shutdown).
+    pub fn signal_terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal_terminate();
+        self.child.wait().expect("waiting for the server")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody is listening on (bound, then released).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}

@@ -1,0 +1,433 @@
+//! The OpenAI-compatible HTTP component (`just compose-http`) under both servers: `edge-llm
+//! serve` (native backend) and the stock `wasmtime serve` running the single-file bundle (the
+//! guest's own kernel). Each is started on a loopback port it picks, driven with raw HTTP and
+//! with the official `openai` Python client, and must answer with exactly the text `edge-llm
+//! run --chat --temperature 0` gives on the same backend.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use edge_llm_tests::http::{post_json, request, request_with, Response, Server};
+use edge_llm_tests::{edge_llm, http_bundle_wasm, root, stdout_json, temp_dir};
+use serde_json::{json, Value};
+
+const MODEL: &str = "smollm2-135m-instruct";
+const PROMPT: &str = "What is the capital of France?";
+const MAX_TOKENS: u32 = 24;
+/// The body limit the servers are started with, so the oversized-body case stays small.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// `edge-llm run --chat --temperature 0` on `backend` (`native` or `wasm`).
+fn cli_text(backend: &str, cache: &Path) -> String {
+    let max = MAX_TOKENS.to_string();
+    let out = edge_llm(
+        &[
+            "run",
+            "--chat",
+            "--backend",
+            backend,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            &max,
+            "--json",
+            PROMPT,
+        ],
+        cache,
+    );
+    let text = stdout_json(&out)["text"]
+        .as_str()
+        .expect("text")
+        .to_string();
+    assert!(!text.is_empty());
+    text
+}
+
+fn chat(stream: bool) -> Value {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": stream,
+        "stream_options": {"include_usage": stream},
+    })
+}
+
+fn chat_request(addr: SocketAddr, body: &Value) -> Response {
+    post_json(addr, "/v1/chat/completions", body)
+}
+
+/// One-shot and streamed greedy chats give `expected`, in OpenAI's shapes.
+fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
+    let one = chat_request(addr, &chat(false));
+    assert_eq!(one.status, 200, "{}", String::from_utf8_lossy(&one.body));
+    let v = one.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], MODEL);
+    assert!(v["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("chatcmpl-")));
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["message"]["content"], expected);
+    assert_eq!(v["system_fingerprint"], fingerprint);
+    let usage = &v["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().expect("prompt_tokens")
+                + usage["completion_tokens"]
+                    .as_u64()
+                    .expect("completion_tokens")
+        )
+    );
+
+    let streamed = chat_request(addr, &chat(true));
+    assert_eq!(streamed.status, 200);
+    assert_eq!(streamed.header("content-type"), Some("text/event-stream"));
+    let events = streamed.events();
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "ends with [DONE]");
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(events.len() > 4, "one event per chunk: {events:?}");
+    assert_eq!(streamed.streamed_text(), expected);
+    let finish = &events[events.len() - 3];
+    assert_eq!(
+        finish["choices"][0]["finish_reason"],
+        v["choices"][0]["finish_reason"]
+    );
+    let usage_chunk = &events[events.len() - 2];
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"], v["usage"]);
+}
+
+/// The same through the official `openai` Python client.
+fn check_openai_client(addr: SocketAddr, expected: &str) {
+    let script = root().join("tests/clients/openai_chat.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .args([MODEL, PROMPT, &MAX_TOKENS.to_string()])
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "the openai client failed (is it installed? `just tools`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(v["text"], expected);
+    assert_eq!(v["stream_text"], expected);
+    assert_eq!(v["stream_finish_reason"], v["finish_reason"]);
+    assert_eq!(v["stream_usage"], v["usage"]);
+    assert_eq!(v["models"], json!([MODEL]));
+    assert_eq!(v["bad_temperature"], 400);
+    assert_eq!(v["unknown_model"], 404);
+}
+
+/// 8 streamed chats at once all complete with the expected text.
+fn check_concurrent_streams(addr: SocketAddr, expected: &str) {
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| chat_request(addr, &chat(true))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h.join().expect("client thread");
+                assert_eq!(r.status, 200);
+                assert_eq!(r.events().last(), Some(&json!("[DONE]")));
+                r.streamed_text()
+            })
+            .collect()
+    });
+    for t in texts {
+        assert_eq!(t, expected);
+    }
+}
+
+/// Every bad request gets its 4xx and an OpenAI-style error naming the problem; the server
+/// keeps serving.
+fn check_bad_requests(addr: SocketAddr) {
+    let user = json!([{"role": "user", "content": "hi"}]);
+    let with = |extra: Value| {
+        let mut body = json!({"messages": user});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        body.to_string().into_bytes()
+    };
+    // (case, method, path, body, status, a word the error message must contain)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "bad JSON",
+            "POST",
+            "/v1/chat/completions",
+            b"{bad".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "not an object",
+            "POST",
+            "/v1/chat/completions",
+            b"[]".to_vec(),
+            400,
+            "JSON object",
+        ),
+        (
+            "no messages",
+            "POST",
+            "/v1/chat/completions",
+            b"{}".to_vec(),
+            400,
+            "messages",
+        ),
+        (
+            "empty messages",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"messages": []})),
+            400,
+            "empty",
+        ),
+        (
+            "unknown role",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"messages": [{"role": "robot", "content": "x"}]})),
+            400,
+            "robot",
+        ),
+        (
+            "unknown model",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"model": "gpt-9"})),
+            404,
+            "gpt-9",
+        ),
+        (
+            "negative temperature",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"temperature": -1})),
+            400,
+            "temperature",
+        ),
+        (
+            "top_p 0",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"top_p": 0})),
+            400,
+            "top_p",
+        ),
+        (
+            "max_tokens 0",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"max_tokens": 0})),
+            400,
+            "max_tokens",
+        ),
+        (
+            "max_tokens 1e9",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"max_tokens": 1_000_000_000u64})),
+            400,
+            "context",
+        ),
+        (
+            "n 2",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"n": 2})),
+            400,
+            "n: 1",
+        ),
+        (
+            "10,000 stop strings",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"stop": vec!["x"; 10_000]})),
+            400,
+            "stop",
+        ),
+        (
+            "invalid UTF-8",
+            "POST",
+            "/v1/chat/completions",
+            b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(),
+            400,
+            "JSON",
+        ),
+        (
+            "no prompt",
+            "POST",
+            "/v1/completions",
+            b"{}".to_vec(),
+            400,
+            "prompt",
+        ),
+        (
+            "oversized body",
+            "POST",
+            "/v1/chat/completions",
+            vec![b' '; BODY_LIMIT + 1],
+            413,
+            "exceeds",
+        ),
+        (
+            "wrong method",
+            "GET",
+            "/v1/chat/completions",
+            Vec::new(),
+            405,
+            "POST",
+        ),
+        (
+            "no such route",
+            "GET",
+            "/v2/nothing",
+            Vec::new(),
+            404,
+            "no route",
+        ),
+    ];
+    for (name, method, path, body, status, needle) in cases {
+        let r = request(addr, method, path, &body);
+        assert_eq!(
+            r.status,
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let error = &r.json()["error"];
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{name}: {message}");
+        assert!(error["type"].is_string(), "{name}: {error}");
+    }
+    let overflow = post_json(
+        addr,
+        "/v1/chat/completions",
+        &json!({"messages": user, "max_tokens": 1_000_000_000u64}),
+    );
+    assert_eq!(overflow.json()["error"]["code"], "context_length_exceeded");
+    let health = request(addr, "GET", "/health", b"");
+    assert_eq!(health.status, 200, "still serving after the bad requests");
+}
+
+/// `/v1/models`, `/health` and a raw completion.
+fn check_other_routes(addr: SocketAddr) {
+    let models = request(addr, "GET", "/v1/models", b"").json();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], MODEL);
+    let completion = post_json(
+        addr,
+        "/v1/completions",
+        &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(completion.status, 200);
+    let v = completion.json();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(
+        v["usage"]["completion_tokens"].as_u64().map(|n| n <= 8),
+        Some(true)
+    );
+    let streamed = post_json(
+        addr,
+        "/v1/completions",
+        &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0, "stream": true}),
+    );
+    assert_eq!(
+        streamed.streamed_text(),
+        v["choices"][0]["text"].as_str().expect("text")
+    );
+}
+
+#[test]
+fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
+    let cache = temp_dir("serve-native");
+    let expected = cli_text("native", &cache);
+    let limit = BODY_LIMIT.to_string();
+    let server = Server::edge_llm(&["--max-body-bytes", &limit, "--concurrency", "2"], &cache);
+    check_chat(server.addr, &expected, "edge-llm-wasi-nn");
+    check_openai_client(server.addr, &expected);
+    check_concurrent_streams(server.addr, &expected);
+    check_bad_requests(server.addr);
+    check_other_routes(server.addr);
+    let log = server.log();
+    assert!(
+        log.contains("POST /v1/chat/completions 200"),
+        "one access-log line per request: {log}"
+    );
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM stops it cleanly: {status:?}");
+}
+
+#[test]
+fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
+    let cache = temp_dir("serve-wasmtime");
+    let expected = cli_text("wasm", &cache);
+    let component = http_bundle_wasm();
+    let env = format!("EDGE_LLM_MAX_BODY_BYTES={BODY_LIMIT}");
+    let server = Server::wasmtime(&component, &["--env", &env]);
+    check_chat(server.addr, &expected, "edge-llm-kernel");
+    check_openai_client(server.addr, &expected);
+    check_concurrent_streams(server.addr, &expected);
+    check_bad_requests(server.addr);
+    check_other_routes(server.addr);
+}
+
+#[test]
+fn edge_llm_serve_queues_sheds_and_drains() {
+    let cache = temp_dir("serve-limits");
+    let server = Server::edge_llm(&["--concurrency", "1", "--queue", "0"], &cache);
+    let addr = server.addr;
+    let long = json!({
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": 96, "temperature": 0, "stream": true,
+    })
+    .to_string();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let running = std::thread::spawn(move || {
+        request_with(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            long.as_bytes(),
+            move || {
+                let _ = started_tx.send(());
+            },
+        )
+    });
+    started_rx.recv().expect("the first stream started");
+    // The only instance is busy and nothing may queue: shed at once.
+    let shed = request(addr, "GET", "/health", b"");
+    assert_eq!(shed.status, 503, "{}", String::from_utf8_lossy(&shed.body));
+    assert!(shed.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("busy"));
+    // SIGTERM while the stream runs: it still completes, then the server exits cleanly.
+    server.signal_terminate();
+    let finished = running.join().expect("client thread");
+    assert_eq!(finished.status, 200);
+    assert_eq!(
+        finished.events().last(),
+        Some(&json!("[DONE]")),
+        "drained, not cut"
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
