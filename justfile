@@ -56,7 +56,7 @@ run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
 # All tests: native workspace tests, then the kernel's reference tests compiled to wasm.
-test: model build compose bundle compose-http
+test: model build compose bundle compose-http jco
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
@@ -127,12 +127,25 @@ build-http-front:
 # no files at all:
 #   wasmtime serve -S cli --addr 127.0.0.1:8080 target/edge-llm-http-bundle.wasm
 # Compose the OpenAI-compatible HTTP components.
-compose-http: build-guest build-http-front bundle
-    wasm-tools strip {{guest_wasm}} -o target/edge-llm-guest.wasm
+compose-http: strip-guest build-http-front bundle
     just _compose {{http_front_wasm}} target/edge-llm-guest.wasm target/edge-llm-http.wasm
     wasm-tools component wit target/edge-llm-http.wasm | grep -qF 'export wasi:http/incoming-handler@0.2'
     just _compose {{http_front_wasm}} target/edge-llm-bundle.wasm target/edge-llm-http-bundle.wasm
     just _check-component target/edge-llm-http-bundle.wasm 'export wasi:http/incoming-handler@0.2'
+
+# target/edge-llm-guest.wasm: the inference component without its DWARF (21 of 25 MB).
+strip-guest: build-guest
+    wasm-tools strip {{guest_wasm}} -o target/edge-llm-guest.wasm
+
+# The same component bytes in Node.js: the CLI front on the wasi:nn inference component,
+# transpiled by jco into tests/jco/out/cli-nn, with wasi:nn left unimplemented
+# (tests/jco/wasi-nn-unavailable.js) so the guest falls back to its own kernel:
+#   node --experimental-wasm-relaxed-simd tests/jco/run.mjs tests/jco/out/cli-nn/edge-llm.js models -- "PROMPT"
+# Transpile the composed CLI component for Node.js with jco.
+jco: strip-guest build-cli-front
+    just _compose {{cli_front_wasm}} target/edge-llm-guest.wasm target/edge-llm-cli-nn.wasm
+    cd tests/jco && { test -d node_modules || npm ci --no-audit --no-fund --silent; }
+    cd tests/jco && npx jco transpile ../../target/edge-llm-cli-nn.wasm -o out/cli-nn --name edge-llm --map 'wasi:nn/*=../../wasi-nn-unavailable.js#*' >/dev/null
 
 # Serve the OpenAI-compatible API with the native backend (ARGS: e.g. --addr 0.0.0.0:8080).
 serve *ARGS: model build compose-http
@@ -150,6 +163,10 @@ _check-component WASM PATTERN:
     wit="$(wasm-tools component wit {{WASM}})"
     if grep -q 'import wasi:nn' <<<"$wit"; then echo "{{WASM}} imports wasi:nn" >&2; exit 1; fi
     grep -qF '{{PATTERN}}' <<<"$wit" || { echo "{{WASM}} lacks \`{{PATTERN}}\`" >&2; exit 1; }
+
+# p50/p95 latency, requests/s and peak RSS of `edge-llm serve` and `wasmtime serve`.
+bench-serve: model build compose-http
+    cargo run --release -p edge-llm-tests --example serve_bench
 
 # Startup and first-token times of the standalone, bundled and pre-initialized components.
 bench-startup: compose bundle

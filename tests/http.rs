@@ -211,6 +211,11 @@ impl Server {
         Server { child, addr, log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server wrote on stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
