@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: where the workspace, the built
 //! artifacts, the model and the reference data are, and how to run the `edge-llm` CLI.
 
+pub mod fixtures;
 pub mod http;
 
 use std::path::PathBuf;

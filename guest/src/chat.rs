@@ -84,6 +84,9 @@ pub enum ChatError {
     /// Any other rendering error.
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// A chat needs at least one message.
+    #[error("the chat has no messages")]
+    NoMessages,
     /// A message has an empty role.
     #[error("message {index} has an empty role")]
     EmptyRole {
@@ -211,6 +214,9 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
+        if messages.is_empty() {
+            return Err(ChatError::NoMessages);
+        }
         if let Some(index) = messages.iter().position(|m| m.role.is_empty()) {
             return Err(ChatError::EmptyRole { index });
         }

@@ -66,9 +66,11 @@ impl From<GenerateError> for wit::Error {
                 context_length: n_ctx as u32,
             }),
             GenerateError::Backend(b) => wit::Error::BackendError(b.to_string()),
-            other @ (GenerateError::InvalidInput(_)
-            | GenerateError::Sampling(_)
-            | GenerateError::Stop(_)) => wit::Error::InvalidInput(other.to_string()),
+            // The WIT case already says "invalid input"; the message says what.
+            GenerateError::InvalidInput(m) => wit::Error::InvalidInput(m),
+            other @ (GenerateError::Sampling(_) | GenerateError::Stop(_)) => {
+                wit::Error::InvalidInput(other.to_string())
+            }
         }
     }
 }

@@ -16,7 +16,27 @@ pub enum StopError {
         /// Index of the offending sequence.
         index: usize,
     },
+    /// More stop sequences than [`MAX_STOPS`]: each one is checked after every token.
+    #[error("{count} stop sequences; at most {MAX_STOPS} are allowed")]
+    TooMany {
+        /// How many were given.
+        count: usize,
+    },
+    /// A stop sequence longer than [`MAX_STOP_BYTES`].
+    #[error("stop sequence {index} is {len} bytes long; at most {MAX_STOP_BYTES} are allowed")]
+    TooLong {
+        /// Index of the offending sequence.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
+
+/// The most stop sequences one generation may have.
+pub const MAX_STOPS: usize = 64;
+
+/// The longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 1024;
 
 /// The result of feeding bytes to a [`TextStream`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,8 +58,21 @@ pub struct TextStream {
 impl TextStream {
     /// A stream that stops at any of `stops` (none: only UTF-8 holding back).
     pub fn new(stops: Vec<String>) -> Result<Self, StopError> {
+        if stops.len() > MAX_STOPS {
+            return Err(StopError::TooMany { count: stops.len() });
+        }
         if let Some(index) = stops.iter().position(String::is_empty) {
             return Err(StopError::EmptyStop { index });
+        }
+        if let Some((index, s)) = stops
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() > MAX_STOP_BYTES)
+        {
+            return Err(StopError::TooLong {
+                index,
+                len: s.len(),
+            });
         }
         Ok(Self {
             stops,
@@ -169,6 +202,21 @@ fn lossy(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_lists_are_bounded() {
+        let many = vec!["x".to_string(); MAX_STOPS + 1];
+        assert!(matches!(
+            TextStream::new(many),
+            Err(StopError::TooMany { count: 65 })
+        ));
+        let long = vec!["ok".to_string(), "y".repeat(MAX_STOP_BYTES + 1)];
+        assert!(matches!(
+            TextStream::new(long),
+            Err(StopError::TooLong { index: 1, .. })
+        ));
+        assert!(TextStream::new(vec!["x".to_string(); MAX_STOPS]).is_ok());
+    }
 
     #[test]
     fn incomplete_tail() {

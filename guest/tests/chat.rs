@@ -119,7 +119,9 @@ fn endless_loop_runs_out_of_fuel() {
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         limits,
     );
-    let err = t.render(&[], true).expect_err("out of fuel");
+    let err = t
+        .render(&[Message::user("x")], true)
+        .expect_err("out of fuel");
     assert!(
         matches!(err, ChatError::OutOfFuel { fuel: 10_000 }),
         "{err:?}"
@@ -135,7 +137,9 @@ fn deep_recursion_is_stopped() {
             ..TemplateLimits::default()
         },
     );
-    let err = t.render(&[], true).expect_err("recursion limit");
+    let err = t
+        .render(&[Message::user("x")], true)
+        .expect_err("recursion limit");
     assert!(matches!(err, ChatError::RecursionLimit { .. }), "{err:?}");
 }
 
@@ -146,7 +150,9 @@ fn huge_output_is_capped() {
         ..TemplateLimits::default()
     };
     let t = template("{% for i in range(10000) %}xxxxxxxxxx{% endfor %}", limits);
-    let err = t.render(&[], true).expect_err("too large");
+    let err = t
+        .render(&[Message::user("x")], true)
+        .expect_err("too large");
     assert!(
         matches!(err, ChatError::OutputTooLarge { limit: 1000 }),
         "{err:?}"
@@ -211,4 +217,10 @@ fn common_hf_template_features() {
         )
         .expect("renders");
     assert_eq!(out, "user:a;assistant:c;2{\"a\":1}k=v");
+}
+
+#[test]
+fn an_empty_chat_is_refused() {
+    let t = template("{{ messages | length }}", TemplateLimits::default());
+    assert!(matches!(t.render(&[], true), Err(ChatError::NoMessages)));
 }

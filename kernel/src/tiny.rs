@@ -75,6 +75,11 @@ fn q4_1_tensor(rng: &mut SplitMix64, cols: usize, rows: usize, std: f32) -> Vec<
 
 /// Generates the tiny model GGUF for `seed` (deterministic).
 pub fn tiny_model_gguf(seed: u64) -> Vec<u8> {
+    tiny_model_writer(seed).to_bytes()
+}
+
+/// The tiny model before it is written, for tests that change its metadata or tensors.
+pub fn tiny_model_writer(seed: u64) -> GgufWriter {
     use shape::*;
     let mut rng = SplitMix64::new(seed);
     let tokens = vocab();
@@ -164,5 +169,5 @@ pub fn tiny_model_gguf(seed: u64) -> Vec<u8> {
     }
     let t = norm(&mut rng);
     w.add_tensor("output_norm.weight", GgmlType::F32, &[e], t);
-    w.to_bytes()
+    w
 }

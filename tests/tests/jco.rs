@@ -40,7 +40,10 @@ fn node_runs_the_component_and_matches_the_guest_kernel() {
         .output()
         .expect("running node (Node.js 20 or later)");
     let got = stdout_json(&out);
-    assert_eq!(got["backend"], "wasm", "wasi:nn is unavailable: the kernel serves");
+    assert_eq!(
+        got["backend"], "wasm",
+        "wasi:nn is unavailable: the kernel serves"
+    );
     assert_eq!(json_tokens(&got), json_tokens(&expected));
     assert_eq!(got["text"], expected["text"]);
 }

@@ -288,6 +288,14 @@ fn check_bad_requests(addr: SocketAddr) {
             "exceeds",
         ),
         (
+            "10 MB body",
+            "POST",
+            "/v1/chat/completions",
+            vec![b' '; 10 << 20],
+            413,
+            "exceeds",
+        ),
+        (
             "wrong method",
             "GET",
             "/v1/chat/completions",

@@ -57,6 +57,21 @@ impl GgufWriter {
         self
     }
 
+    /// Replaces the value of every `key` pair, or adds the pair if there is none.
+    pub fn set(&mut self, key: &str, value: MetadataValue) -> &mut Self {
+        let mut found = false;
+        for (k, v) in &mut self.metadata {
+            if k == key {
+                *v = value.clone();
+                found = true;
+            }
+        }
+        if !found {
+            self.add(key, value);
+        }
+        self
+    }
+
     /// Adds a string metadata pair.
     pub fn add_str(&mut self, key: &str, value: &str) -> &mut Self {
         self.add(key, MetadataValue::String(value.to_string()))
