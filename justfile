@@ -168,6 +168,10 @@ _check-component WASM PATTERN:
 bench-serve: model build compose-http
     cargo run --release -p edge-llm-tests --example serve_bench
 
+# N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
+load N="500": model build compose-http
+    cargo run --release -p edge-llm-tests --example load -- {{N}}
+
 # Startup and first-token times of the standalone, bundled and pre-initialized components.
 bench-startup: compose bundle
     cargo run --release -p edge-llm-tests --features startup-bench --example startup

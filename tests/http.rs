@@ -19,6 +19,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
+    /// Whether the body arrived whole (false if the connection ended mid-body).
+    pub complete: bool,
 }
 
 impl Response {
@@ -112,28 +114,44 @@ pub fn request_with(
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            reader.read_line(&mut line).expect("chunk size");
-            let size = usize::from_str_radix(line.trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {line:?}"));
-            if size == 0 {
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader.read_exact(&mut body[start..]).expect("chunk");
-            line.clear();
-            reader.read_line(&mut line).expect("chunk end");
-        }
+    // A body cut short (the server dropped the connection) ends the read: `complete` says so.
+    let complete = if chunked {
+        read_chunked(&mut reader, &mut body)
     } else {
-        reader.read_to_end(&mut body).expect("body");
-    }
+        reader.read_to_end(&mut body).is_ok()
+    };
     Response {
         status,
         headers,
         body,
+        complete,
+    }
+}
+
+/// De-chunks a body into `body`; false if it ends before its last chunk.
+fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> bool {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
+        let Ok(size) = usize::from_str_radix(line.trim(), 16) else {
+            return false;
+        };
+        if size == 0 {
+            return true;
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        if reader.read_exact(&mut body[start..]).is_err() {
+            body.truncate(start);
+            return false;
+        }
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
     }
 }
 
@@ -153,11 +171,17 @@ pub struct Server {
 impl Server {
     /// `edge-llm serve --addr 127.0.0.1:0 EXTRA...`; waits for its "serving ... on" line.
     pub fn edge_llm(extra: &[&str], cache: &Path) -> Server {
+        Self::edge_llm_with_env(extra, cache, &[])
+    }
+
+    /// Like [`Server::edge_llm`], with more variables in the server process's environment.
+    pub fn edge_llm_with_env(extra: &[&str], cache: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(crate::edge_llm_bin());
         cmd.args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
             .env("EDGE_LLM_CACHE_DIR", cache)
-            .env_remove("EDGE_LLM_MODEL");
+            .env_remove("EDGE_LLM_MODEL")
+            .envs(env.iter().copied());
         Self::start(cmd, None, "serving ")
     }
 

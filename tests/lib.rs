@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod load;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -49,6 +49,7 @@ impl From<LoadError> for wit::Error {
             LoadError::NotSupported(m) => wit::Error::ModelNotSupported(m),
             LoadError::Invalid(m) => wit::Error::InvalidInput(m),
             LoadError::Backend(m) => wit::Error::BackendError(m),
+            LoadError::Resources(m) => wit::Error::RuntimeError(m),
         }
     }
 }
@@ -83,6 +84,9 @@ fn read_model_file(path: &str) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound(format!(
             "{path} (not preloaded by the host, and no such file in the preopened directories)"
+        )),
+        std::io::ErrorKind::OutOfMemory => LoadError::Resources(format!(
+            "{path}: the model does not fit in this instance's memory"
         )),
         _ => LoadError::NotFound(format!("{path}: {e}")),
     })

@@ -55,6 +55,9 @@ pub enum LoadError {
     /// The backend failed.
     #[error("{0}")]
     Backend(String),
+    /// The instance lacks the memory (or another resource) to hold the model.
+    #[error("{0}")]
+    Resources(String),
 }
 
 impl From<TokenizerError> for LoadError {

@@ -242,38 +242,40 @@ impl Server {
         worker
             .store
             .set_epoch_deadline(sandbox::deadline_ticks(self.timeout));
+        // The response head arrives through `receiver` while the call runs; forward it (and
+        // learn its status for the access log) on a task of its own, so that a call that traps
+        // first can drop its store, and with it the unset outparam, ending the wait.
         let (head_tx, head_rx) = oneshot::channel::<Response>();
+        let forward = tokio::spawn(async move {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => error_response(500, &format!("the component failed: {code:?}")),
+                // The outparam was dropped unset: the call trapped or returned without answering.
+                Err(_) => return None,
+            };
+            let status = response.status().as_u16();
+            let _ = head_tx.send(response);
+            Some(status)
+        });
         let server = self.clone();
         tokio::spawn(async move {
-            let call = worker.proxy.wasi_http_incoming_handler().call_handle(
-                &mut worker.store,
-                guest_request,
-                out,
-            );
-            let forward = async {
-                let response = match receiver.await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(code)) => {
-                        error_response(500, &format!("the component failed: {code:?}"))
-                    }
-                    // The outparam was dropped unset: the call trapped or returned early; the
-                    // call's result says which.
-                    Err(_) => return None,
-                };
-                let status = response.status().as_u16();
-                let _ = head_tx.send(response);
-                Some(status)
-            };
-            let (result, status) = tokio::join!(call, forward);
-            let status = status.unwrap_or(500);
+            let result = worker
+                .proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut worker.store, guest_request, out)
+                .await;
             drop(permit);
             match result {
                 Ok(()) => server.return_worker(worker),
-                Err(e) => eprintln!(
-                    "edge-llm serve: {line}: instance discarded: {}",
-                    describe_trap(&e)
-                ),
+                Err(e) => {
+                    eprintln!(
+                        "edge-llm serve: {line}: instance discarded: {}",
+                        describe_trap(&e)
+                    );
+                    drop(worker);
+                }
             }
+            let status = forward.await.ok().flatten().unwrap_or(500);
             access_log(&line, status, started);
             drop(admitted);
         });

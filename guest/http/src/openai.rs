@@ -92,7 +92,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
             .map_or(64, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         seed: f.seed()?,
         stop: f.stop()?,
-        ignore_eos: false,
+        ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
     };
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
@@ -412,7 +412,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"system","content":"be brief"},
                 {"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]}],
                 "max_tokens":16,"temperature":0,"top_p":0.5,"seed":-1,"stop":["\n"],
-                "top_k":40,"min_p":0.05,"repeat_penalty":1.1,"stream":true,
+                "top_k":40,"min_p":0.05,"repeat_penalty":1.1,"stream":true,"ignore_eos":true,
                 "stream_options":{"include_usage":true},"n":1,"user":"ignored"}"#,
         )
         .unwrap();
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(r.params.stop, vec!["\n".to_string()]);
         assert_eq!((r.params.top_k, r.params.min_p), (40, 0.05));
         assert!((r.params.repeat_penalty - 1.1).abs() < 1e-6);
-        assert!(r.stream && r.include_usage);
+        assert!(r.stream && r.include_usage && r.params.ignore_eos);
     }
 
     #[test]

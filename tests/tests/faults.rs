@@ -1,0 +1,145 @@
+//! Faults fail only their own request: a generation interrupted at its deadline (a guest trap
+//! mid-generation; the instance is discarded and replaced) under `edge-llm serve`, and a guest
+//! that runs out of memory at its store limit (a typed error; the instance stays usable)
+//! through the API. Requests in flight elsewhere finish untouched, and the next request
+//! succeeds. (A deadline inside the native backend: `host_api.rs`.)
+
+use edge_llm_host::{api, greedy, HostError, Runtime, RuntimeOptions};
+use edge_llm_tests::http::{post_json, Server};
+use edge_llm_tests::{default_model, default_model_guest_path, guest_wasm, temp_dir};
+use serde_json::{json, Value};
+
+fn chat(max_tokens: u32, stream: bool) -> Value {
+    json!({
+        "messages": [{"role": "user", "content": "Tell me about the sea."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": true,
+        "stream": stream,
+    })
+}
+
+#[test]
+fn a_request_past_its_deadline_fails_alone_and_the_server_recovers() {
+    let cache = temp_dir("faults-deadline");
+    // 600 tokens take seconds; 8 take tens of milliseconds.
+    let server = Server::edge_llm(&["--concurrency", "3", "--timeout-ms", "700"], &cache);
+    let addr = server.addr;
+    let expected_short = post_json(addr, "/v1/chat/completions", &chat(8, false)).json()["choices"]
+        [0]["message"]["content"]
+        .clone();
+    let (streamed, one_shot, short) = std::thread::scope(|s| {
+        let streamed = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(600, true)));
+        let one_shot = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(600, false)));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let short = post_json(addr, "/v1/chat/completions", &chat(8, false));
+        (
+            streamed.join().expect("client"),
+            one_shot.join().expect("client"),
+            short,
+        )
+    });
+    // The stream had started: it is cut, never finished with [DONE].
+    assert_eq!(streamed.status, 200);
+    assert!(
+        !streamed.events().contains(&json!("[DONE]")),
+        "the interrupted stream must not claim completion"
+    );
+    // The one-shot request had no response yet: it gets a 500 saying why.
+    assert_eq!(one_shot.status, 500);
+    let message = one_shot.json()["error"]["message"].to_string();
+    assert!(message.contains("deadline"), "{message}");
+    // The short request in flight alongside is untouched.
+    assert_eq!(short.status, 200);
+    assert_eq!(
+        short.json()["choices"][0]["message"]["content"],
+        expected_short
+    );
+    // Replacement instances serve the next requests.
+    for _ in 0..3 {
+        let next = post_json(addr, "/v1/chat/completions", &chat(8, false));
+        assert_eq!(next.status, 200);
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches("instance discarded: interrupted at its deadline")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_guest_out_of_memory_fails_its_own_call_and_others_continue() {
+    let model = default_model();
+    let mut options = RuntimeOptions::new(guest_wasm());
+    options.cache_dir = Some(temp_dir("faults-oom"));
+    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    // Enough for the tokenizer and a wasi:nn session, not for the 78 MB of weights.
+    options.memory_limit = 64 << 20;
+    let mut runtime = Runtime::new(options).expect("runtime");
+    runtime
+        .preload(&model, &[default_model_guest_path()])
+        .expect("preload");
+    let open = |instance: &mut edge_llm_host::Instance, backend| {
+        instance.open(
+            &default_model_guest_path(),
+            &api::OpenOptions {
+                backend: Some(backend),
+                context_length: Some(256),
+            },
+        )
+    };
+    let prompt = "The capital of France is";
+    let mut reference = runtime.instantiate().expect("instance");
+    let m = open(&mut reference, api::Backend::WasiNn).expect("open on wasi-nn fits");
+    let want = reference
+        .complete(&m, prompt, &greedy(12))
+        .expect("reference")
+        .text;
+
+    // A stream in flight on one instance...
+    let mut busy = runtime.instantiate().expect("instance");
+    let m = open(&mut busy, api::Backend::WasiNn).expect("open");
+    let stream = busy
+        .stream_complete(&m, prompt, &greedy(12))
+        .expect("stream");
+    let mut text = busy
+        .next_chunk(&stream)
+        .expect("first chunk")
+        .map(|c| c.text)
+        .unwrap_or_default();
+
+    // ...while another instance runs out of memory loading the weights into the guest: a typed
+    // error, and that instance keeps serving what fits.
+    let mut victim = runtime.instantiate().expect("instance");
+    match open(&mut victim, api::Backend::Kernel) {
+        Err(HostError::Inference(api::Error::RuntimeError(m))) => {
+            assert!(m.contains("memory"), "{m}");
+        }
+        other => panic!("expected an out-of-memory error, got {other:?}"),
+    }
+    let m = open(&mut victim, api::Backend::WasiNn).expect("the victim still serves");
+    assert_eq!(
+        victim
+            .complete(&m, prompt, &greedy(12))
+            .expect("complete")
+            .text,
+        want
+    );
+
+    // The stream finishes as if nothing happened, and a fresh instance serves.
+    while let Some(chunk) = busy.next_chunk(&stream).expect("chunk") {
+        text.push_str(&chunk.text);
+    }
+    assert_eq!(text, want);
+    let mut fresh = runtime.instantiate().expect("a replacement instance");
+    let m = open(&mut fresh, api::Backend::WasiNn).expect("open");
+    assert_eq!(
+        fresh
+            .complete(&m, prompt, &greedy(12))
+            .expect("serves")
+            .text,
+        want
+    );
+}

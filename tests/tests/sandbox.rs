@@ -1,0 +1,76 @@
+//! What the guest cannot do: read outside the model directory, open sockets, or see the host's
+//! environment. (A model whose sha256 does not match the manifest is refused: `bad_input.rs`;
+//! a tampered cache entry is rebuilt, never loaded: `host_api.rs`.)
+
+use edge_llm_host::{api, HostError, RuntimeOptions};
+use edge_llm_tests::http::{request, Server};
+use edge_llm_tests::{component_wit, default_model, guest_wasm, http_bundle_wasm, root, temp_dir};
+
+#[test]
+fn the_guest_sees_only_the_model_directory() {
+    let model = default_model();
+    let mut options = RuntimeOptions::new(guest_wasm());
+    options.cache_dir = Some(temp_dir("sandbox-fs"));
+    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    let runtime = edge_llm_host::Runtime::new(options).expect("runtime");
+    let mut instance = runtime.instantiate().expect("instance");
+    let host_path = root().join("Cargo.toml");
+    let outside = [
+        "/etc/passwd",
+        "/models/../etc/passwd",
+        "/models/../../../../etc/hostname",
+        "../Cargo.toml",
+        "/proc/self/environ",
+        host_path.to_str().expect("path"),
+    ];
+    for path in outside {
+        let r = instance.open(
+            path,
+            &api::OpenOptions {
+                backend: Some(api::Backend::Kernel),
+                context_length: None,
+            },
+        );
+        assert!(
+            matches!(r, Err(HostError::Inference(api::Error::ModelNotFound(_)))),
+            "{path}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_components_cannot_open_sockets() {
+    let built = [
+        guest_wasm(),
+        root().join("target/edge-llm-http.wasm"),
+        http_bundle_wasm(),
+    ];
+    for wasm in built {
+        let wit = component_wit(&wasm);
+        assert!(
+            !wit.contains("import wasi:sockets"),
+            "{} imports sockets:\n{wit}",
+            wasm.display()
+        );
+    }
+}
+
+#[test]
+fn the_guest_does_not_see_the_host_environment() {
+    // If the front saw the server's environment, it would open the model with an 8-token
+    // context and every chat would overflow.
+    let server = Server::edge_llm_with_env(
+        &[],
+        &temp_dir("sandbox-env"),
+        &[("EDGE_LLM_CTX_SIZE", "8"), ("EDGE_LLM_MAX_BODY_BYTES", "1")],
+    );
+    let models = request(server.addr, "GET", "/v1/models", b"").json();
+    assert_eq!(models["data"][0]["context_length"], 8192);
+    let chat = request(
+        server.addr,
+        "POST",
+        "/v1/chat/completions",
+        br#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}"#,
+    );
+    assert_eq!(chat.status, 200, "{}", String::from_utf8_lossy(&chat.body));
+}
