@@ -55,11 +55,13 @@ build-host:
 run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
-# All tests: native workspace tests, then the kernel's reference tests compiled to wasm.
+# All tests: native workspace tests, the kernel's reference tests compiled to wasm, and 20 s of
+# each fuzz target (when a nightly toolchain is installed).
 test: model build compose bundle compose-http jco
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
+    just fuzz 20
 
 # Formatting and clippy, warnings as errors.
 lint:
@@ -171,6 +173,34 @@ bench-serve: model build compose-http
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
     cargo run --release -p edge-llm-tests --example load -- {{N}}
+
+# Fuzz each target for SECONDS with cargo-fuzz (nightly toolchain; skipped without one). Corpora
+# grow in target/fuzz-corpus, seeded from fuzz/seeds and the tiny model; crashes land in
+# fuzz/artifacts.
+fuzz SECONDS="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "fuzz: skipped (no nightly toolchain: rustup toolchain install nightly)"
+        exit 0
+    fi
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+    corpus="$PWD/target/fuzz-corpus"
+    mkdir -p "$corpus/gguf"
+    cargo run --quiet --release -p edge-llm-kernel --example gen_tiny_model -- "$corpus/gguf/tiny.gguf" >/dev/null
+    for target in gguf tokenizer chat_template http_request; do
+        mkdir -p "$corpus/$target"
+        if [ -d "fuzz/seeds/$target" ]; then cp -n fuzz/seeds/$target/* "$corpus/$target/"; fi
+        echo "fuzz: $target for {{SECONDS}} s"
+        log="$corpus/$target.log"
+        if ! (cd fuzz && CARGO_TARGET_DIR="$PWD/../target/fuzz" cargo +nightly fuzz run "$target" "$corpus/$target" -- \
+            -max_total_time={{SECONDS}} -max_len=262144 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1); then
+            tail -40 "$log" >&2
+            echo "fuzz: $target found a failure (reproducer in fuzz/artifacts/$target)" >&2
+            exit 1
+        fi
+        grep -E "^#[0-9]+.*DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" "$log" || true
+    done
 
 # Startup and first-token times of the standalone, bundled and pre-initialized components.
 bench-startup: compose bundle
