@@ -211,13 +211,29 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Options for a runtime on the built guest with `model_dir` preopened and a private cache.
+pub fn runtime_options(
+    model_dir: &std::path::Path,
+    cache: &std::path::Path,
+) -> edge_llm_host::RuntimeOptions {
+    let mut options = edge_llm_host::RuntimeOptions::new(guest_wasm());
+    options.cache_dir = Some(cache.to_path_buf());
+    options.model_dir = Some(model_dir.to_path_buf());
+    options
+}
+
+/// The directory of the default model.
+pub fn default_model_dir() -> PathBuf {
+    default_model()
+        .parent()
+        .map_or_else(|| root().join("models"), std::path::Path::to_path_buf)
+}
+
 /// A runtime on the built component with the default model preloaded for the native backend,
 /// and a private cache directory.
 pub fn runtime(native: bool, cache: &std::path::Path) -> edge_llm_host::Runtime {
     let model = default_model();
-    let mut options = edge_llm_host::RuntimeOptions::new(guest_wasm());
-    options.cache_dir = Some(cache.to_path_buf());
-    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    let mut options = runtime_options(&default_model_dir(), cache);
     options.native = native;
     let mut runtime = edge_llm_host::Runtime::new(options).expect("runtime");
     if native {

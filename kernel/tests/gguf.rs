@@ -504,3 +504,17 @@ fn model_load_names_missing_and_mis_typed_things() {
     .unwrap_err();
     assert!(matches!(err, ModelError::TensorShape { .. }), "{err}");
 }
+
+/// Found by fuzzing: a block count far beyond the tensors present must not size anything.
+#[test]
+fn a_block_count_the_file_cannot_back_is_refused() {
+    // The tiny model has 2 layers of 9 tensors plus 2 others: 3 layers cannot fit in 20.
+    for count in [u32::MAX, 1 << 20, 3] {
+        let mut w = edge_llm_kernel::tiny::tiny_model_writer(0);
+        w.set("llama.block_count", MetadataValue::U32(count));
+        match Model::load(Arc::new(w.to_bytes())) {
+            Err(ModelError::BadConfig(m)) => assert!(m.contains("block_count"), "{m}"),
+            other => panic!("{count} layers: {:?}", other.map(|_| ())),
+        }
+    }
+}

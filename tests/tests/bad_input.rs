@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use edge_llm_host::{api, greedy, HostError, Instance, Runtime, RuntimeOptions};
+use edge_llm_host::{api, greedy, HostError, Instance, Runtime};
 use edge_llm_tests::fixtures::{hostile_models, tiny_model};
-use edge_llm_tests::{edge_llm, guest_wasm, temp_dir};
+use edge_llm_tests::{edge_llm, runtime_options, temp_dir};
 
 /// A failed CLI run: non-zero exit, one line on stderr naming the problem (one of `needles`),
 /// no panic.
@@ -104,10 +104,7 @@ fn bad_command_lines_fail_with_one_line() {
 }
 
 fn runtime(model_dir: &Path, cache: &Path) -> Runtime {
-    let mut options = RuntimeOptions::new(guest_wasm());
-    options.cache_dir = Some(cache.to_path_buf());
-    options.model_dir = Some(model_dir.to_path_buf());
-    Runtime::new(options).expect("runtime")
+    Runtime::new(runtime_options(model_dir, cache)).expect("runtime")
 }
 
 fn open(

@@ -4,9 +4,11 @@
 //! through the API. Requests in flight elsewhere finish untouched, and the next request
 //! succeeds. (A deadline inside the native backend: `host_api.rs`.)
 
-use edge_llm_host::{api, greedy, HostError, Runtime, RuntimeOptions};
+use edge_llm_host::{api, greedy, HostError, Runtime};
 use edge_llm_tests::http::{post_json, Server};
-use edge_llm_tests::{default_model, default_model_guest_path, guest_wasm, temp_dir};
+use edge_llm_tests::{
+    default_model, default_model_dir, default_model_guest_path, runtime_options, temp_dir,
+};
 use serde_json::{json, Value};
 
 fn chat(max_tokens: u32, stream: bool) -> Value {
@@ -72,9 +74,7 @@ fn a_request_past_its_deadline_fails_alone_and_the_server_recovers() {
 #[test]
 fn a_guest_out_of_memory_fails_its_own_call_and_others_continue() {
     let model = default_model();
-    let mut options = RuntimeOptions::new(guest_wasm());
-    options.cache_dir = Some(temp_dir("faults-oom"));
-    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    let mut options = runtime_options(&default_model_dir(), &temp_dir("faults-oom"));
     // Enough for the tokenizer and a wasi:nn session, not for the 78 MB of weights.
     options.memory_limit = 64 << 20;
     let mut runtime = Runtime::new(options).expect("runtime");

@@ -2,16 +2,15 @@
 //! environment. (A model whose sha256 does not match the manifest is refused: `bad_input.rs`;
 //! a tampered cache entry is rebuilt, never loaded: `host_api.rs`.)
 
-use edge_llm_host::{api, HostError, RuntimeOptions};
+use edge_llm_host::{api, HostError};
 use edge_llm_tests::http::{request, Server};
-use edge_llm_tests::{component_wit, default_model, guest_wasm, http_bundle_wasm, root, temp_dir};
+use edge_llm_tests::{
+    component_wit, default_model_dir, guest_wasm, http_bundle_wasm, root, runtime_options, temp_dir,
+};
 
 #[test]
 fn the_guest_sees_only_the_model_directory() {
-    let model = default_model();
-    let mut options = RuntimeOptions::new(guest_wasm());
-    options.cache_dir = Some(temp_dir("sandbox-fs"));
-    options.model_dir = model.parent().map(std::path::Path::to_path_buf);
+    let options = runtime_options(&default_model_dir(), &temp_dir("sandbox-fs"));
     let runtime = edge_llm_host::Runtime::new(options).expect("runtime");
     let mut instance = runtime.instantiate().expect("instance");
     let host_path = root().join("Cargo.toml");

@@ -107,9 +107,22 @@ impl Config {
         if cfg.n_layer == 0 || cfg.n_ff == 0 || cfg.n_ctx_train == 0 {
             return bad("block_count, feed_forward_length and context_length must be > 0".into());
         }
+        // Each layer has nine tensors; a block count the file cannot back is refused before
+        // anything is sized by it (found by fuzzing: a count of 2^32 asked for 22 GB).
+        if cfg.n_layer > g.tensors().len() / LAYER_TENSORS {
+            return bad(format!(
+                "block_count {} needs {} tensors, the file has {}",
+                cfg.n_layer,
+                cfg.n_layer.saturating_mul(LAYER_TENSORS),
+                g.tensors().len()
+            ));
+        }
         Ok(cfg)
     }
 }
+
+/// Tensors per transformer layer (norms, Q/K/V/O, gate/up/down).
+const LAYER_TENSORS: usize = 9;
 
 /// The quantization name: from `general.file_type` when known, else the type holding the most
 /// bytes among the 2-D tensors.
