@@ -188,13 +188,36 @@ impl LoadedModel {
         Generation::new(backend, self.tokenizer.clone(), prompt_ids, params)
     }
 
-    /// Creates a session now, if none is idle, so the first generation does not wait for it.
+    /// Creates a session now, if none is idle, with the chat template's fixed preamble already
+    /// in its KV cache, so the first chat computes only its own messages. (A pre-initialized
+    /// bundle snapshots this: every fresh instance starts past the preamble.)
     pub fn warm_up(&self) -> Result<(), BackendError> {
         if self.idle.borrow().is_none() {
-            let session = (self.new_session)(self.info.context_length)?;
+            let mut session = (self.new_session)(self.info.context_length)?;
+            let preamble = self.chat_preamble();
+            if !preamble.is_empty() {
+                session.prefill_and_logits(&preamble)?;
+            }
             self.park(session);
         }
         Ok(())
+    }
+
+    /// The tokens every one-message chat starts with (e.g. the template's default system
+    /// prompt and the user turn's opening): the common prefix of two different renderings.
+    /// A later prompt that tokenizes differently only reuses what matches.
+    fn chat_preamble(&self) -> Vec<u32> {
+        let tokens = |text: &str| {
+            let prompt = self.render_chat(&[Message::user(text)]).ok()?;
+            self.tokenizer.encode(&prompt, true).ok()
+        };
+        match (tokens("a"), tokens("b")) {
+            (Some(a), Some(b)) => {
+                let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+                a[..n].to_vec()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Keeps a session (and its KV cache) for the next generation.
