@@ -1,4 +1,4 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`: where the workspace, the built
+//! Helpers shared by the end-to-end tests (`e2e/`, `tests/memory.rs`): where the workspace, the built
 //! artifacts, the model and the reference data are, and how to run the `edge-llm` CLI.
 
 pub mod fixtures;

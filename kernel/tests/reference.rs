@@ -166,7 +166,7 @@ fn perplexity_of_greedy_continuations_is_low() {
 }
 
 // Perplexity on ppl_text.txt against llama.cpp needs the guest's tokenizer: it is checked end
-// to end through `edge-llm perplexity` in tests/tests/cli.rs.
+// to end through `edge-llm perplexity` in tests/e2e/cli.rs.
 
 /// FNV-1a over the bits of the logits.
 fn digest(v: &[f32]) -> u64 {

@@ -24,16 +24,17 @@ fn chat(max_tokens: u32, stream: bool) -> Value {
 #[test]
 fn a_request_past_its_deadline_fails_alone_and_the_server_recovers() {
     let cache = temp_dir("faults-deadline");
-    // 600 tokens take seconds; 8 take tens of milliseconds.
-    let server = Server::edge_llm(&["--concurrency", "3", "--timeout-ms", "700"], &cache);
+    // 2,000 tokens take over ten seconds; 8 take tens of milliseconds (well under the deadline
+    // even on a machine busy with other tests).
+    let server = Server::edge_llm(&["--concurrency", "3", "--timeout-ms", "2000"], &cache);
     let addr = server.addr;
     let expected_short = post_json(addr, "/v1/chat/completions", &chat(8, false)).json()["choices"]
         [0]["message"]["content"]
         .clone();
     let (streamed, one_shot, short) = std::thread::scope(|s| {
-        let streamed = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(600, true)));
-        let one_shot = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(600, false)));
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        let streamed = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(2000, true)));
+        let one_shot = s.spawn(|| post_json(addr, "/v1/chat/completions", &chat(2000, false)));
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let short = post_json(addr, "/v1/chat/completions", &chat(8, false));
         (
             streamed.join().expect("client"),

@@ -1,0 +1,14 @@
+//! The end-to-end tests, one binary: each module drives the built CLI, components, servers or
+//! host library. (One binary links wasmtime once instead of once per file; `memory.rs` stays
+//! its own binary because it measures its own process's memory.)
+
+mod bad_input;
+mod cli;
+mod faults;
+mod foundation;
+mod host_api;
+mod jco;
+mod load;
+mod sandbox;
+mod serve;
+mod wasmtime_cli;
