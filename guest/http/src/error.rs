@@ -80,15 +80,6 @@ impl ApiError {
         Self::new(413, "invalid_request_error", message)
     }
 
-    /// 415: the body is not JSON.
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(
-            415,
-            "invalid_request_error",
-            format!("the body must be application/json, not {content_type}"),
-        )
-    }
-
     /// 503: the model cannot be opened.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "server_error", message)
