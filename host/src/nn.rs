@@ -47,8 +47,10 @@ pub fn with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
     result
 }
 
-fn deadline_passed() -> bool {
-    DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at))
+/// The deadline set on the calling thread by [`with_deadline`], read once so that the kernel's
+/// pool threads (which do not see this thread's locals) can check it.
+fn current_deadline() -> Option<Instant> {
+    DEADLINE.with(Cell::get)
 }
 
 /// The message a native forward pass fails with when the caller's deadline passes.
@@ -164,6 +166,8 @@ impl GgmlContext {
             }
             self.session.truncate(n_past);
         }
+        let deadline = current_deadline();
+        let deadline_passed = move || deadline.is_some_and(|at| Instant::now() >= at);
         let logits = self
             .session
             .forward(tokens, &deadline_passed)

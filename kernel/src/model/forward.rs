@@ -251,7 +251,7 @@ impl Session {
     pub fn forward(
         &mut self,
         tokens: &[u32],
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<&[f32], ForwardError> {
         let from = tokens.len().saturating_sub(1);
         self.forward_from(tokens, from, cancel)
@@ -261,7 +261,7 @@ impl Session {
     pub fn forward_all(
         &mut self,
         tokens: &[u32],
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<&[f32], ForwardError> {
         self.forward_from(tokens, 0, cancel)
     }
@@ -271,7 +271,7 @@ impl Session {
         &mut self,
         tokens: &[u32],
         from: usize,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<&[f32], ForwardError> {
         let c = self.model.config();
         if tokens.is_empty() {
@@ -302,7 +302,9 @@ impl Session {
         let pool = self.pool.as_ref();
         #[cfg(not(feature = "threads"))]
         let pool: Option<&NoPool> = None;
-        let result = (|| {
+        // One trip into the pool per call: its workers run every parallel region of every
+        // layer, and the calling thread waits once (not once per layer).
+        let result = in_pool(pool, || {
             let mut st = Forward {
                 model: &model,
                 par,
@@ -312,16 +314,16 @@ impl Session {
                 tokens,
                 from,
             };
-            in_pool(pool, || st.prologue());
+            st.prologue();
             for l in 0..model.config().n_layer {
                 if cancel() {
                     return Err(ForwardError::Cancelled);
                 }
-                in_pool(pool, || st.layer(l));
+                st.layer(l);
             }
-            in_pool(pool, || st.epilogue());
+            st.epilogue();
             Ok(())
-        })();
+        });
         if let Err(e) = result {
             self.cache.truncate(p0);
             return Err(e);
@@ -446,7 +448,7 @@ struct NoPool;
 
 /// Runs `f` inside the session's thread pool (so nested parallel loops are cheap).
 #[cfg(feature = "threads")]
-fn in_pool(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() + Send) {
+fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
     match pool {
         Some(p) => p.install(f),
         None => f(),
@@ -454,7 +456,7 @@ fn in_pool(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() + Send) {
 }
 
 #[cfg(not(feature = "threads"))]
-fn in_pool(_pool: Option<&NoPool>, f: impl FnOnce()) {
+fn in_pool<R>(_pool: Option<&NoPool>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -586,12 +588,8 @@ impl Forward<'_> {
             n,
             &mut [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
         );
-        for t in 0..n {
-            for j in 0..f {
-                let i = j * n + t;
-                s.hid[t * f + j] = ops::silu(s.mm[i]) * s.mm2[i];
-            }
-        }
+        ops::swiglu(&mut s.mm[..f * n], &s.mm2[..f * n]);
+        transpose_into(&s.mm, f, n, &mut s.hid);
         quantize_rows(par.isa, &s.hid, f, n, &mut s.act);
         par.matmul(&lw.w_down, file, &s.act, n, &mut s.mm);
         transpose_add(&s.mm, e, n, &mut s.x);

@@ -174,21 +174,21 @@ fn hsum4_i16(a: v128, b: v128, c: v128, d: v128) -> v128 {
     )
 }
 
-/// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
+/// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors. Every shuffle is an interleave of low or high
+/// halves, which Cranelift lowers to a single `punpck*` on x86 (other patterns cost a
+/// `pshufb` pair).
 #[inline(always)]
 fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d.
     let ab = i32x4_add(
-        i32x4_shuffle::<0, 4, 2, 6>(a, b),
-        i32x4_shuffle::<1, 5, 3, 7>(a, b),
+        i32x4_shuffle::<0, 4, 1, 5>(a, b),
+        i32x4_shuffle::<2, 6, 3, 7>(a, b),
     );
     let cd = i32x4_add(
-        i32x4_shuffle::<0, 4, 2, 6>(c, d),
-        i32x4_shuffle::<1, 5, 3, 7>(c, d),
+        i32x4_shuffle::<0, 4, 1, 5>(c, d),
+        i32x4_shuffle::<2, 6, 3, 7>(c, d),
     );
-    i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-    )
+    i32x4_add(i64x2_shuffle::<0, 2>(ab, cd), i64x2_shuffle::<1, 3>(ab, cd))
 }
 
 /// Exact dot of 16 signed by 16 signed bytes, as i32x4 partials.
@@ -240,12 +240,25 @@ fn touch(w: &[u8], from: usize, n: usize) {
     core::hint::black_box(x);
 }
 
-/// Q4 partial sums of the block at `row[o..]` (see `psum_q4`).
+/// The exact integer dot products of the Q4_1 blocks at `p + i · rb` (`i` = 0..4, one block of
+/// each of four rows) with the activations `a0`, `a1`, and the rows' `(d, m)` as `f32`.
+///
+/// # Safety
+/// The 20 bytes at each `p + i · rb` must be readable.
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn psum_row(row: &[u8], o: usize, a0: v128, a1: v128) -> v128 {
-    let (lo, hi) = unpack_q4(&row[o..o + q4_1::BLOCK_BYTES]);
-    psum_q4(lo, hi, a0, a1)
+unsafe fn q4_1_block4(p: *const u8, rb: usize, a0: v128, a1: v128) -> (v128, v128, v128) {
+    // SAFETY: the caller guarantees 20 readable bytes at each block; loads are unaligned.
+    unsafe {
+        let psum = |i: usize| {
+            let q = v128_load(p.add(i * rb + 4) as *const v128);
+            psum_q4(v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4), a0, a1)
+        };
+        let isum = hsum4_i16(psum(0), psum(1), psum(2), psum(3));
+        let word = |i: usize| (p.add(i * rb) as *const u32).read_unaligned();
+        let (d, m) = f16x8_pairs_to_f32(u32x4(word(0), word(1), word(2), word(3)));
+        (isum, d, m)
+    }
 }
 
 /// `(d, m)` of the Q4_1 blocks at offset `o` of four rows, as `f32`.
@@ -285,16 +298,12 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
         if n_tok == 1 {
             touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
             let mut acc = f32x4_splat(0.0);
+            let p = rows[0].as_ptr();
             for (b, ab) in acts[..nb].iter().enumerate() {
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                let o = b * BB;
-                let isum = hsum4_i16(
-                    psum_row(rows[0], o, a0, a1),
-                    psum_row(rows[1], o, a0, a1),
-                    psum_row(rows[2], o, a0, a1),
-                    psum_row(rows[3], o, a0, a1),
-                );
-                let (d, m) = dm4(&rows, o);
+                // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
+                // block at `b * BB` lies inside each of them.
+                let (isum, d, m) = unsafe { q4_1_block4(p.add(b * BB), rb, a0, a1) };
                 let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
                 acc = f32x4_add(acc, x);
                 acc = f32x4_add(acc, f32x4_mul(m, f32x4_splat(ab.s)));
