@@ -170,6 +170,21 @@ _check-component WASM PATTERN:
 bench-serve: model build compose-http
     cargo run --release -p edge-llm-tests --example serve_bench
 
+# edge-llm (native at 1 and 2 threads, guest kernel in wasmtime) beside llama.cpp through
+# llama-cpp-python, built once into build/peers/venv; medians of REPEAT runs with min/max,
+# ratios and a chart in tests/peers/results/peers.{md,json,png}.
+# Benchmark edge-llm and its peers on the default model, in one run.
+bench-peers REPEAT="5": model build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=build/peers/venv
+    pip_install() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    # llama.cpp compiles from source here (a few minutes, once), tuned for this CPU.
+    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" pip_install llama-cpp-python==0.3.36
+    "$venv/bin/python" -c 'import matplotlib' 2>/dev/null || pip_install matplotlib==3.11.2
+    "$venv/bin/python" tests/peers/bench_peers.py --edge-llm {{edge_llm}} --model {{default_model}} --out tests/peers/results --repeat {{REPEAT}}
+
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
     cargo run --release -p edge-llm-tests --example load -- {{N}}

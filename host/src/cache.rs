@@ -71,13 +71,17 @@ pub fn load(
             // compatible engine; wasmtime's own header check ran too. Only such files are
             // deserialized.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheStatus::Hit)),
+                Ok(component) => {
+                    tracing::debug!(entry = %path.display(), "precompiled component loaded");
+                    return Ok((component, CacheStatus::Hit));
+                }
                 Err(e) => CacheStatus::Rebuilt(format!("deserialize failed: {e}")),
             }
         }
         Err(None) => CacheStatus::Miss,
         Err(Some(why)) => CacheStatus::Rebuilt(why),
     };
+    tracing::debug!(entry = %path.display(), %status, "compiling the component");
     let component = compile(engine, wasm)?;
     store(&component, &path)?;
     Ok((component, status))

@@ -123,6 +123,7 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
     )));
     let stamp = stamp_dir.map(|d| d.join("verified").join(key));
     if stamp.as_ref().is_some_and(|s| s.is_file()) {
+        tracing::debug!(model = %path.display(), "sha256 already verified (stamp)");
         return Ok(());
     }
     if meta.len() != known.size {
@@ -134,6 +135,7 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
             known.name
         )));
     }
+    tracing::debug!(model = %path.display(), "verifying sha256");
     let got = sha256_file(path)?;
     if got != known.sha256 {
         return Err(HostError::ModelIntegrity(format!(

@@ -99,6 +99,7 @@ impl BackendInner for GgmlBackend {
         let [bytes] = builders else {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
+        tracing::debug!(bytes = bytes.len(), "wasi-nn load of a ggml graph");
         let bytes: ModelBytes = Arc::new(bytes.to_vec());
         let model = Model::load(bytes).map_err(backend_error)?;
         Ok(self.graph(Arc::new(model)))
@@ -166,6 +167,7 @@ impl GgmlContext {
             }
             self.session.truncate(n_past);
         }
+        tracing::trace!(tokens = tokens.len(), ?n_past, "native forward");
         let deadline = current_deadline();
         let deadline_passed = move || deadline.is_some_and(|at| Instant::now() >= at);
         let logits = self

@@ -54,6 +54,7 @@ impl Runtime {
     /// Memory-maps a GGUF file once and registers it for `wasi:nn` `load-by-name` under each of
     /// `names`; every instance and execution context shares the mapping.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
+        tracing::debug!(model = %path.display(), ?names, "preloading for the native backend");
         self.sandbox.preload(path, names)
     }
 

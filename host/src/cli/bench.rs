@@ -53,6 +53,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// `{median, min, max, n}` of the runs, for the JSON report.
+fn spread(v: &[f64]) -> Value {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    json!({ "median": median(v.to_vec()), "min": min, "max": max, "n": v.len() })
+}
+
 fn params(max_tokens: u32) -> api::Params {
     api::Params {
         ignore_eos: true,
@@ -89,6 +96,8 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
         "threads": if backend == BackendChoice::Wasm { 1 } else { threads },
         "setup_ms": open_ms,
         "instantiate_ms": instantiate_ms,
+        // Median, min and max of every measured figure (JSON only; the table shows medians).
+        "spread": {},
     });
     // Warm-up: first-touch of the weights.
     s.instance.complete(&s.model, "Hello", &params(4))?;
@@ -101,6 +110,8 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
             speeds.push(f64::from(c.usage.prompt_tokens) / (c.timings.prefill_ms / 1e3));
             ttfts.push(c.timings.ttft_ms);
         }
+        row["spread"][format!("pp{n}_tokens_per_s")] = spread(&speeds);
+        row["spread"][format!("pp{n}_ttft_ms")] = spread(&ttfts);
         row[format!("pp{n}_tokens_per_s")] = json!(median(speeds));
         row[format!("pp{n}_ttft_ms")] = json!(median(ttfts));
     }
@@ -113,6 +124,7 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
         )?;
         decode.push(c.timings.decode_tokens_per_s);
     }
+    row["spread"][format!("tg{}_tokens_per_s", args.decode)] = spread(&decode);
     row[format!("tg{}_tokens_per_s", args.decode)] = json!(median(decode));
     Ok(row)
 }
@@ -189,7 +201,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let columns: Vec<String> = rows
         .first()
         .and_then(Value::as_object)
-        .map(|o| o.keys().cloned().collect())
+        .map(|o| o.keys().filter(|k| *k != "spread").cloned().collect())
         .unwrap_or_default();
     println!("| {} |", columns.join(" | "));
     println!("|{}", " --- |".repeat(columns.len()));

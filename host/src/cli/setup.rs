@@ -1,7 +1,6 @@
 //! Turning command-line options into a runtime, an instance and an opened model.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,18 +13,26 @@ use serde_json::json;
 
 use super::{BackendChoice, ModelArgs};
 
-static VERBOSE: AtomicBool = AtomicBool::new(false);
-
-/// Turns on `-v` status lines.
+/// With `-v` (or `RUST_LOG` set), tracing events go to stderr: edge-llm's own at debug level
+/// (status lines, cache, model loading, native-backend calls) and wasmtime's at info;
+/// `RUST_LOG` (e.g. `RUST_LOG=wasmtime_cranelift=debug`) replaces that filter.
 pub fn init_logging(verbose: bool) {
-    VERBOSE.store(verbose, Ordering::Relaxed);
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+        _ if verbose => EnvFilter::new("edge_llm=debug,edge_llm_host=debug,wasmtime=info"),
+        _ => return,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
-/// Prints a status line on stderr when `-v` is on.
+/// A status line (an info event: on stderr with `-v`).
 pub fn status(message: impl std::fmt::Display) {
-    if VERBOSE.load(Ordering::Relaxed) {
-        eprintln!("edge-llm: {message}");
-    }
+    tracing::info!("{message}");
 }
 
 /// Which component a command runs, and where `just build` puts it.
