@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use edge_llm_kernel::{ForwardError, Model, ModelBytes, Session, SessionOptions};
+use edge_llm_kernel::{ForwardError, Model, Session, SessionOptions};
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
     NamedTensor,
@@ -100,8 +100,7 @@ impl BackendInner for GgmlBackend {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
         tracing::debug!(bytes = bytes.len(), "wasi-nn load of a ggml graph");
-        let bytes: ModelBytes = Arc::new(bytes.to_vec());
-        let model = Model::load(bytes).map_err(backend_error)?;
+        let model = Model::load_packed(bytes.to_vec()).map_err(backend_error)?;
         Ok(self.graph(Arc::new(model)))
     }
 

@@ -1,7 +1,8 @@
 //! Rough tokens/s of prefill (32, 128) and decode (64) on a model, for targets where criterion
 //! does not run (wasm32-wasip2 under wasmtime).
 //!
-//! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS]`
+//! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS] [gguf]`
+//! (`gguf`: keep the file's Q4_1 layout instead of repacking it, to compare the two).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,10 +12,11 @@ use edge_llm_kernel::{Model, Session, SessionOptions};
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {
-        eprintln!("usage: speed MODEL.gguf [THREADS]");
+        eprintln!("usage: speed MODEL.gguf [THREADS] [gguf]");
         std::process::exit(2);
     };
     let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let gguf_layout = args.next().as_deref() == Some("gguf");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
@@ -22,13 +24,20 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let model = match Model::load(Arc::new(bytes)) {
+    let t_load = Instant::now();
+    let loaded = if gguf_layout {
+        Model::load(Arc::new(bytes))
+    } else {
+        Model::load_packed(bytes)
+    };
+    let model = match loaded {
         Ok(m) => Arc::new(m),
         Err(e) => {
             eprintln!("{path}: {e}");
             std::process::exit(1);
         }
     };
+    eprintln!("load: {:.1} ms", t_load.elapsed().as_secs_f64() * 1e3);
     let opts = SessionOptions {
         n_ctx: 512,
         threads,

@@ -4,7 +4,7 @@
 
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::{self, BlockQ8_1};
-use edge_llm_kernel::quant::{f16, q4_0, q4_1, q8_0, QK};
+use edge_llm_kernel::quant::{f16, q4_0, q4_1, q4_1x8, q8_0, QK};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Isa};
 
@@ -132,6 +132,49 @@ fn matmul_simd_equals_scalar_bit_for_bit() {
     }
     assert!(checked > 0);
     println!("variants checked: {:?}", Isa::available());
+}
+
+#[test]
+fn repacked_q4_1_matmul_equals_gguf_layout_bit_for_bit() {
+    let mut rng = SplitMix64::new(6);
+    let mut checked = 0;
+    for case in 0..7 {
+        for (rows, nb, n_tok) in [
+            (8usize, 1usize, 1usize),
+            (16, 3, 2),
+            (13, 18, 1),
+            (24, 48, 3),
+        ] {
+            let w = weights(&mut rng, GgmlType::Q4_1, rows, nb, case);
+            let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
+            let mut want = vec![0f32; rows * n_tok];
+            simd::matmul(
+                Isa::Scalar,
+                GgmlType::Q4_1,
+                &w,
+                nb * QK,
+                &a,
+                n_tok,
+                &mut want,
+            );
+            let mut packed = w.clone();
+            q4_1x8::repack(&mut packed, nb, &mut Vec::new());
+            assert_ne!(packed, w, "repacking moved nothing");
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; rows * n_tok];
+                simd::matmul_q4_1x8(isa, &packed, nb * QK, &a, n_tok, &mut got);
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        e.to_bits(),
+                        "{isa:?} case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 7 * 4 * Isa::available().len());
 }
 
 #[test]

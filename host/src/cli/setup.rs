@@ -196,7 +196,7 @@ impl Session {
             let t = Instant::now();
             let model = runtime.preload(&file.path, &file.names)?;
             status(format_args!(
-                "native backend: mapped {} in {:.1?}",
+                "native backend: loaded {} in {:.1?}",
                 file.path.display(),
                 t.elapsed()
             ));

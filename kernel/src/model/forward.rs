@@ -160,7 +160,7 @@ impl Par {
                 }
                 tasks.into_par_iter().with_max_len(1).for_each(|list| {
                     for (w, wc, o) in list {
-                        simd::matmul(self.isa, w.ty, wc, w.cols, acts, n_tok, o);
+                        w.matmul(self.isa, wc, acts, n_tok, o);
                     }
                 });
                 return;
@@ -168,7 +168,7 @@ impl Par {
         }
         for (w, out) in jobs.iter_mut() {
             let out = &mut out[..w.rows * n_tok];
-            simd::matmul(self.isa, w.ty, w.bytes(file), w.cols, acts, n_tok, out);
+            w.matmul(self.isa, w.bytes(file), acts, n_tok, out);
         }
     }
 }

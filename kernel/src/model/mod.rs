@@ -12,12 +12,13 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::gguf::{GgmlType, Gguf, GgufError};
+use crate::simd;
 
 pub use config::Config;
 pub use forward::{ForwardError, Session, SessionOptions};
 pub use kv_cache::KvCache;
 pub use perplexity::{perplexity, Perplexity};
-pub use weights::{LayerWeights, QMatrix, Weights};
+pub use weights::{LayerWeights, Layout, QMatrix, Weights};
 
 /// The bytes of a GGUF model file (a `Vec<u8>`, a memory map, a static blob ...).
 pub type ModelBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -85,6 +86,29 @@ impl Model {
         let weights = Weights::from_gguf(&gguf, file, &config)?;
         Ok(Model {
             bytes,
+            gguf,
+            config,
+            weights,
+        })
+    }
+
+    /// [`Model::load`] for bytes the model may rewrite: where this machine's kernels read it
+    /// faster ([`simd::packed_q4_1_pays`]), the transformer blocks' Q4_1 matrices are first
+    /// repacked in place ([`crate::quant::q4_1x8`]). Logits are bit for bit those of
+    /// [`Model::load`]; only tensor data changes, the header and metadata stay as they were.
+    pub fn load_packed<B>(mut bytes: B) -> Result<Model, ModelError>
+    where
+        B: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static,
+    {
+        let file: &[u8] = bytes.as_ref();
+        let gguf = Gguf::parse(file)?;
+        let config = Config::from_gguf(&gguf)?;
+        let mut weights = Weights::from_gguf(&gguf, file, &config)?;
+        if simd::packed_q4_1_pays(simd::Isa::best()) {
+            weights.repack_q4_1(&gguf, bytes.as_mut());
+        }
+        Ok(Model {
+            bytes: Arc::new(bytes),
             gguf,
             config,
             weights,

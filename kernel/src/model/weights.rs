@@ -2,8 +2,9 @@
 //! (norms) copied out.
 
 use crate::gguf::{GgmlType, Gguf, TensorInfo};
-use crate::quant;
-use crate::simd;
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::{self, q4_1x8};
+use crate::simd::{self, Isa};
 
 use super::{Config, ModelError};
 
@@ -20,6 +21,17 @@ pub struct QMatrix {
     pub offset: usize,
     /// Bytes per row.
     pub row_bytes: usize,
+    /// How the rows are stored.
+    pub layout: Layout,
+}
+
+/// The storage order of a matrix's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// As in the GGUF file.
+    Gguf,
+    /// Q4_1 rows repacked in groups of 8 ([`q4_1x8`]).
+    Q4_1x8,
 }
 
 impl QMatrix {
@@ -27,6 +39,15 @@ impl QMatrix {
     pub fn bytes<'a>(&self, file: &'a [u8]) -> &'a [u8] {
         file.get(self.offset..self.offset + self.rows * self.row_bytes)
             .unwrap_or(&[])
+    }
+
+    /// `out[r * n_tok + t] = row r · acts[t]` for the rows in `w`, a slice of this matrix's
+    /// bytes that starts at a row (a multiple of 8 rows in, when repacked).
+    pub fn matmul(&self, isa: Isa, w: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+        match self.layout {
+            Layout::Gguf => simd::matmul(isa, self.ty, w, self.cols, acts, n_tok, out),
+            Layout::Q4_1x8 => simd::matmul_q4_1x8(isa, w, self.cols, acts, n_tok, out),
+        }
     }
 
     /// Dequantizes row `r` into `out` (`cols` long).
@@ -120,6 +141,7 @@ fn matrix(
         cols,
         offset: t.offset as usize,
         row_bytes: (t.size as usize) / rows,
+        layout: Layout::Gguf,
     })
 }
 
@@ -148,6 +170,43 @@ fn embeddable(ty: GgmlType) -> bool {
 }
 
 impl Weights {
+    /// Repacks the transformer blocks' Q4_1 matrices of `file` in place to [`Layout::Q4_1x8`].
+    /// A matrix whose bytes overlap any other tensor's (a hostile file can alias them) keeps
+    /// the GGUF layout, so no other view of the file changes meaning.
+    pub fn repack_q4_1(&mut self, g: &Gguf, file: &mut [u8]) {
+        let ranges: Vec<(usize, usize)> = g
+            .tensors()
+            .iter()
+            .map(|t| (t.offset as usize, (t.offset + t.size) as usize))
+            .collect();
+        let mut scratch = Vec::new();
+        for l in &mut self.layers {
+            for m in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ] {
+                let (start, end) = (m.offset, m.offset + m.rows * m.row_bytes);
+                let sharing = ranges
+                    .iter()
+                    .filter(|&&(s, e)| s < end && start < e)
+                    .count();
+                if m.ty != GgmlType::Q4_1 || m.layout != Layout::Gguf || sharing != 1 {
+                    continue;
+                }
+                let Some(bytes) = file.get_mut(start..end) else {
+                    continue;
+                };
+                q4_1x8::repack(bytes, m.cols / quant::QK, &mut scratch);
+                m.layout = Layout::Q4_1x8;
+            }
+        }
+    }
+
     /// Finds and checks every tensor the forward pass needs.
     pub fn from_gguf(g: &Gguf, file: &[u8], c: &Config) -> Result<Weights, ModelError> {
         let (e, f, q, kv) = (c.n_embd, c.n_ff, c.n_head * c.head_dim, c.kv_dim());

@@ -10,6 +10,7 @@ pub mod f16;
 pub mod f32;
 pub mod q4_0;
 pub mod q4_1;
+pub mod q4_1x8;
 pub mod q8_0;
 pub mod q8_1;
 

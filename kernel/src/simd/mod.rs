@@ -6,7 +6,7 @@
 
 use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_0, q4_1, q8_0, QK};
+use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -122,6 +122,37 @@ pub fn matmul(
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
         _ => matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out),
+    }
+}
+
+/// True if `isa` has a [`matmul_q4_1x8`] kernel faster than [`matmul`] on the GGUF layout.
+pub fn packed_q4_1_pays(isa: Isa) -> bool {
+    isa == Isa::Avx2
+}
+
+/// [`matmul`] for Q4_1 rows repacked by [`q4_1x8::repack`] (a tail of fewer than 8 rows in
+/// the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 has a
+/// kernel for it; elsewhere the scalar reference runs (the guest keeps the GGUF layout: under
+/// Cranelift the repacked simd128 kernel was slower than the GGUF one).
+pub fn matmul_q4_1x8(
+    isa: Isa,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let nb = n_cols / QK;
+    let row_bytes = nb * q4_1::BLOCK_BYTES;
+    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return;
+    }
+    let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
+    let (w, out) = (&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]);
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => x86::matmul_q4_1x8(w, nb, acts, n_tok, out),
+        _ => q4_1x8::matmul_ref(w, nb, acts, n_tok, out),
     }
 }
 

@@ -12,7 +12,7 @@ use std::arch::x86::*;
 use std::arch::x86_64::*;
 
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_1, q8_0, QK};
+use crate::quant::{q4_1, q4_1x8, q8_0, QK};
 
 /// True if AVX2 and F16C are available (std caches the detection).
 pub(super) fn has_avx2() -> bool {
@@ -312,6 +312,85 @@ unsafe fn q4_1_tiled(
                     let wq: &[__m256i; R] = &*(buf.as_ptr().add(b * R) as *const [__m256i; R]);
                     let isum = isum8_q4(wq, av);
                     let (d, m) = (dm[2 * b], dm[2 * b + 1]);
+                    let x = _mm256_mul_ps(
+                        _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                        _mm256_cvtepi32_ps(isum),
+                    );
+                    acc = _mm256_add_ps(acc, x);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+                }
+                store8(lanes(acc), out, r0, n_tok, t);
+            }
+        }
+    }
+}
+
+/// Q4_1x8-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as `simd::matmul`.
+pub(super) fn matmul_q4_1x8(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let rb = nb * q4_1::BLOCK_BYTES;
+    if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok) {
+        return q4_1x8::matmul_ref(w, nb, acts, n_tok, out);
+    }
+    let n_rows = (w.len() / rb).min(out.len() / n_tok.max(1));
+    let full = n_rows / R * R;
+    // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows, `acts` nb * n_tok blocks and
+    // `out` n_rows * n_tok values (checked above).
+    unsafe { q4_1x8_groups(w, nb, acts, n_tok, out, full) }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// Every token against each group of 8 repacked rows: per block one header load and four
+/// 32-byte chunks, each holding 4 nibble bytes of all 8 rows, against broadcast activation
+/// words; `maddubs` products summed in i16 (at most 8 · 2 · 15 · 127 = 30480 per lane, so
+/// nothing saturates), then widened to one i32 per row: no horizontal reduction.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q4_1x8_groups(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    const RB: usize = q4_1x8::RECORD_BYTES;
+    let rb = nb * q4_1::BLOCK_BYTES;
+    let mask = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: the group's nb records (nb * 160 bytes) lie inside `w`; each activation block
+        // has 32 bytes of values; prefetch addresses need not be valid.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
+            for t in 0..n_tok {
+                let mut acc = _mm256_setzero_ps();
+                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                    let rec = p.add(b * RB);
+                    let (d, m) = dm8(_mm256_loadu_si256(rec as *const __m256i));
+                    let q = ab.qs.as_ptr();
+                    let word = |o: usize| (q.add(o) as *const i32).read_unaligned();
+                    let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for k in 0..4 {
+                        let wv = _mm256_loadu_si256(rec.add(32 + 32 * k) as *const __m256i);
+                        let lo = _mm256_and_si256(wv, mask);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), mask);
+                        let a_lo = _mm256_set1_epi32(word(4 * k));
+                        let a_hi = _mm256_set1_epi32(word(16 + 4 * k));
+                        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo, a_lo));
+                        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi, a_hi));
+                    }
+                    let isum = _mm256_madd_epi16(_mm256_add_epi16(s_lo, s_hi), ones);
                     let x = _mm256_mul_ps(
                         _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
                         _mm256_cvtepi32_ps(isum),
