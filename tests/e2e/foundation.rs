@@ -7,8 +7,19 @@ use edge_llm_tests::{default_model, guest_wasm, root, temp_dir};
 
 #[test]
 fn vendored_wasi_nn_wit_equals_the_pinned_crates() {
+    // Only this platform's dependencies: a build downloads no others (e.g. Windows-only
+    // crates), and `--offline` must not need them.
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc reports its host");
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(root())
         .output()
         .expect("cargo metadata");

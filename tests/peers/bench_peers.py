@@ -2,14 +2,14 @@
 """Side-by-side benchmark of edge-llm and its peers, in one run, on the same model and prompts.
 
 `just bench-peers` runs this with the peers' virtualenv (build/peers/venv). Every figure is the
-median of --repeat runs with min and max; each engine configuration runs in a process of its
-own so that its peak RSS can be read (wait4). Writes peers.json, peers.md and peers.png to
---out.
+median of --repeat runs with min and max; each run is a process of its own, so that its peak
+RSS can be read. Writes peers.json, peers.md and peers.png to --out.
 
 Engines:
 - edge-llm: `edge-llm bench --json` for the native backend at each thread count and the guest's
   kernel in wasmtime (one thread); process start -> first token is `edge-llm run --max-tokens 1`
   with a warm component cache.
+Each round runs every configuration once; the figures are over --repeat rounds.
 - llama.cpp through llama-cpp-python (this file's `llama-worker` mode): prefill of the same
   number of tokens, one-token decode steps, TTFT of a 32-token prompt; process start -> first
   token is a new Python process that loads the model and generates one token.
@@ -121,55 +121,68 @@ LLAMA_FIRST_TOKEN = (
 )
 
 
-def bench_llama(args, threads):
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return None
-    rows = []
-    for t in threads:
-        out, rss = peak_rss_of([sys.executable, __file__, "llama-worker", "--model", args.model,
-                                "--threads", str(t), "--repeat", str(args.repeat),
-                                "--decode", str(args.decode),
-                                "--prefill", *map(str, args.prefill)])
-        row = json.loads(out.strip().splitlines()[-1])
-        row["start_to_first_token_ms"] = wall_ms(
-            [sys.executable, "-c", LLAMA_FIRST_TOKEN, args.model, str(t)], args.repeat)
-        row.update(engine="llama.cpp", config=f"llama-cpp-python {llama_cpp.__version__}",
-                   threads=t, peak_rss_mib=rss)
-        rows.append(row)
-    return rows
+def llama_round(args, t):
+    """One run of llama.cpp at t threads: {metric: value}, peak RSS."""
+    out, rss = peak_rss_of([sys.executable, __file__, "llama-worker", "--model", args.model,
+                            "--threads", str(t), "--repeat", "1", "--decode", str(args.decode),
+                            "--prefill", *map(str, args.prefill)])
+    row = {k: v["median"] for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+    row["start_to_first_token_ms"] = wall_ms(
+        [sys.executable, "-c", LLAMA_FIRST_TOKEN, args.model, str(t)], 1)["median"]
+    return row, rss
 
 
 # ---------------------------------------------------------------------------------------------
 # edge-llm
 
 
-def bench_edge(args, threads):
+def edge_round(args, backend, t):
+    """One run of `edge-llm bench` for one backend: {metric: value}, peak RSS."""
+    cmd = [args.edge_llm, "bench", "--json", "--model", args.model, "--backends", backend,
+           "--repeat", "1", "--decode", str(args.decode),
+           "--prefill", ",".join(map(str, args.prefill))]
+    run = [args.edge_llm, "run", "--model", args.model, "--backend", backend, "--max-tokens", "1"]
+    if backend == "native":
+        cmd += ["--thread-counts", str(t)]
+        run += ["--threads", str(t)]
+    out, rss = peak_rss_of(cmd)
+    (r,) = json.loads(out)["rows"]
+    row = {k: r[k] for k in [f"pp{n}_tokens_per_s" for n in args.prefill] + [f"tg{args.decode}_tokens_per_s"]}
+    row["ttft32_ms"] = r.get("pp32_ttft_ms")
+    subprocess.run(run + ["Hi"], check=True, capture_output=True)  # the component cache is warm
+    row["start_to_first_token_ms"] = wall_ms(run + ["Hi"], 1)["median"]
+    return row, rss
+
+
+def bench_all(args):
+    """Every configuration once per round, rounds repeated: slow phases of a shared machine
+    hit all engines alike instead of whichever ran then."""
+    configs = [("edge-llm native", "native wasi-nn backend", t) for t in args.threads]
+    configs.append(("edge-llm wasm", "guest kernel in wasmtime", 1))
+    missing = []
+    try:
+        import llama_cpp
+        features = llama_cpp.llama_print_system_info().decode().strip()
+        label = f"llama-cpp-python {llama_cpp.__version__}; {features}"
+        configs += [("llama.cpp", label, t) for t in args.threads]
+    except ImportError:
+        missing.append(("llama.cpp", "llama-cpp-python is not installed"))
+    samples = {c: ([], []) for c in configs}
+    for _ in range(args.repeat):
+        for c in configs:
+            engine, _, t = c
+            if engine == "llama.cpp":
+                row, rss = llama_round(args, t)
+            else:
+                row, rss = edge_round(args, engine.split()[-1], t)
+            samples[c][0].append(row)
+            samples[c][1].append(rss)
     rows = []
-    configs = [("native", t) for t in threads] + [("wasm", 1)]
-    for backend, t in configs:
-        cmd = [args.edge_llm, "bench", "--json", "--model", args.model, "--backends", backend,
-               "--repeat", str(args.repeat), "--decode", str(args.decode),
-               "--prefill", ",".join(map(str, args.prefill))]
-        if backend == "native":
-            cmd += ["--thread-counts", str(t)]
-        out, rss = peak_rss_of(cmd)
-        report = json.loads(out)
-        (r,) = report["rows"]
-        row = {}
-        for key in [f"pp{n}_tokens_per_s" for n in args.prefill] + [f"tg{args.decode}_tokens_per_s"]:
-            row[key] = r["spread"][key]
-        row["ttft32_ms"] = r["spread"].get("pp32_ttft_ms")
-        run = [args.edge_llm, "run", "--model", args.model, "--backend", backend, "--max-tokens", "1"]
-        if backend == "native":
-            run += ["--threads", str(t)]
-        subprocess.run(run + ["Hi"], check=True, capture_output=True)  # the component cache is warm
-        row["start_to_first_token_ms"] = wall_ms(run + ["Hi"], args.repeat)
-        label = "native wasi-nn backend" if backend == "native" else "guest kernel in wasmtime"
-        row.update(engine=f"edge-llm {backend}", config=label, threads=t, peak_rss_mib=rss)
+    for (engine, label, t), (runs, rss) in samples.items():
+        row = {k: stats([r[k] for r in runs]) for k in runs[0] if runs[0][k] is not None}
+        row.update(engine=engine, config=label, threads=t, peak_rss_mib=max(rss))
         rows.append(row)
-    return rows
+    return rows, missing
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +241,9 @@ def report(args, rows, missing):
         lines.append("|---|---|" + "---|" * len(heads) + "---|---|")
         lines.extend(ratio_lines)
         lines.append("")
+    configs = sorted({r["config"] for r in rows if r["engine"] == "llama.cpp"})
+    for c in configs:
+        lines.append(f"- llama.cpp build: {c}")
     for name, why in missing:
         lines.append(f"- {name}: not measured in this run ({why}).")
     return "\n".join(lines) + "\n"
@@ -280,13 +296,7 @@ def main():
     args = p.parse_args()
     if args.repeat < 5:
         p.error("--repeat must be at least 5 (medians with min and max)")
-    rows = bench_edge(args, args.threads)
-    missing = []
-    llama = bench_llama(args, args.threads)
-    if llama is None:
-        missing.append(("llama.cpp", "llama-cpp-python is not installed"))
-    else:
-        rows += llama
+    rows, missing = bench_all(args)
     missing.append(("candle", "its bench crate is not written yet"))
     missing.append(("transformers + PyTorch CPU", "not installed by the recipe yet"))
     os.makedirs(args.out, exist_ok=True)

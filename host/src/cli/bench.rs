@@ -2,6 +2,7 @@
 //! per backend and thread count. Medians over repetitions; a table on stdout, or `--json`.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -67,9 +68,19 @@ fn params(max_tokens: u32) -> api::Params {
     }
 }
 
-/// A prompt of exactly `n` tokens whose first token differs per `rep` (so no prefix is reused).
+/// A different first word for each prompt the bench sends, so that consecutive prompts share
+/// no prefix the warm session could reuse (a reused prefix would inflate prefill speed).
+fn opening() -> &'static str {
+    const WORDS: [&str; 8] = [
+        "Apples", "Bridges", "Clouds", "Deserts", "Engines", "Forests", "Gardens", "Harbors",
+    ];
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    WORDS[NEXT.fetch_add(1, Ordering::Relaxed) % WORDS.len()]
+}
+
+/// A prompt of exactly `n` tokens that shares no prefix with the previous one.
 fn prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<String> {
-    let text = format!("Run {rep}. {}", FILLER.repeat(n / 20 + 2));
+    let text = format!("{} {n}/{rep}. {}", opening(), FILLER.repeat(n / 20 + 2));
     let ids = s.instance.tokenize(&s.model, &text, false)?;
     let mut cut = ids.get(..n).context("filler too short")?.to_vec();
     for _ in 0..4 {
@@ -119,7 +130,7 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
     for rep in 0..args.repeat {
         let c = s.instance.complete(
             &s.model,
-            &format!("Story {rep}: Once upon a time"),
+            &format!("{} story {rep}: once upon a time", opening()),
             &params(args.decode),
         )?;
         decode.push(c.timings.decode_tokens_per_s);

@@ -342,12 +342,7 @@ pub(super) fn matmul_q4_1x8(
     // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows, `acts` nb * n_tok blocks and
     // `out` n_rows * n_tok values (checked above).
     unsafe { q4_1x8_groups(w, nb, acts, n_tok, out, full) }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    q4_1x8::tail_ref(&w[..n_rows * rb], nb, acts, n_tok, out);
 }
 
 /// Every token against each group of 8 repacked rows: per block one header load and four
