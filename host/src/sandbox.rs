@@ -145,7 +145,7 @@ impl Sandbox {
     /// prefill and decode on AVX2) the file is read into memory and repacked ([`read_packed`],
     /// about 35 ms more than a mapping for the default model); elsewhere it is memory-mapped.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
-        let model = if packed_q4_1_pays(Isa::best()) {
+        let loaded = if packed_q4_1_pays(Isa::best()) {
             read_packed(path)?
         } else {
             let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
@@ -157,7 +157,7 @@ impl Sandbox {
             Model::load(bytes)
         };
         let model =
-            Arc::new(model.map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?);
+            Arc::new(loaded.map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?);
         let graph = GgmlBackend::new(self.options.threads).graph(model.clone());
         for name in names {
             self.preloaded.insert(name.clone(), graph.clone());
@@ -259,7 +259,8 @@ impl WasiHttpView for HostState {
 
 /// Reads the GGUF file at `path` into anonymous memory (huge pages where the kernel grants
 /// them, so the copy takes few page faults) and loads it with the Q4_1 matrices repacked in
-/// place. (A copy-on-write mapping took 3x longer, two faults per 4 KiB page; repacking on a
+/// place. I/O errors are the outer error; a malformed file is the inner one, which `preload`
+/// reports like a malformed mapped file. (A copy-on-write mapping took 3x longer, two faults per 4 KiB page; repacking on a
 /// background thread while the guest starts slowed both on two cores.)
 fn read_packed(path: &Path) -> Result<Result<Model, ModelError>, HostError> {
     use std::io::Read;
