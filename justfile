@@ -5,9 +5,6 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 guest_wasm := "target/wasm32-wasip2/release/edge_llm_guest.wasm"
 edge_llm := "target/release/edge-llm"
 default_model := "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Guest builds with other features get their own target dir, so they never replace {{guest_wasm}}.
-variants := "target/variants"
-variant_wasm := variants + "/wasm32-wasip2/release/edge_llm_guest.wasm"
 cli_front_wasm := "target/wasm32-wasip2/release/edge-llm-guest-cli.wasm"
 http_front_wasm := "target/wasm32-wasip2/release/edge_llm_guest_http.wasm"
 
@@ -87,8 +84,9 @@ build-cli-front:
 
 # Build the standalone inference component (no wasi:nn import): target/edge-llm-standalone.wasm.
 build-standalone:
-    CARGO_TARGET_DIR={{variants}} cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features
-    wasm-tools strip {{variant_wasm}} -o target/edge-llm-standalone.wasm  # DWARF: 21 of 25 MB
+    cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features
+    wasm-tools strip {{guest_wasm}} -o target/edge-llm-standalone.wasm  # DWARF: 21 of 25 MB
+    just _restore-guest
     just _check-component target/edge-llm-standalone.wasm 'export edge:llm/inference@0.1.0;'
 
 # Run it with the stock CLI:
@@ -104,12 +102,20 @@ compose: tools build-standalone build-cli-front
 #   wasmtime run target/edge-llm-bundle-cli.wasm "PROMPT"
 # Build the single-file components with the default model bundled and pre-initialized.
 bundle: tools model build-cli-front
-    EDGE_LLM_BUNDLE_MODEL="$PWD/{{default_model}}" CARGO_TARGET_DIR={{variants}} cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features --features bundle
-    wasm-tools strip {{variant_wasm}} -o target/edge-llm-bundle-raw.wasm
+    EDGE_LLM_BUNDLE_MODEL="$PWD/{{default_model}}" cargo build --release -p edge-llm-guest --target wasm32-wasip2 --no-default-features --features bundle
+    wasm-tools strip {{guest_wasm}} -o target/edge-llm-bundle-raw.wasm
+    just _restore-guest
     just _check-component target/edge-llm-bundle-raw.wasm 'export init: func();'
     wasmtime wizer -S cli --keep-init-func=true -f init -o target/edge-llm-bundle.wasm target/edge-llm-bundle-raw.wasm >/dev/null
     just _compose {{cli_front_wasm}} target/edge-llm-bundle.wasm target/edge-llm-bundle-cli.wasm
     just _check-component target/edge-llm-bundle-cli.wasm 'export wasi:cli/run@0.2'
+
+# Guest builds with other features share the target dir (and so every dependency) with the
+# default one, but leave their component at {{guest_wasm}}: rebuild the default one there (the
+# guest crate alone, ~20 s; a target dir of their own cost a full dependency build).
+[private]
+_restore-guest:
+    cargo build --quiet --release -p edge-llm-guest --target wasm32-wasip2
 
 # Plugs FRONT's `inference` import with INFERENCE's export, into OUT. (`wasm-tools compose` is
 # deprecated in favour of `wac plug`, but ships with wasm-tools; its warning is shown only if

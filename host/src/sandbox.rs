@@ -2,6 +2,7 @@
 //! component compiled once (through the cache), the models preloaded for `wasi:nn`, and each
 //! store's WASI, `wasi:nn`, `wasi:http` and limits.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 use wasmtime_wasi_nn::wit::WasiNnView;
 use wasmtime_wasi_nn::{Backend, Registry};
 
@@ -188,6 +191,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             nn: wasmtime_wasi_nn::wit::WasiNnCtx::new(backends, Registry::from(registry)),
             http: WasiHttpCtx::new(),
+            no_outgoing_http: NoOutgoingHttp,
             limits: StoreLimitsBuilder::new()
                 .memory_size(options.memory_limit)
                 .instances(8)
@@ -235,6 +239,7 @@ pub struct HostState {
     table: ResourceTable,
     nn: wasmtime_wasi_nn::wit::WasiNnCtx,
     http: WasiHttpCtx,
+    no_outgoing_http: NoOutgoingHttp,
     limits: StoreLimits,
 }
 
@@ -252,8 +257,32 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.no_outgoing_http,
         }
+    }
+}
+
+/// `wasi:http` hooks that refuse every outgoing request: guests get no network.
+struct NoOutgoingHttp;
+
+/// The future type [`WasiHttpHooks::send_request`] returns.
+type SendRequestFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                hyper::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendRequestFuture {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
