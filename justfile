@@ -52,13 +52,31 @@ build-host:
 run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
-# All tests: native workspace tests, the kernel's reference tests compiled to wasm, and 20 s of
-# each fuzz target (when a nightly toolchain is installed).
+# All tests: native workspace tests, the kernel's reference tests compiled to wasm, its NEON
+# kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is installed).
 test: model build compose bundle compose-http jco
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
+    just test-neon
     just fuzz 20
+
+# The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks, and the real
+# model's logits bit for bit those recorded on x86-64. Needs the aarch64-unknown-linux-gnu
+# target and Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user (.ci/run
+# installs them); skipped with a message without them.
+test-neon:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+        || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+        echo "test-neon: skipped (needs rustup target aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, qemu-user)"
+        exit 0
+    fi
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test kernels
+    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test reference -- logits_are_bit_identical_across_targets
 
 # Formatting and clippy, warnings as errors.
 lint:
@@ -66,6 +84,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 -- -D warnings
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 --no-default-features -- -D warnings
+    cargo clippy -p edge-llm-kernel --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
     cargo clippy -p edge-llm-guest-cli -p edge-llm-guest-http --target wasm32-wasip2 -- -D warnings
 
 # Kernel criterion benchmarks and the CLI's end-to-end bench.

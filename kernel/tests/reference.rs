@@ -196,7 +196,8 @@ fn digest(v: &[f32]) -> u64 {
     h
 }
 
-/// Recorded on x86-64 AVX2: the wasm32 simd128 build must produce the same logits bit for bit.
+/// Recorded on x86-64 AVX2: the wasm32 simd128 and aarch64 NEON builds must produce the same
+/// logits bit for bit.
 const PROMPT_LOGITS_DIGEST: u64 = 0x3c02_2afa_6a59_3b83;
 
 #[test]

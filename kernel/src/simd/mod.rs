@@ -24,7 +24,7 @@ pub enum Isa {
     Avx2,
     /// WebAssembly simd128 (compile-time).
     Simd128,
-    /// aarch64 NEON.
+    /// aarch64 NEON (baseline on aarch64).
     Neon,
 }
 
@@ -121,6 +121,10 @@ pub fn matmul(
         (Isa::Simd128, GgmlType::Q4_1) => wasm::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q4_1) => neon::matmul_q4_1(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q8_0) => neon::matmul_q8_0(w, nb, acts, n_tok, out),
         _ => matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out),
     }
 }

@@ -1,2 +1,173 @@
-//! aarch64 NEON variants (none yet: aarch64 uses the scalar reference, which LLVM
-//! auto-vectorizes without changing results).
+//! aarch64 NEON variants (baseline Armv8-A NEON, always present on aarch64).
+//!
+//! Same scheme as the wasm file, 4 weight rows at a time: exact integer block dot products
+//! (`smull`/`smlal` into i16 lanes while the partial sums provably fit, then pairwise widening
+//! adds), a pairwise reduction to one `i32` per row, and `f32x4` accumulation with one lane
+//! per row in block order, with the multiplications and additions of the scalar reference in
+//! its order (no fused multiply-add), so results are bit for bit the reference's.
+//!
+//! Tested under `qemu-aarch64` by `just test-neon`.
+
+use core::arch::aarch64::*;
+
+use crate::quant::f16::f16_le_to_f32;
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::{q4_1, q8_0};
+
+/// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
+#[inline(always)]
+fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe { vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)) }
+}
+
+/// The 16 bytes at `b[o..o + 16]` as signed bytes.
+#[inline(always)]
+fn load_s8(b: &[u8], o: usize) -> int8x16_t {
+    let s = &b[o..o + 16];
+    // SAFETY: `s` has 16 readable bytes (checked by the slice above); `vld1q` has no alignment
+    // requirement.
+    unsafe { vld1q_s8(s.as_ptr().cast()) }
+}
+
+/// The 16 activation bytes at `a[o..o + 16]`.
+#[inline(always)]
+fn load_act(a: &[i8], o: usize) -> int8x16_t {
+    let s = &a[o..o + 16];
+    // SAFETY: as in `load_s8`.
+    unsafe { vld1q_s8(s.as_ptr()) }
+}
+
+/// Four `f32` as a vector (lane `i` = `v[i]`).
+#[inline(always)]
+fn f32x4(v: [f32; 4]) -> float32x4_t {
+    // SAFETY: `v` is 4 readable `f32`.
+    unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+/// The half float at `b[o..o + 2]` of each of four rows, as `f32` (exact).
+#[inline(always)]
+fn half4(rows: &[&[u8]; 4], o: usize) -> float32x4_t {
+    f32x4(rows.map(|r| f16_le_to_f32([r[o], r[o + 1]])))
+}
+
+/// i32x4 partial sums of one Q4_1 block (nibbles at `blk[4..20]`) with activations `a0`
+/// (elements 0..16) and `a1` (16..32). Each i16 lane sums 4 products, |s| <= 4 · 15 · 127.
+#[inline(always)]
+fn dot_q4(blk: &[u8], a0: int8x16_t, a1: int8x16_t) -> int32x4_t {
+    let q = load_s8(blk, 4);
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        let lo = vandq_s8(q, vdupq_n_s8(0x0f));
+        let hi = vreinterpretq_s8_u8(vshrq_n_u8(vreinterpretq_u8_s8(q), 4));
+        let mut p = vmull_s8(vget_low_s8(lo), vget_low_s8(a0));
+        p = vmlal_high_s8(p, lo, a0);
+        p = vmlal_s8(p, vget_low_s8(hi), vget_low_s8(a1));
+        p = vmlal_high_s8(p, hi, a1);
+        vpaddlq_s16(p)
+    }
+}
+
+/// i32x4 partial sums of one Q8_0 block (values at `blk[2..34]`) with activations `a0`, `a1`.
+/// Each i16 lane sums 2 products, |s| <= 2 · 128 · 127.
+#[inline(always)]
+fn dot_q8(blk: &[u8], a0: int8x16_t, a1: int8x16_t) -> int32x4_t {
+    let (w0, w1) = (load_s8(blk, 2), load_s8(blk, 18));
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        let p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), w0, a0);
+        let p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), w1, a1);
+        vpadalq_s16(vpaddlq_s16(p0), p1)
+    }
+}
+
+/// Writes lane `i` of `acc` to row `r0 + i`, token `t`.
+#[inline(always)]
+fn store_lanes(acc: float32x4_t, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    let mut v = [0f32; 4];
+    // SAFETY: `v` has room for 4 `f32`.
+    unsafe { vst1q_f32(v.as_mut_ptr(), acc) };
+    for (i, x) in v.into_iter().enumerate() {
+        out[(r0 + i) * n_tok + t] = x;
+    }
+}
+
+/// The four `rb`-byte rows starting at row `r0` of `w`.
+#[inline(always)]
+fn rows4(w: &[u8], r0: usize, rb: usize) -> [&[u8]; 4] {
+    [0, 1, 2, 3].map(|i| &w[(r0 + i) * rb..][..rb])
+}
+
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
+pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    const BB: usize = q4_1::BLOCK_BYTES;
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    for r0 in (0..full).step_by(4) {
+        let rows = rows4(w, r0, rb);
+        for t in 0..n_tok {
+            let mut acc = f32x4([0.0; 4]);
+            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                let o = b * BB;
+                let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
+                let isum = hsum4(
+                    dot_q4(&rows[0][o..], a0, a1),
+                    dot_q4(&rows[1][o..], a0, a1),
+                    dot_q4(&rows[2][o..], a0, a1),
+                    dot_q4(&rows[3][o..], a0, a1),
+                );
+                let (d, m) = (half4(&rows, o), half4(&rows, o + 2));
+                // SAFETY: NEON is a baseline feature of every aarch64 target.
+                unsafe {
+                    let x = vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum));
+                    acc = vaddq_f32(acc, x);
+                    acc = vaddq_f32(acc, vmulq_n_f32(m, ab.s));
+                }
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// Q8_0 rows × Q8_1 activations (scale and values only).
+pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    const BB: usize = q8_0::BLOCK_BYTES;
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    for r0 in (0..full).step_by(4) {
+        let rows = rows4(w, r0, rb);
+        for t in 0..n_tok {
+            let mut acc = f32x4([0.0; 4]);
+            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                let o = b * BB;
+                let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
+                let isum = hsum4(
+                    dot_q8(&rows[0][o..], a0, a1),
+                    dot_q8(&rows[1][o..], a0, a1),
+                    dot_q8(&rows[2][o..], a0, a1),
+                    dot_q8(&rows[3][o..], a0, a1),
+                );
+                let d = half4(&rows, o);
+                // SAFETY: NEON is a baseline feature of every aarch64 target.
+                unsafe {
+                    acc = vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum)));
+                }
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] =
+                q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
