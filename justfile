@@ -196,8 +196,10 @@ bench-serve: model build compose-http
     cargo run --release -p edge-llm-tests --example serve_bench
 
 # edge-llm (native at 1 and 2 threads, guest kernel in wasmtime) beside llama.cpp through
-# llama-cpp-python, built once into build/peers/venv; medians of REPEAT runs with min/max,
-# ratios and a chart in tests/peers/results/peers.{md,json,png}.
+# llama-cpp-python, transformers + PyTorch CPU (all pinned, installed once into
+# build/peers/venv) and candle (tests/peers/candle, natively and in wasmtime); medians of
+# REPEAT runs with min/max, ratios against the targets and a chart in
+# tests/peers/results/peers.{md,json,png}.
 # Benchmark edge-llm and its peers on the default model, in one run.
 bench-peers REPEAT="5": model build
     #!/usr/bin/env bash
@@ -205,13 +207,20 @@ bench-peers REPEAT="5": model build
     venv=build/peers/venv
     pip_install() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
     test -x "$venv/bin/python" || python3 -m venv "$venv"
-    # llama.cpp compiles from source here (a few minutes, once), asking for the x86 extensions
-    # the reference build had; llama-cpp-python 0.3.36 still builds AVX2 only on this machine
-    # (BENCHMARKS.md), so the report prints the features it got.
-    llama_flags="-DGGML_NATIVE=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
-    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$llama_flags" CMAKE_BUILD_PARALLEL_LEVEL=2 pip_install llama-cpp-python==0.3.36
+    # llama.cpp compiles from source here (a few minutes, once) for this machine's CPU.
+    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 pip_install llama-cpp-python==0.3.36
+    # PyPI's Linux torch wheel pulls in CUDA libraries (~3 GB, once); only its CPU path runs.
+    "$venv/bin/python" -c 'import transformers, gguf, accelerate' 2>/dev/null || pip_install torch==2.15.0 transformers==5.23.0 gguf==0.19.0 accelerate==1.13.0
     "$venv/bin/python" -c 'import matplotlib' 2>/dev/null || pip_install matplotlib==3.11.2
-    "$venv/bin/python" tests/peers/bench_peers.py --edge-llm {{edge_llm}} --model {{default_model}} --out tests/peers/results --repeat {{REPEAT}}
+    # candle picks its SIMD code at compile time: built for this CPU (as its docs advise) and
+    # with simd128 in wasm. An explicit --target keeps RUSTFLAGS off the build scripts.
+    export CARGO_TARGET_DIR="$PWD/target/peers"
+    host="$(rustc -vV | sed -n 's/^host: //p')"
+    candle=(cargo build --release --locked --manifest-path tests/peers/candle/Cargo.toml)
+    RUSTFLAGS="-C target-cpu=native" "${candle[@]}" --target "$host"
+    RUSTFLAGS="-C target-feature=+simd128" "${candle[@]}" --target wasm32-wasip2
+    "$venv/bin/python" tests/peers/bench_peers.py --edge-llm {{edge_llm}} --model {{default_model}} --out tests/peers/results --repeat {{REPEAT}} \
+        --candle "$CARGO_TARGET_DIR/$host/release/candle-bench" --candle-wasm "$CARGO_TARGET_DIR/wasm32-wasip2/release/candle-bench.wasm"
 
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http

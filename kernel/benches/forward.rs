@@ -20,7 +20,8 @@ fn bench(c: &mut Criterion) {
         eprintln!("model missing at {path}: run `just model`; skipping forward benches");
         return;
     };
-    let model = Arc::new(Model::load(Arc::new(bytes)).expect("model loads"));
+    // As the native backend loads it: Q4_1 repacked where that pays.
+    let model = Arc::new(Model::load_packed(bytes).expect("model loads"));
     let toks: Vec<u32> = (0..128).map(|i| 200 + i * 13).collect();
     let mut g = c.benchmark_group("forward");
     g.sample_size(10).measurement_time(Duration::from_secs(8));

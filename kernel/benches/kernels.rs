@@ -1,11 +1,12 @@
 //! Matmul throughput (weight GB/s) per kernel variant, including the scalar reference, at the
-//! real model's shapes: decode (1 token) and prefill (32 tokens).
+//! real model's shapes: decode (1 token) and prefill (32 tokens); Q4_1 also in the repacked
+//! `Q4_1x8` layout the native backend loads where it pays.
 #![allow(clippy::unwrap_used, clippy::cast_lossless)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::BlockQ8_1;
-use edge_llm_kernel::quant::{q4_1, q8_0, QK};
+use edge_llm_kernel::quant::{q4_1, q4_1x8, q8_0, QK};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Isa};
 
@@ -33,6 +34,19 @@ fn bench(c: &mut Criterion) {
                 g.bench_function(id, |b| {
                     b.iter(|| simd::matmul(isa, ty, &w, cols, &a, n_tok, &mut out))
                 });
+            }
+            if ty == GgmlType::Q4_1 {
+                let mut packed = w.clone();
+                q4_1x8::repack(&mut packed, cols / QK, &mut Vec::new());
+                for isa in Isa::available()
+                    .into_iter()
+                    .filter(|&i| simd::packed_q4_1_pays(i))
+                {
+                    let id = format!("Q4_1x8/{rows}x{cols}/tok{n_tok}/{}", isa.name());
+                    g.bench_function(id, |b| {
+                        b.iter(|| simd::matmul_q4_1x8(isa, &packed, cols, &a, n_tok, &mut out))
+                    });
+                }
             }
         }
     }

@@ -9,20 +9,26 @@ Engines:
 - edge-llm: `edge-llm bench --json` for the native backend at each thread count and the guest's
   kernel in wasmtime (one thread); process start -> first token is `edge-llm run --max-tokens 1`
   with a warm component cache.
-Each round runs every configuration once; the figures are over --repeat rounds.
 - llama.cpp through llama-cpp-python (this file's `llama-worker` mode): prefill of the same
   number of tokens, one-token decode steps, TTFT of a 32-token prompt; process start -> first
   token is a new Python process that loads the model and generates one token.
-Peers that are not installed are listed as not measured, never guessed.
+- transformers + PyTorch CPU (`torch-worker` mode; the GGUF dequantized to f32 by
+  transformers) and candle (tests/peers/candle, natively and compiled to wasm32-wasip2 under
+  wasmtime): the same measurements on edge-llm's token ids of the same filler text.
+Each round runs every configuration once; the figures are over --repeat rounds. Peers that are
+not installed are listed as not measured, never guessed.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from importlib.metadata import version
 
 FILLER = (
     "WebAssembly is a binary instruction format for a stack-based virtual machine, designed as a "
@@ -45,17 +51,18 @@ def run_measured(cmd, env=None):
 
 
 def peak_rss_of(cmd, env=None):
-    """Runs cmd in a fresh wrapper process so RUSAGE_CHILDREN holds only its peak RSS."""
-    wrapper = (
-        "import resource,subprocess,sys,json;"
-        "p=subprocess.run(sys.argv[1:],capture_output=True);"
-        "sys.stderr.buffer.write(p.stderr);sys.stdout.buffer.write(p.stdout);"
-        "print('\\n@@RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
-        "sys.exit(p.returncode)"
-    )
-    out = run_measured([sys.executable, "-c", wrapper, *cmd], env=env)
-    body, _, tail = out.rpartition("@@RSS_KIB")
-    return body, int(tail.strip()) / 1024.0
+    """Runs cmd, returns its stdout and its peak RSS in MiB (from wait4's rusage of that child
+    alone, so no wrapper process adds to a start-up time)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            tail = err.read().decode(errors="replace").strip()[-400:]
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {tail}")
+        return out.read().decode(), usage.ru_maxrss / 1024.0
 
 
 def wall_ms(cmd, repeat, env=None):
@@ -113,6 +120,8 @@ def llama_worker(args):
     print(json.dumps(result))
 
 
+LLAMA_FEATURES = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+
 LLAMA_FIRST_TOKEN = (
     "import sys\n"
     "from llama_cpp import Llama\n"
@@ -130,6 +139,77 @@ def llama_round(args, t):
     row["start_to_first_token_ms"] = wall_ms(
         [sys.executable, "-c", LLAMA_FIRST_TOKEN, args.model, str(t)], 1)["median"]
     return row, rss
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers that take token ids: transformers + PyTorch (this file's `torch-worker` mode) and
+# candle (tests/peers/candle, natively and in wasmtime). Each run is one process that loads the
+# model, produces the first token of FIRST_TEXT, then measures prefill, TTFT and decode on
+# the same filler ids; start -> first token is from the parent's clock just before the spawn.
+
+FIRST_TEXT = "Hi"
+
+
+def torch_worker(args):
+    t0 = args.t0
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
+
+    torch.set_num_threads(args.threads)
+    logging.disable_progress_bar()
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(args.model)), gguf_file=os.path.basename(args.model),
+        dtype=torch.float32).eval()
+    ids = [int(v) for v in args.ids.split(",")]
+    first = [int(v) for v in args.first_ids.split(",")]
+
+    def step(toks, past=None):
+        out = model(torch.tensor([toks]), past_key_values=past, use_cache=True)
+        return int(out.logits[0, -1].argmax()), out.past_key_values
+
+    result = {}
+    with torch.inference_mode():
+        step(first)
+        result["start_to_first_token_ms"] = (time.time() - t0) * 1e3
+        for n in args.prefill:
+            t = time.perf_counter()
+            step(ids[:n])
+            result[f"pp{n}_tokens_per_s"] = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        step(ids[1:33])
+        result["ttft32_ms"] = (time.perf_counter() - t) * 1e3
+        tok, past = step(ids[:8])
+        t = time.perf_counter()
+        for _ in range(args.decode):
+            tok, past = step([tok], past)
+        result[f"tg{args.decode}_tokens_per_s"] = args.decode / (time.perf_counter() - t)
+    print(json.dumps(result))
+
+
+def ids_round(args, cmd, env=None):
+    """One run of a token-id peer: {metric: value}, peak RSS."""
+    ids, first = args.ids
+    cmd = cmd + ["--ids", ",".join(map(str, ids)), "--first-ids", ",".join(map(str, first)),
+                 "--prefill", ",".join(map(str, args.prefill)), "--decode", str(args.decode),
+                 "--t0", repr(time.time())]
+    out, rss = peak_rss_of(cmd, env=env)
+    return json.loads(out.strip().splitlines()[-1]), rss
+
+
+def torch_round(args, t):
+    return ids_round(args, [sys.executable, __file__, "torch-worker", "--model", args.model,
+                            "--threads", str(t)])
+
+
+def candle_round(args, t, wasm):
+    if wasm:
+        model_dir = os.path.dirname(os.path.abspath(args.model))
+        cmd = ["wasmtime", "run", "-C", "cache=y", "-W", "simd=y,relaxed-simd=y", "--dir", f"{model_dir}::/models",
+               args.candle_wasm, "--model", "/models/" + os.path.basename(args.model)]
+        return ids_round(args, cmd)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(t))
+    return ids_round(args, [args.candle, "--model", args.model], env=env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,25 +234,49 @@ def edge_round(args, backend, t):
     return row, rss
 
 
+def token_ids(args, text):
+    """`text`'s token ids, from `edge-llm tokenize` (the peers that take ids get these)."""
+    return json.loads(run_measured([args.edge_llm, "tokenize", "--model", args.model, "--no-control", text]))
+
+
 def bench_all(args):
     """Every configuration once per round, rounds repeated: slow phases of a shared machine
     hit all engines alike instead of whichever ran then."""
     configs = [("edge-llm native", "native wasi-nn backend", t) for t in args.threads]
     configs.append(("edge-llm wasm", "guest kernel in wasmtime", 1))
     missing = []
-    try:
-        import llama_cpp
-        features = llama_cpp.llama_print_system_info().decode().strip()
-        label = f"llama-cpp-python {llama_cpp.__version__}; {features}"
+    # The peers' Python packages are looked up, not imported: this process stays small, as a
+    # child's peak RSS (wait4) counts its parent's resident memory at the fork.
+    if importlib.util.find_spec("llama_cpp"):
+        features = run_measured([sys.executable, "-c", LLAMA_FEATURES]).strip()
+        label = f"llama-cpp-python {version('llama-cpp-python')}; {features}"
         configs += [("llama.cpp", label, t) for t in args.threads]
-    except ImportError:
+    else:
         missing.append(("llama.cpp", "llama-cpp-python is not installed"))
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):
+        label = f"transformers {version('transformers')} + PyTorch {version('torch')} CPU, f32"
+        configs += [("transformers", label, t) for t in args.threads]
+    else:
+        missing.append(("transformers + PyTorch CPU", "not installed in the peers' virtualenv"))
+    for path, wasm, where in [(args.candle, False, "native"), (args.candle_wasm, True, "wasm")]:
+        if path and os.path.exists(path):
+            label = f"candle-transformers 0.11.1 quantized_llama, {where}"
+            engine = "candle wasm" if wasm else "candle"
+            configs += [(engine, label, t) for t in ([1] if wasm else args.threads)]
+        else:
+            missing.append((f"candle {where}", f"{path or 'its binary'} was not built"))
+    if any(engine == "candle wasm" for engine, _, _ in configs):
+        candle_round(args, 1, True)  # fills wasmtime's code cache, as edge-llm's is warm
     samples = {c: ([], []) for c in configs}
     for _ in range(args.repeat):
         for c in configs:
             engine, _, t = c
             if engine == "llama.cpp":
                 row, rss = llama_round(args, t)
+            elif engine == "transformers":
+                row, rss = torch_round(args, t)
+            elif engine.startswith("candle"):
+                row, rss = candle_round(args, t, engine.endswith("wasm"))
             else:
                 row, rss = edge_round(args, engine.split()[-1], t)
             samples[c][0].append(row)
@@ -202,6 +306,41 @@ def ratio(ours, theirs, higher_is_better=True):
     return f"{r:.2f}×"
 
 
+# (ours, peer, thread counts (None: every --threads), target): the targets of issue #7.
+RATIOS = [
+    ("edge-llm native", "llama.cpp", None, {"decode": 1.1, "prefill": 1.2}),
+    ("edge-llm wasm", "llama.cpp", [1], {"decode": 0.6}),
+    ("edge-llm native", "candle", None, {"decode": 3.0}),
+    ("edge-llm wasm", "candle wasm", [1], {"decode": 5.0}),
+    ("edge-llm native", "transformers", None, {"decode": 3.0}),
+]
+
+
+def verdict(target, ours, peer, args):
+    """The target in plain words, and whether this run met it."""
+    parts, missed = [], []
+    for what, want in target.items():
+        keys = ([f"tg{args.decode}_tokens_per_s"] if what == "decode"
+                else [f"pp{n}_tokens_per_s" for n in args.prefill])
+        got = min(ours[k]["median"] / peer[k]["median"] for k in keys)
+        parts.append(f"{what} ≥ {want}×")
+        if got < want:
+            missed.append(f"{what} {got:.2f}×")
+    return ", ".join(parts) + (": **missed** (" + ", ".join(missed) + ")" if missed else ": met")
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return "unknown"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    simd = [f for f in flags if f.startswith(("avx", "fma", "f16c")) or "vnni" in f]
+    return f"{name}, {os.cpu_count()} CPUs; {' '.join(simd)}"
+
+
 def report(args, rows, missing):
     keys = [f"pp{n}_tokens_per_s" for n in args.prefill] + [f"tg{args.decode}_tokens_per_s"]
     heads = [f"pp{n} tok/s" for n in args.prefill] + [f"tg{args.decode} tok/s"]
@@ -219,31 +358,26 @@ def report(args, rows, missing):
     lines.append("")
     by = {(r["engine"], r["threads"]): r for r in rows}
     ratio_lines = []
-    for t in args.threads:
-        ours = by.get(("edge-llm native", t))
-        peer = by.get(("llama.cpp", t))
-        if ours and peer:
+    for ours_name, peer_name, threads, target in RATIOS:
+        for t in threads or args.threads:
+            ours, peer = by.get((ours_name, t)), by.get((peer_name, t))
+            if not (ours and peer):
+                continue
             cells = [ratio(ours.get(k), peer.get(k)) for k in keys]
-            ratio_lines.append(f"| edge-llm native ÷ llama.cpp | {t} | " + " | ".join(cells)
+            ratio_lines.append(f"| {ours_name} ÷ {peer_name} | {t} | " + " | ".join(cells)
                                + f" | {ratio(ours.get('ttft32_ms'), peer.get('ttft32_ms'), False)}"
-                               f" | {ratio(ours.get('start_to_first_token_ms'), peer.get('start_to_first_token_ms'), False)} |")
-    wasm = by.get(("edge-llm wasm", 1))
-    peer1 = by.get(("llama.cpp", 1))
-    if wasm and peer1:
-        cells = [ratio(wasm.get(k), peer1.get(k)) for k in keys]
-        ratio_lines.append("| edge-llm guest kernel (wasm) ÷ llama.cpp | 1 | " + " | ".join(cells)
-                           + f" | {ratio(wasm.get('ttft32_ms'), peer1.get('ttft32_ms'), False)}"
-                           f" | {ratio(wasm.get('start_to_first_token_ms'), peer1.get('start_to_first_token_ms'), False)} |")
+                               f" | {ratio(ours.get('start_to_first_token_ms'), peer.get('start_to_first_token_ms'), False)}"
+                               f" | {verdict(target, ours, peer, args)} |")
     if ratio_lines:
         lines.append("Ratios (above 1× means edge-llm is faster; times are inverted so that holds):")
         lines.append("")
-        lines.append("| ratio | threads | " + " | ".join(heads) + " | TTFT | start → first token |")
-        lines.append("|---|---|" + "---|" * len(heads) + "---|---|")
+        lines.append("| ratio | threads | " + " | ".join(heads) + " | TTFT | start → first token | target (issue #7) |")
+        lines.append("|---|---|" + "---|" * len(heads) + "---|---|---|")
         lines.extend(ratio_lines)
         lines.append("")
-    configs = sorted({r["config"] for r in rows if r["engine"] == "llama.cpp"})
-    for c in configs:
-        lines.append(f"- llama.cpp build: {c}")
+    for engine, config in sorted({(r["engine"], r["config"]) for r in rows}):
+        lines.append(f"- {engine}: {config}")
+    lines.append(f"- CPU: {cpu_name()}")
     for name, why in missing:
         lines.append(f"- {name}: not measured in this run ({why}).")
     return "\n".join(lines) + "\n"
@@ -285,10 +419,23 @@ def main():
         p.add_argument("--decode", type=int, default=64)
         p.add_argument("--prefill", type=int, nargs="+", default=[32, 128])
         return llama_worker(p.parse_args())
+    if len(sys.argv) > 1 and sys.argv[1] == "torch-worker":
+        p = argparse.ArgumentParser()
+        p.add_argument("mode")
+        p.add_argument("--model", required=True)
+        p.add_argument("--threads", type=int, required=True)
+        p.add_argument("--ids", required=True)
+        p.add_argument("--first-ids", required=True)
+        p.add_argument("--prefill", type=lambda v: [int(x) for x in v.split(",")], required=True)
+        p.add_argument("--decode", type=int, required=True)
+        p.add_argument("--t0", type=float, required=True)
+        return torch_worker(p.parse_args())
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--edge-llm", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--candle", help="the native candle-bench binary")
+    p.add_argument("--candle-wasm", help="candle-bench built for wasm32-wasip2")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--decode", type=int, default=64)
@@ -296,9 +443,12 @@ def main():
     args = p.parse_args()
     if args.repeat < 5:
         p.error("--repeat must be at least 5 (medians with min and max)")
+    need = max(args.prefill + [33]) + args.decode
+    filler = token_ids(args, FILLER * 8)
+    if len(filler) < need:
+        p.error(f"the filler text has {len(filler)} tokens, fewer than {need}")
+    args.ids = (filler[:need], token_ids(args, FIRST_TEXT))
     rows, missing = bench_all(args)
-    missing.append(("candle", "its bench crate is not written yet"))
-    missing.append(("transformers + PyTorch CPU", "not installed by the recipe yet"))
     os.makedirs(args.out, exist_ok=True)
     meta = {"model": os.path.basename(args.model), "repeat": args.repeat, "rows": rows,
             "missing": missing, "cpu": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
