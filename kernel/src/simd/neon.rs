@@ -98,9 +98,19 @@ fn rows4(w: &[u8], r0: usize, rb: usize) -> [&[u8]; 4] {
     [0, 1, 2, 3].map(|i| &w[(r0 + i) * rb..][..rb])
 }
 
-/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
-pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    const BB: usize = q4_1::BLOCK_BYTES;
+/// The shared loop of the matmuls: for each group of 4 rows of `BB`-byte blocks and each token,
+/// `step(rows, offset, activation block, acc)` folds one block column into the 4 row lanes of
+/// `acc`; rows past the last full group use the scalar `dot`.
+#[inline(always)]
+fn matmul4<const BB: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    step: impl Fn(&[&[u8]; 4], usize, &BlockQ8_1, float32x4_t) -> float32x4_t,
+    dot: fn(&[u8], &[BlockQ8_1]) -> f32,
+) {
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
@@ -109,65 +119,51 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
         for t in 0..n_tok {
             let mut acc = f32x4([0.0; 4]);
             for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                let o = b * BB;
-                let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
-                let isum = hsum4(
-                    dot_q4(&rows[0][o..], a0, a1),
-                    dot_q4(&rows[1][o..], a0, a1),
-                    dot_q4(&rows[2][o..], a0, a1),
-                    dot_q4(&rows[3][o..], a0, a1),
-                );
-                let (d, m) = (half4(&rows, o), half4(&rows, o + 2));
-                // SAFETY: NEON is a baseline feature of every aarch64 target.
-                unsafe {
-                    let x = vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum));
-                    acc = vaddq_f32(acc, x);
-                    acc = vaddq_f32(acc, vmulq_n_f32(m, ab.s));
-                }
+                acc = step(&rows, b * BB, ab, acc);
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
     for r in full..n_rows {
         for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+            out[r * n_tok + t] = dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
         }
     }
 }
 
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
+pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
+        let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
+        let isum = hsum4(
+            dot_q4(&rows[0][o..], a0, a1),
+            dot_q4(&rows[1][o..], a0, a1),
+            dot_q4(&rows[2][o..], a0, a1),
+            dot_q4(&rows[3][o..], a0, a1),
+        );
+        let (d, m) = (half4(rows, o), half4(rows, o + 2));
+        // SAFETY: NEON is a baseline feature of every aarch64 target.
+        unsafe {
+            let x = vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum));
+            vaddq_f32(vaddq_f32(acc, x), vmulq_n_f32(m, ab.s))
+        }
+    };
+    matmul4::<{ q4_1::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step, q4_1::vec_dot_ref);
+}
+
 /// Q8_0 rows × Q8_1 activations (scale and values only).
 pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    const BB: usize = q8_0::BLOCK_BYTES;
-    let rb = nb * BB;
-    let n_rows = w.len() / rb;
-    let full = n_rows / 4 * 4;
-    for r0 in (0..full).step_by(4) {
-        let rows = rows4(w, r0, rb);
-        for t in 0..n_tok {
-            let mut acc = f32x4([0.0; 4]);
-            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                let o = b * BB;
-                let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
-                let isum = hsum4(
-                    dot_q8(&rows[0][o..], a0, a1),
-                    dot_q8(&rows[1][o..], a0, a1),
-                    dot_q8(&rows[2][o..], a0, a1),
-                    dot_q8(&rows[3][o..], a0, a1),
-                );
-                let d = half4(&rows, o);
-                // SAFETY: NEON is a baseline feature of every aarch64 target.
-                unsafe {
-                    acc = vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum)));
-                }
-            }
-            store_lanes(acc, out, r0, n_tok, t);
-        }
-    }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
+        let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
+        let isum = hsum4(
+            dot_q8(&rows[0][o..], a0, a1),
+            dot_q8(&rows[1][o..], a0, a1),
+            dot_q8(&rows[2][o..], a0, a1),
+            dot_q8(&rows[3][o..], a0, a1),
+        );
+        let d = half4(rows, o);
+        // SAFETY: NEON is a baseline feature of every aarch64 target.
+        unsafe { vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum))) }
+    };
+    matmul4::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step, q8_0::vec_dot_ref);
 }
