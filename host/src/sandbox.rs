@@ -289,8 +289,9 @@ impl WasiHttpHooks for NoOutgoingHttp {
 /// Reads the GGUF file at `path` into anonymous memory (huge pages where the kernel grants
 /// them, so the copy takes few page faults) and loads it with the Q4_1 matrices repacked in
 /// place. I/O errors are the outer error; a malformed file is the inner one, which `preload`
-/// reports like a malformed mapped file. (A copy-on-write mapping took 3x longer, two faults per 4 KiB page; repacking on a
-/// background thread while the guest starts slowed both on two cores.)
+/// reports like a malformed mapped file. (A copy-on-write mapping took 3x longer, two faults
+/// per 4 KiB page; repacking on a background thread while the guest starts slowed both on two
+/// cores.)
 fn read_packed(path: &Path) -> Result<Result<Model, ModelError>, HostError> {
     use std::io::Read;
     let io = |e| HostError::io(path, e);
