@@ -178,9 +178,12 @@ jco: strip-guest build-cli-front
 serve *ARGS: model build compose-http
     {{edge_llm}} serve {{ARGS}}
 
-# Serve the single-file component under the stock `wasmtime serve` (the guest's own kernel).
+# Serve the single-file component under the stock `wasmtime serve` (the guest's own kernel),
+# precompiled: from a .cwasm file wasmtime maps the bundled model's memory image from the file,
+# where a .wasm costs a compile per start and a private copy of that image.
 serve-wasmtime ADDR="127.0.0.1:8080": tools compose-http
-    wasmtime serve -S cli --addr {{ADDR}} target/edge-llm-http-bundle.wasm
+    wasmtime compile target/edge-llm-http-bundle.wasm -o target/edge-llm-http-bundle.cwasm
+    wasmtime serve -S cli --allow-precompiled --addr {{ADDR}} target/edge-llm-http-bundle.cwasm
 
 # Checks that a component imports no wasi:nn and has the line PATTERN in its WIT.
 [private]

@@ -185,14 +185,16 @@ impl Server {
         Self::start(cmd, None, "serving ")
     }
 
-    /// The stock `wasmtime serve -S cli --addr 127.0.0.1:PORT EXTRA... COMPONENT` on a free
-    /// port; waits for its "Serving HTTP on" line.
+    /// The stock `wasmtime serve -S cli --allow-precompiled --addr 127.0.0.1:PORT EXTRA...`
+    /// on a free port, serving the component [`crate::precompiled`]; waits for its "Serving
+    /// HTTP on" line.
     pub fn wasmtime(component: &Path, extra: &[&str]) -> Server {
         let addr = free_port();
         let mut cmd = Command::new("wasmtime");
-        cmd.args(["serve", "-S", "cli", "--addr", &addr.to_string()])
+        cmd.args(["serve", "-S", "cli", "--allow-precompiled"])
+            .args(["--addr", &addr.to_string()])
             .args(extra)
-            .arg(component);
+            .arg(crate::precompiled(component));
         Self::start(cmd, Some(addr), "Serving HTTP on")
     }
 

@@ -85,13 +85,43 @@ pub fn tool(name: &str, args: &[&std::ffi::OsStr]) -> Output {
         .unwrap_or_else(|e| panic!("running `{name}` ({e}): run `just tools`"))
 }
 
-/// Runs `wasmtime run [--dir DIR::GUEST]... WASM ARGS` with the stock `wasmtime` CLI.
+/// `wasm` compiled by the stock `wasmtime compile`, once per test process, as a deployment
+/// would ship it. The stock CLI runs the result with `--allow-precompiled`.
+///
+/// Loaded from a file, wasmtime maps a component's initial linear memory (for the bundled
+/// components, the 100 MB model) straight from that file. Compiled from a `.wasm`, it copies
+/// that image into a memfd and seals it, and some kernels now and then refuse the seal with
+/// "device or resource busy" (seen in CI: `cannot add seals to the memfd`).
+pub fn precompiled(wasm: &std::path::Path) -> PathBuf {
+    static DONE: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, cwasm)) = done.iter().find(|(w, _)| w == wasm) {
+        return cwasm.clone();
+    }
+    let stem = wasm.file_stem().expect("a file name").to_string_lossy();
+    let cwasm = temp_dir("precompiled").join(format!("{stem}.cwasm"));
+    let out = tool(
+        "wasmtime",
+        &["compile".as_ref(), wasm.as_os_str(), "-o".as_ref(), cwasm.as_os_str()],
+    );
+    assert!(
+        out.status.success(),
+        "wasmtime compile {}: {}",
+        wasm.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    done.push((wasm.to_path_buf(), cwasm.clone()));
+    cwasm
+}
+
+/// Runs `wasmtime run [--dir DIR::GUEST]... WASM ARGS` with the stock `wasmtime` CLI, on the
+/// component [`precompiled`].
 pub fn wasmtime_run(
     wasm: &std::path::Path,
     dirs: &[(&std::path::Path, &str)],
     args: &[&str],
 ) -> Output {
-    let mut argv: Vec<std::ffi::OsString> = vec!["run".into()];
+    let mut argv: Vec<std::ffi::OsString> = vec!["run".into(), "--allow-precompiled".into()];
     for (host, guest) in dirs {
         let mut spec = host.as_os_str().to_os_string();
         spec.push("::");
@@ -99,7 +129,7 @@ pub fn wasmtime_run(
         argv.push("--dir".into());
         argv.push(spec);
     }
-    argv.push(wasm.into());
+    argv.push(precompiled(wasm).into());
     argv.extend(args.iter().map(Into::into));
     let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
     tool("wasmtime", &argv)

@@ -84,7 +84,16 @@ pub fn load(
     tracing::debug!(entry = %path.display(), %status, "compiling the component");
     let component = compile(engine, wasm)?;
     store(&component, &path)?;
-    Ok((component, status))
+    // Run from the entry just written, as a hit would: mapped from the file, the component's
+    // initial memory needs no memfd copy (whose sealing some kernels refuse now and then).
+    // SAFETY: `store` has just serialized this engine's compilation of `wasm` to `path`.
+    match unsafe { Component::deserialize_file(engine, &path) } {
+        Ok(mapped) => Ok((mapped, status)),
+        Err(e) => {
+            tracing::debug!(entry = %path.display(), "mapping the new entry failed: {e}");
+            Ok((component, status))
+        }
+    }
 }
 
 fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
