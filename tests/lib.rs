@@ -51,6 +51,12 @@ pub fn guest_wasm() -> PathBuf {
     )
 }
 
+/// The guest pre-initialized for the default model (`just preinit`), which `edge-llm` runs by
+/// default.
+pub fn preinit_guest_wasm() -> PathBuf {
+    recipe_artifact("target/edge-llm-guest-preinit.wasm", "preinit")
+}
+
 /// An artifact a `just` recipe builds (a path under the workspace root).
 fn recipe_artifact(rel: &str, recipe: &str) -> PathBuf {
     let path = root().join(rel);
@@ -102,7 +108,12 @@ pub fn precompiled(wasm: &std::path::Path) -> PathBuf {
     let cwasm = temp_dir("precompiled").join(format!("{stem}.cwasm"));
     let out = tool(
         "wasmtime",
-        &["compile".as_ref(), wasm.as_os_str(), "-o".as_ref(), cwasm.as_os_str()],
+        &[
+            "compile".as_ref(),
+            wasm.as_os_str(),
+            "-o".as_ref(),
+            cwasm.as_os_str(),
+        ],
     );
     assert!(
         out.status.success(),

@@ -13,7 +13,7 @@ use crate::bindings::exports::edge::llm::inference as wit;
 use crate::chat::Message;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::kernel_backend::KernelBackend;
-use crate::model::{BackendKind, LoadError, LoadedModel};
+use crate::model::{BackendKind, LoadError, LoadedModel, ModelMetadata};
 #[cfg(feature = "wasi-nn")]
 use crate::nn_backend::{self, NnBackend, NnOpenError};
 use crate::sampling::SamplingParams;
@@ -108,13 +108,31 @@ fn open_wasi_nn(
         Err(e) => return Err(e),
     };
     let header = nn_backend::header(&graph).map_err(NnOpenError::Failed)?;
-    let gguf = Gguf::parse_header(&header)
-        .map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+    let (prefix, file_len) = header.split_at(header.len().saturating_sub(8));
+    let file_len = file_len.try_into().map_or(0, u64::from_le_bytes);
+    let meta = match built_in_metadata(prefix, file_len) {
+        Some(meta) => meta,
+        None => {
+            let gguf = Gguf::parse_header(&header)
+                .map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+            ModelMetadata::from_gguf(&gguf).map_err(NnOpenError::Load)?
+        }
+    };
     let graph = Rc::new(graph);
     let factory = Box::new(move |n_ctx| {
         NnBackend::new(&graph, n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
     });
-    LoadedModel::new(name, &gguf, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
+    LoadedModel::new(name, &meta, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
+}
+
+/// The pre-built metadata of the model built into this component (feature `preinit`) if a
+/// file of `file_len` bytes whose bytes before the tensor data are `prefix` is that model.
+#[cfg_attr(not(feature = "preinit"), allow(unused_variables))]
+fn built_in_metadata(prefix: &[u8], file_len: u64) -> Option<ModelMetadata> {
+    #[cfg(feature = "preinit")]
+    return crate::preinit::metadata_for(prefix, file_len);
+    #[cfg(not(feature = "preinit"))]
+    None
 }
 
 fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
@@ -130,11 +148,18 @@ pub(crate) fn kernel_model(
     model: &Arc<Model>,
     n_ctx: Option<usize>,
 ) -> Result<LoadedModel, LoadError> {
+    let bytes = model.bytes();
+    let data_offset = usize::try_from(model.gguf().data_offset()).unwrap_or(usize::MAX);
+    let prefix = bytes.get(..data_offset).unwrap_or(bytes);
+    let meta = match built_in_metadata(prefix, bytes.len() as u64) {
+        Some(meta) => meta,
+        None => ModelMetadata::from_gguf(model.gguf())?,
+    };
     let for_sessions = model.clone();
     let factory = Box::new(move |n_ctx| {
         KernelBackend::new(for_sessions.clone(), n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
     });
-    LoadedModel::new(name, model.gguf(), n_ctx, BackendKind::Kernel, factory)
+    LoadedModel::new(name, &meta, n_ctx, BackendKind::Kernel, factory)
 }
 
 fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>, wit::Error> {

@@ -21,13 +21,20 @@ compile_error!(
 );
 
 /// The world this build implements, chosen by features: `wasi-nn` (default) imports the host's
-/// engine; without it the component is standalone; `bundle` adds the model and `init`.
+/// engine; without it the component is standalone; `bundle` adds the model and `init`;
+/// `preinit` adds the model's metadata and `init` to `wasi-nn`.
 #[cfg(target_arch = "wasm32")]
 mod bindings {
-    #[cfg(feature = "wasi-nn")]
+    #[cfg(all(feature = "wasi-nn", not(feature = "preinit")))]
     wit_bindgen::generate!({
         path: "../wit",
         world: "edge:llm/llm-inference",
+        generate_all,
+    });
+    #[cfg(feature = "preinit")]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "edge:llm/llm-inference-preinit",
         generate_all,
     });
     #[cfg(not(any(feature = "wasi-nn", feature = "bundle")))]
@@ -52,3 +59,5 @@ mod bundle;
 mod component;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn_backend;
+#[cfg(all(target_arch = "wasm32", feature = "preinit"))]
+mod preinit;

@@ -72,11 +72,50 @@ impl From<TokenizerError> for LoadError {
 /// Creates backend sessions for a model.
 pub type SessionFactory = Box<dyn Fn(usize) -> Result<Box<dyn Backend>, BackendError>>;
 
+/// What a model file's GGUF metadata yields: its tokenizer, chat template and description.
+/// Built once per file (the tokenizer is most of a model's open time) and shared by every
+/// [`LoadedModel`] of it.
+#[derive(Clone)]
+pub struct ModelMetadata {
+    architecture: String,
+    trained_context_length: usize,
+    parameters: u64,
+    quantization: String,
+    tokenizer: Rc<Tokenizer>,
+    template: Rc<Result<ChatTemplate, String>>,
+}
+
+impl ModelMetadata {
+    /// Builds the tokenizer and chat template from `gguf` and describes the model.
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, LoadError> {
+        let meta = |e: edge_llm_kernel::GgufError| LoadError::Invalid(e.to_string());
+        let architecture = gguf
+            .get_str("general.architecture")
+            .map_err(meta)?
+            .to_string();
+        let trained_context_length = gguf
+            .get_u32(&format!("{architecture}.context_length"))
+            .map_err(meta)? as usize;
+        let tokenizer = Rc::new(Tokenizer::from_gguf(gguf)?);
+        let template = ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default())
+            .map_err(|e| e.to_string());
+        let (parameters, quantization) = weights_summary(gguf);
+        Ok(Self {
+            architecture,
+            trained_context_length,
+            parameters,
+            quantization,
+            tokenizer,
+            template: Rc::new(template),
+        })
+    }
+}
+
 /// A model ready to serve.
 pub struct LoadedModel {
     info: ModelInfo,
     tokenizer: Rc<Tokenizer>,
-    template: Result<ChatTemplate, String>,
+    template: Rc<Result<ChatTemplate, String>>,
     new_session: SessionFactory,
     idle: RefCell<Option<Box<dyn Backend>>>,
 }
@@ -101,23 +140,16 @@ fn weights_summary(gguf: &Gguf) -> (u64, String) {
 }
 
 impl LoadedModel {
-    /// Builds the tokenizer and chat template from `gguf` and describes the model.
+    /// Serves the model `meta` describes under `name`, with sessions from `new_session`.
     /// `n_ctx` of `None` uses the trained context length.
     pub fn new(
         name: &str,
-        gguf: &Gguf,
+        meta: &ModelMetadata,
         n_ctx: Option<usize>,
         backend: BackendKind,
         new_session: SessionFactory,
     ) -> Result<Self, LoadError> {
-        let meta = |e: edge_llm_kernel::GgufError| LoadError::Invalid(e.to_string());
-        let architecture = gguf
-            .get_str("general.architecture")
-            .map_err(meta)?
-            .to_string();
-        let trained = gguf
-            .get_u32(&format!("{architecture}.context_length"))
-            .map_err(meta)? as usize;
+        let trained = meta.trained_context_length;
         let context_length = match n_ctx {
             Some(0) => {
                 return Err(LoadError::Invalid(
@@ -132,24 +164,20 @@ impl LoadedModel {
             Some(n) => n,
             None => trained,
         };
-        let tokenizer = Rc::new(Tokenizer::from_gguf(gguf)?);
-        let template = ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default())
-            .map_err(|e| e.to_string());
-        let (parameters, quantization) = weights_summary(gguf);
         let info = ModelInfo {
             name: name.to_string(),
-            architecture,
-            parameters,
+            architecture: meta.architecture.clone(),
+            parameters: meta.parameters,
             context_length,
             trained_context_length: trained,
-            vocab_size: tokenizer.vocab_size(),
-            quantization,
+            vocab_size: meta.tokenizer.vocab_size(),
+            quantization: meta.quantization.clone(),
             backend,
         };
         Ok(Self {
             info,
-            tokenizer,
-            template,
+            tokenizer: meta.tokenizer.clone(),
+            template: meta.template.clone(),
             new_session,
             idle: RefCell::new(None),
         })
@@ -167,7 +195,7 @@ impl LoadedModel {
 
     /// Renders messages with the chat template, the assistant's turn opened.
     pub fn render_chat(&self, messages: &[Message]) -> Result<String, ChatError> {
-        match &self.template {
+        match &*self.template {
             Ok(t) => t.render(messages, true),
             Err(e) => Err(ChatError::Render(format!(
                 "this model has no usable chat template: {e}"

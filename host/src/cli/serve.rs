@@ -80,9 +80,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     tokio.block_on(async move {
+        let component = options.runtime.component.clone();
         let mut server = Server::new(options)?;
         status(format_args!(
-            "component: {} in {:.1?}",
+            "component {}: {} in {:.1?}",
+            component.display(),
             server.cache_status(),
             server.load_time()
         ));

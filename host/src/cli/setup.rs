@@ -45,25 +45,20 @@ pub enum ComponentKind {
 }
 
 /// The component: `--component`, its environment variable, or the one the justfile builds
-/// in the target directory next to this binary.
+/// in the target directory next to this binary. For the guest that is the pre-initialized one
+/// (`just preinit`) unless the plain build is newer (a `cargo build` since).
 fn component_path(args: &ModelArgs, kind: ComponentKind) -> Result<PathBuf> {
-    let (var, candidates, recipe) = match kind {
+    let (var, preferred, plain, recipe) = match kind {
         ComponentKind::Guest => (
             "EDGE_LLM_COMPONENT",
-            [
-                "edge_llm_guest.wasm",
-                "../wasm32-wasip2/release/edge_llm_guest.wasm",
-                "../../wasm32-wasip2/release/edge_llm_guest.wasm",
-            ],
+            Some("edge-llm-guest-preinit.wasm"),
+            "wasm32-wasip2/release/edge_llm_guest.wasm",
             "just build",
         ),
         ComponentKind::Http => (
             "EDGE_LLM_HTTP_COMPONENT",
-            [
-                "edge-llm-http.wasm",
-                "../edge-llm-http.wasm",
-                "../../edge-llm-http.wasm",
-            ],
+            None,
+            "edge-llm-http.wasm",
             "just compose-http",
         ),
     };
@@ -76,13 +71,33 @@ fn component_path(args: &ModelArgs, kind: ComponentKind) -> Result<PathBuf> {
     }
     let exe = std::env::current_exe().context("locating this executable")?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    candidates
-        .iter()
-        .map(|c| dir.join(c))
+    // Beside this binary, or in the target directory above it (target/release/edge-llm).
+    let find = |rel: &str| {
+        let name = Path::new(rel)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        [
+            dir.join(name),
+            dir.join("..").join(rel),
+            dir.join("../..").join(rel),
+        ]
+        .into_iter()
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!("the component is not built (run `{recipe}`, or pass --component)")
-        })
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let plain = find(plain);
+    if let Some(pre) = preferred.and_then(find) {
+        if plain
+            .as_deref()
+            .is_none_or(|p| modified(&pre) >= modified(p))
+        {
+            return Ok(pre);
+        }
+    }
+    plain.with_context(|| {
+        format!("the component is not built (run `{recipe}`, or pass --component)")
+    })
 }
 
 /// Runtime options for these arguments, offering the native backend when `native`, with
@@ -113,14 +128,12 @@ pub fn runtime_options(
 /// A runtime for these options, offering the native backend when `native`, with `model_dir`
 /// preopened for the guest.
 pub fn runtime(args: &ModelArgs, native: bool, model_dir: Option<PathBuf>) -> Result<Runtime> {
-    let runtime = Runtime::new(runtime_options(
-        args,
-        ComponentKind::Guest,
-        native,
-        model_dir,
-    )?)?;
+    let options = runtime_options(args, ComponentKind::Guest, native, model_dir)?;
+    let component = options.component.clone();
+    let runtime = Runtime::new(options)?;
     status(format_args!(
-        "component: {} in {:.1?}",
+        "component {}: {} in {:.1?}",
+        component.display(),
         runtime.cache_status(),
         runtime.load_time()
     ));
