@@ -124,7 +124,7 @@ fn check_entry(path: &Path) -> Result<(), Option<String>> {
     }
     let want = std::fs::read_to_string(sidecar(path))
         .map_err(|_| Some("its checksum file is missing".to_string()))?;
-    let bytes = std::fs::read(path).map_err(|e| Some(format!("unreadable: {e}")))?;
+    let bytes = map_file(path).map_err(|e| Some(format!("unreadable: {e}")))?;
     if hex(&Sha256::digest(&bytes)) != want.trim() {
         return Err(Some("its bytes do not match the checksum we wrote".into()));
     }
@@ -132,6 +132,16 @@ fn check_entry(path: &Path) -> Result<(), Option<String>> {
         Some(Precompiled::Component) => Ok(()),
         _ => Err(Some("not a precompiled component for this engine".into())),
     }
+}
+
+/// Maps a file read-only: reading it through the page cache, where `std::fs::read` would
+/// first have the kernel zero as much fresh memory (the larger part of a cache hit's time).
+pub(crate) fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: read-only; the files mapped here are our build outputs and cache entries, held
+    // only while a component loads. Like every mmap user we rely on nobody truncating them in
+    // that time (our own writers write a new file and rename it over).
+    unsafe { memmap2::Mmap::map(&file) }
 }
 
 fn store(component: &Component, path: &Path) -> Result<(), HostError> {

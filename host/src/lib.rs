@@ -30,6 +30,7 @@ pub mod cache;
 mod error;
 pub mod models;
 pub mod nn;
+mod packed;
 mod runtime;
 mod sandbox;
 pub mod serve;

@@ -109,16 +109,9 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
         return Ok(());
     };
     let meta = std::fs::metadata(path).map_err(|e| HostError::io(path, e))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let key = hex(&Sha256::digest(format!(
-        "{}\0{}\0{mtime}\0{}",
-        canonical.display(),
-        meta.len(),
+        "{}\0{}",
+        file_identity(path, &meta),
         known.sha256
     )));
     let stamp = stamp_dir.map(|d| d.join("verified").join(key));
@@ -151,6 +144,18 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
         let _ = std::fs::write(stamp, &known.sha256);
     }
     Ok(())
+}
+
+/// A file's identity for caches keyed by it: canonical path, size and modification time
+/// (nanoseconds), NUL-separated; a rewritten file gets a new one.
+pub(crate) fn file_identity(path: &Path, meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("{}\0{}\0{mtime}", canonical.display(), meta.len())
 }
 
 /// sha256 of a file, lowercase hex.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_llm_kernel::simd::{packed_q4_1_pays, Isa};
-use edge_llm_kernel::{Model, ModelBytes, ModelError};
+use edge_llm_kernel::{Model, ModelBytes};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
@@ -24,6 +24,7 @@ use wasmtime_wasi_nn::{Backend, Registry};
 
 use crate::cache::{self, CacheStatus};
 use crate::nn::{GgmlBackend, Preloaded};
+use crate::packed;
 use crate::HostError;
 
 /// Where the guest sees the model directory.
@@ -49,7 +50,8 @@ pub struct RuntimeOptions {
     /// The component: the guest (`edge_llm_guest.wasm`) for a `Runtime`, a composed
     /// `wasi:http` component (`edge-llm-http.wasm`) for a `Server`.
     pub component: PathBuf,
-    /// Where precompiled components are cached; `None` compiles in memory every time.
+    /// Where precompiled components and repacked models are cached; `None` compiles and
+    /// repacks in memory every time.
     pub cache_dir: Option<PathBuf>,
     /// A directory preopened read-only for the guest at [`GUEST_MODEL_DIR`].
     pub model_dir: Option<PathBuf>,
@@ -121,7 +123,7 @@ impl Sandbox {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(|e| HostError::Component(format!("{e:#}")))?;
-        let wasm = std::fs::read(&options.component).map_err(|e| {
+        let wasm = cache::map_file(&options.component).map_err(|e| {
             HostError::Component(format!(
                 "{}: {e} (build it with `just build`)",
                 options.component.display()
@@ -145,11 +147,11 @@ impl Sandbox {
     /// `names`; every store and execution context shares it.
     ///
     /// Where the kernel reads repacked Q4_1 matrices faster ([`packed_q4_1_pays`]: +15-20 %
-    /// prefill and decode on AVX2) the file is read into memory and repacked ([`read_packed`],
-    /// about 35 ms more than a mapping for the default model); elsewhere it is memory-mapped.
+    /// prefill and decode on AVX2) the repacked copy is mapped from the cache, or made and
+    /// cached ([`packed::load`]); elsewhere the file itself is memory-mapped.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
         let loaded = if packed_q4_1_pays(Isa::best()) {
-            read_packed(path)?
+            packed::load(path, self.options.cache_dir.as_deref())?
         } else {
             let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
             // SAFETY: the mapping is read-only and the model files are ours (fetched and
@@ -284,31 +286,4 @@ impl WasiHttpHooks for NoOutgoingHttp {
     ) -> SendRequestFuture {
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
-}
-
-/// Reads the GGUF file at `path` into anonymous memory (huge pages where the kernel grants
-/// them, so the copy takes few page faults) and loads it with the Q4_1 matrices repacked in
-/// place. I/O errors are the outer error; a malformed file is the inner one, which `preload`
-/// reports like a malformed mapped file. (A copy-on-write mapping took 3x longer, two faults
-/// per 4 KiB page; repacking on a background thread while the guest starts slowed both on two
-/// cores.)
-fn read_packed(path: &Path) -> Result<Result<Model, ModelError>, HostError> {
-    use std::io::Read;
-    let io = |e| HostError::io(path, e);
-    let started = Instant::now();
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let len = usize::try_from(len).map_err(|_| {
-        HostError::ModelLoad(format!(
-            "{}: {len} bytes do not fit in memory",
-            path.display()
-        ))
-    })?;
-    let mut bytes = memmap2::MmapMut::map_anon(len).map_err(io)?;
-    #[cfg(target_os = "linux")]
-    let _ = bytes.advise(memmap2::Advice::HugePage); // only a hint
-    file.read_exact(&mut bytes).map_err(io)?;
-    let model = Model::load_packed(bytes);
-    tracing::debug!(model = %path.display(), elapsed = ?started.elapsed(), "read and repacked");
-    Ok(model)
 }

@@ -78,6 +78,10 @@ fn repacked_weights_give_the_same_logits() {
     let plain = load_model();
     let bytes = std::fs::read(model_path()).expect("model");
     let packed = Arc::new(Model::load_packed(bytes).expect("packed model loads"));
+    // What a host caches: the repacked bytes, loaded again without repacking them.
+    let repacked = edge_llm_kernel::simd::packed_q4_1_pays(edge_llm_kernel::simd::Isa::best())
+        .then(|| Model::load_repacked(Arc::new(packed.bytes().to_vec())).expect("reloads"))
+        .map(Arc::new);
     let item = &greedy_items()[1];
     let mut toks = item.prompt_ids.clone();
     toks.extend_from_slice(&item.generated_ids[..8]);
@@ -97,6 +101,20 @@ fn repacked_weights_give_the_same_logits() {
                     .all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{threads} threads, {} tokens: repacked weights change the logits",
                 chunk.len()
+            );
+        }
+        if let Some(repacked) = &repacked {
+            let want = session(&plain, 256, threads)
+                .forward_all(&toks, &|| false)
+                .expect("plain")
+                .to_vec();
+            let mut c = session(repacked, 256, threads);
+            let got = c.forward_all(&toks, &|| false).expect("reloaded");
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{threads} threads: the reloaded repacked bytes change the logits"
             );
         }
     }

@@ -1,7 +1,9 @@
 //! The `edge-llm` CLI end to end, against llama.cpp's reference outputs.
 
+use edge_llm_tests::fixtures::tiny_model;
 use edge_llm_tests::{
-    check_against_reference, default_model, edge_llm, read_ref, stdout_json, temp_dir,
+    check_against_reference, default_model, edge_llm, guest_wasm, preinit_guest_wasm, read_ref,
+    stdout_json, temp_dir,
 };
 
 #[test]
@@ -179,4 +181,91 @@ fn the_second_process_hits_the_component_cache() {
     }
     assert!(String::from_utf8_lossy(&first.stderr).contains("cache miss"));
     assert!(String::from_utf8_lossy(&second.stderr).contains("cache hit"));
+}
+
+#[test]
+fn the_pre_initialized_guest_answers_like_the_plain_one() {
+    // `edge-llm` runs the guest whose snapshot holds the default model's tokenizer and chat
+    // template; the plain guest builds them when it opens the model. Another model's metadata
+    // does not match the built-in one, so it is built as in the plain guest.
+    default_model();
+    let cache = temp_dir("preinit");
+    let tiny = tiny_model(&temp_dir("preinit-tiny"));
+    let tiny = tiny.to_str().expect("a UTF-8 path");
+    let (preinit, plain) = (preinit_guest_wasm(), guest_wasm());
+    for backend in ["native", "wasm"] {
+        for model in [None, Some(tiny)] {
+            let run = |component: &std::path::Path| {
+                let mut args = vec!["run", "--backend", backend, "--component"];
+                args.push(component.to_str().expect("a UTF-8 path"));
+                args.extend(["--temperature", "0", "--max-tokens", "12", "--json"]);
+                match model {
+                    Some(m) => args.extend(["--model", m, "hello"]),
+                    None => args.extend(["--chat", "What is the capital of France?"]),
+                }
+                stdout_json(&edge_llm(&args, &cache))
+            };
+            let (got, want) = (run(&preinit), run(&plain));
+            assert_eq!(got["tokens"], want["tokens"], "{backend} {model:?}");
+            assert_eq!(got["text"], want["text"], "{backend} {model:?}");
+        }
+    }
+}
+
+#[test]
+fn the_repacked_model_is_cached_and_a_bad_entry_is_rebuilt() {
+    default_model();
+    let cache = temp_dir("packed");
+    let args = [
+        "-v",
+        "run",
+        "--backend",
+        "native",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--json",
+        "Hi",
+    ];
+    let run = || {
+        let out = edge_llm(&args, &cache);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        (stdout_json(&out)["tokens"].clone(), log)
+    };
+    let (want, log) = run();
+    if !log.contains("read and repacked") {
+        // A machine whose kernels read the GGUF layout as fast maps the file itself.
+        assert!(!cache.join("packed").exists(), "{log}");
+        return;
+    }
+    let mapped = |what: &str| {
+        let (got, log) = run();
+        assert!(log.contains("repacked model mapped"), "{what}: {log}");
+        assert_eq!(got, want, "{what}");
+    };
+    mapped("second run");
+    let entry = std::fs::read_dir(cache.join("packed"))
+        .expect("the packed cache")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .expect("an entry");
+    let bytes = std::fs::read(&entry).expect("read the entry");
+    let mut garbled = bytes.clone();
+    garbled[..4].copy_from_slice(b"JUNK");
+    for (what, bad, needle) in [
+        ("truncated", &bytes[..bytes.len() / 2], "size differs"),
+        ("garbled header", &garbled[..], "does not load"),
+    ] {
+        std::fs::write(&entry, bad).expect("spoil the entry");
+        let (got, log) = run();
+        assert!(
+            log.contains(needle) && log.contains("read and repacked"),
+            "{what}: {log}"
+        );
+        assert_eq!(got, want, "{what}");
+        mapped(what);
+    }
 }

@@ -89,10 +89,11 @@ pub struct ModelArgs {
     /// The guest component (default: $EDGE_LLM_COMPONENT, else the one built beside this binary).
     #[arg(long)]
     component: Option<PathBuf>,
-    /// Directory of the precompiled-component cache (default: the platform cache dir).
+    /// Directory of the caches of precompiled components and repacked models (default: the
+    /// platform cache dir).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Compile the component in memory; neither read nor write the cache.
+    /// Compile the component and repack the model in memory; neither read nor write a cache.
     #[arg(long)]
     no_cache: bool,
     /// Context length in tokens (default: the model's, capped at 8192).

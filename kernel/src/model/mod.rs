@@ -115,6 +115,17 @@ impl Model {
         })
     }
 
+    /// [`Model::load`] for the bytes an earlier [`Model::load_packed`] of the same file left
+    /// where it repacked them (e.g. a host's cache of them): the matrices it repacks are read as
+    /// repacked, on any machine (every ISA reads [`crate::quant::q4_1x8`]). Bytes that are not
+    /// such an output give wrong logits, not unsafety.
+    pub fn load_repacked(bytes: ModelBytes) -> Result<Model, ModelError> {
+        let mut model = Model::load(bytes)?;
+        let len = model.bytes().len();
+        model.weights.assume_q4_1_repacked(&model.gguf, len);
+        Ok(model)
+    }
+
     /// The parsed GGUF metadata and tensor table.
     pub fn gguf(&self) -> &Gguf {
         &self.gguf

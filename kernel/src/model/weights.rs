@@ -174,12 +174,32 @@ impl Weights {
     /// A matrix whose bytes overlap any other tensor's (a hostile file can alias them) keeps
     /// the GGUF layout, so no other view of the file changes meaning.
     pub fn repack_q4_1(&mut self, g: &Gguf, file: &mut [u8]) {
+        let mut scratch = Vec::new();
+        for m in self.packable_q4_1(g, file.len()) {
+            let bytes = &mut file[m.offset..m.offset + m.rows * m.row_bytes];
+            q4_1x8::repack(bytes, m.cols / quant::QK, &mut scratch);
+            m.layout = Layout::Q4_1x8;
+        }
+    }
+
+    /// Reads the matrices [`Weights::repack_q4_1`] repacks as [`Layout::Q4_1x8`], moving no
+    /// bytes: for a file that is an earlier repack's output (a cache of one), whose header is
+    /// the original's and so picks the same matrices.
+    pub fn assume_q4_1_repacked(&mut self, g: &Gguf, file_len: usize) {
+        for m in self.packable_q4_1(g, file_len) {
+            m.layout = Layout::Q4_1x8;
+        }
+    }
+
+    /// The transformer blocks' Q4_1 matrices still in the GGUF layout whose bytes lie in a
+    /// file of `file_len` bytes and overlap no other tensor's.
+    fn packable_q4_1(&mut self, g: &Gguf, file_len: usize) -> Vec<&mut QMatrix> {
         let ranges: Vec<(usize, usize)> = g
             .tensors()
             .iter()
             .map(|t| (t.offset as usize, (t.offset + t.size) as usize))
             .collect();
-        let mut scratch = Vec::new();
+        let mut packable = Vec::new();
         for l in &mut self.layers {
             for m in [
                 &mut l.wq,
@@ -195,16 +215,16 @@ impl Weights {
                     .iter()
                     .filter(|&&(s, e)| s < end && start < e)
                     .count();
-                if m.ty != GgmlType::Q4_1 || m.layout != Layout::Gguf || sharing != 1 {
-                    continue;
+                if m.ty == GgmlType::Q4_1
+                    && m.layout == Layout::Gguf
+                    && sharing == 1
+                    && end <= file_len
+                {
+                    packable.push(m);
                 }
-                let Some(bytes) = file.get_mut(start..end) else {
-                    continue;
-                };
-                q4_1x8::repack(bytes, m.cols / quant::QK, &mut scratch);
-                m.layout = Layout::Q4_1x8;
             }
         }
+        packable
     }
 
     /// Finds and checks every tensor the forward pass needs.

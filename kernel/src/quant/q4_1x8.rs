@@ -19,6 +19,10 @@ use super::q8_1::BlockQ8_1;
 
 /// Rows per group.
 pub const ROWS: usize = 8;
+
+/// The version of this layout and of which matrices [`crate::model::Weights::repack_q4_1`]
+/// repacks: caches of repacked files key on it, so bump it when either changes.
+pub const LAYOUT_VERSION: u32 = 1;
 /// Bytes of one block column of a group.
 pub const RECORD_BYTES: usize = ROWS * q4_1::BLOCK_BYTES;
 const _: () = assert!(RECORD_BYTES == 8 * 4 + 4 * 32);
