@@ -144,6 +144,9 @@ fn repacked_q4_1_matmul_equals_gguf_layout_bit_for_bit() {
             (16, 3, 2),
             (13, 18, 1),
             (24, 48, 3),
+            // Whole tiles of tokens and a tile plus a tail.
+            (16, 5, 4),
+            (8, 2, 9),
         ] {
             let w = weights(&mut rng, GgmlType::Q4_1, rows, nb, case);
             let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
@@ -174,7 +177,7 @@ fn repacked_q4_1_matmul_equals_gguf_layout_bit_for_bit() {
             }
         }
     }
-    assert_eq!(checked, 7 * 4 * Isa::available().len());
+    assert_eq!(checked, 7 * 6 * Isa::available().len());
 }
 
 #[test]

@@ -345,10 +345,16 @@ pub(super) fn matmul_q4_1x8(
     q4_1x8::tail_ref(&w[..n_rows * rb], nb, acts, n_tok, out);
 }
 
+/// Tokens per tile of [`q4_1x8_groups`]: a block's header and nibbles are unpacked once for
+/// this many tokens.
+const TILE: usize = 4;
+
 /// Every token against each group of 8 repacked rows: per block one header load and four
-/// 32-byte chunks, each holding 4 nibble bytes of all 8 rows, against broadcast activation
-/// words; `maddubs` products summed in i16 (at most 8 · 2 · 15 · 127 = 30480 per lane, so
-/// nothing saturates), then widened to one i32 per row: no horizontal reduction.
+/// 32-byte chunks, each holding 4 nibble bytes of all 8 rows, unpacked once for a tile of
+/// [`TILE`] tokens and multiplied with each token's broadcast activation words; `maddubs`
+/// products summed in i16 (at most 8 · 2 · 15 · 127 = 30480 per lane, so nothing saturates),
+/// then widened to one i32 per row: no horizontal reduction. Each (row, token) still adds its
+/// blocks in order, so tiling changes no bit.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q4_1x8_groups(
     w: &[u8],
@@ -358,44 +364,73 @@ unsafe fn q4_1x8_groups(
     out: &mut [f32],
     full: usize,
 ) {
-    const RB: usize = q4_1x8::RECORD_BYTES;
     let rb = nb * q4_1::BLOCK_BYTES;
-    let mask = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
     for r0 in (0..full).step_by(R) {
-        // SAFETY: the group's nb records (nb * 160 bytes) lie inside `w`; each activation block
-        // has 32 bytes of values; prefetch addresses need not be valid.
+        // SAFETY: the group's nb records (nb * 160 bytes) lie inside `w`; prefetch addresses
+        // need not be valid.
         unsafe {
             let p = w.as_ptr().add(r0 * rb);
             prefetch(p.wrapping_add(PFD * R * rb), R * rb);
-            for t in 0..n_tok {
-                let mut acc = _mm256_setzero_ps();
-                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                    let rec = p.add(b * RB);
-                    let (d, m) = dm8(_mm256_loadu_si256(rec as *const __m256i));
-                    let q = ab.qs.as_ptr();
-                    let word = |o: usize| (q.add(o) as *const i32).read_unaligned();
-                    let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for k in 0..4 {
-                        let wv = _mm256_loadu_si256(rec.add(32 + 32 * k) as *const __m256i);
-                        let lo = _mm256_and_si256(wv, mask);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), mask);
-                        let a_lo = _mm256_set1_epi32(word(4 * k));
-                        let a_hi = _mm256_set1_epi32(word(16 + 4 * k));
-                        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo, a_lo));
-                        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi, a_hi));
-                    }
-                    let isum = _mm256_madd_epi16(_mm256_add_epi16(s_lo, s_hi), ones);
-                    let x = _mm256_mul_ps(
-                        _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
-                        _mm256_cvtepi32_ps(isum),
-                    );
-                    acc = _mm256_add_ps(acc, x);
-                    acc = _mm256_add_ps(acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+            let mut t = 0;
+            while t + TILE <= n_tok {
+                let acc = q4_1x8_tile::<TILE>(p, nb, acts, t);
+                for (j, a) in acc.into_iter().enumerate() {
+                    store8(lanes(a), out, r0, n_tok, t + j);
                 }
-                store8(lanes(acc), out, r0, n_tok, t);
+                t += TILE;
+            }
+            for t in t..n_tok {
+                let [a] = q4_1x8_tile::<1>(p, nb, acts, t);
+                store8(lanes(a), out, r0, n_tok, t);
             }
         }
+    }
+}
+
+/// One group of 8 repacked rows (records at `p`) against tokens `t0..t0 + N`: their 8 row
+/// sums each.
+#[inline(always)]
+unsafe fn q4_1x8_tile<const N: usize>(
+    p: *const u8,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    t0: usize,
+) -> [__m256; N] {
+    const RB: usize = q4_1x8::RECORD_BYTES;
+    // SAFETY: the caller guarantees nb records at `p`, AVX2/F16C, and nb blocks per token in
+    // `acts` for tokens t0..t0 + N; each activation block has 32 bytes of values.
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); N];
+        for b in 0..nb {
+            let rec = p.add(b * RB);
+            let (d, m) = dm8(_mm256_loadu_si256(rec as *const __m256i));
+            let chunk = |k: usize| _mm256_loadu_si256(rec.add(32 + 32 * k) as *const __m256i);
+            let lo: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(chunk(k), mask));
+            let hi: [__m256i; 4] =
+                core::array::from_fn(|k| _mm256_and_si256(_mm256_srli_epi16(chunk(k), 4), mask));
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let ab = acts.get_unchecked((t0 + j) * nb + b);
+                let q = ab.qs.as_ptr();
+                let word = |o: usize| (q.add(o) as *const i32).read_unaligned();
+                let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for k in 0..4 {
+                    let a_lo = _mm256_set1_epi32(word(4 * k));
+                    let a_hi = _mm256_set1_epi32(word(16 + 4 * k));
+                    s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[k], a_lo));
+                    s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[k], a_hi));
+                }
+                let isum = _mm256_madd_epi16(_mm256_add_epi16(s_lo, s_hi), ones);
+                let x = _mm256_mul_ps(
+                    _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                    _mm256_cvtepi32_ps(isum),
+                );
+                *acc = _mm256_add_ps(*acc, x);
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+            }
+        }
+        acc
     }
 }
 
