@@ -1,7 +1,8 @@
 //! The precompiled-component cache: compile the guest once, load it by mmap afterwards.
 //!
 //! An entry is `<key>.cwasm` plus `<key>.cwasm.sha256`, where the key hashes the component's
-//! bytes and the engine's compatibility hash (wasmtime version, target, settings). Before an
+//! bytes (the sum is remembered per file identity in `sha256/`) and the engine's compatibility
+//! hash (wasmtime version, target, settings). Before an
 //! entry is deserialized its bytes are hashed and compared with the sidecar we wrote next to it,
 //! so a truncated, corrupt or foreign file is rebuilt, never executed.
 
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
-use crate::models::hex;
+use crate::models::{file_identity, hex};
 use crate::HostError;
 
 /// What the cache did for one load.
@@ -54,16 +55,18 @@ pub fn default_dir() -> PathBuf {
     std::env::temp_dir().join("edge-llm-cache")
 }
 
-/// Compiles `wasm` or loads its precompiled form from `dir` (no caching when `dir` is `None`).
+/// Compiles the component `wasm` (the bytes of the file at `component`) or loads its
+/// precompiled form from `dir` (no caching when `dir` is `None`).
 pub fn load(
     engine: &Engine,
+    component: &Path,
     wasm: &[u8],
     dir: Option<&Path>,
 ) -> Result<(Component, CacheStatus), HostError> {
     let Some(dir) = dir else {
         return Ok((compile(engine, wasm)?, CacheStatus::Disabled));
     };
-    let path = entry_path(engine, wasm, dir);
+    let path = entry_path(engine, &component_sha256(component, wasm, dir), dir);
     let status = match check_entry(&path) {
         Ok(()) => {
             // SAFETY: `check_entry` verified that the file's bytes hash to the sidecar written
@@ -100,17 +103,38 @@ fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
     Component::new(engine, wasm).map_err(|e| HostError::Component(format!("{e:#}")))
 }
 
-fn entry_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+fn entry_path(engine: &Engine, component_sha256: &str, dir: &Path) -> PathBuf {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
-    let key = format!(
-        "{}-{:016x}",
-        &hex(&Sha256::digest(wasm))[..32],
-        engine_hash.finish()
-    );
+    let key = format!("{}-{:016x}", &component_sha256[..32], engine_hash.finish());
     dir.join("components").join(format!("{key}.cwasm"))
+}
+
+/// The sha256 of the component file at `path` (whose bytes are `wasm`), remembered in `dir`
+/// under the file's identity (path, size, modification time), as a model's verification is:
+/// hashing the 21 MB pre-initialized guest cost ~15 ms a start.
+fn component_sha256(path: &Path, wasm: &[u8], dir: &Path) -> String {
+    let memo = std::fs::metadata(path).ok().map(|meta| {
+        let id = hex(&Sha256::digest(file_identity(path, &meta)));
+        dir.join("components").join("sha256").join(&id[..32])
+    });
+    let remembered = memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok());
+    if let Some(sum) = remembered.filter(|s| s.len() == 64) {
+        return sum;
+    }
+    let sum = hex(&Sha256::digest(wasm));
+    if let Some(memo) = memo {
+        // A memo only saves time; failing to write one is not an error. Written whole or not
+        // at all (rename), so a reader never sees part of one.
+        let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
+        let _ = memo.parent().map(std::fs::create_dir_all);
+        if std::fs::write(&tmp, &sum).is_ok() {
+            let _ = std::fs::rename(&tmp, &memo);
+        }
+    }
+    sum
 }
 
 fn sidecar(path: &Path) -> PathBuf {

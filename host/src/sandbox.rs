@@ -129,7 +129,12 @@ impl Sandbox {
                 options.component.display()
             ))
         })?;
-        let (component, cache_status) = cache::load(&engine, &wasm, options.cache_dir.as_deref())?;
+        let (component, cache_status) = cache::load(
+            &engine,
+            &options.component,
+            &wasm,
+            options.cache_dir.as_deref(),
+        )?;
         let ticker = Arc::new(AtomicBool::new(true));
         spawn_epoch_ticker(engine.clone(), ticker.clone());
         Ok(Self {
