@@ -39,7 +39,8 @@ pub(crate) fn load(
         return Ok(Ok(model));
     }
     let model = read_packed(path)?;
-    if let Ok(m) = &model {
+    // A model with nothing to repack (no Q4_1 matrices) is not copied into the cache.
+    if let Some(m) = model.as_ref().ok().filter(|m| m.weights().any_repacked()) {
         // The cache only saves time: a failure to write it is logged, not an error.
         if let Err(e) = store(&entry, m.bytes()) {
             tracing::debug!(entry = %entry.display(), "not cached: {e}");

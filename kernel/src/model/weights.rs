@@ -182,6 +182,16 @@ impl Weights {
         }
     }
 
+    /// Whether any matrix is in the [`Layout::Q4_1x8`] layout (what [`Weights::repack_q4_1`]
+    /// did, if anything).
+    pub fn any_repacked(&self) -> bool {
+        self.layers.iter().any(|l| {
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                .iter()
+                .any(|m| m.layout == Layout::Q4_1x8)
+        })
+    }
+
     /// Reads the matrices [`Weights::repack_q4_1`] repacks as [`Layout::Q4_1x8`], moving no
     /// bytes: for a file that is an earlier repack's output (a cache of one), whose header is
     /// the original's and so picks the same matrices.

@@ -107,11 +107,9 @@ pub fn matmul(
         return;
     };
     let row_bytes = row_bytes as usize;
-    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
         return;
-    }
-    let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
-    let (w, out) = (&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]);
+    };
     match (isa, ty) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q4_1) if x86::has_avx2() => x86::matmul_q4_1(w, nb, acts, n_tok, out),
@@ -147,17 +145,32 @@ pub fn matmul_q4_1x8(
     out: &mut [f32],
 ) {
     let nb = n_cols / QK;
-    let row_bytes = nb * q4_1::BLOCK_BYTES;
-    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+    let Some((w, out)) = clip(w, nb * q4_1::BLOCK_BYTES, nb, acts, n_tok, out) else {
         return;
-    }
-    let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
-    let (w, out) = (&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]);
+    };
     match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86::matmul_q4_1x8(w, nb, acts, n_tok, out),
         _ => q4_1x8::matmul_ref(w, nb, acts, n_tok, out),
     }
+}
+
+/// `w` and `out` cut to the whole rows both hold, or `None` when there is nothing to compute
+/// (no rows, no tokens, or fewer activation blocks than `n_tok` tokens of `nb`). The kernels
+/// then index within these lengths.
+fn clip<'w, 'o>(
+    w: &'w [u8],
+    row_bytes: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &'o mut [f32],
+) -> Option<(&'w [u8], &'o mut [f32])> {
+    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return None;
+    }
+    let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
+    Some((&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]))
 }
 
 /// Scalar reference matmul, one row at a time.

@@ -325,7 +325,8 @@ unsafe fn q4_1_tiled(
     }
 }
 
-/// Q4_1x8-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as `simd::matmul`.
+/// Q4_1x8-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as `simd::matmul`,
+/// whose `clip` already cut `w` and `out` to whole rows.
 pub(super) fn matmul_q4_1x8(
     w: &[u8],
     nb: usize,
@@ -333,14 +334,14 @@ pub(super) fn matmul_q4_1x8(
     n_tok: usize,
     out: &mut [f32],
 ) {
-    let rb = nb * q4_1::BLOCK_BYTES;
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok) {
         return q4_1x8::matmul_ref(w, nb, acts, n_tok, out);
     }
-    let n_rows = (w.len() / rb).min(out.len() / n_tok.max(1));
+    let rb = nb * q4_1::BLOCK_BYTES;
+    let n_rows = w.len() / rb;
     let full = n_rows / R * R;
-    // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows, `acts` nb * n_tok blocks and
-    // `out` n_rows * n_tok values (checked above).
+    // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows and `acts` nb * n_tok blocks
+    // (checked above); `out` is written through bounds-checked indexing.
     unsafe { q4_1x8_groups(w, nb, acts, n_tok, out, full) }
     q4_1x8::tail_ref(&w[..n_rows * rb], nb, acts, n_tok, out);
 }
