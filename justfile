@@ -66,7 +66,7 @@ run PROMPT *ARGS: model build
 test: model build compose bundle compose-http jco
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
-    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference
+    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels
     just test-neon
     just fuzz 20
 

@@ -189,6 +189,20 @@ fn matmul_ref(
         GgmlType::Q8_0 => q8_0::vec_dot_ref,
         _ => return,
     };
+    rows_ref(dot, w, row_bytes, nb, acts, n_tok, out);
+}
+
+/// `out[r * n_tok + t] = dot(row r, token t's activations)` for the whole rows of `w`, one at
+/// a time: the scalar reference, and each SIMD kernel's rows short of a full group.
+pub(super) fn rows_ref(
+    dot: fn(&[u8], &[BlockQ8_1]) -> f32,
+    w: &[u8],
+    row_bytes: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
         for (t, v) in o.iter_mut().enumerate() {
             *v = dot(row, &acts[t * nb..(t + 1) * nb]);

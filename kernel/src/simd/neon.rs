@@ -124,11 +124,15 @@ fn matmul4<const BB: usize>(
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] = dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    super::rows_ref(
+        dot,
+        &w[full * rb..],
+        rb,
+        nb,
+        acts,
+        n_tok,
+        &mut out[full * n_tok..],
+    );
 }
 
 /// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.

@@ -340,12 +340,15 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    super::rows_ref(
+        q4_1::vec_dot_ref,
+        &w[full * rb..],
+        rb,
+        nb,
+        acts,
+        n_tok,
+        &mut out[full * n_tok..],
+    );
 }
 
 /// Q8_0 rows × Q8_1 activations (scale and values only).
@@ -391,10 +394,13 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    super::rows_ref(
+        q8_0::vec_dot_ref,
+        &w[full * rb..],
+        rb,
+        nb,
+        acts,
+        n_tok,
+        &mut out[full * n_tok..],
+    );
 }

@@ -226,12 +226,16 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             }
         }
     }
-    for r in (if fast { full } else { 0 })..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    let done = if fast { full } else { 0 };
+    super::rows_ref(
+        q4_1::vec_dot_ref,
+        &w[done * rb..],
+        rb,
+        nb,
+        acts,
+        n_tok,
+        &mut out[done * n_tok..],
+    );
 }
 
 /// One token: 8 rows at a time straight from the weights.
@@ -456,12 +460,16 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
         // SAFETY: AVX2/F16C detected; lengths checked above.
         unsafe { q8_0_rows8(w, nb, acts, n_tok, out, full) }
     }
-    for r in (if fast { full } else { 0 })..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q8_0::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    let done = if fast { full } else { 0 };
+    super::rows_ref(
+        q8_0::vec_dot_ref,
+        &w[done * rb..],
+        rb,
+        nb,
+        acts,
+        n_tok,
+        &mut out[done * n_tok..],
+    );
 }
 
 #[target_feature(enable = "avx2,f16c")]
