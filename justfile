@@ -61,8 +61,9 @@ build-host:
 run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
-# All tests: native workspace tests, the kernel's reference tests compiled to wasm, its NEON
-# kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is installed).
+# All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
+# its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
+# installed).
 test: model build compose bundle compose-http jco
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
