@@ -130,12 +130,14 @@ impl Server {
     }
 
     /// Serves one internal `GET /health` so that the first instance exists and has opened its
-    /// model before the first client arrives; returns the response status and body.
+    /// model before the first client arrives; returns the response status and body once the
+    /// request has left the server entirely (its instance idle again, its place free), so that
+    /// the first client finds the server as idle as it will ever be.
     pub async fn warm_up(self: &Arc<Self>) -> Result<(u16, String), HostError> {
         let request = hyper::Request::get("http://localhost/health")
             .body(http_body_util::Empty::<Bytes>::new())
             .map_err(|e| HostError::Component(format!("warm-up request: {e}")))?;
-        let response = self.clone().handle(request, None).await;
+        let (response, done) = self.clone().handle_tracked(request, None).await;
         let status = response.status().as_u16();
         let body = response
             .into_body()
@@ -143,6 +145,9 @@ impl Server {
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
         Ok((status, body))
     }
 
@@ -201,6 +206,21 @@ impl Server {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.handle_tracked(request, peer).await.0
+    }
+
+    /// [`Server::handle`], with the task that finishes the request after its response head
+    /// (the rest of the guest's call; then the instance goes back, the place is freed), if the
+    /// request got that far.
+    async fn handle_tracked<B>(
+        self: Arc<Self>,
+        request: hyper::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> (Response, Option<tokio::task::JoinHandle<()>>)
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let started = Instant::now();
         let line = format!(
             "{} {} {}",
@@ -211,20 +231,20 @@ impl Server {
         let limit = self.concurrency + self.queue;
         let Some(admitted) = Admitted::try_new(&self.admitted, limit) else {
             access_log(&line, 503, started);
-            return error_response(
-                503,
-                &format!("the server is busy ({limit} requests running or queued); retry later"),
-            );
+            let busy =
+                format!("the server is busy ({limit} requests running or queued); retry later");
+            return (error_response(503, &busy), None);
         };
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
             access_log(&line, 503, started);
-            return error_response(503, "the server is shutting down");
+            return (error_response(503, "the server is shutting down"), None);
         };
         let mut worker = match self.take_worker().await {
             Ok(w) => w,
             Err(e) => {
                 access_log(&line, 500, started);
-                return error_response(500, &format!("cannot start an instance: {e}"));
+                let message = format!("cannot start an instance: {e}");
+                return (error_response(500, &message), None);
             }
         };
         let (sender, receiver) = oneshot::channel();
@@ -236,7 +256,7 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 access_log(&line, 400, started);
-                return error_response(400, &format!("{e:#}"));
+                return (error_response(400, &format!("{e:#}")), None);
             }
         };
         worker
@@ -258,7 +278,7 @@ impl Server {
             Some(status)
         });
         let server = self.clone();
-        tokio::spawn(async move {
+        let done = tokio::spawn(async move {
             let result = worker
                 .proxy
                 .wasi_http_incoming_handler()
@@ -279,13 +299,14 @@ impl Server {
             access_log(&line, status, started);
             drop(admitted);
         });
-        match head_rx.await {
+        let response = match head_rx.await {
             Ok(response) => response,
             Err(_) => error_response(
                 500,
                 "the component ended without a response (it trapped or ran past its deadline; see the server log)",
             ),
-        }
+        };
+        (response, Some(done))
     }
 
     async fn take_worker(&self) -> wasmtime::Result<Worker> {
