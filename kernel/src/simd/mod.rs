@@ -110,7 +110,9 @@ pub fn matmul(
     let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
         return;
     };
-    match (isa, ty) {
+    // Each SIMD kernel computes whole groups of rows and says how many rows it did; the
+    // scalar reference does the rest (all of them without a kernel).
+    let done = match (isa, ty) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q4_1) if x86::has_avx2() => x86::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
@@ -123,8 +125,10 @@ pub fn matmul(
         (Isa::Neon, GgmlType::Q4_1) => neon::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q8_0) => neon::matmul_q8_0(w, nb, acts, n_tok, out),
-        _ => matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out),
-    }
+        _ => 0,
+    };
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
+    matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out);
 }
 
 /// True if `isa` has a [`matmul_q4_1x8`] kernel faster than [`matmul`] on the GGUF layout.
@@ -173,7 +177,7 @@ fn clip<'w, 'o>(
     Some((&w[..n_rows * row_bytes], &mut out[..n_rows * n_tok]))
 }
 
-/// Scalar reference matmul, one row at a time.
+/// Scalar reference matmul, one row at a time (also the rows a SIMD kernel leaves).
 fn matmul_ref(
     ty: GgmlType,
     w: &[u8],
@@ -189,20 +193,6 @@ fn matmul_ref(
         GgmlType::Q8_0 => q8_0::vec_dot_ref,
         _ => return,
     };
-    rows_ref(dot, w, row_bytes, nb, acts, n_tok, out);
-}
-
-/// `out[r * n_tok + t] = dot(row r, token t's activations)` for the whole rows of `w`, one at
-/// a time: the scalar reference, and each SIMD kernel's rows short of a full group.
-pub(super) fn rows_ref(
-    dot: fn(&[u8], &[BlockQ8_1]) -> f32,
-    w: &[u8],
-    row_bytes: usize,
-    nb: usize,
-    acts: &[BlockQ8_1],
-    n_tok: usize,
-    out: &mut [f32],
-) {
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
         for (t, v) in o.iter_mut().enumerate() {
             *v = dot(row, &acts[t * nb..(t + 1) * nb]);

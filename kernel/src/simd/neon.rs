@@ -100,7 +100,7 @@ fn rows4(w: &[u8], r0: usize, rb: usize) -> [&[u8]; 4] {
 
 /// The shared loop of the matmuls: for each group of 4 rows of `BB`-byte blocks and each token,
 /// `step(rows, offset, activation block, acc)` folds one block column into the 4 row lanes of
-/// `acc`; rows past the last full group use the scalar `dot`.
+/// `acc`. Returns the rows done (the full groups); `simd::matmul` does the rest.
 #[inline(always)]
 fn matmul4<const BB: usize>(
     w: &[u8],
@@ -109,8 +109,7 @@ fn matmul4<const BB: usize>(
     n_tok: usize,
     out: &mut [f32],
     step: impl Fn(&[&[u8]; 4], usize, &BlockQ8_1, float32x4_t) -> float32x4_t,
-    dot: fn(&[u8], &[BlockQ8_1]) -> f32,
-) {
+) -> usize {
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
@@ -124,19 +123,18 @@ fn matmul4<const BB: usize>(
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    super::rows_ref(
-        dot,
-        &w[full * rb..],
-        rb,
-        nb,
-        acts,
-        n_tok,
-        &mut out[full * n_tok..],
-    );
+    full
 }
 
-/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
-pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout. Returns the rows done
+/// (whole groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q4_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
         let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
         let isum = hsum4(
@@ -152,11 +150,18 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             vaddq_f32(vaddq_f32(acc, x), vmulq_n_f32(m, ab.s))
         }
     };
-    matmul4::<{ q4_1::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step, q4_1::vec_dot_ref);
+    matmul4::<{ q4_1::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step)
 }
 
-/// Q8_0 rows × Q8_1 activations (scale and values only).
-pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+/// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q8_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
         let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
         let isum = hsum4(
@@ -169,5 +174,5 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
         // SAFETY: NEON is a baseline feature of every aarch64 target.
         unsafe { vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum))) }
     };
-    matmul4::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step, q8_0::vec_dot_ref);
+    matmul4::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step)
 }

@@ -275,9 +275,16 @@ fn dm4(rows: &[&[u8]; 4], o: usize) -> (v128, v128) {
 /// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
 ///
 /// With several tokens, each 4-row group is unpacked once (nibbles to bytes, half scales to
-/// `f32`) and reused for every token.
+/// `f32`) and reused for every token. Returns the rows done (whole groups); `simd::matmul`
+/// does the rest.
 #[target_feature(enable = "relaxed-simd")]
-pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+pub(super) fn matmul_q4_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     const BB: usize = q4_1::BLOCK_BYTES;
     let rb = nb * BB;
     let n_rows = w.len() / rb;
@@ -340,19 +347,18 @@ pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    super::rows_ref(
-        q4_1::vec_dot_ref,
-        &w[full * rb..],
-        rb,
-        nb,
-        acts,
-        n_tok,
-        &mut out[full * n_tok..],
-    );
+    full
 }
 
-/// Q8_0 rows × Q8_1 activations (scale and values only).
-pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+/// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q8_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     const BB: usize = q8_0::BLOCK_BYTES;
     let rb = nb * BB;
     let n_rows = w.len() / rb;
@@ -394,13 +400,5 @@ pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize,
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    super::rows_ref(
-        q8_0::vec_dot_ref,
-        &w[full * rb..],
-        rb,
-        nb,
-        acts,
-        n_tok,
-        &mut out[full * n_tok..],
-    );
+    full
 }

@@ -207,35 +207,33 @@ unsafe fn prefetch(p: *const u8, n: usize) {
     }
 }
 
-/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout.
-pub(super) fn matmul_q4_1(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+/// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout. Returns the rows done
+/// (whole groups of 8; none without AVX2); `simd::matmul` does the rest.
+pub(super) fn matmul_q4_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     let rb = nb * q4_1::BLOCK_BYTES;
     let n_rows = w.len() / rb;
     let full = n_rows / R * R;
-    let fast = has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok;
-    if fast {
-        if n_tok == 1 {
-            // SAFETY: AVX2/F16C detected; lengths checked above.
-            unsafe { q4_1_direct(w, nb, acts, out, full) }
-        } else {
-            // SAFETY: AVX2/F16C detected; lengths checked above; `buf`/`dm` sized for nb blocks.
-            unsafe {
-                let mut buf = vec![_mm256_setzero_si256(); nb * R];
-                let mut dm = vec![_mm256_setzero_ps(); nb * 2];
-                q4_1_tiled(w, nb, acts, n_tok, out, full, &mut buf, &mut dm)
-            }
+    if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok) {
+        return 0;
+    }
+    if n_tok == 1 {
+        // SAFETY: AVX2/F16C detected; lengths checked above.
+        unsafe { q4_1_direct(w, nb, acts, out, full) }
+    } else {
+        // SAFETY: AVX2/F16C detected; lengths checked above; `buf`/`dm` sized for nb blocks.
+        unsafe {
+            let mut buf = vec![_mm256_setzero_si256(); nb * R];
+            let mut dm = vec![_mm256_setzero_ps(); nb * 2];
+            q4_1_tiled(w, nb, acts, n_tok, out, full, &mut buf, &mut dm)
         }
     }
-    let done = if fast { full } else { 0 };
-    super::rows_ref(
-        q4_1::vec_dot_ref,
-        &w[done * rb..],
-        rb,
-        nb,
-        acts,
-        n_tok,
-        &mut out[done * n_tok..],
-    );
+    full
 }
 
 /// One token: 8 rows at a time straight from the weights.
@@ -450,26 +448,24 @@ unsafe fn dot_q8(p: *const u8, a: __m256i) -> __m256i {
     }
 }
 
-/// Q8_0 rows × Q8_1 activations (scale and values only).
-pub(super) fn matmul_q8_0(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+/// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q8_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
     let rb = nb * q8_0::BLOCK_BYTES;
     let n_rows = w.len() / rb;
     let full = n_rows / R * R;
-    let fast = has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok;
-    if fast {
-        // SAFETY: AVX2/F16C detected; lengths checked above.
-        unsafe { q8_0_rows8(w, nb, acts, n_tok, out, full) }
+    if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok) {
+        return 0;
     }
-    let done = if fast { full } else { 0 };
-    super::rows_ref(
-        q8_0::vec_dot_ref,
-        &w[done * rb..],
-        rb,
-        nb,
-        acts,
-        n_tok,
-        &mut out[done * n_tok..],
-    );
+    // SAFETY: AVX2/F16C detected; lengths checked above.
+    unsafe { q8_0_rows8(w, nb, acts, n_tok, out, full) }
+    full
 }
 
 #[target_feature(enable = "avx2,f16c")]
