@@ -126,13 +126,8 @@ fn component_sha256(path: &Path, wasm: &[u8], dir: &Path) -> String {
     }
     let sum = hex(&Sha256::digest(wasm));
     if let Some(memo) = memo {
-        // A memo only saves time; failing to write one is not an error. Written whole or not
-        // at all (rename), so a reader never sees part of one.
-        let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
-        let _ = memo.parent().map(std::fs::create_dir_all);
-        if std::fs::write(&tmp, &sum).is_ok() {
-            let _ = std::fs::rename(&tmp, &memo);
-        }
+        // A memo only saves time; failing to write one is not an error.
+        let _ = write_whole(&memo, sum.as_bytes());
     }
     sum
 }
@@ -172,19 +167,21 @@ fn store(component: &Component, path: &Path) -> Result<(), HostError> {
     let bytes = component
         .serialize()
         .map_err(|e| HostError::Component(format!("serialize: {e:#}")))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| HostError::io(dir, e))?;
-    // Write both files under temporary names, then rename: a crash leaves no half entry.
-    // Unique per process and call: concurrent writers of the same entry must not collide.
+    // The sidecar first: an entry without its sidecar is rebuilt, never half trusted.
+    let sum = hex(&Sha256::digest(&bytes));
+    write_whole(&sidecar(path), sum.as_bytes()).map_err(|e| HostError::io(path, e))?;
+    write_whole(path, &bytes).map_err(|e| HostError::io(path, e))
+}
+
+/// Writes `bytes` to `path` (creating its directory) under a temporary name, then renames it
+/// over: a reader or a crash never sees part of a file. The name is unique per process and
+/// call, so concurrent writers of the same file do not collide.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let unique = format!("{}-{n}", std::process::id());
-    let tmp = path.with_extension(format!("cwasm.tmp{unique}"));
-    let tmp_sum = path.with_extension(format!("sha256.tmp{unique}"));
-    std::fs::write(&tmp, &bytes).map_err(|e| HostError::io(&tmp, e))?;
-    std::fs::write(&tmp_sum, hex(&Sha256::digest(&bytes)))
-        .map_err(|e| HostError::io(&tmp_sum, e))?;
-    std::fs::rename(&tmp_sum, sidecar(path)).map_err(|e| HostError::io(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| HostError::io(path, e))?;
-    Ok(())
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(format!(".tmp{}-{n}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

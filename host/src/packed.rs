@@ -42,7 +42,7 @@ pub(crate) fn load(
     // A model with nothing to repack (no Q4_1 matrices) is not copied into the cache.
     if let Some(m) = model.as_ref().ok().filter(|m| m.weights().any_repacked()) {
         // The cache only saves time: a failure to write it is logged, not an error.
-        if let Err(e) = store(&entry, m.bytes()) {
+        if let Err(e) = cache::write_whole(&entry, m.bytes()) {
             tracing::debug!(entry = %entry.display(), "not cached: {e}");
         }
     }
@@ -76,16 +76,6 @@ fn load_entry(entry: &Path, len: u64) -> Option<Model> {
             None
         }
     }
-}
-
-/// Writes `bytes` to `entry` under a temporary name, then renames it: readers see a whole
-/// entry or none.
-fn store(entry: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = entry.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, entry)
 }
 
 /// Reads the GGUF file at `path` into anonymous memory (huge pages where the kernel grants
