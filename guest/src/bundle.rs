@@ -16,8 +16,9 @@ use crate::component::{kernel_model, Component};
 use crate::known_models;
 use crate::model::{LoadError, LoadedModel};
 
-/// The GGUF file named by `$EDGE_LLM_BUNDLE_MODEL` when the component was built.
-static GGUF: &[u8] = include_bytes!(env!("EDGE_LLM_BUNDLE_MODEL"));
+/// The GGUF file named by `$EDGE_LLM_BUNDLE_MODEL` when the component was built, its Q4_1
+/// matrices repacked by `build.rs` (what [`Model::load_repacked`] reads).
+static GGUF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundle-model.gguf"));
 
 /// The bundled model, loaded: its weights (views into [`GGUF`]) and the model as served with
 /// its trained context length.
@@ -39,8 +40,8 @@ fn name() -> String {
 /// the tokenizer, the chat template and one warm session.
 fn load() -> Result<Bundled, LoadError> {
     let bytes: ModelBytes = Arc::new(GGUF);
-    let model =
-        Model::load(bytes).map_err(|e| LoadError::NotSupported(format!("bundled model: {e}")))?;
+    let model = Model::load_repacked(bytes)
+        .map_err(|e| LoadError::NotSupported(format!("bundled model: {e}")))?;
     let model = Arc::new(model);
     let served = kernel_model(&name(), &model, None)?;
     served

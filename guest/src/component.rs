@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "wasi-nn")]
 use edge_llm_kernel::gguf::Gguf;
-use edge_llm_kernel::{Model, ModelBytes};
+use edge_llm_kernel::Model;
 
 use crate::bindings::exports::edge::llm::inference as wit;
 use crate::chat::Message;
@@ -136,9 +136,10 @@ fn built_in_metadata(prefix: &[u8], file_len: u64) -> Option<ModelMetadata> {
 }
 
 fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
-    let bytes: ModelBytes = Arc::new(read_model_file(path)?);
+    let bytes = read_model_file(path)?;
     let model =
-        Arc::new(Model::load(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?);
+        Model::load_packed(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?;
+    let model = Arc::new(model);
     kernel_model(name, &model, n_ctx)
 }
 

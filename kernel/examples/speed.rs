@@ -1,8 +1,9 @@
 //! Rough tokens/s of prefill (32, 128) and decode (64) on a model, for targets where criterion
 //! does not run (wasm32-wasip2 under wasmtime).
 //!
-//! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS] [gguf]`
-//! (`gguf`: keep the file's Q4_1 layout instead of repacking it, to compare the two).
+//! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS] [gguf]
+//! [decode]` (`gguf`: keep the file's Q4_1 layout instead of repacking it, to compare the two;
+//! `decode`: only the decode run, once, e.g. under a profiler).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,11 +13,13 @@ use edge_llm_kernel::{Model, Session, SessionOptions};
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {
-        eprintln!("usage: speed MODEL.gguf [THREADS] [gguf]");
+        eprintln!("usage: speed MODEL.gguf [THREADS] [gguf] [decode]");
         std::process::exit(2);
     };
     let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
-    let gguf_layout = args.next().as_deref() == Some("gguf");
+    let flags: Vec<String> = args.collect();
+    let gguf_layout = flags.iter().any(|f| f == "gguf");
+    let decode_only = flags.iter().any(|f| f == "decode");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
@@ -47,7 +50,12 @@ fn main() {
         std::process::exit(1);
     };
     let toks: Vec<u32> = (0..128).map(|i| 200 + i * 13).collect();
-    for n in [32usize, 128] {
+    let (prefill, rounds): (&[usize], usize) = if decode_only {
+        (&[], 1)
+    } else {
+        (&[32, 128], 3)
+    };
+    for &n in prefill {
         let mut best = f64::MAX;
         for _ in 0..3 {
             s.truncate(0);
@@ -58,7 +66,7 @@ fn main() {
         println!("pp{n}: {:.1} tok/s", n as f64 / best);
     }
     let mut best = f64::MAX;
-    for _ in 0..3 {
+    for _ in 0..rounds {
         s.truncate(0);
         let t0 = Instant::now();
         for i in 0..64u32 {

@@ -80,10 +80,7 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Parses the GGUF file and checks the architecture, every needed tensor, its type and shape.
     pub fn load(bytes: ModelBytes) -> Result<Model, ModelError> {
-        let file: &[u8] = (*bytes).as_ref();
-        let gguf = Gguf::parse(file)?;
-        let config = Config::from_gguf(&gguf)?;
-        let weights = Weights::from_gguf(&gguf, file, &config)?;
+        let (gguf, config, weights) = Model::parse((*bytes).as_ref())?;
         Ok(Model {
             bytes,
             gguf,
@@ -94,16 +91,13 @@ impl Model {
 
     /// [`Model::load`] for bytes the model may rewrite: where this machine's kernels read it
     /// faster ([`simd::packed_q4_1_pays`]), the transformer blocks' Q4_1 matrices are first
-    /// repacked in place ([`crate::quant::q4_1x8`]). Logits are bit for bit those of
+    /// repacked in place (as [`Model::repack_in_place`] does). Logits are bit for bit those of
     /// [`Model::load`]; only tensor data changes, the header and metadata stay as they were.
     pub fn load_packed<B>(mut bytes: B) -> Result<Model, ModelError>
     where
         B: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static,
     {
-        let file: &[u8] = bytes.as_ref();
-        let gguf = Gguf::parse(file)?;
-        let config = Config::from_gguf(&gguf)?;
-        let mut weights = Weights::from_gguf(&gguf, file, &config)?;
+        let (gguf, config, mut weights) = Model::parse(bytes.as_ref())?;
         if simd::packed_q4_1_pays(simd::Isa::best()) {
             weights.repack_q4_1(&gguf, bytes.as_mut());
         }
@@ -113,6 +107,23 @@ impl Model {
             config,
             weights,
         })
+    }
+
+    /// Repacks the transformer blocks' Q4_1 matrices of the GGUF file `bytes` in place
+    /// ([`crate::quant::q4_1x8`]), on any machine: the output is what [`Model::load_repacked`]
+    /// reads (a host's cache of it, a component's built-in model). Returns whether any matrix
+    /// was repacked.
+    pub fn repack_in_place(bytes: &mut [u8]) -> Result<bool, ModelError> {
+        let (gguf, _, mut weights) = Model::parse(bytes)?;
+        weights.repack_q4_1(&gguf, bytes);
+        Ok(weights.any_repacked())
+    }
+
+    fn parse(file: &[u8]) -> Result<(Gguf, Config, Weights), ModelError> {
+        let gguf = Gguf::parse(file)?;
+        let config = Config::from_gguf(&gguf)?;
+        let weights = Weights::from_gguf(&gguf, file, &config)?;
+        Ok((gguf, config, weights))
     }
 
     /// [`Model::load`] for the bytes an earlier [`Model::load_packed`] of the same file left

@@ -133,13 +133,12 @@ pub fn matmul(
 
 /// True if `isa` has a [`matmul_q4_1x8`] kernel faster than [`matmul`] on the GGUF layout.
 pub fn packed_q4_1_pays(isa: Isa) -> bool {
-    isa == Isa::Avx2
+    isa == Isa::Avx2 || isa == Isa::Simd128
 }
 
 /// [`matmul`] for Q4_1 rows repacked by [`q4_1x8::repack`] (a tail of fewer than 8 rows in
-/// the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 has a
-/// kernel for it; elsewhere the scalar reference runs (the guest keeps the GGUF layout: under
-/// Cranelift the repacked simd128 kernel was slower than the GGUF one).
+/// the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 and simd128
+/// have a kernel for it; elsewhere the scalar reference runs.
 pub fn matmul_q4_1x8(
     isa: Isa,
     w: &[u8],
@@ -155,6 +154,8 @@ pub fn matmul_q4_1x8(
     match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86::matmul_q4_1x8(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::matmul_q4_1x8(w, nb, acts, n_tok, out),
         _ => q4_1x8::matmul_ref(w, nb, acts, n_tok, out),
     }
 }

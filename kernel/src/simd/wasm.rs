@@ -1,15 +1,18 @@
 //! WebAssembly simd128 variants (compile-time `target_feature = "simd128"`).
 //!
-//! Same scheme as the x86 file, 4 weight rows at a time: exact integer block dot products
-//! (`i16x8.extmul_*_i8x16`, partial sums kept in i16 while they provably fit, then widened), a
-//! shuffle-based transposing reduction to one `i32` per row, and `f32x4` accumulation with one
-//! lane per row in block order. Half floats are widened with an exact integer/multiply
+//! GGUF-layout matmuls take 4 weight rows at a time: exact integer block dot products
+//! (`i16x8.relaxed_dot_i8x16_i7x16` for nibbles, `i16x8.extmul`-style widening for bytes,
+//! partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
+//! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
+//! order. The repacked `Q4_1x8` matmul needs no reduction: each register holds 4 nibble bytes
+//! of 4 rows (see [`matmul_q4_1x8`]). Half floats are widened with an exact integer/multiply
 //! sequence.
+//! Wasm has no prefetch instruction: decoding loops touch the lines a few groups ahead.
 
 use core::arch::wasm32::*;
 
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_1, q8_0, QK};
+use crate::quant::{q4_1, q4_1x8, q8_0, QK};
 
 /// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
 pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
@@ -348,6 +351,146 @@ pub(super) fn matmul_q4_1(
         }
     }
     full
+}
+
+/// The integer row sums and `(d, m)` of one `Q4_1x8` record at `rec` (8 rows, one block
+/// each) against activations `qs`: `[rows 0..4, rows 4..8]` each. Every chunk holds 4 nibble
+/// bytes of each row, so one splat of the matching 4 activation bytes multiplies all rows
+/// lane by lane; the i16 sums (at most 8 · 2 · 15 · 127 = 30480 per lane) widen to one i32
+/// per row, with no transposing reduction. Nibbles come from `nib(k)`: chunk `k`'s
+/// `(lo rows 0..4, hi rows 0..4, lo rows 4..8, hi rows 4..8)`.
+///
+/// # Safety
+/// `qs` must have 32 readable bytes.
+#[inline(always)]
+unsafe fn q4_1x8_isums(qs: *const i8, nib: impl Fn(usize) -> [v128; 4]) -> (v128, v128) {
+    // SAFETY: the caller guarantees 32 bytes at `qs`; wasm loads are unaligned.
+    let (a0, a1) = unsafe {
+        (
+            v128_load(qs as *const v128),
+            v128_load(qs.add(16) as *const v128),
+        )
+    };
+    // Word `k` of `a` in every lane (a single `pshufd` under Cranelift; a splatting load
+    // became a scalar load, a move and a broadcast).
+    let word = |a: v128, k: usize| match k {
+        0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
+        1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
+        2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
+        _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
+    };
+    let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
+    for k in 0..4 {
+        let (a_lo, a_hi) = (word(a0, k), word(a1, k));
+        let [lo0, hi0, lo1, hi1] = nib(k);
+        s0 = i16x8_add(s0, psum_q4(lo0, hi0, a_lo, a_hi));
+        s1 = i16x8_add(s1, psum_q4(lo1, hi1, a_lo, a_hi));
+    }
+    (
+        i32x4_extadd_pairwise_i16x8(s0),
+        i32x4_extadd_pairwise_i16x8(s1),
+    )
+}
+
+/// Chunk `k` of the record at `rec`, its nibbles as bytes (see [`q4_1x8_isums`]).
+///
+/// # Safety
+/// The record (`q4_1x8::RECORD_BYTES`) at `rec` must be readable.
+#[inline(always)]
+unsafe fn q4_1x8_chunk(rec: *const u8, k: usize) -> [v128; 4] {
+    let mask = u8x16_splat(0x0f);
+    // SAFETY: chunk k's 32 bytes lie inside the record.
+    let (c0, c1) = unsafe {
+        (
+            v128_load(rec.add(32 + 32 * k) as *const v128),
+            v128_load(rec.add(48 + 32 * k) as *const v128),
+        )
+    };
+    [
+        v128_and(c0, mask),
+        u8x16_shr(c0, 4),
+        v128_and(c1, mask),
+        u8x16_shr(c1, 4),
+    ]
+}
+
+/// `acc = acc + (d · da) · isum + m · sa` for 4 rows (the block order of the reference).
+#[inline(always)]
+fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
+    let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+    f32x4_add(f32x4_add(acc, x), f32x4_mul(m, f32x4_splat(ab.s)))
+}
+
+/// Stores 8 rows' sums (`a`: rows 0..4, `b`: rows 4..8) for token `t`.
+fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    store_lanes(a, out, r0, n_tok, t);
+    store_lanes(b, out, r0 + 4, n_tok, t);
+}
+
+/// `Q4_1x8`-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as
+/// `simd::matmul`, bit for bit the reference. Decoding reads each record once; with several
+/// tokens each group is first unpacked (nibbles to bytes, half scales to `f32`) and reused
+/// for every token. A tail of fewer than 8 rows runs the reference.
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q4_1x8(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    const RB: usize = q4_1x8::RECORD_BYTES;
+    const R: usize = q4_1x8::ROWS;
+    let rb = nb * q4_1::BLOCK_BYTES;
+    let full = w.len() / rb / R * R;
+    // Per block: 16 nibble vectors (4 chunks × 4), then d and m of rows 0..4 and 4..8.
+    const E: usize = 20;
+    let mut buf = if n_tok > 1 {
+        vec![i32x4_splat(0); nb * E]
+    } else {
+        Vec::new()
+    };
+    for r0 in (0..full).step_by(R) {
+        let group = &w[r0 * rb..(r0 + R) * rb];
+        if n_tok == 1 {
+            touch(w, (r0 + R * PF_GROUPS / 2) * rb, R * rb);
+            let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+            for (rec, ab) in group.chunks_exact(RB).zip(&acts[..nb]) {
+                let p = rec.as_ptr();
+                // SAFETY: `rec` is one whole record; `ab.qs` has 32 bytes.
+                let (i0, i1) = unsafe { q4_1x8_isums(ab.qs.as_ptr(), |k| q4_1x8_chunk(p, k)) };
+                let (d0, m0) = f16x8_pairs_to_f32(load16(rec));
+                let (d1, m1) = f16x8_pairs_to_f32(load16(&rec[16..]));
+                acc0 = accumulate(acc0, d0, m0, i0, ab);
+                acc1 = accumulate(acc1, d1, m1, i1, ab);
+            }
+            store8(acc0, acc1, out, r0, 1, 0);
+            continue;
+        }
+        for (rec, e) in group.chunks_exact(RB).zip(buf.chunks_exact_mut(E)) {
+            for k in 0..4 {
+                // SAFETY: `rec` is one whole record.
+                e[4 * k..4 * k + 4].copy_from_slice(&unsafe { q4_1x8_chunk(rec.as_ptr(), k) });
+            }
+            (e[16], e[17]) = f16x8_pairs_to_f32(load16(rec));
+            (e[18], e[19]) = f16x8_pairs_to_f32(load16(&rec[16..]));
+        }
+        for t in 0..n_tok {
+            let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
+                // SAFETY: `ab.qs` has 32 bytes.
+                let (i0, i1) = unsafe {
+                    q4_1x8_isums(ab.qs.as_ptr(), |k| {
+                        [e[4 * k], e[4 * k + 1], e[4 * k + 2], e[4 * k + 3]]
+                    })
+                };
+                acc0 = accumulate(acc0, e[16], e[17], i0, ab);
+                acc1 = accumulate(acc1, e[18], e[19], i1, ab);
+            }
+            store8(acc0, acc1, out, r0, n_tok, t);
+        }
+    }
+    q4_1x8::tail_ref(w, nb, acts, n_tok, out);
 }
 
 /// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
