@@ -72,7 +72,7 @@ run PROMPT *ARGS: model build
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
 # its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
 # installed).
-test: model build compose bundle compose-http jco
+test: model build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels
@@ -104,7 +104,8 @@ lint: model
     cargo clippy -p edge-llm-guest --target wasm32-wasip2 --no-default-features -- -D warnings
     EDGE_LLM_PREINIT_MODEL="$PWD/{{default_model}}" cargo clippy -p edge-llm-guest --target wasm32-wasip2 --features preinit -- -D warnings
     cargo clippy -p edge-llm-kernel --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
-    cargo clippy -p edge-llm-guest-cli -p edge-llm-guest-http --target wasm32-wasip2 -- -D warnings
+    EDGE_LLM_BUNDLE_MODEL="$PWD/{{default_model}}" cargo clippy -p edge-llm-guest --target wasm32-wasip2 --no-default-features --features bundle -- -D warnings
+    cargo clippy -p edge-llm-guest-cli -p edge-llm-guest-http -p edge-llm-test-egress --target wasm32-wasip2 -- -D warnings
 
 # Kernel criterion benchmarks and the CLI's end-to-end bench.
 bench: model build
@@ -162,6 +163,11 @@ _restore-guest:
 _compose FRONT INFERENCE OUT:
     wasm-tools compose {{FRONT}} -d {{INFERENCE}} -o {{OUT}} 2>{{OUT}}.log || { cat {{OUT}}.log >&2; exit 1; }
     rm -f {{OUT}}.log
+
+# Components the tests use and edge-llm does not ship: tests/components/egress, a wasi:http
+# handler that tries an outgoing request (the sandbox tests show `edge-llm serve` refuses it).
+build-test-components:
+    cargo build --release -p edge-llm-test-egress --target wasm32-wasip2
 
 # Build the HTTP front: a wasi:http component that imports edge:llm/inference.
 build-http-front:

@@ -78,6 +78,14 @@ pub fn http_bundle_wasm() -> PathBuf {
     recipe_artifact("target/edge-llm-http-bundle.wasm", "compose-http")
 }
 
+/// The sandbox tests' component that tries an outgoing HTTP request (`just build-test-components`).
+pub fn egress_wasm() -> PathBuf {
+    recipe_artifact(
+        "target/wasm32-wasip2/release/edge_llm_test_egress.wasm",
+        "build-test-components",
+    )
+}
+
 /// The CLI front composed onto the bundled, pre-initialized component (`just bundle`).
 pub fn bundled_cli_wasm() -> PathBuf {
     recipe_artifact("target/edge-llm-bundle-cli.wasm", "bundle")

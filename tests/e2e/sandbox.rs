@@ -1,11 +1,17 @@
-//! What the guest cannot do: read outside the model directory, open sockets, or see the host's
-//! environment. (A model whose sha256 does not match the manifest is refused: `bad_input.rs`;
+//! What the guest cannot do: read outside the model directory, open sockets, send HTTP
+//! requests, or see the host's environment. (A model whose sha256 does not match the manifest is refused: `bad_input.rs`;
 //! a tampered cache entry is rebuilt, never loaded: `host_api.rs`.)
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use edge_llm_host::{api, HostError};
 use edge_llm_tests::http::{request, Server};
 use edge_llm_tests::{
-    component_wit, default_model_dir, guest_wasm, http_bundle_wasm, root, runtime_options, temp_dir,
+    component_wit, default_model_dir, egress_wasm, guest_wasm, http_bundle_wasm, root,
+    runtime_options, temp_dir,
 };
 
 #[test]
@@ -52,6 +58,45 @@ fn the_components_cannot_open_sockets() {
             wasm.display()
         );
     }
+}
+
+/// A listener that answers each connection with `204 No Content` and counts them.
+fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("address");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn edge_llm_serve_refuses_outgoing_http() {
+    let egress = egress_wasm();
+    let egress = egress.to_str().expect("path");
+    // The control: the stock `wasmtime serve` lets the component's request out.
+    let (to, hits) = counting_listener();
+    let stock = Server::wasmtime(std::path::Path::new(egress), &[]);
+    let r = request(stock.addr, "GET", &format!("/egress?to={to}"), b"");
+    assert_eq!(String::from_utf8_lossy(&r.body), "sent: 204");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // `edge-llm serve` refuses it before it leaves the process.
+    let (to, hits) = counting_listener();
+    let server = Server::edge_llm(&["--component", egress], &temp_dir("sandbox-egress"));
+    let r = request(server.addr, "GET", &format!("/egress?to={to}"), b"");
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 200, "{body}");
+    assert_eq!(body, "refused: ErrorCode::HttpRequestDenied");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the request reached the listener"
+    );
 }
 
 #[test]
