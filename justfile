@@ -230,7 +230,7 @@ bench-serve: model build compose-http
 # REPEAT runs with min/max, ratios against the targets and a chart in
 # tests/peers/results/peers.{md,json,png}.
 # Benchmark edge-llm and its peers on the default model, in one run.
-bench-peers REPEAT="5": model build
+bench-peers REPEAT="5": model build compose-http
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
@@ -248,8 +248,9 @@ bench-peers REPEAT="5": model build
     candle=(cargo build --release --locked --manifest-path tests/peers/candle/Cargo.toml)
     RUSTFLAGS="-C target-cpu=native" "${candle[@]}" --target "$host"
     RUSTFLAGS="-C target-feature=+simd128" "${candle[@]}" --target wasm32-wasip2
+    wasmtime compile target/edge-llm-http-bundle.wasm -o target/edge-llm-http-bundle.cwasm
     "$venv/bin/python" tests/peers/bench_peers.py --edge-llm {{edge_llm}} --model {{default_model}} --out tests/peers/results --repeat {{REPEAT}} \
-        --candle "$CARGO_TARGET_DIR/$host/release/candle-bench" --candle-wasm "$CARGO_TARGET_DIR/wasm32-wasip2/release/candle-bench.wasm"
+        --serve-cwasm target/edge-llm-http-bundle.cwasm --candle "$CARGO_TARGET_DIR/$host/release/candle-bench" --candle-wasm "$CARGO_TARGET_DIR/wasm32-wasip2/release/candle-bench.wasm"
 
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http

@@ -9,6 +9,12 @@ Engines:
 - edge-llm: `edge-llm bench --json` for the native backend at each thread count and the guest's
   kernel in wasmtime (one thread); process start -> first token is `edge-llm run --max-tokens 1`
   with a warm component cache.
+- edge-llm per request under the stock `wasmtime serve` (--serve-cwasm: the bundled HTTP
+  component, precompiled): every request is a fresh instance of the bundle's memory image, and
+  its figures are client-side, over HTTP, instance start included: prefill = prompt tokens /
+  the time of a 1-token completion, TTFT = time to the first streamed token of a 32-token
+  prompt, decode = the streamed tokens after the first over their time; process start -> first
+  token is the spawn of `wasmtime serve` to the end of its first 1-token answer.
 - llama.cpp through llama-cpp-python (this file's `llama-worker` mode): prefill of the same
   number of tokens, one-token decode steps, TTFT of a 32-token prompt; process start -> first
   token is a new Python process that loads the model and generates one token.
@@ -20,9 +26,11 @@ not installed are listed as not measured, never guessed.
 """
 
 import argparse
+import http.client
 import importlib.util
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -234,6 +242,95 @@ def edge_round(args, backend, t):
     return row, rss
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port, body, on_token=None):
+    """POSTs a /v1/completions body (new connection, as per-request clients do); returns the
+    JSON answer, or for `stream` the usage of the final chunk after calling on_token() per
+    chunk with text."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"wasmtime serve answered {resp.status}: {resp.read()[:300]!r}")
+        if not body.get("stream"):
+            return json.loads(resp.read())
+        usage = None
+        for line in resp:
+            line = line.strip()
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if any(c.get("text") for c in event.get("choices", [])) and on_token:
+                on_token()
+            usage = event.get("usage") or usage
+        return {"usage": usage}
+    finally:
+        conn.close()
+
+
+def text_of(args, n):
+    """The longest whole-word prefix of the filler text with at most n tokens."""
+    words = (FILLER * 8).split()
+    lo, hi = 1, len(words)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(token_ids(args, " ".join(words[:mid]))) <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo])
+
+
+def serve_round(args):
+    """One run of `wasmtime serve` on the precompiled bundled HTTP component."""
+    port = free_port()
+    greedy = {"temperature": 0, "max_tokens": 1}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["wasmtime", "serve", "-S", "cli", "--allow-precompiled", "--addr",
+                             f"127.0.0.1:{port}", args.serve_cwasm],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    row = {}
+    try:
+        while True:
+            try:
+                post(port, dict(greedy, prompt="Hi"))
+                break
+            except ConnectionError:  # not listening yet
+                if proc.poll() is not None:
+                    raise RuntimeError(f"wasmtime serve exited with {proc.returncode}")
+                time.sleep(0.002)
+        row["start_to_first_token_ms"] = (time.perf_counter() - t0) * 1e3
+        for n in args.prefill:
+            t = time.perf_counter()
+            r = post(port, dict(greedy, prompt=args.serve_prompts[n]))
+            row[f"pp{n}_tokens_per_s"] = r["usage"]["prompt_tokens"] / (time.perf_counter() - t)
+        first = []
+        t = time.perf_counter()
+        post(port, dict(greedy, prompt=args.serve_prompts[32], stream=True),
+             lambda: first.append(time.perf_counter()))
+        row["ttft32_ms"] = (first[0] - t) * 1e3
+        stamps = []
+        r = post(port, {"prompt": "Story: Once upon a time", "temperature": 0, "ignore_eos": True,
+                        "max_tokens": args.decode + 1, "stream": True,
+                        "stream_options": {"include_usage": True}},
+                 lambda: stamps.append(time.perf_counter()))
+        tokens = (r["usage"] or {}).get("completion_tokens", len(stamps))
+        row[f"tg{args.decode}_tokens_per_s"] = (tokens - 1) / (stamps[-1] - stamps[0])
+        with open(f"/proc/{proc.pid}/status") as f:
+            hwm = next(l for l in f if l.startswith("VmHWM:"))
+        rss = int(hwm.split()[1]) / 1024.0
+    finally:
+        proc.terminate()
+        proc.wait()
+    return row, rss
+
+
 def token_ids(args, text):
     """`text`'s token ids, from `edge-llm tokenize` (the peers that take ids get these)."""
     return json.loads(run_measured([args.edge_llm, "tokenize", "--model", args.model, "--no-control", text]))
@@ -245,6 +342,12 @@ def bench_all(args):
     configs = [("edge-llm native", "native wasi-nn backend", t) for t in args.threads]
     configs.append(("edge-llm wasm", "guest kernel in wasmtime", 1))
     missing = []
+    if args.serve_cwasm and os.path.exists(args.serve_cwasm):
+        label = f"{os.path.basename(args.serve_cwasm)} under `wasmtime serve`, a fresh instance per request"
+        configs.append(("edge-llm wasmtime serve", label, 1))
+        args.serve_prompts = {n: text_of(args, n) for n in sorted(set(args.prefill + [32]))}
+    else:
+        missing.append(("edge-llm under wasmtime serve", f"{args.serve_cwasm or 'the component'} was not built"))
     # The peers' Python packages are looked up, not imported: this process stays small, as a
     # child's peak RSS (wait4) counts its parent's resident memory at the fork.
     if importlib.util.find_spec("llama_cpp"):
@@ -277,6 +380,8 @@ def bench_all(args):
                 row, rss = torch_round(args, t)
             elif engine.startswith("candle"):
                 row, rss = candle_round(args, t, engine.endswith("wasm"))
+            elif engine == "edge-llm wasmtime serve":
+                row, rss = serve_round(args)
             else:
                 row, rss = edge_round(args, engine.split()[-1], t)
             samples[c][0].append(row)
@@ -436,6 +541,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--candle", help="the native candle-bench binary")
     p.add_argument("--candle-wasm", help="candle-bench built for wasm32-wasip2")
+    p.add_argument("--serve-cwasm", help="the bundled HTTP component, precompiled by `wasmtime compile`")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--decode", type=int, default=64)

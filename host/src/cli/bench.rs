@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use edge_llm_host::api;
 use serde_json::{json, Value};
 
+use super::generate::user;
 use super::setup::Session;
 use super::{BackendChoice, ModelArgs};
 
@@ -94,6 +95,53 @@ fn prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<String> {
     bail!("could not build a {n}-token prompt")
 }
 
+/// Prompt tokens of the chat-TTFT figure.
+const CHAT_TOKENS: usize = 32;
+
+/// A one-message chat whose templated prompt is exactly `n` tokens and starts differently from
+/// the previous one's user text, with those prompt tokens.
+fn chat_prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<(Vec<api::Message>, Vec<u32>)> {
+    let text = format!("{} {n}/{rep}. {FILLER}", opening());
+    let ids = s.instance.tokenize(&s.model, &text, false)?;
+    for k in (1..=n.min(ids.len())).rev() {
+        let messages = vec![user(&s.instance.detokenize(&s.model, &ids[..k])?)];
+        let templated = s.instance.apply_chat_template(&s.model, &messages)?;
+        let tokens = s.instance.tokenize(&s.model, &templated, true)?;
+        match tokens.len().cmp(&n) {
+            std::cmp::Ordering::Equal => return Ok((messages, tokens)),
+            std::cmp::Ordering::Less => break,
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+    bail!("could not build a {n}-token chat prompt")
+}
+
+/// Time to first token of [`CHAT_TOKENS`]-token chat prompts sent one after another to the
+/// warm instance, as `edge-llm chat` and `serve` send them: each shares the chat template's
+/// preamble with the one before (which the session keeps cached) and nothing else. Returns the
+/// TTFTs and the prompt tokens each actually prefilled.
+fn chat_ttft(s: &mut Session, repeat: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (first, mut prev) = chat_prompt_of(s, CHAT_TOKENS, usize::MAX)?;
+    s.instance.chat(&s.model, &first, &params(1))?;
+    let (mut ttfts, mut prefilled) = (Vec::new(), Vec::new());
+    for rep in 0..repeat {
+        let (messages, tokens) = chat_prompt_of(s, CHAT_TOKENS, rep)?;
+        let c = s.instance.chat(&s.model, &messages, &params(1))?;
+        if c.usage.prompt_tokens as usize != tokens.len() {
+            bail!(
+                "the chat call prompted {} tokens, the template gives {}",
+                c.usage.prompt_tokens,
+                tokens.len()
+            );
+        }
+        let shared = tokens.iter().zip(&prev).take_while(|(a, b)| a == b).count();
+        ttfts.push(c.timings.ttft_ms);
+        prefilled.push((tokens.len() - shared) as f64);
+        prev = tokens;
+    }
+    Ok((ttfts, prefilled))
+}
+
 fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<Value> {
     let mut model_args = args.model.clone();
     model_args.backend = backend;
@@ -126,6 +174,10 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
         row[format!("pp{n}_tokens_per_s")] = json!(median(speeds));
         row[format!("pp{n}_ttft_ms")] = json!(median(ttfts));
     }
+    let (ttfts, prefilled) = chat_ttft(&mut s, args.repeat)?;
+    row["spread"][format!("chat{CHAT_TOKENS}_ttft_ms")] = spread(&ttfts);
+    row[format!("chat{CHAT_TOKENS}_ttft_ms")] = json!(median(ttfts));
+    row[format!("chat{CHAT_TOKENS}_prefilled")] = json!(median(prefilled));
     let mut decode = Vec::new();
     for rep in 0..args.repeat {
         let c = s.instance.complete(

@@ -92,7 +92,7 @@ pub struct ChatArgs {
     system: Option<String>,
 }
 
-fn user(content: &str) -> api::Message {
+pub(super) fn user(content: &str) -> api::Message {
     api::Message {
         role: "user".into(),
         content: content.into(),
