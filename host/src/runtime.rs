@@ -58,6 +58,21 @@ impl Runtime {
         self.sandbox.preload(path, names)
     }
 
+    /// Loads a GGUF file as [`Runtime::preload`] does, without a runtime (`cache_dir`: the
+    /// repacked-model cache, as in [`RuntimeOptions`]): a host can load the model while
+    /// [`Runtime::new`] loads the component, which shares nothing with it, then register it
+    /// with [`Runtime::register`].
+    pub fn load_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Model>, HostError> {
+        sandbox::load_native_model(path, cache_dir)
+    }
+
+    /// Registers a model loaded by [`Runtime::load_model`] for `wasi:nn` `load-by-name` under
+    /// each of `names`.
+    pub fn register(&mut self, model: Arc<Model>, names: &[String]) {
+        tracing::debug!(?names, "registered for the native backend");
+        self.sandbox.register(model, names);
+    }
+
     /// A fresh instance with its own store, WASI context and limits.
     pub fn instantiate(&self) -> Result<Instance, HostError> {
         let mut store = self.sandbox.store()?;

@@ -85,6 +85,27 @@ impl RuntimeOptions {
     }
 }
 
+/// Loads a GGUF file for the native backend. Where the kernel reads repacked Q4_1 matrices
+/// faster ([`packed_q4_1_pays`]: +15-20 % prefill and decode on AVX2) the repacked copy is
+/// mapped from the cache in `cache_dir`, or made and cached ([`packed::load`]); elsewhere the
+/// file itself is memory-mapped.
+pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Model>, HostError> {
+    let loaded = if packed_q4_1_pays(Isa::best()) {
+        packed::load(path, cache_dir)?
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
+        // SAFETY: the mapping is read-only and the model files are ours (fetched and verified
+        // into the model directory); like every mmap user we rely on nobody truncating the
+        // file while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
+        let bytes: ModelBytes = Arc::new(map);
+        Model::load(bytes)
+    };
+    Ok(Arc::new(loaded.map_err(|e| {
+        HostError::ModelLoad(format!("{}: {e}", path.display()))
+    })?))
+}
+
 /// The engine, the compiled component and the preloaded models.
 pub(crate) struct Sandbox {
     pub engine: Engine,
@@ -148,31 +169,20 @@ impl Sandbox {
         })
     }
 
-    /// Loads a GGUF file once and registers it for `wasi:nn` `load-by-name` under each of
-    /// `names`; every store and execution context shares it.
-    ///
-    /// Where the kernel reads repacked Q4_1 matrices faster ([`packed_q4_1_pays`]: +15-20 %
-    /// prefill and decode on AVX2) the repacked copy is mapped from the cache, or made and
-    /// cached ([`packed::load`]); elsewhere the file itself is memory-mapped.
+    /// Loads a GGUF file once ([`load_native_model`]) and registers it for `wasi:nn`
+    /// `load-by-name` under each of `names`; every store and execution context shares it.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
-        let loaded = if packed_q4_1_pays(Isa::best()) {
-            packed::load(path, self.options.cache_dir.as_deref())?
-        } else {
-            let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
-            // SAFETY: the mapping is read-only and the model files are ours (fetched and
-            // verified into the model directory); like every mmap user we rely on nobody
-            // truncating the file while it is mapped.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
-            let bytes: ModelBytes = Arc::new(map);
-            Model::load(bytes)
-        };
-        let model =
-            Arc::new(loaded.map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))?);
-        let graph = GgmlBackend::new(self.options.threads).graph(model.clone());
+        let model = load_native_model(path, self.options.cache_dir.as_deref())?;
+        self.register(model.clone(), names);
+        Ok(model)
+    }
+
+    /// Registers a loaded model for `wasi:nn` `load-by-name` under each of `names`.
+    pub fn register(&mut self, model: Arc<Model>, names: &[String]) {
+        let graph = GgmlBackend::new(self.options.threads).graph(model);
         for name in names {
             self.preloaded.insert(name.clone(), graph.clone());
         }
-        Ok(model)
     }
 
     /// A fresh store: WASI with only the model directory (read-only) and the configured

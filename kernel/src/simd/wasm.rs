@@ -314,9 +314,7 @@ pub(super) fn matmul_q4_1(
                 // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
                 // block at `b * BB` lies inside each of them.
                 let (isum, d, m) = unsafe { q4_1_block4(p.add(b * BB), rb, a0, a1) };
-                let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
-                acc = f32x4_add(acc, x);
-                acc = f32x4_add(acc, f32x4_mul(m, f32x4_splat(ab.s)));
+                acc = accumulate(acc, d, m, isum, ab);
             }
             store_lanes(acc, out, r0, 1, 0);
             continue;
@@ -340,12 +338,7 @@ pub(super) fn matmul_q4_1(
                     psum_q4(e[4], e[5], a0, a1),
                     psum_q4(e[6], e[7], a0, a1),
                 );
-                let x = f32x4_mul(
-                    f32x4_mul(e[8], f32x4_splat(ab.d)),
-                    f32x4_convert_i32x4(isum),
-                );
-                acc = f32x4_add(acc, x);
-                acc = f32x4_add(acc, f32x4_mul(e[9], f32x4_splat(ab.s)));
+                acc = accumulate(acc, e[8], e[9], isum, ab);
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
