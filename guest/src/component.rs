@@ -265,6 +265,12 @@ impl wit::GuestModel for ModelResource {
         }
     }
 
+    fn warm_up(&self) -> Result<(), wit::Error> {
+        self.0
+            .warm_up()
+            .map_err(|e| wit::Error::from(GenerateError::from(e)))
+    }
+
     fn tokenize(&self, text: String, parse_control: bool) -> Result<Vec<u32>, wit::Error> {
         self.0
             .tokenizer()
@@ -340,6 +346,7 @@ impl GenerationResource {
                     usage: wit::Usage {
                         prompt_tokens: generation.usage().prompt_tokens as u32,
                         completion_tokens: generation.usage().completion_tokens as u32,
+                        cached_prompt_tokens: generation.usage().cached_prompt_tokens as u32,
                     },
                     timings: wit::Timings {
                         prefill_ms: generation.timings().prefill_ms,

@@ -190,6 +190,12 @@ impl Instance {
         self.call(|s, g| g.model().call_detokenize(s, model.0, tokens))
     }
 
+    /// Computes the chat template's preamble into the model's session cache (the WIT
+    /// `warm-up`): the next chat runs only its own messages.
+    pub fn warm_up(&mut self, model: &ModelHandle) -> Result<(), HostError> {
+        self.call(|s, g| g.model().call_warm_up(s, model.0))
+    }
+
     /// The chat template applied to `messages`.
     pub fn apply_chat_template(
         &mut self,

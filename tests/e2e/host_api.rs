@@ -74,6 +74,46 @@ fn streamed_chunks_concatenate_to_the_one_shot_text() {
 }
 
 #[test]
+fn warm_up_caches_the_chat_preamble_and_changes_no_answer() {
+    both_backends(|rt, backend| {
+        let chat = |instance: &mut Instance, model: &ModelHandle, text: &str| {
+            let messages = [api::Message {
+                role: "user".into(),
+                content: text.into(),
+            }];
+            instance.chat(model, &messages, &greedy(8)).expect("chat")
+        };
+        let mut cold = rt.instantiate().expect("instance");
+        let model = open(&mut cold, backend);
+        let first = chat(&mut cold, &model, "Colours: name one.");
+        assert_eq!(
+            first.usage.cached_prompt_tokens, 0,
+            "a fresh session has nothing cached"
+        );
+        // A second chat (whose text starts differently) shares the preamble with the first
+        // one's cache, and nothing else.
+        let second = chat(&mut cold, &model, "Fruit: name one.");
+        let preamble = second.usage.cached_prompt_tokens;
+        assert!(
+            preamble > 0 && preamble < second.usage.prompt_tokens,
+            "{:?}",
+            second.usage
+        );
+
+        let mut warm = rt.instantiate().expect("instance");
+        let model = open(&mut warm, backend);
+        warm.warm_up(&model).expect("warm-up");
+        warm.warm_up(&model).expect("a second warm-up is a no-op");
+        let warmed = chat(&mut warm, &model, "Colours: name one.");
+        assert_eq!(warmed.usage.cached_prompt_tokens, preamble);
+        assert_eq!(
+            warmed.tokens, first.tokens,
+            "the cached preamble changed the answer"
+        );
+    });
+}
+
+#[test]
 fn dropping_a_stream_cancels_it_and_the_model_stays_usable() {
     both_backends(|rt, backend| {
         let mut instance = rt.instantiate().expect("instance");

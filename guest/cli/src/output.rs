@@ -48,6 +48,7 @@ impl Output {
                 "usage": {
                     "prompt_tokens": c.usage.prompt_tokens,
                     "completion_tokens": c.usage.completion_tokens,
+                    "cached_prompt_tokens": c.usage.cached_prompt_tokens,
                 },
                 "backend": backend(c.backend),
                 "timings": {

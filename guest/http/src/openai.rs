@@ -387,6 +387,7 @@ fn usage(u: &api::Usage) -> Value {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": u.cached_prompt_tokens },
     })
 }
 
@@ -539,6 +540,7 @@ mod tests {
             usage: api::Usage {
                 prompt_tokens: 3,
                 completion_tokens: 2,
+                cached_prompt_tokens: 1,
             },
             timings: api::Timings {
                 prefill_ms: 1.0,
@@ -552,6 +554,7 @@ mod tests {
         assert_eq!(v["choices"][0]["message"]["content"], "Paris");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["usage"]["total_tokens"], 5);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
         let first = meta.chunk("Pa", true, None);
         assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
         let last = meta.chunk("", false, Some(api::FinishReason::Stop));

@@ -98,17 +98,21 @@ fn prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<String> {
 /// Prompt tokens of the chat-TTFT figure.
 const CHAT_TOKENS: usize = 32;
 
-/// A one-message chat whose templated prompt is exactly `n` tokens and starts differently from
-/// the previous one's user text, with those prompt tokens.
-fn chat_prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<(Vec<api::Message>, Vec<u32>)> {
+/// A one-message chat whose templated prompt is exactly `n` tokens, its user text starting
+/// differently from the previous one's.
+fn chat_prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<Vec<api::Message>> {
     let text = format!("{} {n}/{rep}. {FILLER}", opening());
     let ids = s.instance.tokenize(&s.model, &text, false)?;
     for k in (1..=n.min(ids.len())).rev() {
         let messages = vec![user(&s.instance.detokenize(&s.model, &ids[..k])?)];
         let templated = s.instance.apply_chat_template(&s.model, &messages)?;
-        let tokens = s.instance.tokenize(&s.model, &templated, true)?;
-        match tokens.len().cmp(&n) {
-            std::cmp::Ordering::Equal => return Ok((messages, tokens)),
+        match s
+            .instance
+            .tokenize(&s.model, &templated, true)?
+            .len()
+            .cmp(&n)
+        {
+            std::cmp::Ordering::Equal => return Ok(messages),
             std::cmp::Ordering::Less => break,
             std::cmp::Ordering::Greater => {}
         }
@@ -116,28 +120,26 @@ fn chat_prompt_of(s: &mut Session, n: usize, rep: usize) -> Result<(Vec<api::Mes
     bail!("could not build a {n}-token chat prompt")
 }
 
-/// Time to first token of [`CHAT_TOKENS`]-token chat prompts sent one after another to the
-/// warm instance, as `edge-llm chat` and `serve` send them: each shares the chat template's
-/// preamble with the one before (which the session keeps cached) and nothing else. Returns the
-/// TTFTs and the prompt tokens each actually prefilled.
+/// Time to first token of [`CHAT_TOKENS`]-token chat prompts on the warm instance, as
+/// `edge-llm chat` sends them: after `warm-up`, each shares the chat template's preamble with
+/// what the session holds and nothing else. Returns the TTFTs and the prompt tokens each
+/// actually prefilled.
 fn chat_ttft(s: &mut Session, repeat: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let (first, mut prev) = chat_prompt_of(s, CHAT_TOKENS, usize::MAX)?;
-    s.instance.chat(&s.model, &first, &params(1))?;
+    s.instance.warm_up(&s.model)?;
     let (mut ttfts, mut prefilled) = (Vec::new(), Vec::new());
     for rep in 0..repeat {
-        let (messages, tokens) = chat_prompt_of(s, CHAT_TOKENS, rep)?;
+        let messages = chat_prompt_of(s, CHAT_TOKENS, rep)?;
         let c = s.instance.chat(&s.model, &messages, &params(1))?;
-        if c.usage.prompt_tokens as usize != tokens.len() {
+        if c.usage.prompt_tokens as usize != CHAT_TOKENS {
             bail!(
-                "the chat call prompted {} tokens, the template gives {}",
-                c.usage.prompt_tokens,
-                tokens.len()
+                "the chat call prompted {} tokens, the template gives {CHAT_TOKENS}",
+                c.usage.prompt_tokens
             );
         }
-        let shared = tokens.iter().zip(&prev).take_while(|(a, b)| a == b).count();
         ttfts.push(c.timings.ttft_ms);
-        prefilled.push((tokens.len() - shared) as f64);
-        prev = tokens;
+        prefilled.push(f64::from(
+            c.usage.prompt_tokens - c.usage.cached_prompt_tokens,
+        ));
     }
     Ok((ttfts, prefilled))
 }

@@ -141,7 +141,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             "text": c.text,
             "tokens": c.tokens,
             "finish_reason": match c.finish_reason { api::FinishReason::Stop => "stop", api::FinishReason::Length => "length" },
-            "usage": { "prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens },
+            "usage": {
+                "prompt_tokens": c.usage.prompt_tokens,
+                "completion_tokens": c.usage.completion_tokens,
+                "cached_prompt_tokens": c.usage.cached_prompt_tokens,
+            },
             "backend": backend_name(c.backend),
             "timings": {
                 "load_ms": s.load_time.as_secs_f64() * 1e3,
@@ -176,6 +180,11 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             role: "system".into(),
             content: system.clone(),
         });
+    }
+    // While the user types, compute the chat template's preamble (with the template's own
+    // system prompt the first message then runs only its own tokens).
+    if args.system.is_none() {
+        s.instance.warm_up(&s.model)?;
     }
     let stdin = std::io::stdin();
     eprint!("> ");
