@@ -134,14 +134,33 @@ fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
             f16x4_to_f32(u32x4_shr(g, 16)),
         );
     }
-    // Finite halves: the exponent and mantissa bits shifted into place, times 2^112, are the
-    // value exactly (subnormals included); the sign is copied over.
+    let lo = finite_f16x4_to_f32(g);
+    let hi = f32x4_mul(
+        u32x4_shr(v128_and(g, u32x4_splat(0x7fff_0000)), 3),
+        f32x4_splat(f32::from_bits(0x7780_0000)),
+    );
+    (lo, v128_or(hi, v128_and(g, u32x4_splat(0x8000_0000))))
+}
+
+/// Widens four finite half floats (low 16 bits of each lane; the high bits are ignored) to
+/// `f32` exactly: the exponent and mantissa bits shifted into place, times 2^112, are the value
+/// (subnormals included); the sign is copied over.
+#[inline(always)]
+fn finite_f16x4_to_f32(h: v128) -> v128 {
     let k = f32x4_splat(f32::from_bits(0x7780_0000));
-    let lo = f32x4_mul(i32x4_shl(v128_and(g, u32x4_splat(0x7fff)), 13), k);
-    let lo = v128_or(lo, i32x4_shl(v128_and(g, u32x4_splat(0x8000)), 16));
-    let hi = f32x4_mul(u32x4_shr(v128_and(g, u32x4_splat(0x7fff_0000)), 3), k);
-    let hi = v128_or(hi, v128_and(g, u32x4_splat(0x8000_0000)));
-    (lo, hi)
+    let v = f32x4_mul(i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13), k);
+    v128_or(v, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+}
+
+/// [`f16x4_to_f32`] for lanes whose high 16 bits are zero: the short sequence unless a half is
+/// infinite or NaN.
+#[inline(always)]
+fn f16x4_lo_to_f32(h: v128) -> v128 {
+    let exp_all = u32x4_splat(0x7c00);
+    if v128_any_true(i32x4_eq(v128_and(h, exp_all), exp_all)) {
+        return f16x4_to_f32(h);
+    }
+    finite_f16x4_to_f32(h)
 }
 
 /// The little-endian 32-bit word at `b[o..o + 4]`.
@@ -202,14 +221,6 @@ fn dot_i8_i8(w: v128, a: v128) -> v128 {
     let al = i16x8_extend_low_i8x16(a);
     let ah = i16x8_extend_high_i8x16(a);
     i32x4_add(i32x4_dot_i16x8(wl, al), i32x4_dot_i16x8(wh, ah))
-}
-
-#[inline(always)]
-fn dot_q8(blk: &[u8], a0: v128, a1: v128) -> v128 {
-    i32x4_add(
-        dot_i8_i8(load16(&blk[2..18]), a0),
-        dot_i8_i8(load16(&blk[18..34]), a1),
-    )
 }
 
 /// The nibbles of a Q4_1 block as bytes: `(elements 0..16, elements 16..32)`.
@@ -486,6 +497,31 @@ pub(super) fn matmul_q4_1x8(
     q4_1x8::tail_ref(w, nb, acts, n_tok, out);
 }
 
+/// The exact integer dot products of the Q8_0 blocks at `p + i · rb` (`i` = 0..4, one block of
+/// each of four rows) with the activations `a0`, `a1`, and the rows' scales as `f32`.
+///
+/// # Safety
+/// The 34 bytes at each `p + i · rb` must be readable.
+#[inline(always)]
+unsafe fn q8_0_block4(p: *const u8, rb: usize, a0: v128, a1: v128) -> (v128, v128) {
+    // SAFETY: the caller guarantees 34 readable bytes at each block; loads are unaligned.
+    unsafe {
+        let dot = |i: usize| {
+            let q = p.add(i * rb + 2);
+            i32x4_add(
+                dot_i8_i8(v128_load(q as *const v128), a0),
+                dot_i8_i8(v128_load(q.add(16) as *const v128), a1),
+            )
+        };
+        let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+        let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
+        (
+            isum,
+            f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3))),
+        )
+    }
+}
+
 /// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
 /// groups); `simd::matmul` does the rest.
 pub(super) fn matmul_q8_0(
@@ -501,35 +537,14 @@ pub(super) fn matmul_q8_0(
     let full = n_rows / 4 * 4;
     for r0 in (0..full).step_by(4) {
         touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
-        let rows = [
-            &w[r0 * rb..][..rb],
-            &w[(r0 + 1) * rb..][..rb],
-            &w[(r0 + 2) * rb..][..rb],
-            &w[(r0 + 3) * rb..][..rb],
-        ];
+        let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);
             for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                let k = [
-                    &rows[0][b * BB..][..BB],
-                    &rows[1][b * BB..][..BB],
-                    &rows[2][b * BB..][..BB],
-                    &rows[3][b * BB..][..BB],
-                ];
-                let isum = hsum4(
-                    dot_q8(k[0], a0, a1),
-                    dot_q8(k[1], a0, a1),
-                    dot_q8(k[2], a0, a1),
-                    dot_q8(k[3], a0, a1),
-                );
-                // Low halves are the scales (the high halves are data and may be anything).
-                let d = f16x4_to_f32(u32x4(
-                    u32::from(k[0][0]) | u32::from(k[0][1]) << 8,
-                    u32::from(k[1][0]) | u32::from(k[1][1]) << 8,
-                    u32::from(k[2][0]) | u32::from(k[2][1]) << 8,
-                    u32::from(k[3][0]) | u32::from(k[3][1]) << 8,
-                ));
+                // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
+                // block at `b * BB` (b < nb) lies inside each of them.
+                let (isum, d) = unsafe { q8_0_block4(p.add(b * BB), rb, a0, a1) };
                 let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
                 acc = f32x4_add(acc, x);
             }
