@@ -27,9 +27,17 @@ stream = client.chat.completions.create(
     stream=True,
     stream_options={"include_usage": True},
 )
+def counts(u):
+    """The usage's token counts, and its cached prompt tokens apart (a later request may find an
+    earlier one's prompt in the server's cache, so those may differ between two requests)."""
+    d = u.model_dump()
+    details = d.pop("prompt_tokens_details", None) or {}
+    return d, details.get("cached_tokens")
+
+
 for chunk in stream:
     if chunk.usage is not None:
-        usage = chunk.usage.model_dump()
+        usage = counts(chunk.usage)
     for choice in chunk.choices:
         if choice.delta.content:
             parts.append(choice.delta.content)
@@ -52,10 +60,12 @@ print(
         {
             "text": one_shot.choices[0].message.content,
             "finish_reason": one_shot.choices[0].finish_reason,
-            "usage": one_shot.usage.model_dump(),
+            "usage": counts(one_shot.usage)[0],
+            "cached_tokens": counts(one_shot.usage)[1],
             "stream_text": "".join(parts),
             "stream_finish_reason": finish,
-            "stream_usage": usage,
+            "stream_usage": usage and usage[0],
+            "stream_cached_tokens": usage and usage[1],
             "models": [m.id for m in client.models.list()],
             "bad_temperature": status_of(temperature=-1),
             "unknown_model": status_of(model="no-such-model"),

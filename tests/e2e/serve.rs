@@ -98,7 +98,21 @@ fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
     );
     let usage_chunk = &events[events.len() - 2];
     assert_eq!(usage_chunk["choices"], json!([]));
-    assert_eq!(usage_chunk["usage"], v["usage"]);
+    // The same counts, but for the cached prompt tokens: the second request may find the
+    // first one's prompt in the instance's cache.
+    let counts = |u: &Value| {
+        let cached = u["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .expect("cached_tokens");
+        assert!(cached < u["prompt_tokens"].as_u64().expect("prompt_tokens"));
+        [
+            &u["prompt_tokens"],
+            &u["completion_tokens"],
+            &u["total_tokens"],
+        ]
+        .map(Value::clone)
+    };
+    assert_eq!(counts(&usage_chunk["usage"]), counts(&v["usage"]));
 }
 
 /// The same through the official `openai` Python client.
@@ -120,6 +134,10 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
     assert_eq!(v["stream_text"], expected);
     assert_eq!(v["stream_finish_reason"], v["finish_reason"]);
     assert_eq!(v["stream_usage"], v["usage"]);
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().expect("prompt_tokens");
+    for cached in [&v["cached_tokens"], &v["stream_cached_tokens"]] {
+        assert!(cached.as_u64().is_some_and(|n| n < prompt_tokens), "{v}");
+    }
     assert_eq!(v["models"], json!([MODEL]));
     assert_eq!(v["bad_temperature"], 400);
     assert_eq!(v["unknown_model"], 404);
