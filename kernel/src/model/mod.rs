@@ -111,12 +111,11 @@ impl Model {
 
     /// Repacks the transformer blocks' Q4_1 matrices of the GGUF file `bytes` in place
     /// ([`crate::quant::q4_1x8`]), on any machine: the output is what [`Model::load_repacked`]
-    /// reads (a host's cache of it, a component's built-in model). Returns whether any matrix
-    /// was repacked.
-    pub fn repack_in_place(bytes: &mut [u8]) -> Result<bool, ModelError> {
+    /// reads (a host's cache of it, a component's built-in model).
+    pub fn repack_in_place(bytes: &mut [u8]) -> Result<(), ModelError> {
         let (gguf, _, mut weights) = Model::parse(bytes)?;
         weights.repack_q4_1(&gguf, bytes);
-        Ok(weights.any_repacked())
+        Ok(())
     }
 
     fn parse(file: &[u8]) -> Result<(Gguf, Config, Weights), ModelError> {

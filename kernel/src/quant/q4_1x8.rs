@@ -82,17 +82,8 @@ pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &m
             }
         }
     }
-    tail_ref(w, nb, acts, n_tok, out);
-}
-
-/// The rows past the last full group (still in the GGUF layout), as [`matmul_ref`] does them.
-pub fn tail_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    if rb == 0 {
-        return;
-    }
-    let n_rows = w.len() / rb;
-    for r in n_rows / ROWS * ROWS..n_rows {
+    // The rows past the last full group are still in the GGUF layout.
+    for r in full..n_rows {
         for t in 0..n_tok {
             out[r * n_tok + t] =
                 q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);

@@ -148,16 +148,21 @@ pub fn matmul_q4_1x8(
     out: &mut [f32],
 ) {
     let nb = n_cols / QK;
-    let Some((w, out)) = clip(w, nb * q4_1::BLOCK_BYTES, nb, acts, n_tok, out) else {
+    let row_bytes = nb * q4_1::BLOCK_BYTES;
+    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
         return;
     };
-    match isa {
+    // As in `matmul`: the kernel does whole groups, the reference the rest (a shorter tail in
+    // the GGUF layout, or everything without a kernel).
+    let done = match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86::matmul_q4_1x8(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::matmul_q4_1x8(w, nb, acts, n_tok, out),
-        _ => q4_1x8::matmul_ref(w, nb, acts, n_tok, out),
-    }
+        _ => 0,
+    };
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
+    q4_1x8::matmul_ref(w, nb, acts, n_tok, out);
 }
 
 /// `w` and `out` cut to the whole rows both hold, or `None` when there is nothing to compute

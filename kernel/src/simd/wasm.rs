@@ -1,8 +1,8 @@
 //! WebAssembly simd128 variants (compile-time `target_feature = "simd128"`).
 //!
 //! GGUF-layout matmuls take 4 weight rows at a time: exact integer block dot products
-//! (`i16x8.relaxed_dot_i8x16_i7x16` for nibbles, `i16x8.extmul`-style widening for bytes,
-//! partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
+//! (`i16x8.relaxed_dot_i8x16_i7x16` for nibbles, sign extension and `i32x4.dot_i16x8_s` for
+//! bytes, partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
 //! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
 //! order. The repacked `Q4_1x8` matmul needs no reduction: each register holds 4 nibble bytes
 //! of 4 rows (see [`matmul_q4_1x8`]). Half floats are widened with an exact integer/multiply
@@ -237,8 +237,8 @@ fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     out[(r0 + 3) * n_tok + t] = f32x4_extract_lane::<3>(acc);
 }
 
-/// Groups of 4 rows read ahead while decoding (wasm has no prefetch instruction).
-const PF_GROUPS: usize = 6;
+/// Rows read ahead while decoding (wasm has no prefetch instruction).
+const PF_ROWS: usize = 24;
 
 /// Loads one byte per 64-byte line of `w[from..from + n]` (clipped), so that those lines are
 /// on their way to the cache before they are needed.
@@ -317,7 +317,7 @@ pub(super) fn matmul_q4_1(
             &w[(r0 + 3) * rb..][..rb],
         ];
         if n_tok == 1 {
-            touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
+            touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
             let mut acc = f32x4_splat(0.0);
             let p = rows[0].as_ptr();
             for (b, ab) in acts[..nb].iter().enumerate() {
@@ -434,7 +434,8 @@ fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) 
 /// `Q4_1x8`-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as
 /// `simd::matmul`, bit for bit the reference. Decoding reads each record once; with several
 /// tokens each group is first unpacked (nibbles to bytes, half scales to `f32`) and reused
-/// for every token. A tail of fewer than 8 rows runs the reference.
+/// for every token. Returns the rows done (whole groups of 8); `simd::matmul_q4_1x8` does
+/// the rest.
 #[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_q4_1x8(
     w: &[u8],
@@ -442,7 +443,7 @@ pub(super) fn matmul_q4_1x8(
     acts: &[BlockQ8_1],
     n_tok: usize,
     out: &mut [f32],
-) {
+) -> usize {
     const RB: usize = q4_1x8::RECORD_BYTES;
     const R: usize = q4_1x8::ROWS;
     let rb = nb * q4_1::BLOCK_BYTES;
@@ -457,7 +458,7 @@ pub(super) fn matmul_q4_1x8(
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
-            touch(w, (r0 + R * PF_GROUPS / 2) * rb, R * rb);
+            touch(w, (r0 + PF_ROWS) * rb, R * rb);
             let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
             for (rec, ab) in group.chunks_exact(RB).zip(&acts[..nb]) {
                 let p = rec.as_ptr();
@@ -494,7 +495,7 @@ pub(super) fn matmul_q4_1x8(
             store8(acc0, acc1, out, r0, n_tok, t);
         }
     }
-    q4_1x8::tail_ref(w, nb, acts, n_tok, out);
+    full
 }
 
 /// The exact integer dot products of the Q8_0 blocks at `p + i · rb` (`i` = 0..4, one block of
@@ -536,7 +537,7 @@ pub(super) fn matmul_q8_0(
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
     for r0 in (0..full).step_by(4) {
-        touch(w, (r0 + 4 * PF_GROUPS) * rb, 4 * rb);
+        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);

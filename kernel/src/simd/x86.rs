@@ -328,24 +328,23 @@ unsafe fn q4_1_tiled(
 }
 
 /// Q4_1x8-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as `simd::matmul`,
-/// whose `clip` already cut `w` and `out` to whole rows.
+/// whose `clip` already cut `w` and `out` to whole rows. Returns the rows done (whole groups
+/// of 8; none without AVX2); `simd::matmul_q4_1x8` does the rest.
 pub(super) fn matmul_q4_1x8(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
     n_tok: usize,
     out: &mut [f32],
-) {
+) -> usize {
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok) {
-        return q4_1x8::matmul_ref(w, nb, acts, n_tok, out);
+        return 0;
     }
-    let rb = nb * q4_1::BLOCK_BYTES;
-    let n_rows = w.len() / rb;
-    let full = n_rows / R * R;
+    let full = w.len() / (nb * q4_1::BLOCK_BYTES) / R * R;
     // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows and `acts` nb * n_tok blocks
     // (checked above); `out` is written through bounds-checked indexing.
     unsafe { q4_1x8_groups(w, nb, acts, n_tok, out, full) }
-    q4_1x8::tail_ref(&w[..n_rows * rb], nb, acts, n_tok, out);
+    full
 }
 
 /// Tokens per tile of [`q4_1x8_groups`]: a block's header and nibbles are unpacked once for
