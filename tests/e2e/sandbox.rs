@@ -2,7 +2,7 @@
 //! requests, or see the host's environment. (A model whose sha256 does not match the manifest is refused: `bad_input.rs`;
 //! a tampered cache entry is rebuilt, never loaded: `host_api.rs`.)
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,16 +60,23 @@ fn the_components_cannot_open_sockets() {
     }
 }
 
-/// A listener that answers each connection with `204 No Content` and counts them.
+/// A listener that answers each connection with `204 No Content` and counts them. It reads
+/// the request head first: closing a socket with unread data resets the connection, and the
+/// client would see a protocol error instead of the answer.
 fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
     let addr = listener.local_addr().expect("address");
     let hits = Arc::new(AtomicUsize::new(0));
     let count = hits.clone();
     std::thread::spawn(move || {
-        for mut conn in listener.incoming().map_while(Result::ok) {
+        for conn in listener.incoming().map_while(Result::ok) {
             count.fetch_add(1, Ordering::SeqCst);
-            let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            let mut reader = BufReader::new(&conn);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = (&conn).write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
         }
     });
     (addr, hits)
