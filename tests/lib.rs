@@ -236,13 +236,37 @@ pub fn edge_llm(args: &[&str], cache: &std::path::Path) -> Output {
 /// A fresh temporary directory under the target dir, named for the test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let base = root().join("target/test-tmp");
+    SWEEP.call_once(|| sweep_finished(&base));
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}-{n}", std::process::id()));
+    let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     dir
+}
+
+/// Removes the directories under `base` that test processes which have ended left behind
+/// (named `NAME-PID-N` by [`temp_dir`]; each run's caches and compiled components take 1-2
+/// GB), so that repeated runs do not fill the disk. A process still running keeps its own.
+fn sweep_finished(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_string_lossy()
+            .rsplit('-')
+            .nth(1)
+            .map(str::to_string);
+        let ended = pid
+            .filter(|p| p.parse::<u32>().is_ok())
+            .is_some_and(|p| !std::path::Path::new("/proc").join(p).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The JSON a successful `edge-llm ... --json` printed.
