@@ -1,12 +1,12 @@
 //! Matmul throughput (weight GB/s) per kernel variant, including the scalar reference, at the
-//! real model's shapes: decode (1 token) and prefill (32 tokens); Q4_1 also in the repacked
-//! `Q4_1x8` layout the native backend loads where it pays.
+//! real model's shapes (Q4_0 at Q4_1's): decode (1 token, one vec-dot per row) and prefill (32
+//! tokens); Q4_1 also in the repacked `Q4_1x8` layout the native backend loads where it pays.
 #![allow(clippy::unwrap_used, clippy::cast_lossless)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::BlockQ8_1;
-use edge_llm_kernel::quant::{q4_1, q4_1x8, q8_0, QK};
+use edge_llm_kernel::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Isa};
 
@@ -15,12 +15,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
     for (ty, rows, cols) in [
         (GgmlType::Q4_1, 1536usize, 576usize),
+        (GgmlType::Q4_0, 1536, 576),
         (GgmlType::Q8_0, 4096, 576),
     ] {
         let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
         let mut w = Vec::new();
         match ty {
             GgmlType::Q4_1 => q4_1::quantize_row(&wf, &mut w),
+            GgmlType::Q4_0 => q4_0::quantize_row(&wf, &mut w),
             _ => q8_0::quantize_row(&wf, &mut w),
         }
         for n_tok in [1usize, 32] {

@@ -117,14 +117,20 @@ pub fn matmul(
         (Isa::Avx2, GgmlType::Q4_1) if x86::has_avx2() => x86::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q8_0) if x86::has_avx2() => x86::matmul_q8_0(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q4_0) if x86::has_avx2() => x86::matmul_q4_0(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_1) => wasm::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q4_0) => wasm::matmul_q4_0(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_1) => neon::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q8_0) => neon::matmul_q8_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q4_0) => neon::matmul_q4_0(w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);

@@ -12,7 +12,7 @@ use core::arch::aarch64::*;
 
 use crate::quant::f16::f16_le_to_f32;
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_1, q8_0};
+use crate::quant::{q4_0, q4_1, q8_0};
 
 /// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
 #[inline(always)]
@@ -68,16 +68,34 @@ fn dot_q4(blk: &[u8], a0: int8x16_t, a1: int8x16_t) -> int32x4_t {
     }
 }
 
-/// i32x4 partial sums of one Q8_0 block (values at `blk[2..34]`) with activations `a0`, `a1`.
-/// Each i16 lane sums 2 products, |s| <= 2 · 128 · 127.
+/// i32x4 partial sums of 32 signed values (`w0` elements 0..16, `w1` 16..32) with activations
+/// `a0`, `a1`. Each i16 lane sums 2 products, |s| <= 2 · 128 · 127.
 #[inline(always)]
-fn dot_q8(blk: &[u8], a0: int8x16_t, a1: int8x16_t) -> int32x4_t {
-    let (w0, w1) = (load_s8(blk, 2), load_s8(blk, 18));
+fn dot_s8(w0: int8x16_t, w1: int8x16_t, a0: int8x16_t, a1: int8x16_t) -> int32x4_t {
     // SAFETY: NEON is a baseline feature of every aarch64 target.
     unsafe {
         let p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), w0, a0);
         let p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), w1, a1);
         vpadalq_s16(vpaddlq_s16(p0), p1)
+    }
+}
+
+/// The values of one Q8_0 block (at `blk[2..34]`).
+#[inline(always)]
+fn values_q8_0(blk: &[u8]) -> (int8x16_t, int8x16_t) {
+    (load_s8(blk, 2), load_s8(blk, 18))
+}
+
+/// The values `q − 8` of one Q4_0 block (nibbles at `blk[2..18]`), in element order.
+#[inline(always)]
+fn values_q4_0(blk: &[u8]) -> (int8x16_t, int8x16_t) {
+    let q = load_s8(blk, 2);
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        let eight = vdupq_n_s8(8);
+        let lo = vandq_s8(q, vdupq_n_s8(0x0f));
+        let hi = vreinterpretq_s8_u8(vshrq_n_u8(vreinterpretq_u8_s8(q), 4));
+        (vsubq_s8(lo, eight), vsubq_s8(hi, eight))
     }
 }
 
@@ -162,17 +180,36 @@ pub(super) fn matmul_q8_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
+    matmul4::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, scaled_step(values_q8_0))
+}
+
+/// Q4_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q4_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    matmul4::<{ q4_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, scaled_step(values_q4_0))
+}
+
+/// The [`matmul4`] step of the block types whose weights are a half-float scale (the first 2
+/// bytes) times signed values, which `values` reads from a block (Q8_0, Q4_0).
+#[inline(always)]
+fn scaled_step(
+    values: impl Fn(&[u8]) -> (int8x16_t, int8x16_t),
+) -> impl Fn(&[&[u8]; 4], usize, &BlockQ8_1, float32x4_t) -> float32x4_t {
+    move |rows, o, ab, acc| {
         let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
-        let isum = hsum4(
-            dot_q8(&rows[0][o..], a0, a1),
-            dot_q8(&rows[1][o..], a0, a1),
-            dot_q8(&rows[2][o..], a0, a1),
-            dot_q8(&rows[3][o..], a0, a1),
-        );
+        let dot = |r: &[u8]| {
+            let (w0, w1) = values(&r[o..]);
+            dot_s8(w0, w1, a0, a1)
+        };
+        let isum = hsum4(dot(rows[0]), dot(rows[1]), dot(rows[2]), dot(rows[3]));
         let d = half4(rows, o);
         // SAFETY: NEON is a baseline feature of every aarch64 target.
         unsafe { vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum))) }
-    };
-    matmul4::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step)
+    }
 }

@@ -12,7 +12,7 @@
 use core::arch::wasm32::*;
 
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_1, q4_1x8, q8_0, QK};
+use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
 
 /// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
 pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
@@ -498,21 +498,57 @@ pub(super) fn matmul_q4_1x8(
     full
 }
 
-/// The exact integer dot products of the Q8_0 blocks at `p + i · rb` (`i` = 0..4, one block of
-/// each of four rows) with the activations `a0`, `a1`, and the rows' scales as `f32`.
+/// The 32 values of the Q8_0 block whose values start at `q`, as signed bytes: `(elements
+/// 0..16, elements 16..32)`.
 ///
 /// # Safety
-/// The 34 bytes at each `p + i · rb` must be readable.
+/// The 32 bytes at `q` must be readable.
 #[inline(always)]
-unsafe fn q8_0_block4(p: *const u8, rb: usize, a0: v128, a1: v128) -> (v128, v128) {
-    // SAFETY: the caller guarantees 34 readable bytes at each block; loads are unaligned.
+unsafe fn values_q8_0(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 32 readable bytes; loads are unaligned.
+    unsafe {
+        (
+            v128_load(q as *const v128),
+            v128_load(q.add(16) as *const v128),
+        )
+    }
+}
+
+/// The 32 values `q − 8` of the Q4_0 block whose nibbles start at `q`, as signed bytes:
+/// `(elements 0..16, elements 16..32)`.
+///
+/// # Safety
+/// The 16 bytes at `q` must be readable.
+#[inline(always)]
+unsafe fn values_q4_0(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 16 readable bytes; the load is unaligned.
+    let q = unsafe { v128_load(q as *const v128) };
+    let eight = u8x16_splat(8);
+    (
+        i8x16_sub(v128_and(q, u8x16_splat(0x0f)), eight),
+        i8x16_sub(u8x16_shr(q, 4), eight),
+    )
+}
+
+/// The exact integer dot products of the blocks at `p + i · rb` (`i` = 0..4, one block of each
+/// of four rows; a half-float scale, then values that `values` loads) with the activations
+/// `a0`, `a1`, and the rows' scales as `f32`.
+///
+/// # Safety
+/// The block's bytes at each `p + i · rb` must be readable.
+#[inline(always)]
+unsafe fn scaled_block4(
+    p: *const u8,
+    rb: usize,
+    a0: v128,
+    a1: v128,
+    values: impl Fn(*const u8) -> (v128, v128),
+) -> (v128, v128) {
+    // SAFETY: the caller guarantees the blocks are readable; loads are unaligned.
     unsafe {
         let dot = |i: usize| {
-            let q = p.add(i * rb + 2);
-            i32x4_add(
-                dot_i8_i8(v128_load(q as *const v128), a0),
-                dot_i8_i8(v128_load(q.add(16) as *const v128), a1),
-            )
+            let (w0, w1) = values(p.add(i * rb + 2));
+            i32x4_add(dot_i8_i8(w0, a0), dot_i8_i8(w1, a1))
         };
         let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
         let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
@@ -532,7 +568,34 @@ pub(super) fn matmul_q8_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    const BB: usize = q8_0::BLOCK_BYTES;
+    // SAFETY: `scaled_rows` hands `values_q8_0` the 32 value bytes of a block inside `w`.
+    scaled_rows::<{ q8_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q8_0(q) })
+}
+
+/// Q4_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q4_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `scaled_rows` hands `values_q4_0` the 16 nibble bytes of a block inside `w`.
+    scaled_rows::<{ q4_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q4_0(q) })
+}
+
+/// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
+/// values (Q8_0, Q4_0), 4 rows at a time. Returns the rows done (whole groups).
+#[inline(always)]
+fn scaled_rows<const BB: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    values: impl Fn(*const u8) -> (v128, v128) + Copy,
+) -> usize {
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
@@ -545,7 +608,7 @@ pub(super) fn matmul_q8_0(
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
                 // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
                 // block at `b * BB` (b < nb) lies inside each of them.
-                let (isum, d) = unsafe { q8_0_block4(p.add(b * BB), rb, a0, a1) };
+                let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
                 let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
                 acc = f32x4_add(acc, x);
             }

@@ -4,7 +4,7 @@
 //! transposing `hadd` reduction to one `i32` per row), then `f32` accumulation with one AVX
 //! lane per row in block order — the scalar reference's arithmetic, lane by lane. With several
 //! tokens, each Q4_1 row group is unpacked once (nibbles to bytes, half scales to `f32`) and
-//! reused for every token.
+//! reused for every token. Q4_0 and Q8_0 (a scale times signed values) share one kernel.
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
@@ -12,7 +12,7 @@ use std::arch::x86::*;
 use std::arch::x86_64::*;
 
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_1, q4_1x8, q8_0, QK};
+use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
 
 /// True if AVX2 and F16C are available (std caches the detection).
 pub(super) fn has_avx2() -> bool {
@@ -436,14 +436,46 @@ unsafe fn q4_1x8_tile<const N: usize>(
     }
 }
 
-/// Exact i32 partial dot products of one Q8_0 block's values (at `p`) with activations `a`.
+/// Exact i32 partial dot products of one block's 32 signed values `w` with activations `a`.
+/// Q8_0 values are -128..=127: `maddubs` takes |w| (-128's 0x80 read unsigned as 128) and a
+/// with w's sign, so pair sums reach at most 2 · 128 · 127 = 32512 and never saturate.
 #[inline(always)]
-unsafe fn dot_q8(p: *const u8, a: __m256i) -> __m256i {
-    // SAFETY: the caller guarantees 32 readable bytes at `p` and AVX2.
+unsafe fn dot_s8(w: __m256i, a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
     unsafe {
-        let w = _mm256_loadu_si256(p as *const __m256i);
         let prod = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
         _mm256_madd_epi16(prod, _mm256_set1_epi16(1))
+    }
+}
+
+/// A block type whose weights are one half-float scale `d` (the block's first 2 bytes) times
+/// 32 signed integer values: Q8_0 and Q4_0, which share [`scaled_rows8`].
+trait ScaledBlock {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// The block's 32 values (stored at `p`, after the scale) as signed bytes in element order.
+    unsafe fn values(p: *const u8) -> __m256i;
+}
+
+/// Q8_0: the values are the bytes.
+struct Q8_0;
+impl ScaledBlock for Q8_0 {
+    const BYTES: usize = q8_0::BLOCK_BYTES;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 32 readable bytes at `p` and AVX2.
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+}
+
+/// Q4_0: the values are the nibbles minus 8.
+struct Q4_0;
+impl ScaledBlock for Q4_0 {
+    const BYTES: usize = q4_0::BLOCK_BYTES;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
+        unsafe { _mm256_sub_epi8(unpack_q4(p), _mm256_set1_epi8(8)) }
     }
 }
 
@@ -456,19 +488,41 @@ pub(super) fn matmul_q8_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    let rb = nb * q8_0::BLOCK_BYTES;
+    scaled_rows::<Q8_0>(w, nb, acts, n_tok, out)
+}
+
+/// Q4_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q4_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    scaled_rows::<Q4_0>(w, nb, acts, n_tok, out)
+}
+
+fn scaled_rows<B: ScaledBlock>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let rb = nb * B::BYTES;
     let n_rows = w.len() / rb;
     let full = n_rows / R * R;
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok) {
         return 0;
     }
     // SAFETY: AVX2/F16C detected; lengths checked above.
-    unsafe { q8_0_rows8(w, nb, acts, n_tok, out, full) }
+    unsafe { scaled_rows8::<B>(w, nb, acts, n_tok, out, full) }
     full
 }
 
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_rows8(
+unsafe fn scaled_rows8<B: ScaledBlock>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -476,10 +530,9 @@ unsafe fn q8_0_rows8(
     out: &mut [f32],
     full: usize,
 ) {
-    const BB: usize = q8_0::BLOCK_BYTES;
-    let rb = nb * BB;
+    let rb = nb * B::BYTES;
     for r0 in (0..full).step_by(R) {
-        // SAFETY: rows r0..r0+8 lie inside `w`; each block offset + 34 <= rb; prefetch
+        // SAFETY: rows r0..r0+8 lie inside `w`; each block offset + BYTES <= rb; prefetch
         // addresses need not be valid.
         unsafe {
             let p = w.as_ptr().add(r0 * rb);
@@ -489,16 +542,16 @@ unsafe fn q8_0_rows8(
                 let mut acc = _mm256_setzero_ps();
                 for (b, ab) in a.iter().enumerate() {
                     let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
-                    let pb = p.add(b * BB);
+                    let pb = p.add(b * B::BYTES);
                     let v = [
-                        dot_q8(pb.add(2), av),
-                        dot_q8(pb.add(rb + 2), av),
-                        dot_q8(pb.add(2 * rb + 2), av),
-                        dot_q8(pb.add(3 * rb + 2), av),
-                        dot_q8(pb.add(4 * rb + 2), av),
-                        dot_q8(pb.add(5 * rb + 2), av),
-                        dot_q8(pb.add(6 * rb + 2), av),
-                        dot_q8(pb.add(7 * rb + 2), av),
+                        dot_s8(B::values(pb.add(2)), av),
+                        dot_s8(B::values(pb.add(rb + 2)), av),
+                        dot_s8(B::values(pb.add(2 * rb + 2)), av),
+                        dot_s8(B::values(pb.add(3 * rb + 2)), av),
+                        dot_s8(B::values(pb.add(4 * rb + 2)), av),
+                        dot_s8(B::values(pb.add(5 * rb + 2)), av),
+                        dot_s8(B::values(pb.add(6 * rb + 2)), av),
+                        dot_s8(B::values(pb.add(7 * rb + 2)), av),
                     ];
                     let isum = hsum8(&v);
                     let d = d8(words8(pb, rb));
