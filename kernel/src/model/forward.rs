@@ -123,7 +123,6 @@ struct Par {
 
 /// Below this many weight bytes × tokens a matmul region runs on one thread (a fork/join costs
 /// more than the work it would split).
-#[cfg(feature = "threads")]
 const MIN_PAR_WORK: usize = 64 * 1024;
 
 impl Par {
@@ -132,8 +131,9 @@ impl Par {
         self.matmuls(file, acts, n_tok, &mut [(w, out)]);
     }
 
-    /// Several matmuls over the same activations in one parallel region: each thread takes its
-    /// share of the rows of every matrix (the per-row arithmetic is unchanged).
+    /// Several matmuls (at most [`MAX_JOBS`]) over the same activations in one parallel
+    /// region: each thread takes its share of the rows of every matrix (the per-row arithmetic
+    /// is unchanged).
     fn matmuls(
         self,
         file: &[u8],
@@ -141,37 +141,65 @@ impl Par {
         n_tok: usize,
         jobs: &mut [(&QMatrix, &mut [f32])],
     ) {
-        #[cfg(feature = "threads")]
-        if self.threads > 1 {
-            let work: usize = jobs.iter().map(|(w, _)| w.rows * w.row_bytes).sum();
-            if work * n_tok >= MIN_PAR_WORK {
-                use rayon::prelude::*;
-                type Task<'a> = (&'a QMatrix, &'a [u8], &'a mut [f32]);
-                let mut tasks: Vec<Vec<Task<'_>>> = (0..self.threads).map(|_| Vec::new()).collect();
-                for (w, out) in jobs.iter_mut() {
-                    let per = w.rows.div_ceil(self.threads).next_multiple_of(8);
-                    let wb = w.bytes(file);
-                    let chunks = out[..w.rows * n_tok]
-                        .chunks_mut(per * n_tok)
-                        .zip(wb.chunks(per * w.row_bytes));
-                    for (list, (o, wc)) in tasks.iter_mut().zip(chunks) {
-                        list.push((w, wc, o));
-                    }
-                }
-                tasks.into_par_iter().with_max_len(1).for_each(|list| {
-                    for (w, wc, o) in list {
-                        w.matmul(self.isa, wc, acts, n_tok, o);
-                    }
-                });
-                return;
-            }
+        debug_assert!(jobs.len() <= MAX_JOBS);
+        let mut parts: [Option<Part<'_>>; MAX_JOBS] = [None, None, None];
+        let mut per = [0; MAX_JOBS];
+        let mut work = 0;
+        for ((part, per), (w, out)) in parts.iter_mut().zip(&mut per).zip(jobs.iter_mut()) {
+            *part = Some((*w, w.bytes(file), &mut out[..w.rows * n_tok]));
+            *per = w.rows.div_ceil(self.threads).next_multiple_of(8);
+            work += w.rows * w.row_bytes;
         }
-        for (w, out) in jobs.iter_mut() {
-            let out = &mut out[..w.rows * n_tok];
-            w.matmul(self.isa, w.bytes(file), acts, n_tok, out);
+        let threads = if work * n_tok >= MIN_PAR_WORK {
+            self.threads
+        } else {
+            1
+        };
+        self.split(acts, n_tok, parts, &per, threads);
+    }
+
+    /// Runs `parts` on `threads` threads: the first `threads / 2` shares of `per` rows of each
+    /// matrix on this one, the rest on another (`rayon::join`, which allocates nothing), and so
+    /// on down to one thread.
+    fn split(
+        self,
+        acts: &[BlockQ8_1],
+        n_tok: usize,
+        parts: [Option<Part<'_>>; MAX_JOBS],
+        per: &[usize; MAX_JOBS],
+        threads: usize,
+    ) {
+        #[cfg(feature = "threads")]
+        if threads > 1 {
+            let left = threads / 2;
+            let (mut l, mut r): ([Option<Part<'_>>; MAX_JOBS], _) =
+                ([None, None, None], [None, None, None]);
+            for (i, part) in parts.into_iter().enumerate() {
+                if let Some((w, wb, out)) = part {
+                    let rows = (left * per[i]).min(wb.len() / w.row_bytes);
+                    let (wl, wr) = wb.split_at(rows * w.row_bytes);
+                    let (ol, or) = out.split_at_mut(rows * n_tok);
+                    (l[i], r[i]) = (Some((w, wl, ol)), Some((w, wr, or)));
+                }
+            }
+            rayon::join(
+                || self.split(acts, n_tok, l, per, left),
+                || self.split(acts, n_tok, r, per, threads - left),
+            );
+            return;
+        }
+        let _ = (per, threads);
+        for (w, wb, out) in parts.into_iter().flatten() {
+            w.matmul(self.isa, wb, acts, n_tok, out);
         }
     }
 }
+
+/// The most matmuls one [`Par::matmuls`] region takes (Q, K and V).
+const MAX_JOBS: usize = 3;
+
+/// A share of one matmul: the matrix, a run of its rows' bytes, and their outputs.
+type Part<'a> = (&'a QMatrix, &'a [u8], &'a mut [f32]);
 
 impl Session {
     /// A session with an empty cache.
