@@ -80,6 +80,7 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
 
 /// Rows per group of the matmul kernels (one `f32` lane per row in a 256-bit accumulator).
 const R: usize = 8;
+/// Row groups ahead that the GGUF-layout kernels prefetch.
 const PFD: usize = 4;
 
 /// Unpacks one Q4_1 block's 16 nibble bytes (at `p`) to 32 bytes in element order.
@@ -207,6 +208,17 @@ unsafe fn prefetch(p: *const u8, n: usize) {
     }
 }
 
+/// Prefetches into L1 the lines at `p + i * stride`, `i = 0..n`. Decoding loops issue these
+/// per block, a fixed distance ahead: one burst per row group instead (a group's worth of
+/// lines at once) decoded ~25 % slower, the bursts queueing behind each other.
+#[inline(always)]
+unsafe fn prefetch_lines(p: *const u8, stride: usize, n: usize) {
+    for i in 0..n {
+        // SAFETY: prefetch never faults and has no effect on program state.
+        unsafe { _mm_prefetch(p.wrapping_add(i * stride) as *const i8, _MM_HINT_T0) };
+    }
+}
+
 /// Q4_1 rows × Q8_1 activations; see `simd::matmul` for the layout. Returns the rows done
 /// (whole groups of 8; none without AVX2); `simd::matmul` does the rest.
 pub(super) fn matmul_q4_1(
@@ -247,11 +259,11 @@ unsafe fn q4_1_direct(w: &[u8], nb: usize, acts: &[BlockQ8_1], out: &mut [f32], 
         // + 20 <= rb; `a` has nb blocks; prefetch addresses need not be valid.
         unsafe {
             let p = w.as_ptr().add(r0 * rb);
-            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
             let mut acc = _mm256_setzero_ps();
             for (b, ab) in a.iter().enumerate() {
                 let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
                 let pb = p.add(b * BB);
+                prefetch_lines(pb.wrapping_add(PFD * R * rb), rb, R);
                 let wq = [
                     unpack_q4(pb.add(4)),
                     unpack_q4(pb.add(rb + 4)),
@@ -351,6 +363,10 @@ pub(super) fn matmul_q4_1x8(
 /// this many tokens.
 const TILE: usize = 4;
 
+/// Bytes ahead of the current record that [`q4_1x8_tile`] prefetches (1.5, 4 and 8 KiB
+/// decoded alike).
+const Q4_1X8_AHEAD: usize = 4096;
+
 /// Every token against each group of 8 repacked rows: per block one header load and four
 /// 32-byte chunks, each holding 4 nibble bytes of all 8 rows, unpacked once for a tile of
 /// [`TILE`] tokens and multiplied with each token's broadcast activation words; `maddubs`
@@ -372,7 +388,6 @@ unsafe fn q4_1x8_groups(
         // need not be valid.
         unsafe {
             let p = w.as_ptr().add(r0 * rb);
-            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
             let mut t = 0;
             while t + TILE <= n_tok {
                 let acc = q4_1x8_tile::<TILE>(p, nb, acts, t);
@@ -407,6 +422,7 @@ unsafe fn q4_1x8_tile<const N: usize>(
         let mut acc = [_mm256_setzero_ps(); N];
         for b in 0..nb {
             let rec = p.add(b * RB);
+            prefetch_lines(rec.wrapping_add(Q4_1X8_AHEAD), 64, RB.div_ceil(64));
             let (d, m) = dm8(_mm256_loadu_si256(rec as *const __m256i));
             let chunk = |k: usize| _mm256_loadu_si256(rec.add(32 + 32 * k) as *const __m256i);
             let lo: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(chunk(k), mask));
@@ -536,13 +552,13 @@ unsafe fn scaled_rows8<B: ScaledBlock>(
         // addresses need not be valid.
         unsafe {
             let p = w.as_ptr().add(r0 * rb);
-            prefetch(p.wrapping_add(PFD * R * rb), R * rb);
             for t in 0..n_tok {
                 let a = &acts[t * nb..(t + 1) * nb];
                 let mut acc = _mm256_setzero_ps();
                 for (b, ab) in a.iter().enumerate() {
                     let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
                     let pb = p.add(b * B::BYTES);
+                    prefetch_lines(pb.wrapping_add(PFD * R * rb), rb, R);
                     let v = [
                         dot_s8(B::values(pb.add(2)), av),
                         dot_s8(B::values(pb.add(rb + 2)), av),
