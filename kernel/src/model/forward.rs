@@ -128,52 +128,46 @@ const MIN_PAR_WORK: usize = 64 * 1024;
 impl Par {
     /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
     fn matmul(self, w: &QMatrix, file: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-        self.matmuls(file, acts, n_tok, &mut [(w, out)]);
+        self.matmuls(file, acts, n_tok, [(w, out)]);
     }
 
-    /// Several matmuls (at most [`MAX_JOBS`]) over the same activations in one parallel
-    /// region: each thread takes its share of the rows of every matrix (the per-row arithmetic
-    /// is unchanged).
-    fn matmuls(
+    /// Several matmuls over the same activations in one parallel region: each thread takes its
+    /// share of the rows of every matrix (the per-row arithmetic is unchanged).
+    fn matmuls<const N: usize>(
         self,
         file: &[u8],
         acts: &[BlockQ8_1],
         n_tok: usize,
-        jobs: &mut [(&QMatrix, &mut [f32])],
+        jobs: [(&QMatrix, &mut [f32]); N],
     ) {
-        debug_assert!(jobs.len() <= MAX_JOBS);
-        let mut parts: [Option<Part<'_>>; MAX_JOBS] = [None, None, None];
-        let mut per = [0; MAX_JOBS];
-        let mut work = 0;
-        for ((part, per), (w, out)) in parts.iter_mut().zip(&mut per).zip(jobs.iter_mut()) {
-            *part = Some((*w, w.bytes(file), &mut out[..w.rows * n_tok]));
-            *per = w.rows.div_ceil(self.threads).next_multiple_of(8);
-            work += w.rows * w.row_bytes;
-        }
+        let per = jobs
+            .each_ref()
+            .map(|(w, _)| w.rows.div_ceil(self.threads).next_multiple_of(8));
+        let work: usize = jobs.iter().map(|(w, _)| w.rows * w.row_bytes).sum();
         let threads = if work * n_tok >= MIN_PAR_WORK {
             self.threads
         } else {
             1
         };
+        let parts = jobs.map(|(w, out)| Some((w, w.bytes(file), &mut out[..w.rows * n_tok])));
         self.split(acts, n_tok, parts, &per, threads);
     }
 
     /// Runs `parts` on `threads` threads: the first `threads / 2` shares of `per` rows of each
     /// matrix on this one, the rest on another (`rayon::join`, which allocates nothing), and so
     /// on down to one thread.
-    fn split(
+    fn split<const N: usize>(
         self,
         acts: &[BlockQ8_1],
         n_tok: usize,
-        parts: [Option<Part<'_>>; MAX_JOBS],
-        per: &[usize; MAX_JOBS],
+        parts: [Option<Part<'_>>; N],
+        per: &[usize; N],
         threads: usize,
     ) {
         #[cfg(feature = "threads")]
         if threads > 1 {
             let left = threads / 2;
-            let (mut l, mut r): ([Option<Part<'_>>; MAX_JOBS], _) =
-                ([None, None, None], [None, None, None]);
+            let (mut l, mut r) = ([const { None }; N], [const { None }; N]);
             for (i, part) in parts.into_iter().enumerate() {
                 if let Some((w, wb, out)) = part {
                     let rows = (left * per[i]).min(wb.len() / w.row_bytes);
@@ -194,9 +188,6 @@ impl Par {
         }
     }
 }
-
-/// The most matmuls one [`Par::matmuls`] region takes (Q, K and V).
-const MAX_JOBS: usize = 3;
 
 /// A share of one matmul: the matrix, a run of its rows' bytes, and their outputs.
 type Part<'a> = (&'a QMatrix, &'a [u8], &'a mut [f32]);
@@ -560,7 +551,7 @@ impl Forward<'_> {
             file,
             &s.act,
             n,
-            &mut [
+            [
                 (&lw.wq, &mut s.mm[..]),
                 (&lw.wk, &mut s.mmk[..]),
                 (&lw.wv, &mut s.mmv[..]),
@@ -614,7 +605,7 @@ impl Forward<'_> {
             file,
             &s.act,
             n,
-            &mut [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
+            [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
         );
         ops::swiglu(&mut s.mm[..f * n], &s.mm2[..f * n]);
         transpose_into(&s.mm, f, n, &mut s.hid);
