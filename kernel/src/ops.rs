@@ -3,11 +3,11 @@
 //! Every reduction has a fixed order, `exp` is our own sequence of plain IEEE operations and the
 //! other transcendental functions come from `libm`, so results are identical on every target.
 
-use crate::simd::dot_f32;
+use crate::simd::{dot_f32, Isa};
 
-/// `out = x / sqrt(mean(x²) + eps) * w`.
-pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let ss = dot_f32(x, x);
+/// `out = x / sqrt(mean(x²) + eps) * w` (the sum of squares with `isa`'s [`dot_f32`]).
+pub fn rmsnorm(isa: Isa, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss = dot_f32(isa, x, x);
     let mean = ss / x.len() as f32;
     let scale = 1.0 / libm::sqrtf(mean + eps);
     for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {

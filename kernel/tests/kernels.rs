@@ -4,7 +4,7 @@
 
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::{self, BlockQ8_1};
-use edge_llm_kernel::quant::{f16, q4_0, q4_1, q4_1x8, q8_0, QK};
+use edge_llm_kernel::quant::{self, f16, q4_0, q4_1, q4_1x8, q8_0, QK};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Isa};
 
@@ -196,8 +196,77 @@ fn f32_dot_matches_definition() {
         let a: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        assert!((simd::dot_f32(&a, &b) as f64 - exact).abs() < 1e-5);
+        for isa in Isa::available() {
+            assert!(
+                (simd::dot_f32(isa, &a, &b) as f64 - exact).abs() < 1e-5,
+                "{isa:?}"
+            );
+        }
     }
+}
+
+#[test]
+fn f32_dot_simd_equals_scalar_bit_for_bit() {
+    let mut rng = SplitMix64::new(7);
+    let mut checked = 0;
+    // Ordinary values; magnitudes whose products overflow to infinity; subnormal products;
+    // zeros of both signs; an infinity and a NaN among ordinary values.
+    for case in 0..5 {
+        for n in (0..=72).chain([128, 576]) {
+            let v = |rng: &mut SplitMix64| match case {
+                1 => rng.uniform(-1.0, 1.0) * 3e19,
+                2 => rng.uniform(-1.0, 1.0) * 1e-20,
+                3 => [0.0, -0.0][rng.below(2) as usize],
+                _ => rng.uniform(-1.0, 1.0),
+            };
+            let a: Vec<f32> = (0..n).map(|_| v(&mut rng)).collect();
+            let mut b: Vec<f32> = (0..n + 3).map(|_| v(&mut rng)).collect();
+            if case == 4 && n > 2 {
+                (b[n / 2], b[n - 1]) = (f32::INFINITY, f32::NAN);
+            }
+            let want = quant::f32::dot_ref(&a, &b);
+            for isa in Isa::available() {
+                let got = simd::dot_f32(isa, &a, &b);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{isa:?} case {case} n {n}: {got} vs {want}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn weighted_sum_simd_equals_scalar_bit_for_bit() {
+    let mut rng = SplitMix64::new(8);
+    let mut checked = 0;
+    for n in (0..=72).chain([128, 192]) {
+        for n_rows in [0usize, 1, 3, 17, 100] {
+            let stride = n + rng.below(5) as usize;
+            let w: Vec<f32> = (0..n_rows).map(|_| rng.uniform(0.0, 1.0)).collect();
+            let len = (n_rows.max(1) - 1) * stride + n;
+            let mut rows: Vec<f32> = (0..len).map(|_| rng.uniform(-2.0, 2.0)).collect();
+            if n_rows == 17 && n > 0 {
+                (rows[0], rows[len - 1]) = (f32::INFINITY, -0.0);
+            }
+            let mut want = vec![f32::NAN; n];
+            quant::f32::weighted_sum_ref(&w, &rows, stride, &mut want);
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; n];
+                simd::weighted_sum_f32(isa, &w, &rows, stride, &mut got);
+                for (d, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
+                        "{isa:?} n {n} rows {n_rows} out {d}: {g} vs {e}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
 }
 
 /// Relative RMS error of quantized matmul against `f32`, per type.

@@ -418,6 +418,7 @@ fn transpose_add(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
 /// Shapes for attention.
 #[derive(Clone, Copy)]
 struct AttnShape {
+    isa: Isa,
     n_head: usize,
     group: usize,
     head_dim: usize,
@@ -446,19 +447,13 @@ fn attend(
         let qh = &q[t * nq + h * hd..][..hd];
         let sc = &mut scores[..n_pos];
         for (j, s) in sc.iter_mut().enumerate() {
-            *s = simd::dot_f32(qh, &keys[j * sh.kv_dim + g * hd..][..hd]) * sh.scale;
+            *s = simd::dot_f32(sh.isa, qh, &keys[j * sh.kv_dim + g * hd..][..hd]) * sh.scale;
         }
         ops::softmax(sc);
         for v in sc.iter_mut() {
             *v = round_f16(*v);
         }
-        o.fill(0.0);
-        for (j, &a) in sc.iter().enumerate() {
-            let vj = &vals[j * sh.kv_dim + g * hd..][..hd];
-            for (od, &vd) in o.iter_mut().zip(vj) {
-                *od += a * vd;
-            }
-        }
+        simd::weighted_sum_f32(sh.isa, sc, &vals[g * hd..], sh.kv_dim, o);
     }
 }
 
@@ -494,6 +489,7 @@ impl Forward<'_> {
     fn attn_shape(&self) -> AttnShape {
         let c = self.model.config();
         AttnShape {
+            isa: self.par.isa,
             n_head: c.n_head,
             group: c.n_head / c.n_head_kv,
             head_dim: c.head_dim,
@@ -544,7 +540,13 @@ impl Forward<'_> {
         // Attention block.
         for t in 0..n {
             let r = t * e..(t + 1) * e;
-            ops::rmsnorm(&s.x[r.clone()], &lw.attn_norm, c.rms_eps, &mut s.xn[r]);
+            ops::rmsnorm(
+                par.isa,
+                &s.x[r.clone()],
+                &lw.attn_norm,
+                c.rms_eps,
+                &mut s.xn[r],
+            );
         }
         quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
         par.matmuls(
@@ -598,7 +600,13 @@ impl Forward<'_> {
         // Feed-forward block.
         for t in 0..n {
             let r = t * e..(t + 1) * e;
-            ops::rmsnorm(&s.x[r.clone()], &lw.ffn_norm, c.rms_eps, &mut s.xn[r]);
+            ops::rmsnorm(
+                par.isa,
+                &s.x[r.clone()],
+                &lw.ffn_norm,
+                c.rms_eps,
+                &mut s.xn[r],
+            );
         }
         quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
         par.matmuls(
@@ -627,6 +635,7 @@ impl Forward<'_> {
         for t in from..n {
             let o = (t - from) * e;
             ops::rmsnorm(
+                par.isa,
                 &s.x[t * e..(t + 1) * e],
                 &w.output_norm,
                 c.rms_eps,

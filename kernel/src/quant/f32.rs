@@ -1,9 +1,10 @@
-//! Plain `f32` rows and the deterministic 8-partial-sum dot product.
+//! Plain `f32` rows, the deterministic 8-partial-sum dot product and the row-ordered weighted
+//! sum of rows (attention's scores and values).
 //!
 //! Partial `j` sums the products of elements `j, j+8, j+16, ...` in order; the partials are
 //! then combined in the fixed tree `((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7))`, and a tail of fewer
 //! than 8 elements is added sequentially at the end. The AVX2 (one 8-lane register) and
-//! simd128 (two 4-lane registers) variants compute exactly this.
+//! simd128 (two 4-lane registers) variants in `crate::simd` compute exactly this.
 
 /// Reads a row of little-endian `f32` without relying on alignment.
 pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
@@ -38,4 +39,17 @@ pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
 /// Scalar reference sum of squares with 8 partial sums (same order as [`dot_ref`]).
 pub fn sum_squares_ref(a: &[f32]) -> f32 {
     dot_ref(a, a)
+}
+
+/// Scalar reference weighted sum of rows: `out[d] = Σ_j w[j] · rows[j · stride + d]` for
+/// `d < out.len()`, each element accumulated from 0 in row order (multiply, then add). The
+/// SIMD variants keep blocks of `out` in registers across the rows, which changes no bit.
+pub fn weighted_sum_ref(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &a) in w.iter().enumerate() {
+        let r = &rows[j * stride..][..out.len()];
+        for (o, &v) in out.iter_mut().zip(r) {
+            *o += a * v;
+        }
+    }
 }

@@ -212,8 +212,29 @@ fn matmul_ref(
     }
 }
 
-/// Deterministic 8-partial-sum `f32` dot product (see `crate::quant::f32`).
+/// Deterministic 8-partial-sum `f32` dot product of the common length of `a` and `b`, bit for
+/// bit [`crate::quant::f32::dot_ref`] in every variant.
 #[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    crate::quant::f32::dot_ref(a, b)
+pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::dot_f32(a, b),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::dot_f32(a, b),
+        _ => crate::quant::f32::dot_ref(a, b),
+    }
+}
+
+/// `out[d] = Σ_j w[j] · rows[j · stride + d]`, bit for bit
+/// [`crate::quant::f32::weighted_sum_ref`] in every variant (attention's sum of values).
+/// `rows` must hold `(w.len() - 1) · stride + out.len()` elements when `w` is not empty.
+#[inline]
+pub fn weighted_sum_f32(isa: Isa, w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::weighted_sum_f32(w, rows, stride, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::weighted_sum_f32(w, rows, stride, out),
+        _ => crate::quant::f32::weighted_sum_ref(w, rows, stride, out),
+    }
 }

@@ -237,6 +237,71 @@ fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     out[(r0 + 3) * n_tok + t] = f32x4_extract_lane::<3>(acc);
 }
 
+/// `quant::f32::dot_ref` with two 4-lane registers (lanes `0..4` and `4..8` of the reference's
+/// 8 partial sums; multiply, then add), combined in `reduce8`'s tree; the tail of fewer than 8
+/// elements is added in order.
+pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let n8 = n - n % 8;
+    let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+        // SAFETY: each chunk holds 8 `f32`; loads are unaligned.
+        let [x0, x1, y0, y1] = unsafe {
+            let (px, py) = (x.as_ptr() as *const v128, y.as_ptr() as *const v128);
+            [
+                v128_load(px),
+                v128_load(px.add(1)),
+                v128_load(py),
+                v128_load(py.add(1)),
+            ]
+        };
+        lo = f32x4_add(lo, f32x4_mul(x0, y0));
+        hi = f32x4_add(hi, f32x4_mul(x1, y1));
+    }
+    // s = [p0+p4, p1+p5, p2+p6, p3+p7]; then (s0+s2) + (s1+s3).
+    let s = f32x4_add(lo, hi);
+    let t = f32x4_add(s, i32x4_shuffle::<2, 3, 2, 3>(s, s));
+    let mut sum = f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t);
+    for i in n8..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// `quant::f32::weighted_sum_ref` with blocks of 32 outputs in 8 registers across all rows
+/// (multiply, then add, in row order); outputs past the last multiple of 4 by the reference.
+pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let n = out.len();
+    let n4 = n - n % 4;
+    if n4 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
+        return crate::quant::f32::weighted_sum_ref(w, rows, stride, out);
+    }
+    for c0 in (0..n4).step_by(32) {
+        let c1 = (c0 + 32).min(n4);
+        let k = (c1 - c0) / 4;
+        let mut acc = [f32x4_splat(0.0); 8];
+        for (j, &a) in w.iter().enumerate() {
+            let r = &rows[j * stride + c0..][..c1 - c0];
+            let a = f32x4_splat(a);
+            for (i, acc) in acc.iter_mut().enumerate().take(k) {
+                // SAFETY: `r` holds 4 · k elements; the load is unaligned.
+                let v = unsafe { v128_load(r.as_ptr().add(4 * i) as *const v128) };
+                *acc = f32x4_add(*acc, f32x4_mul(a, v));
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(k) {
+            let o = &mut out[c0 + 4 * i..c0 + 4 * i + 4];
+            // SAFETY: `o` holds 4 elements; the store is unaligned.
+            unsafe { v128_store(o.as_mut_ptr() as *mut v128, *acc) };
+        }
+    }
+    if n4 < n {
+        let mut tail = [0f32; 4];
+        crate::quant::f32::weighted_sum_ref(w, &rows[n4..], stride, &mut tail[..n - n4]);
+        out[n4..].copy_from_slice(&tail[..n - n4]);
+    }
+}
+
 /// Rows read ahead while decoding (wasm has no prefetch instruction).
 const PF_ROWS: usize = 24;
 

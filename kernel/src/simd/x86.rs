@@ -78,6 +78,84 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
     }
 }
 
+/// `quant::f32::dot_ref` with one 8-lane register: lane `j` sums the products of elements
+/// `j, j + 8, …` (multiply, then add), the lanes are combined in `reduce8`'s tree, the tail of
+/// fewer than 8 elements is added in order. Without AVX2, the reference.
+pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    if !has_avx2() {
+        return crate::quant::f32::dot_ref(a, b);
+    }
+    let n = a.len().min(b.len());
+    let n8 = n - n % 8;
+    // SAFETY: AVX2 detected above; both slices passed hold `n8` elements, a multiple of 8.
+    let mut sum = unsafe { dot_f32_lanes(&a[..n8], &b[..n8]) };
+    for i in n8..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// The 8-lane part of [`dot_f32`] over `a`, `b` (equal lengths, a multiple of 8).
+#[target_feature(enable = "avx2")]
+unsafe fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: `a` and `b` hold `a.len()` elements, a multiple of 8 (the caller's contract).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..a.len()).step_by(8) {
+            let x = _mm256_loadu_ps(a.as_ptr().add(i));
+            let y = _mm256_loadu_ps(b.as_ptr().add(i));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+        }
+        // s = [p0+p4, p1+p5, p2+p6, p3+p7]; t = [s0+s2, s1+s3, ..]; t0 + t1.
+        let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
+    }
+}
+
+/// `quant::f32::weighted_sum_ref` with blocks of 64 outputs in 8 registers across all rows
+/// (multiply, then add, in row order); outputs past the last multiple of 8 by the reference.
+/// Without AVX2, the reference.
+pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let n = out.len();
+    let n8 = n - n % 8;
+    if !has_avx2() || n8 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
+        return crate::quant::f32::weighted_sum_ref(w, rows, stride, out);
+    }
+    for c0 in (0..n8).step_by(64) {
+        let c1 = (c0 + 64).min(n8);
+        // SAFETY: AVX2 detected above; row j's columns c0..c1 lie at j * stride + c0.. within
+        // `rows` (length checked above), and `out` holds c1 elements.
+        unsafe { weighted_sum_block(w, &rows[c0..], stride, &mut out[c0..c1]) };
+    }
+    if n8 < n {
+        let mut tail = [0f32; 8];
+        crate::quant::f32::weighted_sum_ref(w, &rows[n8..], stride, &mut tail[..n - n8]);
+        out[n8..].copy_from_slice(&tail[..n - n8]);
+    }
+}
+
+/// Up to 64 outputs (`out.len()`, a multiple of 8) of [`weighted_sum_f32`], kept in registers.
+#[target_feature(enable = "avx2")]
+unsafe fn weighted_sum_block(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let k = out.len() / 8;
+    // SAFETY: the caller guarantees `rows[j * stride..][..out.len()]` for every j < w.len().
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (j, &a) in w.iter().enumerate() {
+            let r = rows.as_ptr().add(j * stride);
+            let a = _mm256_set1_ps(a);
+            for (i, acc) in acc.iter_mut().enumerate().take(k) {
+                let v = _mm256_loadu_ps(r.add(8 * i));
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(a, v));
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(k) {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), *acc);
+        }
+    }
+}
+
 /// Rows per group of the matmul kernels (one `f32` lane per row in a 256-bit accumulator).
 const R: usize = 8;
 /// Row groups ahead that the GGUF-layout kernels prefetch (2 decoded faster than 1, 4 and 8).
