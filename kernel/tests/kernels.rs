@@ -239,7 +239,7 @@ fn f32_dot_simd_equals_scalar_bit_for_bit() {
 }
 
 #[test]
-fn weighted_sum_simd_equals_scalar_bit_for_bit() {
+fn attention_kernels_simd_equal_scalar_bit_for_bit() {
     let mut rng = SplitMix64::new(8);
     let mut checked = 0;
     for n in (0..=72).chain([128, 192]) {
@@ -251,11 +251,23 @@ fn weighted_sum_simd_equals_scalar_bit_for_bit() {
             if n_rows == 17 && n > 0 {
                 (rows[0], rows[len - 1]) = (f32::INFINITY, -0.0);
             }
+            let q: Vec<f32> = (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect();
+            let want_dots: Vec<f32> = (0..n_rows)
+                .map(|j| quant::f32::dot_ref(&q, &rows[j * stride..][..n]))
+                .collect();
             let mut want = vec![f32::NAN; n];
             quant::f32::weighted_sum_ref(&w, &rows, stride, &mut want);
             for isa in Isa::available() {
                 let mut got = vec![f32::NAN; n];
                 simd::weighted_sum_f32(isa, &w, &rows, stride, &mut got);
+                let mut dots = vec![f32::NAN; n_rows];
+                simd::dots_f32(isa, &q, &rows, stride, &mut dots);
+                for (j, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
+                    assert!(
+                        g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
+                        "{isa:?} dots n {n} rows {n_rows} row {j}: {g} vs {e}"
+                    );
+                }
                 for (d, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),

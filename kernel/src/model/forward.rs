@@ -446,8 +446,9 @@ fn attend(
         let n_pos = sh.p0 + t + 1;
         let qh = &q[t * nq + h * hd..][..hd];
         let sc = &mut scores[..n_pos];
-        for (j, s) in sc.iter_mut().enumerate() {
-            *s = simd::dot_f32(sh.isa, qh, &keys[j * sh.kv_dim + g * hd..][..hd]) * sh.scale;
+        simd::dots_f32(sh.isa, qh, &keys[g * hd..], sh.kv_dim, sc);
+        for s in sc.iter_mut() {
+            *s *= sh.scale;
         }
         ops::softmax(sc);
         for v in sc.iter_mut() {

@@ -225,6 +225,20 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `out[j] = dot_f32(q, rows[j · stride..][..q.len()])` for every `j < out.len()` (attention's
+/// scores), bit for bit [`dot_f32`]. `rows` must hold `(out.len() - 1) · stride + q.len()`
+/// elements when `out` is not empty.
+#[inline]
+pub fn dots_f32(isa: Isa, q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if isa == Isa::Avx2 && x86::dots_f32(q, rows, stride, out) {
+        return;
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_f32(isa, q, &rows[j * stride..][..q.len()]);
+    }
+}
+
 /// `out[d] = Σ_j w[j] · rows[j · stride + d]`, bit for bit
 /// [`crate::quant::f32::weighted_sum_ref`] in every variant (attention's sum of values).
 /// `rows` must hold `(w.len() - 1) · stride + out.len()` elements when `w` is not empty.

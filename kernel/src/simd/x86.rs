@@ -113,6 +113,34 @@ unsafe fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Positions ahead whose rows the attention kernels prefetch.
+const PF_POS: usize = 4;
+
+/// `simd::dots_f32` on AVX2, each row's dot as [`dot_f32`] computes it, with the row
+/// [`PF_POS`] positions ahead prefetched. Returns false (and writes nothing) without AVX2 or
+/// when `rows` is too short.
+pub(super) fn dots_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) -> bool {
+    let n = q.len();
+    if !has_avx2() || out.is_empty() || rows.len() < (out.len() - 1) * stride + n {
+        return false;
+    }
+    let n8 = n - n % 8;
+    for (j, o) in out.iter_mut().enumerate() {
+        let r = &rows[j * stride..][..n];
+        // SAFETY: AVX2 detected above; prefetch addresses need not be valid; the slices
+        // passed hold `n8` elements, a multiple of 8.
+        let mut sum = unsafe {
+            prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 4 * n);
+            dot_f32_lanes(&q[..n8], &r[..n8])
+        };
+        for i in n8..n {
+            sum += q[i] * r[i];
+        }
+        *o = sum;
+    }
+    true
+}
+
 /// `quant::f32::weighted_sum_ref` with blocks of 64 outputs in 8 registers across all rows
 /// (multiply, then add, in row order); outputs past the last multiple of 8 by the reference.
 /// Without AVX2, the reference.
@@ -144,6 +172,7 @@ unsafe fn weighted_sum_block(w: &[f32], rows: &[f32], stride: usize, out: &mut [
         let mut acc = [_mm256_setzero_ps(); 8];
         for (j, &a) in w.iter().enumerate() {
             let r = rows.as_ptr().add(j * stride);
+            prefetch(r.wrapping_add(PF_POS * stride) as *const u8, 4 * out.len());
             let a = _mm256_set1_ps(a);
             for (i, acc) in acc.iter_mut().enumerate().take(k) {
                 let v = _mm256_loadu_ps(r.add(8 * i));
