@@ -296,9 +296,7 @@ pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut
         }
     }
     if n4 < n {
-        let mut tail = [0f32; 4];
-        crate::quant::f32::weighted_sum_ref(w, &rows[n4..], stride, &mut tail[..n - n4]);
-        out[n4..].copy_from_slice(&tail[..n - n4]);
+        crate::quant::f32::weighted_sum_ref(w, &rows[n4..], stride, &mut out[n4..]);
     }
 }
 

@@ -85,9 +85,20 @@ pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     if !has_avx2() {
         return crate::quant::f32::dot_ref(a, b);
     }
+    // SAFETY: AVX2 detected above.
+    unsafe { dot_avx2(a, b) }
+}
+
+/// [`dot_f32`] once AVX2 is known: the 8-lane part, then the tail in order.
+///
+/// # Safety
+/// AVX2 must be available.
+#[inline(always)]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let n8 = n - n % 8;
-    // SAFETY: AVX2 detected above; both slices passed hold `n8` elements, a multiple of 8.
+    // SAFETY: AVX2 is available (the caller's contract); both slices hold `n8` elements, a
+    // multiple of 8.
     let mut sum = unsafe { dot_f32_lanes(&a[..n8], &b[..n8]) };
     for i in n8..n {
         sum += a[i] * b[i];
@@ -124,19 +135,13 @@ pub(super) fn dots_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) 
     if !has_avx2() || out.is_empty() || rows.len() < (out.len() - 1) * stride + n {
         return false;
     }
-    let n8 = n - n % 8;
     for (j, o) in out.iter_mut().enumerate() {
         let r = &rows[j * stride..][..n];
-        // SAFETY: AVX2 detected above; prefetch addresses need not be valid; the slices
-        // passed hold `n8` elements, a multiple of 8.
-        let mut sum = unsafe {
+        // SAFETY: AVX2 detected above; prefetch addresses need not be valid.
+        *o = unsafe {
             prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 4 * n);
-            dot_f32_lanes(&q[..n8], &r[..n8])
+            dot_avx2(q, r)
         };
-        for i in n8..n {
-            sum += q[i] * r[i];
-        }
-        *o = sum;
     }
     true
 }
@@ -157,9 +162,7 @@ pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut
         unsafe { weighted_sum_block(w, &rows[c0..], stride, &mut out[c0..c1]) };
     }
     if n8 < n {
-        let mut tail = [0f32; 8];
-        crate::quant::f32::weighted_sum_ref(w, &rows[n8..], stride, &mut tail[..n - n8]);
-        out[n8..].copy_from_slice(&tail[..n - n8]);
+        crate::quant::f32::weighted_sum_ref(w, &rows[n8..], stride, &mut out[n8..]);
     }
 }
 
