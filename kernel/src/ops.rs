@@ -52,13 +52,15 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 /// `silu(x) = x / (1 + e^−x)`.
-#[inline]
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
 /// SwiGLU in place: `gate[i] = silu(gate[i]) · up[i]`. A plain elementwise loop, so the compiler
-/// vectorizes it (with the same result in every lane as the scalar code).
+/// vectorizes it (with the same result in every lane as the scalar code); the reference of
+/// [`crate::simd::swiglu`], which compiles this loop for AVX2.
+#[inline(always)]
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu(*g) * u;
@@ -73,7 +75,7 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 /// `x = n·ln 2 + r` with `n` rounded to nearest by the 1.5·2²³ shift trick, `ln 2` split in two
 /// parts so that `n·LN2_HI` is exact (Cody–Waite), `e^r` by Cephes' degree-6 minimax polynomial
 /// on `|r| ≤ ln 2 / 2`, and `2^n` built directly from its exponent bits.
-#[inline]
+#[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
     const LN2_HI: f32 = 355.0 / 512.0; // n · LN2_HI is exact for |n| < 2^15

@@ -281,6 +281,66 @@ fn attention_kernels_simd_equal_scalar_bit_for_bit() {
     assert!(checked > 0);
 }
 
+#[test]
+fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
+    let mut rng = SplitMix64::new(9);
+    // f16 rounding: arbitrary bit patterns (NaNs, infinities, subnormals of both formats),
+    // values around f16's largest finite (65504) and halfway cases of f16's precision.
+    let mut x: Vec<f32> = (0..4096)
+        .map(|_| f32::from_bits(rng.next_u64() as u32))
+        .collect();
+    x.extend((0..1024).map(|_| rng.uniform(-70_000.0, 70_000.0)));
+    x.extend((0..1024).map(|i| f16::f16_bits_to_f32(i as u16 * 61) * (1.0 + 1.0 / 2048.0)));
+    x.extend([
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        65519.99,
+        5.96e-8,
+        2.98e-8,
+        1e-10,
+        f32::MIN_POSITIVE,
+    ]);
+    let mut y: Vec<f32> = (0..x.len()).map(|_| rng.uniform(-4.0, 4.0)).collect();
+    y.extend([f32::INFINITY, f32::NAN, 0.0]);
+    // SwiGLU gates: ordinary values, the clamped range of `exp`, and non-finite ones.
+    let mut gate: Vec<f32> = (0..x.len()).map(|_| rng.uniform(-10.0, 10.0)).collect();
+    gate.extend([-100.0, 100.0, f32::NAN]);
+    let mut checked = 0;
+    for n in [0, 1, 7, 8, 9, 31, 576, x.len()] {
+        let mut want = x[..n].to_vec();
+        want.iter_mut().for_each(|v| *v = f16::round(*v));
+        let m = n.min(gate.len());
+        let mut want_g = gate[..m].to_vec();
+        edge_llm_kernel::ops::swiglu(&mut want_g, &y[..m]);
+        for isa in Isa::available() {
+            let mut got = x[..n].to_vec();
+            simd::round_f16(isa, &mut got);
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    e.to_bits(),
+                    "{isa:?} round_f16 of {:e} ({i})",
+                    x[i]
+                );
+            }
+            let mut got_g = gate[..m].to_vec();
+            simd::swiglu(isa, &mut got_g, &y[..m]);
+            for (i, (g, e)) in got_g.iter().zip(&want_g).enumerate() {
+                assert!(
+                    g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
+                    "{isa:?} swiglu({}, {}) ({i}): {g} vs {e}",
+                    gate[i],
+                    y[i]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
 /// Relative RMS error of quantized matmul against `f32`, per type.
 #[test]
 fn quantized_matmul_error_is_bounded() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::kv_cache::{round_f16, KvCache};
+use super::kv_cache::KvCache;
 use super::weights::QMatrix;
 use super::{Model, ModelError};
 use crate::ops;
@@ -402,19 +402,30 @@ fn quantize_rows(isa: Isa, x: &[f32], w: usize, n: usize, act: &mut [BlockQ8_1])
 
 /// `dst[t][r] = src[r * n + t]` for `rows` rows.
 fn transpose_into(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-    for t in 0..n {
-        for r in 0..rows {
-            dst[t * rows + r] = src[r * n + t];
-        }
-    }
+    transpose_with(src, rows, n, dst, |d, s| *d = s);
 }
 
 /// `dst[t][r] += src[r * n + t]`.
 fn transpose_add(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-    for t in 0..n {
-        for r in 0..rows {
-            let d = &mut dst[t * rows + r];
-            *d += src[r * n + t];
+    transpose_with(src, rows, n, dst, |d, s| *d += s);
+}
+
+/// `op(&mut dst[t * rows + r], src[r * n + t])` for `rows` rows of `n` tokens: a straight pass
+/// for one token, else tiles of 8 rows (the tile's `8 · n` sources stay in cache while each
+/// token's 8 destinations are written side by side).
+#[inline(always)]
+fn transpose_with(src: &[f32], rows: usize, n: usize, dst: &mut [f32], op: impl Fn(&mut f32, f32)) {
+    let (src, dst) = (&src[..rows * n], &mut dst[..rows * n]);
+    if n == 1 {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
+        return;
+    }
+    for (i, tile) in src.chunks(8 * n).enumerate() {
+        let r0 = 8 * i;
+        for (t, row) in dst.chunks_exact_mut(rows).enumerate() {
+            for (j, d) in row[r0..r0 + tile.len() / n].iter_mut().enumerate() {
+                op(d, tile[j * n + t]);
+            }
         }
     }
 }
@@ -455,9 +466,7 @@ fn attend(
             *s *= sh.scale;
         }
         ops::softmax(sc);
-        for v in sc.iter_mut() {
-            *v = round_f16(*v);
-        }
+        simd::round_f16(sh.isa, sc);
         simd::weighted_sum_f32(sh.isa, sc, &vals[g * hd..], sh.kv_dim, o);
     }
 }
@@ -573,10 +582,9 @@ impl Forward<'_> {
             ops::rope(&mut s.k[t * kv..(t + 1) * kv], c.head_dim, cs, sn);
         }
         // Queries meet the f16 cache in f16, as in llama.cpp's attention matmul.
-        for v in s.q[..n * nq].iter_mut() {
-            *v = round_f16(*v);
-        }
-        self.cache.append(l, &s.k[..n * kv], &s.v[..n * kv]);
+        simd::round_f16(par.isa, &mut s.q[..n * nq]);
+        self.cache
+            .append(par.isa, l, &s.k[..n * kv], &s.v[..n * kv]);
         let keys = self.cache.keys(l, p0 + n);
         let vals = self.cache.values(l, p0 + n);
         let items = n * c.n_head;
@@ -624,7 +632,7 @@ impl Forward<'_> {
             n,
             [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
         );
-        ops::swiglu(&mut s.mm[..f * n], &s.mm2[..f * n]);
+        simd::swiglu(par.isa, &mut s.mm[..f * n], &s.mm2[..f * n]);
         transpose_into(&s.mm, f, n, &mut s.hid);
         quantize_rows(par.isa, &s.hid, f, n, &mut s.act);
         par.matmul(&lw.w_down, file, &s.act, n, &mut s.mm);

@@ -4,11 +4,7 @@
 //! Values are rounded to half precision on entry (as llama.cpp's default f16 cache does) but
 //! kept as `f32`, so attention reads them without conversion.
 
-/// Rounds to the nearest half float (ties to even), kept as `f32`.
-#[inline]
-pub fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
-}
+use crate::simd::{self, Isa};
 
 /// Positions added to the capacity at a time.
 const CHUNK: usize = 256;
@@ -64,12 +60,13 @@ impl KvCache {
 
     /// Appends keys and values (`[n][kv_dim]` each) of layer `l` at positions `len..len+n`;
     /// call [`KvCache::commit`] once all layers are appended.
-    pub fn append(&mut self, l: usize, k: &[f32], v: &[f32]) {
+    pub fn append(&mut self, isa: Isa, l: usize, k: &[f32], v: &[f32]) {
         let base = self.len * self.kv_dim;
-        self.k[l].truncate(base);
-        self.v[l].truncate(base);
-        self.k[l].extend(k.iter().map(|&x| round_f16(x)));
-        self.v[l].extend(v.iter().map(|&x| round_f16(x)));
+        for (buf, new) in [(&mut self.k[l], k), (&mut self.v[l], v)] {
+            buf.truncate(base);
+            buf.extend_from_slice(new);
+            simd::round_f16(isa, &mut buf[base..]);
+        }
     }
 
     /// Declares `n` appended positions.

@@ -18,6 +18,13 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }
 
+/// Rounds `x` to the nearest half float (ties to even), kept as `f32`: the reference of
+/// [`crate::simd::round_f16`].
+#[inline]
+pub fn round(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
 /// Dequantizes a row of little-endian half floats.
 pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
     for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {

@@ -225,6 +225,29 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// SwiGLU in place, `gate[i] = silu(gate[i]) · up[i]`: bit for bit [`crate::ops::swiglu`] in
+/// every variant (the same loop, compiled 8 lanes wide for AVX2; the wasm build vectorizes it
+/// with simd128 already).
+#[inline]
+pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::swiglu(gate, up),
+        _ => crate::ops::swiglu(gate, up),
+    }
+}
+
+/// Rounds every element of `x` to the nearest half float (ties to even) in place, bit for bit
+/// [`crate::quant::f16::round`] in every variant (F16C's conversions on AVX2).
+#[inline]
+pub fn round_f16(isa: Isa, x: &mut [f32]) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::round_f16(x),
+        _ => x.iter_mut().for_each(|v| *v = crate::quant::f16::round(*v)),
+    }
+}
+
 /// `out[j] = dot_f32(q, rows[j · stride..][..q.len()])` for every `j < out.len()` (attention's
 /// scores), bit for bit [`dot_f32`]. `rows` must hold `(out.len() - 1) · stride + q.len()`
 /// elements when `out` is not empty.

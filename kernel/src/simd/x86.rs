@@ -78,6 +78,47 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
     }
 }
 
+/// `ops::swiglu`'s loop compiled for AVX2 (8 lanes; the same operations, so the same bits).
+/// Without AVX2, the reference.
+pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
+    if !has_avx2() {
+        return crate::ops::swiglu(gate, up);
+    }
+    // SAFETY: AVX2 detected above.
+    unsafe { swiglu_avx2(gate, up) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32]) {
+    crate::ops::swiglu(gate, up);
+}
+
+/// Rounds to the nearest half float in place: F16C's `vcvtps2ph` (round to nearest even, as
+/// `half` rounds) and back, 8 at a time; the tail by `quant::f16::round`. Without F16C, the
+/// reference.
+pub(super) fn round_f16(x: &mut [f32]) {
+    if !has_avx2() {
+        return x.iter_mut().for_each(|v| *v = crate::quant::f16::round(*v));
+    }
+    // SAFETY: AVX2 and F16C detected above.
+    unsafe { round_f16_avx2(x) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_f16_avx2(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds 8 elements; F16C is available (the caller's contract).
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(c.as_ptr()));
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = crate::quant::f16::round(*v);
+    }
+}
+
 /// `quant::f32::dot_ref` with one 8-lane register: lane `j` sums the products of elements
 /// `j, j + 8, …` (multiply, then add), the lanes are combined in `reduce8`'s tree, the tail of
 /// fewer than 8 elements is added in order. Without AVX2, the reference.
