@@ -206,18 +206,58 @@ impl Sampler {
         if logits.is_empty() {
             return Err(SamplingError::EmptyLogits);
         }
-        self.load_candidates(logits);
-        self.apply_repeat_penalty();
         if self.params.is_greedy() {
-            return argmax(&self.candidates)
+            return self
+                .greedy(logits)
                 .ok_or(SamplingError::NoFiniteLogits { n: logits.len() });
         }
+        self.load_candidates(logits);
+        self.apply_repeat_penalty();
         self.drop_non_finite(logits.len())?;
         self.apply_top_k();
         self.sort_candidates();
         self.apply_top_p();
         self.apply_min_p();
         Ok(self.draw())
+    }
+
+    /// The greedy choice, straight from `logits` (no candidate list: this runs once per token
+    /// over the whole vocabulary): the raw logits between the penalised ids, each penalised id's
+    /// adjusted logit in its place, lowest id on ties, NaN ignored.
+    fn greedy(&mut self, logits: &[f32]) -> Option<u32> {
+        self.penalised_ids();
+        let mut best: Option<(u32, f32)> = None;
+        let mut from = 0;
+        for &id in &self.scratch {
+            let id = id as usize;
+            if id >= logits.len() {
+                break;
+            }
+            best = better(best, best_in(logits, from, id));
+            best = better(best, Some((id as u32, self.penalised(logits[id]))));
+            from = id + 1;
+        }
+        better(best, best_in(logits, from, logits.len())).map(|(id, _)| id)
+    }
+
+    /// `scratch` = the distinct recent ids, ascending, when the penalty applies; else empty.
+    fn penalised_ids(&mut self) {
+        self.scratch.clear();
+        if self.params.repeat_penalty != 1.0 {
+            self.scratch.extend(self.recent.iter().copied());
+            self.scratch.sort_unstable();
+            self.scratch.dedup();
+        }
+    }
+
+    /// llama.cpp's repeat penalty of one logit: positive ones divided, others multiplied.
+    fn penalised(&self, logit: f32) -> f32 {
+        let penalty = self.params.repeat_penalty;
+        if logit > 0.0 {
+            logit / penalty
+        } else {
+            logit * penalty
+        }
     }
 
     fn load_candidates(&mut self, logits: &[f32]) {
@@ -232,21 +272,11 @@ impl Sampler {
     /// llama.cpp's repeat penalty: once per distinct recent token, positive logits are divided
     /// by the penalty and negative ones multiplied. Candidates are still indexed by id here.
     fn apply_repeat_penalty(&mut self) {
-        let penalty = self.params.repeat_penalty;
-        if penalty == 1.0 || self.recent.is_empty() {
-            return;
-        }
-        self.scratch.clear();
-        self.scratch.extend(self.recent.iter().copied());
-        self.scratch.sort_unstable();
-        self.scratch.dedup();
-        for &id in &self.scratch {
-            if let Some(c) = self.candidates.get_mut(id as usize) {
-                c.logit = if c.logit > 0.0 {
-                    c.logit / penalty
-                } else {
-                    c.logit * penalty
-                };
+        self.penalised_ids();
+        for i in 0..self.scratch.len() {
+            let id = self.scratch[i] as usize;
+            if let Some(c) = self.candidates.get(id) {
+                self.candidates[id].logit = self.penalised(c.logit);
             }
         }
     }
@@ -343,32 +373,28 @@ fn by_logit_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
 }
 
-/// The id with the largest logit (NaN ignored); the lowest id wins ties.
-fn argmax(candidates: &[Candidate]) -> Option<u32> {
-    let mut best: Option<Candidate> = None;
-    for c in candidates {
-        if c.logit.is_nan() {
-            continue;
-        }
-        match best {
-            Some(b) if c.logit <= b.logit => {}
-            _ => best = Some(*c),
-        }
+/// The better of two `(id, logit)` choices scanned in id order: the higher logit, the earlier
+/// on ties; a NaN logit never wins.
+fn better(best: Option<(u32, f32)>, next: Option<(u32, f32)>) -> Option<(u32, f32)> {
+    match (best, next) {
+        (_, Some((_, l))) if l.is_nan() => best,
+        (Some((_, b)), Some((_, l))) if l <= b => best,
+        (_, None) => best,
+        (_, next) => next,
     }
-    best.map(|b| b.id)
 }
 
 /// Greedy argmax over raw logits (lowest id wins ties, NaN ignored).
 pub fn greedy_argmax(logits: &[f32]) -> Option<u32> {
-    let mut best: Option<(u32, f32)> = None;
-    for (i, &l) in logits.iter().enumerate() {
-        if l.is_nan() {
-            continue;
-        }
-        match best {
-            Some((_, b)) if l <= b => {}
-            _ => best = Some((i as u32, l)),
-        }
-    }
-    best.map(|(i, _)| i)
+    best_in(logits, 0, logits.len()).map(|(id, _)| id)
+}
+
+/// The best `(id, logit)` of `logits[from..to]` by [`better`].
+fn best_in(logits: &[f32], from: usize, to: usize) -> Option<(u32, f32)> {
+    logits[from..to]
+        .iter()
+        .enumerate()
+        .fold(None, |best, (i, &l)| {
+            better(best, Some(((from + i) as u32, l)))
+        })
 }

@@ -340,3 +340,52 @@ fn sampling_full_vocab_stays_fast_and_valid() {
         s.accept(id);
     }
 }
+
+/// Greedy choice with the repeat penalty against the definition: penalise a copy of the
+/// logits, then take the argmax (ties to the lowest id, NaN ignored).
+#[test]
+fn greedy_with_penalty_equals_penalised_argmax() {
+    let mut rng = SplitMix64::new(11);
+    for case in 0..400 {
+        let n = 1 + (rng.next_u64() % 64) as usize;
+        // Few distinct values, so ties are common; some NaN.
+        let logits: Vec<f32> = (0..n)
+            .map(|_| match rng.next_u64() % 10 {
+                0 => f32::NAN,
+                1 => f32::NEG_INFINITY,
+                v => v as f32 - 5.0,
+            })
+            .collect();
+        let params = SamplingParams {
+            repeat_penalty: [1.0, 0.5, 1.3, 2.0][case % 4],
+            repeat_last_n: 8,
+            ..SamplingParams::greedy()
+        };
+        let mut s = Sampler::new(params).expect("valid");
+        let mut recent = Vec::new();
+        for _ in 0..(rng.next_u64() % 12) {
+            // Ids 0, n - 1 and beyond the vocabulary included.
+            let id = (rng.next_u64() % (n as u64 + 2)) as u32;
+            s.accept(id);
+            recent.push(id);
+        }
+        let mut want = logits.clone();
+        if params.repeat_penalty != 1.0 {
+            let mut ids: Vec<u32> = recent.iter().rev().take(8).copied().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids.into_iter().filter(|&id| (id as usize) < n) {
+                let l = &mut want[id as usize];
+                *l = if *l > 0.0 {
+                    *l / params.repeat_penalty
+                } else {
+                    *l * params.repeat_penalty
+                };
+            }
+        }
+        match greedy_argmax(&want) {
+            Some(id) => assert_eq!(s.sample(&logits).expect("samples"), id, "case {case}"),
+            None => assert!(s.sample(&logits).is_err(), "case {case}"),
+        }
+    }
+}
