@@ -234,7 +234,8 @@ impl Sampler {
                 break;
             }
             best = better(best, best_in(logits, from, id));
-            best = better(best, Some((id as u32, self.penalised(logits[id]))));
+            let penalised = penalise(logits[id], self.params.repeat_penalty);
+            best = better(best, Some((id as u32, penalised)));
             from = id + 1;
         }
         better(best, best_in(logits, from, logits.len())).map(|(id, _)| id)
@@ -247,16 +248,6 @@ impl Sampler {
             self.scratch.extend(self.recent.iter().copied());
             self.scratch.sort_unstable();
             self.scratch.dedup();
-        }
-    }
-
-    /// llama.cpp's repeat penalty of one logit: positive ones divided, others multiplied.
-    fn penalised(&self, logit: f32) -> f32 {
-        let penalty = self.params.repeat_penalty;
-        if logit > 0.0 {
-            logit / penalty
-        } else {
-            logit * penalty
         }
     }
 
@@ -273,10 +264,9 @@ impl Sampler {
     /// by the penalty and negative ones multiplied. Candidates are still indexed by id here.
     fn apply_repeat_penalty(&mut self) {
         self.penalised_ids();
-        for i in 0..self.scratch.len() {
-            let id = self.scratch[i] as usize;
-            if let Some(c) = self.candidates.get(id) {
-                self.candidates[id].logit = self.penalised(c.logit);
+        for &id in &self.scratch {
+            if let Some(c) = self.candidates.get_mut(id as usize) {
+                c.logit = penalise(c.logit, self.params.repeat_penalty);
             }
         }
     }
@@ -371,6 +361,15 @@ impl Sampler {
 /// Descending logit, ties broken by ascending id (so the order is total and deterministic).
 fn by_logit_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+}
+
+/// llama.cpp's repeat penalty of one logit: positive ones divided, others multiplied.
+fn penalise(logit: f32, penalty: f32) -> f32 {
+    if logit > 0.0 {
+        logit / penalty
+    } else {
+        logit * penalty
+    }
 }
 
 /// The better of two `(id, logit)` choices scanned in id order: the higher logit, the earlier
