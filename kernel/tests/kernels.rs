@@ -302,18 +302,19 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
         1e-10,
         f32::MIN_POSITIVE,
     ]);
-    let mut y: Vec<f32> = (0..x.len()).map(|_| rng.uniform(-4.0, 4.0)).collect();
-    y.extend([f32::INFINITY, f32::NAN, 0.0]);
-    // SwiGLU gates: ordinary values, the clamped range of `exp`, and non-finite ones.
-    let mut gate: Vec<f32> = (0..x.len()).map(|_| rng.uniform(-10.0, 10.0)).collect();
-    gate.extend([-100.0, 100.0, f32::NAN]);
+    // SwiGLU: ordinary gates, gates in `exp`'s clamped range, and non-finite gates and ups.
+    let mut gate: Vec<f32> = (0..4096).map(|_| rng.uniform(-10.0, 10.0)).collect();
+    let mut up: Vec<f32> = (0..gate.len()).map(|_| rng.uniform(-4.0, 4.0)).collect();
+    gate.extend([-100.0, 100.0, f32::NAN, 1.0, -1.0]);
+    up.extend([1.0, 1.0, 1.0, f32::INFINITY, f32::NAN]);
     let mut checked = 0;
-    for n in [0, 1, 7, 8, 9, 31, 576, x.len()] {
+    for n in [0, 1, 7, 8, 9, 31, 576, usize::MAX] {
+        let n = n.min(x.len());
         let mut want = x[..n].to_vec();
-        want.iter_mut().for_each(|v| *v = f16::round(*v));
+        f16::round_slice(&mut want);
         let m = n.min(gate.len());
         let mut want_g = gate[..m].to_vec();
-        edge_llm_kernel::ops::swiglu(&mut want_g, &y[..m]);
+        edge_llm_kernel::ops::swiglu(&mut want_g, &up[..m]);
         for isa in Isa::available() {
             let mut got = x[..n].to_vec();
             simd::round_f16(isa, &mut got);
@@ -326,19 +327,20 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
                 );
             }
             let mut got_g = gate[..m].to_vec();
-            simd::swiglu(isa, &mut got_g, &y[..m]);
+            simd::swiglu(isa, &mut got_g, &up[..m]);
             for (i, (g, e)) in got_g.iter().zip(&want_g).enumerate() {
                 assert!(
                     g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
                     "{isa:?} swiglu({}, {}) ({i}): {g} vs {e}",
                     gate[i],
-                    y[i]
+                    up[i]
                 );
             }
             checked += 1;
         }
     }
-    assert!(checked > 0);
+    // The whole inputs, special values at their ends included, were checked.
+    assert!(checked > 0 && x.len() >= gate.len());
 }
 
 /// Relative RMS error of quantized matmul against `f32`, per type.

@@ -18,11 +18,12 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }
 
-/// Rounds `x` to the nearest half float (ties to even), kept as `f32`: the reference of
-/// [`crate::simd::round_f16`].
-#[inline]
-pub fn round(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
+/// Rounds every element of `x` to the nearest half float (ties to even), kept as `f32`: the
+/// reference of [`crate::simd::round_f16`].
+pub fn round_slice(x: &mut [f32]) {
+    for v in x {
+        *v = f16_bits_to_f32(f32_to_f16_bits(*v));
+    }
 }
 
 /// Dequantizes a row of little-endian half floats.

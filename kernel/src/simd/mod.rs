@@ -238,13 +238,13 @@ pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) {
 }
 
 /// Rounds every element of `x` to the nearest half float (ties to even) in place, bit for bit
-/// [`crate::quant::f16::round`] in every variant (F16C's conversions on AVX2).
+/// [`crate::quant::f16::round_slice`] in every variant (F16C's conversions on AVX2).
 #[inline]
 pub fn round_f16(isa: Isa, x: &mut [f32]) {
     match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 if x86::has_avx2() => x86::round_f16(x),
-        _ => x.iter_mut().for_each(|v| *v = crate::quant::f16::round(*v)),
+        _ => crate::quant::f16::round_slice(x),
     }
 }
 

@@ -94,11 +94,11 @@ unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32]) {
 }
 
 /// Rounds to the nearest half float in place: F16C's `vcvtps2ph` (round to nearest even, as
-/// `half` rounds) and back, 8 at a time; the tail by `quant::f16::round`. Without F16C, the
-/// reference.
+/// `half` rounds) and back, 8 at a time; the tail by `quant::f16::round_slice`. Without F16C,
+/// the reference.
 pub(super) fn round_f16(x: &mut [f32]) {
     if !has_avx2() {
-        return x.iter_mut().for_each(|v| *v = crate::quant::f16::round(*v));
+        return crate::quant::f16::round_slice(x);
     }
     // SAFETY: AVX2 and F16C detected above.
     unsafe { round_f16_avx2(x) }
@@ -114,9 +114,7 @@ unsafe fn round_f16_avx2(x: &mut [f32]) {
             _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
         }
     }
-    for v in chunks.into_remainder() {
-        *v = crate::quant::f16::round(*v);
-    }
+    crate::quant::f16::round_slice(chunks.into_remainder());
 }
 
 /// `quant::f32::dot_ref` with one 8-lane register: lane `j` sums the products of elements
