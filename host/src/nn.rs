@@ -47,8 +47,8 @@ pub fn with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// The deadline set on the calling thread by [`with_deadline`], read once so that the kernel's
-/// pool threads (which do not see this thread's locals) can check it.
+/// The deadline set on the calling thread by [`with_deadline`], read once: the kernel's cancel
+/// check is a `Sync` closure over the value, not over this thread's locals.
 fn current_deadline() -> Option<Instant> {
     DEADLINE.with(Cell::get)
 }

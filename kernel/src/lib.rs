@@ -2,7 +2,7 @@
 //! x86 AVX2, wasm simd128 and aarch64 NEON) and the llama forward pass.
 //!
 //! Pure Rust; compiles natively and for `wasm32-wasip2`. The `threads` feature (native only)
-//! splits matmul rows over a rayon pool.
+//! splits matmul rows and attention over a team of helper threads (`model::team`).
 
 pub mod gguf;
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::kv_cache::KvCache;
+use super::team::{Team, MAX_THREADS};
 use super::weights::QMatrix;
 use super::{Model, ModelError};
 use crate::ops;
@@ -92,7 +93,7 @@ struct Scratch {
     logits_t: Vec<f32>,
 }
 
-/// Inference state over a shared [`Model`]: KV cache, scratch and thread pool.
+/// Inference state over a shared [`Model`]: KV cache, scratch and team of threads.
 pub struct Session {
     model: Arc<Model>,
     n_ctx: usize,
@@ -100,8 +101,7 @@ pub struct Session {
     isa: Isa,
     cache: KvCache,
     s: Scratch,
-    #[cfg(feature = "threads")]
-    pool: Option<rayon::ThreadPool>,
+    team: Team,
 }
 
 impl std::fmt::Debug for Session {
@@ -114,11 +114,11 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Parallel context for matmuls: ISA and thread count.
+/// Parallel context for matmuls: ISA and the session's team of threads.
 #[derive(Clone, Copy)]
-struct Par {
+struct Par<'t> {
     isa: Isa,
-    threads: usize,
+    team: &'t Team,
 }
 
 /// Below this many weight bytes × tokens a matmul region runs on one thread (a fork/join costs
@@ -126,17 +126,17 @@ struct Par {
 const MIN_PAR_WORK: usize = 64 * 1024;
 
 /// Below this many query items × positions × head width, attention runs on one thread.
-#[cfg(feature = "threads")]
 const MIN_PAR_ATTENTION: usize = 1 << 10;
 
-impl Par {
+impl Par<'_> {
     /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
     fn matmul(self, w: &QMatrix, file: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
         self.matmuls(file, acts, n_tok, [(w, out)]);
     }
 
     /// Several matmuls over the same activations in one parallel region: each thread takes its
-    /// share of the rows of every matrix (the per-row arithmetic is unchanged).
+    /// share of the rows of every matrix (whole groups of 8; the per-row arithmetic is
+    /// unchanged).
     fn matmuls<const N: usize>(
         self,
         file: &[u8],
@@ -144,52 +144,31 @@ impl Par {
         n_tok: usize,
         jobs: [(&QMatrix, &mut [f32]); N],
     ) {
-        let per = jobs
-            .each_ref()
-            .map(|(w, _)| w.rows.div_ceil(self.threads).next_multiple_of(8));
         let work: usize = jobs.iter().map(|(w, _)| w.rows * w.row_bytes).sum();
         let threads = if work * n_tok >= MIN_PAR_WORK {
-            self.threads
+            self.team.threads()
         } else {
             1
         };
-        let parts = jobs.map(|(w, out)| Some((w, w.bytes(file), &mut out[..w.rows * n_tok])));
-        self.split(acts, n_tok, parts, &per, threads);
-    }
-
-    /// Runs `parts` on `threads` threads: the first `threads / 2` shares of `per` rows of each
-    /// matrix on this one, the rest on another (`rayon::join`, which allocates nothing), and so
-    /// on down to one thread.
-    fn split<const N: usize>(
-        self,
-        acts: &[BlockQ8_1],
-        n_tok: usize,
-        parts: [Option<Part<'_>>; N],
-        per: &[usize; N],
-        threads: usize,
-    ) {
-        #[cfg(feature = "threads")]
-        if threads > 1 {
-            let left = threads / 2;
-            let (mut l, mut r) = ([const { None }; N], [const { None }; N]);
-            for (i, part) in parts.into_iter().enumerate() {
-                if let Some((w, wb, out)) = part {
-                    let rows = (left * per[i]).min(wb.len() / w.row_bytes);
-                    let (wl, wr) = wb.split_at(rows * w.row_bytes);
-                    let (ol, or) = out.split_at_mut(rows * n_tok);
-                    (l[i], r[i]) = (Some((w, wl, ol)), Some((w, wr, or)));
-                }
+        let mut shares: [[Option<Part<'_>>; N]; MAX_THREADS] = [const { [const { None }; N] }; _];
+        let shares = &mut shares[..threads];
+        for (j, (w, out)) in jobs.into_iter().enumerate() {
+            let per = w.rows.div_ceil(threads).next_multiple_of(8);
+            let (mut wb, mut out) = (w.bytes(file), &mut out[..w.rows * n_tok]);
+            for share in shares.iter_mut() {
+                let rows = per.min(wb.len() / w.row_bytes);
+                let (mine, rest) = wb.split_at(rows * w.row_bytes);
+                let (o, o_rest) = std::mem::take(&mut out).split_at_mut(rows * n_tok);
+                share[j] = Some((w, mine, o));
+                (wb, out) = (rest, o_rest);
             }
-            rayon::join(
-                || self.split(acts, n_tok, l, per, left),
-                || self.split(acts, n_tok, r, per, threads - left),
-            );
-            return;
         }
-        let _ = (per, threads);
-        for (w, wb, out) in parts.into_iter().flatten() {
-            w.matmul(self.isa, wb, acts, n_tok, out);
-        }
+        let isa = self.isa;
+        self.team.run_each(shares, &|_, share| {
+            for (w, wb, out) in share.iter_mut().flatten() {
+                w.matmul(isa, wb, acts, n_tok, out);
+            }
+        });
     }
 }
 
@@ -216,26 +195,16 @@ impl Session {
             let _ = threads;
             1
         };
-        #[cfg(feature = "threads")]
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| ModelError::BadOptions(format!("thread pool: {e}")))?,
-            )
-        } else {
-            None
-        };
+        let team = Team::new(threads)
+            .map_err(|e| ModelError::BadOptions(format!("{threads} threads: {e}")))?;
         let cache = KvCache::new(c.n_layer, c.kv_dim(), opts.n_ctx);
         Ok(Session {
             n_ctx: opts.n_ctx,
-            threads,
+            threads: team.threads(),
             isa: Isa::best(),
             cache,
             s: Scratch::default(),
-            #[cfg(feature = "threads")]
-            pool,
+            team,
             model,
         })
     }
@@ -318,16 +287,11 @@ impl Session {
         let model = self.model.clone();
         let par = Par {
             isa: self.isa,
-            threads: self.threads,
+            team: &self.team,
         };
         let (cache, s, n_ctx) = (&mut self.cache, &mut self.s, self.n_ctx);
-        #[cfg(feature = "threads")]
-        let pool = self.pool.as_ref();
-        #[cfg(not(feature = "threads"))]
-        let pool: Option<&NoPool> = None;
-        // One trip into the pool per call: its workers run every parallel region of every
-        // layer, and the calling thread waits once (not once per layer).
-        let result = in_pool(pool, || {
+        // The calling thread runs the pass and share 0 of each parallel region.
+        let result = (|| {
             let mut st = Forward {
                 model: &model,
                 par,
@@ -346,7 +310,7 @@ impl Session {
             }
             st.epilogue();
             Ok(())
-        });
+        })();
         if let Err(e) = result {
             self.cache.truncate(p0);
             return Err(e);
@@ -471,27 +435,10 @@ fn attend(
     }
 }
 
-#[cfg(not(feature = "threads"))]
-struct NoPool;
-
-/// Runs `f` inside the session's thread pool (so nested parallel loops are cheap).
-#[cfg(feature = "threads")]
-fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
-    match pool {
-        Some(p) => p.install(f),
-        None => f(),
-    }
-}
-
-#[cfg(not(feature = "threads"))]
-fn in_pool<R>(_pool: Option<&NoPool>, f: impl FnOnce() -> R) -> R {
-    f()
-}
-
 /// The state of one forward call.
 struct Forward<'a> {
     model: &'a Model,
-    par: Par,
+    par: Par<'a>,
     n_ctx: usize,
     cache: &'a mut KvCache,
     s: &'a mut Scratch,
@@ -522,7 +469,13 @@ impl Forward<'_> {
         let e = c.n_embd;
         let h2 = c.rope_dim / 2;
         let p0 = self.cache.len();
-        s.ensure(self.model, n, n - self.from, self.par.threads, self.n_ctx);
+        s.ensure(
+            self.model,
+            n,
+            n - self.from,
+            self.par.team.threads(),
+            self.n_ctx,
+        );
         self.cache.reserve(p0 + n);
         for (t, &id) in self.tokens.iter().enumerate() {
             w.token_embd
@@ -593,21 +546,23 @@ impl Forward<'_> {
         // 2^10 (from the 2nd position with this model) decoded 64 tokens faster than 2^12,
         // and 2^12 faster than 2^15 (parallel only past 57 positions): the other thread is
         // idle between the matmuls anyway.
-        #[cfg(feature = "threads")]
-        if par.threads > 1 && items >= 2 && items * (p0 + n) * c.head_dim >= MIN_PAR_ATTENTION {
-            use rayon::prelude::*;
-            let per = items.div_ceil(par.threads);
+        let threads = par.team.threads();
+        if threads > 1 && items >= 2 && items * (p0 + n) * c.head_dim >= MIN_PAR_ATTENTION {
+            let per = items.div_ceil(threads);
+            let mut shares: [Option<(&mut [f32], &mut [f32])>; MAX_THREADS] = [const { None }; _];
+            let pairs = att
+                .chunks_mut(per * c.head_dim)
+                .zip(s.scores.chunks_mut(n_ctx));
+            for (share, pair) in shares.iter_mut().zip(pairs) {
+                *share = Some(pair);
+            }
             let q = &s.q;
-            att.par_chunks_mut(per * c.head_dim)
-                .zip(s.scores.par_chunks_mut(n_ctx))
-                .enumerate()
-                .for_each(|(i, (o, sc))| attend(sh, i * per, q, keys, vals, sc, o));
+            par.team.run_each(&mut shares[..threads], &|i, share| {
+                if let Some((o, sc)) = share {
+                    attend(sh, i * per, q, keys, vals, sc, o);
+                }
+            });
         } else {
-            attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
-        }
-        #[cfg(not(feature = "threads"))]
-        {
-            let _ = n_ctx;
             attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
         }
         quantize_rows(par.isa, &s.att, nq, n, &mut s.act);

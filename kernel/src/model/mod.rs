@@ -5,6 +5,7 @@ mod config;
 mod forward;
 mod kv_cache;
 mod perplexity;
+mod team;
 mod weights;
 
 use std::sync::Arc;
