@@ -35,6 +35,10 @@ pub(crate) const MAX_THREADS: usize = 32;
 type Job = dyn Fn(usize) + Sync;
 
 /// A caller thread and `threads - 1` helpers that run parallel regions together.
+///
+/// A team runs one region at a time. The forward pass starts them through `&mut Session`, so
+/// two never overlap; [`Team::run_each`] still refuses (panics on) an overlapping call rather
+/// than let two regions share the job slot.
 pub(crate) struct Team {
     shared: Arc<Shared>,
     helpers: Vec<JoinHandle<()>>,
@@ -51,6 +55,8 @@ struct Shared {
     parked: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
+    /// A region is running (its caller is inside `run_each`).
+    busy: AtomicBool,
     stop: AtomicBool,
     panicked: AtomicBool,
 }
@@ -73,6 +79,7 @@ impl Team {
             parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
+            busy: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
         });
@@ -120,7 +127,12 @@ impl Team {
         let erased: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(local) };
         let s = &*self.shared;
-        // SAFETY: no helper reads `job` now: the previous region ended with `pending` at 0.
+        assert!(
+            !s.busy.swap(true, Ordering::Acquire),
+            "two regions started at once on one team"
+        );
+        // SAFETY: no helper reads `job` now: the previous region ended with `pending` at 0,
+        // and no other region is running (`busy`).
         unsafe { *s.job.get() = Some(erased) };
         s.pending.store(others, Ordering::Relaxed);
         s.epoch.fetch_add(1, Ordering::SeqCst);
@@ -140,6 +152,7 @@ impl Team {
                 std::thread::yield_now();
             }
         }
+        s.busy.store(false, Ordering::Release);
         if let Err(p) = mine {
             resume_unwind(p);
         }
