@@ -97,7 +97,6 @@ struct Scratch {
 pub struct Session {
     model: Arc<Model>,
     n_ctx: usize,
-    threads: usize,
     isa: Isa,
     cache: KvCache,
     s: Scratch,
@@ -109,7 +108,7 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("n_ctx", &self.n_ctx)
             .field("len", &self.cache.len())
-            .field("threads", &self.threads)
+            .field("threads", &self.team.threads())
             .finish()
     }
 }
@@ -145,11 +144,19 @@ impl Par<'_> {
         jobs: [(&QMatrix, &mut [f32]); N],
     ) {
         let work: usize = jobs.iter().map(|(w, _)| w.rows * w.row_bytes).sum();
-        let threads = if work * n_tok >= MIN_PAR_WORK {
-            self.team.threads()
-        } else {
-            1
-        };
+        let threads = self.team.threads();
+        if threads == 1 || work * n_tok < MIN_PAR_WORK {
+            for (w, out) in jobs {
+                w.matmul(
+                    self.isa,
+                    w.bytes(file),
+                    acts,
+                    n_tok,
+                    &mut out[..w.rows * n_tok],
+                );
+            }
+            return;
+        }
         let mut shares: [[Option<Part<'_>>; N]; MAX_THREADS] = [const { [const { None }; N] }; _];
         let shares = &mut shares[..threads];
         for (j, (w, out)) in jobs.into_iter().enumerate() {
@@ -200,7 +207,6 @@ impl Session {
         let cache = KvCache::new(c.n_layer, c.kv_dim(), opts.n_ctx);
         Ok(Session {
             n_ctx: opts.n_ctx,
-            threads: team.threads(),
             isa: Isa::best(),
             cache,
             s: Scratch::default(),
