@@ -100,7 +100,8 @@ pub struct Session {
     isa: Isa,
     cache: KvCache,
     s: Scratch,
-    team: Team,
+    /// Shared with the process's other sessions of the same thread count.
+    team: Arc<Team>,
 }
 
 impl std::fmt::Debug for Session {
@@ -202,7 +203,7 @@ impl Session {
             let _ = threads;
             1
         };
-        let team = Team::new(threads)
+        let team = Team::shared(threads)
             .map_err(|e| ModelError::BadOptions(format!("{threads} threads: {e}")))?;
         let cache = KvCache::new(c.n_layer, c.kv_dim(), opts.n_ctx);
         Ok(Session {
@@ -296,7 +297,7 @@ impl Session {
             team: &self.team,
         };
         let (cache, s, n_ctx) = (&mut self.cache, &mut self.s, self.n_ctx);
-        // The calling thread runs the pass and share 0 of each parallel region.
+        // The calling thread runs the pass and, with the helpers, the items of each region.
         let result = (|| {
             let mut st = Forward {
                 model: &model,

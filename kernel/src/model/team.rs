@@ -3,19 +3,30 @@
 //! A decoded token runs ~120 short regions (a matmul split by rows, tens of µs each) with
 //! single-threaded work in between. A general pool's workers fall asleep in those gaps, and on
 //! a virtual machine waking a halted vCPU costs about as much as a region: under rayon about
-//! one region in eight started with a futex wake (13.2 k context switches in a 3 s bench). The team's helpers instead spin (with
-//! `pause` and a `yield` now and then, so a busy machine still runs its other threads) for
-//! [`SPIN`] after each region before parking, and the calling thread works itself: it runs
-//! share 0 of every region, so a forward pass needs no hand-off to the pool and back.
+//! one region in eight started with a futex wake (13.2 k context switches in a 3 s bench). The
+//! team's helpers instead spin (with `pause` and a `yield` now and then, so a busy machine
+//! still runs its other threads) for [`SPIN`] after each region before parking.
+//!
+//! A region's items are claimed, not assigned: the caller and the helpers take the next
+//! unclaimed item from one atomic word until none is left, and the caller works too. A helper
+//! that the operating system has not scheduled therefore never holds a region up; the caller
+//! runs its items itself (on a machine with more runnable threads than cores, waiting for
+//! such a helper once cost a time slice per region: an 8-token request under three
+//! concurrent ones missed a 2 s deadline).
+//!
+//! A process's sessions share one team per thread count ([`Team::shared`]): a region that
+//! finds the team busy with another session's region runs on its own caller alone, so serving
+//! many sessions never starts more threads than cores, nor leaves one session waiting for
+//! another's helpers.
 //!
 //! This module holds the crate's only `unsafe` outside `simd`: handing a borrowed closure and
 //! borrowed items to the helpers, which [`Team::run_each`] makes sound by not returning
-//! before every helper is done with them.
+//! before every claimed item is done.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,26 +44,32 @@ const SPINS_PER_CHECK: u32 = 64;
 /// keeps per-thread shares in arrays of this length (it allocates nothing while decoding).
 pub(crate) const MAX_THREADS: usize = 32;
 
-/// One region's work: called with the share's index (1.. on the helpers).
+/// One region's work: called with an item's index.
 type Job = dyn Fn(usize) + Sync;
+
+/// The region word's fields: `epoch << 32 | len << 16 | next`, where `epoch` counts the
+/// regions started, `len` is the current region's item count and `next` its next unclaimed
+/// item. One word, so a claim sees a consistent region.
+const LEN_SHIFT: u32 = 16;
+const FIELD: u64 = 0xFFFF;
+const EPOCH_SHIFT: u32 = 32;
 
 /// A caller thread and `threads - 1` helpers that run parallel regions together.
 ///
-/// A team runs one region at a time. The forward pass starts them through `&mut Session`, so
-/// two never overlap; [`Team::run_each`] still refuses (panics on) an overlapping call rather
-/// than let two regions share the job slot.
+/// A team runs one region at a time; a caller that finds it running another (a second
+/// session sharing it) runs its own region alone.
 pub(crate) struct Team {
     shared: Arc<Shared>,
     helpers: Vec<JoinHandle<()>>,
 }
 
 struct Shared {
-    /// Bumped once per region (and once to stop); a helper runs a region when it changes.
-    epoch: AtomicU64,
-    /// The current region's job, written by the caller before it bumps `epoch`.
+    /// The current region (see [`LEN_SHIFT`]): published by its caller, claimed from by all.
+    region: AtomicU64,
+    /// The current region's job, written by its caller before it publishes `region`.
     job: UnsafeCell<Option<*const Job>>,
-    /// Helpers that have not finished the current region.
-    pending: AtomicUsize,
+    /// Items of the current region that are finished.
+    done: AtomicUsize,
     /// Helpers parked on `wake` (or about to).
     parked: AtomicUsize,
     lock: Mutex<()>,
@@ -63,21 +80,44 @@ struct Shared {
     panicked: AtomicBool,
 }
 
-// SAFETY: `job` is written only by the caller while no helper reads it (between regions, when
-// `pending` is 0), and read by helpers only after they observe the `epoch` bump that follows
-// the write (release/acquire). The closure behind it is `Sync`.
+// SAFETY: `job` is written only by a caller that holds `busy` after the previous region's
+// items are all done, so no helper reads it then; a helper reads it only after claiming an
+// item of the region (an acquire on `region`, whose publication follows the write), and the
+// caller keeps the closure alive until that item is done. The closure behind it is `Sync`.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced under those rules.
 unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Claims the current region's next item, or returns the region word that has none left.
+    fn claim(&self) -> Result<usize, u64> {
+        let mut word = self.region.load(Ordering::Acquire);
+        loop {
+            let (len, next) = ((word >> LEN_SHIFT) & FIELD, word & FIELD);
+            if next >= len {
+                return Err(word);
+            }
+            match self.region.compare_exchange_weak(
+                word,
+                word + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(next as usize),
+                Err(now) => word = now,
+            }
+        }
+    }
+}
 
 impl Team {
     /// A team of `threads` (the caller and `threads - 1` new helper threads), at most
     /// [`MAX_THREADS`].
     pub(crate) fn new(threads: usize) -> std::io::Result<Team> {
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            region: AtomicU64::new(0),
             job: UnsafeCell::new(None),
-            pending: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -93,9 +133,28 @@ impl Team {
             let shared = team.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("edge-llm-team-{i}"))
-                .spawn(move || helper(&shared, i))?;
+                .spawn(move || helper(&shared))?;
             team.helpers.push(handle);
         }
+        Ok(team)
+    }
+
+    /// The team of `threads` that this process's sessions share: started by the first session
+    /// that asks, stopped when the last one holding it is dropped.
+    pub(crate) fn shared(threads: usize) -> std::io::Result<Arc<Team>> {
+        static TEAMS: Mutex<Vec<Weak<Team>>> = Mutex::new(Vec::new());
+        let threads = threads.clamp(1, MAX_THREADS);
+        let mut teams = TEAMS.lock().unwrap_or_else(|e| e.into_inner());
+        teams.retain(|t| t.strong_count() > 0);
+        if let Some(team) = teams
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|t| t.threads() == threads)
+        {
+            return Ok(team);
+        }
+        let team = Arc::new(Team::new(threads)?);
+        teams.push(Arc::downgrade(&team));
         Ok(team)
     }
 
@@ -104,61 +163,64 @@ impl Team {
         self.helpers.len() + 1
     }
 
-    /// Runs `f(i, &mut items[i])` for every item, item `i` on thread `i` of the team (0 is the
-    /// calling thread), and returns when all are done. At most [`Team::threads`] items; more
-    /// are run by the caller after its own. A panic in any of them is raised here afterwards.
+    /// Runs `f(i, &mut items[i])` for every item, each on whichever thread of the team claims
+    /// it first (the calling thread among them), and returns when all are done. A panic in any
+    /// of them is raised here afterwards, once every item has run.
     pub(crate) fn run_each<T: Send>(&self, items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
         let n = items.len();
         let shared_items = Items(items.as_mut_ptr());
         let job = move |i: usize| {
-            if i < n {
-                let items = &shared_items;
-                // SAFETY: `i < n` indexes `items`, and each index is run exactly once: the
-                // helpers take 1..threads, the caller 0 and threads.. (below).
-                f(i, unsafe { &mut *items.0.add(i) });
-            }
+            let items = &shared_items;
+            // SAFETY: `i < n` indexes `items` (claims stop at `n`), and each index is claimed
+            // exactly once.
+            f(i, unsafe { &mut *items.0.add(i) });
         };
-        let others = self.helpers.len();
-        if others == 0 || n <= 1 {
+        let s = &*self.shared;
+        if self.helpers.is_empty() || n <= 1 || s.busy.swap(true, Ordering::Acquire) {
             (0..n).for_each(job);
             return;
         }
+        assert!(n as u64 <= FIELD, "{n} items in one region");
         let local: &(dyn Fn(usize) + Sync + '_) = &job;
-        // SAFETY: only the lifetime is erased. The helpers use the pointer during this region
-        // only, and this function does not return (or unwind) before `pending` is 0.
+        // SAFETY: only the lifetime is erased. Helpers use the pointer only for items of this
+        // region, and this function does not return (or unwind) before all of them are done.
         let erased: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(local) };
-        let s = &*self.shared;
-        assert!(
-            !s.busy.swap(true, Ordering::Acquire),
-            "two regions started at once on one team"
-        );
-        // SAFETY: no helper reads `job` now: the previous region ended with `pending` at 0,
-        // and no other region is running (`busy`).
+        // SAFETY: no helper reads `job` now: every item of the previous region is done, and
+        // this caller holds `busy`.
         unsafe { *s.job.get() = Some(erased) };
-        s.pending.store(others, Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.done.store(0, Ordering::Relaxed);
+        let epoch = (s.region.load(Ordering::Relaxed) >> EPOCH_SHIFT).wrapping_add(1);
+        s.region.store(
+            epoch << EPOCH_SHIFT | (n as u64) << LEN_SHIFT,
+            Ordering::SeqCst,
+        );
         if s.parked.load(Ordering::SeqCst) > 0 {
             let _guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| {
-            local(0);
-            (others + 1..n).for_each(local);
-        }));
+        // Every claimed item runs even after one panics: a helper may hold the next ones.
+        let mut first_panic = None;
+        while let Ok(i) = s.claim() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| local(i))) {
+                first_panic.get_or_insert(p);
+            }
+            s.done.fetch_add(1, Ordering::Release);
+        }
         let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) != n {
             std::hint::spin_loop();
             spins += 1;
             if spins.is_multiple_of(SPINS_PER_CHECK) {
                 std::thread::yield_now();
             }
         }
+        let helper_panicked = s.panicked.swap(false, Ordering::Relaxed);
         s.busy.store(false, Ordering::Release);
-        if let Err(p) = mine {
+        if let Some(p) = first_panic {
             resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::Relaxed) {
+        if helper_panicked {
             panic!("a thread of the forward pass's team panicked");
         }
     }
@@ -166,15 +228,16 @@ impl Team {
 
 /// The items of [`Team::run_each`], shared with the helpers as a pointer.
 struct Items<T>(*mut T);
-// SAFETY: each item is handed to exactly one thread at a time (see `Team::run_each`), and
-// `T: Send` lets it move there.
+// SAFETY: each item is handed to exactly one thread (the one that claims it), and `T: Send`
+// lets it move there.
 unsafe impl<T: Send> Sync for Items<T> {}
 
 impl Drop for Team {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        // A new epoch with no items wakes every helper to see `stop`.
+        s.region.fetch_add(1 << EPOCH_SHIFT, Ordering::SeqCst);
         {
             let _guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -185,57 +248,59 @@ impl Drop for Team {
     }
 }
 
-/// A helper's loop: wait for each region, run share `index` of it, report done.
-fn helper(s: &Shared, index: usize) {
-    let mut seen = 0;
+/// A helper's loop: claim and run items while a region has some, then wait for the next.
+fn helper(s: &Shared) {
     loop {
-        seen = wait_for_region(s, seen);
+        let seen = loop {
+            match s.claim() {
+                Ok(i) => {
+                    // SAFETY: the claim (acquire) follows the region's publication, which
+                    // follows the caller's write of `job`; the caller keeps the closure alive
+                    // until this item is done (the `done` increment below).
+                    if let Some(job) = unsafe { (*s.job.get()).map(|p| &*p) } {
+                        if catch_unwind(AssertUnwindSafe(|| job(i))).is_err() {
+                            s.panicked.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    s.done.fetch_add(1, Ordering::Release);
+                }
+                Err(word) => break word,
+            }
+        };
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
-        // SAFETY: the caller wrote `job` before the bump of `epoch` this thread observed
-        // (acquire), and keeps the closure alive until `pending` reaches 0, after our
-        // decrement below.
-        if let Some(job) = unsafe { (*s.job.get()).map(|p| &*p) } {
-            if catch_unwind(AssertUnwindSafe(|| job(index))).is_err() {
-                s.panicked.store(true, Ordering::Relaxed);
-            }
-        }
-        s.pending.fetch_sub(1, Ordering::AcqRel);
+        wait_for_region(s, seen);
     }
 }
 
-/// Waits until `epoch` differs from `seen` and returns it: spinning for up to [`SPIN`], then
-/// parked on the condition variable.
-fn wait_for_region(s: &Shared, seen: u64) -> u64 {
+/// Waits until the region word differs from `seen`: spinning for up to [`SPIN`], then parked
+/// on the condition variable.
+fn wait_for_region(s: &Shared, seen: u64) {
     let start = Instant::now();
     let mut spins = 0u32;
-    loop {
-        let e = s.epoch.load(Ordering::Acquire);
-        if e != seen {
-            return e;
-        }
+    while s.region.load(Ordering::Relaxed) == seen {
         std::hint::spin_loop();
         spins += 1;
         if spins.is_multiple_of(SPINS_PER_CHECK) {
             if start.elapsed() > SPIN {
-                break;
+                park(s, seen);
+                return;
             }
             std::thread::yield_now();
         }
     }
+}
+
+fn park(s: &Shared, seen: u64) {
     let mut guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
     s.parked.fetch_add(1, Ordering::SeqCst);
-    // The caller bumps `epoch` before it reads `parked` (both SeqCst): either it sees this
-    // helper parked and notifies under the lock, or this load sees its bump.
-    loop {
-        let e = s.epoch.load(Ordering::SeqCst);
-        if e != seen {
-            s.parked.fetch_sub(1, Ordering::SeqCst);
-            return e;
-        }
+    // A caller publishes a region before it reads `parked` (both SeqCst): either it sees this
+    // helper parked and notifies under the lock, or this load sees its region.
+    while s.region.load(Ordering::SeqCst) == seen {
         guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
     }
+    s.parked.fetch_sub(1, Ordering::SeqCst);
 }
 
 #[cfg(test)]
@@ -243,12 +308,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_item_runs_once_on_its_thread_and_regions_follow_each_other() {
+    fn every_item_runs_once_and_regions_follow_each_other() {
         let team = Team::new(3).unwrap();
         assert_eq!(team.threads(), 3);
         for round in 0..2000usize {
-            // Up to one item more than threads (run by the caller), and sometimes fewer.
-            let n = round % 5;
+            // Up to two items more than threads, and sometimes fewer.
+            let n = round % 6;
             let mut items: Vec<(usize, usize)> = (0..n).map(|i| (i, 0)).collect();
             team.run_each(&mut items, &|i, item| {
                 assert_eq!(item.0, i);
@@ -263,13 +328,64 @@ mod tests {
     }
 
     #[test]
-    fn a_helper_panic_is_raised_in_the_caller_and_the_team_goes_on() {
+    fn a_region_that_finds_the_team_busy_runs_on_its_caller_alone() {
+        // One caller's region holds the team until the second caller's region is over, which
+        // therefore must not wait for (or use) the helpers.
         let team = Team::new(2).unwrap();
-        let mut items = [0u8; 2];
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            team.run_each(&mut items, &|i, _| assert_ne!(i, 1, "helper share"))
-        }));
-        assert!(r.is_err());
+        let started = std::sync::Barrier::new(2);
+        let finished = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut items = [0u8; 2];
+                team.run_each(&mut items, &|i, v| {
+                    if i == 0 {
+                        started.wait();
+                        while !finished.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    *v = 1;
+                });
+                assert_eq!(items, [1, 1]);
+            });
+            started.wait();
+            let me = std::thread::current().id();
+            let mut items = [0u8; 4];
+            let alone = catch_unwind(AssertUnwindSafe(|| {
+                team.run_each(&mut items, &|_, v| {
+                    assert_eq!(std::thread::current().id(), me);
+                    *v = 2;
+                })
+            }));
+            finished.store(true, Ordering::Release);
+            alone.unwrap();
+            assert_eq!(items, [2; 4]);
+        });
+    }
+
+    #[test]
+    fn sessions_share_one_team_per_thread_count() {
+        let a = Team::shared(2).unwrap();
+        let b = Team::shared(2).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &Team::shared(3).unwrap()));
+    }
+
+    #[test]
+    fn a_panic_is_raised_in_the_caller_after_every_item_ran_and_the_team_goes_on() {
+        let team = Team::new(2).unwrap();
+        for bad in 0..2 {
+            let ran = AtomicUsize::new(0);
+            let mut items = [0u8; 4];
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                team.run_each(&mut items, &|i, _| {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    assert_ne!(i, bad, "item {bad}");
+                })
+            }));
+            assert!(r.is_err());
+            assert_eq!(ran.load(Ordering::Relaxed), 4);
+        }
         let mut items = [0u8; 2];
         team.run_each(&mut items, &|_, v| *v = 1);
         assert_eq!(items, [1, 1]);
