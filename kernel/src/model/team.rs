@@ -175,12 +175,12 @@ impl Team {
             // exactly once.
             f(i, unsafe { &mut *items.0.add(i) });
         };
+        assert!(n as u64 <= FIELD, "{n} items in one region");
         let s = &*self.shared;
         if self.helpers.is_empty() || n <= 1 || s.busy.swap(true, Ordering::Acquire) {
             (0..n).for_each(job);
             return;
         }
-        assert!(n as u64 <= FIELD, "{n} items in one region");
         let local: &(dyn Fn(usize) + Sync + '_) = &job;
         // SAFETY: only the lifetime is erased. Helpers use the pointer only for items of this
         // region, and this function does not return (or unwind) before all of them are done.
