@@ -23,6 +23,7 @@
 //! borrowed items to the helpers, which [`Team::run_each`] makes sound by not returning
 //! before every claimed item is done.
 
+use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -105,6 +106,31 @@ impl Shared {
             ) {
                 Ok(_) => return Ok(next as usize),
                 Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Runs unclaimed items until none is left (a helper may go on into a region published
+    /// meanwhile); returns the region word without items, and the first panic of an item run
+    /// here (every panic also sets `panicked`).
+    fn work(&self) -> (u64, Option<Box<dyn Any + Send>>) {
+        let mut first_panic = None;
+        loop {
+            match self.claim() {
+                Ok(i) => {
+                    // SAFETY: the claim (acquire) follows the region's publication, which
+                    // follows its caller's write of `job`; that caller keeps the closure alive
+                    // until this item is done (the `done` increment below).
+                    if let Some(job) = unsafe { (*self.job.get()).map(|p| &*p) } {
+                        if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(i))) {
+                            // Before `done`, so the region's caller sees it.
+                            self.panicked.store(true, Ordering::Relaxed);
+                            first_panic.get_or_insert(p);
+                        }
+                    }
+                    self.done.fetch_add(1, Ordering::Release);
+                }
+                Err(word) => return (word, first_panic),
             }
         }
     }
@@ -199,14 +225,8 @@ impl Team {
             let _guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        // Every claimed item runs even after one panics: a helper may hold the next ones.
-        let mut first_panic = None;
-        while let Ok(i) = s.claim() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| local(i))) {
-                first_panic.get_or_insert(p);
-            }
-            s.done.fetch_add(1, Ordering::Release);
-        }
+        // Every item runs even after one panics: a helper may hold the next ones.
+        let (_, first_panic) = s.work();
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) != n {
             std::hint::spin_loop();
@@ -215,12 +235,12 @@ impl Team {
                 std::thread::yield_now();
             }
         }
-        let helper_panicked = s.panicked.swap(false, Ordering::Relaxed);
+        let any_panicked = s.panicked.swap(false, Ordering::Relaxed);
         s.busy.store(false, Ordering::Release);
         if let Some(p) = first_panic {
             resume_unwind(p);
         }
-        if helper_panicked {
+        if any_panicked {
             panic!("a thread of the forward pass's team panicked");
         }
     }
@@ -251,22 +271,8 @@ impl Drop for Team {
 /// A helper's loop: claim and run items while a region has some, then wait for the next.
 fn helper(s: &Shared) {
     loop {
-        let seen = loop {
-            match s.claim() {
-                Ok(i) => {
-                    // SAFETY: the claim (acquire) follows the region's publication, which
-                    // follows the caller's write of `job`; the caller keeps the closure alive
-                    // until this item is done (the `done` increment below).
-                    if let Some(job) = unsafe { (*s.job.get()).map(|p| &*p) } {
-                        if catch_unwind(AssertUnwindSafe(|| job(i))).is_err() {
-                            s.panicked.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    s.done.fetch_add(1, Ordering::Release);
-                }
-                Err(word) => break word,
-            }
-        };
+        // A panic is reported through `panicked`; its payload is dropped here.
+        let (seen, _) = s.work();
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
