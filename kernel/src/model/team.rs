@@ -227,14 +227,7 @@ impl Team {
         }
         // Every item runs even after one panics: a helper may hold the next ones.
         let (_, first_panic) = s.work();
-        let mut spins = 0u32;
-        while s.done.load(Ordering::Acquire) != n {
-            std::hint::spin_loop();
-            spins += 1;
-            if spins.is_multiple_of(SPINS_PER_CHECK) {
-                std::thread::yield_now();
-            }
-        }
+        spin_until(None, || s.done.load(Ordering::Acquire) == n);
         let any_panicked = s.panicked.swap(false, Ordering::Relaxed);
         s.busy.store(false, Ordering::Release);
         if let Some(p) = first_panic {
@@ -283,19 +276,27 @@ fn helper(s: &Shared) {
 /// Waits until the region word differs from `seen`: spinning for up to [`SPIN`], then parked
 /// on the condition variable.
 fn wait_for_region(s: &Shared, seen: u64) {
+    if !spin_until(Some(SPIN), || s.region.load(Ordering::Relaxed) != seen) {
+        park(s, seen);
+    }
+}
+
+/// Spins (`pause`, and a `yield` every [`SPINS_PER_CHECK`]) until `ready` or, with a limit,
+/// until that much time has passed; returns whether `ready` was seen.
+fn spin_until(limit: Option<Duration>, ready: impl Fn() -> bool) -> bool {
     let start = Instant::now();
     let mut spins = 0u32;
-    while s.region.load(Ordering::Relaxed) == seen {
+    while !ready() {
         std::hint::spin_loop();
         spins += 1;
         if spins.is_multiple_of(SPINS_PER_CHECK) {
-            if start.elapsed() > SPIN {
-                park(s, seen);
-                return;
+            if limit.is_some_and(|l| start.elapsed() > l) {
+                return false;
             }
             std::thread::yield_now();
         }
     }
+    true
 }
 
 fn park(s: &Shared, seen: u64) {
@@ -375,6 +376,25 @@ mod tests {
         let b = Team::shared(2).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &Team::shared(3).unwrap()));
+    }
+
+    #[test]
+    fn a_helpers_panic_is_raised_in_the_caller() {
+        // Both items wait for each other, so the caller runs one and the helper the other;
+        // the one on the helper panics.
+        let team = Team::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let both = std::sync::Barrier::new(2);
+        let mut items = [0u8; 2];
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            team.run_each(&mut items, &|_, v| {
+                both.wait();
+                assert_eq!(std::thread::current().id(), caller, "helper item");
+                *v = 1;
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(items.iter().filter(|&&v| v == 1).count(), 1);
     }
 
     #[test]
