@@ -154,6 +154,43 @@ fn prefill_batch_equals_token_by_token() {
         .all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+#[test]
+fn a_prompt_longer_than_a_chunk_gives_the_logits_of_one_pass() {
+    use edge_llm_kernel::model::PREFILL_CHUNK;
+    let model = load_model();
+    let item = &greedy_items()[0];
+    let mut toks = Vec::new();
+    while toks.len() < PREFILL_CHUNK + 37 {
+        toks.extend_from_slice(&item.prompt_ids);
+        toks.extend_from_slice(&item.generated_ids);
+    }
+    toks.truncate(PREFILL_CHUNK + 37);
+    let n_vocab = model.config().n_vocab;
+    // `forward_all` needs every token's logits: one pass. `forward` runs the tokens before the
+    // last in chunks of PREFILL_CHUNK.
+    let whole = session(&model, toks.len(), 1)
+        .forward_all(&toks, &|| false)
+        .expect("one pass")[(toks.len() - 1) * n_vocab..]
+        .to_vec();
+    let mut chunked = session(&model, toks.len(), 1);
+    let last = chunked.forward(&toks, &|| false).expect("chunks");
+    assert!(whole
+        .iter()
+        .zip(last)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert_eq!(chunked.len(), toks.len());
+    // A cancellation in a later chunk leaves the cache as it was.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let cancel_late = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 40;
+    let mut s = session(&model, toks.len(), 1);
+    s.forward(&toks[..5], &|| false).expect("a prefix");
+    assert!(matches!(
+        s.forward(&toks[5..], &cancel_late),
+        Err(edge_llm_kernel::ForwardError::Cancelled)
+    ));
+    assert_eq!(s.len(), 5);
+}
+
 #[cfg(feature = "threads")]
 #[test]
 fn thread_count_does_not_change_logits() {
@@ -176,6 +213,11 @@ fn thread_count_does_not_change_logits() {
     let mut s2 = session(&model, 256, 2);
     s1.forward(toks, &|| false).expect("1");
     s2.forward(toks, &|| false).expect("2");
+    assert_eq!(s1.helper_items(), 0);
+    assert!(
+        s2.helper_items() > 0,
+        "the 2-thread session's helper ran none of its parallel items"
+    );
     for &t in &item.generated_ids[..8] {
         let a = s1.forward(&[t], &|| false).expect("1").to_vec();
         let b = s2.forward(&[t], &|| false).expect("2");

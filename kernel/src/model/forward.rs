@@ -7,6 +7,7 @@
 //! Every matmul streams the weights once per batch. Buffers grow only when a larger batch
 //! arrives, so steady-state decoding does not allocate (the KV cache grows in chunks).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -102,6 +103,8 @@ pub struct Session {
     s: Scratch,
     /// Shared with the process's other sessions of the same thread count.
     team: Arc<Team>,
+    /// Parallel items of this session's regions that the team's helper threads ran.
+    helper_items: AtomicUsize,
 }
 
 impl std::fmt::Debug for Session {
@@ -119,7 +122,12 @@ impl std::fmt::Debug for Session {
 struct Par<'t> {
     isa: Isa,
     team: &'t Team,
+    helper_items: &'t AtomicUsize,
 }
+
+/// Most tokens of one forward pass over a prompt's tokens that need no logits (llama.cpp's
+/// default micro-batch is as large).
+pub const PREFILL_CHUNK: usize = 512;
 
 /// Below this many weight bytes × tokens a matmul region runs on one thread (a fork/join costs
 /// more than the work it would split).
@@ -172,11 +180,17 @@ impl Par<'_> {
             }
         }
         let isa = self.isa;
-        self.team.run_each(shares, &|_, share| {
+        self.run_each(shares, &|_, share| {
             for (w, wb, out) in share.iter_mut().flatten() {
                 w.matmul(isa, wb, acts, n_tok, out);
             }
         });
+    }
+
+    /// [`Team::run_each`], counting the items the helpers ran.
+    fn run_each<T: Send>(self, items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
+        let by_helpers = self.team.run_each(items, f);
+        self.helper_items.fetch_add(by_helpers, Ordering::Relaxed);
     }
 }
 
@@ -212,6 +226,7 @@ impl Session {
             cache,
             s: Scratch::default(),
             team,
+            helper_items: AtomicUsize::new(0),
             model,
         })
     }
@@ -219,6 +234,12 @@ impl Session {
     /// Forces a kernel variant (for tests and benchmarks; results are identical).
     pub fn set_isa(&mut self, isa: Isa) {
         self.isa = isa;
+    }
+
+    /// How many parallel items of this session's forward passes the team's helper threads ran
+    /// (0 at one thread): shows that a multi-threaded session really used its helpers.
+    pub fn helper_items(&self) -> usize {
+        self.helper_items.load(Ordering::Relaxed)
     }
 
     /// The model.
@@ -266,6 +287,12 @@ impl Session {
     }
 
     /// Appends `tokens`, returns the logits of `tokens[from..]` (`(len - from) * n_vocab`).
+    ///
+    /// The tokens before `from`, which need no logits, run in passes of at most
+    /// [`PREFILL_CHUNK`] tokens: a long prompt then checks `cancel` every layer of every chunk
+    /// (not once a layer of the whole prompt) and its scratch buffers stay chunk-sized. Each
+    /// token's arithmetic is the same in any chunking, so the logits are too. On an error the
+    /// cache is left as it was.
     pub(crate) fn forward_from(
         &mut self,
         tokens: &[u32],
@@ -291,10 +318,42 @@ impl Session {
         }
         let from = from.min(tokens.len() - 1);
         let p0 = self.cache.len();
+        let mut start = 0;
+        while from.saturating_sub(start) > PREFILL_CHUNK {
+            let end = start + PREFILL_CHUNK;
+            if let Err(e) = self.forward_pass(&tokens[start..end], PREFILL_CHUNK - 1, cancel) {
+                self.cache.truncate(p0);
+                return Err(e);
+            }
+            start = end;
+        }
+        match self.forward_pass(&tokens[start..], from - start, cancel) {
+            Ok(()) => {
+                let n = (tokens.len() - from) * self.model.config().n_vocab;
+                Ok(&self.s.logits[..n])
+            }
+            Err(e) => {
+                self.cache.truncate(p0);
+                Err(e)
+            }
+        }
+    }
+
+    /// One forward pass over `tokens` (checked by [`Session::forward_from`]; `from` <
+    /// `tokens.len()`), appended to the cache, leaving the logits of `tokens[from..]` in the
+    /// scratch; on an error the cache is left as it was.
+    fn forward_pass(
+        &mut self,
+        tokens: &[u32],
+        from: usize,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), ForwardError> {
+        let p0 = self.cache.len();
         let model = self.model.clone();
         let par = Par {
             isa: self.isa,
             team: &self.team,
+            helper_items: &self.helper_items,
         };
         let (cache, s, n_ctx) = (&mut self.cache, &mut self.s, self.n_ctx);
         // The calling thread runs the pass and, with the helpers, the items of each region.
@@ -318,12 +377,10 @@ impl Session {
             st.epilogue();
             Ok(())
         })();
-        if let Err(e) = result {
+        if result.is_err() {
             self.cache.truncate(p0);
-            return Err(e);
         }
-        let n = (tokens.len() - from) * c.n_vocab;
-        Ok(&self.s.logits[..n])
+        result
     }
 }
 
@@ -564,7 +621,7 @@ impl Forward<'_> {
                 *share = Some(pair);
             }
             let q = &s.q;
-            par.team.run_each(&mut shares[..threads], &|i, share| {
+            par.run_each(&mut shares[..threads], &|i, share| {
                 if let Some((o, sc)) = share {
                     attend(sh, i * per, q, keys, vals, sc, o);
                 }

@@ -16,7 +16,7 @@ use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::simd;
 
 pub use config::Config;
-pub use forward::{ForwardError, Session, SessionOptions};
+pub use forward::{ForwardError, Session, SessionOptions, PREFILL_CHUNK};
 pub use kv_cache::KvCache;
 pub use perplexity::{perplexity, Perplexity};
 pub use weights::{LayerWeights, Layout, QMatrix, Weights};

@@ -111,10 +111,11 @@ impl Shared {
     }
 
     /// Runs unclaimed items until none is left (a helper may go on into a region published
-    /// meanwhile); returns the region word without items, and the first panic of an item run
-    /// here (every panic also sets `panicked`).
-    fn work(&self) -> (u64, Option<Box<dyn Any + Send>>) {
+    /// meanwhile); returns the region word without items, the first panic of an item run here
+    /// (every panic also sets `panicked`), and how many items ran here.
+    fn work(&self) -> (u64, Option<Box<dyn Any + Send>>, usize) {
         let mut first_panic = None;
+        let mut ran = 0;
         loop {
             match self.claim() {
                 Ok(i) => {
@@ -129,8 +130,9 @@ impl Shared {
                         }
                     }
                     self.done.fetch_add(1, Ordering::Release);
+                    ran += 1;
                 }
-                Err(word) => return (word, first_panic),
+                Err(word) => return (word, first_panic, ran),
             }
         }
     }
@@ -190,9 +192,14 @@ impl Team {
     }
 
     /// Runs `f(i, &mut items[i])` for every item, each on whichever thread of the team claims
-    /// it first (the calling thread among them), and returns when all are done. A panic in any
-    /// of them is raised here afterwards, once every item has run.
-    pub(crate) fn run_each<T: Send>(&self, items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
+    /// it first (the calling thread among them), and returns when all are done, with how many
+    /// the helpers ran. A panic in any of them is raised here afterwards, once every item has
+    /// run.
+    pub(crate) fn run_each<T: Send>(
+        &self,
+        items: &mut [T],
+        f: &(dyn Fn(usize, &mut T) + Sync),
+    ) -> usize {
         let n = items.len();
         let shared_items = Items(items.as_mut_ptr());
         let job = move |i: usize| {
@@ -205,7 +212,7 @@ impl Team {
         let s = &*self.shared;
         if self.helpers.is_empty() || n <= 1 || s.busy.swap(true, Ordering::Acquire) {
             (0..n).for_each(job);
-            return;
+            return 0;
         }
         let local: &(dyn Fn(usize) + Sync + '_) = &job;
         // SAFETY: only the lifetime is erased. Helpers use the pointer only for items of this
@@ -226,7 +233,7 @@ impl Team {
             s.wake.notify_all();
         }
         // Every item runs even after one panics: a helper may hold the next ones.
-        let (_, first_panic) = s.work();
+        let (_, first_panic, ran_here) = s.work();
         spin_until(None, || s.done.load(Ordering::Acquire) == n);
         let any_panicked = s.panicked.swap(false, Ordering::Relaxed);
         s.busy.store(false, Ordering::Release);
@@ -236,6 +243,7 @@ impl Team {
         if any_panicked {
             panic!("a thread of the forward pass's team panicked");
         }
+        n - ran_here
     }
 }
 
@@ -265,7 +273,7 @@ impl Drop for Team {
 fn helper(s: &Shared) {
     loop {
         // A panic is reported through `panicked`; its payload is dropped here.
-        let (seen, _) = s.work();
+        let (seen, _, _) = s.work();
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
