@@ -2,7 +2,8 @@
 //! component. Results go to stdout, status to stderr; a failure is one line on stderr and a
 //! non-zero exit.
 
-mod cli;
+mod commands;
+mod server;
 
 use std::process::ExitCode;
 
@@ -10,7 +11,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = match cli::Args::try_parse() {
+    let args = match commands::Args::try_parse() {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli::run(args) {
+    match commands::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}").replace('\n', " ");

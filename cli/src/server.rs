@@ -10,7 +10,8 @@
 //!   503 at once, so memory stays bounded under any load.
 //! - **Shutdown**: [`Server::serve`] stops accepting when its shutdown future resolves and
 //!   waits for the requests in flight.
-//! - **Access log**: one line per request on stderr.
+//! - **Access log**: one line per request (a tracing event, target `edge_llm::access`).
+//! - **No network**: the store's `wasi:http` hooks refuse every outgoing request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edge_llm_host::cache::CacheStatus;
+use edge_llm_host::sandbox::{self, link_error, HostData, HostState, Sandbox};
+use edge_llm_host::{HostError, RuntimeOptions};
 use edge_llm_kernel::Model;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -32,14 +36,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::Store;
+use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::WasiHttpView;
-
-use crate::cache::CacheStatus;
-use crate::sandbox::{self, link_error, HostState, Sandbox};
-use crate::{HostError, RuntimeOptions};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,14 +63,71 @@ pub struct ServeOptions {
 
 /// A request-serving instance.
 struct Worker {
-    store: Store<HostState>,
+    store: Store<ServeState>,
     proxy: Proxy,
+}
+
+/// A serving store's data: the host's state, and `wasi:http` with no outgoing requests.
+struct ServeState {
+    host: HostState,
+    http: WasiHttpCtx,
+    no_outgoing_http: NoOutgoingHttp,
+}
+
+impl HostData for ServeState {
+    fn host(&self) -> &HostState {
+        &self.host
+    }
+
+    fn host_mut(&mut self) -> &mut HostState {
+        &mut self.host
+    }
+}
+
+impl WasiView for ServeState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.host.ctx()
+    }
+}
+
+impl WasiHttpView for ServeState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: self.host.table(),
+            hooks: &mut self.no_outgoing_http,
+        }
+    }
+}
+
+/// `wasi:http` hooks that refuse every outgoing request: guests get no network.
+struct NoOutgoingHttp;
+
+/// The future type [`WasiHttpHooks::send_request`] returns.
+type SendRequestFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                hyper::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendRequestFuture {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
 }
 
 /// The server: the compiled component, its idle instances and the admission limits.
 pub struct Server {
     sandbox: Sandbox,
-    pre: ProxyPre<HostState>,
+    pre: ProxyPre<ServeState>,
     concurrency: usize,
     queue: usize,
     timeout: Option<Duration>,
@@ -89,7 +149,7 @@ impl Server {
             ));
         }
         let sandbox = Sandbox::new(options.runtime)?;
-        let mut linker = Linker::<HostState>::new(&sandbox.engine);
+        let mut linker = Linker::<ServeState>::new(&sandbox.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
         sandbox::add_nn_to_linker(&mut linker)?;
@@ -165,7 +225,7 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        eprintln!("edge-llm serve: accept: {e}");
+                        tracing::warn!("accept: {e}");
                         continue;
                     }
                 },
@@ -189,7 +249,7 @@ impl Server {
         tokio::select! {
             () = graceful.shutdown() => {}
             () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-                eprintln!("edge-llm serve: requests still running after {DRAIN_TIMEOUT:?}; exiting");
+                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; exiting");
             }
         }
         Ok(())
@@ -259,9 +319,10 @@ impl Server {
                 return (error_response(400, &format!("{e:#}")), None);
             }
         };
-        worker
-            .store
-            .set_epoch_deadline(sandbox::deadline_ticks(self.timeout));
+        // The deadline bounds the guest (epochs) and the native backend's compute (the store's
+        // call state, checked between layers).
+        sandbox::begin_call(&mut worker.store, self.timeout);
+        let call = worker.store.data().host().call().clone();
         // The response head arrives through `receiver` while the call runs; forward it (and
         // learn its status for the access log) on a task of its own, so that a call that traps
         // first can drop its store, and with it the unset outparam, ending the wait.
@@ -285,13 +346,13 @@ impl Server {
                 .call_handle(&mut worker.store, guest_request, out)
                 .await;
             drop(permit);
+            if let Some(failure) = call.take_failure() {
+                tracing::debug!(%failure, "{line}: the native backend failed");
+            }
             match result {
                 Ok(()) => server.return_worker(worker),
                 Err(e) => {
-                    eprintln!(
-                        "edge-llm serve: {line}: instance discarded: {}",
-                        describe_trap(&e)
-                    );
+                    tracing::warn!("{line}: instance discarded: {}", describe_trap(&e));
                     drop(worker);
                 }
             }
@@ -314,10 +375,15 @@ impl Server {
         if let Some(worker) = idle {
             return Ok(worker);
         }
-        let mut store = self
+        let host = self
             .sandbox
-            .store()
+            .host_state()
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        let mut store = self.sandbox.store(ServeState {
+            host,
+            http: WasiHttpCtx::new(),
+            no_outgoing_http: NoOutgoingHttp,
+        });
         let proxy = self.pre.instantiate_async(&mut store).await?;
         Ok(Worker { store, proxy })
     }
@@ -360,11 +426,10 @@ fn describe_trap(e: &wasmtime::Error) -> String {
     }
 }
 
+/// One access-log line: `PEER METHOD PATH STATUS TIMEms` (target `edge_llm::access`).
 fn access_log(line: &str, status: u16, started: Instant) {
-    eprintln!(
-        "{line} {status} {:.1}ms",
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(target: "edge_llm::access", "{line} {status} {ms:.1}ms");
 }
 
 /// A JSON error response in the front's (OpenAI's) shape.

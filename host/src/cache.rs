@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
-use crate::models::{file_identity, hex};
+use crate::models::file_identity;
 use crate::HostError;
 
 /// What the cache did for one load.
@@ -40,19 +40,17 @@ impl std::fmt::Display for CacheStatus {
     }
 }
 
-/// The platform's cache directory for edge-llm: `$EDGE_LLM_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/edge-llm`, else `~/.cache/edge-llm`, else a directory under the temp dir.
+/// The platform's cache directory for edge-llm: `$EDGE_LLM_CACHE_DIR`, else the platform's
+/// user cache directory (`$XDG_CACHE_HOME` or `~/.cache` on Linux) + `edge-llm`, else a
+/// directory under the temp dir.
 pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("EDGE_LLM_CACHE_DIR") {
         return dir.into();
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("edge-llm");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".cache").join("edge-llm");
-    }
-    std::env::temp_dir().join("edge-llm-cache")
+    dirs::cache_dir().map_or_else(
+        || std::env::temp_dir().join("edge-llm-cache"),
+        |dir| dir.join("edge-llm"),
+    )
 }
 
 /// Compiles the component `wasm` (the bytes of the file at `component`) or loads its
@@ -117,14 +115,14 @@ fn entry_path(engine: &Engine, component_sha256: &str, dir: &Path) -> PathBuf {
 /// hashing the 21 MB pre-initialized guest cost ~15 ms a start.
 fn component_sha256(path: &Path, wasm: &[u8], dir: &Path) -> String {
     let memo = std::fs::metadata(path).ok().map(|meta| {
-        let id = hex(&Sha256::digest(file_identity(path, &meta)));
+        let id = hex::encode(Sha256::digest(file_identity(path, &meta)));
         dir.join("components").join("sha256").join(&id[..32])
     });
     let remembered = memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok());
     if let Some(sum) = remembered.filter(|s| s.len() == 64) {
         return sum;
     }
-    let sum = hex(&Sha256::digest(wasm));
+    let sum = hex::encode(Sha256::digest(wasm));
     if let Some(memo) = memo {
         // A memo only saves time; failing to write one is not an error.
         let _ = write_whole(&memo, sum.as_bytes());
@@ -144,7 +142,7 @@ fn check_entry(path: &Path) -> Result<(), Option<String>> {
     let want = std::fs::read_to_string(sidecar(path))
         .map_err(|_| Some("its checksum file is missing".to_string()))?;
     let bytes = map_file(path).map_err(|e| Some(format!("unreadable: {e}")))?;
-    if hex(&Sha256::digest(&bytes)) != want.trim() {
+    if hex::encode(Sha256::digest(&bytes)) != want.trim() {
         return Err(Some("its bytes do not match the checksum we wrote".into()));
     }
     match Engine::detect_precompiled(&bytes) {
@@ -168,7 +166,7 @@ fn store(component: &Component, path: &Path) -> Result<(), HostError> {
         .serialize()
         .map_err(|e| HostError::Component(format!("serialize: {e:#}")))?;
     // The sidecar first: an entry without its sidecar is rebuilt, never half trusted.
-    let sum = hex(&Sha256::digest(&bytes));
+    let sum = hex::encode(Sha256::digest(&bytes));
     write_whole(&sidecar(path), sum.as_bytes()).map_err(|e| HostError::io(path, e))?;
     write_whole(path, &bytes).map_err(|e| HostError::io(path, e))
 }

@@ -33,6 +33,9 @@ pub enum HostError {
     /// The call ran past its deadline (in the guest or in the native backend).
     #[error("deadline exceeded after {0:?}")]
     Deadline(std::time::Duration),
+    /// The call was cancelled ([`CallState::cancel`](crate::CallState::cancel)).
+    #[error("cancelled")]
+    Cancelled,
     /// The guest trapped; this instance is unusable and must be replaced.
     #[error("the guest trapped: {0}")]
     Trap(String),

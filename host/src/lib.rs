@@ -27,15 +27,16 @@ mod bindings {
 }
 
 pub mod cache;
+mod call;
 mod error;
 pub mod models;
 pub mod nn;
 mod packed;
 mod runtime;
-mod sandbox;
-pub mod serve;
+pub mod sandbox;
 
 pub use bindings::exports::edge::llm::inference as api;
+pub use call::{CallState, NnFailure};
 pub use error::HostError;
 pub use runtime::{Instance, ModelHandle, Runtime, StreamHandle};
 pub use sandbox::{RuntimeOptions, GUEST_MODEL_DIR};

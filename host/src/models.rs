@@ -1,8 +1,10 @@
 //! Known models (`models/manifest.json`, compiled in), where their files are, and their integrity.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::UNIX_EPOCH;
 
+use edge_llm_kernel::gguf::Gguf;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -23,35 +25,37 @@ pub struct KnownModel {
     pub sha256: String,
 }
 
+/// `models/manifest.json`.
 #[derive(Deserialize)]
 struct Manifest {
+    /// The name of the default model.
     default: String,
     models: Vec<KnownModel>,
 }
 
-fn manifest() -> Manifest {
-    // The manifest is part of the source tree and checked by the tests; it always parses.
+/// The manifest, parsed on first use. It is part of the source tree, compiled in, and checked
+/// by the tests (`manifest_parses_and_has_its_default`), so it always parses.
+static MANIFEST_PARSED: LazyLock<Manifest> = LazyLock::new(|| {
     serde_json::from_str(MANIFEST).unwrap_or(Manifest {
         default: String::new(),
         models: Vec::new(),
     })
-}
+});
 
 /// All models the manifest knows.
-pub fn known() -> Vec<KnownModel> {
-    manifest().models
+pub fn known() -> &'static [KnownModel] {
+    &MANIFEST_PARSED.models
 }
 
 /// The manifest's default model.
-pub fn default_model() -> Option<KnownModel> {
-    let m = manifest();
-    m.models.into_iter().find(|k| k.name == m.default)
+pub fn default_model() -> Option<&'static KnownModel> {
+    find(&MANIFEST_PARSED.default)
 }
 
 /// The known model with this name or file name.
-pub fn find(name_or_file: &str) -> Option<KnownModel> {
+pub fn find(name_or_file: &str) -> Option<&'static KnownModel> {
     known()
-        .into_iter()
+        .iter()
         .find(|k| k.name == name_or_file || k.file == name_or_file)
 }
 
@@ -76,13 +80,13 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf, HostError> {
     let path = match wanted {
         Some(m) if Path::new(m).is_file() => PathBuf::from(m),
         Some(m) => match find(m) {
-            Some(k) => model_dir().join(k.file),
+            Some(k) => model_dir().join(&k.file),
             None => PathBuf::from(m),
         },
         None => {
             let k = default_model()
                 .ok_or_else(|| HostError::ModelNotFound("the manifest names no default".into()))?;
-            model_dir().join(k.file)
+            model_dir().join(&k.file)
         }
     };
     if !path.is_file() {
@@ -109,7 +113,7 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
         return Ok(());
     };
     let meta = std::fs::metadata(path).map_err(|e| HostError::io(path, e))?;
-    let key = hex(&Sha256::digest(format!(
+    let key = hex::encode(Sha256::digest(format!(
         "{}\0{}",
         file_identity(path, &meta),
         known.sha256
@@ -146,6 +150,75 @@ pub fn verify(path: &Path, stamp_dir: Option<&Path>) -> Result<(), HostError> {
     Ok(())
 }
 
+/// The sampling settings a GGUF file recommends in its `general.sampling.*` metadata (the keys
+/// llama.cpp reads as a model's defaults); each is `None` where the file says nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RecommendedSampling {
+    /// `general.sampling.temp`.
+    pub temperature: Option<f32>,
+    /// `general.sampling.top_k`.
+    pub top_k: Option<u32>,
+    /// `general.sampling.top_p`.
+    pub top_p: Option<f32>,
+    /// `general.sampling.min_p`.
+    pub min_p: Option<f32>,
+    /// `general.sampling.penalty_repeat`.
+    pub repeat_penalty: Option<f32>,
+    /// `general.sampling.penalty_last_n`.
+    pub repeat_last_n: Option<u32>,
+}
+
+impl RecommendedSampling {
+    /// Reads the settings from parsed GGUF metadata (a key of the wrong type counts as absent).
+    pub fn from_gguf(gguf: &Gguf) -> Self {
+        let float = |key: &str| gguf.get_f32(&format!("general.sampling.{key}")).ok();
+        let int = |key: &str| gguf.get_u32(&format!("general.sampling.{key}")).ok();
+        Self {
+            temperature: float("temp"),
+            top_k: int("top_k"),
+            top_p: float("top_p"),
+            min_p: float("min_p"),
+            repeat_penalty: float("penalty_repeat"),
+            repeat_last_n: int("penalty_last_n"),
+        }
+    }
+
+    /// Reads the settings from the GGUF file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, HostError> {
+        Ok(Self::from_gguf(&read_header(path)?))
+    }
+}
+
+/// Maps a model file read-only. Model files may be anyone's (`--model PATH`), so nothing here
+/// trusts their contents: the GGUF parser and the kernel bounds-check every offset and size
+/// they read from the bytes.
+pub(crate) fn map_model_file(path: &Path) -> Result<memmap2::Mmap, HostError> {
+    let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
+    // SAFETY: a read-only mapping. Its bytes are only ever read as untrusted data, so
+    // contents that change under it give wrong numbers, never out-of-bounds access. What a
+    // mapping cannot guard against remains: another process truncating the file while it is
+    // mapped makes a later read fault (SIGBUS) and end this process. Files are mapped rather
+    // than read because the model is most of the memory; a host that cannot accept that risk
+    // for files it does not control can copy them into its model directory first.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))
+}
+
+/// Parses the header of the GGUF file at `path` (metadata and tensor table; the tensor data is
+/// mapped, not read).
+pub fn read_header(path: &Path) -> Result<Gguf, HostError> {
+    let map = map_model_file(path)?;
+    Gguf::parse(&map).map_err(|e| HostError::ModelLoad(format!("{}: {e}", path.display())))
+}
+
+/// How many tensors of each type (`Q4_1`, `F32`, ...) a GGUF file holds, by type name.
+pub fn tensor_types(gguf: &Gguf) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for t in gguf.tensors() {
+        *counts.entry(t.ty.name()).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// A file's identity for caches keyed by it: canonical path, size and modification time
 /// (nanoseconds), NUL-separated; a rewritten file gets a new one.
 pub(crate) fn file_identity(path: &Path, meta: &std::fs::Metadata) -> String {
@@ -163,12 +236,7 @@ pub fn sha256_file(path: &Path) -> Result<String, HostError> {
     let mut file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| HostError::io(path, e))?;
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
@@ -184,14 +252,33 @@ mod tests {
     }
 
     #[test]
+    fn recommended_sampling_reads_the_keys_llama_cpp_reads() {
+        let mut w = edge_llm_kernel::gguf::writer::GgufWriter::new();
+        w.add_str("general.architecture", "llama")
+            .add_f32("general.sampling.temp", 0.6)
+            .add_u32("general.sampling.top_k", 20)
+            .add_f32("general.sampling.penalty_repeat", 1.1)
+            .add_str("general.sampling.top_p", "not a number");
+        let gguf = Gguf::parse(&w.to_bytes()).expect("parses");
+        let got = RecommendedSampling::from_gguf(&gguf);
+        assert_eq!(
+            got,
+            RecommendedSampling {
+                temperature: Some(0.6),
+                top_k: Some(20),
+                repeat_penalty: Some(1.1),
+                ..RecommendedSampling::default()
+            }
+        );
+    }
+
+    #[test]
     fn tampered_known_model_is_refused() {
-        let dir = std::env::temp_dir().join(format!("edge-llm-verify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = tempfile::tempdir().expect("temp dir");
         let known = default_model().expect("default model");
-        let path = dir.join(&known.file);
+        let path = dir.path().join(&known.file);
         std::fs::write(&path, b"not a model").expect("write");
         let err = verify(&path, None).expect_err("a wrong file must be refused");
         assert!(matches!(err, HostError::ModelIntegrity(_)), "{err}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -12,13 +12,12 @@
 //! `n-past` first truncates the context's KV cache to that many positions (0 = start over), so a
 //! caller can reuse a shared prompt prefix; without it, tokens are appended.
 //!
-//! Host code cannot be interrupted by wasmtime's epochs, so every forward pass checks the calling
-//! thread's deadline ([`with_deadline`]) between layers and fails with `deadline exceeded`.
+//! Each store gets its own backend, bound to the store's [`CallState`]: forward passes stop
+//! between layers when the store's call passes its deadline or is cancelled, and every failure
+//! is recorded there with its typed reason.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use edge_llm_kernel::{ForwardError, Model, Session, SessionOptions};
 use wasmtime_wasi_nn::backend::{
@@ -28,61 +27,53 @@ use wasmtime_wasi_nn::backend::{
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
 use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
 
-thread_local! {
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    static LAST_ERROR: Cell<Option<String>> = const { Cell::new(None) };
+use crate::call::{CallState, NnFailure};
+
+/// Records `failure` in the store's call state and turns it into wasi-nn's error.
+fn fail(call: &CallState, failure: NnFailure) -> BackendError {
+    let error = BackendError::BackendAccess(wasmtime::format_err!("{failure}"));
+    call.fail(failure);
+    error
 }
 
-/// The detailed message of the last backend error on this thread. wasi-nn's host glue shows
-/// the guest only "Failed while accessing backend"; the host adds this detail to its error.
-pub fn take_last_error() -> Option<String> {
-    LAST_ERROR.with(Cell::take)
+/// A [`NnFailure::Backend`] failure.
+fn backend_error(call: &CallState, message: impl std::fmt::Display) -> BackendError {
+    fail(call, NnFailure::Backend(message.to_string()))
 }
 
-/// Runs `f` with a deadline that native forward passes on this thread honour.
-pub fn with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
-    let previous = DEADLINE.with(|d| d.replace(deadline));
-    let result = f();
-    DEADLINE.with(|d| d.set(previous));
-    result
-}
-
-/// The deadline set on the calling thread by [`with_deadline`], read once: the kernel's cancel
-/// check is a `Sync` closure over the value, not over this thread's locals.
-fn current_deadline() -> Option<Instant> {
-    DEADLINE.with(Cell::get)
-}
-
-/// The message a native forward pass fails with when the caller's deadline passes.
-pub const DEADLINE_MESSAGE: &str = "deadline exceeded";
-
-fn backend_error(message: impl std::fmt::Display) -> BackendError {
-    let message = message.to_string();
-    LAST_ERROR.with(|e| e.set(Some(message.clone())));
-    BackendError::BackendAccess(wasmtime::format_err!("{message}"))
-}
-
-/// Loads GGUF graphs for `wasi:nn` (`graph-encoding::ggml`).
-#[derive(Clone, Copy, Debug)]
+/// Loads GGUF graphs for `wasi:nn` (`graph-encoding::ggml`) in one store.
+#[derive(Clone, Debug)]
 pub struct GgmlBackend {
     threads: usize,
+    call: Arc<CallState>,
 }
 
 impl GgmlBackend {
-    /// A backend whose execution contexts use `threads` threads each.
-    pub fn new(threads: usize) -> Self {
+    /// A backend whose execution contexts use `threads` threads each and stop when `call` says.
+    pub fn new(threads: usize, call: Arc<CallState>) -> Self {
         Self {
             threads: threads.max(1),
+            call,
         }
     }
 
-    /// Wraps an already loaded model as a graph (used to preload named models).
+    /// Wraps an already loaded model as a graph of this backend.
     pub fn graph(&self, model: Arc<Model>) -> Graph {
         let graph: Box<dyn BackendGraph> = Box::new(GgmlGraph {
             model,
-            threads: self.threads,
+            backend: self.clone(),
         });
         graph.into()
+    }
+
+    /// The `load-by-name` registry of `models` (name → model) for this backend's store.
+    pub fn registry(&self, models: &HashMap<String, Arc<Model>>) -> Preloaded {
+        Preloaded(
+            models
+                .iter()
+                .map(|(name, model)| (name.clone(), self.graph(model.clone())))
+                .collect(),
+        )
     }
 }
 
@@ -100,7 +91,7 @@ impl BackendInner for GgmlBackend {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
         tracing::debug!(bytes = bytes.len(), "wasi-nn load of a ggml graph");
-        let model = Model::load_packed(bytes.to_vec()).map_err(backend_error)?;
+        let model = Model::load_packed(bytes.to_vec()).map_err(|e| backend_error(&self.call, e))?;
         Ok(self.graph(Arc::new(model)))
     }
 
@@ -111,7 +102,7 @@ impl BackendInner for GgmlBackend {
 
 struct GgmlGraph {
     model: Arc<Model>,
-    threads: usize,
+    backend: GgmlBackend,
 }
 
 impl BackendGraph for GgmlGraph {
@@ -119,37 +110,34 @@ impl BackendGraph for GgmlGraph {
         let n_ctx = self.model.config().n_ctx_train;
         let options = SessionOptions {
             n_ctx,
-            threads: self.threads,
+            threads: self.backend.threads,
         };
-        let session = Session::new(self.model.clone(), options).map_err(backend_error)?;
-        let context: Box<dyn BackendExecutionContext> = Box::new(GgmlContext { session });
+        let call = self.backend.call.clone();
+        let session =
+            Session::new(self.model.clone(), options).map_err(|e| backend_error(&call, e))?;
+        let context: Box<dyn BackendExecutionContext> = Box::new(GgmlContext { session, call });
         Ok(context.into())
     }
 }
 
 struct GgmlContext {
     session: Session,
+    call: Arc<CallState>,
 }
 
-fn tensor_i32s(tensor: &Tensor, name: &str) -> Result<Vec<u32>, BackendError> {
+fn tensor_i32s(tensor: &Tensor, name: &str) -> Result<Vec<u32>, String> {
     if tensor.ty != TensorType::I32 {
-        return Err(backend_error(format!(
-            "input `{name}` must be I32, got {:?}",
-            tensor.ty
-        )));
+        return Err(format!("input `{name}` must be I32, got {:?}", tensor.ty));
     }
     if !tensor.data.len().is_multiple_of(4) {
-        return Err(backend_error(format!(
-            "input `{name}` has a partial element"
-        )));
+        return Err(format!("input `{name}` has a partial element"));
     }
     tensor
         .data
         .chunks_exact(4)
         .map(|b| {
             let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            u32::try_from(v)
-                .map_err(|_| backend_error(format!("input `{name}` holds negative {v}")))
+            u32::try_from(v).map_err(|_| format!("input `{name}` holds negative {v}"))
         })
         .collect()
 }
@@ -159,22 +147,28 @@ impl GgmlContext {
         if let Some(n_past) = n_past {
             let n_past = n_past as usize;
             if n_past > self.session.len() {
-                return Err(backend_error(format!(
-                    "n-past {n_past} is beyond the {} cached positions",
-                    self.session.len()
-                )));
+                return Err(backend_error(
+                    &self.call,
+                    format!(
+                        "n-past {n_past} is beyond the {} cached positions",
+                        self.session.len()
+                    ),
+                ));
             }
             self.session.truncate(n_past);
         }
         tracing::trace!(tokens = tokens.len(), ?n_past, "native forward");
-        let deadline = current_deadline();
-        let deadline_passed = move || deadline.is_some_and(|at| Instant::now() >= at);
+        let call = &*self.call;
+        let must_stop = || call.stop_reason().is_some();
         let logits = self
             .session
-            .forward(tokens, &deadline_passed)
+            .forward(tokens, &must_stop)
             .map_err(|e| match e {
-                ForwardError::Cancelled => backend_error(DEADLINE_MESSAGE),
-                other => backend_error(other),
+                ForwardError::Cancelled => {
+                    let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
+                    fail(call, reason)
+                }
+                other => backend_error(call, other),
             })?;
         let data = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
         Ok(Tensor::new(
@@ -194,12 +188,14 @@ impl GgmlContext {
 impl BackendExecutionContext for GgmlContext {
     fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
         Err(backend_error(
+            &self.call,
             "the ggml backend takes named inputs through compute",
         ))
     }
 
     fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
         Err(backend_error(
+            &self.call,
             "the ggml backend returns outputs from compute",
         ))
     }
@@ -214,7 +210,8 @@ impl BackendExecutionContext for GgmlContext {
             .iter()
             .find(|t| !matches!(t.name.as_str(), "tokens" | "n-past" | "gguf-header"))
         {
-            return Err(backend_error(format!("unknown input `{}`", unknown.name)));
+            let message = format!("unknown input `{}`", unknown.name);
+            return Err(backend_error(&self.call, message));
         }
         let output = if find("gguf-header").is_some() {
             NamedTensor {
@@ -222,13 +219,17 @@ impl BackendExecutionContext for GgmlContext {
                 tensor: self.header(),
             }
         } else {
-            let tokens = find("tokens").ok_or_else(|| backend_error("missing input `tokens`"))?;
-            let tokens = tensor_i32s(tokens, "tokens")?;
+            let call = &*self.call;
+            let tokens =
+                find("tokens").ok_or_else(|| backend_error(call, "missing input `tokens`"))?;
+            let tokens = tensor_i32s(tokens, "tokens").map_err(|e| backend_error(call, e))?;
             let n_past = match find("n-past") {
-                Some(t) => match tensor_i32s(t, "n-past")?.as_slice() {
-                    [n] => Some(*n),
-                    _ => return Err(backend_error("input `n-past` must hold one value")),
-                },
+                Some(t) => {
+                    match tensor_i32s(t, "n-past").map_err(|e| backend_error(call, e))?[..] {
+                        [n] => Some(n),
+                        _ => return Err(backend_error(call, "input `n-past` must hold one value")),
+                    }
+                }
                 None => None,
             };
             NamedTensor {
@@ -240,16 +241,9 @@ impl BackendExecutionContext for GgmlContext {
     }
 }
 
-/// Graphs preloaded by name for `load-by-name`; cheap to clone into every store.
-#[derive(Clone, Default)]
+/// One store's graphs for `load-by-name`, by name ([`GgmlBackend::registry`]).
+#[derive(Default)]
 pub struct Preloaded(HashMap<String, Graph>);
-
-impl Preloaded {
-    /// Registers `graph` under `name` (a model may have several names).
-    pub fn insert(&mut self, name: impl Into<String>, graph: Graph) {
-        self.0.insert(name.into(), graph);
-    }
-}
 
 impl GraphRegistry for Preloaded {
     fn get(&self, name: &str) -> Option<&Graph> {

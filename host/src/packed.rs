@@ -19,7 +19,7 @@ use edge_llm_kernel::quant::q4_1x8;
 use edge_llm_kernel::{Model, ModelError};
 use sha2::{Digest, Sha256};
 
-use crate::models::{file_identity, hex};
+use crate::models::file_identity;
 use crate::{cache, HostError};
 
 /// Loads the model at `path` with its Q4_1 matrices repacked: mapped from the entry in `dir`
@@ -50,7 +50,7 @@ pub(crate) fn load(
 }
 
 fn entry_path(dir: &Path, path: &Path, meta: &std::fs::Metadata) -> PathBuf {
-    let key = hex(&Sha256::digest(format!(
+    let key = hex::encode(Sha256::digest(format!(
         "{}\0q4_1x8 layout {}",
         file_identity(path, meta),
         q4_1x8::LAYOUT_VERSION

@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::exports::edge::llm::inference as api;
 use crate::bindings::{LlmInference, LlmInferencePre};
 use crate::cache::CacheStatus;
-use crate::nn;
+use crate::call::{CallState, NnFailure};
 use crate::sandbox::{self, link_error, HostState, Sandbox};
 use crate::{HostError, RuntimeOptions};
 
@@ -75,7 +75,7 @@ impl Runtime {
 
     /// A fresh instance with its own store, WASI context and limits.
     pub fn instantiate(&self) -> Result<Instance, HostError> {
-        let mut store = self.sandbox.store()?;
+        let mut store = self.sandbox.store(self.sandbox.host_state()?);
         let started = Instant::now();
         let bindings = self
             .pre
@@ -120,6 +120,12 @@ impl Instance {
         self.timeout = timeout;
     }
 
+    /// This instance's call state: [`CallState::cancel`] from another thread stops the running
+    /// call's native compute at its next layer (it fails with [`HostError::Cancelled`]).
+    pub fn call_state(&self) -> Arc<CallState> {
+        self.store.data().call().clone()
+    }
+
     fn call<R>(
         &mut self,
         f: impl FnOnce(&mut Store<HostState>, &api::Guest) -> wasmtime::Result<Result<R, api::Error>>,
@@ -130,22 +136,19 @@ impl Instance {
             )));
         }
         let started = Instant::now();
-        let deadline = self.timeout.map(|t| started + t);
-        self.store
-            .set_epoch_deadline(sandbox::deadline_ticks(self.timeout));
+        let call = self.store.data().call().clone();
+        sandbox::begin_call(&mut self.store, self.timeout);
         let guest = self.bindings.edge_llm_inference();
-        nn::take_last_error();
-        let result = nn::with_deadline(deadline, || f(&mut self.store, guest));
-        let native_error = nn::take_last_error();
+        let result = f(&mut self.store, guest);
+        let native_failure = call.take_failure();
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => match (e, native_error) {
-                (_, Some(detail)) if detail == nn::DEADLINE_MESSAGE => {
-                    Err(HostError::Deadline(started.elapsed()))
-                }
-                (api::Error::BackendError(m), Some(detail)) => Err(HostError::Inference(
-                    api::Error::BackendError(format!("{m} ({detail})")),
-                )),
+            Ok(Err(e)) => match (e, native_failure) {
+                (_, Some(NnFailure::Deadline)) => Err(HostError::Deadline(started.elapsed())),
+                (_, Some(NnFailure::Cancelled)) => Err(HostError::Cancelled),
+                (api::Error::BackendError(m), Some(NnFailure::Backend(detail))) => Err(
+                    HostError::Inference(api::Error::BackendError(format!("{m} ({detail})"))),
+                ),
                 (e, _) => Err(e.into()),
             },
             Err(trap) => {

@@ -1,8 +1,10 @@
 //! What every store shares, whichever world the component implements: one engine, the
 //! component compiled once (through the cache), the models preloaded for `wasi:nn`, and each
-//! store's WASI, `wasi:nn`, `wasi:http` and limits.
+//! store's call state, WASI, `wasi:nn` and limits. A host that serves another world (the
+//! `edge-llm` CLI's `wasi:http` server) keeps a [`HostState`] inside its own store data
+//! ([`HostData`]) and links its own interfaces beside these.
 
-use std::future::Future;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,13 +18,11 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{
-    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
-};
 use wasmtime_wasi_nn::wit::WasiNnView;
 use wasmtime_wasi_nn::{Backend, Registry};
 
 use crate::cache::{self, CacheStatus};
+use crate::call::{CallState, Epochs};
 use crate::nn::{GgmlBackend, Preloaded};
 use crate::packed;
 use crate::HostError;
@@ -37,18 +37,24 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub(crate) const NO_DEADLINE: u64 = 1 << 62;
 
 /// The epoch deadline, in ticks from now, for a call bounded by `timeout`.
-pub(crate) fn deadline_ticks(timeout: Option<Duration>) -> u64 {
-    timeout.map_or(NO_DEADLINE, |t| {
-        let ticks = t.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) + 1;
-        u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
-    })
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) + 1;
+    u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
 }
 
-/// How to build a [`Runtime`](crate::Runtime) or a [`Server`](crate::serve::Server).
+/// Starts a call into `store`'s guest bounded by `timeout`: the epoch deadline for the guest,
+/// the same deadline in the store's call state for the native backend.
+pub fn begin_call<T: HostData>(store: &mut Store<T>, timeout: Option<Duration>) {
+    let ticks = timeout.map(deadline_ticks);
+    store.set_epoch_deadline(ticks.unwrap_or(NO_DEADLINE));
+    store.data().host().call.begin(ticks);
+}
+
+/// How to build a [`Runtime`](crate::Runtime) or a [`Sandbox`].
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
     /// The component: the guest (`edge_llm_guest.wasm`) for a `Runtime`, a composed
-    /// `wasi:http` component (`edge-llm-http.wasm`) for a `Server`.
+    /// `wasi:http` component (`edge-llm-http.wasm`) for the CLI's server.
     pub component: PathBuf,
     /// Where precompiled components and repacked models are cached; `None` compiles and
     /// repacks in memory every time.
@@ -93,12 +99,7 @@ pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Mo
     let loaded = if packed_q4_1_pays(Isa::best()) {
         packed::load(path, cache_dir)?
     } else {
-        let file = std::fs::File::open(path).map_err(|e| HostError::io(path, e))?;
-        // SAFETY: the mapping is read-only and the model files are ours (fetched and verified
-        // into the model directory); like every mmap user we rely on nobody truncating the
-        // file while it is mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HostError::io(path, e))?;
-        let bytes: ModelBytes = Arc::new(map);
+        let bytes: ModelBytes = Arc::new(crate::models::map_model_file(path)?);
         Model::load(bytes)
     };
     Ok(Arc::new(loaded.map_err(|e| {
@@ -106,14 +107,22 @@ pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Mo
     })?))
 }
 
-/// The engine, the compiled component and the preloaded models.
-pub(crate) struct Sandbox {
+/// The engine, the compiled component and the preloaded models: what every store of one
+/// component shares.
+pub struct Sandbox {
+    /// The engine (one configuration for sync and async embedding).
     pub engine: Engine,
+    /// The compiled component.
     pub component: Component,
+    /// What the sandbox was built with.
     pub options: RuntimeOptions,
+    /// What the component cache did.
     pub cache_status: CacheStatus,
+    /// Time spent creating the engine and loading or compiling the component.
     pub load_time: Duration,
-    preloaded: Preloaded,
+    /// Models for `wasi:nn` `load-by-name`, by name.
+    preloaded: HashMap<String, Arc<Model>>,
+    epochs: Arc<Epochs>,
     ticker: Arc<AtomicBool>,
 }
 
@@ -157,14 +166,16 @@ impl Sandbox {
             options.cache_dir.as_deref(),
         )?;
         let ticker = Arc::new(AtomicBool::new(true));
-        spawn_epoch_ticker(engine.clone(), ticker.clone());
+        let epochs = Arc::new(Epochs::default());
+        spawn_epoch_ticker(engine.clone(), epochs.clone(), ticker.clone());
         Ok(Self {
             engine,
             component,
             options,
             cache_status,
             load_time: started.elapsed(),
-            preloaded: Preloaded::default(),
+            preloaded: HashMap::new(),
+            epochs,
             ticker,
         })
     }
@@ -179,15 +190,15 @@ impl Sandbox {
 
     /// Registers a loaded model for `wasi:nn` `load-by-name` under each of `names`.
     pub fn register(&mut self, model: Arc<Model>, names: &[String]) {
-        let graph = GgmlBackend::new(self.options.threads).graph(model);
         for name in names {
-            self.preloaded.insert(name.clone(), graph.clone());
+            self.preloaded.insert(name.clone(), model.clone());
         }
     }
 
-    /// A fresh store: WASI with only the model directory (read-only) and the configured
-    /// environment, the native backend when enabled, the memory limit, no deadline yet.
-    pub fn store(&self) -> Result<Store<HostState>, HostError> {
+    /// A fresh store's state: WASI with only the model directory (read-only) and the
+    /// configured environment, the native backend when enabled (bound to the store's call
+    /// state), the memory limit.
+    pub fn host_state(&self) -> Result<HostState, HostError> {
         let options = &self.options;
         let mut wasi = WasiCtxBuilder::new();
         if let Some(dir) = &options.model_dir {
@@ -195,30 +206,34 @@ impl Sandbox {
                 .map_err(|e| HostError::Component(format!("preopen {}: {e:#}", dir.display())))?;
         }
         wasi.envs(&options.guest_env);
+        let call = Arc::new(CallState::new(self.epochs.clone()));
         let (backends, registry): (Vec<Backend>, Preloaded) = if options.native {
-            (
-                vec![GgmlBackend::new(options.threads).into()],
-                self.preloaded.clone(),
-            )
+            let backend = GgmlBackend::new(options.threads, call.clone());
+            let registry = backend.registry(&self.preloaded);
+            (vec![backend.into()], registry)
         } else {
             (Vec::new(), Preloaded::default())
         };
-        let state = HostState {
+        Ok(HostState {
+            call,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             nn: wasmtime_wasi_nn::wit::WasiNnCtx::new(backends, Registry::from(registry)),
-            http: WasiHttpCtx::new(),
-            no_outgoing_http: NoOutgoingHttp,
             limits: StoreLimitsBuilder::new()
                 .memory_size(options.memory_limit)
                 .instances(8)
                 .build(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        })
+    }
+
+    /// A store of `data` (which holds a [`Sandbox::host_state`]) with its memory limits and no
+    /// deadline yet.
+    pub fn store<T: HostData>(&self, data: T) -> Store<T> {
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|s| &mut s.host_mut().limits);
         store.set_epoch_deadline(NO_DEADLINE);
         store.epoch_deadline_trap();
-        Ok(store)
+        store
     }
 }
 
@@ -228,36 +243,70 @@ impl Drop for Sandbox {
     }
 }
 
-fn spawn_epoch_ticker(engine: Engine, running: Arc<AtomicBool>) {
+/// Advances the engine's epoch every [`EPOCH_TICK`], and the host's count of it right after.
+fn spawn_epoch_ticker(engine: Engine, epochs: Arc<Epochs>, running: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         while running.load(Ordering::Relaxed) {
             std::thread::sleep(EPOCH_TICK);
             engine.increment_epoch();
+            epochs.tick();
         }
     });
 }
 
 /// A linking failure.
-pub(crate) fn link_error(e: wasmtime::Error) -> HostError {
+pub fn link_error(e: wasmtime::Error) -> HostError {
     HostError::Component(format!("link: {e:#}"))
 }
 
 /// Adds `wasi:nn` (its host functions are synchronous in sync and async stores alike).
-pub(crate) fn add_nn_to_linker(linker: &mut Linker<HostState>) -> Result<(), HostError> {
-    wasmtime_wasi_nn::wit::add_to_linker(linker, |s: &mut HostState| {
-        WasiNnView::new(&mut s.table, &mut s.nn)
-    })
-    .map_err(link_error)
+pub fn add_nn_to_linker<T: HostData>(linker: &mut Linker<T>) -> Result<(), HostError> {
+    wasmtime_wasi_nn::wit::add_to_linker(linker, |s: &mut T| s.host_mut().nn_view())
+        .map_err(link_error)
 }
 
-/// A store's state: WASI, wasi-nn, wasi-http and the memory limits.
+/// A store's state: its call state, WASI, wasi-nn and the memory limits.
 pub struct HostState {
+    call: Arc<CallState>,
     wasi: WasiCtx,
     table: ResourceTable,
     nn: wasmtime_wasi_nn::wit::WasiNnCtx,
-    http: WasiHttpCtx,
-    no_outgoing_http: NoOutgoingHttp,
     limits: StoreLimits,
+}
+
+impl HostState {
+    /// The state of the call this store runs: its deadline, cancellation, and the native
+    /// backend's failure.
+    pub fn call(&self) -> &Arc<CallState> {
+        &self.call
+    }
+
+    /// The store's resource table (a host that links more interfaces shares it).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn nn_view(&mut self) -> WasiNnView<'_> {
+        WasiNnView::new(&mut self.table, &mut self.nn)
+    }
+}
+
+/// Store data that holds a [`HostState`]: the state itself, or a host's own data around it.
+pub trait HostData: Send + 'static {
+    /// The host state.
+    fn host(&self) -> &HostState;
+    /// The host state, mutably.
+    fn host_mut(&mut self) -> &mut HostState;
+}
+
+impl HostData for HostState {
+    fn host(&self) -> &HostState {
+        self
+    }
+
+    fn host_mut(&mut self) -> &mut HostState {
+        self
+    }
 }
 
 impl WasiView for HostState {
@@ -266,39 +315,5 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.no_outgoing_http,
-        }
-    }
-}
-
-/// `wasi:http` hooks that refuse every outgoing request: guests get no network.
-struct NoOutgoingHttp;
-
-/// The future type [`WasiHttpHooks::send_request`] returns.
-type SendRequestFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                hyper::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
-
-impl WasiHttpHooks for NoOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: hyper::Request<WasiBody>,
-        _options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> SendRequestFuture {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

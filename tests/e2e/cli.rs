@@ -20,6 +20,20 @@ fn tokenize_matches_llama_cpp() {
 }
 
 #[test]
+fn info_describes_the_model_and_counts_its_tensor_types() {
+    default_model();
+    let cache = temp_dir("info");
+    let info = stdout_json(&edge_llm(&["info", "--backend", "wasm"], &cache));
+    assert_eq!(info["architecture"], "llama");
+    assert_eq!(info["quantization"], "Q4_1");
+    // 210 Q4_1 matrices, 61 F32 norms, the Q8_0 token embedding (as `gguf` lists them).
+    assert_eq!(
+        info["tensor_types"],
+        serde_json::json!({"F32": 61, "Q4_1": 210, "Q8_0": 1})
+    );
+}
+
+#[test]
 fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
     default_model();
     let cache = temp_dir("greedy");
@@ -141,17 +155,20 @@ fn bad_inputs_fail_with_one_line() {
 fn perplexity_is_within_one_percent_of_llama_cpp() {
     default_model();
     let cache = temp_dir("perplexity");
-    let text = edge_llm_tests::refs().join("ppl_text.txt");
-    // llama.cpp's figures with flash attention off (exact f32 attention), refs/ppl.md.
-    for (ctx, want) in [("128", 24.2296f64), ("512", 18.3541)] {
+    let text = edge_llm_refs::path("ppl_text.txt");
+    let reference = edge_llm_refs::perplexity();
+    // llama.cpp's figures with flash attention off (exact f32 attention), tests/refs/ppl.json.
+    for (ctx, want) in reference.by_context {
+        let ctx = ctx.to_string();
         let out = edge_llm(
-            &["perplexity", "--ctx", ctx, text.to_str().expect("path")],
+            &["perplexity", "--ctx", &ctx, text.to_str().expect("path")],
             &cache,
         );
         let json = stdout_json(&out);
         assert_eq!(
-            json["tokens"], 7639,
-            "ppl_text.txt is 7,639 tokens for llama.cpp"
+            json["tokens"], reference.tokens,
+            "ppl_text.txt is {} tokens for llama.cpp",
+            reference.tokens
         );
         let ppl = json["perplexity"].as_f64().expect("perplexity");
         eprintln!(

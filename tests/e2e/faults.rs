@@ -2,7 +2,8 @@
 //! mid-generation; the instance is discarded and replaced) under `edge-llm serve`, and a guest
 //! that runs out of memory at its store limit (a typed error; the instance stays usable)
 //! through the API. Requests in flight elsewhere finish untouched, and the next request
-//! succeeds. (A deadline inside the native backend: `host_api.rs`.)
+//! succeeds. A deadline also stops the native backend's compute between layers, through the
+//! store's call state (and `host_api.rs` through the embedding API).
 
 use edge_llm_host::{api, greedy, HostError, Runtime};
 use edge_llm_tests::http::{post_json, Server};
@@ -70,6 +71,43 @@ fn a_request_past_its_deadline_fails_alone_and_the_server_recovers() {
         2,
         "{log}"
     );
+}
+
+#[test]
+fn the_server_deadline_stops_a_long_native_prefill() {
+    let cache = temp_dir("faults-native-deadline");
+    let server = Server::edge_llm(&["--concurrency", "1", "--timeout-ms", "300"], &cache);
+    // ~6,000 tokens: seconds of native prefill on any machine this runs on, in one compute call.
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(600);
+    let started = std::time::Instant::now();
+    let response = post_json(
+        server.addr,
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 1, "temperature": 0}),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(
+        response.status,
+        500,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let message = response.json()["error"]["message"].to_string();
+    assert!(message.contains("deadline"), "{message}");
+    // The native compute stops at its next layer: a few ticks past 300 ms, not the prefill's
+    // seconds (generous for a machine busy with other tests).
+    assert!(
+        elapsed < std::time::Duration::from_millis(2000),
+        "the request took {elapsed:?}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("instance discarded: interrupted at its deadline"),
+        "{log}"
+    );
+    // The server serves on.
+    let next = post_json(server.addr, "/v1/chat/completions", &chat(4, false));
+    assert_eq!(next.status, 200);
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn measure(args: &BenchArgs, backend: BackendChoice, threads: usize) -> Result<V
 fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
     let exe = std::env::current_exe()?;
     let mut times = Vec::new();
-    for rep in 0..args.repeat {
+    for _ in 0..args.repeat {
         let mut cmd = Command::new(&exe);
         cmd.args(["run", "--max-tokens", "1", "--json"]);
         if let Some(m) = &args.model.model {
@@ -207,19 +207,28 @@ fn cold_start(args: &BenchArgs, fresh_cache: bool) -> Result<f64> {
         if let Some(c) = &args.model.component {
             cmd.arg("--component").arg(c);
         }
-        let fresh = fresh_cache.then(|| {
-            std::env::temp_dir().join(format!("edge-llm-bench-cold-{}-{rep}", std::process::id()))
-        });
-        if let Some(dir) = fresh.as_ref().or(args.model.cache_dir.as_ref()) {
+        // A fresh cache directory per run, removed when dropped.
+        let fresh = match fresh_cache {
+            true => Some(
+                tempfile::Builder::new()
+                    .prefix("edge-llm-bench-cold-")
+                    .tempdir()
+                    .context("creating a cache directory")?,
+            ),
+            false => None,
+        };
+        let cache_dir = fresh
+            .as_ref()
+            .map(|d| d.path())
+            .or(args.model.cache_dir.as_deref());
+        if let Some(dir) = cache_dir {
             cmd.arg("--cache-dir").arg(dir);
         }
         cmd.arg("Hi");
         let t = Instant::now();
         let out = cmd.output();
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        if let Some(dir) = &fresh {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        drop(fresh);
         let out = out?;
         if !out.status.success() {
             bail!(

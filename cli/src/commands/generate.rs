@@ -4,36 +4,40 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use edge_llm_host::models::RecommendedSampling;
 use edge_llm_host::{api, Instance, ModelHandle, StreamHandle};
 use serde_json::json;
 
 use super::setup::{self, backend_name, Session};
 use super::ModelArgs;
 
-/// Sampling and stopping options.
+/// Sampling and stopping options. A sampling option left out takes, for a chat, the model's
+/// recommended value (its GGUF's `general.sampling.*`) or else llama.cpp's default, and for a raw
+/// completion the greedy setting.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_tokens: u32,
-    /// Temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Keep the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 0)]
-    top_k: u32,
-    /// Nucleus sampling threshold in (0, 1] (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// Drop tokens below min-p times the top probability (0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    min_p: f32,
-    /// Repeat penalty (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
-    /// Window of the repeat penalty, in tokens.
-    #[arg(long, default_value_t = 64)]
-    repeat_last_n: u32,
+    /// Temperature; 0 = greedy [chat default: the model's, else 0.8; raw: 0].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Keep the k most likely tokens, 0 = off [chat default: the model's, else 40; raw: 0].
+    #[arg(long)]
+    top_k: Option<u32>,
+    /// Nucleus sampling threshold in (0, 1], 1 = off [chat default: the model's, else 0.95; raw: 1].
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Drop tokens below min-p times the top probability, 0 = off [chat default: the model's,
+    /// else 0.05; raw: 0].
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// Repeat penalty, 1 = off [default: the model's, else 1].
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    /// Window of the repeat penalty, in tokens [default: the model's, else 64].
+    #[arg(long)]
+    repeat_last_n: Option<u32>,
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -45,21 +49,63 @@ pub struct SamplingArgs {
     ignore_eos: bool,
 }
 
+/// llama.cpp's default sampler settings (`common_params_sampling`), for chats with a model
+/// that recommends none.
+const LLAMA_CPP_DEFAULTS: RecommendedSampling = RecommendedSampling {
+    temperature: Some(0.8),
+    top_k: Some(40),
+    top_p: Some(0.95),
+    min_p: Some(0.05),
+    repeat_penalty: Some(1.0),
+    repeat_last_n: Some(64),
+};
+
 impl SamplingArgs {
-    /// The WIT parameters.
-    pub fn params(&self) -> api::Params {
+    /// The WIT parameters: the options given, else for a chat the model's recommended settings
+    /// (`recommended`), else llama.cpp's defaults; for a raw completion, greedy.
+    pub fn params(&self, chat: bool, recommended: &RecommendedSampling) -> api::Params {
+        let greedy = edge_llm_host::greedy(self.max_tokens);
+        let pick = |given: Option<f32>, model: Option<f32>, llama: Option<f32>, raw: f32| {
+            given.unwrap_or(if chat {
+                model.or(llama).unwrap_or(raw)
+            } else {
+                raw
+            })
+        };
+        let d = &LLAMA_CPP_DEFAULTS;
+        let r = recommended;
         api::Params {
             max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            repeat_last_n: self.repeat_last_n,
+            temperature: pick(self.temperature, r.temperature, d.temperature, 0.0),
+            top_k: self.top_k.unwrap_or(if chat {
+                r.top_k.or(d.top_k).unwrap_or(0)
+            } else {
+                greedy.top_k
+            }),
+            top_p: pick(self.top_p, r.top_p, d.top_p, greedy.top_p),
+            min_p: pick(self.min_p, r.min_p, d.min_p, greedy.min_p),
+            repeat_penalty: self
+                .repeat_penalty
+                .or(r.repeat_penalty)
+                .unwrap_or(greedy.repeat_penalty),
+            repeat_last_n: self
+                .repeat_last_n
+                .or(r.repeat_last_n)
+                .unwrap_or(greedy.repeat_last_n),
             seed: self.seed,
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
         }
+    }
+
+    /// [`SamplingArgs::params`] with the settings the model file at `path` recommends.
+    pub fn params_for(&self, chat: bool, path: &Path) -> Result<api::Params> {
+        let recommended = if chat {
+            RecommendedSampling::from_file(path)?
+        } else {
+            RecommendedSampling::default()
+        };
+        Ok(self.params(chat, &recommended))
     }
 }
 
@@ -133,7 +179,7 @@ fn start(
 /// `edge-llm run`.
 pub fn run(args: RunArgs) -> Result<()> {
     let mut s = Session::open(&args.model)?;
-    let params = args.sampling.params();
+    let params = args.sampling.params_for(args.chat, &s.path)?;
     let stream = start(&mut s.instance, &s.model, &args.prompt, args.chat, &params)?;
     let c = drain(&mut s.instance, stream, !args.json)?;
     if args.json {
@@ -173,7 +219,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// `edge-llm chat`: reads user messages line by line and streams the answers.
 pub fn chat(args: ChatArgs) -> Result<()> {
     let mut s = Session::open(&args.model)?;
-    let params = args.sampling.params();
+    let params = args.sampling.params_for(true, &s.path)?;
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(api::Message {
@@ -248,4 +294,60 @@ pub fn perplexity(args: &ModelArgs, file: &Path, ctx: usize) -> Result<()> {
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    }
+
+    fn sampling(args: &[&str]) -> SamplingArgs {
+        Cli::parse_from(std::iter::once("edge-llm").chain(args.iter().copied())).sampling
+    }
+
+    #[test]
+    fn a_chat_samples_as_the_model_recommends_else_as_llama_cpp() {
+        let none = RecommendedSampling::default();
+        let p = sampling(&[]).params(true, &none);
+        assert_eq!(
+            (p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty),
+            (0.8, 40, 0.95, 0.05, 1.0)
+        );
+        let model = RecommendedSampling {
+            temperature: Some(0.2),
+            top_p: Some(0.9),
+            ..RecommendedSampling::default()
+        };
+        let p = sampling(&[]).params(true, &model);
+        assert_eq!((p.temperature, p.top_k, p.top_p), (0.2, 40, 0.9));
+        let p = sampling(&["--top-p", "0.5"]).params(true, &model);
+        assert_eq!(p.top_p, 0.5, "an option given wins");
+    }
+
+    #[test]
+    fn temperature_zero_and_raw_completions_stay_greedy() {
+        let model = RecommendedSampling {
+            temperature: Some(0.7),
+            ..RecommendedSampling::default()
+        };
+        assert_eq!(
+            sampling(&["--temperature", "0"])
+                .params(true, &model)
+                .temperature,
+            0.0
+        );
+        let raw = sampling(&[]).params(false, &model);
+        let greedy = edge_llm_host::greedy(256);
+        assert_eq!(
+            (raw.temperature, raw.top_k, raw.top_p, raw.min_p),
+            (greedy.temperature, greedy.top_k, greedy.top_p, greedy.min_p)
+        );
+    }
 }

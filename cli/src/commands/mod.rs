@@ -106,7 +106,9 @@ pub struct ModelArgs {
 
 /// Runs the parsed command.
 pub fn run(args: Args) -> Result<()> {
-    setup::init_logging(args.verbose);
+    // `serve` always logs its requests and warnings (target `edge_llm::access`, and warn).
+    let quiet = matches!(args.command, Command::Serve(_)).then_some("warn,edge_llm::access=info");
+    setup::init_logging(args.verbose, quiet);
     match args.command {
         Command::Run(a) => generate::run(a),
         Command::Chat(a) => generate::chat(a),
@@ -125,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
             let info = s.instance.info(&s.model)?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&setup::info_json(&info, &s.path))?
+                serde_json::to_string_pretty(&setup::info_json(&info, &s.path)?)?
             );
             Ok(())
         }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::server::{ServeOptions, Server};
 use anyhow::{bail, Context, Result};
-use edge_llm_host::serve::{ServeOptions, Server};
 
 use super::setup::{self, status, ComponentKind, ModelFile};
 use super::{BackendChoice, ModelArgs};

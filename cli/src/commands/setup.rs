@@ -15,13 +15,17 @@ use super::{BackendChoice, ModelArgs};
 
 /// With `-v` (or `RUST_LOG` set), tracing events go to stderr: edge-llm's own at debug level
 /// (status lines, cache, model loading, native-backend calls) and wasmtime's at info;
-/// `RUST_LOG` (e.g. `RUST_LOG=wasmtime_cranelift=debug`) replaces that filter.
-pub fn init_logging(verbose: bool) {
+/// `RUST_LOG` (e.g. `RUST_LOG=wasmtime_cranelift=debug`) replaces that filter. Without either,
+/// only the events `quiet` names are shown (`serve`'s access log and warnings), or none.
+pub fn init_logging(verbose: bool, quiet: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
         _ if verbose => EnvFilter::new("edge_llm=debug,edge_llm_host=debug,wasmtime=info"),
-        _ => return,
+        _ => match quiet {
+            Some(spec) => EnvFilter::new(spec),
+            None => return,
+        },
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -188,7 +192,7 @@ impl ModelFile {
             .unwrap_or_else(|| PathBuf::from("."));
         let guest_path = format!("{GUEST_MODEL_DIR}/{file_name}");
         let mut names = vec![guest_path.clone()];
-        names.extend(models::find(&file_name).map(|k| k.name));
+        names.extend(models::find(&file_name).map(|k| k.name.clone()));
         Ok(Self {
             path,
             dir,
@@ -291,8 +295,9 @@ pub fn backend_name(b: api::Backend) -> &'static str {
 }
 
 /// `info` as JSON.
-pub fn info_json(info: &api::ModelInfo, path: &Path) -> serde_json::Value {
-    json!({
+pub fn info_json(info: &api::ModelInfo, path: &Path) -> Result<serde_json::Value> {
+    let header = models::read_header(path)?;
+    Ok(json!({
         "name": info.name,
         "path": path.display().to_string(),
         "architecture": info.architecture,
@@ -301,6 +306,7 @@ pub fn info_json(info: &api::ModelInfo, path: &Path) -> serde_json::Value {
         "trained_context_length": info.trained_context_length,
         "vocab_size": info.vocab_size,
         "quantization": info.quantization,
+        "tensor_types": models::tensor_types(&header),
         "backend": backend_name(info.backend),
-    })
+    }))
 }
