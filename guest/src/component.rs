@@ -223,8 +223,23 @@ fn backend(kind: BackendKind) -> wit::Backend {
 }
 
 impl ModelResource {
+    /// Starts a raw completion: control tokens written in the prompt are parsed.
     fn start(&self, prompt: &str, p: wit::Params) -> Result<GenerationResource, wit::Error> {
         let ids = self.0.tokenizer().encode(prompt, true).map_err(invalid)?;
+        self.start_ids(ids, p)
+    }
+
+    /// Starts a chat: only the template's own text yields control tokens.
+    fn start_chat(
+        &self,
+        m: Vec<wit::Message>,
+        p: wit::Params,
+    ) -> Result<GenerationResource, wit::Error> {
+        let ids = self.0.chat_ids(&messages(m)).map_err(invalid)?;
+        self.start_ids(ids, p)
+    }
+
+    fn start_ids(&self, ids: Vec<u32>, p: wit::Params) -> Result<GenerationResource, wit::Error> {
         let generation = self.0.start(ids, params(p)?)?;
         Ok(GenerationResource {
             model: self.0.clone(),
@@ -291,8 +306,7 @@ impl wit::GuestModel for ModelResource {
     }
 
     fn chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Completion, wit::Error> {
-        let prompt = self.chat_prompt(m)?;
-        run_to_end(&self.start(&prompt, p)?)
+        run_to_end(&self.start_chat(m, p)?)
     }
 
     fn stream_complete(
@@ -308,8 +322,7 @@ impl wit::GuestModel for ModelResource {
         m: Vec<wit::Message>,
         p: wit::Params,
     ) -> Result<wit::Generation, wit::Error> {
-        let prompt = self.chat_prompt(m)?;
-        Ok(wit::Generation::new(self.start(&prompt, p)?))
+        Ok(wit::Generation::new(self.start_chat(m, p)?))
     }
 }
 
