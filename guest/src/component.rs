@@ -8,6 +8,8 @@ use std::sync::Arc;
 #[cfg(feature = "wasi-nn")]
 use edge_llm_kernel::gguf::Gguf;
 use edge_llm_kernel::Model;
+#[cfg(feature = "wasi-nn")]
+use edge_llm_nn_contract::GgufHeader;
 
 use crate::bindings::exports::edge::llm::inference as wit;
 use crate::chat::Message;
@@ -107,10 +109,10 @@ fn open_wasi_nn(
         }
         Err(e) => return Err(e),
     };
-    let header = nn_backend::header(&graph).map_err(NnOpenError::Failed)?;
-    let (prefix, file_len) = header.split_at(header.len().saturating_sub(8));
-    let file_len = file_len.try_into().map_or(0, u64::from_le_bytes);
-    let meta = match built_in_metadata(prefix, file_len) {
+    let header = nn_backend::header(&graph)?;
+    let layout = GgufHeader::from_bytes(&header)
+        .map_err(|e| NnOpenError::Foreign(format!("model header: {e}")))?;
+    let meta = match built_in_metadata(layout.prefix(), layout.file_len()) {
         Some(meta) => meta,
         None => {
             let gguf = Gguf::parse_header(&header)
@@ -176,20 +178,33 @@ fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>
     if let Some(model) = crate::bundle::open(name_or_path, &path, n_ctx)? {
         return Ok(model);
     }
+    // Why the host's wasi:nn backend, which loaded the model, cannot serve it.
+    #[allow(unused_mut)]
+    let mut foreign_backend: Option<String> = None;
     #[cfg(feature = "wasi-nn")]
     if options.backend != Some(wit::Backend::Kernel) {
         let explicit = options.backend == Some(wit::Backend::WasiNn);
         match open_wasi_nn(name_or_path, &path, explicit, n_ctx) {
             Ok(m) => return Ok(Rc::new(m)),
-            // No backend or graph for this model in the host: the kernel serves it.
+            // No backend or graph for this model in the host, or a backend that does not follow
+            // our tensor contract: the kernel serves it.
             Err(NnOpenError::Unavailable(_)) if !explicit => {}
-            Err(NnOpenError::Unavailable(why) | NnOpenError::Failed(why)) => {
-                return Err(wit::Error::BackendError(why))
-            }
+            Err(NnOpenError::Foreign(why)) if !explicit => foreign_backend = Some(why),
+            Err(
+                NnOpenError::Unavailable(why)
+                | NnOpenError::Foreign(why)
+                | NnOpenError::Failed(why),
+            ) => return Err(wit::Error::BackendError(why)),
             Err(NnOpenError::Load(e)) => return Err(e.into()),
         }
     }
-    Ok(Rc::new(open_kernel(name_or_path, &path, n_ctx)?))
+    match (open_kernel(name_or_path, &path, n_ctx), foreign_backend) {
+        (Ok(model), _) => Ok(Rc::new(model)),
+        (Err(LoadError::NotFound(m)), Some(why)) => {
+            Err(wit::Error::ModelNotFound(format!("{m}; and {why}")))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
