@@ -3,19 +3,21 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 #[cfg(feature = "wasi-nn")]
 use edge_llm_kernel::gguf::Gguf;
-use edge_llm_kernel::Model;
 #[cfg(feature = "wasi-nn")]
 use edge_llm_nn_contract::GgufHeader;
 
 use crate::bindings::exports::edge::llm::inference as wit;
 use crate::chat::Message;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
-use crate::kernel_backend::KernelBackend;
-use crate::model::{BackendKind, LoadError, LoadedModel, ModelMetadata};
+use crate::loading::open_kernel;
+#[cfg(feature = "wasi-nn")]
+use crate::loading::{built_in_metadata, read_model_file};
+#[cfg(feature = "wasi-nn")]
+use crate::model::ModelMetadata;
+use crate::model::{BackendKind, LoadError, LoadedModel};
 #[cfg(feature = "wasi-nn")]
 use crate::nn_backend::{self, NnBackend, NnOpenError};
 use crate::sampling::SamplingParams;
@@ -27,6 +29,19 @@ pub struct Component;
 impl wit::Guest for Component {
     type Model = ModelResource;
     type Generation = GenerationResource;
+}
+
+/// The worlds with a built-in model export `init`, for pre-initialization (`wasmtime wizer`).
+#[cfg(any(feature = "bundle", feature = "preinit"))]
+impl crate::bindings::Guest for Component {
+    /// `bundle`: loads the bundled model (weights, tokenizer, chat template, a warm session).
+    /// `preinit`: builds the built-in model's tokenizer and chat template.
+    fn init() {
+        #[cfg(feature = "bundle")]
+        crate::bundle::init();
+        #[cfg(feature = "preinit")]
+        crate::preinit::init();
+    }
 }
 
 /// A `model` resource.
@@ -82,18 +97,6 @@ fn invalid(e: impl std::fmt::Display) -> wit::Error {
     wit::Error::InvalidInput(e.to_string())
 }
 
-fn read_model_file(path: &str) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound(format!(
-            "{path} (not preloaded by the host, and no such file in the preopened directories)"
-        )),
-        std::io::ErrorKind::OutOfMemory => LoadError::Resources(format!(
-            "{path}: the model does not fit in this instance's memory"
-        )),
-        _ => LoadError::NotFound(format!("{path}: {e}")),
-    })
-}
-
 #[cfg(feature = "wasi-nn")]
 fn open_wasi_nn(
     name: &str,
@@ -125,44 +128,6 @@ fn open_wasi_nn(
         NnBackend::new(&graph, n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
     });
     LoadedModel::new(name, &meta, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
-}
-
-/// The pre-built metadata of the model built into this component (feature `preinit`) if a
-/// file of `file_len` bytes whose bytes before the tensor data are `prefix` is that model.
-#[cfg_attr(not(feature = "preinit"), allow(unused_variables))]
-fn built_in_metadata(prefix: &[u8], file_len: u64) -> Option<ModelMetadata> {
-    #[cfg(feature = "preinit")]
-    return crate::preinit::metadata_for(prefix, file_len);
-    #[cfg(not(feature = "preinit"))]
-    None
-}
-
-fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
-    let bytes = read_model_file(path)?;
-    let model =
-        Model::load_packed(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?;
-    let model = Arc::new(model);
-    kernel_model(name, &model, n_ctx)
-}
-
-/// Serves a loaded kernel model: tokenizer, chat template, and kernel sessions on demand.
-pub(crate) fn kernel_model(
-    name: &str,
-    model: &Arc<Model>,
-    n_ctx: Option<usize>,
-) -> Result<LoadedModel, LoadError> {
-    let bytes = model.bytes();
-    let data_offset = usize::try_from(model.gguf().data_offset()).unwrap_or(usize::MAX);
-    let prefix = bytes.get(..data_offset).unwrap_or(bytes);
-    let meta = match built_in_metadata(prefix, bytes.len() as u64) {
-        Some(meta) => meta,
-        None => ModelMetadata::from_gguf(model.gguf())?,
-    };
-    let for_sessions = model.clone();
-    let factory = Box::new(move |n_ctx| {
-        KernelBackend::new(for_sessions.clone(), n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
-    });
-    LoadedModel::new(name, &meta, n_ctx, BackendKind::Kernel, factory)
 }
 
 fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>, wit::Error> {

@@ -13,7 +13,6 @@ use std::cell::OnceCell;
 use edge_llm_kernel::gguf::Gguf;
 use edge_llm_nn_contract::GgufHeader;
 
-use crate::component::Component;
 use crate::model::ModelMetadata;
 
 /// The built-in model's bytes before its tensor data, then its length (u64 little-endian): the
@@ -46,9 +45,8 @@ pub(crate) fn metadata_for(prefix: &[u8], file_len: u64) -> Option<ModelMetadata
     built()
 }
 
-impl crate::bindings::Guest for Component {
-    /// Builds the built-in model's tokenizer and chat template now (for pre-initialization).
-    fn init() {
-        let _ = built();
-    }
+/// Builds the built-in model's tokenizer and chat template now (the world's `init`, for
+/// pre-initialization).
+pub(crate) fn init() {
+    let _ = built();
 }
