@@ -677,7 +677,8 @@ mod tests {
         let pieces = split_on_controls(text, &controls, &[5..12, 13..14]);
         assert_eq!(pieces, vec![Piece::Control(1), Piece::Text(5..17)]);
         // An occurrence that only touches a plain range is parsed.
-        let pieces = split_on_controls(text, &controls, &[5..6]);
+        let touching = [Range { start: 5, end: 6 }];
+        let pieces = split_on_controls(text, &controls, &touching);
         assert_eq!(
             pieces,
             vec![
