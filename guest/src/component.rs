@@ -113,13 +113,17 @@ fn open_wasi_nn(
         Err(e) => return Err(e),
     };
     let header = nn_backend::header(&graph)?;
-    let layout = GgufHeader::from_bytes(&header)
-        .map_err(|e| NnOpenError::Foreign(format!("model header: {e}")))?;
+    let layout = GgufHeader::from_bytes(&header).map_err(|e| {
+        NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
+    })?;
     let meta = match built_in_metadata(layout.prefix(), layout.file_len()) {
         Some(meta) => meta,
         None => {
-            let gguf = Gguf::parse_header(&header)
-                .map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+            // A header that does not parse did not come from a backend of ours (the model
+            // itself, if it is bad, fails again in the kernel with its own error).
+            let gguf = Gguf::parse_header(&header).map_err(|e| {
+                NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
+            })?;
             ModelMetadata::from_gguf(&gguf).map_err(NnOpenError::Load)?
         }
     };
