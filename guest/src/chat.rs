@@ -792,6 +792,81 @@ mod tests {
         assert_eq!(out, "HI|True");
     }
 
+    const M: Marks = Marks {
+        open: '\u{FDD0}',
+        close: '\u{FDD1}',
+    };
+
+    /// `[` and `]` for the markers, to read results.
+    fn shown(s: &str) -> String {
+        s.replace(M.open, "[").replace(M.close, "]")
+    }
+
+    #[test]
+    fn markers_pair_up_or_nothing() {
+        let marked = "a\u{FDD0}bc\u{FDD1}d\u{FDD0}\u{FDD1}e\u{FDD0}f\u{FDD1}";
+        let (text, spans) = M.strip(marked).expect("balanced");
+        assert_eq!(text, "abcdef");
+        assert_eq!(spans, [1..3, 5..6]);
+        for unbalanced in [
+            "\u{FDD0}a",
+            "a\u{FDD1}",
+            "\u{FDD0}\u{FDD0}a\u{FDD1}\u{FDD1}",
+            "\u{FDD1}a\u{FDD0}",
+        ] {
+            assert_eq!(M.strip(unbalanced), None, "{unbalanced:?}");
+        }
+    }
+
+    #[test]
+    fn stripping_passes_over_markers() {
+        let ws = char::is_whitespace;
+        let s = " \u{FDD0}  a b \u{FDD1} ";
+        assert_eq!(shown(&strip_marked(s, Some(M), ws, true, true)), "[a b]");
+        assert_eq!(shown(&strip_marked(s, Some(M), ws, true, false)), "[a b ] ");
+        assert_eq!(
+            shown(&strip_marked(s, Some(M), ws, false, true)),
+            " [  a b]"
+        );
+        assert_eq!(
+            shown(&strip_marked("\u{FDD0} \u{FDD1}", Some(M), ws, true, true)),
+            "[]"
+        );
+        assert_eq!(
+            shown(&strip_marked("\u{FDD0} \u{FDD1}", Some(M), ws, false, true)),
+            "[]"
+        );
+        // Without markers it is `str::trim_matches`.
+        assert_eq!(
+            strip_marked("xxaxbxx", None, |c| c == 'x', true, true),
+            "axb"
+        );
+    }
+
+    #[test]
+    fn splitting_keeps_each_piece_marked() {
+        let s = "x\u{FDD0}a</t>b</t>c\u{FDD1}y";
+        let pieces: Vec<String> = split_marked(s, Some("</t>"), Some(M))
+            .iter()
+            .map(|p| shown(p))
+            .collect();
+        assert_eq!(pieces, ["x[a]", "[b]", "[c]y"]);
+        let pieces: Vec<String> = split_marked("\u{FDD0} a  b \u{FDD1}", None, Some(M))
+            .iter()
+            .map(|p| shown(p))
+            .collect();
+        assert_eq!(pieces, ["[a]", "[b]"]);
+        assert_eq!(split_marked(" a  b ", None, None), ["a", "b"]);
+        assert_eq!(split_marked("a,,b", Some(","), None), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn markers_avoid_characters_in_use() {
+        let reserved = marker_candidates_in(["\u{FDD0}"]);
+        let marks = Marks::pick(&reserved, &[Message::user("\u{FDD1}\u{FDD3}")]).expect("picks");
+        assert_eq!((marks.open, marks.close), ('\u{FDD2}', '\u{FDD4}'));
+    }
+
     #[test]
     fn raise_exception_is_typed() {
         let t = tmpl("{{ raise_exception('no system role') }}");
