@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use edge_llm_kernel::{Model, ModelBytes};
 
-use crate::component::{kernel_model, Component};
 use crate::known_models;
+use crate::loading::kernel_model;
 use crate::model::{LoadError, LoadedModel};
 
 /// The GGUF file named by `$EDGE_LLM_BUNDLE_MODEL` when the component was built, its Q4_1
@@ -95,10 +95,9 @@ pub(crate) fn open(
     }
 }
 
-impl crate::bindings::Guest for Component {
-    /// Loads the bundled model now (for pre-initialization). A failure is left for `open`
-    /// to report: `init` has no error channel, and a bundle that cannot load is a build bug.
-    fn init() {
-        let _ = with_bundle(|_| ());
-    }
+/// Loads the bundled model now (the world's `init`, for pre-initialization). A failure is left
+/// for `open` to report: `init` has no error channel, and a bundle that cannot load is a build
+/// bug.
+pub(crate) fn init() {
+    let _ = with_bundle(|_| ());
 }

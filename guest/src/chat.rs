@@ -4,8 +4,34 @@
 //! Templates come from model files, which may be hostile: rendering runs with a fuel budget
 //! (bounded instruction count), a low recursion limit and a cap on the output size, and every
 //! failure is a typed [`ChatError`].
+//!
+//! Messages come from users, who may be hostile too: a message whose text is `<|im_end|>` must
+//! not end its turn. [`ChatTemplate::encode`] therefore tokenizes a chat so that only the
+//! template's own text yields control tokens, and the messages' texts are plain text:
+//!
+//! 1. It renders the chat twice: as is, and with every non-empty message text wrapped in two
+//!    marker characters (an opening and a closing one) that occur nowhere in the messages, the
+//!    template source or the BOS/EOS texts (the first two unused of the Unicode noncharacters
+//!    U+FDD0..U+FDEF, then the private-use planes 15 and 16). The string functions templates
+//!    use on message texts (`trim`, `strip`/`lstrip`/`rstrip`, `startswith`/`endswith`,
+//!    `split`, `title`) treat the markers as invisible: trimming moves past them, a split keeps
+//!    each piece of a message's text wrapped.
+//! 2. The markers are taken out of the marked rendering, leaving each message text's byte range
+//!    in the prompt. The ranges are trusted only if the markers pair up and the text left is
+//!    exactly the plain rendering; a template that did something else with the markers (sliced
+//!    a message, compared it, measured its length) leaves the chat untracked.
+//! 3. The prompt is tokenized whole (so tokens across a message's edges are those of the plain
+//!    text), with control-token strings parsed only where they overlap no message text
+//!    ([`Tokenizer::encode_with_plain_spans`]).
+//!
+//! An untracked chat is tokenized with control tokens parsed throughout, which is safe only if
+//! no message contains a control token's text: if one does, it is refused
+//! ([`ChatError::UntrackedControlText`]). A role containing a control token's text is always
+//! refused (roles are compared by templates, so they cannot be marked).
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::ops::Range;
 
 use edge_llm_kernel::gguf::Gguf;
 use minijinja::value::Value;
@@ -93,6 +119,39 @@ pub enum ChatError {
         /// Index of the message.
         index: usize,
     },
+    /// A message's role contains the text of a control token.
+    #[error("message {index}'s role contains the control token `{token}`")]
+    ControlTokenInRole {
+        /// Index of the message.
+        index: usize,
+        /// The control token's text.
+        token: String,
+    },
+    /// A message contains the text of a control token, and the template handles message texts
+    /// in a way that keeps them from being told apart from its own text (see the module doc).
+    #[error(
+        "message {index} contains the control token text `{token}`, and this chat template \
+         rewrites message texts too much to keep them apart from its own control tokens"
+    )]
+    UntrackedControlText {
+        /// Index of the message.
+        index: usize,
+        /// The control token's text.
+        token: String,
+    },
+    /// The rendered prompt could not be tokenized.
+    #[error("tokenizing the chat prompt: {0}")]
+    Tokenize(String),
+}
+
+/// A rendered chat and where its messages' texts lie in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedChat {
+    /// The prompt, exactly as [`ChatTemplate::render`] renders it.
+    pub text: String,
+    /// The byte ranges of `text` that came from message texts, in order and disjoint; `None`
+    /// if the template handled message texts in a way they could not be followed through.
+    pub message_text: Option<Vec<Range<usize>>>,
 }
 
 /// One chat message.
@@ -135,6 +194,8 @@ pub struct ChatTemplate {
     limits: TemplateLimits,
     bos_token: String,
     eos_token: String,
+    /// Marker candidates that the template source, BOS or EOS text contain (never used).
+    reserved: BTreeSet<char>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -204,6 +265,7 @@ impl ChatTemplate {
             limits,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
+            reserved: marker_candidates_in([source, bos_token, eos_token]),
         })
     }
 
@@ -213,6 +275,75 @@ impl ChatTemplate {
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
+        self.render_with(messages, add_generation_prompt, None)
+    }
+
+    /// Renders a conversation like [`ChatTemplate::render`] and finds where each message's text
+    /// landed in the prompt (see the module doc).
+    pub fn render_tracked(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<RenderedChat, ChatError> {
+        let text = self.render(messages, add_generation_prompt)?;
+        let marks = Marks::pick(&self.reserved, messages);
+        let message_text = match marks {
+            // A marked rendering may fail where the plain one did not (a template that tests a
+            // message's length, say): then the chat is untracked, not refused.
+            Some(marks) => match self.render_with(messages, add_generation_prompt, Some(marks)) {
+                Ok(marked) => marks
+                    .strip(&marked)
+                    .and_then(|(plain, spans)| (plain == text).then_some(spans)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        Ok(RenderedChat { text, message_text })
+    }
+
+    /// Renders and tokenizes a conversation so that only the template's own text yields
+    /// control tokens: a message's text is tokenized as plain text even where it spells one
+    /// (see the module doc).
+    pub fn encode(
+        &self,
+        tokenizer: &Tokenizer,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, ChatError> {
+        for (index, m) in messages.iter().enumerate() {
+            if let Some(token) = tokenizer.control_text_in(&m.role) {
+                return Err(ChatError::ControlTokenInRole {
+                    index,
+                    token: token.to_owned(),
+                });
+            }
+        }
+        let rendered = self.render_tracked(messages, add_generation_prompt)?;
+        let plain = match rendered.message_text {
+            Some(spans) => spans,
+            None => {
+                for (index, m) in messages.iter().enumerate() {
+                    if let Some(token) = tokenizer.control_text_in(&m.content) {
+                        return Err(ChatError::UntrackedControlText {
+                            index,
+                            token: token.to_owned(),
+                        });
+                    }
+                }
+                Vec::new()
+            }
+        };
+        tokenizer
+            .encode_with_plain_spans(&rendered.text, &plain)
+            .map_err(|e| ChatError::Tokenize(e.to_string()))
+    }
+
+    fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        marks: Option<Marks>,
     ) -> Result<String, ChatError> {
         if messages.is_empty() {
             return Err(ChatError::NoMessages);
@@ -224,12 +355,16 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| ChatError::Render(describe(&e)))?;
-        let ctx = Value::from_iter([
-            ("messages", messages_value(messages)),
+        let mut ctx = vec![
+            ("messages", messages_value(messages, marks)),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
             ("bos_token", Value::from(self.bos_token.as_str())),
             ("eos_token", Value::from(self.eos_token.as_str())),
-        ]);
+        ];
+        if let Some(marks) = marks {
+            ctx.push((MARKS_VAR, Value::from(marks.to_string())));
+        }
+        let ctx = Value::from_iter(ctx);
         let mut out = CappedWriter::new(self.limits.max_output_bytes);
         let result = tmpl.render_captured_to(ctx, &mut out);
         if out.overflowed {
@@ -284,16 +419,193 @@ fn describe(err: &minijinja::Error) -> String {
     }
 }
 
-fn messages_value(messages: &[Message]) -> Value {
+fn messages_value(messages: &[Message], marks: Option<Marks>) -> Value {
     messages
         .iter()
         .map(|m| {
-            Value::from_iter([
-                ("role", Value::from(m.role.as_str())),
-                ("content", Value::from(m.content.as_str())),
-            ])
+            let content = match marks {
+                // An empty text has nothing to protect, and templates test it for emptiness.
+                Some(marks) if !m.content.is_empty() => {
+                    Value::from(format!("{}{}{}", marks.open, m.content, marks.close))
+                }
+                _ => Value::from(m.content.as_str()),
+            };
+            Value::from_iter([("role", Value::from(m.role.as_str())), ("content", content)])
         })
         .collect()
+}
+
+/// The context variable holding the markers of a tracked rendering (its two characters).
+const MARKS_VAR: &str = "__edge_llm_message_marks";
+
+/// Marker candidates, in order of preference: the noncharacters U+FDD0..U+FDEF, then the
+/// private-use planes 15 and 16.
+fn marker_candidates() -> impl Iterator<Item = char> {
+    (0xFDD0..=0xFDEF)
+        .chain(0xF_0000..=0xF_FFFD)
+        .chain(0x10_0000..=0x10_FFFD)
+        .filter_map(char::from_u32)
+}
+
+fn is_marker_candidate(c: char) -> bool {
+    matches!(c, '\u{FDD0}'..='\u{FDEF}' | '\u{F0000}'..='\u{FFFFD}' | '\u{100000}'..='\u{10FFFD}')
+}
+
+/// The marker candidates that occur in `texts`.
+fn marker_candidates_in<'a>(texts: impl IntoIterator<Item = &'a str>) -> BTreeSet<char> {
+    texts
+        .into_iter()
+        .flat_map(str::chars)
+        .filter(|&c| is_marker_candidate(c))
+        .collect()
+}
+
+/// The two characters that wrap each message text in a tracked rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marks {
+    open: char,
+    close: char,
+}
+
+impl std::fmt::Display for Marks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.open, self.close)
+    }
+}
+
+impl Marks {
+    /// The first two candidates that occur neither in `reserved` nor in any message.
+    fn pick(reserved: &BTreeSet<char>, messages: &[Message]) -> Option<Self> {
+        let used =
+            marker_candidates_in(messages.iter().flat_map(|m| [m.role.as_str(), &m.content]));
+        let mut free = marker_candidates().filter(|c| !reserved.contains(c) && !used.contains(c));
+        Some(Self {
+            open: free.next()?,
+            close: free.next()?,
+        })
+    }
+
+    /// The markers of the rendering `state` belongs to, if it is a tracked one.
+    fn of(state: &State) -> Option<Self> {
+        let value = state.lookup(MARKS_VAR)?;
+        let mut chars = value.as_str()?.chars();
+        Some(Self {
+            open: chars.next()?,
+            close: chars.next()?,
+        })
+    }
+
+    fn is_mark(marks: Option<Self>, c: char) -> bool {
+        marks.is_some_and(|m| c == m.open || c == m.close)
+    }
+
+    /// `marked` without its markers, and the byte ranges of that text the marker pairs
+    /// enclosed (empty ones left out); `None` unless every marker pairs up, unnested.
+    fn strip(self, marked: &str) -> Option<(String, Vec<Range<usize>>)> {
+        let mut text = String::with_capacity(marked.len());
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        let mut open_at = None;
+        for c in marked.chars() {
+            if c == self.open {
+                if open_at.replace(text.len()).is_some() {
+                    return None;
+                }
+            } else if c == self.close {
+                let start = open_at.take()?;
+                if start < text.len() {
+                    spans.push(start..text.len());
+                }
+            } else {
+                text.push(c);
+            }
+        }
+        open_at.is_none().then_some((text, spans))
+    }
+}
+
+/// Removes the characters `strip` selects from the start and/or end of `s`, passing over
+/// markers (which stay, in order) as if they were not there.
+fn strip_marked(
+    s: &str,
+    marks: Option<Marks>,
+    strip: impl Fn(char) -> bool,
+    start: bool,
+    end: bool,
+) -> String {
+    let mut front = String::new();
+    let mut rest = s;
+    if start {
+        let mut cut = s.len();
+        for (i, c) in s.char_indices() {
+            if Marks::is_mark(marks, c) {
+                front.push(c);
+            } else if !strip(c) {
+                cut = i;
+                break;
+            }
+        }
+        rest = &s[cut..];
+    }
+    let mut back = Vec::new();
+    if end {
+        let mut cut = 0;
+        for (i, c) in rest.char_indices().rev() {
+            if Marks::is_mark(marks, c) {
+                back.push(c);
+            } else if !strip(c) {
+                cut = i + c.len_utf8();
+                break;
+            }
+        }
+        rest = &rest[..cut];
+    }
+    let mut out = front;
+    out.push_str(rest);
+    out.extend(back.iter().rev());
+    out
+}
+
+/// `s` without markers.
+fn unmarked(s: &str, marks: Option<Marks>) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| Marks::is_mark(marks, c)) {
+        s.chars().filter(|&c| !Marks::is_mark(marks, c)).collect()
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Splits `s` at `sep` (or at whitespace, dropping empty pieces: Python's `str.split`), each
+/// piece of a marked text wrapped in its own markers.
+fn split_marked(s: &str, sep: Option<&str>, marks: Option<Marks>) -> Vec<String> {
+    let pieces: Vec<&str> = match sep {
+        Some(sep) => s.split(sep).collect(),
+        None => s.split(char::is_whitespace).collect(),
+    };
+    // Whether the piece starts inside a message text (separators hold no markers).
+    let mut inside = false;
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        let mut text = String::with_capacity(piece.len() + 8);
+        let mut empty = true;
+        if let (true, Some(m)) = (inside, marks) {
+            text.push(m.open);
+        }
+        for c in piece.chars() {
+            match marks {
+                Some(m) if c == m.open => inside = true,
+                Some(m) if c == m.close => inside = false,
+                _ => empty = false,
+            }
+            text.push(c);
+        }
+        if let (true, Some(m)) = (inside, marks) {
+            text.push(m.close);
+        }
+        if sep.is_some() || !empty {
+            out.push(text);
+        }
+    }
+    out
 }
 
 fn build_env(limits: TemplateLimits) -> Environment<'static> {
@@ -304,6 +616,7 @@ fn build_env(limits: TemplateLimits) -> Environment<'static> {
     // HF templates are written for Python Jinja2: keep whitespace and trailing newline as is.
     env.set_keep_trailing_newline(true);
     env.add_function("raise_exception", raise_exception);
+    env.add_filter("trim", trim_filter);
     env.set_unknown_method_callback(python_methods);
     env
 }
@@ -315,15 +628,27 @@ fn raise_exception(msg: &str) -> Result<Value, minijinja::Error> {
     ))
 }
 
+/// minijinja's `trim` filter, passing over message-text markers.
+fn trim_filter(state: &State, value: String, chars: Option<String>) -> Value {
+    let marks = Marks::of(state);
+    Value::from(match chars {
+        Some(chars) => {
+            let chars: Vec<char> = chars.chars().collect();
+            strip_marked(&value, marks, |c| chars.contains(&c), true, true)
+        }
+        None => strip_marked(&value, marks, char::is_whitespace, true, true),
+    })
+}
+
 /// The few Python `str`/`dict` methods that chat templates commonly call.
 fn python_methods(
-    _state: &State,
+    state: &State,
     value: &Value,
     method: &str,
     args: &[Value],
 ) -> Result<Value, minijinja::Error> {
     if let Some(s) = value.as_str() {
-        return string_method(s, method, args);
+        return string_method(s, method, args, Marks::of(state));
     }
     if value.kind() == minijinja::value::ValueKind::Map {
         return map_method(value, method, args);
@@ -341,24 +666,35 @@ fn str_arg(args: &[Value], i: usize) -> Result<Option<&str>, minijinja::Error> {
     }
 }
 
-fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, minijinja::Error> {
+fn string_method(
+    s: &str,
+    method: &str,
+    args: &[Value],
+    marks: Option<Marks>,
+) -> Result<Value, minijinja::Error> {
     let arg = str_arg(args, 0)?;
-    let chars =
-        |a: Option<&str>| -> Vec<char> { a.map(|a| a.chars().collect()).unwrap_or_default() };
+    let chars: Vec<char> = arg.map(|a| a.chars().collect()).unwrap_or_default();
+    let strip = |start, end| match arg {
+        None => Value::from(strip_marked(s, marks, char::is_whitespace, start, end)),
+        Some(_) => Value::from(strip_marked(s, marks, |c| chars.contains(&c), start, end)),
+    };
     let v = match (method, arg) {
-        ("strip", None) => Value::from(s.trim()),
-        ("lstrip", None) => Value::from(s.trim_start()),
-        ("rstrip", None) => Value::from(s.trim_end()),
-        ("strip", a) => Value::from(s.trim_matches(&chars(a)[..])),
-        ("lstrip", a) => Value::from(s.trim_start_matches(&chars(a)[..])),
-        ("rstrip", a) => Value::from(s.trim_end_matches(&chars(a)[..])),
-        ("startswith", Some(a)) => Value::from(s.starts_with(a)),
-        ("endswith", Some(a)) => Value::from(s.ends_with(a)),
+        ("strip", _) => strip(true, true),
+        ("lstrip", _) => strip(true, false),
+        ("rstrip", _) => strip(false, true),
+        ("startswith", Some(a)) => Value::from(unmarked(s, marks).starts_with(a)),
+        ("endswith", Some(a)) => Value::from(unmarked(s, marks).ends_with(a)),
         ("upper", None) => Value::from(s.to_uppercase()),
         ("lower", None) => Value::from(s.to_lowercase()),
-        ("title", None) => Value::from(title_case(s)),
-        ("split", None) => s.split_whitespace().map(Value::from).collect(),
-        ("split", Some(sep)) if !sep.is_empty() => s.split(sep).map(Value::from).collect(),
+        ("title", None) => Value::from(title_case(s, marks)),
+        ("split", None) => split_marked(s, None, marks)
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        ("split", Some(sep)) if !sep.is_empty() => split_marked(s, Some(sep), marks)
+            .into_iter()
+            .map(Value::from)
+            .collect(),
         ("replace", Some(from)) if !from.is_empty() => {
             let to = str_arg(args, 1)?.unwrap_or("");
             Value::from(s.replace(from, to))
@@ -368,10 +704,14 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, minijin
     Ok(v)
 }
 
-fn title_case(s: &str) -> String {
+fn title_case(s: &str, marks: Option<Marks>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut start = true;
     for c in s.chars() {
+        if Marks::is_mark(marks, c) {
+            out.push(c);
+            continue;
+        }
         if start {
             out.extend(c.to_uppercase());
         } else {
@@ -450,6 +790,81 @@ mod tests {
         let t = tmpl("{{ messages[0].content.strip().upper() }}|{{ messages[0]['content'].startswith(' h') }}");
         let out = t.render(&[Message::user(" hi ")], false).expect("renders");
         assert_eq!(out, "HI|True");
+    }
+
+    const M: Marks = Marks {
+        open: '\u{FDD0}',
+        close: '\u{FDD1}',
+    };
+
+    /// `[` and `]` for the markers, to read results.
+    fn shown(s: &str) -> String {
+        s.replace(M.open, "[").replace(M.close, "]")
+    }
+
+    #[test]
+    fn markers_pair_up_or_nothing() {
+        let marked = "a\u{FDD0}bc\u{FDD1}d\u{FDD0}\u{FDD1}e\u{FDD0}f\u{FDD1}";
+        let (text, spans) = M.strip(marked).expect("balanced");
+        assert_eq!(text, "abcdef");
+        assert_eq!(spans, [1..3, 5..6]);
+        for unbalanced in [
+            "\u{FDD0}a",
+            "a\u{FDD1}",
+            "\u{FDD0}\u{FDD0}a\u{FDD1}\u{FDD1}",
+            "\u{FDD1}a\u{FDD0}",
+        ] {
+            assert_eq!(M.strip(unbalanced), None, "{unbalanced:?}");
+        }
+    }
+
+    #[test]
+    fn stripping_passes_over_markers() {
+        let ws = char::is_whitespace;
+        let s = " \u{FDD0}  a b \u{FDD1} ";
+        assert_eq!(shown(&strip_marked(s, Some(M), ws, true, true)), "[a b]");
+        assert_eq!(shown(&strip_marked(s, Some(M), ws, true, false)), "[a b ] ");
+        assert_eq!(
+            shown(&strip_marked(s, Some(M), ws, false, true)),
+            " [  a b]"
+        );
+        assert_eq!(
+            shown(&strip_marked("\u{FDD0} \u{FDD1}", Some(M), ws, true, true)),
+            "[]"
+        );
+        assert_eq!(
+            shown(&strip_marked("\u{FDD0} \u{FDD1}", Some(M), ws, false, true)),
+            "[]"
+        );
+        // Without markers it is `str::trim_matches`.
+        assert_eq!(
+            strip_marked("xxaxbxx", None, |c| c == 'x', true, true),
+            "axb"
+        );
+    }
+
+    #[test]
+    fn splitting_keeps_each_piece_marked() {
+        let s = "x\u{FDD0}a</t>b</t>c\u{FDD1}y";
+        let pieces: Vec<String> = split_marked(s, Some("</t>"), Some(M))
+            .iter()
+            .map(|p| shown(p))
+            .collect();
+        assert_eq!(pieces, ["x[a]", "[b]", "[c]y"]);
+        let pieces: Vec<String> = split_marked("\u{FDD0} a  b \u{FDD1}", None, Some(M))
+            .iter()
+            .map(|p| shown(p))
+            .collect();
+        assert_eq!(pieces, ["[a]", "[b]"]);
+        assert_eq!(split_marked(" a  b ", None, None), ["a", "b"]);
+        assert_eq!(split_marked("a,,b", Some(","), None), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn markers_avoid_characters_in_use() {
+        let reserved = marker_candidates_in(["\u{FDD0}"]);
+        let marks = Marks::pick(&reserved, &[Message::user("\u{FDD1}\u{FDD3}")]).expect("picks");
+        assert_eq!((marks.open, marks.close), ('\u{FDD2}', '\u{FDD4}'));
     }
 
     #[test]

@@ -3,17 +3,21 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 #[cfg(feature = "wasi-nn")]
 use edge_llm_kernel::gguf::Gguf;
-use edge_llm_kernel::Model;
+#[cfg(feature = "wasi-nn")]
+use edge_llm_nn_contract::GgufHeader;
 
 use crate::bindings::exports::edge::llm::inference as wit;
 use crate::chat::Message;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
-use crate::kernel_backend::KernelBackend;
-use crate::model::{BackendKind, LoadError, LoadedModel, ModelMetadata};
+use crate::loading::open_kernel;
+#[cfg(feature = "wasi-nn")]
+use crate::loading::{built_in_metadata, read_model_file};
+#[cfg(feature = "wasi-nn")]
+use crate::model::ModelMetadata;
+use crate::model::{BackendKind, LoadError, LoadedModel};
 #[cfg(feature = "wasi-nn")]
 use crate::nn_backend::{self, NnBackend, NnOpenError};
 use crate::sampling::SamplingParams;
@@ -25,6 +29,19 @@ pub struct Component;
 impl wit::Guest for Component {
     type Model = ModelResource;
     type Generation = GenerationResource;
+}
+
+/// The worlds with a built-in model export `init`, for pre-initialization (`wasmtime wizer`).
+#[cfg(any(feature = "bundle", feature = "preinit"))]
+impl crate::bindings::Guest for Component {
+    /// `bundle`: loads the bundled model (weights, tokenizer, chat template, a warm session).
+    /// `preinit`: builds the built-in model's tokenizer and chat template.
+    fn init() {
+        #[cfg(feature = "bundle")]
+        crate::bundle::init();
+        #[cfg(feature = "preinit")]
+        crate::preinit::init();
+    }
 }
 
 /// A `model` resource.
@@ -80,18 +97,6 @@ fn invalid(e: impl std::fmt::Display) -> wit::Error {
     wit::Error::InvalidInput(e.to_string())
 }
 
-fn read_model_file(path: &str) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound(format!(
-            "{path} (not preloaded by the host, and no such file in the preopened directories)"
-        )),
-        std::io::ErrorKind::OutOfMemory => LoadError::Resources(format!(
-            "{path}: the model does not fit in this instance's memory"
-        )),
-        _ => LoadError::NotFound(format!("{path}: {e}")),
-    })
-}
-
 #[cfg(feature = "wasi-nn")]
 fn open_wasi_nn(
     name: &str,
@@ -107,14 +112,18 @@ fn open_wasi_nn(
         }
         Err(e) => return Err(e),
     };
-    let header = nn_backend::header(&graph).map_err(NnOpenError::Failed)?;
-    let (prefix, file_len) = header.split_at(header.len().saturating_sub(8));
-    let file_len = file_len.try_into().map_or(0, u64::from_le_bytes);
-    let meta = match built_in_metadata(prefix, file_len) {
+    let header = nn_backend::header(&graph)?;
+    let layout = GgufHeader::from_bytes(&header).map_err(|e| {
+        NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
+    })?;
+    let meta = match built_in_metadata(layout.prefix(), layout.file_len()) {
         Some(meta) => meta,
         None => {
-            let gguf = Gguf::parse_header(&header)
-                .map_err(|e| NnOpenError::Failed(format!("model header: {e}")))?;
+            // A header that does not parse did not come from a backend of ours (the model
+            // itself, if it is bad, fails again in the kernel with its own error).
+            let gguf = Gguf::parse_header(&header).map_err(|e| {
+                NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
+            })?;
             ModelMetadata::from_gguf(&gguf).map_err(NnOpenError::Load)?
         }
     };
@@ -123,44 +132,6 @@ fn open_wasi_nn(
         NnBackend::new(&graph, n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
     });
     LoadedModel::new(name, &meta, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
-}
-
-/// The pre-built metadata of the model built into this component (feature `preinit`) if a
-/// file of `file_len` bytes whose bytes before the tensor data are `prefix` is that model.
-#[cfg_attr(not(feature = "preinit"), allow(unused_variables))]
-fn built_in_metadata(prefix: &[u8], file_len: u64) -> Option<ModelMetadata> {
-    #[cfg(feature = "preinit")]
-    return crate::preinit::metadata_for(prefix, file_len);
-    #[cfg(not(feature = "preinit"))]
-    None
-}
-
-fn open_kernel(name: &str, path: &str, n_ctx: Option<usize>) -> Result<LoadedModel, LoadError> {
-    let bytes = read_model_file(path)?;
-    let model =
-        Model::load_packed(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?;
-    let model = Arc::new(model);
-    kernel_model(name, &model, n_ctx)
-}
-
-/// Serves a loaded kernel model: tokenizer, chat template, and kernel sessions on demand.
-pub(crate) fn kernel_model(
-    name: &str,
-    model: &Arc<Model>,
-    n_ctx: Option<usize>,
-) -> Result<LoadedModel, LoadError> {
-    let bytes = model.bytes();
-    let data_offset = usize::try_from(model.gguf().data_offset()).unwrap_or(usize::MAX);
-    let prefix = bytes.get(..data_offset).unwrap_or(bytes);
-    let meta = match built_in_metadata(prefix, bytes.len() as u64) {
-        Some(meta) => meta,
-        None => ModelMetadata::from_gguf(model.gguf())?,
-    };
-    let for_sessions = model.clone();
-    let factory = Box::new(move |n_ctx| {
-        KernelBackend::new(for_sessions.clone(), n_ctx).map(|b| Box::new(b) as Box<dyn Backend>)
-    });
-    LoadedModel::new(name, &meta, n_ctx, BackendKind::Kernel, factory)
 }
 
 fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>, wit::Error> {
@@ -176,20 +147,33 @@ fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>
     if let Some(model) = crate::bundle::open(name_or_path, &path, n_ctx)? {
         return Ok(model);
     }
+    // Why the host's wasi:nn backend, which loaded the model, cannot serve it.
+    #[allow(unused_mut)]
+    let mut foreign_backend: Option<String> = None;
     #[cfg(feature = "wasi-nn")]
     if options.backend != Some(wit::Backend::Kernel) {
         let explicit = options.backend == Some(wit::Backend::WasiNn);
         match open_wasi_nn(name_or_path, &path, explicit, n_ctx) {
             Ok(m) => return Ok(Rc::new(m)),
-            // No backend or graph for this model in the host: the kernel serves it.
+            // No backend or graph for this model in the host, or a backend that does not follow
+            // our tensor contract: the kernel serves it.
             Err(NnOpenError::Unavailable(_)) if !explicit => {}
-            Err(NnOpenError::Unavailable(why) | NnOpenError::Failed(why)) => {
-                return Err(wit::Error::BackendError(why))
-            }
+            Err(NnOpenError::Foreign(why)) if !explicit => foreign_backend = Some(why),
+            Err(
+                NnOpenError::Unavailable(why)
+                | NnOpenError::Foreign(why)
+                | NnOpenError::Failed(why),
+            ) => return Err(wit::Error::BackendError(why)),
             Err(NnOpenError::Load(e)) => return Err(e.into()),
         }
     }
-    Ok(Rc::new(open_kernel(name_or_path, &path, n_ctx)?))
+    match (open_kernel(name_or_path, &path, n_ctx), foreign_backend) {
+        (Ok(model), _) => Ok(Rc::new(model)),
+        (Err(LoadError::NotFound(m)), Some(why)) => {
+            Err(wit::Error::ModelNotFound(format!("{m}; and {why}")))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
@@ -223,8 +207,23 @@ fn backend(kind: BackendKind) -> wit::Backend {
 }
 
 impl ModelResource {
+    /// Starts a raw completion: control tokens written in the prompt are parsed.
     fn start(&self, prompt: &str, p: wit::Params) -> Result<GenerationResource, wit::Error> {
         let ids = self.0.tokenizer().encode(prompt, true).map_err(invalid)?;
+        self.start_ids(ids, p)
+    }
+
+    /// Starts a chat: only the template's own text yields control tokens.
+    fn start_chat(
+        &self,
+        m: Vec<wit::Message>,
+        p: wit::Params,
+    ) -> Result<GenerationResource, wit::Error> {
+        let ids = self.0.chat_ids(&messages(m)).map_err(invalid)?;
+        self.start_ids(ids, p)
+    }
+
+    fn start_ids(&self, ids: Vec<u32>, p: wit::Params) -> Result<GenerationResource, wit::Error> {
         let generation = self.0.start(ids, params(p)?)?;
         Ok(GenerationResource {
             model: self.0.clone(),
@@ -291,8 +290,7 @@ impl wit::GuestModel for ModelResource {
     }
 
     fn chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Completion, wit::Error> {
-        let prompt = self.chat_prompt(m)?;
-        run_to_end(&self.start(&prompt, p)?)
+        run_to_end(&self.start_chat(m, p)?)
     }
 
     fn stream_complete(
@@ -308,8 +306,7 @@ impl wit::GuestModel for ModelResource {
         m: Vec<wit::Message>,
         p: wit::Params,
     ) -> Result<wit::Generation, wit::Error> {
-        let prompt = self.chat_prompt(m)?;
-        Ok(wit::Generation::new(self.start(&prompt, p)?))
+        Ok(wit::Generation::new(self.start_chat(m, p)?))
     }
 }
 

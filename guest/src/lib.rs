@@ -53,10 +53,15 @@ mod bindings {
     export!(Component with_types_in self);
 }
 
+// The component's modules depend one way: `preinit` (the built-in model metadata) <- `loading`
+// (model files, kernel-served models) <- `bundle` (the built-in model) <- `component` (the
+// exports, including the worlds' `init`).
 #[cfg(all(target_arch = "wasm32", feature = "bundle"))]
 mod bundle;
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod loading;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn_backend;
 #[cfg(all(target_arch = "wasm32", feature = "preinit"))]

@@ -203,6 +203,18 @@ impl LoadedModel {
         }
     }
 
+    /// Renders messages with the chat template, the assistant's turn opened, and tokenizes the
+    /// prompt: control tokens come only from the template, never from a message's text (see
+    /// [`ChatTemplate::encode`]).
+    pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ChatError> {
+        match &*self.template {
+            Ok(t) => t.encode(&self.tokenizer, messages, true),
+            Err(e) => Err(ChatError::Render(format!(
+                "this model has no usable chat template: {e}"
+            ))),
+        }
+    }
+
     /// Starts generating from `prompt_ids` on the warm session (or a new one).
     pub fn start(
         &self,
@@ -235,10 +247,7 @@ impl LoadedModel {
     /// prompt and the user turn's opening): the common prefix of two different renderings.
     /// A later prompt that tokenizes differently only reuses what matches.
     fn chat_preamble(&self) -> Vec<u32> {
-        let tokens = |text: &str| {
-            let prompt = self.render_chat(&[Message::user(text)]).ok()?;
-            self.tokenizer.encode(&prompt, true).ok()
-        };
+        let tokens = |text: &str| self.chat_ids(&[Message::user(text)]).ok();
         match (tokens("a"), tokens("b")) {
             (Some(a), Some(b)) => {
                 let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();

@@ -1,12 +1,15 @@
 //! The wasi-nn backend: the host runs the forward pass (graph encoding `ggml`).
 //!
-//! Tensor contract (the host side is `edge-llm-host`'s `nn` module):
-//! - `compute([("tokens", I32 [n]), ("n-past", I32 [1])?])` → `[("logits", FP32 [1, n_vocab])]`:
-//!   truncates the context's KV cache to `n-past` positions when given, appends `tokens`, and
-//!   returns the logits of the last one;
-//! - `compute([("gguf-header", U8 [0])])` → `[("gguf-header", U8 [len])]`: the model file's bytes
-//!   before its tensor data followed by the file's length (u64 little-endian), from which the
-//!   tokenizer and chat template are built (`Gguf::parse_header`).
+//! The tensor contract (names, types, shapes, byte layouts) is `edge-llm-nn-contract`, shared
+//! with the host's backend (`edge-llm-host`'s `nn` module): a forward pass sends `tokens` (and
+//! `n-past` after a truncation) and reads `logits`; opening a model asks for its `gguf-header`,
+//! from which the tokenizer and chat template are built (`Gguf::parse_header`).
+//!
+//! A host may have another `ggml` backend than ours (one that loads the model but knows nothing
+//! of this contract): a graph whose execution context does not answer the `gguf-header` request
+//! is [`NnOpenError::Unavailable`], so `open` serves the model with the kernel instead.
+
+use edge_llm_nn_contract::{self as contract, ContractError, ElementType, TensorRef};
 
 use crate::bindings::wasi::nn::errors::{Error as NnError, ErrorCode};
 use crate::bindings::wasi::nn::graph::{self, ExecutionTarget, Graph, GraphEncoding};
@@ -18,6 +21,9 @@ use crate::generate::{Backend, BackendError};
 pub enum NnOpenError {
     /// The host has no backend or graph for it: fall back to the kernel.
     Unavailable(String),
+    /// The host's backend loaded it but does not follow the tensor contract (another `ggml`
+    /// backend than ours): fall back to the kernel.
+    Foreign(String),
     /// The host has one and it failed.
     Failed(String),
     /// The host serves it, but its metadata is unusable here.
@@ -55,18 +61,93 @@ fn context(graph: &Graph) -> Result<GraphExecutionContext, String> {
     graph.init_execution_context().map_err(|e| describe(&e))
 }
 
-/// The GGUF header of a graph's model.
-pub fn header(graph: &Graph) -> Result<Vec<u8>, String> {
-    let ctx = context(graph)?;
-    let request = Tensor::new(&[0], TensorType::U8, &[]);
-    let outputs = ctx
-        .compute(vec![("gguf-header".to_string(), request)])
-        .map_err(|e| describe(&e))?;
+fn element_type(ty: TensorType) -> ElementType {
+    match ty {
+        TensorType::Fp16 => ElementType::Fp16,
+        TensorType::Fp32 => ElementType::Fp32,
+        TensorType::Fp64 => ElementType::Fp64,
+        TensorType::Bf16 => ElementType::Bf16,
+        TensorType::U8 => ElementType::U8,
+        TensorType::I32 => ElementType::I32,
+        TensorType::I64 => ElementType::I64,
+    }
+}
+
+fn tensor_type(ty: ElementType) -> TensorType {
+    match ty {
+        ElementType::Fp16 => TensorType::Fp16,
+        ElementType::Fp32 => TensorType::Fp32,
+        ElementType::Fp64 => TensorType::Fp64,
+        ElementType::Bf16 => TensorType::Bf16,
+        ElementType::U8 => TensorType::U8,
+        ElementType::I32 => TensorType::I32,
+        ElementType::I64 => TensorType::I64,
+    }
+}
+
+/// A named `wasi:nn` input from an encoded contract tensor.
+fn input(name: &str, t: &contract::Tensor) -> (String, Tensor) {
+    (
+        name.to_string(),
+        Tensor::new(&t.dims, tensor_type(t.ty), &t.data),
+    )
+}
+
+/// A `wasi:nn` output's type, dimensions and bytes, to decode with the contract.
+struct Output {
+    ty: ElementType,
+    dims: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl Output {
+    fn of(t: &Tensor) -> Self {
+        Self {
+            ty: element_type(t.ty()),
+            dims: t.dimensions(),
+            data: t.data(),
+        }
+    }
+
+    fn as_ref(&self) -> TensorRef<'_> {
+        TensorRef {
+            ty: self.ty,
+            dims: &self.dims,
+            data: &self.data,
+        }
+    }
+}
+
+/// The output `name` of a `compute` call.
+fn output(outputs: &[(String, Tensor)], name: &'static str) -> Result<Output, ContractError> {
     outputs
-        .into_iter()
-        .find(|(name, _)| name == "gguf-header")
-        .map(|(_, t)| t.data())
-        .ok_or_else(|| "the host's backend returned no `gguf-header`".to_string())
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| Output::of(t))
+        .ok_or(ContractError::Missing { tensor: name })
+}
+
+/// The model's header as a graph's backend gives it (`prefix` then the file length, the layout
+/// of `Gguf::header_with_len`). A backend that does not answer the request as the contract says
+/// (it fails, or returns no well-formed `gguf-header`) is not ours: [`NnOpenError::Foreign`].
+pub fn header(graph: &Graph) -> Result<Vec<u8>, NnOpenError> {
+    let foreign = |why: String| {
+        NnOpenError::Foreign(format!(
+            "the host's wasi:nn backend loaded the model but does not answer `{}`: {why}",
+            contract::GGUF_HEADER
+        ))
+    };
+    let ctx = context(graph).map_err(foreign)?;
+    let outputs = ctx
+        .compute(vec![input(
+            contract::GGUF_HEADER,
+            &contract::header_request(),
+        )])
+        .map_err(|e| foreign(describe(&e)))?;
+    let header = output(&outputs, contract::GGUF_HEADER).map_err(|e| foreign(e.to_string()))?;
+    contract::decode_header(header.as_ref())
+        .map(|h| h.as_bytes().to_vec())
+        .map_err(|e| foreign(e.to_string()))
 }
 
 /// One execution context: a KV cache in the host.
@@ -91,11 +172,8 @@ impl NnBackend {
     }
 }
 
-fn i32_bytes(values: impl IntoIterator<Item = u32>) -> Vec<u8> {
-    values
-        .into_iter()
-        .flat_map(|v| (v as i32).to_le_bytes())
-        .collect()
+fn contract_failure(e: ContractError) -> BackendError {
+    BackendError::Failed(format!("wasi:nn tensor contract: {e}"))
 }
 
 impl Backend for NnBackend {
@@ -128,33 +206,21 @@ impl Backend for NnBackend {
                 n_ctx: self.n_ctx,
             });
         }
-        let n = u32::try_from(tokens.len())
-            .map_err(|_| BackendError::Failed("batch too large".into()))?;
-        let mut inputs = vec![(
-            "tokens".to_string(),
-            Tensor::new(&[n], TensorType::I32, &i32_bytes(tokens.iter().copied())),
+        let mut inputs = vec![input(
+            contract::TOKENS,
+            &contract::encode_tokens(tokens).map_err(contract_failure)?,
         )];
         if let Some(n_past) = self.truncate_to {
-            inputs.push((
-                "n-past".to_string(),
-                Tensor::new(&[1], TensorType::I32, &i32_bytes([n_past as u32])),
-            ));
+            let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
+            inputs.push(input(contract::N_PAST, &n_past));
         }
         let outputs = self
             .ctx
             .compute(inputs)
             .map_err(|e| BackendError::Failed(describe(&e)))?;
         self.truncate_to = None;
-        let (_, logits) = outputs
-            .into_iter()
-            .find(|(name, _)| name == "logits")
-            .ok_or_else(|| BackendError::Failed("the host returned no `logits`".into()))?;
-        let data = logits.data();
-        self.logits.clear();
-        self.logits.extend(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        let logits = output(&outputs, contract::LOGITS).map_err(contract_failure)?;
+        contract::decode_logits(logits.as_ref(), &mut self.logits).map_err(contract_failure)?;
         self.tokens.extend_from_slice(tokens);
         Ok(&self.logits)
     }

@@ -11,8 +11,8 @@
 use std::cell::OnceCell;
 
 use edge_llm_kernel::gguf::Gguf;
+use edge_llm_nn_contract::GgufHeader;
 
-use crate::component::Component;
 use crate::model::ModelMetadata;
 
 /// The built-in model's bytes before its tensor data, then its length (u64 little-endian): the
@@ -38,16 +38,15 @@ fn built() -> Option<ModelMetadata> {
 /// The built-in model's metadata if a file of `file_len` bytes whose bytes before the tensor
 /// data are `prefix` is that model.
 pub(crate) fn metadata_for(prefix: &[u8], file_len: u64) -> Option<ModelMetadata> {
-    let (built_in, len) = HEADER.split_at(HEADER.len().checked_sub(8)?);
-    if prefix != built_in || len != file_len.to_le_bytes() {
+    let built_in = GgufHeader::from_bytes(HEADER).ok()?;
+    if prefix != built_in.prefix() || file_len != built_in.file_len() {
         return None;
     }
     built()
 }
 
-impl crate::bindings::Guest for Component {
-    /// Builds the built-in model's tokenizer and chat template now (for pre-initialization).
-    fn init() {
-        let _ = built();
-    }
+/// Builds the built-in model's tokenizer and chat template now (the world's `init`, for
+/// pre-initialization).
+pub(crate) fn init() {
+    let _ = built();
 }

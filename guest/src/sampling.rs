@@ -1,11 +1,14 @@
 //! Token sampling: repeat penalty → top-k → top-p → min-p → temperature → draw.
 //!
-//! Everything is deterministic across targets: the random generator is a self-contained
+//! Everything is deterministic across targets: the random generator is the kernel's
 //! SplitMix64, exponentials come from `libm` (pure Rust, identical natively and in wasm) and
 //! sums run in a fixed order. Temperature 0 means greedy argmax (the lowest id wins ties).
 //! Buffers are reused, so sampling does not allocate per token once warmed up.
 
 use std::collections::VecDeque;
+
+/// The sampler's random generator: the kernel's SplitMix64, identical on every target.
+pub use edge_llm_kernel::rng::SplitMix64;
 
 /// Errors from invalid sampling parameters or logits.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -118,31 +121,9 @@ impl SamplingParams {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed 64-bit generator, identical on every target.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in [0, 1) with 53 bits of precision.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
+/// A uniform number in [0, 1) with 53 bits of precision, from the next 64 bits of `rng`.
+pub fn next_f64(rng: &mut SplitMix64) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A candidate token: id and (adjusted) logit.
@@ -345,7 +326,7 @@ impl Sampler {
     /// Draws from the softmax of the remaining candidates at the configured temperature.
     fn draw(&mut self) -> u32 {
         self.softmax(self.params.temperature);
-        let r = self.rng.next_f64();
+        let r = next_f64(&mut self.rng);
         let mut cum = 0.0;
         for (c, p) in self.candidates.iter().zip(&self.probs) {
             cum += p;

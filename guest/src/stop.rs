@@ -7,6 +7,8 @@
 //!   ever emitted: the longest tail that could still grow into a stop sequence is held back;
 //! - the concatenation of all chunks equals the full text (up to the first stop sequence).
 
+use memchr::memmem::Finder;
+
 /// Errors from configuring stop sequences.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StopError {
@@ -51,6 +53,8 @@ pub struct Pushed {
 #[derive(Debug, Clone)]
 pub struct TextStream {
     stops: Vec<String>,
+    /// A substring searcher for each of `stops`, in the same order.
+    finders: Vec<Finder<'static>>,
     pending: Vec<u8>,
     stopped: bool,
 }
@@ -74,8 +78,13 @@ impl TextStream {
                 len: s.len(),
             });
         }
+        let finders = stops
+            .iter()
+            .map(|s| Finder::new(s.as_bytes()).into_owned())
+            .collect();
         Ok(Self {
             stops,
+            finders,
             pending: Vec::new(),
             stopped: false,
         })
@@ -129,8 +138,8 @@ impl TextStream {
     /// The earliest stop match in the pending bytes (longest stop on a tie).
     fn find_stop(&self) -> Option<(usize, String)> {
         let mut best: Option<(usize, &String)> = None;
-        for stop in &self.stops {
-            if let Some(pos) = find_bytes(&self.pending, stop.as_bytes()) {
+        for (stop, finder) in self.stops.iter().zip(&self.finders) {
+            if let Some(pos) = finder.find(&self.pending) {
                 let better = match best {
                     None => true,
                     Some((p, s)) => pos < p || (pos == p && stop.len() > s.len()),
@@ -151,14 +160,6 @@ impl TextStream {
             .max()
             .unwrap_or(0)
     }
-}
-
-/// Position of the first occurrence of `needle` in `hay`.
-fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() > hay.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The largest `k < needle.len()` such that `hay` ends with `needle[..k]`.

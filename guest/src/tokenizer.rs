@@ -10,7 +10,11 @@
 //! recognised inside a text is decided per call: [`Tokenizer::encode`] splits the text on
 //! control-token strings itself (the way llama.cpp does: longest token first) when
 //! `parse_control` is true, and otherwise hands the whole text to the BPE pipeline, where they
-//! are ordinary text.
+//! are ordinary text. [`Tokenizer::encode_with_plain_spans`] does both in one text: control
+//! tokens are parsed except where they would overlap given byte ranges (a chat's message
+//! texts), which stay ordinary text.
+
+use std::ops::Range;
 
 use edge_llm_kernel::gguf::Gguf;
 use tokenizers::models::bpe::{Vocab, BPE};
@@ -249,21 +253,50 @@ impl Tokenizer {
     /// `<|im_start|>`) become those tokens; otherwise they are tokenized as plain text. The BOS
     /// token is prepended only if the model asks for it (`tokenizer.ggml.add_bos_token`).
     pub fn encode(&self, text: &str, parse_control: bool) -> Result<Vec<u32>, TokenizerError> {
+        if parse_control {
+            self.encode_with_plain_spans(text, &[])
+        } else {
+            let mut ids = self.start_ids(text);
+            self.encode_plain(text, &mut ids)?;
+            Ok(ids)
+        }
+    }
+
+    /// Tokenizes `text` with control-token strings parsed, except that a control-token string
+    /// overlapping any of the byte ranges `plain` stays plain text (it is tokenized with the text
+    /// around it, as if control tokens were not parsed there). A chat prompt uses this with its
+    /// messages' texts as `plain`, so only the template's own text yields control tokens. With
+    /// no ranges this is [`Tokenizer::encode`] with `parse_control`; the BOS rule is the same.
+    pub fn encode_with_plain_spans(
+        &self,
+        text: &str,
+        plain: &[Range<usize>],
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = self.start_ids(text);
+        for piece in split_on_controls(text, &self.controls, plain) {
+            match piece {
+                Piece::Control(id) => ids.push(id),
+                Piece::Text(range) => self.encode_plain(&text[range], &mut ids)?,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// A control token whose text occurs in `text` (the longest one), if any.
+    pub fn control_text_in(&self, text: &str) -> Option<&str> {
+        self.controls
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .find(|s| text.contains(s))
+    }
+
+    /// An id buffer for tokenizing `text`, holding BOS when the model asks for it.
+    fn start_ids(&self, text: &str) -> Vec<u32> {
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if let (true, Some(bos)) = (self.add_bos, self.bos_id) {
             ids.push(bos);
         }
-        if parse_control {
-            for piece in split_on_controls(text, &self.controls) {
-                match piece {
-                    Piece::Control(id) => ids.push(id),
-                    Piece::Text(t) => self.encode_plain(t, &mut ids)?,
-                }
-            }
-        } else {
-            self.encode_plain(text, &mut ids)?;
-        }
-        Ok(ids)
+        ids
     }
 
     fn encode_plain(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
@@ -482,15 +515,17 @@ fn end_of_turn_ids(spec: &VocabSpec, controls: &[(String, u32)]) -> Vec<u32> {
 
 /// A piece of text after splitting on control tokens.
 #[derive(Debug, PartialEq, Eq)]
-enum Piece<'a> {
-    Text(&'a str),
+enum Piece {
+    /// A byte range of the text.
+    Text(Range<usize>),
     Control(u32),
 }
 
 /// Splits text on control-token strings, longest token first (llama.cpp's order): each control
-/// token in turn splits every remaining text fragment at all of its occurrences.
-fn split_on_controls<'a>(text: &'a str, controls: &[(String, u32)]) -> Vec<Piece<'a>> {
-    let mut pieces = vec![Piece::Text(text)];
+/// token in turn splits every remaining text fragment at all of its occurrences, except those
+/// that overlap a range of `plain`.
+fn split_on_controls(text: &str, controls: &[(String, u32)], plain: &[Range<usize>]) -> Vec<Piece> {
+    let mut pieces = vec![Piece::Text(0..text.len())];
     for (needle, id) in controls {
         if !text.contains(needle.as_str()) {
             continue;
@@ -498,26 +533,43 @@ fn split_on_controls<'a>(text: &'a str, controls: &[(String, u32)]) -> Vec<Piece
         let mut next = Vec::with_capacity(pieces.len() + 2);
         for piece in pieces {
             match piece {
-                Piece::Text(t) => split_one(t, needle, *id, &mut next),
+                Piece::Text(range) => split_one(text, range, needle, *id, plain, &mut next),
                 control => next.push(control),
             }
         }
         pieces = next;
     }
+    pieces.retain(|p| !matches!(p, Piece::Text(r) if r.is_empty()));
     pieces
 }
 
-fn split_one<'a>(text: &'a str, needle: &str, id: u32, out: &mut Vec<Piece<'a>>) {
-    let mut rest = text;
-    while let Some(pos) = rest.find(needle) {
-        if pos > 0 {
-            out.push(Piece::Text(&rest[..pos]));
+fn split_one(
+    text: &str,
+    range: Range<usize>,
+    needle: &str,
+    id: u32,
+    plain: &[Range<usize>],
+    out: &mut Vec<Piece>,
+) {
+    // A skipped occurrence resumes the search one character later (occurrences may overlap).
+    let step = needle.chars().next().map_or(1, char::len_utf8);
+    let mut start = range.start;
+    let mut from = range.start;
+    while let Some(pos) = text[from..range.end].find(needle) {
+        let (a, b) = (from + pos, from + pos + needle.len());
+        if plain.iter().any(|p| p.start < b && a < p.end) {
+            from = a + step;
+            continue;
+        }
+        if a > start {
+            out.push(Piece::Text(start..a));
         }
         out.push(Piece::Control(id));
-        rest = &rest[pos + needle.len()..];
+        start = b;
+        from = b;
     }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest));
+    if start < range.end {
+        out.push(Piece::Text(start..range.end));
     }
 }
 
@@ -605,13 +657,35 @@ mod tests {
     #[test]
     fn control_split_longest_first() {
         let controls = vec![("<|a|><|b|>".to_string(), 5), ("<|a|>".to_string(), 1)];
-        let pieces = split_on_controls("x<|a|><|b|>y<|a|>", &controls);
+        let pieces = split_on_controls("x<|a|><|b|>y<|a|>", &controls, &[]);
         assert_eq!(
             pieces,
             vec![
-                Piece::Text("x"),
+                Piece::Text(0..1),
                 Piece::Control(5),
-                Piece::Text("y"),
+                Piece::Text(11..12),
+                Piece::Control(1)
+            ]
+        );
+    }
+
+    #[test]
+    fn control_split_skips_plain_ranges() {
+        let controls = vec![("<|a|>".to_string(), 1)];
+        let text = "<|a|>x<|a|>y<|a|>";
+        // The middle occurrence lies in a plain range; the last one overlaps one.
+        let pieces = split_on_controls(text, &controls, &[5..12, 13..14]);
+        assert_eq!(pieces, vec![Piece::Control(1), Piece::Text(5..17)]);
+        // An occurrence that only touches a plain range is parsed.
+        let touching = [Range { start: 5, end: 6 }];
+        let pieces = split_on_controls(text, &controls, &touching);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Control(1),
+                Piece::Text(5..6),
+                Piece::Control(1),
+                Piece::Text(11..12),
                 Piece::Control(1)
             ]
         );

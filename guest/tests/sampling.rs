@@ -1,6 +1,8 @@
 //! Sampler behaviour on small hand-made distributions.
 
-use edge_llm_guest::sampling::{greedy_argmax, Sampler, SamplingError, SamplingParams, SplitMix64};
+use edge_llm_guest::sampling::{
+    greedy_argmax, next_f64, Sampler, SamplingError, SamplingParams, SplitMix64,
+};
 
 /// Plain sampling: every filter off, temperature 1.
 fn plain(seed: u64) -> SamplingParams {
@@ -35,7 +37,7 @@ fn splitmix_known_values() {
     let mut r = SplitMix64::new(0);
     assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
     assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-    let x = SplitMix64::new(5).next_f64();
+    let x = next_f64(&mut SplitMix64::new(5));
     assert!((0.0..1.0).contains(&x));
 }
 
@@ -388,4 +390,52 @@ fn greedy_with_penalty_equals_penalised_argmax() {
             None => assert!(s.sample(&logits).is_err(), "case {case}"),
         }
     }
+}
+
+/// Seeded draws, pinned: these sequences were recorded before the sampler took the kernel's
+/// SplitMix64 instead of its own copy, so a seed still gives the same tokens.
+#[test]
+fn seeded_draws_are_pinned() {
+    let logits: Vec<f32> = (0..64)
+        .map(|i| ((i * 29 % 17) as f32 * 0.37).sin() * 3.0)
+        .collect();
+    let draws = |seed, params: SamplingParams| {
+        let mut s = Sampler::new(SamplingParams { seed, ..params }).expect("valid");
+        (0..24)
+            .map(|_| {
+                let id = s.sample(&logits).expect("samples");
+                s.accept(id);
+                id
+            })
+            .collect::<Vec<u32>>()
+    };
+    let plain = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        ..SamplingParams::default()
+    };
+    assert_eq!(
+        draws(0, plain),
+        [
+            36, 50, 6, 17, 23, 33, 40, 20, 57, 29, 50, 3, 30, 47, 60, 30, 13, 20, 57, 2, 2, 26, 44,
+            33
+        ]
+    );
+    assert_eq!(
+        draws(42, plain),
+        [
+            3, 40, 16, 33, 6, 19, 57, 37, 33, 9, 57, 13, 30, 30, 26, 57, 23, 30, 23, 43, 46, 23, 9,
+            9
+        ]
+    );
+    assert_eq!(
+        draws(7, SamplingParams::default()),
+        [
+            33, 6, 54, 30, 50, 57, 50, 16, 23, 33, 23, 53, 54, 20, 20, 13, 37, 16, 30, 43, 47, 23,
+            16, 33
+        ]
+    );
 }
