@@ -1,16 +1,9 @@
 //! The native `wasi:nn` backend: graph encoding `ggml`, served by the kernel crate on all cores.
 //!
 //! It implements `wasmtime_wasi_nn`'s backend traits, so wasi-nn's own host glue does the WIT
-//! plumbing. The tensor contract (also in `wit/llm.wit`'s docs and ARCHITECTURE.md):
-//!
-//! | call | inputs | outputs |
-//! | --- | --- | --- |
-//! | load | one builder: the GGUF file's bytes | — |
-//! | compute | `tokens`: I32 `[n]`, optional `n-past`: I32 `[1]` | `logits`: FP32 `[1, n_vocab]` of the last token |
-//! | compute | `gguf-header`: U8 `[0]` | `gguf-header`: U8 `[len]`: the file's bytes before the tensor data, then its length (u64 LE) |
-//!
-//! `n-past` first truncates the context's KV cache to that many positions (0 = start over), so a
-//! caller can reuse a shared prompt prefix; without it, tokens are appended.
+//! plumbing; `load` takes one builder, the GGUF file's bytes. The tensors of `compute` follow
+//! the contract the guest uses too, decoded and encoded by `edge-llm-nn-contract` (a forward
+//! pass over `tokens` with an optional `n-past`, or the model's `gguf-header`).
 //!
 //! Each store gets its own backend, bound to the store's [`CallState`]: forward passes stop
 //! between layers when the store's call passes its deadline or is cancelled, and every failure
@@ -20,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use edge_llm_kernel::{ForwardError, Model, Session, SessionOptions};
+use edge_llm_nn_contract as contract;
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
     NamedTensor,
@@ -125,27 +119,41 @@ struct GgmlContext {
     call: Arc<CallState>,
 }
 
-fn tensor_i32s(tensor: &Tensor, name: &str) -> Result<Vec<u32>, String> {
-    if tensor.ty != TensorType::I32 {
-        return Err(format!("input `{name}` must be I32, got {:?}", tensor.ty));
+/// The contract's view of a wasi-nn tensor.
+fn contract_ref(t: &Tensor) -> contract::TensorRef<'_> {
+    let ty = match t.ty {
+        TensorType::Fp16 => contract::ElementType::Fp16,
+        TensorType::Fp32 => contract::ElementType::Fp32,
+        TensorType::Fp64 => contract::ElementType::Fp64,
+        TensorType::Bf16 => contract::ElementType::Bf16,
+        TensorType::U8 => contract::ElementType::U8,
+        TensorType::I32 => contract::ElementType::I32,
+        TensorType::I64 => contract::ElementType::I64,
+    };
+    contract::TensorRef {
+        ty,
+        dims: &t.dimensions,
+        data: &t.data,
     }
-    if !tensor.data.len().is_multiple_of(4) {
-        return Err(format!("input `{name}` has a partial element"));
-    }
-    tensor
-        .data
-        .chunks_exact(4)
-        .map(|b| {
-            let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            u32::try_from(v).map_err(|_| format!("input `{name}` holds negative {v}"))
-        })
-        .collect()
+}
+
+/// A tensor the contract encoded, as a wasi-nn tensor.
+fn wasi_tensor(t: contract::Tensor) -> Tensor {
+    let ty = match t.ty {
+        contract::ElementType::Fp16 => TensorType::Fp16,
+        contract::ElementType::Fp32 => TensorType::Fp32,
+        contract::ElementType::Fp64 => TensorType::Fp64,
+        contract::ElementType::Bf16 => TensorType::Bf16,
+        contract::ElementType::U8 => TensorType::U8,
+        contract::ElementType::I32 => TensorType::I32,
+        contract::ElementType::I64 => TensorType::I64,
+    };
+    Tensor::new(t.dims, ty, t.data)
 }
 
 impl GgmlContext {
-    fn logits(&mut self, tokens: &[u32], n_past: Option<u32>) -> Result<Tensor, BackendError> {
+    fn logits(&mut self, tokens: &[u32], n_past: Option<usize>) -> Result<Tensor, BackendError> {
         if let Some(n_past) = n_past {
-            let n_past = n_past as usize;
             if n_past > self.session.len() {
                 return Err(backend_error(
                     &self.call,
@@ -170,18 +178,18 @@ impl GgmlContext {
                 }
                 other => backend_error(call, other),
             })?;
-        let data = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Ok(Tensor::new(
-            vec![1, logits.len() as u32],
-            TensorType::Fp32,
-            data,
-        ))
+        let logits = contract::encode_logits(logits).map_err(|e| backend_error(call, e))?;
+        Ok(wasi_tensor(logits))
     }
 
-    fn header(&self) -> Tensor {
+    fn header(&self) -> Result<Tensor, BackendError> {
         let model = self.session.model();
-        let header = model.gguf().header_with_len(model.bytes());
-        Tensor::new(vec![header.len() as u32], TensorType::U8, header)
+        let bytes = model.bytes();
+        let end =
+            usize::try_from(model.gguf().data_offset()).map_or(bytes.len(), |o| o.min(bytes.len()));
+        let header = contract::encode_header(&bytes[..end], bytes.len() as u64)
+            .map_err(|e| backend_error(&self.call, e))?;
+        Ok(wasi_tensor(header))
     }
 }
 
@@ -205,37 +213,21 @@ impl BackendExecutionContext for GgmlContext {
         inputs: Option<Vec<NamedTensor>>,
     ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
         let inputs = inputs.unwrap_or_default();
-        let find = |name: &str| inputs.iter().find(|t| t.name == name).map(|t| &t.tensor);
-        if let Some(unknown) = inputs
-            .iter()
-            .find(|t| !matches!(t.name.as_str(), "tokens" | "n-past" | "gguf-header"))
-        {
-            let message = format!("unknown input `{}`", unknown.name);
-            return Err(backend_error(&self.call, message));
-        }
-        let output = if find("gguf-header").is_some() {
-            NamedTensor {
-                name: "gguf-header".into(),
-                tensor: self.header(),
-            }
-        } else {
-            let call = &*self.call;
-            let tokens =
-                find("tokens").ok_or_else(|| backend_error(call, "missing input `tokens`"))?;
-            let tokens = tensor_i32s(tokens, "tokens").map_err(|e| backend_error(call, e))?;
-            let n_past = match find("n-past") {
-                Some(t) => {
-                    match tensor_i32s(t, "n-past").map_err(|e| backend_error(call, e))?[..] {
-                        [n] => Some(n),
-                        _ => return Err(backend_error(call, "input `n-past` must hold one value")),
-                    }
-                }
-                None => None,
-            };
-            NamedTensor {
-                name: "logits".into(),
+        let request = contract::decode_request(
+            inputs
+                .iter()
+                .map(|t| (t.name.as_str(), contract_ref(&t.tensor))),
+        )
+        .map_err(|e| backend_error(&self.call, e))?;
+        let output = match request {
+            contract::Request::Header => NamedTensor {
+                name: contract::GGUF_HEADER.into(),
+                tensor: self.header()?,
+            },
+            contract::Request::Forward { tokens, n_past } => NamedTensor {
+                name: contract::LOGITS.into(),
                 tensor: self.logits(&tokens, n_past)?,
-            }
+            },
         };
         Ok(Some(vec![output]))
     }
