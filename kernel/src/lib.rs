@@ -4,6 +4,7 @@
 //! Pure Rust; compiles natively and for `wasm32-wasip2`. The `threads` feature (native only)
 //! splits matmul rows and attention over a team of helper threads (`model::team`).
 
+pub mod activation;
 pub mod gguf;
 
 pub use gguf::{Gguf, GgufError};

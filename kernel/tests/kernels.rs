@@ -314,7 +314,7 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
         f16::round_slice(&mut want);
         let m = n.min(gate.len());
         let mut want_g = gate[..m].to_vec();
-        edge_llm_kernel::ops::swiglu(&mut want_g, &up[..m]);
+        edge_llm_kernel::activation::swiglu(&mut want_g, &up[..m]);
         for isa in Isa::available() {
             let mut got = x[..n].to_vec();
             simd::round_f16(isa, &mut got);

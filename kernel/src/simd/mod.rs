@@ -225,7 +225,7 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// SwiGLU in place, `gate[i] = silu(gate[i]) · up[i]`: bit for bit [`crate::ops::swiglu`] in
+/// SwiGLU in place, `gate[i] = silu(gate[i]) · up[i]`: bit for bit [`crate::activation::swiglu`] in
 /// every variant (the same loop, compiled 8 lanes wide for AVX2; the wasm build vectorizes it
 /// with simd128 already).
 #[inline]
@@ -233,7 +233,7 @@ pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) {
     match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 if x86::has_avx2() => x86::swiglu(gate, up),
-        _ => crate::ops::swiglu(gate, up),
+        _ => crate::activation::swiglu(gate, up),
     }
 }
 

@@ -78,11 +78,11 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
     }
 }
 
-/// `ops::swiglu`'s loop compiled for AVX2 (8 lanes; the same operations, so the same bits).
+/// `activation::swiglu`'s loop compiled for AVX2 (8 lanes; the same operations, so the same bits).
 /// Without AVX2, the reference.
 pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
     if !has_avx2() {
-        return crate::ops::swiglu(gate, up);
+        return crate::activation::swiglu(gate, up);
     }
     // SAFETY: AVX2 detected above.
     unsafe { swiglu_avx2(gate, up) }
@@ -90,7 +90,7 @@ pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
 
 #[target_feature(enable = "avx2")]
 unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32]) {
-    crate::ops::swiglu(gate, up);
+    crate::activation::swiglu(gate, up);
 }
 
 /// Rounds to the nearest half float in place: F16C's `vcvtps2ph` (round to nearest even, as
