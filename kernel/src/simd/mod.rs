@@ -4,9 +4,13 @@
 //! All `unsafe` code and intrinsics live in the per-architecture files (`x86.rs`, `wasm.rs`,
 //! `neon.rs`); every variant reproduces the scalar reference bit for bit (see `crate::quant`).
 
+use std::cell::RefCell;
+
 use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use crate::quant::q8_k::{self, BlockQ8_K};
+use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_1x8, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -70,9 +74,49 @@ impl Isa {
     }
 }
 
-/// Weight types [`matmul`] supports.
+/// Weight types [`matmul_acts`] supports (those with an activation partner,
+/// [`crate::quant::partner`]).
 pub fn matmul_supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    crate::quant::partner(ty).is_some()
+}
+
+/// One batch of `n_tok` activation rows in every form a weight type may take
+/// ([`crate::quant::partner`]); a form no matrix of the batch needs may be empty.
+#[derive(Debug, Clone, Copy)]
+pub struct Acts<'a> {
+    /// `n_tok × n_cols` values.
+    pub x: &'a [f32],
+    /// `n_tok × n_cols / 32` Q8_1 blocks.
+    pub q8_1: &'a [BlockQ8_1],
+    /// `n_tok × n_cols / 256` Q8_K blocks.
+    pub q8_k: &'a [BlockQ8_K],
+}
+
+/// `out[r * n_tok + t] = dot(w[r], acts[t])` for weight rows `w` of any supported type, with the
+/// activation form its type takes ([`matmul`], [`matmul_q8_k`] or [`matmul_float`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_acts(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: Acts<'_>,
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    match crate::quant::partner(ty) {
+        Some(Partner::Q8_1) => matmul(isa, ty, w, n_cols, acts.q8_1, n_tok, out),
+        Some(Partner::Q8_K) => matmul_q8_k(isa, ty, w, n_cols, acts.q8_k, n_tok, out),
+        Some(Partner::F32) => matmul_float(isa, ty, w, n_cols, acts.x, n_tok, out),
+        None => {}
+    }
+}
+
+/// Quantizes `x` (length a multiple of 256) into Q8_K activation blocks. Every variant runs
+/// the scalar reference (the K-quant matmuls cost far more).
+pub fn quantize_q8_k(_isa: Isa, x: &[f32], out: &mut [BlockQ8_K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    q8_k::quantize_row_ref(x, out);
 }
 
 /// Quantizes `x` (length a multiple of 32) into Q8_1 activation blocks.
@@ -87,12 +131,14 @@ pub fn quantize_q8_1(isa: Isa, x: &[f32], out: &mut [BlockQ8_1]) {
     }
 }
 
-/// Quantized matrix times activations: for weight rows `w` (`n_rows` rows of `n_cols`
-/// elements of type `ty`) and `n_tok` activation rows `acts` (`n_tok × n_cols/32` blocks),
-/// writes `out[r * n_tok + t] = dot(w[r], acts[t])`.
+/// Quantized matrix times activations, for the weight types whose partner is Q8_1 (Q4_0,
+/// Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): for weight rows `w` (`n_rows` rows of `n_cols` elements of
+/// type `ty`) and `n_tok` activation rows `acts` (`n_tok × n_cols/32` blocks), writes
+/// `out[r * n_tok + t] = dot(w[r], acts[t])`.
 ///
-/// Unsupported types (see [`matmul_supports`]) or inconsistent lengths leave `out` untouched;
-/// the model checks both at load.
+/// Other types or inconsistent lengths leave `out` untouched; the model checks both at load.
+/// SIMD kernels: Q4_0, Q4_1, Q8_0 on AVX2, simd128 and NEON; the other types run the scalar
+/// reference unless listed in the per-architecture files.
 pub fn matmul(
     isa: Isa,
     ty: GgmlType,
@@ -107,7 +153,7 @@ pub fn matmul(
         return;
     };
     let row_bytes = row_bytes as usize;
-    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
     // Each SIMD kernel computes whole groups of rows and says how many rows it did; the
@@ -155,7 +201,7 @@ pub fn matmul_q4_1x8(
 ) {
     let nb = n_cols / QK;
     let row_bytes = nb * q4_1::BLOCK_BYTES;
-    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
     // As in `matmul`: the kernel does whole groups, the reference the rest (a shorter tail in
@@ -178,11 +224,11 @@ fn clip<'w, 'o>(
     w: &'w [u8],
     row_bytes: usize,
     nb: usize,
-    acts: &[BlockQ8_1],
+    n_acts: usize,
     n_tok: usize,
     out: &'o mut [f32],
 ) -> Option<(&'w [u8], &'o mut [f32])> {
-    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+    if row_bytes == 0 || n_tok == 0 || n_acts < nb * n_tok {
         return None;
     }
     let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
@@ -202,7 +248,10 @@ fn matmul_ref(
     let dot = match ty {
         GgmlType::Q4_0 => q4_0::vec_dot_ref,
         GgmlType::Q4_1 => q4_1::vec_dot_ref,
+        GgmlType::Q5_0 => q5_0::vec_dot_ref,
+        GgmlType::Q5_1 => q5_1::vec_dot_ref,
         GgmlType::Q8_0 => q8_0::vec_dot_ref,
+        GgmlType::IQ4_NL => iq4_nl::vec_dot_ref,
         _ => return,
     };
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
@@ -210,6 +259,86 @@ fn matmul_ref(
             *v = dot(row, &acts[t * nb..(t + 1) * nb]);
         }
     }
+}
+
+/// [`matmul`] for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) with Q8_K activations
+/// (`n_tok × n_cols/256` blocks).
+pub fn matmul_q8_k(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let nb = n_cols / QK_K;
+    if crate::quant::partner(ty) != Some(Partner::Q8_K) {
+        return;
+    }
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
+        return;
+    };
+    let _ = isa;
+    let done = 0;
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
+    let dot = match ty {
+        GgmlType::Q2_K => q2_k::vec_dot_ref,
+        GgmlType::Q3_K => q3_k::vec_dot_ref,
+        GgmlType::Q4_K => q4_k::vec_dot_ref,
+        GgmlType::Q5_K => q5_k::vec_dot_ref,
+        _ => q6_k::vec_dot_ref,
+    };
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
+        for (t, v) in o.iter_mut().enumerate() {
+            *v = dot(row, &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+thread_local! {
+    /// One dequantized weight row of [`matmul_float`] (grows to the widest row, then stays).
+    static FLOAT_ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`matmul`] for float weights (F32, F16, BF16) with `f32` activations (`n_tok × n_cols`):
+/// each row is widened to `f32` exactly, then dotted with every token by [`dot_f32`], so every
+/// variant equals the scalar reference ([`crate::quant::f32::dot_ref`]) bit for bit.
+pub fn matmul_float(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    if crate::quant::partner(ty) != Some(Partner::F32) {
+        return;
+    }
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    let Some((w, out)) = clip(w, row_bytes, n_cols, x.len(), n_tok, out) else {
+        return;
+    };
+    FLOAT_ROW.with_borrow_mut(|buf| {
+        if buf.len() < n_cols {
+            buf.resize(n_cols, 0.0);
+        }
+        let row_f = &mut buf[..n_cols];
+        for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
+            crate::quant::dequantize_row(ty, row, row_f);
+            for (t, v) in o.iter_mut().enumerate() {
+                *v = dot_f32(isa, row_f, &x[t * n_cols..(t + 1) * n_cols]);
+            }
+        }
+    });
 }
 
 /// Deterministic 8-partial-sum `f32` dot product of the common length of `a` and `b`, bit for
