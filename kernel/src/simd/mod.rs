@@ -18,6 +18,8 @@ mod neon;
 mod wasm;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86_k;
 
 /// An instruction-set variant of the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,14 @@ pub fn matmul(
         (Isa::Avx2, GgmlType::Q8_0) if x86::has_avx2() => x86::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q4_0) if x86::has_avx2() => x86::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_0) if x86::has_avx2() => x86::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_1) if x86::has_avx2() => x86::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::IQ4_NL) if x86::has_avx2() => {
+            x86::matmul_iq4_nl(w, nb, acts, n_tok, out)
+        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_1) => wasm::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -283,8 +293,15 @@ pub fn matmul_q8_k(
     let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
-    let _ = isa;
-    let done = 0;
+    let done = match (isa, ty) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q4_K) => x86_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_K) => x86_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q6_K) => x86_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        _ => 0,
+    };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
     let dot = match ty {
         GgmlType::Q2_K => q2_k::vec_dot_ref,
