@@ -350,12 +350,23 @@ pub fn matmul_float(
         }
         let row_f = &mut buf[..n_cols];
         for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
-            crate::quant::dequantize_row(ty, row, row_f);
+            widen_row(isa, ty, row, row_f);
             for (t, v) in o.iter_mut().enumerate() {
                 *v = dot_f32(isa, row_f, &x[t * n_cols..(t + 1) * n_cols]);
             }
         }
     });
+}
+
+/// A row of float weights (F32, F16, BF16) as `f32`, exactly (F16 with F16C on AVX2).
+fn widen_row(isa: Isa, ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    match (isa, ty) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::F16) => x86::widen_f16(row, out),
+        _ => {
+            crate::quant::dequantize_row(ty, row, out);
+        }
+    }
 }
 
 /// Deterministic 8-partial-sum `f32` dot product of the common length of `a` and `b`, bit for

@@ -117,6 +117,30 @@ unsafe fn round_f16_avx2(x: &mut [f32]) {
     crate::quant::f16::round_slice(chunks.into_remainder());
 }
 
+/// Widens a row of little-endian half floats to `f32` with F16C, 8 at a time (exact, as
+/// `quant::f16::dequantize_row`); the tail by the reference. Without F16C, the reference.
+pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    if !has_avx2() {
+        return crate::quant::f16::dequantize_row(bytes, out);
+    }
+    // SAFETY: AVX2 and F16C detected above.
+    unsafe { widen_f16_avx2(bytes, out) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn widen_f16_avx2(bytes: &[u8], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() / 2);
+    let n8 = n - n % 8;
+    for i in (0..n8).step_by(8) {
+        // SAFETY: elements i..i + 8 lie within both `bytes` (16 bytes) and `out`.
+        unsafe {
+            let h = _mm_loadu_si128(bytes.as_ptr().add(2 * i) as *const __m128i);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+    crate::quant::f16::dequantize_row(&bytes[2 * n8..], &mut out[n8..n]);
+}
+
 /// `quant::f32::dot_ref` with one 8-lane register: lane `j` sums the products of elements
 /// `j, j + 8, …` (multiply, then add), the lanes are combined in `reduce8`'s tree, the tail of
 /// fewer than 8 elements is added in order. Without AVX2, the reference.
