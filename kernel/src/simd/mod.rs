@@ -16,6 +16,8 @@ use crate::quant::{Partner, QK, QK_K};
 mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_k;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
@@ -181,6 +183,12 @@ pub fn matmul(
         (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_0) => wasm::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_0) => wasm::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_1) => wasm::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::IQ4_NL) => wasm::matmul_iq4_nl(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_1) => neon::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
@@ -300,6 +308,12 @@ pub fn matmul_q8_k(
         (Isa::Avx2, GgmlType::Q5_K) => x86_k::matmul_q5_k(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q6_K) => x86_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q4_K) => wasm_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_K) => wasm_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q6_K) => wasm_k::matmul_q6_k(w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
@@ -358,11 +372,14 @@ pub fn matmul_float(
     });
 }
 
-/// A row of float weights (F32, F16, BF16) as `f32`, exactly (F16 with F16C on AVX2).
+/// A row of float weights (F32, F16, BF16) as `f32`, exactly (F16 with F16C on AVX2, four
+/// at a time on simd128).
 fn widen_row(isa: Isa, ty: GgmlType, row: &[u8], out: &mut [f32]) {
     match (isa, ty) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::F16) => x86::widen_f16(row, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::F16) => wasm::widen_f16(row, out),
         _ => {
             crate::quant::dequantize_row(ty, row, out);
         }

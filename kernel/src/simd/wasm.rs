@@ -12,7 +12,7 @@
 use core::arch::wasm32::*;
 
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use crate::quant::{iq4_nl, q4_0, q4_1, q4_1x8, q5_0, q5_1, q8_0, QK};
 
 /// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
 pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
@@ -89,7 +89,7 @@ fn unsafe_free_bytes(v: v128) -> [u8; 16] {
 
 /// Loads the first 16 bytes of `s` (any alignment).
 #[inline(always)]
-fn load16(s: &[u8]) -> v128 {
+pub(super) fn load16(s: &[u8]) -> v128 {
     let s = &s[..16];
     // SAFETY: `s` has 16 readable bytes (checked by the slice above); wasm loads are unaligned.
     unsafe { v128_load(s.as_ptr() as *const v128) }
@@ -126,7 +126,7 @@ fn f16x4_to_f32(h: v128) -> v128 {
 /// Widens the two half floats of each 32-bit lane (`lo` = bits 0..16, `hi` = bits 16..32) to
 /// `f32` exactly: a short sequence when no half is infinite or NaN, else the full one.
 #[inline(always)]
-fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
+pub(super) fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
     let exp_all = u16x8_splat(0x7c00);
     if v128_any_true(i16x8_eq(v128_and(g, exp_all), exp_all)) {
         return (
@@ -155,7 +155,7 @@ fn finite_f16x4_to_f32(h: v128) -> v128 {
 /// [`f16x4_to_f32`] for lanes whose high 16 bits are zero: the short sequence unless a half is
 /// infinite or NaN.
 #[inline(always)]
-fn f16x4_lo_to_f32(h: v128) -> v128 {
+pub(super) fn f16x4_lo_to_f32(h: v128) -> v128 {
     let exp_all = u32x4_splat(0x7c00);
     if v128_any_true(i32x4_eq(v128_and(h, exp_all), exp_all)) {
         return f16x4_to_f32(h);
@@ -177,7 +177,7 @@ fn word_at(b: &[u8], o: usize) -> u32 {
 /// is within 0..=127 and no pair sum (|s| <= 2 · 15 · 127) can saturate.
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn psum_q4(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
+pub(super) fn psum_q4(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
     i16x8_add(
         i16x8_relaxed_dot_i8x16_i7x16(a0, lo),
         i16x8_relaxed_dot_i8x16_i7x16(a1, hi),
@@ -200,7 +200,7 @@ fn hsum4_i16(a: v128, b: v128, c: v128, d: v128) -> v128 {
 /// halves, which Cranelift lowers to a single `punpck*` on x86 (other patterns cost a
 /// `pshufb` pair).
 #[inline(always)]
-fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+pub(super) fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
     // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d.
     let ab = i32x4_add(
         i32x4_shuffle::<0, 4, 1, 5>(a, b),
@@ -301,12 +301,12 @@ pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut
 }
 
 /// Rows read ahead while decoding (wasm has no prefetch instruction).
-const PF_ROWS: usize = 24;
+pub(super) const PF_ROWS: usize = 24;
 
 /// Loads one byte per 64-byte line of `w[from..from + n]` (clipped), so that those lines are
 /// on their way to the cache before they are needed.
 #[inline(always)]
-fn touch(w: &[u8], from: usize, n: usize) {
+pub(super) fn touch(w: &[u8], from: usize, n: usize) {
     let end = (from + n).min(w.len());
     let mut x = 0u8;
     let mut i = from;
@@ -679,4 +679,163 @@ fn scaled_rows<const BB: usize>(
         }
     }
     full
+}
+
+/// The high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0:
+/// `(elements 0..16, elements 16..32)`.
+///
+/// # Safety
+/// The 4 bytes at `p` must be readable.
+#[inline(always)]
+unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    let qh = u32x4_splat(unsafe { (p as *const u32).read_unaligned() });
+    let bit = u64x2_splat(0x8040_2010_0804_0201);
+    let sixteen = u8x16_splat(0x10);
+    let spread = |lo: u8| {
+        let idx = u8x16(
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+        );
+        let b = u8x16_swizzle(qh, idx);
+        v128_and(i8x16_eq(v128_and(b, bit), bit), sixteen)
+    };
+    (spread(0), spread(2))
+}
+
+/// The 32 values `q − 16` of the Q5_0 block whose high-bit word starts at `q` (nibbles 4
+/// bytes later), as signed bytes: `(elements 0..16, elements 16..32)`.
+///
+/// # Safety
+/// The 20 bytes at `q` must be readable.
+#[inline(always)]
+unsafe fn values_q5_0(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 20 readable bytes; the load is unaligned.
+    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q)) };
+    let sixteen = u8x16_splat(16);
+    (
+        i8x16_sub(v128_or(v128_and(n, u8x16_splat(0x0f)), h0), sixteen),
+        i8x16_sub(v128_or(u8x16_shr(n, 4), h1), sixteen),
+    )
+}
+
+/// The 32 table values of the IQ4_NL block whose nibbles start at `q`: `(elements 0..16,
+/// elements 16..32)` (`i8x16.swizzle` as the lookup; every index is below 16).
+///
+/// # Safety
+/// The 16 bytes at `q` must be readable.
+#[inline(always)]
+unsafe fn values_iq4_nl(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 16 readable bytes; the table has 16.
+    let (n, t) = unsafe {
+        (
+            v128_load(q as *const v128),
+            v128_load(iq4_nl::KVALUES.as_ptr() as *const v128),
+        )
+    };
+    (
+        u8x16_swizzle(t, v128_and(n, u8x16_splat(0x0f))),
+        u8x16_swizzle(t, u8x16_shr(n, 4)),
+    )
+}
+
+/// Q5_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q5_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `scaled_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
+    scaled_rows::<{ q5_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q5_0(q) })
+}
+
+/// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_iq4_nl(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `scaled_rows` hands `values_iq4_nl` the 16 nibble bytes of a block inside `w`.
+    scaled_rows::<{ iq4_nl::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_iq4_nl(q) })
+}
+
+/// Q5_1 rows × Q8_1 activations, 4 rows at a time: the 5-bit values (at most 31, so the
+/// relaxed dot's 7-bit operand; pair sums at most 2 · 31 · 127) summed exactly per row, then
+/// `acc = acc + (d · da) · isum + m · sa` in block order. Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q5_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    const BB: usize = q5_1::BLOCK_BYTES;
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    for r0 in (0..full).step_by(4) {
+        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
+        let rows = &w[r0 * rb..(r0 + 4) * rb];
+        let p = rows.as_ptr();
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                // SAFETY: block b of each of the four rows (`rb` bytes apart) lies in `rows`.
+                let (isum, d, m) = unsafe {
+                    let blk = |i: usize| p.add(i * rb + b * BB);
+                    let dot = |i: usize| {
+                        let n = v128_load(blk(i).add(8) as *const v128);
+                        let (h0, h1) = high_bits_q5(blk(i).add(4));
+                        let lo = v128_or(v128_and(n, u8x16_splat(0x0f)), h0);
+                        let hi = v128_or(u8x16_shr(n, 4), h1);
+                        i32x4_extadd_pairwise_i16x8(psum_q4(lo, hi, a0, a1))
+                    };
+                    let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+                    let word = |i: usize| (blk(i) as *const u32).read_unaligned();
+                    let (d, m) = f16x8_pairs_to_f32(u32x4(word(0), word(1), word(2), word(3)));
+                    (isum, d, m)
+                };
+                acc = accumulate(acc, d, m, isum, ab);
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    full
+}
+
+/// Widens a row of little-endian half floats to `f32`, 4 at a time with the exact
+/// integer/multiply sequence (as `quant::f16::dequantize_row`); the tail by the reference.
+pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() / 2);
+    let n4 = n - n % 4;
+    for (c, o) in bytes[..2 * n4].chunks_exact(8).zip(out.chunks_exact_mut(4)) {
+        let h = |i: usize| u32::from(u16::from_le_bytes([c[2 * i], c[2 * i + 1]]));
+        let v = f16x4_lo_to_f32(u32x4(h(0), h(1), h(2), h(3)));
+        // SAFETY: `o` holds 4 `f32`; the store is unaligned.
+        unsafe { v128_store(o.as_mut_ptr() as *mut v128, v) };
+    }
+    crate::quant::f16::dequantize_row(&bytes[2 * n4..], &mut out[n4..n]);
 }

@@ -1,0 +1,316 @@
+//! WebAssembly simd128 kernels of the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations.
+//!
+//! As `x86_k.rs`: one weight row at a time, each 256-block decoded once (values to bytes,
+//! scales to lanes) and dotted with every token's block. The values are unsigned and at most
+//! 63, so `i16x8.relaxed_dot_i8x16_i7x16_s` sees them as its 7-bit operand and every lowering
+//! gives the same exact pair sums (at most 2 · 63 · 127); sub-block sums widen to `i32`, are
+//! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
+//! `f32` in block order with the reference's operations. Q2_K and Q3_K run the scalar
+//! reference.
+
+use core::arch::wasm32::*;
+
+use super::wasm::{psum_q4, touch};
+use crate::quant::f16::f16_le_to_f32;
+use crate::quant::q8_k::BlockQ8_K;
+use crate::quant::{q4_k, q5_k, q6_k};
+
+/// Sum of the 4 `i32` lanes of `v`.
+#[inline(always)]
+fn hsum_i32(v: v128) -> i32 {
+    let s = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+    let s = i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s));
+    i32x4_extract_lane::<0>(s)
+}
+
+/// The 16 bytes at `p`.
+///
+/// # Safety
+/// The 16 bytes at `p` must be readable.
+#[inline(always)]
+unsafe fn load(p: *const u8) -> v128 {
+    // SAFETY: the caller guarantees 16 readable bytes; wasm loads are unaligned.
+    unsafe { v128_load(p as *const v128) }
+}
+
+/// A decoded Q4_K/Q5_K block: sub-block `j`'s values as two registers (`q[2j]`, `q[2j + 1]`),
+/// its scale, the mins as `i16` pairs `[m0 m0 m1 m1 …]` (two registers), `d` and `dmin`.
+struct DecodedQ45 {
+    q: [v128; 16],
+    sc: [i32; 8],
+    m16: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+/// The decoded Q4_K/Q5_K block `p` with values `q`: its scales, mins and half floats.
+fn decode_header(p: &[u8], q: [v128; 16]) -> DecodedQ45 {
+    let s = &p[4..16];
+    let mut sc = [0i32; 8];
+    let mut m = [0i16; 8];
+    for j in 0..8 {
+        let (a, b) = q4_k::scale_min(s, j);
+        sc[j] = i32::from(a);
+        m[j] = i16::from(b);
+    }
+    let pair = |k: usize| {
+        i16x8(
+            m[k],
+            m[k],
+            m[k + 1],
+            m[k + 1],
+            m[k + 2],
+            m[k + 2],
+            m[k + 3],
+            m[k + 3],
+        )
+    };
+    DecodedQ45 {
+        q,
+        sc,
+        m16: [pair(0), pair(4)],
+        d: f16_le_to_f32([p[0], p[1]]),
+        dmin: f16_le_to_f32([p[2], p[3]]),
+    }
+}
+
+/// `acc` plus the Q4_K/Q5_K dot product of a decoded block with `a`, as the reference:
+/// `acc + (d·da)·Σ_j sc_j·Σ q·a − (dmin·da)·Σ_j m_j·(bsum_2j + bsum_2j+1)`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_q45(dq: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for j in 0..8 {
+        // SAFETY: sub-block j's 32 activation bytes lie in `a.qs`.
+        let (a0, a1) = unsafe { (load(qa.add(32 * j)), load(qa.add(32 * j + 16))) };
+        let p = i32x4_extadd_pairwise_i16x8(psum_q4(dq.q[2 * j], dq.q[2 * j + 1], a0, a1));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[j])));
+    }
+    let isum = hsum_i32(s);
+    let bs = a.bsums.as_ptr() as *const u8;
+    // SAFETY: the 16 sums are 32 bytes.
+    let (b0, b1) = unsafe { (load(bs), load(bs.add(16))) };
+    let imin = hsum_i32(i32x4_add(
+        i32x4_dot_i16x8(b0, dq.m16[0]),
+        i32x4_dot_i16x8(b1, dq.m16[1]),
+    ));
+    acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+}
+
+/// Decodes a Q4_K block (`p`: its 144 bytes).
+#[inline(always)]
+fn decode_q4_k(p: &[u8]) -> DecodedQ45 {
+    let p = &p[..q4_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let mut q = [i32x4_splat(0); 16];
+    for c in 0..4 {
+        for h in 0..2 {
+            // SAFETY: bytes 16 + 32c + 16h .. + 16 lie in the block.
+            let b = unsafe { load(p.as_ptr().add(16 + 32 * c + 16 * h)) };
+            q[4 * c + h] = v128_and(b, mask);
+            q[4 * c + 2 + h] = u8x16_shr(b, 4);
+        }
+    }
+    decode_header(p, q)
+}
+
+/// Decodes a Q5_K block (`p`: its 176 bytes).
+#[inline(always)]
+fn decode_q5_k(p: &[u8]) -> DecodedQ45 {
+    let p = &p[..q5_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let sixteen = u8x16_splat(0x10);
+    // SAFETY: the high bits are bytes 16..48 of the block.
+    let qh = unsafe { [load(p.as_ptr().add(16)), load(p.as_ptr().add(32))] };
+    let high = |j: usize, h: usize| {
+        let bit = u8x16_splat(1 << j);
+        v128_and(i8x16_eq(v128_and(qh[h], bit), bit), sixteen)
+    };
+    let mut q = [i32x4_splat(0); 16];
+    for c in 0..4 {
+        for h in 0..2 {
+            // SAFETY: bytes 48 + 32c + 16h .. + 16 lie in the block.
+            let b = unsafe { load(p.as_ptr().add(48 + 32 * c + 16 * h)) };
+            q[4 * c + h] = v128_or(v128_and(b, mask), high(2 * c, h));
+            q[4 * c + 2 + h] = v128_or(u8x16_shr(b, 4), high(2 * c + 1, h));
+        }
+    }
+    decode_header(p, q)
+}
+
+/// A decoded Q6_K block: sub-block `i`'s 16 values `q` (0..=63) in `q[i]`, the scales as
+/// `i32` and as `i16` (two registers), `d`.
+struct DecodedQ6 {
+    q: [v128; 16],
+    sc: [i32; 16],
+    sc16: [v128; 2],
+    d: f32,
+}
+
+/// Decodes a Q6_K block (`p`: its 210 bytes).
+#[inline(always)]
+fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
+    let p = &p[..q6_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let top = u8x16_splat(0x30);
+    let mut q = [i32x4_splat(0); 16];
+    for h in 0..2 {
+        for k in 0..2 {
+            // SAFETY: all offsets lie in the block's ql (0..128) and qh (128..192).
+            let (ql0, ql1, qh) = unsafe {
+                let b = p.as_ptr();
+                (
+                    load(b.add(64 * h + 16 * k)),
+                    load(b.add(64 * h + 32 + 16 * k)),
+                    load(b.add(128 + 32 * h + 16 * k)),
+                )
+            };
+            // Elements 128h + 32c + 16k .. + 16 are sub-block 8h + 2c + k.
+            let sb = |c: usize| 8 * h + 2 * c + k;
+            q[sb(0)] = v128_or(v128_and(ql0, mask), v128_and(i8x16_shl(qh, 4), top));
+            q[sb(1)] = v128_or(v128_and(ql1, mask), v128_and(i8x16_shl(qh, 2), top));
+            q[sb(2)] = v128_or(u8x16_shr(ql0, 4), v128_and(qh, top));
+            q[sb(3)] = v128_or(u8x16_shr(ql1, 4), v128_and(u8x16_shr(qh, 2), top));
+        }
+    }
+    let sc: [i32; 16] = core::array::from_fn(|i| i32::from(p[192 + i] as i8));
+    let s16 = |o: usize| {
+        i16x8(
+            sc[o] as i16,
+            sc[o + 1] as i16,
+            sc[o + 2] as i16,
+            sc[o + 3] as i16,
+            sc[o + 4] as i16,
+            sc[o + 5] as i16,
+            sc[o + 6] as i16,
+            sc[o + 7] as i16,
+        )
+    };
+    DecodedQ6 {
+        q,
+        sc,
+        sc16: [s16(0), s16(8)],
+        d: f16_le_to_f32([p[208], p[209]]),
+    }
+}
+
+/// `acc` plus the Q6_K dot product of a decoded block with `a`:
+/// `Σ_i sc_i·Σ q·a − 32·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ (q − 32)·a`), then
+/// `acc + (d·da)·isum`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_q6(dq: &DecodedQ6, a: &BlockQ8_K, acc: f32) -> f32 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for i in 0..16 {
+        // SAFETY: sub-block i's 16 activation bytes lie in `a.qs`.
+        let ai = unsafe { load(qa.add(16 * i)) };
+        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, dq.q[i]));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[i])));
+    }
+    let bs = a.bsums.as_ptr() as *const u8;
+    // SAFETY: the 16 sums are 32 bytes.
+    let (b0, b1) = unsafe { (load(bs), load(bs.add(16))) };
+    let off = i32x4_add(
+        i32x4_dot_i16x8(b0, dq.sc16[0]),
+        i32x4_dot_i16x8(b1, dq.sc16[1]),
+    );
+    let isum = hsum_i32(i32x4_sub(s, i32x4_shl(off, 5)));
+    acc + (dq.d * a.d) * isum as f32
+}
+
+/// Q4_K rows × Q8_K activations (`nb` blocks per row); layout as `simd::matmul`. Returns the
+/// rows done (all of them).
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q4_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q4_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q4_k,
+        |d, a, acc| accumulate_q45(d, a, acc),
+    )
+}
+
+/// Q5_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q5_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q5_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q5_k,
+        |d, a, acc| accumulate_q45(d, a, acc),
+    )
+}
+
+/// Q6_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q6_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q6_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q6_k,
+        |d, a, acc| accumulate_q6(d, a, acc),
+    )
+}
+
+/// The shared loop: every row, every block decoded once, then each token's accumulator.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn k_rows<D>(
+    w: &[u8],
+    bb: usize,
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    decode: impl Fn(&[u8]) -> D,
+    accumulate: impl Fn(&D, &BlockQ8_K, f32) -> f32,
+) -> usize {
+    let rb = nb * bb;
+    if nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return 0;
+    }
+    let n_rows = (w.len() / rb).min(out.len() / n_tok);
+    for (r, o) in out.chunks_exact_mut(n_tok).take(n_rows).enumerate() {
+        touch(w, (r + 4) * rb, rb);
+        o.fill(0.0);
+        for b in 0..nb {
+            let dec = decode(&w[r * rb + b * bb..][..bb]);
+            for (t, acc) in o.iter_mut().enumerate() {
+                *acc = accumulate(&dec, &acts[t * nb + b], *acc);
+            }
+        }
+    }
+    n_rows
+}
