@@ -14,6 +14,8 @@ use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_k;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -195,6 +197,12 @@ pub fn matmul(
         (Isa::Neon, GgmlType::Q8_0) => neon::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_0) => neon::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_0) => neon::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_1) => neon::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::IQ4_NL) => neon::matmul_iq4_nl(w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
@@ -314,6 +322,12 @@ pub fn matmul_q8_k(
         (Isa::Simd128, GgmlType::Q5_K) => wasm_k::matmul_q5_k(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q6_K) => wasm_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q4_K) => neon_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_K) => neon_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q6_K) => neon_k::matmul_q6_k(w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
