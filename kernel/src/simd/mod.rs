@@ -311,6 +311,10 @@ pub fn matmul_q8_k(
     };
     let done = match (isa, ty) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q2_K) => x86_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q3_K) => x86_k::matmul_q3_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q4_K) => x86_k::matmul_q4_k(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q5_K) => x86_k::matmul_q5_k(w, nb, acts, n_tok, out),
