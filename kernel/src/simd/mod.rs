@@ -321,11 +321,19 @@ pub fn matmul_q8_k(
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q6_K) => x86_k::matmul_q6_k(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q2_K) => wasm_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q3_K) => wasm_k::matmul_q3_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_K) => wasm_k::matmul_q4_k(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q5_K) => wasm_k::matmul_q5_k(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q6_K) => wasm_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q2_K) => neon_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q3_K) => neon_k::matmul_q3_k(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_K) => neon_k::matmul_q4_k(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]

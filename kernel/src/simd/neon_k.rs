@@ -1,10 +1,11 @@
-//! aarch64 NEON kernels of the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations.
+//! aarch64 NEON kernels of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+//! activations.
 //!
 //! As `x86_k.rs`: one weight row at a time, each 256-block decoded once (values to bytes,
 //! scales to integers) and dotted with every token's block: `smull`/`smlal` pair sums in i16
 //! (at most 2 · 63 · 127), widened to `i32`, multiplied by the sub-block scales and summed
 //! exactly; each (row, token) adds its blocks in `f32` in block order with the reference's
-//! operations (no fused multiply-add). Q2_K and Q3_K run the scalar reference.
+//! operations (no fused multiply-add).
 //!
 //! Tested under `qemu-aarch64` by `just test-neon`.
 
@@ -12,7 +13,7 @@ use core::arch::aarch64::*;
 
 use crate::quant::f16::f16_le_to_f32;
 use crate::quant::q8_k::BlockQ8_K;
-use crate::quant::{q4_k, q5_k, q6_k};
+use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
 /// The 16 bytes at `b[o..o + 16]`.
 #[inline(always)]
@@ -134,8 +135,9 @@ fn accumulate_q45(dq: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
     acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
 }
 
-/// A decoded Q6_K block: sub-block `i`'s 16 values `q` (0..=63) in `q[i]`, the scales, `d`.
-struct DecodedQ6 {
+/// A decoded Q6_K or Q3_K block: sub-block `i`'s 16 values `u = q + OFFSET` (unsigned, at
+/// most 63) in `q[i]`, the scales, `d`.
+struct DecodedS16 {
     q: [uint8x16_t; 16],
     sc: [i32; 16],
     d: f32,
@@ -143,7 +145,7 @@ struct DecodedQ6 {
 
 /// Decodes a Q6_K block (`p`: its 210 bytes).
 #[inline(always)]
-fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
+fn decode_q6_k(p: &[u8]) -> DecodedS16 {
     let p = &p[..q6_k::BLOCK_BYTES];
     // SAFETY: NEON is a baseline feature of every aarch64 target.
     let q = unsafe {
@@ -165,31 +167,148 @@ fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
         }
         q
     };
-    DecodedQ6 {
+    DecodedS16 {
         q,
         sc: core::array::from_fn(|i| i32::from(p[192 + i] as i8)),
         d: f16_le_to_f32([p[208], p[209]]),
     }
 }
 
-/// `acc` plus the Q6_K dot product of a decoded block with `a`:
-/// `Σ_i sc_i·Σ q·a − 32·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ (q − 32)·a`), then
-/// `acc + (d·da)·isum`.
+/// The 2-bit fields of a Q2_K/Q3_K `qs` (64 bytes) as 16 sub-blocks of 16 bytes: element
+/// `128h + 32k + l` is bits `2k..2k+2` of byte `32h + l`.
 #[inline(always)]
-fn accumulate_q6(dq: &DecodedQ6, a: &BlockQ8_K, acc: f32) -> f32 {
+fn two_bit_sub_blocks(qs: &[u8]) -> [uint8x16_t; 16] {
     // SAFETY: NEON is a baseline feature of every aarch64 target.
-    let dot = unsafe {
+    unsafe {
+        let three = vdupq_n_u8(3);
+        let mut q = [vdupq_n_u8(0); 16];
+        for h in 0..2 {
+            for j in 0..2 {
+                let b = load(qs, 32 * h + 16 * j);
+                q[8 * h + j] = vandq_u8(b, three);
+                q[8 * h + 2 + j] = vandq_u8(vshrq_n_u8(b, 2), three);
+                q[8 * h + 4 + j] = vandq_u8(vshrq_n_u8(b, 4), three);
+                q[8 * h + 6 + j] = vshrq_n_u8(b, 6);
+            }
+        }
+        q
+    }
+}
+
+/// Decodes a Q3_K block (`p`: its 110 bytes): `u = q + 4`, the low 2 bits plus 4 where the
+/// high bit is set.
+#[inline(always)]
+fn decode_q3_k(p: &[u8]) -> DecodedS16 {
+    let p = &p[..q3_k::BLOCK_BYTES];
+    let mut q = two_bit_sub_blocks(&p[32..96]);
+    let hm = [load(p, 0), load(p, 16)];
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        for (i, qi) in q.iter_mut().enumerate() {
+            // Sub-block i: elements 16i.., bit i / 2 of bytes 16 (i % 2)..
+            let set = vtstq_u8(hm[i % 2], vdupq_n_u8(1 << (i / 2)));
+            *qi = vorrq_u8(*qi, vandq_u8(set, vdupq_n_u8(4)));
+        }
+    }
+    let packed: [u8; 12] = core::array::from_fn(|i| p[96 + i]);
+    DecodedS16 {
+        q,
+        sc: q3_k::scales(&packed).map(i32::from),
+        d: f16_le_to_f32([p[108], p[109]]),
+    }
+}
+
+/// `Σ_i sc_i · Σ u·a` over the 16 sub-blocks of 16.
+#[inline(always)]
+fn scaled_sums16(q: &[uint8x16_t; 16], sc: &[i32; 16], a: &BlockQ8_K) -> i32 {
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
         let mut s = vdupq_n_s32(0);
         for i in 0..16 {
-            s = vmlaq_n_s32(s, dot16(dq.q[i], load_act(&a.qs, 16 * i)), dq.sc[i]);
+            s = vmlaq_n_s32(s, dot16(q[i], load_act(&a.qs, 16 * i)), sc[i]);
         }
         vaddvq_s32(s)
-    };
+    }
+}
+
+/// `acc` plus the Q6_K/Q3_K dot product of a decoded block with `a`:
+/// `Σ_i sc_i·Σ u·a − OFFSET·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ q·a`; `OFFSET` is 32 for
+/// Q6_K, 4 for Q3_K), then `acc + (d·da)·isum`.
+#[inline(always)]
+fn accumulate_s16<const OFFSET: i32>(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
+    let dot = scaled_sums16(&dq.q, &dq.sc, a);
     let mut off = 0i32;
     for i in 0..16 {
         off += dq.sc[i] * i32::from(a.bsums[i]);
     }
-    acc + (dq.d * a.d) * (dot - 32 * off) as f32
+    acc + (dq.d * a.d) * (dot - OFFSET * off) as f32
+}
+
+/// A decoded Q2_K block: sub-block `i`'s 16 values in `q[i]`, the scales and mins, `d` and
+/// `dmin`.
+struct DecodedQ2 {
+    q: [uint8x16_t; 16],
+    sc: [i32; 16],
+    m: [i32; 16],
+    d: f32,
+    dmin: f32,
+}
+
+/// Decodes a Q2_K block (`p`: its 84 bytes).
+#[inline(always)]
+fn decode_q2_k(p: &[u8]) -> DecodedQ2 {
+    let p = &p[..q2_k::BLOCK_BYTES];
+    DecodedQ2 {
+        q: two_bit_sub_blocks(&p[16..80]),
+        sc: core::array::from_fn(|i| i32::from(p[i] & 15)),
+        m: core::array::from_fn(|i| i32::from(p[i] >> 4)),
+        d: f16_le_to_f32([p[80], p[81]]),
+        dmin: f16_le_to_f32([p[82], p[83]]),
+    }
+}
+
+/// `acc` plus the Q2_K dot product of a decoded block with `a`, as the reference:
+/// `acc + (d·da)·Σ_i sc_i·Σ q·a − (dmin·da)·Σ_i m_i·bsum_i`.
+#[inline(always)]
+fn accumulate_q2(dq: &DecodedQ2, a: &BlockQ8_K, acc: f32) -> f32 {
+    let isum = scaled_sums16(&dq.q, &dq.sc, a);
+    let mut imin = 0i32;
+    for i in 0..16 {
+        imin += dq.m[i] * i32::from(a.bsums[i]);
+    }
+    acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+}
+
+/// Q2_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q2_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q2_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q2_k,
+        accumulate_q2,
+    )
+}
+
+/// Q3_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q3_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let acc = accumulate_s16::<4>;
+    k_rows(w, q3_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q3_k, acc)
 }
 
 /// Q4_K rows × Q8_K activations (`nb` blocks per row); layout as `simd::matmul`. Returns the
@@ -249,7 +368,7 @@ pub(super) fn matmul_q6_k(
         n_tok,
         out,
         decode_q6_k,
-        accumulate_q6,
+        accumulate_s16::<32>,
     )
 }
 

@@ -1,19 +1,19 @@
-//! WebAssembly simd128 kernels of the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations.
+//! WebAssembly simd128 kernels of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+//! activations.
 //!
 //! As `x86_k.rs`: one weight row at a time, each 256-block decoded once (values to bytes,
 //! scales to lanes) and dotted with every token's block. The values are unsigned and at most
 //! 63, so `i16x8.relaxed_dot_i8x16_i7x16_s` sees them as its 7-bit operand and every lowering
 //! gives the same exact pair sums (at most 2 · 63 · 127); sub-block sums widen to `i32`, are
 //! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
-//! `f32` in block order with the reference's operations. Q2_K and Q3_K run the scalar
-//! reference.
+//! `f32` in block order with the reference's operations.
 
 use core::arch::wasm32::*;
 
 use super::wasm::{psum_q4, touch};
 use crate::quant::f16::f16_le_to_f32;
 use crate::quant::q8_k::BlockQ8_K;
-use crate::quant::{q4_k, q5_k, q6_k};
+use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
 /// Sum of the 4 `i32` lanes of `v`.
 #[inline(always)]
@@ -139,9 +139,9 @@ fn decode_q5_k(p: &[u8]) -> DecodedQ45 {
     decode_header(p, q)
 }
 
-/// A decoded Q6_K block: sub-block `i`'s 16 values `q` (0..=63) in `q[i]`, the scales as
-/// `i32` and as `i16` (two registers), `d`.
-struct DecodedQ6 {
+/// A decoded Q6_K or Q3_K block: sub-block `i`'s 16 values `u = q + OFFSET` (unsigned, at
+/// most 63) in `q[i]`, the scales as `i32` and as `i16` (two registers), `d`.
+struct DecodedS16 {
     q: [v128; 16],
     sc: [i32; 16],
     sc16: [v128; 2],
@@ -150,7 +150,7 @@ struct DecodedQ6 {
 
 /// Decodes a Q6_K block (`p`: its 210 bytes).
 #[inline(always)]
-fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
+fn decode_q6_k(p: &[u8]) -> DecodedS16 {
     let p = &p[..q6_k::BLOCK_BYTES];
     let mask = u8x16_splat(0x0f);
     let top = u8x16_splat(0x30);
@@ -175,6 +175,11 @@ fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
         }
     }
     let sc: [i32; 16] = core::array::from_fn(|i| i32::from(p[192 + i] as i8));
+    s16_block(q, sc, f16_le_to_f32([p[208], p[209]]))
+}
+
+/// A [`DecodedS16`] of values `q`, scales `sc` and `d`.
+fn s16_block(q: [v128; 16], sc: [i32; 16], d: f32) -> DecodedS16 {
     let s16 = |o: usize| {
         i16x8(
             sc[o] as i16,
@@ -187,36 +192,125 @@ fn decode_q6_k(p: &[u8]) -> DecodedQ6 {
             sc[o + 7] as i16,
         )
     };
-    DecodedQ6 {
+    DecodedS16 {
         q,
         sc,
         sc16: [s16(0), s16(8)],
-        d: f16_le_to_f32([p[208], p[209]]),
+        d,
     }
 }
 
-/// `acc` plus the Q6_K dot product of a decoded block with `a`:
-/// `Σ_i sc_i·Σ q·a − 32·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ (q − 32)·a`), then
-/// `acc + (d·da)·isum`.
+/// The 2-bit fields of a Q2_K/Q3_K `qs` (64 bytes at `qs`) as 16 sub-blocks of 16 bytes:
+/// element `128h + 32k + l` is bits `2k..2k+2` of byte `32h + l`.
+#[inline(always)]
+fn two_bit_sub_blocks(qs: &[u8]) -> [v128; 16] {
+    let qs = &qs[..64];
+    let three = u8x16_splat(3);
+    let mut q = [i32x4_splat(0); 16];
+    for h in 0..2 {
+        for j in 0..2 {
+            // SAFETY: bytes 32h + 16j .. + 16 lie in `qs`.
+            let b = unsafe { load(qs.as_ptr().add(32 * h + 16 * j)) };
+            for k in 0..4 {
+                q[8 * h + 2 * k + j] = v128_and(u8x16_shr(b, 2 * k as u32), three);
+            }
+        }
+    }
+    q
+}
+
+/// Decodes a Q3_K block (`p`: its 110 bytes): `u = q + 4`, the low 2 bits plus 4 where the
+/// high bit is set.
+#[inline(always)]
+fn decode_q3_k(p: &[u8]) -> DecodedS16 {
+    let p = &p[..q3_k::BLOCK_BYTES];
+    let mut q = two_bit_sub_blocks(&p[32..96]);
+    // SAFETY: the high bits are bytes 0..32 of the block.
+    let hm = unsafe { [load(p.as_ptr()), load(p.as_ptr().add(16))] };
+    let four = u8x16_splat(4);
+    for (i, qi) in q.iter_mut().enumerate() {
+        // Sub-block i: elements 16i.., bit i / 2 of bytes 16 (i % 2)..
+        let bit = u8x16_splat(1 << (i / 2));
+        let set = i8x16_eq(v128_and(hm[i % 2], bit), bit);
+        *qi = v128_or(*qi, v128_and(set, four));
+    }
+    let packed: [u8; 12] = core::array::from_fn(|i| p[96 + i]);
+    let sc = q3_k::scales(&packed).map(i32::from);
+    s16_block(q, sc, f16_le_to_f32([p[108], p[109]]))
+}
+
+/// A decoded Q2_K block: sub-block `i`'s 16 values in `q[i]`, the scales, the mins as `i16`
+/// (two registers), `d` and `dmin`.
+struct DecodedQ2 {
+    q: [v128; 16],
+    sc: [i32; 16],
+    m16: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+/// Decodes a Q2_K block (`p`: its 84 bytes).
+#[inline(always)]
+fn decode_q2_k(p: &[u8]) -> DecodedQ2 {
+    let p = &p[..q2_k::BLOCK_BYTES];
+    let m = |o: usize| {
+        let v = |i: usize| i16::from(p[o + i] >> 4);
+        i16x8(v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7))
+    };
+    DecodedQ2 {
+        q: two_bit_sub_blocks(&p[16..80]),
+        sc: core::array::from_fn(|i| i32::from(p[i] & 15)),
+        m16: [m(0), m(8)],
+        d: f16_le_to_f32([p[80], p[81]]),
+        dmin: f16_le_to_f32([p[82], p[83]]),
+    }
+}
+
+/// `Σ_i sc_i · Σ u·a` over the 16 sub-blocks of 16 (`u` at most 63: the relaxed dot's 7-bit
+/// operand), as `i32x4` partials.
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn accumulate_q6(dq: &DecodedQ6, a: &BlockQ8_K, acc: f32) -> f32 {
+fn scaled_sums16(q: &[v128; 16], sc: &[i32; 16], a: &BlockQ8_K) -> v128 {
     let qa = a.qs.as_ptr() as *const u8;
     let mut s = i32x4_splat(0);
     for i in 0..16 {
         // SAFETY: sub-block i's 16 activation bytes lie in `a.qs`.
         let ai = unsafe { load(qa.add(16 * i)) };
-        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, dq.q[i]));
-        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[i])));
+        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, q[i]));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(sc[i])));
     }
+    s
+}
+
+/// The 16 activation sums of `a` dotted with 16 `i16` lanes `w` (two registers), as `i32x4`
+/// partials.
+#[inline(always)]
+fn bsums_dot(a: &BlockQ8_K, w: &[v128; 2]) -> v128 {
     let bs = a.bsums.as_ptr() as *const u8;
     // SAFETY: the 16 sums are 32 bytes.
     let (b0, b1) = unsafe { (load(bs), load(bs.add(16))) };
-    let off = i32x4_add(
-        i32x4_dot_i16x8(b0, dq.sc16[0]),
-        i32x4_dot_i16x8(b1, dq.sc16[1]),
-    );
-    let isum = hsum_i32(i32x4_sub(s, i32x4_shl(off, 5)));
+    i32x4_add(i32x4_dot_i16x8(b0, w[0]), i32x4_dot_i16x8(b1, w[1]))
+}
+
+/// `acc` plus the Q2_K dot product of a decoded block with `a`, as the reference:
+/// `acc + (d·da)·Σ_i sc_i·Σ q·a − (dmin·da)·Σ_i m_i·bsum_i`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_q2(dq: &DecodedQ2, a: &BlockQ8_K, acc: f32) -> f32 {
+    let isum = hsum_i32(scaled_sums16(&dq.q, &dq.sc, a));
+    let imin = hsum_i32(bsums_dot(a, &dq.m16));
+    acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+}
+
+/// `acc` plus the Q6_K/Q3_K dot product of a decoded block with `a`:
+/// `Σ_i sc_i·Σ u·a − 2^SHIFT·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ q·a`; the offset is 32 for
+/// Q6_K, 4 for Q3_K), then `acc + (d·da)·isum`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_s16<const SHIFT: u32>(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
+    let s = scaled_sums16(&dq.q, &dq.sc, a);
+    let off = bsums_dot(a, &dq.sc16);
+    let isum = hsum_i32(i32x4_sub(s, i32x4_shl(off, SHIFT)));
     acc + (dq.d * a.d) * isum as f32
 }
 
@@ -280,8 +374,34 @@ pub(super) fn matmul_q6_k(
         n_tok,
         out,
         decode_q6_k,
-        |d, a, acc| accumulate_q6(d, a, acc),
+        |d, a, acc| accumulate_s16::<5>(d, a, acc),
     )
+}
+
+/// Q3_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q3_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let acc = |d: &DecodedS16, a: &BlockQ8_K, acc| accumulate_s16::<2>(d, a, acc);
+    k_rows(w, q3_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q3_k, acc)
+}
+
+/// Q2_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q2_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let acc = |d: &DecodedQ2, a: &BlockQ8_K, acc| accumulate_q2(d, a, acc);
+    k_rows(w, q2_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q2_k, acc)
 }
 
 /// The shared loop: every row, every block decoded once, then each token's accumulator.
