@@ -640,8 +640,22 @@ trait Block32 {
     const BYTES: usize;
     /// Whether the header holds a min after the scale.
     const MIN: bool;
+    /// Whether several tokens pay for unpacking a row group's values once ([`block_rows8_tiled`];
+    /// not when the values are plain bytes).
+    const TILE: bool;
+    /// The block's 32 values as bytes in element order (signed, or unsigned with `MIN`).
+    unsafe fn values(p: *const u8) -> __m256i;
+    /// Exact i32 partial sums (8 lanes) of values `v` times the activations `a`.
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_s8(v, a) }
+    }
     /// Exact i32 partial sums (8 lanes) of the block at `p` times the activations `a`.
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i;
+    #[inline(always)]
+    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+        // SAFETY: the caller's contract.
+        unsafe { Self::dot_values(Self::values(p), a) }
+    }
 }
 
 /// The 32 high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0,
@@ -670,10 +684,11 @@ struct Q8_0;
 impl Block32 for Q8_0 {
     const BYTES: usize = q8_0::BLOCK_BYTES;
     const MIN: bool = false;
+    const TILE: bool = false;
     #[inline(always)]
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+    unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 34 readable bytes at `p` and AVX2.
-        unsafe { dot_s8(_mm256_loadu_si256(p.add(2) as *const __m256i), a) }
+        unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) }
     }
 }
 
@@ -682,10 +697,11 @@ struct Q4_0;
 impl Block32 for Q4_0 {
     const BYTES: usize = q4_0::BLOCK_BYTES;
     const MIN: bool = false;
+    const TILE: bool = true;
     #[inline(always)]
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+    unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 18 readable bytes at `p` and AVX2.
-        unsafe { dot_s8(_mm256_sub_epi8(unpack_q4(p.add(2)), _mm256_set1_epi8(8)), a) }
+        unsafe { _mm256_sub_epi8(unpack_q4(p.add(2)), _mm256_set1_epi8(8)) }
     }
 }
 
@@ -694,12 +710,13 @@ struct Q5_0;
 impl Block32 for Q5_0 {
     const BYTES: usize = q5_0::BLOCK_BYTES;
     const MIN: bool = false;
+    const TILE: bool = true;
     #[inline(always)]
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+    unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 22 readable bytes at `p` and AVX2.
         unsafe {
             let q = _mm256_or_si256(unpack_q4(p.add(6)), high_bits_q5(p.add(2)));
-            dot_s8(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), a)
+            _mm256_sub_epi8(q, _mm256_set1_epi8(16))
         }
     }
 }
@@ -709,14 +726,14 @@ struct Iq4Nl;
 impl Block32 for Iq4Nl {
     const BYTES: usize = iq4_nl::BLOCK_BYTES;
     const MIN: bool = false;
+    const TILE: bool = true;
     #[inline(always)]
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+    unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 18 readable bytes at `p` and AVX2; the
         // table is 16 bytes.
         unsafe {
             let t = _mm_loadu_si128(iq4_nl::KVALUES.as_ptr() as *const __m128i);
-            let v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(t), unpack_q4(p.add(2)));
-            dot_s8(v, a)
+            _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(t), unpack_q4(p.add(2)))
         }
     }
 }
@@ -727,13 +744,16 @@ struct Q5_1;
 impl Block32 for Q5_1 {
     const BYTES: usize = q5_1::BLOCK_BYTES;
     const MIN: bool = true;
+    const TILE: bool = true;
     #[inline(always)]
-    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+    unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 24 readable bytes at `p` and AVX2.
-        unsafe {
-            let q = _mm256_or_si256(unpack_q4(p.add(8)), high_bits_q5(p.add(4)));
-            _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1))
-        }
+        unsafe { _mm256_or_si256(unpack_q4(p.add(8)), high_bits_q5(p.add(4))) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(v, a), _mm256_set1_epi16(1)) }
     }
 }
 
@@ -810,9 +830,76 @@ fn block_rows<B: Block32>(
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok) {
         return 0;
     }
-    // SAFETY: AVX2/F16C detected; lengths checked above.
-    unsafe { block_rows8::<B>(w, nb, acts, n_tok, out, full) }
+    if B::TILE && n_tok > 1 {
+        // SAFETY: AVX2/F16C detected; lengths checked above; the buffers hold nb blocks.
+        unsafe {
+            let mut values = vec![_mm256_setzero_si256(); nb * R];
+            let mut dm = vec![_mm256_setzero_ps(); nb * 2];
+            block_rows8_tiled::<B>(w, nb, acts, n_tok, out, full, &mut values, &mut dm)
+        }
+    } else {
+        // SAFETY: AVX2/F16C detected; lengths checked above.
+        unsafe { block_rows8::<B>(w, nb, acts, n_tok, out, full) }
+    }
     full
+}
+
+/// [`block_rows8`] for several tokens: each group's values and scales are unpacked once into
+/// `values` / `dm` (`nb · 8` and `nb · 2` entries), then dotted with every token; the same
+/// operations per (row, token), so the same bits.
+#[target_feature(enable = "avx2,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_rows8_tiled<B: Block32>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+    values: &mut [__m256i],
+    dm: &mut [__m256],
+) {
+    let rb = nb * B::BYTES;
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: rows r0..r0+8 lie inside `w`; each block offset + BYTES <= rb; `values` and
+        // `dm` hold nb blocks' entries; prefetch addresses need not be valid.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(R * rb), R * rb);
+            for b in 0..nb {
+                let pb = p.add(b * B::BYTES);
+                for i in 0..R {
+                    values[b * R + i] = B::values(pb.add(i * rb));
+                }
+                let words = words8(pb, rb);
+                (dm[2 * b], dm[2 * b + 1]) = if B::MIN {
+                    dm8(words)
+                } else {
+                    (d8(words), _mm256_setzero_ps())
+                };
+            }
+            for t in 0..n_tok {
+                let a = &acts[t * nb..(t + 1) * nb];
+                let mut acc = _mm256_setzero_ps();
+                for (b, ab) in a.iter().enumerate() {
+                    let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+                    let v: [__m256i; R] =
+                        core::array::from_fn(|i| B::dot_values(values[b * R + i], av));
+                    let isum = hsum8(&v);
+                    let x = _mm256_mul_ps(
+                        _mm256_mul_ps(dm[2 * b], _mm256_set1_ps(ab.d)),
+                        _mm256_cvtepi32_ps(isum),
+                    );
+                    acc = _mm256_add_ps(acc, x);
+                    if B::MIN {
+                        acc =
+                            _mm256_add_ps(acc, _mm256_mul_ps(dm[2 * b + 1], _mm256_set1_ps(ab.s)));
+                    }
+                }
+                store8(lanes(acc), out, r0, n_tok, t);
+            }
+        }
+    }
 }
 
 /// 8 rows at a time: per block the 8 rows' exact i32 sums (`B::dot`, then [`hsum8`]), then
