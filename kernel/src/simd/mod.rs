@@ -2,7 +2,22 @@
 //! behind one set of functions that take an [`Isa`].
 //!
 //! All `unsafe` code and intrinsics live in the per-architecture files (`x86.rs`, `wasm.rs`,
-//! `neon.rs`); every variant reproduces the scalar reference bit for bit (see `crate::quant`).
+//! `neon.rs`, and for the K-quants `x86_k.rs`, `wasm_k.rs`, `neon_k.rs`); every variant
+//! reproduces the scalar reference bit for bit (see `crate::quant`).
+//!
+//! Matmul kernels per weight type ([`matmul_acts`]):
+//!
+//! | type | AVX2 | simd128 | NEON |
+//! | --- | --- | --- | --- |
+//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens, not Q8_0) | 4 rows × block (`scaled_rows`) | 4 rows × block (`scaled_step`) |
+//! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
+//! | Q5_1 | as Q5_0 with a min | 4 rows, relaxed dot | 4 rows |
+//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
+//! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
+//!
+//! Rows a kernel leaves (fewer than a group) and the `Scalar` variant run the references in
+//! `crate::quant`. Activations: Q8_1 quantization has AVX2 and simd128 variants; Q8_K
+//! quantization is the scalar reference everywhere.
 
 use std::cell::RefCell;
 
@@ -143,8 +158,7 @@ pub fn quantize_q8_1(isa: Isa, x: &[f32], out: &mut [BlockQ8_1]) {
 /// `out[r * n_tok + t] = dot(w[r], acts[t])`.
 ///
 /// Other types or inconsistent lengths leave `out` untouched; the model checks both at load.
-/// SIMD kernels: Q4_0, Q4_1, Q8_0 on AVX2, simd128 and NEON; the other types run the scalar
-/// reference unless listed in the per-architecture files.
+/// Every type has a SIMD kernel on AVX2, simd128 and NEON (see the table above).
 pub fn matmul(
     isa: Isa,
     ty: GgmlType,
