@@ -5,8 +5,11 @@
 //! bytes, partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
 //! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
 //! order. The repacked `Q4_1x8` matmul needs no reduction: each register holds 4 nibble bytes
-//! of 4 rows (see [`matmul_q4_1x8`]). Half floats are widened with an exact integer/multiply
-//! sequence.
+//! of 4 rows (see [`matmul_q4_1x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
+//! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
+//! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
+//! an unsigned weight of at most 6 bits (or 1), so no pair sum can saturate and every lowering
+//! agrees. Half floats are widened with an exact integer/multiply sequence.
 //! Wasm has no prefetch instruction: decoding loops touch the lines a few groups ahead.
 
 use core::arch::wasm32::*;
@@ -577,20 +580,16 @@ unsafe fn values_q8_0(q: *const u8) -> (v128, v128) {
     }
 }
 
-/// The 32 values `q − 8` of the Q4_0 block whose nibbles start at `q`, as signed bytes:
+/// The 32 nibbles `q` (before the −8) of the Q4_0 block whose nibbles start at `q`:
 /// `(elements 0..16, elements 16..32)`.
 ///
 /// # Safety
 /// The 16 bytes at `q` must be readable.
 #[inline(always)]
-unsafe fn values_q4_0(q: *const u8) -> (v128, v128) {
+unsafe fn nibbles_q4_0(q: *const u8) -> (v128, v128) {
     // SAFETY: the caller guarantees 16 readable bytes; the load is unaligned.
     let q = unsafe { v128_load(q as *const v128) };
-    let eight = u8x16_splat(8);
-    (
-        i8x16_sub(v128_and(q, u8x16_splat(0x0f)), eight),
-        i8x16_sub(u8x16_shr(q, 4), eight),
-    )
+    (v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4))
 }
 
 /// The exact integer dot products of the blocks at `p + i · rb` (`i` = 0..4, one block of each
@@ -644,12 +643,12 @@ pub(super) fn matmul_q4_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    // SAFETY: `scaled_rows` hands `values_q4_0` the 16 nibble bytes of a block inside `w`.
-    scaled_rows::<{ q4_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q4_0(q) })
+    // SAFETY: `offset_rows` hands `nibbles_q4_0` the 16 nibble bytes of a block inside `w`.
+    offset_rows::<{ q4_0::BLOCK_BYTES }, 8>(w, nb, acts, n_tok, out, |q| unsafe { nibbles_q4_0(q) })
 }
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
-/// values (Q8_0, Q4_0), 4 rows at a time. Returns the rows done (whole groups).
+/// values (Q8_0, IQ4_NL), 4 rows at a time. Returns the rows done (whole groups).
 #[inline(always)]
 fn scaled_rows<const BB: usize>(
     w: &[u8],
@@ -717,8 +716,8 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
     (spread(0), spread(2))
 }
 
-/// The 32 values `q − 16` of the Q5_0 block whose high-bit word starts at `q` (nibbles 4
-/// bytes later), as signed bytes: `(elements 0..16, elements 16..32)`.
+/// The 32 values `q` (0..=31, before the −16) of the Q5_0 block whose high-bit word starts
+/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`.
 ///
 /// # Safety
 /// The 20 bytes at `q` must be readable.
@@ -726,10 +725,9 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
 unsafe fn values_q5_0(q: *const u8) -> (v128, v128) {
     // SAFETY: the caller guarantees 20 readable bytes; the load is unaligned.
     let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q)) };
-    let sixteen = u8x16_splat(16);
     (
-        i8x16_sub(v128_or(v128_and(n, u8x16_splat(0x0f)), h0), sixteen),
-        i8x16_sub(v128_or(u8x16_shr(n, 4), h1), sixteen),
+        v128_or(v128_and(n, u8x16_splat(0x0f)), h0),
+        v128_or(u8x16_shr(n, 4), h1),
     )
 }
 
@@ -762,8 +760,8 @@ pub(super) fn matmul_q5_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    // SAFETY: `scaled_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
-    scaled_rows::<{ q5_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q5_0(q) })
+    // SAFETY: `offset_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
+    offset_rows::<{ q5_0::BLOCK_BYTES }, 16>(w, nb, acts, n_tok, out, |q| unsafe { values_q5_0(q) })
 }
 
 /// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
@@ -838,4 +836,101 @@ pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
         unsafe { v128_store(o.as_mut_ptr() as *mut v128, v) };
     }
     crate::quant::f16::dequantize_row(&bytes[2 * n4..], &mut out[n4..n]);
+}
+
+/// The matmul of the `BB`-byte block types whose weights are a half-float scale times
+/// `u − OFFSET` with unsigned `u` of at most 31 (Q4_0, Q5_0), 4 rows at a time: `Σ u·a` by the relaxed
+/// dot (`u` is a valid 7-bit operand; i16 lanes sum 4 products, at most 4 · 31 · 127), minus
+/// `OFFSET · Σ a` (the activation block's sum), exactly the reference's `Σ (u − OFFSET)·a`.
+/// `values` loads `u` from the bytes after a block's scale. With several tokens each group's
+/// values and scales are unpacked once and reused for every token. Returns the rows done
+/// (whole groups).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn offset_rows<const BB: usize, const OFFSET: i32>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    values: impl Fn(*const u8) -> (v128, v128) + Copy,
+) -> usize {
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    // Per block: 8 value vectors (4 rows × 2 halves), then the 4 rows' scales.
+    const E: usize = 9;
+    let mut buf = if n_tok > 1 {
+        vec![i32x4_splat(0); nb * E]
+    } else {
+        Vec::new()
+    };
+    for r0 in (0..full).step_by(4) {
+        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
+        let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        // Block b of row r0 + i (the four rows are `rb` bytes apart inside `w`, sliced above,
+        // and the block at `b * BB`, b < nb, lies inside each of them).
+        let blk = |i: usize, b: usize| p.wrapping_add(i * rb + b * BB);
+        let scales = |b: usize| {
+            let half = |i: usize| {
+                // SAFETY: a block's first 2 bytes (its scale) lie inside `w`, as above.
+                u32::from(unsafe { (blk(i, b) as *const u16).read_unaligned() })
+            };
+            f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3)))
+        };
+        if n_tok == 1 {
+            let mut acc = f32x4_splat(0.0);
+            for (b, ab) in acts[..nb].iter().enumerate() {
+                let u = |i: usize| values(blk(i, b).wrapping_add(2));
+                acc = offset_step::<OFFSET>(acc, &[u(0), u(1), u(2), u(3)], scales(b), ab);
+            }
+            store_lanes(acc, out, r0, 1, 0);
+            continue;
+        }
+        for (b, e) in buf.chunks_exact_mut(E).enumerate() {
+            for i in 0..4 {
+                (e[2 * i], e[2 * i + 1]) = values(blk(i, b).wrapping_add(2));
+            }
+            e[8] = scales(b);
+        }
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
+                let u = [(e[0], e[1]), (e[2], e[3]), (e[4], e[5]), (e[6], e[7])];
+                acc = offset_step::<OFFSET>(acc, &u, e[8], ab);
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
+    full
+}
+
+/// One block of [`offset_rows`] for 4 rows: values `u` (each row's two halves), scales `d`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn offset_step<const OFFSET: i32>(
+    acc: v128,
+    u: &[(v128, v128); 4],
+    d: v128,
+    ab: &BlockQ8_1,
+) -> v128 {
+    let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+    let ones = i8x16_splat(1);
+    let asum = lane_sum(i32x4_extadd_pairwise_i16x8(psum_q4(ones, ones, a0, a1)));
+    let dot = |i: usize| i32x4_extadd_pairwise_i16x8(psum_q4(u[i].0, u[i].1, a0, a1));
+    let isum = i32x4_sub(
+        hsum4(dot(0), dot(1), dot(2), dot(3)),
+        i32x4_splat(OFFSET * asum),
+    );
+    let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+    f32x4_add(acc, x)
+}
+
+/// The sum of the 4 `i32` lanes of `v`.
+#[inline(always)]
+fn lane_sum(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
 }
