@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use common::{argmax, greedy_items, model_path};
 use edge_llm_kernel::gguf::writer::GgufWriter;
@@ -69,11 +69,59 @@ fn requantized(bytes: &[u8]) -> Vec<u8> {
     w.to_bytes()
 }
 
+/// The requantized model, made once per test binary.
+fn model() -> Arc<Model> {
+    static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let bytes = std::fs::read(model_path()).expect("the real model (`just model`)");
+            Arc::new(Model::load(Arc::new(requantized(&bytes))).expect("requantized model loads"))
+        })
+        .clone()
+}
+
+/// FNV-1a over the bits of the logits.
+fn digest(v: &[f32]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for x in v {
+        for b in x.to_bits().to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Recorded on x86-64 AVX2: the wasm32 simd128 and aarch64 NEON builds must produce the same
+/// logits bit for bit.
+const REQUANTIZED_LOGITS_DIGEST: u64 = 0x2248_b037_86bd_39a9;
+
+#[test]
+fn requantized_logits_are_bit_identical_across_targets() {
+    let model = model();
+    let item = &greedy_items()[0];
+    let mut s = Session::new(
+        model,
+        SessionOptions {
+            n_ctx: 256,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    let mut h = digest(s.forward(&item.prompt_ids, &|| false).unwrap());
+    for &t in &item.generated_ids[..2] {
+        h ^= digest(s.forward(&[t], &|| false).unwrap());
+        h = h.rotate_left(7);
+    }
+    println!("requantized model: prompt + 2 decode steps logits digest {h:#018x}");
+    assert_eq!(
+        h, REQUANTIZED_LOGITS_DIGEST,
+        "logits differ from the recorded native digest"
+    );
+}
+
 #[test]
 fn requantized_real_model_predicts_the_greedy_continuations() {
-    let bytes = std::fs::read(model_path()).expect("the real model (`just model`)");
-    let model =
-        Arc::new(Model::load(Arc::new(requantized(&bytes))).expect("requantized model loads"));
+    let model = model();
     let w = model.weights();
     let types: Vec<GgmlType> = w
         .layers
