@@ -165,3 +165,32 @@ fn k_quant_rows_must_be_whole_blocks() {
     assert!(!msg.contains('\n'), "{msg}");
     println!("{msg}");
 }
+
+#[test]
+fn repacking_the_q4_1_matrices_of_a_mixed_model_changes_no_logit() {
+    // Q4_1 among other types: `load_packed` repacks only the Q4_1 matrices (where it pays).
+    static MIX: [GgmlType; 4] = [Q4_1, Q5_0, Q4_K, Q4_1];
+    let types = TinyTypes {
+        token_embd: Q6_K,
+        output: Some(Q4_1),
+        layers: &MIX,
+        as_f32: false,
+    };
+    let bytes = tiny_model_typed(5, TinyShape::WIDE, types).to_bytes();
+    let plain = Arc::new(Model::load(Arc::new(bytes.clone())).unwrap());
+    let packed = Arc::new(Model::load_packed(bytes).unwrap());
+    assert_eq!(
+        packed.weights().any_repacked(),
+        edge_llm_kernel::simd::packed_q4_1_pays(Isa::best())
+    );
+    for threads in [1, 2] {
+        let (a, b) = (
+            logits(&plain, Isa::best(), threads),
+            logits(&packed, Isa::best(), threads),
+        );
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{threads} threads"
+        );
+    }
+}
