@@ -10,8 +10,7 @@
 
 use core::arch::wasm32::*;
 
-use super::wasm::{psum_q4, touch};
-use crate::quant::f16::f16_le_to_f32;
+use super::wasm::{f16x4_lo_to_f32, psum_q4, touch};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -43,34 +42,53 @@ struct DecodedQ45 {
     dmin: f32,
 }
 
-/// The decoded Q4_K/Q5_K block `p` with values `q`: its scales, mins and half floats.
+/// The two half floats at `p[o..o + 4]` as `f32` (exact).
+#[inline(always)]
+fn halves2(p: &[u8], o: usize) -> (f32, f32) {
+    let h = |i: usize| u32::from(u16::from_le_bytes([p[o + i], p[o + i + 1]]));
+    let v = f16x4_lo_to_f32(u32x4(h(0), h(2), 0, 0));
+    (f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v))
+}
+
+/// The half float at `p[o..o + 2]` as `f32` (exact).
+#[inline(always)]
+fn half(p: &[u8], o: usize) -> f32 {
+    let h = u32::from(u16::from_le_bytes([p[o], p[o + 1]]));
+    f32x4_extract_lane::<0>(f16x4_lo_to_f32(u32x4(h, 0, 0, 0)))
+}
+
+/// The decoded Q4_K/Q5_K block `p` with values `q`: its scales and mins (unpacked with word
+/// operations, as `q4_k::scale_min` reads them) and half floats.
+#[inline(always)]
 fn decode_header(p: &[u8], q: [v128; 16]) -> DecodedQ45 {
-    let s = &p[4..16];
-    let mut sc = [0i32; 8];
-    let mut m = [0i16; 8];
-    for j in 0..8 {
-        let (a, b) = q4_k::scale_min(s, j);
-        sc[j] = i32::from(a);
-        m[j] = i16::from(b);
-    }
+    let word =
+        |i: usize| u32::from_le_bytes([p[4 + 4 * i], p[5 + 4 * i], p[6 + 4 * i], p[7 + 4 * i]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc_w = [w0 & low6, (w2 & low4) | (((w0 >> 6) & top2) << 4)];
+    let m_w = [w1 & low6, ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4)];
+    let byte = |w: &[u32; 2], j: usize| (w[j / 4] >> (8 * (j % 4))) & 0xff;
+    let sc: [i32; 8] = core::array::from_fn(|j| byte(&sc_w, j) as i32);
+    let m = |j: usize| byte(&m_w, j) as i16;
     let pair = |k: usize| {
         i16x8(
-            m[k],
-            m[k],
-            m[k + 1],
-            m[k + 1],
-            m[k + 2],
-            m[k + 2],
-            m[k + 3],
-            m[k + 3],
+            m(k),
+            m(k),
+            m(k + 1),
+            m(k + 1),
+            m(k + 2),
+            m(k + 2),
+            m(k + 3),
+            m(k + 3),
         )
     };
+    let (d, dmin) = halves2(p, 0);
     DecodedQ45 {
         q,
         sc,
         m16: [pair(0), pair(4)],
-        d: f16_le_to_f32([p[0], p[1]]),
-        dmin: f16_le_to_f32([p[2], p[3]]),
+        d,
+        dmin,
     }
 }
 
@@ -168,17 +186,22 @@ fn decode_q6_k(p: &[u8]) -> DecodedS16 {
             };
             // Elements 128h + 32c + 16k .. + 16 are sub-block 8h + 2c + k.
             let sb = |c: usize| 8 * h + 2 * c + k;
-            q[sb(0)] = v128_or(v128_and(ql0, mask), v128_and(i8x16_shl(qh, 4), top));
-            q[sb(1)] = v128_or(v128_and(ql1, mask), v128_and(i8x16_shl(qh, 2), top));
-            q[sb(2)] = v128_or(u8x16_shr(ql0, 4), v128_and(qh, top));
-            q[sb(3)] = v128_or(u8x16_shr(ql1, 4), v128_and(u8x16_shr(qh, 2), top));
+            // 16-bit shifts: the bits crossing from the neighbouring byte are masked off.
+            q[sb(0)] = v128_or(v128_and(ql0, mask), v128_and(i16x8_shl(qh, 4), top));
+            q[sb(1)] = v128_or(v128_and(ql1, mask), v128_and(i16x8_shl(qh, 2), top));
+            q[sb(2)] = v128_or(v128_and(u16x8_shr(ql0, 4), mask), v128_and(qh, top));
+            q[sb(3)] = v128_or(
+                v128_and(u16x8_shr(ql1, 4), mask),
+                v128_and(u16x8_shr(qh, 2), top),
+            );
         }
     }
     let sc: [i32; 16] = core::array::from_fn(|i| i32::from(p[192 + i] as i8));
-    s16_block(q, sc, f16_le_to_f32([p[208], p[209]]))
+    s16_block(q, sc, half(p, 208))
 }
 
 /// A [`DecodedS16`] of values `q`, scales `sc` and `d`.
+#[inline(always)]
 fn s16_block(q: [v128; 16], sc: [i32; 16], d: f32) -> DecodedS16 {
     let s16 = |o: usize| {
         i16x8(
@@ -236,7 +259,7 @@ fn decode_q3_k(p: &[u8]) -> DecodedS16 {
     }
     let packed: [u8; 12] = core::array::from_fn(|i| p[96 + i]);
     let sc = q3_k::scales(&packed).map(i32::from);
-    s16_block(q, sc, f16_le_to_f32([p[108], p[109]]))
+    s16_block(q, sc, half(p, 108))
 }
 
 /// A decoded Q2_K block: sub-block `i`'s 16 values in `q[i]`, the scales, the mins as `i16`
@@ -261,8 +284,8 @@ fn decode_q2_k(p: &[u8]) -> DecodedQ2 {
         q: two_bit_sub_blocks(&p[16..80]),
         sc: core::array::from_fn(|i| i32::from(p[i] & 15)),
         m16: [m(0), m(8)],
-        d: f16_le_to_f32([p[80], p[81]]),
-        dmin: f16_le_to_f32([p[82], p[83]]),
+        d: half(p, 80),
+        dmin: half(p, 82),
     }
 }
 
@@ -303,14 +326,21 @@ fn accumulate_q2(dq: &DecodedQ2, a: &BlockQ8_K, acc: f32) -> f32 {
 }
 
 /// `acc` plus the Q6_K/Q3_K dot product of a decoded block with `a`:
-/// `Σ_i sc_i·Σ u·a − 2^SHIFT·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ q·a`; the offset is 32 for
+/// `Σ_i sc_i·Σ u·a − offset·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ q·a`; `offset` is 32 for
 /// Q6_K, 4 for Q3_K), then `acc + (d·da)·isum`.
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn accumulate_s16<const SHIFT: u32>(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
-    let s = scaled_sums16(&dq.q, &dq.sc, a);
-    let off = bsums_dot(a, &dq.sc16);
-    let isum = hsum_i32(i32x4_sub(s, i32x4_shl(off, SHIFT)));
+fn accumulate_s16(dq: &DecodedS16, a: &BlockQ8_K, acc: f32, offset: i32) -> f32 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for i in 0..16 {
+        // SAFETY: sub-block i's 16 activation bytes lie in `a.qs`.
+        let ai = unsafe { load(qa.add(16 * i)) };
+        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, dq.q[i]));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[i])));
+    }
+    let off = i32x4_mul(bsums_dot(a, &dq.sc16), i32x4_splat(offset));
+    let isum = hsum_i32(i32x4_sub(s, off));
     acc + (dq.d * a.d) * isum as f32
 }
 
@@ -374,7 +404,7 @@ pub(super) fn matmul_q6_k(
         n_tok,
         out,
         decode_q6_k,
-        |d, a, acc| accumulate_s16::<5>(d, a, acc),
+        |d, a, acc| accumulate_s16(d, a, acc, 32),
     )
 }
 
@@ -387,7 +417,7 @@ pub(super) fn matmul_q3_k(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    let acc = |d: &DecodedS16, a: &BlockQ8_K, acc| accumulate_s16::<2>(d, a, acc);
+    let acc = |d: &DecodedS16, a: &BlockQ8_K, acc| accumulate_s16(d, a, acc, 4);
     k_rows(w, q3_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q3_k, acc)
 }
 
