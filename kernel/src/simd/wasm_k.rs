@@ -10,7 +10,7 @@
 
 use core::arch::wasm32::*;
 
-use super::wasm::{f16x4_lo_to_f32, psum_q4, touch};
+use super::wasm::{psum_q4, touch};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -45,16 +45,27 @@ struct DecodedQ45 {
 /// The two half floats at `p[o..o + 4]` as `f32` (exact).
 #[inline(always)]
 fn halves2(p: &[u8], o: usize) -> (f32, f32) {
-    let h = |i: usize| u32::from(u16::from_le_bytes([p[o + i], p[o + i + 1]]));
-    let v = f16x4_lo_to_f32(u32x4(h(0), h(2), 0, 0));
-    (f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v))
+    (half(p, o), half(p, o + 2))
 }
 
-/// The half float at `p[o..o + 2]` as `f32` (exact).
+/// The half float at `p[o..o + 2]` as `f32` (exact), with integer operations: a subnormal
+/// half through the vector sequence's `2^112` multiply would be a subnormal `f32` operand,
+/// which costs x86 a microcode assist per block (K-quant super-block scales are often that
+/// small).
 #[inline(always)]
 fn half(p: &[u8], o: usize) -> f32 {
-    let h = u32::from(u16::from_le_bytes([p[o], p[o + 1]]));
-    f32x4_extract_lane::<0>(f16x4_lo_to_f32(u32x4(h, 0, 0, 0)))
+    let h = u16::from_le_bytes([p[o], p[o + 1]]);
+    let sign = u32::from(h & 0x8000) << 16;
+    match h & 0x7c00 {
+        // Zero or subnormal: the mantissa times 2^-24 is exact and a normal f32.
+        0 => {
+            let m = f32::from(h & 0x3ff) * f32::from_bits(0x3380_0000);
+            f32::from_bits(m.to_bits() | sign)
+        }
+        // Infinity or NaN: the reference conversion.
+        0x7c00 => crate::quant::f16::f16_bits_to_f32(h),
+        _ => f32::from_bits(sign | ((u32::from(h & 0x7fff) << 13) + (112 << 23))),
+    }
 }
 
 /// The decoded Q4_K/Q5_K block `p` with values `q`: its scales and mins (unpacked with word
@@ -242,6 +253,22 @@ fn two_bit_sub_blocks(qs: &[u8]) -> [v128; 16] {
     q
 }
 
+/// The 16 scales of a Q3_K block (its 12 packed bytes `s`), unpacked with word operations as
+/// `q3_k::scales` reads them.
+#[inline(always)]
+fn scales_q3(s: &[u8]) -> [i32; 16] {
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, t) = (word(0), word(1), word(2));
+    let (low4, top2) = (0x0f0f_0f0f, 0x0303_0303);
+    let w = [
+        (a0 & low4) | ((t & top2) << 4),
+        (a1 & low4) | (((t >> 2) & top2) << 4),
+        ((a0 >> 4) & low4) | (((t >> 4) & top2) << 4),
+        ((a1 >> 4) & low4) | (((t >> 6) & top2) << 4),
+    ];
+    core::array::from_fn(|i| ((w[i / 4] >> (8 * (i % 4))) & 0xff) as i32 - 32)
+}
+
 /// Decodes a Q3_K block (`p`: its 110 bytes): `u = q + 4`, the low 2 bits plus 4 where the
 /// high bit is set.
 #[inline(always)]
@@ -257,8 +284,7 @@ fn decode_q3_k(p: &[u8]) -> DecodedS16 {
         let set = i8x16_eq(v128_and(hm[i % 2], bit), bit);
         *qi = v128_or(*qi, v128_and(set, four));
     }
-    let packed: [u8; 12] = core::array::from_fn(|i| p[96 + i]);
-    let sc = q3_k::scales(&packed).map(i32::from);
+    let sc = scales_q3(&p[96..108]);
     s16_block(q, sc, half(p, 108))
 }
 
