@@ -106,15 +106,25 @@ fn load16_i8(s: &[i8]) -> v128 {
     unsafe { v128_load(s.as_ptr() as *const v128) }
 }
 
-/// Widens four half floats (low 16 bits of each lane) to `f32` exactly.
+/// Widens four half floats (low 16 bits of each lane) to `f32` exactly. Subnormal halves are
+/// their mantissa times 2^-24 (their bits shifted into place would be a subnormal `f32`, and
+/// multiplying one costs x86 a microcode assist); normal ones their bits shifted into place
+/// times 2^112.
 #[inline(always)]
 fn f16x4_to_f32(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let em = v128_and(h, u32x4_splat(0x7fff));
-    let scaled = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+    let mant = v128_and(h, u32x4_splat(0x03ff));
+    let is_sub = i32x4_eq(v128_and(h, u32x4_splat(0x7c00)), u32x4_splat(0));
+    let normal_bits = v128_andnot(i32x4_shl(em, 13), is_sub);
+    let normal = f32x4_mul(normal_bits, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+    let sub = f32x4_mul(
+        f32x4_convert_i32x4(mant),
+        f32x4_splat(f32::from_bits(0x3380_0000)), // 2^-24
+    );
+    let scaled = v128_bitselect(sub, normal, is_sub);
     let exp_all = u32x4_splat(0x7c00);
     let is_special = i32x4_eq(v128_and(h, exp_all), exp_all);
-    let mant = v128_and(h, u32x4_splat(0x03ff));
     let quiet = v128_and(
         v128_not(i32x4_eq(mant, u32x4_splat(0))),
         u32x4_splat(0x0040_0000),
@@ -126,12 +136,25 @@ fn f16x4_to_f32(h: v128) -> v128 {
     v128_or(v128_bitselect(special, scaled, is_special), sign)
 }
 
+/// Whether any of the 16-bit halves of `g` is infinite, NaN or subnormal (what the short
+/// sequences leave to [`f16x4_to_f32`]).
+#[inline(always)]
+fn any_unusual_f16x8(g: v128) -> bool {
+    let exp = v128_and(g, u16x8_splat(0x7c00));
+    let zero = u16x8_splat(0);
+    let special = i16x8_eq(exp, u16x8_splat(0x7c00));
+    let sub = v128_andnot(
+        i16x8_eq(exp, zero),
+        i16x8_eq(v128_and(g, u16x8_splat(0x03ff)), zero),
+    );
+    v128_any_true(v128_or(special, sub))
+}
+
 /// Widens the two half floats of each 32-bit lane (`lo` = bits 0..16, `hi` = bits 16..32) to
-/// `f32` exactly: a short sequence when no half is infinite or NaN, else the full one.
+/// `f32` exactly: a short sequence when every half is zero or normal, else the full one.
 #[inline(always)]
 pub(super) fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
-    let exp_all = u16x8_splat(0x7c00);
-    if v128_any_true(i16x8_eq(v128_and(g, exp_all), exp_all)) {
+    if any_unusual_f16x8(g) {
         return (
             f16x4_to_f32(v128_and(g, u32x4_splat(0xffff))),
             f16x4_to_f32(u32x4_shr(g, 16)),
@@ -145,9 +168,10 @@ pub(super) fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
     (lo, v128_or(hi, v128_and(g, u32x4_splat(0x8000_0000))))
 }
 
-/// Widens four finite half floats (low 16 bits of each lane; the high bits are ignored) to
-/// `f32` exactly: the exponent and mantissa bits shifted into place, times 2^112, are the value
-/// (subnormals included); the sign is copied over.
+/// Widens four zero or normal half floats (low 16 bits of each lane; the high bits are
+/// ignored) to `f32` exactly: the exponent and mantissa bits shifted into place, times 2^112,
+/// are the value (so would they be for subnormals, but slowly: see [`f16x4_to_f32`]); the sign
+/// is copied over.
 #[inline(always)]
 fn finite_f16x4_to_f32(h: v128) -> v128 {
     let k = f32x4_splat(f32::from_bits(0x7780_0000));
@@ -156,11 +180,10 @@ fn finite_f16x4_to_f32(h: v128) -> v128 {
 }
 
 /// [`f16x4_to_f32`] for lanes whose high 16 bits are zero: the short sequence unless a half is
-/// infinite or NaN.
+/// infinite, NaN or subnormal.
 #[inline(always)]
 pub(super) fn f16x4_lo_to_f32(h: v128) -> v128 {
-    let exp_all = u32x4_splat(0x7c00);
-    if v128_any_true(i32x4_eq(v128_and(h, exp_all), exp_all)) {
+    if any_unusual_f16x8(h) {
         return f16x4_to_f32(h);
     }
     finite_f16x4_to_f32(h)
