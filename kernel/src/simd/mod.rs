@@ -9,7 +9,7 @@
 //!
 //! | type | AVX2 | simd128 | NEON |
 //! | --- | --- | --- | --- |
-//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens, not Q8_0) | 4 rows × block (`scaled_rows`) | 4 rows × block (`scaled_step`) |
+//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`) | 4 rows × block (`scaled_step`) |
 //! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
 //! | Q5_1 | as Q5_0 with a min | 4 rows, relaxed dot | 4 rows |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |

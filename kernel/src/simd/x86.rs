@@ -640,8 +640,8 @@ trait Block32 {
     const BYTES: usize;
     /// Whether the header holds a min after the scale.
     const MIN: bool;
-    /// Whether several tokens pay for unpacking a row group's values once ([`block_rows8_tiled`];
-    /// not when the values are plain bytes).
+    /// Whether several tokens pay for unpacking a row group's values once
+    /// ([`block_rows8_tiled`]; all of them do, Q8_0 through the scales and locality alone).
     const TILE: bool;
     /// The block's 32 values as bytes in element order (signed, or unsigned with `MIN`).
     unsafe fn values(p: *const u8) -> __m256i;
@@ -684,7 +684,7 @@ struct Q8_0;
 impl Block32 for Q8_0 {
     const BYTES: usize = q8_0::BLOCK_BYTES;
     const MIN: bool = false;
-    const TILE: bool = false;
+    const TILE: bool = true;
     #[inline(always)]
     unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 34 readable bytes at `p` and AVX2.
