@@ -667,7 +667,9 @@ pub(super) fn matmul_q4_0(
     out: &mut [f32],
 ) -> usize {
     // SAFETY: `offset_rows` hands `nibbles_q4_0` the 16 nibble bytes of a block inside `w`.
-    offset_rows::<{ q4_0::BLOCK_BYTES }, 8>(w, nb, acts, n_tok, out, |q| unsafe { nibbles_q4_0(q) })
+    offset_rows::<{ q4_0::BLOCK_BYTES }, 8, false>(w, nb, acts, n_tok, out, |q| unsafe {
+        nibbles_q4_0(q)
+    })
 }
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
@@ -784,7 +786,9 @@ pub(super) fn matmul_q5_0(
     out: &mut [f32],
 ) -> usize {
     // SAFETY: `offset_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
-    offset_rows::<{ q5_0::BLOCK_BYTES }, 16>(w, nb, acts, n_tok, out, |q| unsafe { values_q5_0(q) })
+    offset_rows::<{ q5_0::BLOCK_BYTES }, 16, false>(w, nb, acts, n_tok, out, |q| unsafe {
+        values_q5_0(q)
+    })
 }
 
 /// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
@@ -800,11 +804,8 @@ pub(super) fn matmul_iq4_nl(
     scaled_rows::<{ iq4_nl::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_iq4_nl(q) })
 }
 
-/// Q5_1 rows × Q8_1 activations, 4 rows at a time: the 5-bit values (at most 31, so the
-/// relaxed dot's 7-bit operand; pair sums at most 2 · 31 · 127) summed exactly per row, then
-/// `acc = acc + (d · da) · isum + m · sa` in block order. Returns the rows done (whole
-/// groups); `simd::matmul` does the rest.
-#[target_feature(enable = "relaxed-simd")]
+/// Q5_1 rows × Q8_1 activations, through [`offset_rows`] with no offset and the min. Returns
+/// the rows done (whole groups); `simd::matmul` does the rest.
 pub(super) fn matmul_q5_1(
     w: &[u8],
     nb: usize,
@@ -812,39 +813,11 @@ pub(super) fn matmul_q5_1(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    const BB: usize = q5_1::BLOCK_BYTES;
-    let rb = nb * BB;
-    let n_rows = w.len() / rb;
-    let full = n_rows / 4 * 4;
-    for r0 in (0..full).step_by(4) {
-        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
-        let rows = &w[r0 * rb..(r0 + 4) * rb];
-        let p = rows.as_ptr();
-        for t in 0..n_tok {
-            let mut acc = f32x4_splat(0.0);
-            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                // SAFETY: block b of each of the four rows (`rb` bytes apart) lies in `rows`.
-                let (isum, d, m) = unsafe {
-                    let blk = |i: usize| p.add(i * rb + b * BB);
-                    let dot = |i: usize| {
-                        let n = v128_load(blk(i).add(8) as *const v128);
-                        let (h0, h1) = high_bits_q5(blk(i).add(4));
-                        let lo = v128_or(v128_and(n, u8x16_splat(0x0f)), h0);
-                        let hi = v128_or(u8x16_shr(n, 4), h1);
-                        i32x4_extadd_pairwise_i16x8(psum_q4(lo, hi, a0, a1))
-                    };
-                    let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
-                    let word = |i: usize| (blk(i) as *const u32).read_unaligned();
-                    let (d, m) = f16x8_pairs_to_f32(u32x4(word(0), word(1), word(2), word(3)));
-                    (isum, d, m)
-                };
-                acc = accumulate(acc, d, m, isum, ab);
-            }
-            store_lanes(acc, out, r0, n_tok, t);
-        }
-    }
-    full
+    // SAFETY: `offset_rows` hands the closure a block's start plus 2; the high-bit word and
+    // nibbles start 2 bytes further (after the min) and end with the block, inside `w`.
+    offset_rows::<{ q5_1::BLOCK_BYTES }, 0, true>(w, nb, acts, n_tok, out, |q| unsafe {
+        values_q5_0(q.wrapping_add(2))
+    })
 }
 
 /// Widens a row of little-endian half floats to `f32`, 4 at a time with the exact
@@ -862,15 +835,16 @@ pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times
-/// `u − OFFSET` with unsigned `u` of at most 31 (Q4_0, Q5_0), 4 rows at a time: `Σ u·a` by the relaxed
-/// dot (`u` is a valid 7-bit operand; i16 lanes sum 4 products, at most 4 · 31 · 127), minus
-/// `OFFSET · Σ a` (the activation block's sum), exactly the reference's `Σ (u − OFFSET)·a`.
-/// `values` loads `u` from the bytes after a block's scale. With several tokens each group's
-/// values and scales are unpacked once and reused for every token. Returns the rows done
-/// (whole groups).
+/// `u − OFFSET` with unsigned `u` of at most 31 (Q4_0, Q5_0), or with `MIN` a scale times `u`
+/// plus a half-float min (Q5_1), 4 rows at a time: `Σ u·a` by the relaxed dot (`u` is a valid
+/// 7-bit operand; i16 lanes sum 4 products, at most 4 · 31 · 127), minus `OFFSET · Σ a` (the
+/// activation block's sum), exactly the reference's `Σ (u − OFFSET)·a`; then
+/// `acc + (d·da)·isum [+ m·sa]`. `values` loads `u` from a block's start plus 2. With several
+/// tokens each group's values and scales are unpacked once and reused for every token.
+/// Returns the rows done (whole groups).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn offset_rows<const BB: usize, const OFFSET: i32>(
+fn offset_rows<const BB: usize, const OFFSET: i32, const MIN: bool>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -881,8 +855,8 @@ fn offset_rows<const BB: usize, const OFFSET: i32>(
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
-    // Per block: 8 value vectors (4 rows × 2 halves), then the 4 rows' scales.
-    const E: usize = 9;
+    // Per block: 8 value vectors (4 rows × 2 halves), then the 4 rows' scales and mins.
+    const E: usize = 10;
     let mut buf = if n_tok > 1 {
         vec![i32x4_splat(0); nb * E]
     } else {
@@ -895,17 +869,23 @@ fn offset_rows<const BB: usize, const OFFSET: i32>(
         // and the block at `b * BB`, b < nb, lies inside each of them).
         let blk = |i: usize, b: usize| p.wrapping_add(i * rb + b * BB);
         let scales = |b: usize| {
-            let half = |i: usize| {
-                // SAFETY: a block's first 2 bytes (its scale) lie inside `w`, as above.
-                u32::from(unsafe { (blk(i, b) as *const u16).read_unaligned() })
-            };
-            f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3)))
+            // SAFETY: a block's first 4 bytes (its scale, and min or more) lie inside `w`, as
+            // above.
+            let word = |i: usize| unsafe { (blk(i, b) as *const u32).read_unaligned() };
+            let words = u32x4(word(0), word(1), word(2), word(3));
+            if MIN {
+                f16x8_pairs_to_f32(words)
+            } else {
+                let d = f16x4_lo_to_f32(v128_and(words, u32x4_splat(0xffff)));
+                (d, f32x4_splat(0.0))
+            }
         };
         if n_tok == 1 {
             let mut acc = f32x4_splat(0.0);
             for (b, ab) in acts[..nb].iter().enumerate() {
                 let u = |i: usize| values(blk(i, b).wrapping_add(2));
-                acc = offset_step::<OFFSET>(acc, &[u(0), u(1), u(2), u(3)], scales(b), ab);
+                let (d, m) = scales(b);
+                acc = offset_step::<OFFSET, MIN>(acc, &[u(0), u(1), u(2), u(3)], d, m, ab);
             }
             store_lanes(acc, out, r0, 1, 0);
             continue;
@@ -914,13 +894,13 @@ fn offset_rows<const BB: usize, const OFFSET: i32>(
             for i in 0..4 {
                 (e[2 * i], e[2 * i + 1]) = values(blk(i, b).wrapping_add(2));
             }
-            e[8] = scales(b);
+            (e[8], e[9]) = scales(b);
         }
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);
             for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
                 let u = [(e[0], e[1]), (e[2], e[3]), (e[4], e[5]), (e[6], e[7])];
-                acc = offset_step::<OFFSET>(acc, &u, e[8], ab);
+                acc = offset_step::<OFFSET, MIN>(acc, &u, e[8], e[9], ab);
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
@@ -928,25 +908,31 @@ fn offset_rows<const BB: usize, const OFFSET: i32>(
     full
 }
 
-/// One block of [`offset_rows`] for 4 rows: values `u` (each row's two halves), scales `d`.
+/// One block of [`offset_rows`] for 4 rows: values `u` (each row's two halves), scales `d`,
+/// mins `m` (read with `MIN` only).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn offset_step<const OFFSET: i32>(
+fn offset_step<const OFFSET: i32, const MIN: bool>(
     acc: v128,
     u: &[(v128, v128); 4],
     d: v128,
+    m: v128,
     ab: &BlockQ8_1,
 ) -> v128 {
     let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-    let ones = i8x16_splat(1);
-    let asum = lane_sum(i32x4_extadd_pairwise_i16x8(psum_q4(ones, ones, a0, a1)));
     let dot = |i: usize| i32x4_extadd_pairwise_i16x8(psum_q4(u[i].0, u[i].1, a0, a1));
-    let isum = i32x4_sub(
-        hsum4(dot(0), dot(1), dot(2), dot(3)),
-        i32x4_splat(OFFSET * asum),
-    );
+    let mut isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+    if OFFSET != 0 {
+        let ones = i8x16_splat(1);
+        let asum = lane_sum(i32x4_extadd_pairwise_i16x8(psum_q4(ones, ones, a0, a1)));
+        isum = i32x4_sub(isum, i32x4_splat(OFFSET * asum));
+    }
     let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
-    f32x4_add(acc, x)
+    if MIN {
+        f32x4_add(f32x4_add(acc, x), f32x4_mul(m, f32x4_splat(ab.s)))
+    } else {
+        f32x4_add(acc, x)
+    }
 }
 
 /// The sum of the 4 `i32` lanes of `v`.
