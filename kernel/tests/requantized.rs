@@ -14,9 +14,8 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use common::{argmax, greedy_items, model_path};
-use edge_llm_kernel::gguf::writer::GgufWriter;
-use edge_llm_kernel::gguf::{GgmlType, Gguf};
-use edge_llm_kernel::quant;
+use edge_llm_kernel::gguf::GgmlType;
+use edge_llm_kernel::requantize::requantize;
 use edge_llm_kernel::simd::Isa;
 use edge_llm_kernel::{Model, Session, SessionOptions};
 
@@ -42,40 +41,14 @@ fn mix(name: &str, cols: usize) -> GgmlType {
     }
 }
 
-/// The model file with every matrix dequantized and quantized again as [`mix`] says.
-fn requantized(bytes: &[u8]) -> Vec<u8> {
-    let g = Gguf::parse(bytes).unwrap();
-    let mut w = GgufWriter::new();
-    for k in g.keys() {
-        w.add(k, g.get(k).unwrap().clone());
-    }
-    for t in g.tensors() {
-        let data = g.tensor_data(bytes, t).to_vec();
-        if t.dims.len() != 2 {
-            w.add_tensor(&t.name, t.ty, &t.dims, data);
-            continue;
-        }
-        let cols = t.dims[0] as usize;
-        let mut x = vec![0f32; t.n_elements() as usize];
-        let row_bytes = data.len() / (x.len() / cols);
-        for (r, o) in data.chunks_exact(row_bytes).zip(x.chunks_exact_mut(cols)) {
-            assert!(quant::dequantize_row(t.ty, r, o), "{}", t.name);
-        }
-        let ty = mix(&t.name, cols);
-        let mut q = Vec::new();
-        assert!(quant::quantize_row(ty, &x, &mut q));
-        w.add_tensor(&t.name, ty, &t.dims, q);
-    }
-    w.to_bytes()
-}
-
 /// The requantized model, made once per test binary.
 fn model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
             let bytes = std::fs::read(model_path()).expect("the real model (`just model`)");
-            Arc::new(Model::load(Arc::new(requantized(&bytes))).expect("requantized model loads"))
+            let file = requantize(&bytes, |t| mix(&t.name, t.dims[0] as usize)).unwrap();
+            Arc::new(Model::load(Arc::new(file)).expect("requantized model loads"))
         })
         .clone()
 }
