@@ -643,7 +643,12 @@ trait Block32 {
     /// Whether several tokens pay for unpacking a row group's values once
     /// ([`block_rows8_tiled`]; all of them do, Q8_0 through the scales and locality alone).
     const TILE: bool;
-    /// The block's 32 values as bytes in element order (signed, or unsigned with `MIN`).
+    /// With a nonzero `OFFSET` the values are unsigned and the weights are `d · (u − OFFSET)`:
+    /// the kernels dot `u` with `maddubs` (no sign operations) and subtract `OFFSET · Σ a`, the
+    /// same exact integer.
+    const OFFSET: i32 = 0;
+    /// The block's 32 values as bytes in element order (signed; unsigned with `MIN` or a
+    /// nonzero `OFFSET`).
     unsafe fn values(p: *const u8) -> __m256i;
     /// Exact i32 partial sums (8 lanes) of values `v` times the activations `a`.
     unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
@@ -655,6 +660,28 @@ trait Block32 {
     unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
         // SAFETY: the caller's contract.
         unsafe { Self::dot_values(Self::values(p), a) }
+    }
+}
+
+/// Exact i32 partial sums of 32 unsigned values `u` (at most 31) times signed activations
+/// `a`: `maddubs` pair sums reach at most 2 · 31 · 127 = 7874.
+#[inline(always)]
+unsafe fn dot_u8(u: __m256i, a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)) }
+}
+
+/// `isum − offset · Σ a` in every lane, for the 32 activations `a` (exact).
+#[inline(always)]
+unsafe fn minus_offset(isum: __m256i, offset: i32, a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let s = dot_u8(_mm256_set1_epi8(1), a);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        let off = _mm256_broadcastd_epi32(_mm_mullo_epi32(s, _mm_set1_epi32(offset)));
+        _mm256_sub_epi32(isum, off)
     }
 }
 
@@ -698,10 +725,16 @@ impl Block32 for Q4_0 {
     const BYTES: usize = q4_0::BLOCK_BYTES;
     const MIN: bool = false;
     const TILE: bool = true;
+    const OFFSET: i32 = 8;
     #[inline(always)]
     unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 18 readable bytes at `p` and AVX2.
-        unsafe { _mm256_sub_epi8(unpack_q4(p.add(2)), _mm256_set1_epi8(8)) }
+        unsafe { unpack_q4(p.add(2)) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_u8(v, a) }
     }
 }
 
@@ -711,13 +744,16 @@ impl Block32 for Q5_0 {
     const BYTES: usize = q5_0::BLOCK_BYTES;
     const MIN: bool = false;
     const TILE: bool = true;
+    const OFFSET: i32 = 16;
     #[inline(always)]
     unsafe fn values(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees the block's 22 readable bytes at `p` and AVX2.
-        unsafe {
-            let q = _mm256_or_si256(unpack_q4(p.add(6)), high_bits_q5(p.add(2)));
-            _mm256_sub_epi8(q, _mm256_set1_epi8(16))
-        }
+        unsafe { _mm256_or_si256(unpack_q4(p.add(6)), high_bits_q5(p.add(2))) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_u8(v, a) }
     }
 }
 
@@ -753,7 +789,7 @@ impl Block32 for Q5_1 {
     #[inline(always)]
     unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
         // SAFETY: register-only AVX2 operations; the caller has AVX2.
-        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(v, a), _mm256_set1_epi16(1)) }
+        unsafe { dot_u8(v, a) }
     }
 }
 
@@ -885,7 +921,10 @@ unsafe fn block_rows8_tiled<B: Block32>(
                     let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
                     let v: [__m256i; R] =
                         core::array::from_fn(|i| B::dot_values(values[b * R + i], av));
-                    let isum = hsum8(&v);
+                    let mut isum = hsum8(&v);
+                    if B::OFFSET != 0 {
+                        isum = minus_offset(isum, B::OFFSET, av);
+                    }
                     let x = _mm256_mul_ps(
                         _mm256_mul_ps(dm[2 * b], _mm256_set1_ps(ab.d)),
                         _mm256_cvtepi32_ps(isum),
@@ -930,7 +969,10 @@ unsafe fn block_rows8<B: Block32>(
                         R * B::BYTES,
                     );
                     let v: [__m256i; R] = core::array::from_fn(|i| B::dot(pb.add(i * rb), av));
-                    let isum = hsum8(&v);
+                    let mut isum = hsum8(&v);
+                    if B::OFFSET != 0 {
+                        isum = minus_offset(isum, B::OFFSET, av);
+                    }
                     let words = words8(pb, rb);
                     let (d, m) = if B::MIN {
                         dm8(words)
