@@ -159,7 +159,7 @@ fn k_quant_rows_must_be_whole_blocks() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("blk.0.attn_q.weight") && msg.contains("block"),
+        msg.contains("blk.0.attn_q.weight") && msg.contains("Q4_K") && msg.contains("256"),
         "{msg}"
     );
     assert!(!msg.contains('\n'), "{msg}");
