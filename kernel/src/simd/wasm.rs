@@ -686,23 +686,89 @@ fn scaled_rows<const BB: usize>(
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
+    if n_tok > 1 {
+        scaled_rows_tiled::<BB>(w, nb, acts, n_tok, out, full, values);
+        return full;
+    }
     for r0 in (0..full).step_by(4) {
         touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        let mut acc = f32x4_splat(0.0);
+        for (b, ab) in acts[..nb].iter().enumerate() {
+            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+            // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
+            // block at `b * BB` (b < nb) lies inside each of them.
+            let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
+            let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+            acc = f32x4_add(acc, x);
+        }
+        store_lanes(acc, out, r0, 1, 0);
+    }
+    full
+}
+
+/// [`scaled_rows`] for several tokens: each group's values are unpacked and widened to `i16`
+/// once (4 rows × 4 registers per block, then the scales), and each token's activations are
+/// widened once per block for the 4 rows: the same exact sums, the same `f32` operations.
+#[inline(always)]
+fn scaled_rows_tiled<const BB: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+    values: impl Fn(*const u8) -> (v128, v128) + Copy,
+) {
+    const E: usize = 17;
+    let rb = nb * BB;
+    let mut buf = vec![i32x4_splat(0); nb * E];
+    for r0 in (0..full).step_by(4) {
+        let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        for (b, e) in buf.chunks_exact_mut(E).enumerate() {
+            let blk = |i: usize| p.wrapping_add(i * rb + b * BB);
+            for i in 0..4 {
+                let (w0, w1) = values(blk(i).wrapping_add(2));
+                e[4 * i] = i16x8_extend_low_i8x16(w0);
+                e[4 * i + 1] = i16x8_extend_high_i8x16(w0);
+                e[4 * i + 2] = i16x8_extend_low_i8x16(w1);
+                e[4 * i + 3] = i16x8_extend_high_i8x16(w1);
+            }
+            // SAFETY: a block's first 2 bytes (its scale) lie inside `w`, as above.
+            let half = |i: usize| u32::from(unsafe { (blk(i) as *const u16).read_unaligned() });
+            e[16] = f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3)));
+        }
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);
-            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
-                // block at `b * BB` (b < nb) lies inside each of them.
-                let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
-                let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+                let a = [
+                    i16x8_extend_low_i8x16(a0),
+                    i16x8_extend_high_i8x16(a0),
+                    i16x8_extend_low_i8x16(a1),
+                    i16x8_extend_high_i8x16(a1),
+                ];
+                let dot = |i: usize| {
+                    let lo = i32x4_add(
+                        i32x4_dot_i16x8(e[4 * i], a[0]),
+                        i32x4_dot_i16x8(e[4 * i + 1], a[1]),
+                    );
+                    let hi = i32x4_add(
+                        i32x4_dot_i16x8(e[4 * i + 2], a[2]),
+                        i32x4_dot_i16x8(e[4 * i + 3], a[3]),
+                    );
+                    i32x4_add(lo, hi)
+                };
+                let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+                let x = f32x4_mul(
+                    f32x4_mul(e[16], f32x4_splat(ab.d)),
+                    f32x4_convert_i32x4(isum),
+                );
                 acc = f32x4_add(acc, x);
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
-    full
 }
 
 /// The high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0:
