@@ -886,18 +886,26 @@ pub(super) fn matmul_q5_1(
     })
 }
 
-/// Widens a row of little-endian half floats to `f32`, 4 at a time with the exact
-/// integer/multiply sequence (as `quant::f16::dequantize_row`); the tail by the reference.
+/// Widens a row of little-endian half floats to `f32`, 8 at a time (one load, zero-extended
+/// to two `u32x4`) with the exact sequence (as `quant::f16::dequantize_row`); the tail by the
+/// reference.
 pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
     let n = out.len().min(bytes.len() / 2);
-    let n4 = n - n % 4;
-    for (c, o) in bytes[..2 * n4].chunks_exact(8).zip(out.chunks_exact_mut(4)) {
-        let h = |i: usize| u32::from(u16::from_le_bytes([c[2 * i], c[2 * i + 1]]));
-        let v = f16x4_lo_to_f32(u32x4(h(0), h(1), h(2), h(3)));
-        // SAFETY: `o` holds 4 `f32`; the store is unaligned.
-        unsafe { v128_store(o.as_mut_ptr() as *mut v128, v) };
+    let n8 = n - n % 8;
+    for (c, o) in bytes[..2 * n8]
+        .chunks_exact(16)
+        .zip(out.chunks_exact_mut(8))
+    {
+        let h = load16(c);
+        let lo = f16x4_lo_to_f32(u32x4_extend_low_u16x8(h));
+        let hi = f16x4_lo_to_f32(u32x4_extend_high_u16x8(h));
+        // SAFETY: `o` holds 8 `f32`; the stores are unaligned.
+        unsafe {
+            v128_store(o.as_mut_ptr() as *mut v128, lo);
+            v128_store(o.as_mut_ptr().add(4) as *mut v128, hi);
+        }
     }
-    crate::quant::f16::dequantize_row(&bytes[2 * n4..], &mut out[n4..n]);
+    crate::quant::f16::dequantize_row(&bytes[2 * n8..], &mut out[n8..n]);
 }
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times
