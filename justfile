@@ -308,3 +308,11 @@ fuzz SECONDS="60":
 # Startup and first-token times of the standalone, bundled and pre-initialized components.
 bench-startup: compose bundle
     cargo run --release -p edge-llm-tests --features startup-bench --example startup
+
+# kernel/tests/data/quant/*.json: random blocks of every weight type the kernel reads and ggml's
+# dequantization of them (the `gguf` package), which `kernel/tests/quant_refs.rs` compares with.
+# Deterministic: rerunning rewrites the same files.
+# Regenerate the kernel's dequantization references from ggml's Python package.
+quant-refs:
+    python3 -c 'import gguf' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
+    python3 kernel/tests/data/gen_quant_refs.py

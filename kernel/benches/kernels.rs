@@ -1,14 +1,16 @@
 //! Matmul throughput (weight GB/s) per kernel variant, including the scalar reference, at the
 //! real model's shapes (Q4_0 at Q4_1's): decode (1 token, one vec-dot per row) and prefill (32
 //! tokens); Q4_1 also in the repacked `Q4_1x8` layout the native backend loads where it pays.
+//! The other weight types at 1536 × 1536 (rows a whole number of 256-blocks, so K-quants fit).
 #![allow(clippy::unwrap_used, clippy::cast_lossless)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::BlockQ8_1;
-use edge_llm_kernel::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use edge_llm_kernel::quant::q8_k::{self, BlockQ8_K};
+use edge_llm_kernel::quant::{self, q4_0, q4_1, q4_1x8, q8_0, QK, QK_K};
 use edge_llm_kernel::rng::SplitMix64;
-use edge_llm_kernel::simd::{self, Isa};
+use edge_llm_kernel::simd::{self, Acts, Isa};
 
 fn bench(c: &mut Criterion) {
     let mut rng = SplitMix64::new(1);
@@ -49,6 +51,46 @@ fn bench(c: &mut Criterion) {
                         b.iter(|| simd::matmul_q4_1x8(isa, &packed, cols, &a, n_tok, &mut out))
                     });
                 }
+            }
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("matmul_types");
+    let (rows, cols) = (1536usize, 1536usize);
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+    for n_tok in [1usize, 32] {
+        let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.normal(1.0)).collect();
+        let mut a1 = vec![BlockQ8_1::default(); n_tok * cols / QK];
+        simd::quantize_q8_1(Isa::Scalar, &x, &mut a1);
+        let mut ak = vec![BlockQ8_K::default(); n_tok * cols / QK_K];
+        q8_k::quantize_row_ref(&x, &mut ak);
+        let acts = Acts {
+            x: &x,
+            q8_1: &a1,
+            q8_k: &ak,
+        };
+        let mut out = vec![0f32; rows * n_tok];
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::IQ4_NL,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+            GgmlType::F16,
+            GgmlType::BF16,
+        ] {
+            let mut w = Vec::new();
+            quant::quantize_row(ty, &wf, &mut w);
+            g.throughput(Throughput::Elements((rows * cols * n_tok) as u64));
+            for isa in Isa::available() {
+                let id = format!("{ty}/{rows}x{cols}/tok{n_tok}/{}", isa.name());
+                g.bench_function(id, |b| {
+                    b.iter(|| simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out))
+                });
             }
         }
     }

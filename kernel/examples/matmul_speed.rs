@@ -3,16 +3,23 @@
 //! where criterion does not run (wasm32-wasip2 under wasmtime). Each round also checks that the
 //! two layouts give the same bits.
 //!
-//! Usage: `cargo run -p edge-llm-kernel --release --example matmul_speed`
+//! With the argument `types`, instead: every weight type's matmul (this target's best kernel
+//! and the scalar reference) on a 1024 × 1536 matrix, time per call and speed relative to
+//! Q4_1 in the GGUF layout, in element throughput (weights × tokens per second).
+//!
+//! Usage: `cargo run -p edge-llm-kernel --release --example matmul_speed [types]`
 
 use std::time::Instant;
 
 use edge_llm_kernel::gguf::GgmlType;
-use edge_llm_kernel::quant::{q4_1, q4_1x8, q8_1, QK};
+use edge_llm_kernel::quant::{self, q4_1, q4_1x8, q8_1, q8_k, QK, QK_K};
 use edge_llm_kernel::rng::SplitMix64;
-use edge_llm_kernel::simd::{self, Isa};
+use edge_llm_kernel::simd::{self, Acts, Isa};
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("types") {
+        return types();
+    }
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
     println!("{} kernels; GB/s of weights", isa.name());
@@ -54,6 +61,69 @@ fn main() {
                     gguf / x8
                 );
             }
+        }
+    }
+}
+
+/// Every type's matmul speed at one shape, best kernel and scalar reference.
+fn types() {
+    use GgmlType::*;
+    let (rows, cols) = (1024usize, 1536usize);
+    let mut rng = SplitMix64::new(9);
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+    println!(
+        "{rows}x{cols} matmul, µs per call ({} and scalar); speed relative to Q4_1 ({})",
+        Isa::best().name(),
+        Isa::best().name()
+    );
+    for n_tok in [1usize, 32] {
+        let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
+        let mut q8_1 = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+        q8_1::quantize_row_ref(&x, &mut q8_1);
+        let mut q8_k = vec![q8_k::BlockQ8_K::default(); n_tok * cols / QK_K];
+        q8_k::quantize_row_ref(&x, &mut q8_k);
+        let acts = Acts {
+            x: &x,
+            q8_1: &q8_1,
+            q8_k: &q8_k,
+        };
+        let mut out = vec![0f32; rows * n_tok];
+        let mut base = 0.0;
+        println!("{n_tok} token(s):");
+        for ty in [
+            Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16, F32,
+        ] {
+            let mut w = Vec::new();
+            quant::quantize_row(ty, &wf, &mut w);
+            let mut time = |isa: Isa, budget: f64| {
+                // Calls for about `budget` seconds, best of 3 rounds.
+                let t = Instant::now();
+                simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
+                let once = t.elapsed().as_secs_f64().max(1e-7);
+                let iters = ((budget / 3.0 / once) as usize).clamp(1, 10_000);
+                (0..3)
+                    .map(|_| {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
+                        }
+                        t.elapsed().as_secs_f64() / iters as f64
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let best = time(Isa::best(), 0.6);
+            let scalar = time(Isa::Scalar, 0.3);
+            if ty == Q4_1 {
+                base = best;
+            }
+            println!(
+                "  {:<7} {:>9.1} µs  scalar {:>9.1} µs  ({:.2}× scalar, {:.2}× Q4_1's speed)",
+                ty.name(),
+                best * 1e6,
+                scalar * 1e6,
+                scalar / best,
+                base / best
+            );
         }
     }
 }

@@ -11,6 +11,7 @@ pub use gguf::{Gguf, GgufError};
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod requantize;
 pub mod rng;
 pub mod simd;
 pub mod tiny;

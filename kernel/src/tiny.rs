@@ -1,10 +1,14 @@
 //! A deterministic tiny llama GGUF with a real byte-level GPT-2 BPE tokenizer in its metadata:
 //! 2 layers, n_embd 64, n_ff 128, 4 heads / 2 kv heads (head dim 16), context 256, Q4_1
 //! attention/FFN matrices, tied Q8_0 `token_embd`, F32 norms.
+//!
+//! [`tiny_model_typed`] makes siblings of other shapes (e.g. 256 wide, so K-quants fit) with a
+//! chosen type per matrix, or every matrix as the `f32` values its type dequantizes to (the
+//! reference its logits are compared with).
 
 use crate::gguf::writer::GgufWriter;
 use crate::gguf::{GgmlType, MetadataArray, MetadataValue};
-use crate::quant::{q4_1, q8_0};
+use crate::quant;
 use crate::rng::SplitMix64;
 
 /// The chat template of SmolLM2-135M-Instruct (ChatML with a default system message).
@@ -66,11 +70,93 @@ pub mod shape {
     pub const N_CTX: usize = 256;
 }
 
-fn q4_1_tensor(rng: &mut SplitMix64, cols: usize, rows: usize, std: f32) -> Vec<u8> {
+/// The shape of a generated model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TinyShape {
+    /// Layers.
+    pub n_layer: usize,
+    /// Embedding width.
+    pub n_embd: usize,
+    /// FFN width.
+    pub n_ff: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+}
+
+impl TinyShape {
+    /// The tiny model's shape ([`shape`]).
+    pub const TINY: TinyShape = TinyShape {
+        n_layer: shape::N_LAYER,
+        n_embd: shape::N_EMBD,
+        n_ff: shape::N_FF,
+        n_head: shape::N_HEAD,
+        n_head_kv: shape::N_HEAD_KV,
+        head_dim: shape::HEAD_DIM,
+    };
+
+    /// Every matrix row a multiple of 256 (so any type fits): 2 layers, n_embd 256, n_ff 512,
+    /// 4 heads / 2 kv heads of 64.
+    pub const WIDE: TinyShape = TinyShape {
+        n_layer: 2,
+        n_embd: 256,
+        n_ff: 512,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+    };
+}
+
+/// The tensor types of a generated model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TinyTypes {
+    /// `token_embd.weight`.
+    pub token_embd: GgmlType,
+    /// `output.weight`, or `None` for an output tied to `token_embd`.
+    pub output: Option<GgmlType>,
+    /// The 7 matrices of layer `l` are `layers[(7 l + i) % layers.len()]`, `i` in the order
+    /// attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down.
+    pub layers: &'static [GgmlType],
+    /// Store every matrix as F32 holding the values its type dequantizes to.
+    pub as_f32: bool,
+}
+
+impl TinyTypes {
+    /// The tiny model's: Q8_0 tied embedding, Q4_1 matrices.
+    pub const TINY: TinyTypes = TinyTypes {
+        token_embd: GgmlType::Q8_0,
+        output: None,
+        layers: &[GgmlType::Q4_1],
+        as_f32: false,
+    };
+}
+
+/// `rows × cols` normal values of deviation `std` stored as `ty` (or, with `as_f32`, as F32
+/// holding what `ty` dequantizes them to): `(type, bytes)`.
+fn tensor(
+    rng: &mut SplitMix64,
+    ty: GgmlType,
+    as_f32: bool,
+    cols: usize,
+    rows: usize,
+    std: f32,
+) -> (GgmlType, Vec<u8>) {
     let x: Vec<f32> = (0..cols * rows).map(|_| rng.normal(std)).collect();
     let mut out = Vec::new();
-    q4_1::quantize_row(&x, &mut out);
-    out
+    let ok = quant::quantize_row(ty, &x, &mut out);
+    assert!(ok, "no quantizer for {ty}");
+    if !as_f32 {
+        return (ty, out);
+    }
+    let mut y = vec![0f32; x.len()];
+    quant::dequantize_row(ty, &out, &mut y);
+    (
+        GgmlType::F32,
+        y.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
 }
 
 /// Generates the tiny model GGUF for `seed` (deterministic).
@@ -80,7 +166,13 @@ pub fn tiny_model_gguf(seed: u64) -> Vec<u8> {
 
 /// The tiny model before it is written, for tests that change its metadata or tensors.
 pub fn tiny_model_writer(seed: u64) -> GgufWriter {
-    use shape::*;
+    tiny_model_typed(seed, TinyShape::TINY, TinyTypes::TINY)
+}
+
+/// A model like the tiny one (the same tokenizer, values drawn in the same order) with shape
+/// `sh` and tensor types `types`. The tiny model itself is
+/// `tiny_model_typed(seed, TinyShape::TINY, TinyTypes::TINY)`.
+pub fn tiny_model_typed(seed: u64, sh: TinyShape, types: TinyTypes) -> GgufWriter {
     let mut rng = SplitMix64::new(seed);
     let tokens = vocab();
     let n_vocab = tokens.len();
@@ -92,14 +184,14 @@ pub fn tiny_model_writer(seed: u64) -> GgufWriter {
         .add_str("general.name", "edge-llm tiny test model")
         .add_u32("general.alignment", 32)
         .add_u32("general.file_type", 3)
-        .add_u32("llama.block_count", N_LAYER as u32)
-        .add_u32("llama.context_length", N_CTX as u32)
-        .add_u32("llama.embedding_length", N_EMBD as u32)
-        .add_u32("llama.feed_forward_length", N_FF as u32)
-        .add_u32("llama.attention.head_count", N_HEAD as u32)
-        .add_u32("llama.attention.head_count_kv", N_HEAD_KV as u32)
+        .add_u32("llama.block_count", sh.n_layer as u32)
+        .add_u32("llama.context_length", shape::N_CTX as u32)
+        .add_u32("llama.embedding_length", sh.n_embd as u32)
+        .add_u32("llama.feed_forward_length", sh.n_ff as u32)
+        .add_u32("llama.attention.head_count", sh.n_head as u32)
+        .add_u32("llama.attention.head_count_kv", sh.n_head_kv as u32)
         .add_f32("llama.rope.freq_base", 10000.0)
-        .add_u32("llama.rope.dimension_count", HEAD_DIM as u32)
+        .add_u32("llama.rope.dimension_count", sh.head_dim as u32)
         .add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
         .add_u32("llama.vocab_size", n_vocab as u32)
         .add(
@@ -130,44 +222,40 @@ pub fn tiny_model_writer(seed: u64) -> GgufWriter {
         .add_str("tokenizer.chat_template", CHAT_TEMPLATE)
         .add_u32("general.quantization_version", 2);
 
-    let emb: Vec<f32> = (0..N_EMBD * n_vocab).map(|_| rng.normal(0.5)).collect();
-    let mut emb_q = Vec::new();
-    q8_0::quantize_row(&emb, &mut emb_q);
-    w.add_tensor(
-        "token_embd.weight",
-        GgmlType::Q8_0,
-        &[N_EMBD as u64, n_vocab as u64],
-        emb_q,
-    );
+    let (e, f) = (sh.n_embd, sh.n_ff);
+    let (q, kv) = (sh.n_head * sh.head_dim, sh.n_head_kv * sh.head_dim);
+    let (ty, t) = tensor(&mut rng, types.token_embd, types.as_f32, e, n_vocab, 0.5);
+    w.add_tensor("token_embd.weight", ty, &[e as u64, n_vocab as u64], t);
     let norm = |rng: &mut SplitMix64| -> Vec<u8> {
-        (0..N_EMBD)
+        (0..e)
             .flat_map(|_| (1.0 + rng.normal(0.1)).to_le_bytes())
             .collect()
     };
-    let kv = (N_HEAD_KV * HEAD_DIM) as u64;
-    let (e, f) = (N_EMBD as u64, N_FF as u64);
-    for l in 0..N_LAYER {
+    let mut layer_types = types.layers.iter().copied().cycle();
+    for l in 0..sh.n_layer {
         let name = |s: &str| format!("blk.{l}.{s}.weight");
+        let mut matrix = |w: &mut GgufWriter, rng: &mut SplitMix64, s: &str, cols, rows, std| {
+            let ty = layer_types.next().unwrap_or(GgmlType::F32);
+            let (ty, t) = tensor(rng, ty, types.as_f32, cols, rows, std);
+            w.add_tensor(&name(s), ty, &[cols as u64, rows as u64], t);
+        };
         let t = norm(&mut rng);
-        w.add_tensor(&name("attn_norm"), GgmlType::F32, &[e], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, N_EMBD, 0.15);
-        w.add_tensor(&name("attn_q"), GgmlType::Q4_1, &[e, e], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, kv as usize, 0.15);
-        w.add_tensor(&name("attn_k"), GgmlType::Q4_1, &[e, kv], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, kv as usize, 0.15);
-        w.add_tensor(&name("attn_v"), GgmlType::Q4_1, &[e, kv], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, N_EMBD, 0.1);
-        w.add_tensor(&name("attn_output"), GgmlType::Q4_1, &[e, e], t);
+        w.add_tensor(&name("attn_norm"), GgmlType::F32, &[e as u64], t);
+        matrix(&mut w, &mut rng, "attn_q", e, q, 0.15);
+        matrix(&mut w, &mut rng, "attn_k", e, kv, 0.15);
+        matrix(&mut w, &mut rng, "attn_v", e, kv, 0.15);
+        matrix(&mut w, &mut rng, "attn_output", q, e, 0.1);
         let t = norm(&mut rng);
-        w.add_tensor(&name("ffn_norm"), GgmlType::F32, &[e], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, N_FF, 0.15);
-        w.add_tensor(&name("ffn_gate"), GgmlType::Q4_1, &[e, f], t);
-        let t = q4_1_tensor(&mut rng, N_EMBD, N_FF, 0.15);
-        w.add_tensor(&name("ffn_up"), GgmlType::Q4_1, &[e, f], t);
-        let t = q4_1_tensor(&mut rng, N_FF, N_EMBD, 0.1);
-        w.add_tensor(&name("ffn_down"), GgmlType::Q4_1, &[f, e], t);
+        w.add_tensor(&name("ffn_norm"), GgmlType::F32, &[e as u64], t);
+        matrix(&mut w, &mut rng, "ffn_gate", e, f, 0.15);
+        matrix(&mut w, &mut rng, "ffn_up", e, f, 0.15);
+        matrix(&mut w, &mut rng, "ffn_down", f, e, 0.1);
     }
     let t = norm(&mut rng);
-    w.add_tensor("output_norm.weight", GgmlType::F32, &[e], t);
+    w.add_tensor("output_norm.weight", GgmlType::F32, &[e as u64], t);
+    if let Some(ty) = types.output {
+        let (ty, t) = tensor(&mut rng, ty, types.as_f32, e, n_vocab, 0.1);
+        w.add_tensor("output.weight", ty, &[e as u64, n_vocab as u64], t);
+    }
     w
 }

@@ -4,9 +4,11 @@
 
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::{self, BlockQ8_1};
-use edge_llm_kernel::quant::{self, f16, q4_0, q4_1, q4_1x8, q8_0, QK};
+use edge_llm_kernel::quant::q8_k::{self, BlockQ8_K};
+use edge_llm_kernel::quant::{self, f16, q4_1x8, QK, QK_K};
+use edge_llm_kernel::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
 use edge_llm_kernel::rng::SplitMix64;
-use edge_llm_kernel::simd::{self, Isa};
+use edge_llm_kernel::simd::{self, Acts, Isa};
 
 /// The scenario whose scales are infinite or NaN.
 const SPECIAL_CASE: usize = 7;
@@ -31,48 +33,121 @@ fn scale_bits(rng: &mut SplitMix64, case: usize) -> u16 {
     }
 }
 
-/// Random weight rows of `ty` with scales from scenario `case`.
+/// Every weight type the matmuls take.
+const TYPES: [GgmlType; 14] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::IQ4_NL,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+];
+
+/// Byte offsets of the half-float scales in a block of `ty`.
+fn half_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        _ => &[0],
+    }
+}
+
+/// Elements per weight "block" in the test shapes: the type's block, 32 for float rows.
+fn elems_per_block(ty: GgmlType) -> usize {
+    (ty.block_size() as usize).max(QK)
+}
+
+/// Random weight rows of `ty` (`nb` blocks of [`elems_per_block`] each) with scales from
+/// scenario `case`.
 fn weights(rng: &mut SplitMix64, ty: GgmlType, rows: usize, nb: usize, case: usize) -> Vec<u8> {
+    let all_equal = case == 6;
+    let n = rows * nb * elems_per_block(ty);
+    match ty {
+        GgmlType::F32 => {
+            return (0..n)
+                .flat_map(|_| {
+                    let v = match case {
+                        SPECIAL_CASE if rng.below(50) == 0 => f32::INFINITY,
+                        1 => rng.uniform(-1.0, 1.0) * 3e19,
+                        2 => rng.uniform(-1.0, 1.0) * 1e-20,
+                        _ => rng.uniform(-1.0, 1.0),
+                    };
+                    v.to_le_bytes()
+                })
+                .collect()
+        }
+        GgmlType::F16 => {
+            return (0..n)
+                .flat_map(|_| scale_bits(rng, case).to_le_bytes())
+                .collect()
+        }
+        GgmlType::BF16 => {
+            return (0..n)
+                .flat_map(|_| {
+                    let mut b = rng.next_u64() as u16;
+                    if case != SPECIAL_CASE && b & 0x7f80 == 0x7f80 {
+                        b &= !0x4000;
+                    }
+                    b.to_le_bytes()
+                })
+                .collect()
+        }
+        _ => {}
+    }
+    let size = ty.type_size() as usize;
     let mut w = Vec::new();
     for _ in 0..rows * nb {
-        let d = scale_bits(rng, case).to_le_bytes();
-        let all_equal = case == 6;
         let byte = rng.next_u64() as u8;
-        match ty {
-            GgmlType::Q4_1 => {
-                w.extend_from_slice(&d);
-                w.extend_from_slice(&scale_bits(rng, case).to_le_bytes());
-                w.extend((0..16).map(|_| {
-                    if all_equal {
-                        byte
-                    } else {
-                        rng.next_u64() as u8
-                    }
-                }));
-            }
-            GgmlType::Q4_0 => {
-                w.extend_from_slice(&d);
-                w.extend((0..16).map(|_| {
-                    if all_equal {
-                        byte
-                    } else {
-                        rng.next_u64() as u8
-                    }
-                }));
-            }
-            _ => {
-                w.extend_from_slice(&d);
-                w.extend((0..32).map(|_| {
-                    if all_equal {
-                        byte
-                    } else {
-                        rng.next_u64() as u8
-                    }
-                }));
-            }
+        let mut blk: Vec<u8> = (0..size)
+            .map(|_| {
+                if all_equal {
+                    byte
+                } else {
+                    rng.next_u64() as u8
+                }
+            })
+            .collect();
+        for &o in half_offsets(ty) {
+            blk[o..o + 2].copy_from_slice(&scale_bits(rng, case).to_le_bytes());
         }
+        w.extend_from_slice(&blk);
     }
     w
+}
+
+/// The activation forms of `x` (`n_tok` rows), quantized with the references.
+struct ActForms {
+    x: Vec<f32>,
+    q8_1: Vec<BlockQ8_1>,
+    q8_k: Vec<BlockQ8_K>,
+}
+
+impl ActForms {
+    fn new(x: Vec<f32>) -> ActForms {
+        let mut q8_1 = vec![BlockQ8_1::default(); x.len() / QK];
+        q8_1::quantize_row_ref(&x, &mut q8_1);
+        let mut q8_k = vec![BlockQ8_K::default(); x.len() / QK_K];
+        q8_k::quantize_row_ref(&x[..q8_k.len() * QK_K], &mut q8_k);
+        ActForms { x, q8_1, q8_k }
+    }
+
+    fn acts(&self) -> Acts<'_> {
+        Acts {
+            x: &self.x,
+            q8_1: &self.q8_1,
+            q8_k: &self.q8_k,
+        }
+    }
 }
 
 /// Activations: random values at a scale picked by `case`, quantized with the reference.
@@ -113,22 +188,31 @@ fn quantize_simd_equals_scalar() {
 fn matmul_simd_equals_scalar_bit_for_bit() {
     let mut rng = SplitMix64::new(2);
     let mut checked = 0;
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+    for ty in TYPES {
         for case in 0..=SPECIAL_CASE {
+            // Shapes in blocks of the type (256 elements for the K-quants).
             for (rows, nb, n_tok) in [
                 (1usize, 1usize, 1usize),
                 (4, 3, 1),
                 (9, 18, 2),
                 (13, 5, 3),
                 (8, 48, 1),
+                (16, 2, 5),
             ] {
+                let nb = if ty.block_size() == 256 {
+                    nb.div_ceil(8)
+                } else {
+                    nb
+                };
+                let cols = nb * elems_per_block(ty);
                 let w = weights(&mut rng, ty, rows, nb, case);
-                let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
+                let (x, _) = activations(&mut rng, cols * n_tok, case);
+                let a = ActForms::new(x);
                 let mut want = vec![0f32; rows * n_tok];
-                simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
+                simd::matmul_acts(Isa::Scalar, ty, &w, cols, a.acts(), n_tok, &mut want);
                 for isa in Isa::available() {
                     let mut got = vec![f32::NAN; rows * n_tok];
-                    simd::matmul(isa, ty, &w, nb * QK, &a, n_tok, &mut got);
+                    simd::matmul_acts(isa, ty, &w, cols, a.acts(), n_tok, &mut got);
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
@@ -142,6 +226,52 @@ fn matmul_simd_equals_scalar_bit_for_bit() {
     }
     assert!(checked > 0);
     println!("variants checked: {:?}", Isa::available());
+}
+
+/// The scalar matmuls are the per-type reference dot products, row by row.
+#[test]
+fn scalar_matmul_is_the_reference_dot() {
+    let mut rng = SplitMix64::new(12);
+    for ty in TYPES {
+        let nb = 3;
+        let cols = nb * elems_per_block(ty);
+        let (rows, n_tok) = (5, 2);
+        let w = weights(&mut rng, ty, rows, nb, 0);
+        let (x, _) = activations(&mut rng, cols * n_tok, 0);
+        let a = ActForms::new(x);
+        let mut got = vec![f32::NAN; rows * n_tok];
+        simd::matmul_acts(Isa::Scalar, ty, &w, cols, a.acts(), n_tok, &mut got);
+        let rb = w.len() / rows;
+        for r in 0..rows {
+            let row = &w[r * rb..(r + 1) * rb];
+            for t in 0..n_tok {
+                let (q1, qk) = (&a.q8_1[t * cols / QK..], &a.q8_k[t * cols / QK_K..]);
+                let want = match ty {
+                    GgmlType::Q4_0 => q4_0::vec_dot_ref(row, q1),
+                    GgmlType::Q4_1 => q4_1::vec_dot_ref(row, q1),
+                    GgmlType::Q5_0 => q5_0::vec_dot_ref(row, q1),
+                    GgmlType::Q5_1 => q5_1::vec_dot_ref(row, q1),
+                    GgmlType::Q8_0 => q8_0::vec_dot_ref(row, q1),
+                    GgmlType::IQ4_NL => iq4_nl::vec_dot_ref(row, q1),
+                    GgmlType::Q2_K => q2_k::vec_dot_ref(row, qk),
+                    GgmlType::Q3_K => q3_k::vec_dot_ref(row, qk),
+                    GgmlType::Q4_K => q4_k::vec_dot_ref(row, qk),
+                    GgmlType::Q5_K => q5_k::vec_dot_ref(row, qk),
+                    GgmlType::Q6_K => q6_k::vec_dot_ref(row, qk),
+                    _ => {
+                        let mut f = vec![0f32; cols];
+                        quant::dequantize_row(ty, row, &mut f);
+                        quant::f32::dot_ref(&f, &a.x[t * cols..(t + 1) * cols])
+                    }
+                };
+                assert_eq!(
+                    got[r * n_tok + t].to_bits(),
+                    want.to_bits(),
+                    "{ty} row {r} tok {t}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -343,44 +473,66 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
     assert!(checked > 0 && x.len() >= gate.len());
 }
 
-/// Relative RMS error of quantized matmul against `f32`, per type.
+/// Relative RMS error of quantized matmul against `f32`, per type: against the unquantized
+/// weights (the weight quantization's error) and against the weights as dequantized (only the
+/// activations' 8-bit quantization is left).
 #[test]
 fn quantized_matmul_error_is_bounded() {
     let mut rng = SplitMix64::new(4);
-    let (rows, cols, n_tok) = (64usize, 256usize, 4usize);
+    let (rows, cols, n_tok) = (64usize, 512usize, 4usize);
     let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
     let xf: Vec<f32> = (0..n_tok * cols).map(|_| rng.normal(1.0)).collect();
-    let mut a = vec![BlockQ8_1::default(); n_tok * cols / QK];
-    q8_1::quantize_row_ref(&xf, &mut a);
-    let exact: Vec<f32> = (0..rows * n_tok)
-        .map(|i| {
-            let (r, t) = (i / n_tok, i % n_tok);
-            (0..cols).map(|c| wf[r * cols + c] * xf[t * cols + c]).sum()
-        })
-        .collect();
+    let a = ActForms::new(xf.clone());
+    let exact = |w: &[f32]| -> Vec<f32> {
+        (0..rows * n_tok)
+            .map(|i| {
+                let (r, t) = (i / n_tok, i % n_tok);
+                (0..cols).map(|c| w[r * cols + c] * xf[t * cols + c]).sum()
+            })
+            .collect()
+    };
+    let rel = |y: &[f32], e: &[f32]| {
+        let num: f64 = y.iter().zip(e).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
+        let den: f64 = e.iter().map(|q| (*q as f64).powi(2)).sum();
+        (num / den).sqrt()
+    };
+    let want = exact(&wf);
     for (ty, limit) in [
         (GgmlType::Q4_0, 0.15),
         (GgmlType::Q4_1, 0.12),
+        (GgmlType::Q5_0, 0.08),
+        (GgmlType::Q5_1, 0.06),
         (GgmlType::Q8_0, 0.02),
+        (GgmlType::IQ4_NL, 0.12),
+        (GgmlType::Q2_K, 0.45),
+        (GgmlType::Q3_K, 0.25),
+        (GgmlType::Q4_K, 0.12),
+        (GgmlType::Q5_K, 0.06),
+        (GgmlType::Q6_K, 0.04),
+        (GgmlType::F16, 0.001),
+        (GgmlType::BF16, 0.01),
+        (GgmlType::F32, 1e-5),
     ] {
         let mut w = Vec::new();
-        match ty {
-            GgmlType::Q4_0 => q4_0::quantize_row(&wf, &mut w),
-            GgmlType::Q4_1 => q4_1::quantize_row(&wf, &mut w),
-            _ => q8_0::quantize_row(&wf, &mut w),
-        }
+        assert!(quant::quantize_row(ty, &wf, &mut w));
+        let mut deq = vec![0f32; wf.len()];
+        assert!(quant::dequantize_row(ty, &w, &mut deq));
+        let want_deq = exact(&deq);
         for isa in Isa::available() {
             let mut y = vec![0f32; rows * n_tok];
-            simd::matmul(isa, ty, &w, cols, &a, n_tok, &mut y);
-            let num: f64 = y
-                .iter()
-                .zip(&exact)
-                .map(|(p, q)| ((p - q) as f64).powi(2))
-                .sum();
-            let den: f64 = exact.iter().map(|q| (*q as f64).powi(2)).sum();
-            let rel = (num / den).sqrt();
-            println!("{ty} {isa:?}: relative RMS error {rel:.4} (limit {limit})");
-            assert!(rel < limit && rel > 0.0, "{ty} error {rel} over {limit}");
+            simd::matmul_acts(isa, ty, &w, cols, a.acts(), n_tok, &mut y);
+            let (e_w, e_a) = (rel(&y, &want), rel(&y, &want_deq));
+            println!("{ty} {isa:?}: relative RMS error {e_w:.4} (limit {limit}), {e_a:.4} from the dequantized weights");
+            assert!(
+                e_w < limit && e_w > 0.0 || ty == GgmlType::F32,
+                "{ty} error {e_w} over {limit}"
+            );
+            let act_limit = if quant::partner(ty) == Some(quant::Partner::F32) {
+                1e-5
+            } else {
+                0.02
+            };
+            assert!(e_a < act_limit, "{ty}: {e_a} from the dequantized weights");
         }
     }
 }
@@ -388,33 +540,38 @@ fn quantized_matmul_error_is_bounded() {
 #[test]
 fn dequantize_roundtrip_is_close() {
     let mut rng = SplitMix64::new(5);
-    let x: Vec<f32> = (0..256).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let x: Vec<f32> = (0..512).map(|_| rng.uniform(-1.0, 1.0)).collect();
     for (ty, tol) in [
         (GgmlType::Q4_0, 0.15),
         (GgmlType::Q4_1, 0.08),
+        (GgmlType::Q5_0, 0.07),
+        (GgmlType::Q5_1, 0.04),
         (GgmlType::Q8_0, 0.01),
+        (GgmlType::IQ4_NL, 0.15),
+        (GgmlType::Q2_K, 0.5),
+        (GgmlType::Q3_K, 0.3),
+        (GgmlType::Q4_K, 0.12),
+        (GgmlType::Q5_K, 0.06),
+        (GgmlType::Q6_K, 0.03),
+        (GgmlType::F16, 0.001),
+        (GgmlType::BF16, 0.005),
+        (GgmlType::F32, 0.0),
     ] {
         let mut w = Vec::new();
-        let mut y = vec![0f32; 256];
-        match ty {
-            GgmlType::Q4_0 => {
-                q4_0::quantize_row(&x, &mut w);
-                q4_0::dequantize_row(&w, &mut y)
-            }
-            GgmlType::Q4_1 => {
-                q4_1::quantize_row(&x, &mut w);
-                q4_1::dequantize_row(&w, &mut y)
-            }
-            _ => {
-                q8_0::quantize_row(&x, &mut w);
-                q8_0::dequantize_row(&w, &mut y)
-            }
-        }
+        let mut y = vec![0f32; x.len()];
+        assert!(quant::quantize_row(ty, &x, &mut w));
+        assert_eq!(
+            w.len() as u64,
+            ty.row_bytes(x.len() as u64).unwrap(),
+            "{ty}"
+        );
+        assert!(quant::dequantize_row(ty, &w, &mut y));
         let max = x
             .iter()
             .zip(&y)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(max < tol, "{ty}: max error {max}");
+        println!("{ty}: max roundtrip error {max}");
+        assert!(max <= tol, "{ty}: max error {max}");
     }
 }

@@ -44,6 +44,8 @@ pub enum GgmlType {
     F64,
     /// bfloat16.
     BF16,
+    /// 4-bit non-linear (table) quant, 32 per block.
+    IQ4_NL,
 }
 
 impl GgmlType {
@@ -71,6 +73,7 @@ impl GgmlType {
             27 => I64,
             28 => F64,
             30 => BF16,
+            20 => IQ4_NL,
             _ => return None,
         })
     }
@@ -99,6 +102,7 @@ impl GgmlType {
             I64 => 27,
             F64 => 28,
             BF16 => 30,
+            IQ4_NL => 20,
         }
     }
 
@@ -107,7 +111,7 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | I8 | I16 | I32 | I64 | F64 | BF16 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => 32,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => 32,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => 256,
         }
     }
@@ -120,7 +124,7 @@ impl GgmlType {
             F16 | BF16 | I16 => 2,
             I8 => 1,
             I64 | F64 => 8,
-            Q4_0 => 18,
+            Q4_0 | IQ4_NL => 18,
             Q4_1 => 20,
             Q5_0 => 22,
             Q5_1 => 24,
@@ -159,6 +163,7 @@ impl GgmlType {
             I64 => "I64",
             F64 => "F64",
             BF16 => "BF16",
+            IQ4_NL => "IQ4_NL",
         }
     }
 

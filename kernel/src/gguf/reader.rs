@@ -323,7 +323,7 @@ pub(crate) fn parse(bytes: &[u8], file_len: u64) -> Result<Parsed, GgufError> {
         if dims[0] % ty.block_size() != 0 {
             return Err(GgufError::BadShape {
                 name,
-                reason: "row length is not a multiple of the type's block size",
+                reason: row_length_reason(ty),
             });
         }
         let n_rows = dims[1..].iter().product::<u64>(); // cannot overflow: divides n_elements
@@ -383,4 +383,18 @@ pub(crate) fn parse(bytes: &[u8], file_len: u64) -> Result<Parsed, GgufError> {
         data_offset,
         alignment,
     })
+}
+
+/// Why a row of `ty` whose length is not a whole number of blocks is refused, naming the
+/// K-quants (llama.cpp stores matrices whose rows do not fit 256-blocks in another type).
+fn row_length_reason(ty: GgmlType) -> &'static str {
+    match ty {
+        GgmlType::Q2_K => "a Q2_K row must be a multiple of 256 elements",
+        GgmlType::Q3_K => "a Q3_K row must be a multiple of 256 elements",
+        GgmlType::Q4_K => "a Q4_K row must be a multiple of 256 elements",
+        GgmlType::Q5_K => "a Q5_K row must be a multiple of 256 elements",
+        GgmlType::Q6_K => "a Q6_K row must be a multiple of 256 elements",
+        GgmlType::Q8_K => "a Q8_K row must be a multiple of 256 elements",
+        _ => "row length is not a multiple of the type's block size",
+    }
 }

@@ -18,8 +18,9 @@ use super::weights::QMatrix;
 use super::{Model, ModelError};
 use crate::ops;
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::QK;
-use crate::simd::{self, Isa};
+use crate::quant::q8_k::BlockQ8_K;
+use crate::quant::{Partner, QK, QK_K};
+use crate::simd::{self, Acts, Isa};
 
 /// Options of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,8 @@ struct Scratch {
     xn: Vec<f32>,
     /// Quantized activations, `[T][max(n_embd, n_q, n_ff) / 32]`.
     act: Vec<BlockQ8_1>,
+    /// The same as Q8_K blocks (for K-quant matrices), `[T][max(n_embd, n_q, n_ff) / 256]`.
+    act_k: Vec<BlockQ8_K>,
     /// Matmul output, `[rows][T]`, rows up to `max(n_q, n_ff, n_embd)`.
     mm: Vec<f32>,
     /// Second matmul output (FFN up), `[n_ff][T]`.
@@ -138,7 +141,7 @@ const MIN_PAR_ATTENTION: usize = 1 << 10;
 
 impl Par<'_> {
     /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
-    fn matmul(self, w: &QMatrix, file: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    fn matmul(self, w: &QMatrix, file: &[u8], acts: Acts<'_>, n_tok: usize, out: &mut [f32]) {
         self.matmuls(file, acts, n_tok, [(w, out)]);
     }
 
@@ -148,7 +151,7 @@ impl Par<'_> {
     fn matmuls<const N: usize>(
         self,
         file: &[u8],
-        acts: &[BlockQ8_1],
+        acts: Acts<'_>,
         n_tok: usize,
         jobs: [(&QMatrix, &mut [f32]); N],
     ) {
@@ -399,6 +402,9 @@ impl Scratch {
             grow(&mut self.x, n_tok * c.n_embd);
             grow(&mut self.xn, n_tok * c.n_embd);
             grow(&mut self.act, n_tok * wide / QK);
+            if m.weights().any_partner(Partner::Q8_K) {
+                grow(&mut self.act_k, n_tok * wide / QK_K);
+            }
             grow(&mut self.mm, n_tok * wide);
             grow(&mut self.mm2, n_tok * c.n_ff);
             grow(&mut self.mmk, n_tok * c.kv_dim());
@@ -420,12 +426,38 @@ impl Scratch {
     }
 }
 
-/// Quantizes `n` rows of width `w` from `x` into `act`.
-fn quantize_rows(isa: Isa, x: &[f32], w: usize, n: usize, act: &mut [BlockQ8_1]) {
-    let nb = w / QK;
-    for t in 0..n {
-        simd::quantize_q8_1(isa, &x[t * w..(t + 1) * w], &mut act[t * nb..(t + 1) * nb]);
+/// The `n` rows of width `w` of `x` in the activation forms the matrices `ms` take: each form
+/// any of them needs is quantized once per row, into `act` (Q8_1) or `act_k` (Q8_K).
+fn activations<'a>(
+    isa: Isa,
+    x: &'a [f32],
+    w: usize,
+    n: usize,
+    ms: &[&QMatrix],
+    act: &'a mut [BlockQ8_1],
+    act_k: &'a mut [BlockQ8_K],
+) -> Acts<'a> {
+    let needs = |p: Partner| ms.iter().any(|m| m.partner() == p);
+    let x = &x[..n * w];
+    let mut q8_1: &[BlockQ8_1] = &[];
+    if needs(Partner::Q8_1) {
+        let nb = w / QK;
+        let act = &mut act[..n * nb];
+        for (xr, ar) in x.chunks_exact(w).zip(act.chunks_exact_mut(nb)) {
+            simd::quantize_q8_1(isa, xr, ar);
+        }
+        q8_1 = act;
     }
+    let mut q8_k: &[BlockQ8_K] = &[];
+    if needs(Partner::Q8_K) && w.is_multiple_of(QK_K) {
+        let nb = w / QK_K;
+        let act_k = &mut act_k[..n * nb];
+        for (xr, ar) in x.chunks_exact(w).zip(act_k.chunks_exact_mut(nb)) {
+            simd::quantize_q8_k(isa, xr, ar);
+        }
+        q8_k = act_k;
+    }
+    Acts { x, q8_1, q8_k }
 }
 
 /// `dst[t][r] = src[r * n + t]` for `rows` rows.
@@ -579,10 +611,11 @@ impl Forward<'_> {
                 &mut s.xn[r],
             );
         }
-        quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
+        let ms = [&lw.wq, &lw.wk, &lw.wv];
+        let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
         par.matmuls(
             file,
-            &s.act,
+            acts,
             n,
             [
                 (&lw.wq, &mut s.mm[..]),
@@ -629,8 +662,8 @@ impl Forward<'_> {
         } else {
             attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
         }
-        quantize_rows(par.isa, &s.att, nq, n, &mut s.act);
-        par.matmul(&lw.wo, file, &s.act, n, &mut s.mm);
+        let acts = activations(par.isa, &s.att, nq, n, &[&lw.wo], &mut s.act, &mut s.act_k);
+        par.matmul(&lw.wo, file, acts, n, &mut s.mm);
         transpose_add(&s.mm, e, n, &mut s.x);
 
         // Feed-forward block.
@@ -644,17 +677,19 @@ impl Forward<'_> {
                 &mut s.xn[r],
             );
         }
-        quantize_rows(par.isa, &s.xn, e, n, &mut s.act);
+        let ms = [&lw.w_gate, &lw.w_up];
+        let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
         par.matmuls(
             file,
-            &s.act,
+            acts,
             n,
             [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
         );
         simd::swiglu(par.isa, &mut s.mm[..f * n], &s.mm2[..f * n]);
         transpose_into(&s.mm, f, n, &mut s.hid);
-        quantize_rows(par.isa, &s.hid, f, n, &mut s.act);
-        par.matmul(&lw.w_down, file, &s.act, n, &mut s.mm);
+        let ms = [&lw.w_down];
+        let acts = activations(par.isa, &s.hid, f, n, &ms, &mut s.act, &mut s.act_k);
+        par.matmul(&lw.w_down, file, acts, n, &mut s.mm);
         transpose_add(&s.mm, e, n, &mut s.x);
     }
 
@@ -678,11 +713,12 @@ impl Forward<'_> {
                 &mut s.xn[o..o + e],
             );
         }
-        quantize_rows(par.isa, &s.xn, e, n_out, &mut s.act);
+        let ms = [&w.output];
+        let acts = activations(par.isa, &s.xn, e, n_out, &ms, &mut s.act, &mut s.act_k);
         if n_out == 1 {
-            par.matmul(&w.output, file, &s.act, 1, &mut s.logits);
+            par.matmul(&w.output, file, acts, 1, &mut s.logits);
         } else {
-            par.matmul(&w.output, file, &s.act, n_out, &mut s.logits_t);
+            par.matmul(&w.output, file, acts, n_out, &mut s.logits_t);
             transpose_into(&s.logits_t, c.n_vocab, n_out, &mut s.logits);
         }
     }

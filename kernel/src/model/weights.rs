@@ -2,9 +2,8 @@
 //! (norms) copied out.
 
 use crate::gguf::{GgmlType, Gguf, TensorInfo};
-use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{self, q4_1x8};
-use crate::simd::{self, Isa};
+use crate::quant::{self, q4_1x8, Partner};
+use crate::simd::{self, Acts, Isa};
 
 use super::{Config, ModelError};
 
@@ -43,11 +42,16 @@ impl QMatrix {
 
     /// `out[r * n_tok + t] = row r · acts[t]` for the rows in `w`, a slice of this matrix's
     /// bytes that starts at a row (a multiple of 8 rows in, when repacked).
-    pub fn matmul(&self, isa: Isa, w: &[u8], acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    pub fn matmul(&self, isa: Isa, w: &[u8], acts: Acts<'_>, n_tok: usize, out: &mut [f32]) {
         match self.layout {
-            Layout::Gguf => simd::matmul(isa, self.ty, w, self.cols, acts, n_tok, out),
-            Layout::Q4_1x8 => simd::matmul_q4_1x8(isa, w, self.cols, acts, n_tok, out),
+            Layout::Gguf => simd::matmul_acts(isa, self.ty, w, self.cols, acts, n_tok, out),
+            Layout::Q4_1x8 => simd::matmul_q4_1x8(isa, w, self.cols, acts.q8_1, n_tok, out),
         }
+    }
+
+    /// The activation form this matrix's matmul takes.
+    pub fn partner(&self) -> Partner {
+        quant::partner(self.ty).unwrap_or(Partner::Q8_1)
     }
 
     /// Dequantizes row `r` into `out` (`cols` long).
@@ -56,14 +60,7 @@ impl QMatrix {
         let Some(row) = file.get(start..start + self.row_bytes) else {
             return;
         };
-        match self.ty {
-            GgmlType::Q4_0 => quant::q4_0::dequantize_row(row, out),
-            GgmlType::Q4_1 => quant::q4_1::dequantize_row(row, out),
-            GgmlType::Q8_0 => quant::q8_0::dequantize_row(row, out),
-            GgmlType::F16 => quant::f16::dequantize_row(row, out),
-            GgmlType::F32 => quant::f32::dequantize_row(row, out),
-            _ => {}
-        }
+        quant::dequantize_row(self.ty, row, out);
     }
 }
 
@@ -135,6 +132,15 @@ fn matrix(
             ty: t.ty,
         });
     }
+    // The GGUF reader already refuses rows that are not whole blocks; a K-quant matrix of such
+    // a model (llama.cpp falls back to another type for it) never gets here.
+    if !cols.is_multiple_of(t.ty.block_size() as usize) {
+        return Err(ModelError::TensorRowLength {
+            name: name.to_string(),
+            ty: t.ty,
+            cols,
+        });
+    }
     Ok(QMatrix {
         ty: t.ty,
         rows,
@@ -162,13 +168,6 @@ fn vector(g: &Gguf, file: &[u8], name: &str, n: usize) -> Result<Vec<f32>, Model
     Ok(v)
 }
 
-fn embeddable(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::F16 | GgmlType::F32
-    )
-}
-
 impl Weights {
     /// Repacks the transformer blocks' Q4_1 matrices of `file` in place to [`Layout::Q4_1x8`].
     /// A matrix whose bytes overlap any other tensor's (a hostile file can alias them) keeps
@@ -180,6 +179,16 @@ impl Weights {
             q4_1x8::repack(bytes, m.cols / quant::QK, &mut scratch);
             m.layout = Layout::Q4_1x8;
         }
+    }
+
+    /// Whether any matrix's matmul takes the activation form `p`.
+    pub fn any_partner(&self, p: Partner) -> bool {
+        self.output.partner() == p
+            || self.layers.iter().any(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .any(|m| m.partner() == p)
+            })
     }
 
     /// Whether any matrix is in the [`Layout::Q4_1x8`] layout (what [`Weights::repack_q4_1`]
@@ -261,7 +270,7 @@ impl Weights {
                 w_down: matrix(g, &n("ffn_down"), f, e, mm)?,
             });
         }
-        let token_embd = matrix(g, "token_embd.weight", e, c.n_vocab, embeddable)?;
+        let token_embd = matrix(g, "token_embd.weight", e, c.n_vocab, mm)?;
         let output = if g.tensor("output.weight").is_some() {
             matrix(g, "output.weight", e, c.n_vocab, mm)?
         } else {

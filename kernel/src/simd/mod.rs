@@ -2,18 +2,43 @@
 //! behind one set of functions that take an [`Isa`].
 //!
 //! All `unsafe` code and intrinsics live in the per-architecture files (`x86.rs`, `wasm.rs`,
-//! `neon.rs`); every variant reproduces the scalar reference bit for bit (see `crate::quant`).
+//! `neon.rs`, and for the K-quants `x86_k.rs`, `wasm_k.rs`, `neon_k.rs`); every variant
+//! reproduces the scalar reference bit for bit (see `crate::quant`).
+//!
+//! Matmul kernels per weight type ([`matmul_acts`]):
+//!
+//! | type | AVX2 | simd128 | NEON |
+//! | --- | --- | --- | --- |
+//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`) | 4 rows × block (`scaled_step`) |
+//! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
+//! | Q5_1 | as Q5_0 with a min | 4 rows, relaxed dot | 4 rows |
+//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
+//! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
+//!
+//! Rows a kernel leaves (fewer than a group) and the `Scalar` variant run the references in
+//! `crate::quant`. Activations: Q8_1 quantization has AVX2 and simd128 variants; Q8_K
+//! quantization is the scalar reference everywhere.
+
+use std::cell::RefCell;
 
 use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use crate::quant::q8_k::{self, BlockQ8_K};
+use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_1x8, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_k;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_k;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86_k;
 
 /// An instruction-set variant of the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +95,49 @@ impl Isa {
     }
 }
 
-/// Weight types [`matmul`] supports.
+/// Weight types [`matmul_acts`] supports (those with an activation partner,
+/// [`crate::quant::partner`]).
 pub fn matmul_supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    crate::quant::partner(ty).is_some()
+}
+
+/// One batch of `n_tok` activation rows in every form a weight type may take
+/// ([`crate::quant::partner`]); a form no matrix of the batch needs may be empty.
+#[derive(Debug, Clone, Copy)]
+pub struct Acts<'a> {
+    /// `n_tok × n_cols` values.
+    pub x: &'a [f32],
+    /// `n_tok × n_cols / 32` Q8_1 blocks.
+    pub q8_1: &'a [BlockQ8_1],
+    /// `n_tok × n_cols / 256` Q8_K blocks.
+    pub q8_k: &'a [BlockQ8_K],
+}
+
+/// `out[r * n_tok + t] = dot(w[r], acts[t])` for weight rows `w` of any supported type, with the
+/// activation form its type takes ([`matmul`], [`matmul_q8_k`] or [`matmul_float`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_acts(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: Acts<'_>,
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    match crate::quant::partner(ty) {
+        Some(Partner::Q8_1) => matmul(isa, ty, w, n_cols, acts.q8_1, n_tok, out),
+        Some(Partner::Q8_K) => matmul_q8_k(isa, ty, w, n_cols, acts.q8_k, n_tok, out),
+        Some(Partner::F32) => matmul_float(isa, ty, w, n_cols, acts.x, n_tok, out),
+        None => {}
+    }
+}
+
+/// Quantizes `x` (length a multiple of 256) into Q8_K activation blocks. Every variant runs
+/// the scalar reference (the K-quant matmuls cost far more).
+pub fn quantize_q8_k(_isa: Isa, x: &[f32], out: &mut [BlockQ8_K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    q8_k::quantize_row_ref(x, out);
 }
 
 /// Quantizes `x` (length a multiple of 32) into Q8_1 activation blocks.
@@ -87,12 +152,13 @@ pub fn quantize_q8_1(isa: Isa, x: &[f32], out: &mut [BlockQ8_1]) {
     }
 }
 
-/// Quantized matrix times activations: for weight rows `w` (`n_rows` rows of `n_cols`
-/// elements of type `ty`) and `n_tok` activation rows `acts` (`n_tok × n_cols/32` blocks),
-/// writes `out[r * n_tok + t] = dot(w[r], acts[t])`.
+/// Quantized matrix times activations, for the weight types whose partner is Q8_1 (Q4_0,
+/// Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): for weight rows `w` (`n_rows` rows of `n_cols` elements of
+/// type `ty`) and `n_tok` activation rows `acts` (`n_tok × n_cols/32` blocks), writes
+/// `out[r * n_tok + t] = dot(w[r], acts[t])`.
 ///
-/// Unsupported types (see [`matmul_supports`]) or inconsistent lengths leave `out` untouched;
-/// the model checks both at load.
+/// Other types or inconsistent lengths leave `out` untouched; the model checks both at load.
+/// Every type has a SIMD kernel on AVX2, simd128 and NEON (see the table above).
 pub fn matmul(
     isa: Isa,
     ty: GgmlType,
@@ -107,7 +173,7 @@ pub fn matmul(
         return;
     };
     let row_bytes = row_bytes as usize;
-    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
     // Each SIMD kernel computes whole groups of rows and says how many rows it did; the
@@ -119,18 +185,38 @@ pub fn matmul(
         (Isa::Avx2, GgmlType::Q8_0) if x86::has_avx2() => x86::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         (Isa::Avx2, GgmlType::Q4_0) if x86::has_avx2() => x86::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_0) if x86::has_avx2() => x86::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_1) if x86::has_avx2() => x86::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::IQ4_NL) if x86::has_avx2() => {
+            x86::matmul_iq4_nl(w, nb, acts, n_tok, out)
+        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_1) => wasm::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q8_0) => wasm::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, GgmlType::Q4_0) => wasm::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_0) => wasm::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_1) => wasm::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::IQ4_NL) => wasm::matmul_iq4_nl(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_1) => neon::matmul_q4_1(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q8_0) => neon::matmul_q8_0(w, nb, acts, n_tok, out),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, GgmlType::Q4_0) => neon::matmul_q4_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_0) => neon::matmul_q5_0(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_1) => neon::matmul_q5_1(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::IQ4_NL) => neon::matmul_iq4_nl(w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
@@ -155,7 +241,7 @@ pub fn matmul_q4_1x8(
 ) {
     let nb = n_cols / QK;
     let row_bytes = nb * q4_1::BLOCK_BYTES;
-    let Some((w, out)) = clip(w, row_bytes, nb, acts, n_tok, out) else {
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
     // As in `matmul`: the kernel does whole groups, the reference the rest (a shorter tail in
@@ -178,11 +264,11 @@ fn clip<'w, 'o>(
     w: &'w [u8],
     row_bytes: usize,
     nb: usize,
-    acts: &[BlockQ8_1],
+    n_acts: usize,
     n_tok: usize,
     out: &'o mut [f32],
 ) -> Option<(&'w [u8], &'o mut [f32])> {
-    if row_bytes == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+    if row_bytes == 0 || n_tok == 0 || n_acts < nb * n_tok {
         return None;
     }
     let n_rows = (w.len() / row_bytes).min(out.len() / n_tok);
@@ -202,12 +288,140 @@ fn matmul_ref(
     let dot = match ty {
         GgmlType::Q4_0 => q4_0::vec_dot_ref,
         GgmlType::Q4_1 => q4_1::vec_dot_ref,
+        GgmlType::Q5_0 => q5_0::vec_dot_ref,
+        GgmlType::Q5_1 => q5_1::vec_dot_ref,
         GgmlType::Q8_0 => q8_0::vec_dot_ref,
+        GgmlType::IQ4_NL => iq4_nl::vec_dot_ref,
         _ => return,
     };
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
         for (t, v) in o.iter_mut().enumerate() {
             *v = dot(row, &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// [`matmul`] for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) with Q8_K activations
+/// (`n_tok × n_cols/256` blocks).
+pub fn matmul_q8_k(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let nb = n_cols / QK_K;
+    if crate::quant::partner(ty) != Some(Partner::Q8_K) {
+        return;
+    }
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
+        return;
+    };
+    let done = match (isa, ty) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q2_K) => x86_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q3_K) => x86_k::matmul_q3_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q4_K) => x86_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q5_K) => x86_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::Q6_K) => x86_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q2_K) => wasm_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q3_K) => wasm_k::matmul_q3_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q4_K) => wasm_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q5_K) => wasm_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::Q6_K) => wasm_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q2_K) => neon_k::matmul_q2_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q3_K) => neon_k::matmul_q3_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q4_K) => neon_k::matmul_q4_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q5_K) => neon_k::matmul_q5_k(w, nb, acts, n_tok, out),
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q6_K) => neon_k::matmul_q6_k(w, nb, acts, n_tok, out),
+        _ => 0,
+    };
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
+    let dot = match ty {
+        GgmlType::Q2_K => q2_k::vec_dot_ref,
+        GgmlType::Q3_K => q3_k::vec_dot_ref,
+        GgmlType::Q4_K => q4_k::vec_dot_ref,
+        GgmlType::Q5_K => q5_k::vec_dot_ref,
+        _ => q6_k::vec_dot_ref,
+    };
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
+        for (t, v) in o.iter_mut().enumerate() {
+            *v = dot(row, &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+thread_local! {
+    /// One dequantized weight row of [`matmul_float`] (grows to the widest row, then stays).
+    static FLOAT_ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`matmul`] for float weights (F32, F16, BF16) with `f32` activations (`n_tok × n_cols`):
+/// each row is widened to `f32` exactly, then dotted with every token by [`dot_f32`], so every
+/// variant equals the scalar reference ([`crate::quant::f32::dot_ref`]) bit for bit.
+pub fn matmul_float(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    if crate::quant::partner(ty) != Some(Partner::F32) {
+        return;
+    }
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    let Some((w, out)) = clip(w, row_bytes, n_cols, x.len(), n_tok, out) else {
+        return;
+    };
+    FLOAT_ROW.with_borrow_mut(|buf| {
+        if buf.len() < n_cols {
+            buf.resize(n_cols, 0.0);
+        }
+        let row_f = &mut buf[..n_cols];
+        for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
+            widen_row(isa, ty, row, row_f);
+            for (t, v) in o.iter_mut().enumerate() {
+                *v = dot_f32(isa, row_f, &x[t * n_cols..(t + 1) * n_cols]);
+            }
+        }
+    });
+}
+
+/// A row of float weights (F32, F16, BF16) as `f32`, exactly (F16 with F16C on AVX2, four
+/// at a time on simd128).
+fn widen_row(isa: Isa, ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    match (isa, ty) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        (Isa::Avx2, GgmlType::F16) => x86::widen_f16(row, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, GgmlType::F16) => wasm::widen_f16(row, out),
+        _ => {
+            crate::quant::dequantize_row(ty, row, out);
         }
     }
 }

@@ -12,11 +12,11 @@ use core::arch::aarch64::*;
 
 use crate::quant::f16::f16_le_to_f32;
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_0, q4_1, q8_0};
+use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0};
 
 /// `[Σa, Σb, Σc, Σd]` of four i32x4 vectors.
 #[inline(always)]
-fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+pub(super) fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
     // SAFETY: NEON is a baseline feature of every aarch64 target.
     unsafe { vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)) }
 }
@@ -212,4 +212,123 @@ fn scaled_step(
         // SAFETY: NEON is a baseline feature of every aarch64 target.
         unsafe { vaddq_f32(acc, vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum))) }
     }
+}
+
+/// The high bits of a Q5 block (the little-endian word at `b[o..o + 4]`) as bytes `0x10`
+/// (set) or 0: `(elements 0..16, elements 16..32)`.
+#[inline(always)]
+fn high_bits_q5(b: &[u8], o: usize) -> (uint8x16_t, uint8x16_t) {
+    let qh = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    // SAFETY: NEON is a baseline feature of every aarch64 target; the index tables are 16
+    // bytes.
+    unsafe {
+        let v = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+        let idx0: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+        let idx1: [u8; 16] = [2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3];
+        let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+        let sixteen = vdupq_n_u8(0x10);
+        let spread = |idx: &[u8; 16]| {
+            let b = vqtbl1q_u8(v, vld1q_u8(idx.as_ptr()));
+            vandq_u8(vtstq_u8(b, bits), sixteen)
+        };
+        (spread(&idx0), spread(&idx1))
+    }
+}
+
+/// The 5-bit values of a Q5 block with high-bit word at `blk[o..o + 4]` and nibbles at
+/// `blk[o + 4..o + 20]`, in element order (0..=31).
+#[inline(always)]
+fn values_q5(blk: &[u8], o: usize) -> (uint8x16_t, uint8x16_t) {
+    let (h0, h1) = high_bits_q5(blk, o);
+    let q = load_s8(blk, o + 4);
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        let q = vreinterpretq_u8_s8(q);
+        (
+            vorrq_u8(vandq_u8(q, vdupq_n_u8(0x0f)), h0),
+            vorrq_u8(vshrq_n_u8(q, 4), h1),
+        )
+    }
+}
+
+/// The values `q − 16` of one Q5_0 block, in element order.
+#[inline(always)]
+fn values_q5_0(blk: &[u8]) -> (int8x16_t, int8x16_t) {
+    let (lo, hi) = values_q5(blk, 2);
+    // SAFETY: NEON is a baseline feature of every aarch64 target.
+    unsafe {
+        let sixteen = vdupq_n_s8(16);
+        (
+            vsubq_s8(vreinterpretq_s8_u8(lo), sixteen),
+            vsubq_s8(vreinterpretq_s8_u8(hi), sixteen),
+        )
+    }
+}
+
+/// The table values of one IQ4_NL block (nibbles at `blk[2..18]`), in element order.
+#[inline(always)]
+fn values_iq4_nl(blk: &[u8]) -> (int8x16_t, int8x16_t) {
+    let q = load_s8(blk, 2);
+    // SAFETY: NEON is a baseline feature of every aarch64 target; the table has 16 bytes.
+    unsafe {
+        let t = vld1q_s8(iq4_nl::KVALUES.as_ptr());
+        let q = vreinterpretq_u8_s8(q);
+        (
+            vqtbl1q_s8(t, vandq_u8(q, vdupq_n_u8(0x0f))),
+            vqtbl1q_s8(t, vshrq_n_u8(q, 4)),
+        )
+    }
+}
+
+/// Q5_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q5_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    matmul4::<{ q5_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, scaled_step(values_q5_0))
+}
+
+/// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_iq4_nl(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    matmul4::<{ iq4_nl::BLOCK_BYTES }>(w, nb, acts, n_tok, out, scaled_step(values_iq4_nl))
+}
+
+/// Q5_1 rows × Q8_1 activations: 5-bit values (pair sums at most 2 · 31 · 127 in i16), then
+/// `acc = acc + (d · da) · isum + m · sa` per block. Returns the rows done (whole groups);
+/// `simd::matmul` does the rest.
+pub(super) fn matmul_q5_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let step = |rows: &[&[u8]; 4], o: usize, ab: &BlockQ8_1, acc| {
+        let (a0, a1) = (load_act(&ab.qs, 0), load_act(&ab.qs, 16));
+        let dot = |r: &[u8]| {
+            let (lo, hi) = values_q5(&r[o..], 4);
+            // SAFETY: NEON is a baseline feature of every aarch64 target.
+            let (w0, w1) = unsafe { (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)) };
+            dot_s8(w0, w1, a0, a1)
+        };
+        let isum = hsum4(dot(rows[0]), dot(rows[1]), dot(rows[2]), dot(rows[3]));
+        let (d, m) = (half4(rows, o), half4(rows, o + 2));
+        // SAFETY: NEON is a baseline feature of every aarch64 target.
+        unsafe {
+            let x = vmulq_f32(vmulq_n_f32(d, ab.d), vcvtq_f32_s32(isum));
+            vaddq_f32(vaddq_f32(acc, x), vmulq_n_f32(m, ab.s))
+        }
+    };
+    matmul4::<{ q5_1::BLOCK_BYTES }>(w, nb, acts, n_tok, out, step)
 }

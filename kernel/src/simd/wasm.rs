@@ -5,14 +5,17 @@
 //! bytes, partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
 //! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
 //! order. The repacked `Q4_1x8` matmul needs no reduction: each register holds 4 nibble bytes
-//! of 4 rows (see [`matmul_q4_1x8`]). Half floats are widened with an exact integer/multiply
-//! sequence.
+//! of 4 rows (see [`matmul_q4_1x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
+//! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
+//! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
+//! an unsigned weight of at most 6 bits (or 1), so no pair sum can saturate and every lowering
+//! agrees. Half floats are widened with an exact integer/multiply sequence.
 //! Wasm has no prefetch instruction: decoding loops touch the lines a few groups ahead.
 
 use core::arch::wasm32::*;
 
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use crate::quant::{iq4_nl, q4_0, q4_1, q4_1x8, q5_0, q5_1, q8_0, QK};
 
 /// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
 pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
@@ -89,7 +92,7 @@ fn unsafe_free_bytes(v: v128) -> [u8; 16] {
 
 /// Loads the first 16 bytes of `s` (any alignment).
 #[inline(always)]
-fn load16(s: &[u8]) -> v128 {
+pub(super) fn load16(s: &[u8]) -> v128 {
     let s = &s[..16];
     // SAFETY: `s` has 16 readable bytes (checked by the slice above); wasm loads are unaligned.
     unsafe { v128_load(s.as_ptr() as *const v128) }
@@ -103,15 +106,25 @@ fn load16_i8(s: &[i8]) -> v128 {
     unsafe { v128_load(s.as_ptr() as *const v128) }
 }
 
-/// Widens four half floats (low 16 bits of each lane) to `f32` exactly.
+/// Widens four half floats (low 16 bits of each lane) to `f32` exactly. Subnormal halves are
+/// their mantissa times 2^-24 (their bits shifted into place would be a subnormal `f32`, and
+/// multiplying one costs x86 a microcode assist); normal ones their bits shifted into place
+/// times 2^112.
 #[inline(always)]
 fn f16x4_to_f32(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let em = v128_and(h, u32x4_splat(0x7fff));
-    let scaled = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+    let mant = v128_and(h, u32x4_splat(0x03ff));
+    let is_sub = i32x4_eq(v128_and(h, u32x4_splat(0x7c00)), u32x4_splat(0));
+    let normal_bits = v128_andnot(i32x4_shl(em, 13), is_sub);
+    let normal = f32x4_mul(normal_bits, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+    let sub = f32x4_mul(
+        f32x4_convert_i32x4(mant),
+        f32x4_splat(f32::from_bits(0x3380_0000)), // 2^-24
+    );
+    let scaled = v128_bitselect(sub, normal, is_sub);
     let exp_all = u32x4_splat(0x7c00);
     let is_special = i32x4_eq(v128_and(h, exp_all), exp_all);
-    let mant = v128_and(h, u32x4_splat(0x03ff));
     let quiet = v128_and(
         v128_not(i32x4_eq(mant, u32x4_splat(0))),
         u32x4_splat(0x0040_0000),
@@ -123,12 +136,25 @@ fn f16x4_to_f32(h: v128) -> v128 {
     v128_or(v128_bitselect(special, scaled, is_special), sign)
 }
 
-/// Widens the two half floats of each 32-bit lane (`lo` = bits 0..16, `hi` = bits 16..32) to
-/// `f32` exactly: a short sequence when no half is infinite or NaN, else the full one.
+/// Whether any of the 16-bit halves of `g` is infinite, NaN or subnormal (what the short
+/// sequences leave to [`f16x4_to_f32`]).
 #[inline(always)]
-fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
-    let exp_all = u16x8_splat(0x7c00);
-    if v128_any_true(i16x8_eq(v128_and(g, exp_all), exp_all)) {
+fn any_unusual_f16x8(g: v128) -> bool {
+    let exp = v128_and(g, u16x8_splat(0x7c00));
+    let zero = u16x8_splat(0);
+    let special = i16x8_eq(exp, u16x8_splat(0x7c00));
+    let sub = v128_andnot(
+        i16x8_eq(exp, zero),
+        i16x8_eq(v128_and(g, u16x8_splat(0x03ff)), zero),
+    );
+    v128_any_true(v128_or(special, sub))
+}
+
+/// Widens the two half floats of each 32-bit lane (`lo` = bits 0..16, `hi` = bits 16..32) to
+/// `f32` exactly: a short sequence when every half is zero or normal, else the full one.
+#[inline(always)]
+pub(super) fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
+    if any_unusual_f16x8(g) {
         return (
             f16x4_to_f32(v128_and(g, u32x4_splat(0xffff))),
             f16x4_to_f32(u32x4_shr(g, 16)),
@@ -142,9 +168,10 @@ fn f16x8_pairs_to_f32(g: v128) -> (v128, v128) {
     (lo, v128_or(hi, v128_and(g, u32x4_splat(0x8000_0000))))
 }
 
-/// Widens four finite half floats (low 16 bits of each lane; the high bits are ignored) to
-/// `f32` exactly: the exponent and mantissa bits shifted into place, times 2^112, are the value
-/// (subnormals included); the sign is copied over.
+/// Widens four zero or normal half floats (low 16 bits of each lane; the high bits are
+/// ignored) to `f32` exactly: the exponent and mantissa bits shifted into place, times 2^112,
+/// are the value (so would they be for subnormals, but slowly: see [`f16x4_to_f32`]); the sign
+/// is copied over.
 #[inline(always)]
 fn finite_f16x4_to_f32(h: v128) -> v128 {
     let k = f32x4_splat(f32::from_bits(0x7780_0000));
@@ -153,11 +180,10 @@ fn finite_f16x4_to_f32(h: v128) -> v128 {
 }
 
 /// [`f16x4_to_f32`] for lanes whose high 16 bits are zero: the short sequence unless a half is
-/// infinite or NaN.
+/// infinite, NaN or subnormal.
 #[inline(always)]
-fn f16x4_lo_to_f32(h: v128) -> v128 {
-    let exp_all = u32x4_splat(0x7c00);
-    if v128_any_true(i32x4_eq(v128_and(h, exp_all), exp_all)) {
+pub(super) fn f16x4_lo_to_f32(h: v128) -> v128 {
+    if any_unusual_f16x8(h) {
         return f16x4_to_f32(h);
     }
     finite_f16x4_to_f32(h)
@@ -177,7 +203,7 @@ fn word_at(b: &[u8], o: usize) -> u32 {
 /// is within 0..=127 and no pair sum (|s| <= 2 · 15 · 127) can saturate.
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn psum_q4(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
+pub(super) fn psum_q4(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
     i16x8_add(
         i16x8_relaxed_dot_i8x16_i7x16(a0, lo),
         i16x8_relaxed_dot_i8x16_i7x16(a1, hi),
@@ -200,7 +226,7 @@ fn hsum4_i16(a: v128, b: v128, c: v128, d: v128) -> v128 {
 /// halves, which Cranelift lowers to a single `punpck*` on x86 (other patterns cost a
 /// `pshufb` pair).
 #[inline(always)]
-fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+pub(super) fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
     // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d.
     let ab = i32x4_add(
         i32x4_shuffle::<0, 4, 1, 5>(a, b),
@@ -301,12 +327,12 @@ pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut
 }
 
 /// Rows read ahead while decoding (wasm has no prefetch instruction).
-const PF_ROWS: usize = 24;
+pub(super) const PF_ROWS: usize = 24;
 
 /// Loads one byte per 64-byte line of `w[from..from + n]` (clipped), so that those lines are
 /// on their way to the cache before they are needed.
 #[inline(always)]
-fn touch(w: &[u8], from: usize, n: usize) {
+pub(super) fn touch(w: &[u8], from: usize, n: usize) {
     let end = (from + n).min(w.len());
     let mut x = 0u8;
     let mut i = from;
@@ -577,20 +603,16 @@ unsafe fn values_q8_0(q: *const u8) -> (v128, v128) {
     }
 }
 
-/// The 32 values `q − 8` of the Q4_0 block whose nibbles start at `q`, as signed bytes:
+/// The 32 nibbles `q` (before the −8) of the Q4_0 block whose nibbles start at `q`:
 /// `(elements 0..16, elements 16..32)`.
 ///
 /// # Safety
 /// The 16 bytes at `q` must be readable.
 #[inline(always)]
-unsafe fn values_q4_0(q: *const u8) -> (v128, v128) {
+unsafe fn nibbles_q4_0(q: *const u8) -> (v128, v128) {
     // SAFETY: the caller guarantees 16 readable bytes; the load is unaligned.
     let q = unsafe { v128_load(q as *const v128) };
-    let eight = u8x16_splat(8);
-    (
-        i8x16_sub(v128_and(q, u8x16_splat(0x0f)), eight),
-        i8x16_sub(u8x16_shr(q, 4), eight),
-    )
+    (v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4))
 }
 
 /// The exact integer dot products of the blocks at `p + i · rb` (`i` = 0..4, one block of each
@@ -644,12 +666,14 @@ pub(super) fn matmul_q4_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    // SAFETY: `scaled_rows` hands `values_q4_0` the 16 nibble bytes of a block inside `w`.
-    scaled_rows::<{ q4_0::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_q4_0(q) })
+    // SAFETY: `offset_rows` hands `nibbles_q4_0` the 16 nibble bytes of a block inside `w`.
+    offset_rows::<{ q4_0::BLOCK_BYTES }, 8, false>(w, nb, acts, n_tok, out, |q| unsafe {
+        nibbles_q4_0(q)
+    })
 }
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
-/// values (Q8_0, Q4_0), 4 rows at a time. Returns the rows done (whole groups).
+/// values (Q8_0, IQ4_NL), 4 rows at a time. Returns the rows done (whole groups).
 #[inline(always)]
 fn scaled_rows<const BB: usize>(
     w: &[u8],
@@ -662,21 +686,334 @@ fn scaled_rows<const BB: usize>(
     let rb = nb * BB;
     let n_rows = w.len() / rb;
     let full = n_rows / 4 * 4;
+    if n_tok > 1 {
+        scaled_rows_tiled::<BB>(w, nb, acts, n_tok, out, full, values);
+        return full;
+    }
     for r0 in (0..full).step_by(4) {
         touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        let mut acc = f32x4_splat(0.0);
+        for (b, ab) in acts[..nb].iter().enumerate() {
+            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+            // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
+            // block at `b * BB` (b < nb) lies inside each of them.
+            let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
+            let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+            acc = f32x4_add(acc, x);
+        }
+        store_lanes(acc, out, r0, 1, 0);
+    }
+    full
+}
+
+/// [`scaled_rows`] for several tokens: each group's values are unpacked and widened to `i16`
+/// once (4 rows × 4 registers per block, then the scales), and each token's activations are
+/// widened once per block for the 4 rows: the same exact sums, the same `f32` operations.
+#[inline(always)]
+fn scaled_rows_tiled<const BB: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+    values: impl Fn(*const u8) -> (v128, v128) + Copy,
+) {
+    const E: usize = 17;
+    let rb = nb * BB;
+    let mut buf = vec![i32x4_splat(0); nb * E];
+    for r0 in (0..full).step_by(4) {
+        let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        for (b, e) in buf.chunks_exact_mut(E).enumerate() {
+            let blk = |i: usize| p.wrapping_add(i * rb + b * BB);
+            for i in 0..4 {
+                let (w0, w1) = values(blk(i).wrapping_add(2));
+                e[4 * i] = i16x8_extend_low_i8x16(w0);
+                e[4 * i + 1] = i16x8_extend_high_i8x16(w0);
+                e[4 * i + 2] = i16x8_extend_low_i8x16(w1);
+                e[4 * i + 3] = i16x8_extend_high_i8x16(w1);
+            }
+            // SAFETY: a block's first 2 bytes (its scale) lie inside `w`, as above.
+            let half = |i: usize| u32::from(unsafe { (blk(i) as *const u16).read_unaligned() });
+            e[16] = f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3)));
+        }
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);
-            for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
-                // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
-                // block at `b * BB` (b < nb) lies inside each of them.
-                let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
-                let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+                let a = [
+                    i16x8_extend_low_i8x16(a0),
+                    i16x8_extend_high_i8x16(a0),
+                    i16x8_extend_low_i8x16(a1),
+                    i16x8_extend_high_i8x16(a1),
+                ];
+                let dot = |i: usize| {
+                    let lo = i32x4_add(
+                        i32x4_dot_i16x8(e[4 * i], a[0]),
+                        i32x4_dot_i16x8(e[4 * i + 1], a[1]),
+                    );
+                    let hi = i32x4_add(
+                        i32x4_dot_i16x8(e[4 * i + 2], a[2]),
+                        i32x4_dot_i16x8(e[4 * i + 3], a[3]),
+                    );
+                    i32x4_add(lo, hi)
+                };
+                let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+                let x = f32x4_mul(
+                    f32x4_mul(e[16], f32x4_splat(ab.d)),
+                    f32x4_convert_i32x4(isum),
+                );
                 acc = f32x4_add(acc, x);
             }
             store_lanes(acc, out, r0, n_tok, t);
         }
     }
+}
+
+/// The high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0:
+/// `(elements 0..16, elements 16..32)`.
+///
+/// # Safety
+/// The 4 bytes at `p` must be readable.
+#[inline(always)]
+unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    let qh = u32x4_splat(unsafe { (p as *const u32).read_unaligned() });
+    let bit = u64x2_splat(0x8040_2010_0804_0201);
+    let sixteen = u8x16_splat(0x10);
+    let spread = |lo: u8| {
+        let idx = u8x16(
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+            lo + 1,
+        );
+        let b = u8x16_swizzle(qh, idx);
+        v128_and(i8x16_eq(v128_and(b, bit), bit), sixteen)
+    };
+    (spread(0), spread(2))
+}
+
+/// The 32 values `q` (0..=31, before the −16) of the Q5_0 block whose high-bit word starts
+/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`.
+///
+/// # Safety
+/// The 20 bytes at `q` must be readable.
+#[inline(always)]
+unsafe fn values_q5_0(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 20 readable bytes; the load is unaligned.
+    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q)) };
+    (
+        v128_or(v128_and(n, u8x16_splat(0x0f)), h0),
+        v128_or(u8x16_shr(n, 4), h1),
+    )
+}
+
+/// The 32 table values of the IQ4_NL block whose nibbles start at `q`: `(elements 0..16,
+/// elements 16..32)` (`i8x16.swizzle` as the lookup; every index is below 16).
+///
+/// # Safety
+/// The 16 bytes at `q` must be readable.
+#[inline(always)]
+unsafe fn values_iq4_nl(q: *const u8) -> (v128, v128) {
+    // SAFETY: the caller guarantees 16 readable bytes; the table has 16.
+    let (n, t) = unsafe {
+        (
+            v128_load(q as *const v128),
+            v128_load(iq4_nl::KVALUES.as_ptr() as *const v128),
+        )
+    };
+    (
+        u8x16_swizzle(t, v128_and(n, u8x16_splat(0x0f))),
+        u8x16_swizzle(t, u8x16_shr(n, 4)),
+    )
+}
+
+/// Q5_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q5_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `offset_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
+    offset_rows::<{ q5_0::BLOCK_BYTES }, 16, false>(w, nb, acts, n_tok, out, |q| unsafe {
+        values_q5_0(q)
+    })
+}
+
+/// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_iq4_nl(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `scaled_rows` hands `values_iq4_nl` the 16 nibble bytes of a block inside `w`.
+    scaled_rows::<{ iq4_nl::BLOCK_BYTES }>(w, nb, acts, n_tok, out, |q| unsafe { values_iq4_nl(q) })
+}
+
+/// Q5_1 rows × Q8_1 activations, through [`offset_rows`] with no offset and the min. Returns
+/// the rows done (whole groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q5_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: `offset_rows` hands the closure a block's start plus 2; the high-bit word and
+    // nibbles start 2 bytes further (after the min) and end with the block, inside `w`.
+    offset_rows::<{ q5_1::BLOCK_BYTES }, 0, true>(w, nb, acts, n_tok, out, |q| unsafe {
+        values_q5_0(q.wrapping_add(2))
+    })
+}
+
+/// Widens a row of little-endian half floats to `f32`, 8 at a time (one load, zero-extended
+/// to two `u32x4`) with the exact sequence (as `quant::f16::dequantize_row`); the tail by the
+/// reference.
+pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() / 2);
+    let n8 = n - n % 8;
+    for (c, o) in bytes[..2 * n8]
+        .chunks_exact(16)
+        .zip(out.chunks_exact_mut(8))
+    {
+        let h = load16(c);
+        let lo = f16x4_lo_to_f32(u32x4_extend_low_u16x8(h));
+        let hi = f16x4_lo_to_f32(u32x4_extend_high_u16x8(h));
+        // SAFETY: `o` holds 8 `f32`; the stores are unaligned.
+        unsafe {
+            v128_store(o.as_mut_ptr() as *mut v128, lo);
+            v128_store(o.as_mut_ptr().add(4) as *mut v128, hi);
+        }
+    }
+    crate::quant::f16::dequantize_row(&bytes[2 * n8..], &mut out[n8..n]);
+}
+
+/// The matmul of the `BB`-byte block types whose weights are a half-float scale times
+/// `u − OFFSET` with unsigned `u` of at most 31 (Q4_0, Q5_0), or with `MIN` a scale times `u`
+/// plus a half-float min (Q5_1), 4 rows at a time: `Σ u·a` by the relaxed dot (`u` is a valid
+/// 7-bit operand; i16 lanes sum 4 products, at most 4 · 31 · 127), minus `OFFSET · Σ a` (the
+/// activation block's sum), exactly the reference's `Σ (u − OFFSET)·a`; then
+/// `acc + (d·da)·isum [+ m·sa]`. `values` loads `u` from a block's start plus 2. With several
+/// tokens each group's values and scales are unpacked once and reused for every token.
+/// Returns the rows done (whole groups).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn offset_rows<const BB: usize, const OFFSET: i32, const MIN: bool>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    values: impl Fn(*const u8) -> (v128, v128) + Copy,
+) -> usize {
+    let rb = nb * BB;
+    let n_rows = w.len() / rb;
+    let full = n_rows / 4 * 4;
+    // Per block: 8 value vectors (4 rows × 2 halves), then the 4 rows' scales and mins.
+    const E: usize = 10;
+    let mut buf = if n_tok > 1 {
+        vec![i32x4_splat(0); nb * E]
+    } else {
+        Vec::new()
+    };
+    for r0 in (0..full).step_by(4) {
+        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
+        let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
+        // Block b of row r0 + i (the four rows are `rb` bytes apart inside `w`, sliced above,
+        // and the block at `b * BB`, b < nb, lies inside each of them).
+        let blk = |i: usize, b: usize| p.wrapping_add(i * rb + b * BB);
+        let scales = |b: usize| {
+            // SAFETY: a block's first 4 bytes (its scale, and min or more) lie inside `w`, as
+            // above.
+            let word = |i: usize| unsafe { (blk(i, b) as *const u32).read_unaligned() };
+            let words = u32x4(word(0), word(1), word(2), word(3));
+            if MIN {
+                f16x8_pairs_to_f32(words)
+            } else {
+                let d = f16x4_lo_to_f32(v128_and(words, u32x4_splat(0xffff)));
+                (d, f32x4_splat(0.0))
+            }
+        };
+        if n_tok == 1 {
+            let mut acc = f32x4_splat(0.0);
+            for (b, ab) in acts[..nb].iter().enumerate() {
+                let u = |i: usize| values(blk(i, b).wrapping_add(2));
+                let (d, m) = scales(b);
+                acc = offset_step::<OFFSET, MIN>(acc, &[u(0), u(1), u(2), u(3)], d, m, ab);
+            }
+            store_lanes(acc, out, r0, 1, 0);
+            continue;
+        }
+        for (b, e) in buf.chunks_exact_mut(E).enumerate() {
+            for i in 0..4 {
+                (e[2 * i], e[2 * i + 1]) = values(blk(i, b).wrapping_add(2));
+            }
+            (e[8], e[9]) = scales(b);
+        }
+        for t in 0..n_tok {
+            let mut acc = f32x4_splat(0.0);
+            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
+                let u = [(e[0], e[1]), (e[2], e[3]), (e[4], e[5]), (e[6], e[7])];
+                acc = offset_step::<OFFSET, MIN>(acc, &u, e[8], e[9], ab);
+            }
+            store_lanes(acc, out, r0, n_tok, t);
+        }
+    }
     full
+}
+
+/// One block of [`offset_rows`] for 4 rows: values `u` (each row's two halves), scales `d`,
+/// mins `m` (read with `MIN` only).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn offset_step<const OFFSET: i32, const MIN: bool>(
+    acc: v128,
+    u: &[(v128, v128); 4],
+    d: v128,
+    m: v128,
+    ab: &BlockQ8_1,
+) -> v128 {
+    let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+    let dot = |i: usize| i32x4_extadd_pairwise_i16x8(psum_q4(u[i].0, u[i].1, a0, a1));
+    let mut isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+    if OFFSET != 0 {
+        let ones = i8x16_splat(1);
+        let asum = lane_sum(i32x4_extadd_pairwise_i16x8(psum_q4(ones, ones, a0, a1)));
+        isum = i32x4_sub(isum, i32x4_splat(OFFSET * asum));
+    }
+    let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
+    if MIN {
+        f32x4_add(f32x4_add(acc, x), f32x4_mul(m, f32x4_splat(ab.s)))
+    } else {
+        f32x4_add(acc, x)
+    }
+}
+
+/// The sum of the 4 `i32` lanes of `v`.
+#[inline(always)]
+fn lane_sum(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
 }

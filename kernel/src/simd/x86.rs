@@ -12,7 +12,7 @@ use std::arch::x86::*;
 use std::arch::x86_64::*;
 
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{q4_0, q4_1, q4_1x8, q8_0, QK};
+use crate::quant::{iq4_nl, q4_0, q4_1, q4_1x8, q5_0, q5_1, q8_0, QK};
 
 /// True if AVX2 and F16C are available (std caches the detection).
 pub(super) fn has_avx2() -> bool {
@@ -115,6 +115,30 @@ unsafe fn round_f16_avx2(x: &mut [f32]) {
         }
     }
     crate::quant::f16::round_slice(chunks.into_remainder());
+}
+
+/// Widens a row of little-endian half floats to `f32` with F16C, 8 at a time (exact, as
+/// `quant::f16::dequantize_row`); the tail by the reference. Without F16C, the reference.
+pub(super) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    if !has_avx2() {
+        return crate::quant::f16::dequantize_row(bytes, out);
+    }
+    // SAFETY: AVX2 and F16C detected above.
+    unsafe { widen_f16_avx2(bytes, out) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn widen_f16_avx2(bytes: &[u8], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() / 2);
+    let n8 = n - n % 8;
+    for i in (0..n8).step_by(8) {
+        // SAFETY: elements i..i + 8 lie within both `bytes` (16 bytes) and `out`.
+        unsafe {
+            let h = _mm_loadu_si128(bytes.as_ptr().add(2 * i) as *const __m128i);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+    crate::quant::f16::dequantize_row(&bytes[2 * n8..], &mut out[n8..n]);
 }
 
 /// `quant::f32::dot_ref` with one 8-lane register: lane `j` sums the products of elements
@@ -228,7 +252,7 @@ unsafe fn weighted_sum_block(w: &[f32], rows: &[f32], stride: usize, out: &mut [
 }
 
 /// Rows per group of the matmul kernels (one `f32` lane per row in a 256-bit accumulator).
-const R: usize = 8;
+pub(super) const R: usize = 8;
 /// Row groups ahead that the GGUF-layout kernels prefetch (2 decoded faster than 1, 4 and 8).
 const PFD: usize = 2;
 
@@ -265,7 +289,7 @@ unsafe fn isum8_q4(w: &[__m256i; R], a: __m256i) -> __m256i {
 
 /// Sums each of eight 8 × i32 vectors: returns `[Σv0, …, Σv7]`.
 #[inline(always)]
-unsafe fn hsum8(v: &[__m256i; R]) -> __m256i {
+pub(super) unsafe fn hsum8(v: &[__m256i; R]) -> __m256i {
     // SAFETY: register-only AVX2 operations; the caller has AVX2.
     unsafe {
         let ab = _mm256_hadd_epi32(v[0], v[1]);
@@ -353,7 +377,7 @@ fn lanes(v: __m256) -> [f32; R] {
 /// prefetching each row's next line separately (8 streams) instead of the group's bytes in
 /// address order ~12 % slower.
 #[inline(always)]
-unsafe fn prefetch(p: *const u8, n: usize) {
+pub(super) unsafe fn prefetch(p: *const u8, n: usize) {
     let mut off = 0;
     while off < n {
         // SAFETY: prefetch never faults and has no effect on program state.
@@ -607,34 +631,165 @@ unsafe fn dot_s8(w: __m256i, a: __m256i) -> __m256i {
     }
 }
 
-/// A block type whose weights are one half-float scale `d` (the block's first 2 bytes) times
-/// 32 signed integer values: Q8_0 and Q4_0, which share [`scaled_rows8`].
-trait ScaledBlock {
+/// A 32-element block type whose weights are a half-float scale `d` (the block's first 2
+/// bytes) times integer values, plus (with `MIN`) a half-float min `m` (the next 2 bytes):
+/// Q8_0, Q4_0, Q5_0 and IQ4_NL (signed values), Q5_1 (unsigned values and a min), which share
+/// [`block_rows8`].
+trait Block32 {
     /// Bytes per block.
     const BYTES: usize;
-    /// The block's 32 values (stored at `p`, after the scale) as signed bytes in element order.
+    /// Whether the header holds a min after the scale.
+    const MIN: bool;
+    /// Whether several tokens pay for unpacking a row group's values once
+    /// ([`block_rows8_tiled`]; all of them do, Q8_0 through the scales and locality alone).
+    const TILE: bool;
+    /// With a nonzero `OFFSET` the values are unsigned and the weights are `d · (u − OFFSET)`:
+    /// the kernels dot `u` with `maddubs` (no sign operations) and subtract `OFFSET · Σ a`, the
+    /// same exact integer.
+    const OFFSET: i32 = 0;
+    /// The block's 32 values as bytes in element order (signed; unsigned with `MIN` or a
+    /// nonzero `OFFSET`).
     unsafe fn values(p: *const u8) -> __m256i;
+    /// Exact i32 partial sums (8 lanes) of values `v` times the activations `a`.
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_s8(v, a) }
+    }
+    /// Exact i32 partial sums (8 lanes) of the block at `p` times the activations `a`.
+    #[inline(always)]
+    unsafe fn dot(p: *const u8, a: __m256i) -> __m256i {
+        // SAFETY: the caller's contract.
+        unsafe { Self::dot_values(Self::values(p), a) }
+    }
+}
+
+/// Exact i32 partial sums of 32 unsigned values `u` (at most 31) times signed activations
+/// `a`: `maddubs` pair sums reach at most 2 · 31 · 127 = 7874.
+#[inline(always)]
+unsafe fn dot_u8(u: __m256i, a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)) }
+}
+
+/// `isum − offset · Σ a` in every lane, for the 32 activations `a` (exact).
+#[inline(always)]
+unsafe fn minus_offset(isum: __m256i, offset: i32, a: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let s = dot_u8(_mm256_set1_epi8(1), a);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        let off = _mm256_broadcastd_epi32(_mm_mullo_epi32(s, _mm_set1_epi32(offset)));
+        _mm256_sub_epi32(isum, off)
+    }
+}
+
+/// The 32 high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0,
+/// in element order.
+#[inline(always)]
+unsafe fn high_bits_q5(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes at `p` and AVX2.
+    unsafe {
+        let qh = _mm256_set1_epi32((p as *const i32).read_unaligned());
+        // Byte i takes byte i / 8 of the word, then tests bit i % 8.
+        let spread = _mm256_shuffle_epi8(
+            qh,
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
 }
 
 /// Q8_0: the values are the bytes.
 struct Q8_0;
-impl ScaledBlock for Q8_0 {
+impl Block32 for Q8_0 {
     const BYTES: usize = q8_0::BLOCK_BYTES;
+    const MIN: bool = false;
+    const TILE: bool = true;
     #[inline(always)]
     unsafe fn values(p: *const u8) -> __m256i {
-        // SAFETY: the caller guarantees 32 readable bytes at `p` and AVX2.
-        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+        // SAFETY: the caller guarantees the block's 34 readable bytes at `p` and AVX2.
+        unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) }
     }
 }
 
 /// Q4_0: the values are the nibbles minus 8.
 struct Q4_0;
-impl ScaledBlock for Q4_0 {
+impl Block32 for Q4_0 {
     const BYTES: usize = q4_0::BLOCK_BYTES;
+    const MIN: bool = false;
+    const TILE: bool = true;
+    const OFFSET: i32 = 8;
     #[inline(always)]
     unsafe fn values(p: *const u8) -> __m256i {
-        // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
-        unsafe { _mm256_sub_epi8(unpack_q4(p), _mm256_set1_epi8(8)) }
+        // SAFETY: the caller guarantees the block's 18 readable bytes at `p` and AVX2.
+        unsafe { unpack_q4(p.add(2)) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_u8(v, a) }
+    }
+}
+
+/// Q5_0: the values are the nibbles with their high bits, minus 16.
+struct Q5_0;
+impl Block32 for Q5_0 {
+    const BYTES: usize = q5_0::BLOCK_BYTES;
+    const MIN: bool = false;
+    const TILE: bool = true;
+    const OFFSET: i32 = 16;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees the block's 22 readable bytes at `p` and AVX2.
+        unsafe { _mm256_or_si256(unpack_q4(p.add(6)), high_bits_q5(p.add(2))) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_u8(v, a) }
+    }
+}
+
+/// IQ4_NL: the values are the table entries the nibbles select (`pshufb` as the lookup).
+struct Iq4Nl;
+impl Block32 for Iq4Nl {
+    const BYTES: usize = iq4_nl::BLOCK_BYTES;
+    const MIN: bool = false;
+    const TILE: bool = true;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees the block's 18 readable bytes at `p` and AVX2; the
+        // table is 16 bytes.
+        unsafe {
+            let t = _mm_loadu_si128(iq4_nl::KVALUES.as_ptr() as *const __m128i);
+            _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(t), unpack_q4(p.add(2)))
+        }
+    }
+}
+
+/// Q5_1: unsigned 5-bit values (0..=31) and a min; `maddubs` pair sums reach at most
+/// 2 · 31 · 127 = 7874.
+struct Q5_1;
+impl Block32 for Q5_1 {
+    const BYTES: usize = q5_1::BLOCK_BYTES;
+    const MIN: bool = true;
+    const TILE: bool = true;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees the block's 24 readable bytes at `p` and AVX2.
+        unsafe { _mm256_or_si256(unpack_q4(p.add(8)), high_bits_q5(p.add(4))) }
+    }
+    #[inline(always)]
+    unsafe fn dot_values(v: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 operations; the caller has AVX2.
+        unsafe { dot_u8(v, a) }
     }
 }
 
@@ -647,7 +802,7 @@ pub(super) fn matmul_q8_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    scaled_rows::<Q8_0>(w, nb, acts, n_tok, out)
+    block_rows::<Q8_0>(w, nb, acts, n_tok, out)
 }
 
 /// Q4_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
@@ -659,10 +814,46 @@ pub(super) fn matmul_q4_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    scaled_rows::<Q4_0>(w, nb, acts, n_tok, out)
+    block_rows::<Q4_0>(w, nb, acts, n_tok, out)
 }
 
-fn scaled_rows<B: ScaledBlock>(
+/// Q5_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_q5_0(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    block_rows::<Q5_0>(w, nb, acts, n_tok, out)
+}
+
+/// Q5_1 rows × Q8_1 activations. Returns the rows done (whole groups); `simd::matmul` does
+/// the rest.
+pub(super) fn matmul_q5_1(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    block_rows::<Q5_1>(w, nb, acts, n_tok, out)
+}
+
+/// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
+/// groups); `simd::matmul` does the rest.
+pub(super) fn matmul_iq4_nl(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    block_rows::<Iq4Nl>(w, nb, acts, n_tok, out)
+}
+
+fn block_rows<B: Block32>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -675,13 +866,85 @@ fn scaled_rows<B: ScaledBlock>(
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok && out.len() >= n_rows * n_tok) {
         return 0;
     }
-    // SAFETY: AVX2/F16C detected; lengths checked above.
-    unsafe { scaled_rows8::<B>(w, nb, acts, n_tok, out, full) }
+    if B::TILE && n_tok > 1 {
+        // SAFETY: AVX2/F16C detected; lengths checked above; the buffers hold nb blocks.
+        unsafe {
+            let mut values = vec![_mm256_setzero_si256(); nb * R];
+            let mut dm = vec![_mm256_setzero_ps(); nb * 2];
+            block_rows8_tiled::<B>(w, nb, acts, n_tok, out, full, &mut values, &mut dm)
+        }
+    } else {
+        // SAFETY: AVX2/F16C detected; lengths checked above.
+        unsafe { block_rows8::<B>(w, nb, acts, n_tok, out, full) }
+    }
     full
 }
 
+/// [`block_rows8`] for several tokens: each group's values and scales are unpacked once into
+/// `values` / `dm` (`nb · 8` and `nb · 2` entries), then dotted with every token; the same
+/// operations per (row, token), so the same bits.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn scaled_rows8<B: ScaledBlock>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_rows8_tiled<B: Block32>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+    values: &mut [__m256i],
+    dm: &mut [__m256],
+) {
+    let rb = nb * B::BYTES;
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: rows r0..r0+8 lie inside `w`; each block offset + BYTES <= rb; `values` and
+        // `dm` hold nb blocks' entries; prefetch addresses need not be valid.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            prefetch(p.wrapping_add(R * rb), R * rb);
+            for b in 0..nb {
+                let pb = p.add(b * B::BYTES);
+                for i in 0..R {
+                    values[b * R + i] = B::values(pb.add(i * rb));
+                }
+                let words = words8(pb, rb);
+                (dm[2 * b], dm[2 * b + 1]) = if B::MIN {
+                    dm8(words)
+                } else {
+                    (d8(words), _mm256_setzero_ps())
+                };
+            }
+            for t in 0..n_tok {
+                let a = &acts[t * nb..(t + 1) * nb];
+                let mut acc = _mm256_setzero_ps();
+                for (b, ab) in a.iter().enumerate() {
+                    let av = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+                    let v: [__m256i; R] =
+                        core::array::from_fn(|i| B::dot_values(values[b * R + i], av));
+                    let mut isum = hsum8(&v);
+                    if B::OFFSET != 0 {
+                        isum = minus_offset(isum, B::OFFSET, av);
+                    }
+                    let x = _mm256_mul_ps(
+                        _mm256_mul_ps(dm[2 * b], _mm256_set1_ps(ab.d)),
+                        _mm256_cvtepi32_ps(isum),
+                    );
+                    acc = _mm256_add_ps(acc, x);
+                    if B::MIN {
+                        acc =
+                            _mm256_add_ps(acc, _mm256_mul_ps(dm[2 * b + 1], _mm256_set1_ps(ab.s)));
+                    }
+                }
+                store8(lanes(acc), out, r0, n_tok, t);
+            }
+        }
+    }
+}
+
+/// 8 rows at a time: per block the 8 rows' exact i32 sums (`B::dot`, then [`hsum8`]), then
+/// `acc = acc + (d · da) · isum [+ m · sa]` with one lane per row, the reference's order.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn block_rows8<B: Block32>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -705,23 +968,25 @@ unsafe fn scaled_rows8<B: ScaledBlock>(
                         p.wrapping_add(PFD * R * rb + b * R * B::BYTES),
                         R * B::BYTES,
                     );
-                    let v = [
-                        dot_s8(B::values(pb.add(2)), av),
-                        dot_s8(B::values(pb.add(rb + 2)), av),
-                        dot_s8(B::values(pb.add(2 * rb + 2)), av),
-                        dot_s8(B::values(pb.add(3 * rb + 2)), av),
-                        dot_s8(B::values(pb.add(4 * rb + 2)), av),
-                        dot_s8(B::values(pb.add(5 * rb + 2)), av),
-                        dot_s8(B::values(pb.add(6 * rb + 2)), av),
-                        dot_s8(B::values(pb.add(7 * rb + 2)), av),
-                    ];
-                    let isum = hsum8(&v);
-                    let d = d8(words8(pb, rb));
+                    let v: [__m256i; R] = core::array::from_fn(|i| B::dot(pb.add(i * rb), av));
+                    let mut isum = hsum8(&v);
+                    if B::OFFSET != 0 {
+                        isum = minus_offset(isum, B::OFFSET, av);
+                    }
+                    let words = words8(pb, rb);
+                    let (d, m) = if B::MIN {
+                        dm8(words)
+                    } else {
+                        (d8(words), _mm256_setzero_ps())
+                    };
                     let x = _mm256_mul_ps(
                         _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
                         _mm256_cvtepi32_ps(isum),
                     );
                     acc = _mm256_add_ps(acc, x);
+                    if B::MIN {
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+                    }
                 }
                 store8(lanes(acc), out, r0, n_tok, t);
             }

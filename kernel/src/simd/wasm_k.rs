@@ -1,0 +1,492 @@
+//! WebAssembly simd128 kernels of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+//! activations.
+//!
+//! As `x86_k.rs`: one weight row at a time, each 256-block decoded once (values to bytes,
+//! scales to lanes) and dotted with every token's block. The values are unsigned and at most
+//! 63, so `i16x8.relaxed_dot_i8x16_i7x16_s` sees them as its 7-bit operand and every lowering
+//! gives the same exact pair sums (at most 2 · 63 · 127); sub-block sums widen to `i32`, are
+//! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
+//! `f32` in block order with the reference's operations.
+
+use core::arch::wasm32::*;
+
+use super::wasm::{psum_q4, touch};
+use crate::quant::q8_k::BlockQ8_K;
+use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
+
+/// Sum of the 4 `i32` lanes of `v`.
+#[inline(always)]
+fn hsum_i32(v: v128) -> i32 {
+    let s = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+    let s = i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s));
+    i32x4_extract_lane::<0>(s)
+}
+
+/// The 16 bytes at `p`.
+///
+/// # Safety
+/// The 16 bytes at `p` must be readable.
+#[inline(always)]
+unsafe fn load(p: *const u8) -> v128 {
+    // SAFETY: the caller guarantees 16 readable bytes; wasm loads are unaligned.
+    unsafe { v128_load(p as *const v128) }
+}
+
+/// A decoded Q4_K/Q5_K block: sub-block `j`'s values as two registers (`q[2j]`, `q[2j + 1]`),
+/// its scale, the mins as `i16` pairs `[m0 m0 m1 m1 …]` (two registers), `d` and `dmin`.
+struct DecodedQ45 {
+    q: [v128; 16],
+    sc: [i32; 8],
+    m16: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+/// The two half floats at `p[o..o + 4]` as `f32` (exact).
+#[inline(always)]
+fn halves2(p: &[u8], o: usize) -> (f32, f32) {
+    (half(p, o), half(p, o + 2))
+}
+
+/// The half float at `p[o..o + 2]` as `f32` (exact), with integer operations: a subnormal
+/// half through the vector sequence's `2^112` multiply would be a subnormal `f32` operand,
+/// which costs x86 a microcode assist per block (K-quant super-block scales are often that
+/// small).
+#[inline(always)]
+fn half(p: &[u8], o: usize) -> f32 {
+    let h = u16::from_le_bytes([p[o], p[o + 1]]);
+    let sign = u32::from(h & 0x8000) << 16;
+    match h & 0x7c00 {
+        // Zero or subnormal: the mantissa times 2^-24 is exact and a normal f32.
+        0 => {
+            let m = f32::from(h & 0x3ff) * f32::from_bits(0x3380_0000);
+            f32::from_bits(m.to_bits() | sign)
+        }
+        // Infinity or NaN: the reference conversion.
+        0x7c00 => crate::quant::f16::f16_bits_to_f32(h),
+        _ => f32::from_bits(sign | ((u32::from(h & 0x7fff) << 13) + (112 << 23))),
+    }
+}
+
+/// The decoded Q4_K/Q5_K block `p` with values `q`: its scales and mins (unpacked with word
+/// operations, as `q4_k::scale_min` reads them) and half floats.
+#[inline(always)]
+fn decode_header(p: &[u8], q: [v128; 16]) -> DecodedQ45 {
+    let word =
+        |i: usize| u32::from_le_bytes([p[4 + 4 * i], p[5 + 4 * i], p[6 + 4 * i], p[7 + 4 * i]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc_w = [w0 & low6, (w2 & low4) | (((w0 >> 6) & top2) << 4)];
+    let m_w = [w1 & low6, ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4)];
+    let byte = |w: &[u32; 2], j: usize| (w[j / 4] >> (8 * (j % 4))) & 0xff;
+    let sc: [i32; 8] = core::array::from_fn(|j| byte(&sc_w, j) as i32);
+    let m = |j: usize| byte(&m_w, j) as i16;
+    let pair = |k: usize| {
+        i16x8(
+            m(k),
+            m(k),
+            m(k + 1),
+            m(k + 1),
+            m(k + 2),
+            m(k + 2),
+            m(k + 3),
+            m(k + 3),
+        )
+    };
+    let (d, dmin) = halves2(p, 0);
+    DecodedQ45 {
+        q,
+        sc,
+        m16: [pair(0), pair(4)],
+        d,
+        dmin,
+    }
+}
+
+/// `acc` plus the Q4_K/Q5_K dot product of a decoded block with `a`, as the reference:
+/// `acc + (d·da)·Σ_j sc_j·Σ q·a − (dmin·da)·Σ_j m_j·(bsum_2j + bsum_2j+1)`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_q45(dq: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for j in 0..8 {
+        // SAFETY: sub-block j's 32 activation bytes lie in `a.qs`.
+        let (a0, a1) = unsafe { (load(qa.add(32 * j)), load(qa.add(32 * j + 16))) };
+        let p = i32x4_extadd_pairwise_i16x8(psum_q4(dq.q[2 * j], dq.q[2 * j + 1], a0, a1));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[j])));
+    }
+    let isum = hsum_i32(s);
+    let bs = a.bsums.as_ptr() as *const u8;
+    // SAFETY: the 16 sums are 32 bytes.
+    let (b0, b1) = unsafe { (load(bs), load(bs.add(16))) };
+    let imin = hsum_i32(i32x4_add(
+        i32x4_dot_i16x8(b0, dq.m16[0]),
+        i32x4_dot_i16x8(b1, dq.m16[1]),
+    ));
+    acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+}
+
+/// Decodes a Q4_K block (`p`: its 144 bytes).
+#[inline(always)]
+fn decode_q4_k(p: &[u8]) -> DecodedQ45 {
+    let p = &p[..q4_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let mut q = [i32x4_splat(0); 16];
+    for c in 0..4 {
+        for h in 0..2 {
+            // SAFETY: bytes 16 + 32c + 16h .. + 16 lie in the block.
+            let b = unsafe { load(p.as_ptr().add(16 + 32 * c + 16 * h)) };
+            q[4 * c + h] = v128_and(b, mask);
+            q[4 * c + 2 + h] = u8x16_shr(b, 4);
+        }
+    }
+    decode_header(p, q)
+}
+
+/// Decodes a Q5_K block (`p`: its 176 bytes).
+#[inline(always)]
+fn decode_q5_k(p: &[u8]) -> DecodedQ45 {
+    let p = &p[..q5_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let sixteen = u8x16_splat(0x10);
+    // SAFETY: the high bits are bytes 16..48 of the block.
+    let qh = unsafe { [load(p.as_ptr().add(16)), load(p.as_ptr().add(32))] };
+    let high = |j: usize, h: usize| {
+        let bit = u8x16_splat(1 << j);
+        v128_and(i8x16_eq(v128_and(qh[h], bit), bit), sixteen)
+    };
+    let mut q = [i32x4_splat(0); 16];
+    for c in 0..4 {
+        for h in 0..2 {
+            // SAFETY: bytes 48 + 32c + 16h .. + 16 lie in the block.
+            let b = unsafe { load(p.as_ptr().add(48 + 32 * c + 16 * h)) };
+            q[4 * c + h] = v128_or(v128_and(b, mask), high(2 * c, h));
+            q[4 * c + 2 + h] = v128_or(u8x16_shr(b, 4), high(2 * c + 1, h));
+        }
+    }
+    decode_header(p, q)
+}
+
+/// A decoded Q6_K or Q3_K block: sub-block `i`'s 16 values `u = q + OFFSET` (unsigned, at
+/// most 63) in `q[i]`, the scales as `i32` and as `i16` (two registers), `d`.
+struct DecodedS16 {
+    q: [v128; 16],
+    sc: [i32; 16],
+    sc16: [v128; 2],
+    d: f32,
+}
+
+/// Decodes a Q6_K block (`p`: its 210 bytes).
+#[inline(always)]
+fn decode_q6_k(p: &[u8]) -> DecodedS16 {
+    let p = &p[..q6_k::BLOCK_BYTES];
+    let mask = u8x16_splat(0x0f);
+    let top = u8x16_splat(0x30);
+    let mut q = [i32x4_splat(0); 16];
+    for h in 0..2 {
+        for k in 0..2 {
+            // SAFETY: all offsets lie in the block's ql (0..128) and qh (128..192).
+            let (ql0, ql1, qh) = unsafe {
+                let b = p.as_ptr();
+                (
+                    load(b.add(64 * h + 16 * k)),
+                    load(b.add(64 * h + 32 + 16 * k)),
+                    load(b.add(128 + 32 * h + 16 * k)),
+                )
+            };
+            // Elements 128h + 32c + 16k .. + 16 are sub-block 8h + 2c + k.
+            let sb = |c: usize| 8 * h + 2 * c + k;
+            // 16-bit shifts: the bits crossing from the neighbouring byte are masked off.
+            q[sb(0)] = v128_or(v128_and(ql0, mask), v128_and(i16x8_shl(qh, 4), top));
+            q[sb(1)] = v128_or(v128_and(ql1, mask), v128_and(i16x8_shl(qh, 2), top));
+            q[sb(2)] = v128_or(v128_and(u16x8_shr(ql0, 4), mask), v128_and(qh, top));
+            q[sb(3)] = v128_or(
+                v128_and(u16x8_shr(ql1, 4), mask),
+                v128_and(u16x8_shr(qh, 2), top),
+            );
+        }
+    }
+    let sc: [i32; 16] = core::array::from_fn(|i| i32::from(p[192 + i] as i8));
+    s16_block(q, sc, half(p, 208))
+}
+
+/// A [`DecodedS16`] of values `q`, scales `sc` and `d`.
+#[inline(always)]
+fn s16_block(q: [v128; 16], sc: [i32; 16], d: f32) -> DecodedS16 {
+    let s16 = |o: usize| {
+        i16x8(
+            sc[o] as i16,
+            sc[o + 1] as i16,
+            sc[o + 2] as i16,
+            sc[o + 3] as i16,
+            sc[o + 4] as i16,
+            sc[o + 5] as i16,
+            sc[o + 6] as i16,
+            sc[o + 7] as i16,
+        )
+    };
+    DecodedS16 {
+        q,
+        sc,
+        sc16: [s16(0), s16(8)],
+        d,
+    }
+}
+
+/// The 2-bit fields of a Q2_K/Q3_K `qs` (64 bytes at `qs`) as 16 sub-blocks of 16 bytes:
+/// element `128h + 32k + l` is bits `2k..2k+2` of byte `32h + l`.
+#[inline(always)]
+fn two_bit_sub_blocks(qs: &[u8]) -> [v128; 16] {
+    let qs = &qs[..64];
+    let three = u8x16_splat(3);
+    let mut q = [i32x4_splat(0); 16];
+    for h in 0..2 {
+        for j in 0..2 {
+            // SAFETY: bytes 32h + 16j .. + 16 lie in `qs`.
+            let b = unsafe { load(qs.as_ptr().add(32 * h + 16 * j)) };
+            for k in 0..4 {
+                q[8 * h + 2 * k + j] = v128_and(u8x16_shr(b, 2 * k as u32), three);
+            }
+        }
+    }
+    q
+}
+
+/// The 16 scales of a Q3_K block (its 12 packed bytes `s`), unpacked with word operations as
+/// `q3_k::scales` reads them.
+#[inline(always)]
+fn scales_q3(s: &[u8]) -> [i32; 16] {
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, t) = (word(0), word(1), word(2));
+    let (low4, top2) = (0x0f0f_0f0f, 0x0303_0303);
+    let w = [
+        (a0 & low4) | ((t & top2) << 4),
+        (a1 & low4) | (((t >> 2) & top2) << 4),
+        ((a0 >> 4) & low4) | (((t >> 4) & top2) << 4),
+        ((a1 >> 4) & low4) | (((t >> 6) & top2) << 4),
+    ];
+    core::array::from_fn(|i| ((w[i / 4] >> (8 * (i % 4))) & 0xff) as i32 - 32)
+}
+
+/// Decodes a Q3_K block (`p`: its 110 bytes): `u = q + 4`, the low 2 bits plus 4 where the
+/// high bit is set.
+#[inline(always)]
+fn decode_q3_k(p: &[u8]) -> DecodedS16 {
+    let p = &p[..q3_k::BLOCK_BYTES];
+    let mut q = two_bit_sub_blocks(&p[32..96]);
+    // SAFETY: the high bits are bytes 0..32 of the block.
+    let hm = unsafe { [load(p.as_ptr()), load(p.as_ptr().add(16))] };
+    let four = u8x16_splat(4);
+    for (i, qi) in q.iter_mut().enumerate() {
+        // Sub-block i: elements 16i.., bit i / 2 of bytes 16 (i % 2)..
+        let bit = u8x16_splat(1 << (i / 2));
+        let set = i8x16_eq(v128_and(hm[i % 2], bit), bit);
+        *qi = v128_or(*qi, v128_and(set, four));
+    }
+    let sc = scales_q3(&p[96..108]);
+    s16_block(q, sc, half(p, 108))
+}
+
+/// A decoded Q2_K block: sub-block `i`'s 16 values in `q[i]`, the scales, the mins as `i16`
+/// (two registers), `d` and `dmin`.
+struct DecodedQ2 {
+    q: [v128; 16],
+    sc: [i32; 16],
+    m16: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+/// Decodes a Q2_K block (`p`: its 84 bytes).
+#[inline(always)]
+fn decode_q2_k(p: &[u8]) -> DecodedQ2 {
+    let p = &p[..q2_k::BLOCK_BYTES];
+    let m = |o: usize| {
+        let v = |i: usize| i16::from(p[o + i] >> 4);
+        i16x8(v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7))
+    };
+    DecodedQ2 {
+        q: two_bit_sub_blocks(&p[16..80]),
+        sc: core::array::from_fn(|i| i32::from(p[i] & 15)),
+        m16: [m(0), m(8)],
+        d: half(p, 80),
+        dmin: half(p, 82),
+    }
+}
+
+/// `Σ_i sc_i · Σ u·a` over the 16 sub-blocks of 16 (`u` at most 63: the relaxed dot's 7-bit
+/// operand), as `i32x4` partials.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn scaled_sums16(q: &[v128; 16], sc: &[i32; 16], a: &BlockQ8_K) -> v128 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for i in 0..16 {
+        // SAFETY: sub-block i's 16 activation bytes lie in `a.qs`.
+        let ai = unsafe { load(qa.add(16 * i)) };
+        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, q[i]));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(sc[i])));
+    }
+    s
+}
+
+/// The 16 activation sums of `a` dotted with 16 `i16` lanes `w` (two registers), as `i32x4`
+/// partials.
+#[inline(always)]
+fn bsums_dot(a: &BlockQ8_K, w: &[v128; 2]) -> v128 {
+    let bs = a.bsums.as_ptr() as *const u8;
+    // SAFETY: the 16 sums are 32 bytes.
+    let (b0, b1) = unsafe { (load(bs), load(bs.add(16))) };
+    i32x4_add(i32x4_dot_i16x8(b0, w[0]), i32x4_dot_i16x8(b1, w[1]))
+}
+
+/// `acc` plus the Q2_K dot product of a decoded block with `a`, as the reference:
+/// `acc + (d·da)·Σ_i sc_i·Σ q·a − (dmin·da)·Σ_i m_i·bsum_i`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_q2(dq: &DecodedQ2, a: &BlockQ8_K, acc: f32) -> f32 {
+    let isum = hsum_i32(scaled_sums16(&dq.q, &dq.sc, a));
+    let imin = hsum_i32(bsums_dot(a, &dq.m16));
+    acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+}
+
+/// `acc` plus the Q6_K/Q3_K dot product of a decoded block with `a`:
+/// `Σ_i sc_i·Σ u·a − offset·Σ_i sc_i·bsum_i` (exactly `Σ_i sc_i·Σ q·a`; `offset` is 32 for
+/// Q6_K, 4 for Q3_K), then `acc + (d·da)·isum`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn accumulate_s16(dq: &DecodedS16, a: &BlockQ8_K, acc: f32, offset: i32) -> f32 {
+    let qa = a.qs.as_ptr() as *const u8;
+    let mut s = i32x4_splat(0);
+    for i in 0..16 {
+        // SAFETY: sub-block i's 16 activation bytes lie in `a.qs`.
+        let ai = unsafe { load(qa.add(16 * i)) };
+        let p = i32x4_extadd_pairwise_i16x8(i16x8_relaxed_dot_i8x16_i7x16(ai, dq.q[i]));
+        s = i32x4_add(s, i32x4_mul(p, i32x4_splat(dq.sc[i])));
+    }
+    let off = i32x4_mul(bsums_dot(a, &dq.sc16), i32x4_splat(offset));
+    let isum = hsum_i32(i32x4_sub(s, off));
+    acc + (dq.d * a.d) * isum as f32
+}
+
+/// Q4_K rows × Q8_K activations (`nb` blocks per row); layout as `simd::matmul`. Returns the
+/// rows done (all of them).
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q4_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q4_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q4_k,
+        |d, a, acc| accumulate_q45(d, a, acc),
+    )
+}
+
+/// Q5_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q5_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q5_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q5_k,
+        |d, a, acc| accumulate_q45(d, a, acc),
+    )
+}
+
+/// Q6_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q6_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows(
+        w,
+        q6_k::BLOCK_BYTES,
+        nb,
+        acts,
+        n_tok,
+        out,
+        decode_q6_k,
+        |d, a, acc| accumulate_s16(d, a, acc, 32),
+    )
+}
+
+/// Q3_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q3_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let acc = |d: &DecodedS16, a: &BlockQ8_K, acc| accumulate_s16(d, a, acc, 4);
+    k_rows(w, q3_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q3_k, acc)
+}
+
+/// Q2_K rows × Q8_K activations; as [`matmul_q4_k`].
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn matmul_q2_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let acc = |d: &DecodedQ2, a: &BlockQ8_K, acc| accumulate_q2(d, a, acc);
+    k_rows(w, q2_k::BLOCK_BYTES, nb, acts, n_tok, out, decode_q2_k, acc)
+}
+
+/// The shared loop: every row, every block decoded once, then each token's accumulator.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn k_rows<D>(
+    w: &[u8],
+    bb: usize,
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    decode: impl Fn(&[u8]) -> D,
+    accumulate: impl Fn(&D, &BlockQ8_K, f32) -> f32,
+) -> usize {
+    let rb = nb * bb;
+    if nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return 0;
+    }
+    let n_rows = (w.len() / rb).min(out.len() / n_tok);
+    for (r, o) in out.chunks_exact_mut(n_tok).take(n_rows).enumerate() {
+        touch(w, (r + 4) * rb, rb);
+        o.fill(0.0);
+        for b in 0..nb {
+            let dec = decode(&w[r * rb + b * bb..][..bb]);
+            for (t, acc) in o.iter_mut().enumerate() {
+                *acc = accumulate(&dec, &acts[t * nb + b], *acc);
+            }
+        }
+    }
+    n_rows
+}

@@ -1,0 +1,529 @@
+//! x86-64 AVX2 (+F16C) kernels of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+//! activations.
+//!
+//! One weight row at a time: each 256-block is decoded once (values to bytes in registers,
+//! scales to `i32` lanes, half floats to `f32`) and dotted with every token's block. The
+//! integer sums are exact (`maddubs` pair sums, widened to `i32`, reduced per sub-block, times
+//! the sub-block scales, summed), so only their order differs from the reference, which an
+//! exact sum does not see; each (row, token) then adds its blocks in `f32` in block order with
+//! the reference's operations.
+
+#[cfg(target_arch = "x86")]
+use std::arch::x86::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::x86::{has_avx2, hsum8, prefetch, R};
+use crate::quant::q8_k::BlockQ8_K;
+use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
+
+/// Bytes ahead of the current block that the kernels prefetch.
+const AHEAD: usize = 1024;
+
+/// A K-quant block type: decoded once per row and block, then dotted with each token.
+trait KBlock {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// The decoded block.
+    type Decoded;
+    /// Decodes the block at `p`.
+    unsafe fn decode(p: *const u8) -> Self::Decoded;
+    /// `acc` plus this block's dot product with `a`, in the reference's `f32` operations.
+    unsafe fn accumulate(d: &Self::Decoded, a: &BlockQ8_K, acc: f32) -> f32;
+}
+
+/// Sum of the 8 `i32` lanes of `v` (exact; wrapping cannot happen within the kernels' bounds).
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)))
+    }
+}
+
+/// The two half floats at `p` (`[d, dmin]` or `[d, _]`) as `f32`, with F16C (exact).
+#[inline(always)]
+unsafe fn halves2(p: *const u8) -> (f32, f32) {
+    // SAFETY: the caller guarantees 4 readable bytes at `p` and F16C.
+    unsafe {
+        let h = _mm_cvtsi32_si128((p as *const i32).read_unaligned());
+        let f = _mm_cvtph_ps(h);
+        (_mm_cvtss_f32(f), _mm_cvtss_f32(_mm_shuffle_ps(f, f, 1)))
+    }
+}
+
+/// `value` in the bytes of `x` whose bit `j` is set, 0 elsewhere. (Helpers like this one
+/// instead of closures: a closure is a function of its own without the caller's AVX2, and
+/// its intrinsics were calls.)
+#[inline(always)]
+unsafe fn bit_as(x: __m256i, j: usize, value: __m256i) -> __m256i {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let bit = _mm256_set1_epi8((1u8 << j) as i8);
+        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, bit), bit), value)
+    }
+}
+
+/// The 32 bytes at `p`.
+#[inline(always)]
+unsafe fn load32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes at `p` and AVX.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`) as `i32` lanes, in
+/// sub-block order (as `q4_k::scale_min` reads them).
+#[inline(always)]
+unsafe fn scales_mins(p: *const u8) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees 12 readable bytes at `p` and AVX2.
+    unsafe {
+        let word = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+        let (w0, w1, w2) = (word(0), word(1), word(2));
+        let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+        let sc_lo = w0 & low6;
+        let m_lo = w1 & low6;
+        let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+        let m_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+        let bytes = _mm_setr_epi32(sc_lo as i32, sc_hi as i32, m_lo as i32, m_hi as i32);
+        (
+            _mm256_cvtepu8_epi32(bytes),
+            _mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)),
+        )
+    }
+}
+
+/// A decoded Q4_K or Q5_K block: sub-block `j`'s 32 values as bytes, scales and mins as `i32`
+/// lanes, `d` and `dmin`.
+struct DecodedQ45 {
+    q: [__m256i; 8],
+    sc: __m256i,
+    m: __m256i,
+    d: f32,
+    dmin: f32,
+}
+
+/// The Q4_K/Q5_K dot product of a decoded block: `Σ_j sc_j · Σ q·a` from the 8 sub-blocks'
+/// `i32` sums ([`hsum8`]) times the scale lanes; `Σ_j m_j · (bsum_2j + bsum_2j+1)` from the
+/// pairwise-added sums times the min lanes. Each sub-block sum is at most 32 · 31 · 127.
+#[inline(always)]
+unsafe fn accumulate_q45(dq: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
+    // SAFETY: `a` holds 256 value bytes and 16 sums; register-only AVX2 otherwise.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let qa = a.qs.as_ptr() as *const u8;
+        let mut v = [_mm256_setzero_si256(); R];
+        for (j, vj) in v.iter_mut().enumerate() {
+            *vj = _mm256_madd_epi16(_mm256_maddubs_epi16(dq.q[j], load32(qa.add(32 * j))), ones);
+        }
+        let isum = hsum_i32(_mm256_mullo_epi32(hsum8(&v), dq.sc));
+        let bsums = _mm256_madd_epi16(load32(a.bsums.as_ptr() as *const u8), ones);
+        let imin = hsum_i32(_mm256_mullo_epi32(bsums, dq.m));
+        acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+    }
+}
+
+/// Q4_K: nibbles of `qs` (bytes 16..144).
+struct Q4K;
+impl KBlock for Q4K {
+    const BYTES: usize = q4_k::BLOCK_BYTES;
+    type Decoded = DecodedQ45;
+    #[inline(always)]
+    unsafe fn decode(p: *const u8) -> DecodedQ45 {
+        // SAFETY: the caller guarantees the block's 144 bytes at `p`, AVX2 and F16C.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for c in 0..4 {
+                let b = load32(p.add(16 + 32 * c));
+                q[2 * c] = _mm256_and_si256(b, mask);
+                q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), mask);
+            }
+            let (sc, m) = scales_mins(p.add(4));
+            let (d, dmin) = halves2(p);
+            DecodedQ45 { q, sc, m, d, dmin }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate(d: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
+        // SAFETY: as `accumulate_q45`.
+        unsafe { accumulate_q45(d, a, acc) }
+    }
+}
+
+/// Q5_K: Q4_K's nibbles (bytes 48..176) with bit `j` of each `qh` byte (bytes 16..48) as bit
+/// 4 of sub-block `j`.
+struct Q5K;
+impl KBlock for Q5K {
+    const BYTES: usize = q5_k::BLOCK_BYTES;
+    type Decoded = DecodedQ45;
+    #[inline(always)]
+    unsafe fn decode(p: *const u8) -> DecodedQ45 {
+        // SAFETY: the caller guarantees the block's 176 bytes at `p`, AVX2 and F16C.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let sixteen = _mm256_set1_epi8(0x10);
+            let qh = load32(p.add(16));
+            let mut q = [_mm256_setzero_si256(); 8];
+            for c in 0..4 {
+                let b = load32(p.add(48 + 32 * c));
+                let lo = _mm256_and_si256(b, mask);
+                q[2 * c] = _mm256_or_si256(lo, bit_as(qh, 2 * c, sixteen));
+                let hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), mask);
+                q[2 * c + 1] = _mm256_or_si256(hi, bit_as(qh, 2 * c + 1, sixteen));
+            }
+            let (sc, m) = scales_mins(p.add(4));
+            let (d, dmin) = halves2(p);
+            DecodedQ45 { q, sc, m, d, dmin }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate(d: &DecodedQ45, a: &BlockQ8_K, acc: f32) -> f32 {
+        // SAFETY: as `accumulate_q45`.
+        unsafe { accumulate_q45(d, a, acc) }
+    }
+}
+
+/// A decoded Q6_K or Q3_K block: the 256 values `u` (`q + OFFSET`, unsigned: 0..=63 and
+/// 0..=7) as bytes, 32 per register in element order; the 16 scales as `i32` lanes in the
+/// order [`sub_block_sums`] leaves the sub-block sums in, and as `i16` in sub-block order; `d`.
+struct DecodedS16 {
+    q: [__m256i; 8],
+    sc_a: __m256i,
+    sc_b: __m256i,
+    sc16: __m256i,
+    d: f32,
+}
+
+/// The 16 sub-block sums (16 elements each) of `Σ q·a` for 8 registers of 32 values and the
+/// activations `a`: `([S0 S2 S4 S6 S1 S3 S5 S7], [S8 S10 S12 S14 S9 S11 S13 S15])`. Values
+/// are at most 63, so `maddubs` pair sums stay within 2 · 63 · 127.
+#[inline(always)]
+unsafe fn sub_block_sums(q: &[__m256i; 8], a: &BlockQ8_K) -> (__m256i, __m256i) {
+    // SAFETY: `a` holds 256 value bytes; register-only AVX2 otherwise.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let qa = a.qs.as_ptr() as *const u8;
+        // Chunk k: sub-blocks 2k (lanes 0..4) and 2k + 1 (lanes 4..8).
+        let mut v = [_mm256_setzero_si256(); 8];
+        for (k, vk) in v.iter_mut().enumerate() {
+            *vk = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load32(qa.add(32 * k))), ones);
+        }
+        let q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        let q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        (q0, q1)
+    }
+}
+
+/// The 16 scales of a Q3_K block (12 packed bytes at `p`) as `i8` in sub-block order (as
+/// `q3_k::scales` reads them).
+#[inline(always)]
+unsafe fn scales_q3(p: *const u8) -> __m128i {
+    // SAFETY: the caller guarantees 12 readable bytes at `p` and AVX2.
+    unsafe {
+        let word = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+        let (a0, a1, t) = (word(0), word(1), word(2));
+        let (low4, top2) = (0x0f0f_0f0f, 0x0303_0303);
+        let w0 = (a0 & low4) | ((t & top2) << 4);
+        let w1 = (a1 & low4) | (((t >> 2) & top2) << 4);
+        let w2 = ((a0 >> 4) & low4) | (((t >> 4) & top2) << 4);
+        let w3 = ((a1 >> 4) & low4) | (((t >> 6) & top2) << 4);
+        let u = _mm_setr_epi32(w0 as i32, w1 as i32, w2 as i32, w3 as i32);
+        _mm_sub_epi8(u, _mm_set1_epi8(32))
+    }
+}
+
+/// 16 scales (`i8`, at `p`) as the `(sc_a, sc_b, sc16)` of [`DecodedS16`].
+#[inline(always)]
+unsafe fn scales16(p: *const u8) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
+    unsafe { scales16_from(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+/// 16 scales (`i8` lanes of `s`) as the `(sc_a, sc_b, sc16)` of [`DecodedS16`].
+#[inline(always)]
+unsafe fn scales16_from(s: __m128i) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX2 operations; the caller has AVX2.
+    unsafe {
+        let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+        let so = _mm_shuffle_epi8(s, order);
+        (
+            _mm256_cvtepi8_epi32(so),
+            _mm256_cvtepi8_epi32(_mm_srli_si128(so, 8)),
+            _mm256_cvtepi8_epi16(s),
+        )
+    }
+}
+
+/// `acc + (d·da)·isum` with `isum = Σ_i sc_i·Σ u·a − OFFSET·Σ_i sc_i·bsum_i`, exactly
+/// `Σ_i sc_i·Σ q·a` (`OFFSET = 2^SHIFT`: 32 for Q6_K, 4 for Q3_K). Sub-block sums are at most
+/// 16 · 63 · 127, times |sc| <= 128, over 16 sub-blocks: far below 2^31.
+#[inline(always)]
+unsafe fn accumulate_s16<const SHIFT: i32>(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
+    // SAFETY: `a` holds 16 sums (32 bytes); register-only AVX2 otherwise.
+    unsafe {
+        let (s_a, s_b) = sub_block_sums(&dq.q, a);
+        let scaled = _mm256_add_epi32(
+            _mm256_mullo_epi32(s_a, dq.sc_a),
+            _mm256_mullo_epi32(s_b, dq.sc_b),
+        );
+        let bsums = load32(a.bsums.as_ptr() as *const u8);
+        let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, dq.sc16), SHIFT);
+        let isum = hsum_i32(_mm256_sub_epi32(scaled, offset));
+        acc + (dq.d * a.d) * isum as f32
+    }
+}
+
+/// Q6_K: `u = q + 32` is the stored 6-bit value.
+struct Q6K;
+impl KBlock for Q6K {
+    const BYTES: usize = q6_k::BLOCK_BYTES;
+    type Decoded = DecodedS16;
+    #[inline(always)]
+    unsafe fn decode(p: *const u8) -> DecodedS16 {
+        // SAFETY: the caller guarantees the block's 210 bytes at `p`, AVX2 and F16C.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let top = _mm256_set1_epi8(0x30);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let ql0 = load32(p.add(64 * h));
+                let ql1 = load32(p.add(64 * h + 32));
+                let qh = load32(p.add(128 + 32 * h));
+                let (lo0, lo1) = (_mm256_and_si256(ql0, mask), _mm256_and_si256(ql1, mask));
+                let hi0 = _mm256_and_si256(_mm256_srli_epi16(ql0, 4), mask);
+                let hi1 = _mm256_and_si256(_mm256_srli_epi16(ql1, 4), mask);
+                let b0 = _mm256_and_si256(_mm256_slli_epi16(qh, 4), top);
+                let b1 = _mm256_and_si256(_mm256_slli_epi16(qh, 2), top);
+                let b2 = _mm256_and_si256(qh, top);
+                let b3 = _mm256_and_si256(_mm256_srli_epi16(qh, 2), top);
+                q[4 * h] = _mm256_or_si256(lo0, b0);
+                q[4 * h + 1] = _mm256_or_si256(lo1, b1);
+                q[4 * h + 2] = _mm256_or_si256(hi0, b2);
+                q[4 * h + 3] = _mm256_or_si256(hi1, b3);
+            }
+            let (sc_a, sc_b, sc16) = scales16(p.add(192));
+            let (d, _) = halves2(p.add(208));
+            DecodedS16 {
+                q,
+                sc_a,
+                sc_b,
+                sc16,
+                d,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
+        // SAFETY: as `accumulate_s16`.
+        unsafe { accumulate_s16::<5>(dq, a, acc) }
+    }
+}
+
+/// Q3_K: `u = q + 4` is the low 2 bits plus 4 where the high bit is set.
+struct Q3K;
+impl KBlock for Q3K {
+    const BYTES: usize = q3_k::BLOCK_BYTES;
+    type Decoded = DecodedS16;
+    #[inline(always)]
+    unsafe fn decode(p: *const u8) -> DecodedS16 {
+        // SAFETY: the caller guarantees the block's 110 bytes at `p`, AVX2 and F16C.
+        unsafe {
+            let three = _mm256_set1_epi8(3);
+            let four = _mm256_set1_epi8(4);
+            let hm = load32(p);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let b = load32(p.add(32 + 32 * h));
+                for k in 0..4 {
+                    let c = 4 * h + k;
+                    let low = match k {
+                        0 => _mm256_and_si256(b, three),
+                        1 => _mm256_and_si256(_mm256_srli_epi16(b, 2), three),
+                        2 => _mm256_and_si256(_mm256_srli_epi16(b, 4), three),
+                        _ => _mm256_and_si256(_mm256_srli_epi16(b, 6), three),
+                    };
+                    q[c] = _mm256_or_si256(low, bit_as(hm, c, four));
+                }
+            }
+            let (sc_a, sc_b, sc16) = scales16_from(scales_q3(p.add(96)));
+            let (d, _) = halves2(p.add(108));
+            DecodedS16 {
+                q,
+                sc_a,
+                sc_b,
+                sc16,
+                d,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate(dq: &DecodedS16, a: &BlockQ8_K, acc: f32) -> f32 {
+        // SAFETY: as `accumulate_s16`.
+        unsafe { accumulate_s16::<2>(dq, a, acc) }
+    }
+}
+
+/// A decoded Q2_K block: the 2-bit values as bytes, 32 per register in element order; the
+/// scales as `i32` lanes in [`sub_block_sums`]' order; the mins as `i16` in sub-block order;
+/// `d` and `dmin`.
+struct DecodedQ2 {
+    q: [__m256i; 8],
+    sc_a: __m256i,
+    sc_b: __m256i,
+    m16: __m256i,
+    d: f32,
+    dmin: f32,
+}
+
+/// Q2_K: `acc + (d·da)·Σ_i sc_i·Σ q·a − (dmin·da)·Σ_i m_i·bsum_i`.
+struct Q2K;
+impl KBlock for Q2K {
+    const BYTES: usize = q2_k::BLOCK_BYTES;
+    type Decoded = DecodedQ2;
+    #[inline(always)]
+    unsafe fn decode(p: *const u8) -> DecodedQ2 {
+        // SAFETY: the caller guarantees the block's 84 bytes at `p`, AVX2 and F16C.
+        unsafe {
+            let three = _mm256_set1_epi8(3);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let b = load32(p.add(16 + 32 * h));
+                q[4 * h] = _mm256_and_si256(b, three);
+                q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(b, 2), three);
+                q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(b, 4), three);
+                q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(b, 6), three);
+            }
+            let s = _mm_loadu_si128(p as *const __m128i);
+            let low = _mm_and_si128(s, _mm_set1_epi8(0x0f));
+            let high = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0x0f));
+            let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+            let so = _mm_shuffle_epi8(low, order);
+            let (d, dmin) = halves2(p.add(80));
+            DecodedQ2 {
+                q,
+                sc_a: _mm256_cvtepu8_epi32(so),
+                sc_b: _mm256_cvtepu8_epi32(_mm_srli_si128(so, 8)),
+                m16: _mm256_cvtepu8_epi16(high),
+                d,
+                dmin,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate(dq: &DecodedQ2, a: &BlockQ8_K, acc: f32) -> f32 {
+        // SAFETY: `a` holds 16 sums (32 bytes); register-only AVX2 otherwise. Sums are far
+        // below 2^31 (16 · 3 · 127 per sub-block, times 15).
+        unsafe {
+            let (s_a, s_b) = sub_block_sums(&dq.q, a);
+            let isum = hsum_i32(_mm256_add_epi32(
+                _mm256_mullo_epi32(s_a, dq.sc_a),
+                _mm256_mullo_epi32(s_b, dq.sc_b),
+            ));
+            let bsums = load32(a.bsums.as_ptr() as *const u8);
+            let imin = hsum_i32(_mm256_madd_epi16(bsums, dq.m16));
+            acc + (dq.d * a.d) * isum as f32 - (dq.dmin * a.d) * imin as f32
+        }
+    }
+}
+
+/// Q2_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q2_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows::<Q2K>(w, nb, acts, n_tok, out)
+}
+
+/// Q3_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q3_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows::<Q3K>(w, nb, acts, n_tok, out)
+}
+
+/// Q4_K rows × Q8_K activations (`nb` blocks per row); layout as `simd::matmul`. Returns the
+/// rows done (all of them; none without AVX2).
+pub(super) fn matmul_q4_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows::<Q4K>(w, nb, acts, n_tok, out)
+}
+
+/// Q5_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q5_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows::<Q5K>(w, nb, acts, n_tok, out)
+}
+
+/// Q6_K rows × Q8_K activations; as [`matmul_q4_k`].
+pub(super) fn matmul_q6_k(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    k_rows::<Q6K>(w, nb, acts, n_tok, out)
+}
+
+fn k_rows<K: KBlock>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    let rb = nb * K::BYTES;
+    if !(has_avx2() && nb > 0 && n_tok > 0 && acts.len() >= nb * n_tok) {
+        return 0;
+    }
+    let n_rows = (w.len() / rb).min(out.len() / n_tok);
+    // SAFETY: AVX2/F16C detected; `w` holds `n_rows` rows of `nb` blocks (checked above).
+    unsafe { k_rows_avx2::<K>(w, nb, acts, n_tok, out, n_rows) }
+    n_rows
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn k_rows_avx2<K: KBlock>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    n_rows: usize,
+) {
+    let rb = nb * K::BYTES;
+    for (r, o) in out.chunks_exact_mut(n_tok).take(n_rows).enumerate() {
+        o.fill(0.0);
+        for b in 0..nb {
+            // SAFETY: block b of row r lies inside `w` (r < n_rows); prefetch addresses need
+            // not be valid; token t's block b is `acts[t * nb + b]` (bounds-checked).
+            unsafe {
+                let p = w.as_ptr().add(r * rb + b * K::BYTES);
+                prefetch(p.wrapping_add(AHEAD), K::BYTES);
+                let dec = K::decode(p);
+                for (t, acc) in o.iter_mut().enumerate() {
+                    *acc = K::accumulate(&dec, &acts[t * nb + b], *acc);
+                }
+            }
+        }
+    }
+}
