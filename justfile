@@ -84,12 +84,13 @@ run PROMPT *ARGS: model build
 test: model build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
-    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels
+    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
     just test-neon
     just fuzz 20
 
-# The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks, and the real
-# model's logits bit for bit those recorded on x86-64. Needs the aarch64-unknown-linux-gnu
+# The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks of every weight
+# type, tiny models of every type, and the real model's logits (as fetched, and requantized into
+# several types) bit for bit those recorded on x86-64. Needs the aarch64-unknown-linux-gnu
 # target and Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user (.ci/run
 # installs them); skipped with a message without them, except under CI, where that fails.
 test-neon:
@@ -102,8 +103,9 @@ test-neon:
     fi
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test kernels
+    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test kernels --test quant_types --test quant_refs
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test reference -- logits_are_bit_identical_across_targets
+    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test requantized -- requantized_logits_are_bit_identical_across_targets
 
 # A test step whose tools are missing: skipped with a message on a developer's machine, a failure
 # under CI (`CI=true`), where `.ci/run` installs everything every step needs.

@@ -33,6 +33,76 @@ fn info_describes_the_model_and_counts_its_tensor_types() {
     );
 }
 
+/// The default model with its matrices requantized the way llama.cpp's Q4_K_M comes out for
+/// 576-wide rows: mostly Q5_0, Q4_K and Q6_K where rows are whole 256-blocks (`ffn_down`), Q8_0
+/// for the embedding and `attn_v`.
+fn q4_k_m_like(dir: &std::path::Path) -> std::path::PathBuf {
+    use edge_llm_kernel::gguf::GgmlType;
+    let bytes = std::fs::read(default_model()).expect("the default model");
+    let file = edge_llm_kernel::requantize::requantize(&bytes, |t| {
+        let name = t.name.as_str();
+        match name {
+            "token_embd.weight" => GgmlType::Q8_0,
+            n if n.ends_with("ffn_down.weight") && t.dims[0] % 256 == 0 => {
+                if n.starts_with("blk.0.") || n.starts_with("blk.1.") {
+                    GgmlType::Q6_K
+                } else {
+                    GgmlType::Q4_K
+                }
+            }
+            n if n.ends_with("attn_v.weight") => GgmlType::Q8_0,
+            _ => GgmlType::Q5_0,
+        }
+    })
+    .expect("requantizes");
+    let path = dir.join("smollm2-q4_k_m-like.gguf");
+    std::fs::write(&path, file).expect("writes");
+    path
+}
+
+#[test]
+fn a_file_of_mixed_quant_types_runs_the_same_on_both_backends() {
+    let cache = temp_dir("mixed-types");
+    let model = q4_k_m_like(&cache);
+    let model = model.to_str().expect("a UTF-8 path");
+    let info = stdout_json(&edge_llm(
+        &["info", "--backend", "wasm", "--model", model],
+        &cache,
+    ));
+    let types = &info["tensor_types"];
+    for ty in ["Q4_K", "Q5_0", "Q6_K", "Q8_0", "F32"] {
+        assert!(types[ty].as_u64().unwrap_or(0) > 0, "{ty} in {types}");
+    }
+    let run = |backend: &str| {
+        stdout_json(&edge_llm(
+            &[
+                "run",
+                "--backend",
+                backend,
+                "--model",
+                model,
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "16",
+                "--ignore-eos",
+                "--json",
+                "The capital of France is",
+            ],
+            &cache,
+        ))
+    };
+    let (native, wasm) = (run("native"), run("wasm"));
+    assert_eq!(native["backend"], "native");
+    assert_eq!(wasm["backend"], "wasm");
+    assert_eq!(
+        native["tokens"], wasm["tokens"],
+        "the same tokens on both backends"
+    );
+    assert_eq!(native["tokens"].as_array().map(Vec::len), Some(16));
+    eprintln!("Q4_K_M-like: {}", native["text"]);
+}
+
 #[test]
 fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
     default_model();
