@@ -121,6 +121,9 @@ pub struct VocabSpec {
     /// SentencePiece-style: whether a text (at the start, or after a special token) gets a
     /// leading space.
     pub add_space_prefix: bool,
+    /// Whether whitespace after a special token is dropped (llama.cpp's `rstrip` attribute,
+    /// which it sets for Phi-3 by `general.name`; `<unk>`, `<s>` and `<|endoftext|>` keep it).
+    pub rstrip_specials: bool,
 }
 
 impl VocabSpec {
@@ -209,6 +212,10 @@ impl VocabSpec {
             add_eos: optional_bool(gguf, "tokenizer.ggml.add_eos_token")?.unwrap_or(false),
             add_space_prefix: optional_bool(gguf, "tokenizer.ggml.add_space_prefix")?
                 .unwrap_or(spm),
+            rstrip_specials: gguf.get_str("general.name").is_ok_and(|name| {
+                let name = name.to_ascii_lowercase();
+                name.contains("phi-3") || name.contains("phi3")
+            }),
         })
     }
 }
@@ -252,6 +259,8 @@ struct Special {
     id: u32,
     /// Control (or unknown) tokens are parsed only when asked; user-defined ones always.
     control: bool,
+    /// Whitespace after the token is dropped.
+    rstrip: bool,
 }
 
 /// A tokenizer with llama.cpp-compatible behaviour.
@@ -300,7 +309,7 @@ impl Tokenizer {
         let byte_level = spec.model == TokenizerModel::Bpe && spec.pre.byte_level();
         let (bytes, offsets) = token_byte_table(&spec.tokens, &spec.token_types, byte_level);
         let controls = control_tokens(&spec.tokens, &spec.token_types);
-        let specials = special_tokens(&spec.tokens, &spec.token_types);
+        let specials = special_tokens(&spec.tokens, &spec.token_types, spec.rstrip_specials);
         let eot_ids = end_of_turn_ids(&spec, &controls);
         let model = match spec.model {
             TokenizerModel::Spm => {
@@ -651,8 +660,9 @@ fn control_tokens(tokens: &[String], types: &[i32]) -> Vec<(String, u32)> {
 }
 
 /// Control, unknown and user-defined tokens, longest first, ties by id (llama.cpp's special
-/// token cache).
-fn special_tokens(tokens: &[String], types: &[i32]) -> Vec<Special> {
+/// token cache); with `rstrip`, all but `<unk>`, `<s>` and `<|endoftext|>` drop the whitespace
+/// after them.
+fn special_tokens(tokens: &[String], types: &[i32], rstrip: bool) -> Vec<Special> {
     let mut out: Vec<Special> = tokens
         .iter()
         .zip(types)
@@ -668,6 +678,7 @@ fn special_tokens(tokens: &[String], types: &[i32]) -> Vec<Special> {
                 text: s.clone(),
                 id: i as u32,
                 control,
+                rstrip: rstrip && !matches!(s.as_str(), "<unk>" | "<s>" | "<|endoftext|>"),
             })
         })
         .collect();
@@ -717,9 +728,7 @@ fn split_on_specials(
         let mut next = Vec::with_capacity(pieces.len() + 2);
         for piece in pieces {
             match piece {
-                Piece::Text(range) => {
-                    split_one(text, range, &special.text, special.id, plain, &mut next)
-                }
+                Piece::Text(range) => split_one(text, range, special, plain, &mut next),
                 token => next.push(token),
             }
         }
@@ -732,11 +741,11 @@ fn split_on_specials(
 fn split_one(
     text: &str,
     range: Range<usize>,
-    needle: &str,
-    id: u32,
+    special: &Special,
     plain: &[Range<usize>],
     out: &mut Vec<Piece>,
 ) {
+    let needle = special.text.as_str();
     // A skipped occurrence resumes the search one character later (occurrences may overlap).
     let step = needle.chars().next().map_or(1, char::len_utf8);
     let mut start = range.start;
@@ -750,9 +759,16 @@ fn split_one(
         if a > start {
             out.push(Piece::Text(start..a));
         }
-        out.push(Piece::Special(id));
+        out.push(Piece::Special(special.id));
         start = b;
-        from = b;
+        if special.rstrip {
+            // llama.cpp strips with C's isspace: ASCII whitespace only.
+            start += text[b..range.end]
+                .bytes()
+                .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+                .count();
+        }
+        from = start;
     }
     if start < range.end {
         out.push(Piece::Text(start..range.end));
@@ -869,6 +885,7 @@ mod tests {
             text: text.into(),
             id,
             control: true,
+            rstrip: false,
         }
     }
 
@@ -880,6 +897,7 @@ mod tests {
                 text: "<u>".into(),
                 id: 2,
                 control: false,
+                rstrip: false,
             },
         ];
         let pieces = split_on_specials("<|a|>x<u>", &specials, false, &[]);
@@ -887,6 +905,24 @@ mod tests {
         let all = [Range { start: 0, end: 9 }];
         let pieces = split_on_specials("<|a|>x<u>", &specials, true, &all);
         assert_eq!(pieces, vec![Piece::Text(0..6), Piece::Special(2)]);
+    }
+
+    #[test]
+    fn rstrip_drops_the_whitespace_after_a_token() {
+        let specials = vec![Special {
+            rstrip: true,
+            ..control("<|end|>", 7)
+        }];
+        let pieces = split_on_specials("a <|end|>\n \tb<|end|> ", &specials, true, &[]);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Text(0..2),
+                Piece::Special(7),
+                Piece::Text(12..13),
+                Piece::Special(7)
+            ]
+        );
     }
 
     #[test]
