@@ -2,7 +2,7 @@
 //! (`ggml-vocab-*.gguf`) with `.inp`/`.out` pairs under `build/vocab/` (`just vocab-tests`
 //! fetches them from the llama-cpp-python sdist). As llama.cpp's `test-tokenizer-0` does, each
 //! input is tokenized without BOS/EOS and without parsing control tokens, and must give the ids
-//! of its line in `.out`. A vocabulary without pairs (aquila, baichuan, gpt-neox) must still
+//! of its line in `.out`, and decode back to the input. A vocabulary without pairs (aquila, baichuan, gpt-neox) must still
 //! build; one the kernel cannot read is listed in `UNREADABLE`.
 
 use std::path::{Path, PathBuf};
@@ -146,6 +146,11 @@ fn llama_cpp_vocab_tests() {
         let mut failed = 0;
         for (text, want) in &pairs {
             let got = tok.tokenize(text, false, false).expect("tokenizes");
+            // Decoding gives the text back (SentencePiece-style: after the space prefix).
+            let decoded = tok.decode(&got, false).expect("decodes");
+            if decoded != *text && decoded.strip_prefix(' ') != Some(text.as_str()) {
+                failures.push(format!("{name}: {text:?} decodes to {decoded:?}"));
+            }
             if &got != want {
                 failed += 1;
                 failures.push(format!(
