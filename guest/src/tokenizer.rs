@@ -44,8 +44,24 @@ pub const TOKEN_TYPE_UNKNOWN: i32 = 2;
 /// GGUF token type of a byte token (`<0xXX>`, SentencePiece-style vocabularies).
 pub const TOKEN_TYPE_BYTE: i32 = 6;
 
-/// Token strings that end a turn when present in the vocabulary.
-const END_OF_TURN_STRINGS: [&str; 3] = ["<|endoftext|>", "<|im_end|>", "<|eot_id|>"];
+/// Token strings that end a turn when they are control or user-defined tokens of the
+/// vocabulary (llama.cpp's end-of-generation list, for the families we tokenize).
+const END_OF_TURN_STRINGS: [&str; 14] = [
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+    "<EOT>",
+    "_<EOT>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "<|return|>",
+];
 
 /// Errors from building or using a [`Tokenizer`].
 #[derive(Debug, thiserror::Error)]
@@ -310,7 +326,7 @@ impl Tokenizer {
         let (bytes, offsets) = token_byte_table(&spec.tokens, &spec.token_types, byte_level);
         let controls = control_tokens(&spec.tokens, &spec.token_types);
         let specials = special_tokens(&spec.tokens, &spec.token_types, spec.rstrip_specials);
-        let eot_ids = end_of_turn_ids(&spec, &controls);
+        let eot_ids = end_of_turn_ids(&spec, &specials);
         let model = match spec.model {
             TokenizerModel::Spm => {
                 Model::Spm(spm::Spm::new(&spec.tokens, &spec.scores, spec.unk_id))
@@ -514,8 +530,9 @@ impl Tokenizer {
         self.add_bos
     }
 
-    /// Ids that end generation: EOS, the explicit EOT id, and `<|endoftext|>`, `<|im_end|>`,
-    /// `<|eot_id|>` when they are control tokens of this vocabulary. Sorted, no duplicates.
+    /// Ids that end generation: EOS, the explicit EOT id, and the control or user-defined
+    /// tokens of llama.cpp's end-of-generation list (`<|endoftext|>`, `<|im_end|>`,
+    /// `<|eot_id|>`, `<|end|>`, `<end_of_turn>`, …). Sorted, no duplicates.
     pub fn eot_ids(&self) -> &[u32] {
         &self.eot_ids
     }
@@ -686,11 +703,12 @@ fn special_tokens(tokens: &[String], types: &[i32], rstrip: bool) -> Vec<Special
     out
 }
 
-fn end_of_turn_ids(spec: &VocabSpec, controls: &[(String, u32)]) -> Vec<u32> {
+fn end_of_turn_ids(spec: &VocabSpec, specials: &[Special]) -> Vec<u32> {
     let mut ids: Vec<u32> = spec.eos_id.into_iter().chain(spec.eot_id).collect();
-    for (text, id) in controls {
-        if END_OF_TURN_STRINGS.contains(&text.as_str()) {
-            ids.push(*id);
+    for special in specials {
+        let unknown = spec.token_types.get(special.id as usize) == Some(&TOKEN_TYPE_UNKNOWN);
+        if !unknown && END_OF_TURN_STRINGS.contains(&special.text.as_str()) {
+            ids.push(special.id);
         }
     }
     ids.sort_unstable();

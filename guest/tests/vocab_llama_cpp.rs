@@ -177,3 +177,28 @@ fn llama_cpp_vocab_tests() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn end_of_turn_tokens_of_the_families() {
+    let dir = vocab_dir();
+    for (vocab, eot) in [
+        (
+            "ggml-vocab-llama-bpe.gguf",
+            &["<|eot_id|>", "<|end_of_text|>"][..],
+        ),
+        ("ggml-vocab-qwen2.gguf", &["<|im_end|>", "<|endoftext|>"]),
+        ("ggml-vocab-phi-3.gguf", &["<|end|>", "<|endoftext|>"]),
+        ("ggml-vocab-gemma-4.gguf", &["<turn|>", "<eos>"]),
+        ("ggml-vocab-llama-spm.gguf", &["</s>"]),
+    ] {
+        let bytes = std::fs::read(dir.join(vocab)).expect("reads the vocabulary");
+        let tok = Tokenizer::from_gguf(&Gguf::parse(&bytes).expect("parses")).expect("builds");
+        for text in eot {
+            let id = tok
+                .token_id(text)
+                .unwrap_or_else(|| panic!("{vocab}: {text}"));
+            assert!(tok.is_eot(id), "{vocab}: {text} ({id}) should end a turn");
+        }
+        assert!(!tok.is_eot(tok.bos_id().expect("BOS")) || tok.bos_id() == tok.eos_id());
+    }
+}
