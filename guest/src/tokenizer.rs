@@ -374,13 +374,21 @@ impl Tokenizer {
     /// overlapping any of the byte ranges `plain` stays plain text (it is tokenized with the text
     /// around it, as if control tokens were not parsed there). A chat prompt uses this with its
     /// messages' texts as `plain`, so only the template's own text yields control tokens. With
-    /// no ranges this is [`Tokenizer::encode`] with `parse_control`; the BOS rule is the same.
+    /// no ranges this is [`Tokenizer::encode`] with `parse_control`, except that a text that
+    /// begins with the BOS token (a chat template's `{{ bos_token }}`) does not get a second
+    /// one, as in llama.cpp's chat path.
     pub fn encode_with_plain_spans(
         &self,
         text: &str,
         plain: &[Range<usize>],
     ) -> Result<Vec<u32>, TokenizerError> {
-        self.tokenize_spans(text, true, true, plain)
+        let mut ids = self.tokenize_spans(text, true, true, plain)?;
+        if let (true, Some(bos)) = (self.add_bos, self.bos_id) {
+            if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
     }
 
     fn tokenize_spans(

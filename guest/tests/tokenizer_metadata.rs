@@ -124,6 +124,26 @@ fn add_bos_prepends_bos() {
 }
 
 #[test]
+fn a_template_bos_is_not_doubled() {
+    let tok = Tokenizer::from_gguf(&gguf_with(|kv| {
+        set(
+            kv,
+            "tokenizer.ggml.add_bos_token",
+            MetadataValue::Bool(true),
+        );
+    }))
+    .expect("builds");
+    let text = format!("{}x", tok.token_text(1));
+    let x = 3 + u32::from(b'x');
+    // The chat path keeps one BOS; raw tokenizing does as llama.cpp's llama_tokenize.
+    assert_eq!(
+        tok.encode_with_plain_spans(&text, &[]).expect("encodes"),
+        vec![1, x]
+    );
+    assert_eq!(tok.encode(&text, true).expect("encodes"), vec![1, 1, x]);
+}
+
+#[test]
 fn unsupported_pre_tokenizer_is_named() {
     let err = Tokenizer::from_gguf(&gguf_with(|kv| {
         set(
