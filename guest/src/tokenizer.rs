@@ -6,9 +6,10 @@
 //! 4 = user-defined, 6 = byte), the pre-tokenizer's name (`tokenizer.ggml.pre`) and the BOS/EOS
 //! rules. Two algorithms are supported:
 //!
-//! - byte-level BPE (`gpt2`): a [`tokenizers::Tokenizer`] (BPE model + the pre-tokenizer that
-//!   `tokenizer.ggml.pre` names, see [`PreTokenizerKind`]); also Gemma 4's raw UTF-8 BPE
-//!   (`gemma4`), with `▁` for spaces and `<0xXX>` byte fallback;
+//! - byte-level BPE (`gpt2`): the pre-tokenizer that `tokenizer.ggml.pre` names (the
+//!   `tokenizers` crate's, see [`PreTokenizerKind`]) splits the text into words, which [`bpe`]
+//!   merges; also Gemma 4's raw UTF-8 BPE (`gemma4`), with `▁` for spaces and `<0xXX>` byte
+//!   fallback;
 //! - SentencePiece-style (`llama`: Llama 2, Mistral, Phi-3, …): score-ordered merges with
 //!   `<0xXX>` byte fallback and the space prefix rule (`tokenizer.ggml.add_space_prefix`),
 //!   in [`spm`].
@@ -23,13 +24,16 @@
 //! text: control tokens are parsed except where they would overlap given byte ranges (a chat's
 //! message texts), which stay ordinary text.
 
+mod bpe;
 mod pre;
 mod spm;
 
 use std::ops::Range;
 
 use edge_llm_kernel::gguf::{Gguf, MetadataArray, MetadataValue};
-use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::{
+    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, PreTokenizerWrapper,
+};
 
 pub use pre::PreTokenizerKind;
 
@@ -259,11 +263,10 @@ fn optional_bool(gguf: &Gguf, key: &'static str) -> Result<Option<bool>, Tokeniz
 
 /// The algorithm behind a [`Tokenizer`].
 enum Model {
-    /// Byte-level BPE: the `tokenizers` pipeline (pre-tokenizer + BPE).
-    ByteLevel(tokenizers::Tokenizer),
-    /// Gemma 4's raw UTF-8 BPE: the `tokenizers` BPE model alone (no pre-tokenizer), fed
-    /// `▁`-escaped text in newline runs and the rest.
-    Raw(tokenizers::Tokenizer),
+    /// Byte-level BPE: the pre-tokenizer's words, merged.
+    ByteLevel(PreTokenizerWrapper, bpe::Bpe),
+    /// Gemma 4's raw UTF-8 BPE: `▁`-escaped text in newline runs and the rest, merged.
+    Raw(bpe::Bpe),
     /// SentencePiece-style.
     Spm(spm::Spm),
 }
@@ -331,8 +334,18 @@ impl Tokenizer {
             TokenizerModel::Spm => {
                 Model::Spm(spm::Spm::new(&spec.tokens, &spec.scores, spec.unk_id))
             }
-            TokenizerModel::Bpe if byte_level => Model::ByteLevel(build_bpe(&spec)?),
-            TokenizerModel::Bpe => Model::Raw(build_bpe(&spec)?),
+            TokenizerModel::Bpe => {
+                let bpe = bpe::Bpe::new(
+                    &spec.tokens,
+                    &spec.merges,
+                    spec.pre.ignore_merges(),
+                    !byte_level,
+                )?;
+                match spec.pre.build()? {
+                    Some(pre) => Model::ByteLevel(pre, bpe),
+                    None => Model::Raw(bpe),
+                }
+            }
         };
         Ok(Self {
             model,
@@ -440,7 +453,19 @@ impl Tokenizer {
             return Ok(());
         }
         match &self.model {
-            Model::ByteLevel(inner) => encode_bpe(inner, text, out),
+            Model::ByteLevel(pre, bpe) => {
+                let mut words = PreTokenizedString::from(text);
+                pre.pre_tokenize(&mut words)
+                    .map_err(|e| TokenizerError::Backend {
+                        context: "pre-tokenize",
+                        message: e.to_string(),
+                    })?;
+                for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None)
+                {
+                    bpe.encode_word(word, out);
+                }
+                Ok(())
+            }
             Model::Spm(spm) => {
                 let mut escaped = String::with_capacity(text.len() + text.len() / 2 + 3);
                 if self.add_space_prefix && after_special {
@@ -450,7 +475,7 @@ impl Tokenizer {
                 spm.encode(&escaped, out);
                 Ok(())
             }
-            Model::Raw(inner) => {
+            Model::Raw(bpe) => {
                 let mut escaped = String::with_capacity(text.len() + text.len() / 2);
                 push_escaped(text, &mut escaped);
                 // Newline runs and the text between them are words of their own; a newline run
@@ -462,9 +487,9 @@ impl Tokenizer {
                         .find(|c: char| (c == '\n') != newlines)
                         .unwrap_or(rest.len());
                     let (word, tail) = rest.split_at(end);
-                    match inner.token_to_id(word).filter(|_| newlines) {
+                    match bpe.token_id(word).filter(|_| newlines) {
                         Some(id) => out.push(id),
-                        None => encode_bpe(inner, word, out)?,
+                        None => bpe.encode_word(word, out),
                     }
                     rest = tail;
                 }
@@ -518,7 +543,7 @@ impl Tokenizer {
     /// Looks up the id of a token by its exact vocabulary string.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         match &self.model {
-            Model::ByteLevel(inner) | Model::Raw(inner) => inner.token_to_id(token),
+            Model::ByteLevel(_, bpe) | Model::Raw(bpe) => bpe.token_id(token),
             Model::Spm(spm) => spm.token_id(token),
         }
     }
@@ -596,50 +621,6 @@ fn validate_spec(spec: &VocabSpec) -> Result<(), TokenizerError> {
     Ok(())
 }
 
-/// Builds the `tokenizers` pipeline: BPE model and pre-tokenizer (no added tokens: special
-/// tokens are split out before the pipeline runs).
-fn build_bpe(spec: &VocabSpec) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let vocab: Vocab = spec
-        .tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    if vocab.len() != spec.tokens.len() {
-        return Err(TokenizerError::InvalidVocab(
-            "duplicate token strings".into(),
-        ));
-    }
-    let merges = parse_merges(&spec.merges)?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(spec.pre.ignore_merges())
-        .byte_fallback(!spec.pre.byte_level())
-        .build()
-        .map_err(|e| TokenizerError::Backend {
-            context: "BPE build",
-            message: e.to_string(),
-        })?;
-    let mut tok = tokenizers::Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(spec.pre.build()?);
-    Ok(tok)
-}
-
-fn encode_bpe(
-    inner: &tokenizers::Tokenizer,
-    text: &str,
-    out: &mut Vec<u32>,
-) -> Result<(), TokenizerError> {
-    let enc = inner
-        .encode_fast(text, false)
-        .map_err(|e| TokenizerError::Backend {
-            context: "encode",
-            message: e.to_string(),
-        })?;
-    out.extend_from_slice(enc.get_ids());
-    Ok(())
-}
-
 /// Appends `text` with every space replaced by `▁` (SentencePiece's whitespace escape).
 fn push_escaped(text: &str, out: &mut String) {
     let mut rest = text;
@@ -649,26 +630,6 @@ fn push_escaped(text: &str, out: &mut String) {
         rest = &rest[i + 1..];
     }
     out.push_str(rest);
-}
-
-/// Splits `"left right"` merge lines at the first space after the first character.
-fn parse_merges(lines: &[String]) -> Result<Vec<(String, String)>, TokenizerError> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let first = line.chars().next().map_or(0, char::len_utf8);
-            match line[first..].find(' ') {
-                Some(p) if first > 0 => {
-                    let (a, b) = line.split_at(first + p);
-                    Ok((a.to_owned(), b[1..].to_owned()))
-                }
-                _ => Err(TokenizerError::InvalidVocab(format!(
-                    "merge {i} has no separator: {line:?}"
-                ))),
-            }
-        })
-        .collect()
 }
 
 /// Control tokens as (text, id), longest first, ties by id.
@@ -897,13 +858,6 @@ mod tests {
         assert_eq!(d.byte_of('Ċ'), Some(b'\n'));
         assert_eq!(d.byte_of('a'), Some(b'a'));
         assert_eq!(d.byte_of('€'), None);
-    }
-
-    #[test]
-    fn merges_split_at_first_separator() {
-        let m = parse_merges(&["Ġ t".into(), "a b".into()]).unwrap_or_default();
-        assert_eq!(m, vec![("Ġ".into(), "t".into()), ("a".into(), "b".into())]);
-        assert!(parse_merges(&["ab".into()]).is_err());
     }
 
     fn control(text: &str, id: u32) -> Special {

@@ -233,7 +233,7 @@ fn inconsistent_vocab_is_refused() {
         );
     }))
     .expect_err("merge outside the vocab");
-    assert!(matches!(err, TokenizerError::Backend { .. }), "{err:?}");
+    assert!(matches!(err, TokenizerError::InvalidVocab(_)), "{err:?}");
 }
 
 #[test]
