@@ -276,6 +276,10 @@ fn missing_pre_tokenizer_means_default_and_named_ones_build() {
         "viking",
         "chatglm-bpe",
         "dbrx",
+        "deepseek-v3",
+        "tekken",
+        "seed-coder",
+        "grok-2",
     ] {
         let tok = Tokenizer::from_gguf(&gguf_with(|kv| {
             set(kv, "tokenizer.ggml.pre", MetadataValue::String(pre.into()));

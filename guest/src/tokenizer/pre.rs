@@ -49,6 +49,14 @@ pub enum PreTokenizerKind {
     Viking,
     /// GPT-4o and Llama 4: the o200k regex (case-aware words, digits in threes).
     Gpt4o,
+    /// DeepSeek V3/R1, Hunyuan dense, JoyAI, HY v4: digits in threes, CJK runs, then words with
+    /// their marks, punctuation runs and whitespace.
+    DeepSeekV3,
+    /// Tekken (Mistral NeMo and later): the o200k-style case-aware words, single digits; a word
+    /// that is itself a token skips the merges.
+    Tekken,
+    /// Seed-Coder: Qwen2's regex with newlines kept out of punctuation runs.
+    SeedCoder,
     /// Gemma 4 (raw UTF-8 SentencePiece-style BPE): spaces become `▁`, the text splits only
     /// into newline runs and the rest, tokens are UTF-8 with `<0xXX>` byte fallback.
     Gemma4,
@@ -60,6 +68,10 @@ const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const SEED_CODER: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+";
+const DEEPSEEK_V3_CJK: &str = "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+";
+const DEEPSEEK_V3_WORDS: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
 const BLOOM: &str = " ?[^(\\s|.,!?\u{2026}\u{3002}\u{ff0c}\u{3001}\u{964}\u{6d4}\u{60c})]+";
 const CJK_RUNS: &str = "[\u{4e00}-\u{9fa5}\u{800}-\u{4e00}\u{ac00}-\u{d7ff}]+";
 // Letters of the Latin, Greek, Cyrillic, Armenian, Georgian, Cherokee, … blocks.
@@ -88,7 +100,8 @@ impl PreTokenizerKind {
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
             | "midm-2.0" | "lfm2" => Self::Llama3,
             "dbrx" | "smaug-bpe" => Self::Dbrx,
-            "qwen2" | "stablelm2" | "deepseek-r1-qwen" | "megrez" | "hunyuan" => Self::Qwen2,
+            "qwen2" | "stablelm2" | "deepseek-r1-qwen" | "megrez" | "hunyuan" | "kormo"
+            | "f2llmv2" | "solar-open" => Self::Qwen2,
             "qwen35" => Self::Qwen35,
             "deepseek-llm" => Self::DeepSeekLlm,
             "deepseek-coder" => Self::DeepSeekCoder,
@@ -97,7 +110,11 @@ impl PreTokenizerKind {
             "glm4" | "glm5" => Self::Glm4,
             "bloom" | "poro-chat" | "gpt3-finnish" => Self::Bloom,
             "viking" => Self::Viking,
-            "gpt-4o" | "llama4" => Self::Gpt4o,
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => Self::Gpt4o,
+            "deepseek-v3" | "hunyuan-dense" | "joyai-llm" | "hy_v4" => Self::DeepSeekV3,
+            "tekken" => Self::Tekken,
+            "seed-coder" => Self::SeedCoder,
+            "grok-2" => Self::Qwen2,
             "gemma4" => Self::Gemma4,
             other => {
                 return Err(TokenizerError::Unsupported(format!(
@@ -110,12 +127,12 @@ impl PreTokenizerKind {
     /// Whether a word that is itself a token is that token without running the merges
     /// (HF's `ignore_merges`).
     pub fn ignore_merges(self) -> bool {
-        matches!(self, Self::Llama3 | Self::Glm4)
+        matches!(self, Self::Llama3 | Self::Glm4 | Self::Tekken)
     }
 
     /// Whether BOS is added when the metadata does not say (llama.cpp's defaults).
     pub(crate) fn default_add_bos(self) -> bool {
-        matches!(self, Self::Llama3 | Self::Gemma4)
+        matches!(self, Self::Llama3 | Self::Tekken | Self::Gemma4)
     }
 
     /// Whether tokens are GPT-2 byte-level strings (all but Gemma 4's raw UTF-8 tokens).
@@ -156,6 +173,9 @@ impl PreTokenizerKind {
             Self::Bloom => vec![R(BLOOM)],
             Self::Viking => vec![R(BLOOM), D(true)],
             Self::Gpt4o => vec![R(GPT4O)],
+            Self::DeepSeekV3 => vec![R(r"\p{N}{1,3}"), R(DEEPSEEK_V3_CJK), R(DEEPSEEK_V3_WORDS)],
+            Self::Tekken => vec![R(TEKKEN)],
+            Self::SeedCoder => vec![R(SEED_CODER)],
             Self::Gemma4 => vec![],
         }
     }
@@ -197,5 +217,42 @@ impl PreTokenizerKind {
         } else {
             PreTokenizerWrapper::Sequence(Sequence::new(steps))
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    fn words(kind: PreTokenizerKind, text: &str) -> Vec<String> {
+        let pre = kind.build().ok().flatten().expect("a pre-tokenizer");
+        let mut s = PreTokenizedString::from(text);
+        pre.pre_tokenize(&mut s).expect("pre-tokenizes");
+        s.get_splits(OffsetReferential::Original, OffsetType::None)
+            .into_iter()
+            .map(|(w, _, _)| w.replace('Ġ', " "))
+            .collect()
+    }
+
+    #[test]
+    fn kinds_split_as_their_regexes_say() {
+        use PreTokenizerKind as K;
+        assert_eq!(
+            words(K::Llama3, "I'm 12345 ok"),
+            ["I", "'m", " ", "123", "45", " ok"]
+        );
+        assert_eq!(words(K::Qwen2, "a 12"), ["a", " ", "1", "2"]);
+        assert_eq!(
+            words(K::Tekken, "HelloWorld 12"),
+            ["Hello", "World", " ", "1", "2"]
+        );
+        assert_eq!(
+            words(K::DeepSeekV3, "Hi, 12345 日本"),
+            ["Hi", ",", " ", "123", "45", " ", "日本"]
+                .map(|w| w.replace('日', "æĹ¥").replace('本', "æľ¬"))
+        );
+        assert_eq!(words(K::SmolLm, "ab 12"), ["ab", " ", "1", "2"]);
+        assert_eq!(words(K::Gpt2, "ab 12"), ["ab", " 12"]);
     }
 }
