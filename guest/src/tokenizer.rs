@@ -611,6 +611,7 @@ fn validate_spec(spec: &VocabSpec) -> Result<(), TokenizerError> {
         ("bos", spec.bos_id),
         ("eos", spec.eos_id),
         ("eot", spec.eot_id),
+        ("unknown", spec.unk_id),
     ] {
         if let Some(id) = id.filter(|&id| id as usize >= n) {
             return Err(TokenizerError::InvalidVocab(format!(

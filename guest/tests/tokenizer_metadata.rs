@@ -333,7 +333,7 @@ fn spm_gguf(extra: Vec<(&'static str, MetadataValue)>) -> Gguf {
     w.add("tokenizer.ggml.eos_token_id", MetadataValue::U32(2));
     w.add("tokenizer.ggml.unknown_token_id", MetadataValue::U32(0));
     for (k, v) in extra {
-        w.add(k, v);
+        w.set(k, v);
     }
     Gguf::parse(&w.to_bytes()).expect("parses")
 }
@@ -362,6 +362,16 @@ fn sentencepiece_vocab_merges_by_score_with_byte_fallback() {
     assert_eq!(tok.decode(&ids, false).expect("decodes"), " hello x é");
     // Control tokens only when asked.
     assert_eq!(tok.tokenize("</s>", false, true).expect("encodes"), vec![2]);
+}
+
+#[test]
+fn an_unknown_id_outside_the_vocab_is_refused() {
+    let err = Tokenizer::from_gguf(&spm_gguf(vec![(
+        "tokenizer.ggml.unknown_token_id",
+        MetadataValue::U32(1_000_000),
+    )]))
+    .expect_err("unknown id out of range");
+    assert!(matches!(err, TokenizerError::InvalidVocab(_)), "{err:?}");
 }
 
 #[test]

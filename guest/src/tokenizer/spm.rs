@@ -4,11 +4,13 @@
 //! first among equal scores); a symbol that is no token becomes its bytes' `<0xXX>` tokens.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use super::bpe::FastMap;
 
 /// The vocabulary of a SentencePiece-style tokenizer.
 pub(crate) struct Spm {
-    ids: HashMap<Box<str>, u32>,
+    ids: FastMap<Box<str>, u32>,
     scores: Vec<f32>,
     /// The token of each byte (`<0xXX>`, else the one-byte token), if any.
     byte_ids: Vec<Option<u32>>,
@@ -61,7 +63,8 @@ impl Spm {
     /// Builds the lookup tables. Scores may be empty (all zero); a token string that occurs
     /// twice maps to its last id, as in llama.cpp.
     pub(crate) fn new(tokens: &[String], scores: &[f32], unk_id: Option<u32>) -> Self {
-        let mut ids = HashMap::with_capacity(tokens.len());
+        let mut ids = FastMap::default();
+        ids.reserve(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             ids.insert(t.as_str().into(), i as u32);
         }
