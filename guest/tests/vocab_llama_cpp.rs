@@ -202,3 +202,20 @@ fn end_of_turn_tokens_of_the_families() {
         assert!(!tok.is_eot(tok.bos_id().expect("BOS")) || tok.bos_id() == tok.eos_id());
     }
 }
+
+#[test]
+fn llama3_chat_prompt_with_control_tokens() {
+    let bytes = std::fs::read(vocab_dir().join("ggml-vocab-llama-bpe.gguf")).expect("reads");
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&bytes).expect("parses")).expect("builds");
+    let text = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+    // Llama 3 adds BOS; the template's own BOS is not doubled on the chat path.
+    let want = [128000, 128006, 882, 128007, 271, 13347, 128009];
+    assert_eq!(
+        tok.encode_with_plain_spans(text, &[]).expect("encodes"),
+        want
+    );
+    // Without control tokens parsed, their texts are ordinary text.
+    let plain = tok.tokenize(text, false, false).expect("encodes");
+    assert!(plain.len() > want.len() && !plain.iter().any(|&id| id >= 128000));
+    assert_eq!(tok.decode(&plain, false).expect("decodes"), text);
+}
