@@ -81,7 +81,7 @@ run PROMPT *ARGS: model build
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
 # its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
 # installed).
-test: model build compose bundle compose-http jco build-test-components
+test: model vocab-tests build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
@@ -318,3 +318,26 @@ bench-startup: compose bundle
 quant-refs:
     python3 -c 'import gguf' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
     python3 kernel/tests/data/gen_quant_refs.py
+
+# llama.cpp's tokenizer test vectors (vocabulary-only GGUFs with .inp/.out pairs) from the
+# llama-cpp-python 0.3.36 sdist on PyPI, fetched once into build/vocab/ (only
+# models/ggml-vocab-*); guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
+# Fetch llama.cpp's tokenizer test vocabularies.
+vocab-tests:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=build/vocab
+    if [ -f "$dir/.complete" ]; then exit 0; fi
+    venv=build/sdist-venv
+    test -x "$venv/bin/pip" || python3 -m venv "$venv"
+    # `pip download` of an sdist prepares its metadata with the build backend, which it would
+    # otherwise try to install in an isolated environment each time.
+    "$venv/bin/pip" install --quiet --disable-pip-version-check scikit-build-core cmake ninja
+    rm -rf "$dir" && mkdir -p "$dir/sdist"
+    PATH="$PWD/$venv/bin:$PATH" pip download --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+        --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$dir/sdist"
+    tar -xzf "$dir/sdist"/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=4 --wildcards \
+        'llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-*'
+    rm -rf "$dir/sdist"
+    ls "$dir"/ggml-vocab-*.gguf >/dev/null
+    touch "$dir/.complete"

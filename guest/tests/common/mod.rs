@@ -1,6 +1,6 @@
 //! Shared helpers for the guest's integration tests: locating the default model and the
 //! llama.cpp reference outputs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use edge_llm_guest::tokenizer::Tokenizer;
 use edge_llm_kernel::gguf::Gguf;
