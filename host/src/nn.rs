@@ -185,9 +185,7 @@ impl GgmlContext {
     fn header(&self) -> Result<Tensor, BackendError> {
         let model = self.session.model();
         let bytes = model.bytes();
-        let end =
-            usize::try_from(model.gguf().data_offset()).map_or(bytes.len(), |o| o.min(bytes.len()));
-        let header = contract::encode_header(&bytes[..end], bytes.len() as u64)
+        let header = contract::encode_header(model.gguf().header_prefix(bytes), bytes.len() as u64)
             .map_err(|e| backend_error(&self.call, e))?;
         Ok(wasi_tensor(header))
     }

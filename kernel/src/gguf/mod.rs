@@ -96,11 +96,17 @@ impl Gguf {
     /// A self-contained copy of a file's header: the bytes before the tensor data followed by
     /// the file's length (u64 little-endian), for [`Gguf::parse_header`]. `bytes` is the file.
     pub fn header_with_len(&self, bytes: &[u8]) -> Vec<u8> {
-        let end = usize::try_from(self.data_offset).map_or(bytes.len(), |o| o.min(bytes.len()));
-        let mut out = Vec::with_capacity(end + 8);
-        out.extend_from_slice(&bytes[..end]);
+        let prefix = self.header_prefix(bytes);
+        let mut out = Vec::with_capacity(prefix.len() + 8);
+        out.extend_from_slice(prefix);
         out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         out
+    }
+
+    /// The bytes of `bytes` (the file) before the tensor data.
+    pub fn header_prefix<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let end = usize::try_from(self.data_offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+        &bytes[..end]
     }
 
     /// Parses what [`Gguf::header_with_len`] produced.
