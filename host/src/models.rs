@@ -183,6 +183,18 @@ impl RecommendedSampling {
         }
     }
 
+    /// Each setting of `self`, else `other`'s.
+    pub fn or(&self, other: &Self) -> Self {
+        Self {
+            temperature: self.temperature.or(other.temperature),
+            top_k: self.top_k.or(other.top_k),
+            top_p: self.top_p.or(other.top_p),
+            min_p: self.min_p.or(other.min_p),
+            repeat_penalty: self.repeat_penalty.or(other.repeat_penalty),
+            repeat_last_n: self.repeat_last_n.or(other.repeat_last_n),
+        }
+    }
+
     /// Reads the settings from the GGUF file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, HostError> {
         Ok(Self::from_gguf(&read_header(path)?))

@@ -65,36 +65,30 @@ impl SamplingArgs {
     /// (`recommended`), else llama.cpp's defaults; for a raw completion, greedy.
     pub fn params(&self, chat: bool, recommended: &RecommendedSampling) -> api::Params {
         let greedy = edge_llm_host::greedy(self.max_tokens);
-        let pick = |given: Option<f32>, model: Option<f32>, llama: Option<f32>, raw: f32| {
-            given.unwrap_or(if chat {
-                model.or(llama).unwrap_or(raw)
-            } else {
-                raw
-            })
+        let d = match chat {
+            true => recommended.or(&LLAMA_CPP_DEFAULTS),
+            false => RecommendedSampling::default(),
         };
-        let d = &LLAMA_CPP_DEFAULTS;
-        let r = recommended;
         api::Params {
-            max_tokens: self.max_tokens,
-            temperature: pick(self.temperature, r.temperature, d.temperature, 0.0),
-            top_k: self.top_k.unwrap_or(if chat {
-                r.top_k.or(d.top_k).unwrap_or(0)
-            } else {
-                greedy.top_k
-            }),
-            top_p: pick(self.top_p, r.top_p, d.top_p, greedy.top_p),
-            min_p: pick(self.min_p, r.min_p, d.min_p, greedy.min_p),
+            temperature: self
+                .temperature
+                .or(d.temperature)
+                .unwrap_or(greedy.temperature),
+            top_k: self.top_k.or(d.top_k).unwrap_or(greedy.top_k),
+            top_p: self.top_p.or(d.top_p).unwrap_or(greedy.top_p),
+            min_p: self.min_p.or(d.min_p).unwrap_or(greedy.min_p),
             repeat_penalty: self
                 .repeat_penalty
-                .or(r.repeat_penalty)
+                .or(d.repeat_penalty)
                 .unwrap_or(greedy.repeat_penalty),
             repeat_last_n: self
                 .repeat_last_n
-                .or(r.repeat_last_n)
+                .or(d.repeat_last_n)
                 .unwrap_or(greedy.repeat_last_n),
             seed: self.seed,
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            ..greedy
         }
     }
 

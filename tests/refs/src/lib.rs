@@ -65,37 +65,14 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// One string of `tokens.json` and llama.cpp's ids for it (control tokens parsed, no BOS).
-pub struct Tokenized {
-    /// The text.
-    pub text: String,
-    /// llama.cpp's token ids.
-    pub ids: Vec<u32>,
-}
-
-/// Every item of `tokens.json`.
-pub fn tokens() -> Vec<Tokenized> {
-    items(&json("tokens.json"))
-        .iter()
-        .map(|it| Tokenized {
-            text: it["text"].as_str().expect("text").to_owned(),
-            ids: ids(&it["ids"]),
-        })
-        .collect()
-}
-
 /// One prompt of `greedy.json`: llama.cpp's greedy continuation and its top-20 logits.
 pub struct Greedy {
     /// The prompt's token ids.
     pub prompt_ids: Vec<u32>,
     /// The greedy continuation's ids (an end-of-generation id, when reached, kept last).
     pub generated_ids: Vec<u32>,
-    /// The continuation's text.
-    pub text: String,
     /// Per step, the 20 highest `(id, logit)` pairs of the logits that chose that step's id.
     pub top20: Vec<Vec<(u32, f32)>>,
-    /// The whole item, for the fields not parsed here.
-    pub raw: serde_json::Value,
 }
 
 /// Every item of `greedy.json`.
@@ -105,7 +82,6 @@ pub fn greedy() -> Vec<Greedy> {
         .map(|it| Greedy {
             prompt_ids: ids(&it["prompt_ids"]),
             generated_ids: ids(&it["generated_ids"]),
-            text: it["text"].as_str().unwrap_or_default().to_owned(),
             top20: it["top20_per_step"]
                 .as_array()
                 .expect("top20_per_step")
@@ -121,7 +97,6 @@ pub fn greedy() -> Vec<Greedy> {
                         .collect()
                 })
                 .collect(),
-            raw: it.clone(),
         })
         .collect()
 }
