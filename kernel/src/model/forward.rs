@@ -322,36 +322,31 @@ impl Session {
         let from = from.min(tokens.len() - 1);
         let p0 = self.cache.len();
         let mut start = 0;
-        while from.saturating_sub(start) > PREFILL_CHUNK {
+        let mut result = Ok(());
+        while result.is_ok() && from - start > PREFILL_CHUNK {
             let end = start + PREFILL_CHUNK;
-            if let Err(e) = self.forward_pass(&tokens[start..end], PREFILL_CHUNK - 1, cancel) {
-                self.cache.truncate(p0);
-                return Err(e);
-            }
+            result = self.forward_pass(&tokens[start..end], PREFILL_CHUNK - 1, cancel);
             start = end;
         }
-        match self.forward_pass(&tokens[start..], from - start, cancel) {
-            Ok(()) => {
-                let n = (tokens.len() - from) * self.model.config().n_vocab;
-                Ok(&self.s.logits[..n])
-            }
-            Err(e) => {
-                self.cache.truncate(p0);
-                Err(e)
-            }
+        if let Err(e) =
+            result.and_then(|()| self.forward_pass(&tokens[start..], from - start, cancel))
+        {
+            self.cache.truncate(p0);
+            return Err(e);
         }
+        let n = (tokens.len() - from) * self.model.config().n_vocab;
+        Ok(&self.s.logits[..n])
     }
 
     /// One forward pass over `tokens` (checked by [`Session::forward_from`]; `from` <
     /// `tokens.len()`), appended to the cache, leaving the logits of `tokens[from..]` in the
-    /// scratch; on an error the cache is left as it was.
+    /// scratch; on an error the caller rolls the cache back.
     fn forward_pass(
         &mut self,
         tokens: &[u32],
         from: usize,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(), ForwardError> {
-        let p0 = self.cache.len();
         let model = self.model.clone();
         let par = Par {
             isa: self.isa,
@@ -380,9 +375,6 @@ impl Session {
             st.epilogue();
             Ok(())
         })();
-        if result.is_err() {
-            self.cache.truncate(p0);
-        }
         result
     }
 }
@@ -449,7 +441,9 @@ fn activations<'a>(
         q8_1 = act;
     }
     let mut q8_k: &[BlockQ8_K] = &[];
-    if needs(Partner::Q8_K) && w.is_multiple_of(QK_K) {
+    if needs(Partner::Q8_K) {
+        // K-quant rows are whole 256-blocks (checked when the model loads).
+        debug_assert!(w.is_multiple_of(QK_K));
         let nb = w / QK_K;
         let act_k = &mut act_k[..n * nb];
         for (xr, ar) in x.chunks_exact(w).zip(act_k.chunks_exact_mut(nb)) {

@@ -44,16 +44,6 @@ pub enum ModelError {
         /// Its type.
         ty: GgmlType,
     },
-    /// A matrix's rows are not a whole number of its type's blocks (a K-quant's 256).
-    #[error("tensor `{name}` of type {ty} has rows of {cols} elements, not a multiple of its {}-element blocks", ty.block_size())]
-    TensorRowLength {
-        /// Tensor name.
-        name: String,
-        /// Its type.
-        ty: GgmlType,
-        /// Elements per row.
-        cols: usize,
-    },
     /// A tensor's shape does not match the configuration.
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     TensorShape {

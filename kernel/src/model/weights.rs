@@ -132,15 +132,7 @@ fn matrix(
             ty: t.ty,
         });
     }
-    // The GGUF reader already refuses rows that are not whole blocks; a K-quant matrix of such
-    // a model (llama.cpp falls back to another type for it) never gets here.
-    if !cols.is_multiple_of(t.ty.block_size() as usize) {
-        return Err(ModelError::TensorRowLength {
-            name: name.to_string(),
-            ty: t.ty,
-            cols,
-        });
-    }
+    // Rows are whole blocks of their type: the GGUF reader refuses any other tensor.
     Ok(QMatrix {
         ty: t.ty,
         rows,

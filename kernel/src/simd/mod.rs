@@ -294,6 +294,20 @@ fn matmul_ref(
         GgmlType::IQ4_NL => iq4_nl::vec_dot_ref,
         _ => return,
     };
+    rows_ref(dot, w, row_bytes, nb, acts, n_tok, out);
+}
+
+/// `out[r * n_tok + t] = dot(row r, acts[t])` for every whole row of `w`, one at a time: the
+/// scalar path of the matmuls, whatever the activation block type.
+fn rows_ref<A>(
+    dot: fn(&[u8], &[A]) -> f32,
+    w: &[u8],
+    row_bytes: usize,
+    nb: usize,
+    acts: &[A],
+    n_tok: usize,
+    out: &mut [f32],
+) {
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
         for (t, v) in o.iter_mut().enumerate() {
             *v = dot(row, &acts[t * nb..(t + 1) * nb]);
@@ -362,13 +376,10 @@ pub fn matmul_q8_k(
         GgmlType::Q3_K => q3_k::vec_dot_ref,
         GgmlType::Q4_K => q4_k::vec_dot_ref,
         GgmlType::Q5_K => q5_k::vec_dot_ref,
-        _ => q6_k::vec_dot_ref,
+        GgmlType::Q6_K => q6_k::vec_dot_ref,
+        _ => return,
     };
-    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n_tok)) {
-        for (t, v) in o.iter_mut().enumerate() {
-            *v = dot(row, &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    rows_ref(dot, w, row_bytes, nb, acts, n_tok, out);
 }
 
 thread_local! {
