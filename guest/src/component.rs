@@ -113,17 +113,16 @@ fn open_wasi_nn(
         Err(e) => return Err(e),
     };
     let header = nn_backend::header(&graph)?;
-    let layout = GgufHeader::from_bytes(&header).map_err(|e| {
+    let foreign = |e: &dyn std::fmt::Display| {
         NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
-    })?;
+    };
+    let layout = GgufHeader::from_bytes(&header).map_err(|e| foreign(&e))?;
     let meta = match built_in_metadata(layout.prefix(), layout.file_len()) {
         Some(meta) => meta,
         None => {
             // A header that does not parse did not come from a backend of ours (the model
             // itself, if it is bad, fails again in the kernel with its own error).
-            let gguf = Gguf::parse_header(&header).map_err(|e| {
-                NnOpenError::Foreign(format!("the host's wasi:nn backend's model header: {e}"))
-            })?;
+            let gguf = Gguf::parse_header(&header).map_err(|e| foreign(&e))?;
             ModelMetadata::from_gguf(&gguf).map_err(NnOpenError::Load)?
         }
     };

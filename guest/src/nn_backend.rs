@@ -9,7 +9,7 @@
 //! of this contract): a graph whose execution context does not answer the `gguf-header` request
 //! is [`NnOpenError::Unavailable`], so `open` serves the model with the kernel instead.
 
-use edge_llm_nn_contract::{self as contract, ContractError, ElementType, TensorRef};
+use edge_llm_nn_contract::{self as contract, ContractError, ElementType};
 
 use crate::bindings::wasi::nn::errors::{Error as NnError, ErrorCode};
 use crate::bindings::wasi::nn::graph::{self, ExecutionTarget, Graph, GraphEncoding};
@@ -93,37 +93,19 @@ fn input(name: &str, t: &contract::Tensor) -> (String, Tensor) {
     )
 }
 
-/// A `wasi:nn` output's type, dimensions and bytes, to decode with the contract.
-struct Output {
-    ty: ElementType,
-    dims: Vec<u32>,
-    data: Vec<u8>,
-}
-
-impl Output {
-    fn of(t: &Tensor) -> Self {
-        Self {
-            ty: element_type(t.ty()),
-            dims: t.dimensions(),
-            data: t.data(),
-        }
-    }
-
-    fn as_ref(&self) -> TensorRef<'_> {
-        TensorRef {
-            ty: self.ty,
-            dims: &self.dims,
-            data: &self.data,
-        }
-    }
-}
-
-/// The output `name` of a `compute` call.
-fn output(outputs: &[(String, Tensor)], name: &'static str) -> Result<Output, ContractError> {
+/// The output `name` of a `compute` call, as a contract tensor to decode.
+fn output(
+    outputs: &[(String, Tensor)],
+    name: &'static str,
+) -> Result<contract::Tensor, ContractError> {
     outputs
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, t)| Output::of(t))
+        .map(|(_, t)| contract::Tensor {
+            ty: element_type(t.ty()),
+            dims: t.dimensions(),
+            data: t.data(),
+        })
         .ok_or(ContractError::Missing { tensor: name })
 }
 

@@ -241,7 +241,6 @@ fn templates_that_transform_message_texts_keep_them_plain() {
                     rendered.message_text.is_some(),
                     "{family}: untracked {chat:?}"
                 );
-                assert_eq!(rendered.text, tmpl.render(&chat, true).expect("renders"));
                 let ids = tmpl.encode(&tok, &chat, true).expect("encodes");
                 // Every control token comes from the template's structure...
                 let structure = tmpl
