@@ -55,7 +55,7 @@ build-guest:
 
 # target/edge-llm-guest-preinit.wasm: the guest with the default model's metadata built in and
 # its tokenizer and chat template built by `wasmtime wizer`; `edge-llm` runs it by default, and
-# opening the default model then takes ~10 ms instead of ~150.
+# opening the default model then takes ~5 ms instead of ~30.
 # Next to it, the sha256 of the plain guest built from the same sources: `edge-llm` runs it only
 # while that still matches, and this recipe skips the work while it does (and the model is older).
 preinit: tools model build-guest
