@@ -81,7 +81,7 @@ run PROMPT *ARGS: model build
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
 # its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
 # installed).
-test: model vocab-tests build compose bundle compose-http jco build-test-components
+test: model vocab-tests chat-templates build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
@@ -319,28 +319,53 @@ quant-refs:
     python3 -c 'import gguf' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
     python3 kernel/tests/data/gen_quant_refs.py
 
-# llama.cpp's tokenizer test vectors (vocabulary-only GGUFs with .inp/.out pairs) from the
-# llama-cpp-python 0.3.36 sdist on PyPI, fetched once into build/vocab/ (only
-# models/ggml-vocab-*); guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
-# Fetch llama.cpp's tokenizer test vocabularies.
-vocab-tests:
+# The llama-cpp-python 0.3.36 sdist from PyPI (llama.cpp's sources with its test data), fetched
+# once into build/llama-cpp-sdist/, with a venv (build/sdist-venv) for the scripts that read it.
+[private]
+_llama-cpp-sdist:
     #!/usr/bin/env bash
     set -euo pipefail
-    dir=build/vocab
-    if [ -f "$dir/.complete" ]; then exit 0; fi
+    dir=build/llama-cpp-sdist
+    if [ -f "$dir/llama_cpp_python-0.3.36.tar.gz" ]; then exit 0; fi
     venv=build/sdist-venv
     test -x "$venv/bin/pip" || python3 -m venv "$venv"
     # `pip download` of an sdist prepares its metadata with the build backend, which it would
     # otherwise try to install in an isolated environment each time.
     "$venv/bin/pip" install --quiet --disable-pip-version-check scikit-build-core cmake ninja
-    rm -rf "$dir" && mkdir -p "$dir/sdist"
+    rm -rf "$dir.partial" && mkdir -p "$dir.partial"
     PATH="$PWD/$venv/bin:$PATH" pip download --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-        --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$dir/sdist"
-    tar -xzf "$dir/sdist"/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=4 --wildcards \
+        --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$dir.partial"
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+
+# llama.cpp's tokenizer test vectors (models/ggml-vocab-*: vocabulary-only GGUFs with .inp/.out
+# pairs) into build/vocab/; guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
+vocab-tests: _llama-cpp-sdist
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=build/vocab
+    if [ -f "$dir/.complete" ]; then exit 0; fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    tar -xzf build/llama-cpp-sdist/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=4 --wildcards \
         'llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-*'
-    rm -rf "$dir/sdist"
     ls "$dir"/ggml-vocab-*.gguf >/dev/null
     touch "$dir/.complete"
+
+# llama.cpp's collection of chat templates (models/templates/*.jinja) into build/templates/, with
+# Python jinja2's renders of each for a fixed set of conversations (tests/templates/
+# render_jinja2.py) in jinja2.json; guest/tests/chat_templates_jinja2.rs checks ours equal them.
+chat-templates: _llama-cpp-sdist
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=build/templates
+    script=tests/templates/render_jinja2.py
+    if [ -f "$dir/jinja2.json" ] && [ "$dir/jinja2.json" -nt "$script" ]; then exit 0; fi
+    venv=build/sdist-venv
+    "$venv/bin/python" -c 'import jinja2; assert jinja2.__version__ == "3.1.6"' 2>/dev/null \
+        || "$venv/bin/pip" install --quiet --disable-pip-version-check jinja2==3.1.6
+    rm -rf "$dir" && mkdir -p "$dir"
+    tar -xzf build/llama-cpp-sdist/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=5 --wildcards \
+        'llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja'
+    "$venv/bin/python" "$script" "$dir" "$dir/jinja2.json"
 
 # Perplexity of edge-llm against llama.cpp (llama-cpp-python 0.3.36, built once into
 # build/peers/venv as for bench-peers) on the default model requantized by llama.cpp into each

@@ -29,9 +29,13 @@
 //! ([`ChatError::UntrackedControlText`]). A role containing a control token's text is always
 //! refused (roles are compared by templates, so they cannot be marked).
 
+mod python;
+
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::ops::Range;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_llm_kernel::gguf::Gguf;
 use minijinja::value::Value;
@@ -64,6 +68,16 @@ impl Default for TemplateLimits {
             max_template_bytes: 256 << 10,
         }
     }
+}
+
+/// The instant templates read with `strftime_now` (Llama 3's "Today Date", for one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock, in UTC.
+    #[default]
+    System,
+    /// A fixed instant, in seconds since the Unix epoch (UTC).
+    Fixed(i64),
 }
 
 /// Errors from loading or rendering a chat template.
@@ -192,6 +206,7 @@ impl Message {
 pub struct ChatTemplate {
     env: Environment<'static>,
     limits: TemplateLimits,
+    clock: Clock,
     bos_token: String,
     eos_token: String,
     /// Marker candidates that the template source, BOS or EOS text contain (never used).
@@ -202,6 +217,7 @@ impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatTemplate")
             .field("limits", &self.limits)
+            .field("clock", &self.clock)
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
             .finish()
@@ -257,12 +273,14 @@ impl ChatTemplate {
                 limit: limits.max_template_bytes,
             });
         }
-        let mut env = build_env(limits);
-        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+        let clock = Clock::default();
+        let mut env = build_env(limits, clock);
+        env.add_template_owned(TEMPLATE_NAME, generation_blocks_as_ifs(source).into_owned())
             .map_err(|e| ChatError::Syntax(describe(&e)))?;
         Ok(Self {
             env,
             limits,
+            clock,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
             reserved: marker_candidates_in([source, bos_token, eos_token]),
@@ -339,6 +357,25 @@ impl ChatTemplate {
             .map_err(|e| ChatError::Tokenize(e.to_string()))
     }
 
+    /// Sets the instant `strftime_now` formats.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+        add_strftime_now(&mut self.env, clock);
+    }
+
+    /// Renders the template with a context of the caller's: `messages` (OpenAI-shaped maps,
+    /// which may carry `tool_calls`, `tool_call_id`, `name` or a `null` content), `tools`,
+    /// `add_generation_prompt` and any variable a template reads. `bos_token` and `eos_token`
+    /// are the model's unless the context sets them. Message texts are not tracked (see
+    /// [`ChatTemplate::encode`] for chats whose texts must stay plain text).
+    pub fn render_context(&self, context: Value) -> Result<String, ChatError> {
+        let tokens = Value::from_iter([
+            ("bos_token", Value::from(self.bos_token.as_str())),
+            ("eos_token", Value::from(self.eos_token.as_str())),
+        ]);
+        self.render_value(minijinja::context! { ..context, ..tokens })
+    }
+
     fn render_with(
         &self,
         messages: &[Message],
@@ -351,10 +388,6 @@ impl ChatTemplate {
         if let Some(index) = messages.iter().position(|m| m.role.is_empty()) {
             return Err(ChatError::EmptyRole { index });
         }
-        let tmpl = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| ChatError::Render(describe(&e)))?;
         let mut ctx = vec![
             ("messages", messages_value(messages, marks)),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
@@ -364,7 +397,14 @@ impl ChatTemplate {
         if let Some(marks) = marks {
             ctx.push((MARKS_VAR, Value::from(marks.to_string())));
         }
-        let ctx = Value::from_iter(ctx);
+        self.render_value(Value::from_iter(ctx))
+    }
+
+    fn render_value(&self, ctx: Value) -> Result<String, ChatError> {
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| ChatError::Render(describe(&e)))?;
         let mut out = CappedWriter::new(self.limits.max_output_bytes);
         let result = tmpl.render_captured_to(ctx, &mut out);
         if out.overflowed {
@@ -566,11 +606,11 @@ fn strip_marked(
 }
 
 /// `s` without markers.
-fn unmarked(s: &str, marks: Option<Marks>) -> std::borrow::Cow<'_, str> {
+fn unmarked(s: &str, marks: Option<Marks>) -> Cow<'_, str> {
     if s.chars().any(|c| Marks::is_mark(marks, c)) {
         s.chars().filter(|&c| !Marks::is_mark(marks, c)).collect()
     } else {
-        std::borrow::Cow::Borrowed(s)
+        Cow::Borrowed(s)
     }
 }
 
@@ -608,17 +648,110 @@ fn split_marked(s: &str, sep: Option<&str>, marks: Option<Marks>) -> Vec<String>
     out
 }
 
-fn build_env(limits: TemplateLimits) -> Environment<'static> {
+/// The environment Hugging Face's `apply_chat_template` renders in: Jinja2 with `trim_blocks`
+/// and `lstrip_blocks`, the trailing newline kept, and its additions `raise_exception`,
+/// `strftime_now` and a `tojson` with `json.dumps`'s options.
+fn build_env(limits: TemplateLimits, clock: Clock) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_fuel(Some(limits.fuel));
     env.set_recursion_limit(limits.recursion);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
-    // HF templates are written for Python Jinja2: keep whitespace and trailing newline as is.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
     env.add_function("raise_exception", raise_exception);
+    add_strftime_now(&mut env, clock);
+    env.add_filter("tojson", python::tojson);
+    env.add_filter("length", length);
+    env.add_filter("count", length);
+    env.add_filter("string", |value: &Value| {
+        python::str(value).map(Value::from)
+    });
+    env.add_test("iterable", |value: &Value| python::is_iterable(value));
+    env.set_formatter(|out, _state, value| python::format(out, value));
     env.add_filter("trim", trim_filter);
     env.set_unknown_method_callback(python_methods);
     env
+}
+
+/// `length`, where Jinja2 counts an undefined value as empty.
+fn length(value: &Value) -> Result<Value, minijinja::Error> {
+    if value.is_undefined() {
+        return Ok(Value::from(0));
+    }
+    minijinja::filters::length(value).map(Value::from)
+}
+
+fn add_strftime_now(env: &mut Environment<'static>, clock: Clock) {
+    env.add_function("strftime_now", move |format: &str| {
+        strftime_now(clock, format)
+    });
+}
+
+/// Python's `datetime.now().strftime(format)`, in UTC.
+fn strftime_now(clock: Clock, format: &str) -> Result<Value, minijinja::Error> {
+    use chrono::format::{Item, StrftimeItems};
+    let seconds = match clock {
+        Clock::System => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        Clock::Fixed(seconds) => seconds,
+    };
+    let bad = |what: &str| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("strftime_now: {what}"))
+    };
+    let now = chrono::DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| bad("the clock is out of range"))?;
+    let items: Vec<Item> = StrftimeItems::new(format).collect();
+    if items.iter().any(|item| matches!(item, Item::Error)) {
+        return Err(bad(&format!("unsupported format {format:?}")));
+    }
+    Ok(Value::from(
+        now.format_with_items(items.into_iter()).to_string(),
+    ))
+}
+
+/// Hugging Face's templates may mark the assistant's text with `{% generation %}` …
+/// `{% endgeneration %}` (its `AssistantTracker` extension), which renders the body unchanged.
+/// minijinja has no such tag: each is rewritten as `{% if true %}` / `{% endif %}`, which
+/// renders the same, whitespace control included.
+fn generation_blocks_as_ifs(source: &str) -> Cow<'_, str> {
+    if !source.contains("generation") {
+        return Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let (before, tag) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = tag.find("%}") else {
+            break;
+        };
+        let inner = &tag[2..end];
+        let body = inner
+            .trim_start_matches(['-', '+'])
+            .trim_end_matches(['-', '+'])
+            .trim();
+        let replacement = match body {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                let at = inner.find(body).unwrap_or(0);
+                out.push_str("{%");
+                out.push_str(&inner[..at]);
+                out.push_str(r);
+                out.push_str(&inner[at + body.len()..]);
+                out.push_str("%}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 fn raise_exception(msg: &str) -> Result<Value, minijinja::Error> {
@@ -640,20 +773,24 @@ fn trim_filter(state: &State, value: String, chars: Option<String>) -> Value {
     })
 }
 
-/// The few Python `str`/`dict` methods that chat templates commonly call.
+/// Python's `str`, `dict` and `list` methods: the string methods that must pass over message
+/// markers here, the rest from minijinja-contrib's `pycompat`.
 fn python_methods(
     state: &State,
     value: &Value,
     method: &str,
     args: &[Value],
 ) -> Result<Value, minijinja::Error> {
-    if let Some(s) = value.as_str() {
-        return string_method(s, method, args, Marks::of(state));
+    let marker_aware = match value.as_str() {
+        Some(s) => string_method(s, method, args, Marks::of(state)),
+        None => Err(minijinja::Error::from(ErrorKind::UnknownMethod)),
+    };
+    match marker_aware {
+        Err(e) if e.kind() == ErrorKind::UnknownMethod => {
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        }
+        result => result,
     }
-    if value.kind() == minijinja::value::ValueKind::Map {
-        return map_method(value, method, args);
-    }
-    Err(minijinja::Error::from(ErrorKind::UnknownMethod))
 }
 
 fn str_arg(args: &[Value], i: usize) -> Result<Option<&str>, minijinja::Error> {
@@ -684,8 +821,6 @@ fn string_method(
         ("rstrip", _) => strip(false, true),
         ("startswith", Some(a)) => Value::from(unmarked(s, marks).starts_with(a)),
         ("endswith", Some(a)) => Value::from(unmarked(s, marks).ends_with(a)),
-        ("upper", None) => Value::from(s.to_uppercase()),
-        ("lower", None) => Value::from(s.to_lowercase()),
         ("title", None) => Value::from(title_case(s, marks)),
         ("split", None) => split_marked(s, None, marks)
             .into_iter()
@@ -695,10 +830,6 @@ fn string_method(
             .into_iter()
             .map(Value::from)
             .collect(),
-        ("replace", Some(from)) if !from.is_empty() => {
-            let to = str_arg(args, 1)?.unwrap_or("");
-            Value::from(s.replace(from, to))
-        }
         _ => return Err(minijinja::Error::from(ErrorKind::UnknownMethod)),
     };
     Ok(v)
@@ -720,29 +851,6 @@ fn title_case(s: &str, marks: Option<Marks>) -> String {
         start = !c.is_alphanumeric();
     }
     out
-}
-
-fn map_method(map: &Value, method: &str, args: &[Value]) -> Result<Value, minijinja::Error> {
-    match method {
-        "get" => {
-            let key = args.first().cloned().unwrap_or_default();
-            let found = map.get_item(&key).ok().filter(|v| !v.is_undefined());
-            Ok(found.unwrap_or_else(|| args.get(1).cloned().unwrap_or_default()))
-        }
-        "keys" => Ok(map.try_iter()?.collect()),
-        "values" => Ok(map
-            .try_iter()?
-            .map(|k| map.get_item(&k).unwrap_or_default())
-            .collect()),
-        "items" => Ok(map
-            .try_iter()?
-            .map(|k| {
-                let v = map.get_item(&k).unwrap_or_default();
-                Value::from(vec![k, v])
-            })
-            .collect()),
-        _ => Err(minijinja::Error::from(ErrorKind::UnknownMethod)),
-    }
 }
 
 /// An in-memory writer that refuses to grow past a limit.
@@ -787,7 +895,9 @@ mod tests {
 
     #[test]
     fn python_string_methods() {
-        let t = tmpl("{{ messages[0].content.strip().upper() }}|{{ messages[0]['content'].startswith(' h') }}");
+        let t = tmpl(
+            "{{ messages[0].content.strip().upper() }}|{{ messages[0]['content'].startswith(' h') }}",
+        );
         let out = t.render(&[Message::user(" hi ")], false).expect("renders");
         assert_eq!(out, "HI|True");
     }
