@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
+use edge_llm_kernel::gguf::Gguf;
 use edge_llm_kernel::Model;
 
+use crate::generate::BackendError;
 use crate::kernel_backend::KernelBackend;
 use crate::model::{BackendKind, LoadError, LoadedModel, ModelMetadata};
 use crate::Backend;
@@ -42,10 +44,45 @@ pub(crate) fn open_kernel(
     n_ctx: Option<usize>,
 ) -> Result<LoadedModel, LoadError> {
     let bytes = read_model_file(path)?;
-    let model =
-        Model::load_packed(bytes).map_err(|e| LoadError::NotSupported(format!("{path}: {e}")))?;
-    let model = Arc::new(model);
+    let model = match Model::load_packed(bytes) {
+        Ok(model) => Arc::new(model),
+        Err(e) => {
+            return open_vocabulary_only(name, path, n_ctx)
+                .unwrap_or_else(|| Err(LoadError::NotSupported(format!("{path}: {e}"))));
+        }
+    };
     kernel_model(name, &model, n_ctx)
+}
+
+/// A GGUF file without tensors (llama.cpp's vocabulary-only files, as `llama-tokenize` reads
+/// them): served for tokenizing and rendering chats; generating fails, naming the file. `None`
+/// if the file holds tensors (or does not parse): then it is a model that failed to load.
+fn open_vocabulary_only(
+    name: &str,
+    path: &str,
+    n_ctx: Option<usize>,
+) -> Option<Result<LoadedModel, LoadError>> {
+    let gguf = Gguf::parse(&read_model_file(path).ok()?).ok()?;
+    if !gguf.tensors().is_empty() {
+        return None;
+    }
+    let meta = match ModelMetadata::from_gguf(&gguf) {
+        Ok(meta) => meta,
+        Err(e) => return Some(Err(e)),
+    };
+    let path = path.to_owned();
+    let factory = Box::new(move |_| {
+        Err(BackendError::Failed(format!(
+            "{path} holds no weights (a vocabulary-only GGUF): it can tokenize, not generate"
+        )))
+    });
+    Some(LoadedModel::new(
+        name,
+        &meta,
+        n_ctx,
+        BackendKind::Kernel,
+        factory,
+    ))
 }
 
 /// Serves a loaded kernel model: tokenizer, chat template, and kernel sessions on demand.

@@ -247,6 +247,15 @@ impl Session {
         let native_model = match loaded {
             None => None,
             Some(Err(_)) => bail!("loading {} panicked", file.path.display()),
+            // A vocabulary-only file has nothing for the native backend: the guest serves it
+            // for tokenizing (`edge-llm tokenize`, as llama-tokenize reads such files).
+            Some(Ok((Err(_), _)))
+                if args.backend == BackendChoice::Auto
+                    && models::read_header(&file.path).is_ok_and(|g| g.tensors().is_empty()) =>
+            {
+                status("native backend: the file holds no weights (vocabulary only)");
+                None
+            }
             Some(Ok((model, took))) => {
                 let model = model?;
                 status(format_args!(

@@ -289,7 +289,11 @@ fn python_float(f: f64) -> String {
         return format!("{mantissa}e{sign}{digits:0>2}");
     }
     let s = format!("{f}");
-    if s.contains('.') { s } else { format!("{s}.0") }
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 #[cfg(test)]
