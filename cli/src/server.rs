@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edge_llm_host::cache::CacheStatus;
 use edge_llm_host::sandbox::{self, link_error, HostData, HostState, Sandbox};
+use edge_llm_host::CallState;
 use edge_llm_host::{HostError, RuntimeOptions};
 use edge_llm_kernel::Model;
 use http_body_util::{BodyExt, Full};
@@ -323,6 +324,10 @@ impl Server {
         // call state, checked between layers).
         sandbox::begin_call(&mut worker.store, self.timeout);
         let call = worker.store.data().host().call().clone();
+        // A client that hangs up before the response head (hyper then drops this future)
+        // cancels the call: the guest stops at its next epoch tick, the native compute at its
+        // next layer. Once the head is out, a streamed body's failed write stops the guest.
+        let cancel_on_drop = CancelOnDrop(Some(call.clone()));
         // The response head arrives through `receiver` while the call runs; forward it (and
         // learn its status for the access log) on a task of its own, so that a call that traps
         // first can drop its store, and with it the unset outparam, ending the wait.
@@ -351,12 +356,20 @@ impl Server {
             }
             match result {
                 Ok(()) => server.return_worker(worker),
+                Err(_) if call.is_cancelled() => {
+                    tracing::debug!(
+                        "{line}: the client hung up; call cancelled, instance discarded"
+                    );
+                    drop(worker);
+                }
                 Err(e) => {
                     tracing::warn!("{line}: instance discarded: {}", describe_trap(&e));
                     drop(worker);
                 }
             }
-            let status = forward.await.ok().flatten().unwrap_or(500);
+            // 499 (nginx's "client closed request") for a call its client hung up on.
+            let unanswered = if call.is_cancelled() { 499 } else { 500 };
+            let status = forward.await.ok().flatten().unwrap_or(unanswered);
             access_log(&line, status, started);
             drop(admitted);
         });
@@ -367,6 +380,7 @@ impl Server {
                 "the component ended without a response (it trapped or ran past its deadline; see the server log)",
             ),
         };
+        cancel_on_drop.disarm();
         (response, Some(done))
     }
 
@@ -379,7 +393,7 @@ impl Server {
             .sandbox
             .host_state()
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-        let mut store = self.sandbox.store(ServeState {
+        let mut store = self.sandbox.async_store(ServeState {
             host,
             http: WasiHttpCtx::new(),
             no_outgoing_http: NoOutgoingHttp,
@@ -415,6 +429,24 @@ impl Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Cancels a call when dropped still armed: the request's future was dropped before its
+/// response head, because its client hung up.
+struct CancelOnDrop(Option<Arc<CallState>>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.cancel();
+        }
     }
 }
 

@@ -66,9 +66,9 @@ impl CallState {
         }
     }
 
-    /// Starts a call whose store's epoch deadline is `ticks` from now (`None`: no deadline),
-    /// forgetting the last call's cancellation and failure. The deadline is one tick later
-    /// than the store's, since this count may lag the engine's by one.
+    /// Starts a call that must stop `ticks` epoch ticks from now (`None`: no deadline),
+    /// forgetting the last call's cancellation and failure. The deadline is one tick later,
+    /// since this count may lag the engine's by one.
     pub(crate) fn begin(&self, ticks: Option<u64>) {
         let deadline = ticks.map_or(u64::MAX, |t| {
             self.epochs.now().saturating_add(t).saturating_add(1)

@@ -121,7 +121,8 @@ impl Instance {
     }
 
     /// This instance's call state: [`CallState::cancel`] from another thread stops the running
-    /// call's native compute at its next layer (it fails with [`HostError::Cancelled`]).
+    /// call (the native compute at its next layer, the guest at its next epoch tick); it fails
+    /// with [`HostError::Cancelled`].
     pub fn call_state(&self) -> Arc<CallState> {
         self.store.data().call().clone()
     }
@@ -153,6 +154,10 @@ impl Instance {
             },
             Err(trap) => {
                 if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    if call.is_cancelled() {
+                        self.poisoned = Some("interrupted when its call was cancelled".into());
+                        return Err(HostError::Cancelled);
+                    }
                     self.poisoned = Some("interrupted at its deadline".into());
                     return Err(HostError::Deadline(started.elapsed()));
                 }

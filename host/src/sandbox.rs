@@ -15,7 +15,7 @@ use edge_llm_kernel::{Model, ModelBytes};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder,
+    StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_nn::wit::WasiNnView;
@@ -42,12 +42,12 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
 }
 
-/// Starts a call into `store`'s guest bounded by `timeout`: the epoch deadline for the guest,
-/// the same deadline in the store's call state for the native backend.
+/// Starts a call into `store`'s guest bounded by `timeout`, and cancellable through the store's
+/// [`CallState`]: both stop the native backend at its next layer and the guest at its next
+/// epoch check (each tick, see [`Sandbox::store`]).
 pub fn begin_call<T: HostData>(store: &mut Store<T>, timeout: Option<Duration>) {
-    let ticks = timeout.map(deadline_ticks);
-    store.set_epoch_deadline(ticks.unwrap_or(NO_DEADLINE));
-    store.data().host().call.begin(ticks);
+    store.data().host().call.begin(timeout.map(deadline_ticks));
+    store.set_epoch_deadline(1);
 }
 
 /// How to build a [`Runtime`](crate::Runtime) or a [`Sandbox`].
@@ -232,8 +232,27 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.host_mut().limits);
         store.set_epoch_deadline(NO_DEADLINE);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|ctx| go_on(ctx.data(), UpdateDeadline::Continue(1)));
         store
+    }
+
+    /// A store like [`Sandbox::store`] for calls made with wasmtime's `*_async` methods: the
+    /// guest also yields to the executor every epoch tick, so that a long computation in it
+    /// never holds an executor thread for more than a tick (the tasks that notice a client
+    /// hanging up, say, run meanwhile).
+    pub fn async_store<T: HostData>(&self, data: T) -> Store<T> {
+        let mut store = self.store(data);
+        store.epoch_deadline_callback(|ctx| go_on(ctx.data(), UpdateDeadline::Yield(1)));
+        store
+    }
+}
+
+/// Each epoch tick the guest asks its call state whether to go on (`then`): past the call's
+/// deadline or once it is cancelled, it is interrupted (`Trap::Interrupt`).
+fn go_on<T: HostData>(data: &T, then: UpdateDeadline) -> wasmtime::Result<UpdateDeadline> {
+    match data.host().call.stop_reason() {
+        Some(_) => Err(Trap::Interrupt.into()),
+        None => Ok(then),
     }
 }
 

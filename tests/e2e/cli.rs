@@ -366,20 +366,38 @@ fn tokenize_reads_vocabulary_only_files() {
     let cache = temp_dir("tokenize-vocab");
     let dir = edge_llm_tests::root().join("build/vocab");
     // (vocabulary, the BOS it adds)
-    for (vocab, bos) in [("qwen2", None), ("llama-spm", Some(1)), ("gemma-4", Some(2))] {
+    for (vocab, bos) in [
+        ("qwen2", None),
+        ("llama-spm", Some(1)),
+        ("gemma-4", Some(2)),
+    ] {
         let file = dir.join(format!("ggml-vocab-{vocab}.gguf"));
         let file = file.to_str().expect("utf-8 path");
-        let inputs = std::fs::read_to_string(format!("{file}.inp")).expect("run `just vocab-tests`");
+        let inputs =
+            std::fs::read_to_string(format!("{file}.inp")).expect("run `just vocab-tests`");
         let outputs = std::fs::read_to_string(format!("{file}.out")).expect("the .out file");
-        let pairs = inputs.split("\n__ggml_vocab_test__\n").zip(outputs.lines()).take(8);
+        let pairs = inputs
+            .split("\n__ggml_vocab_test__\n")
+            .zip(outputs.lines())
+            .take(8);
         for (text, want) in pairs {
             let out = edge_llm(&["tokenize", "--model", file, "--no-control", text], &cache);
             let mut expected: Vec<u64> = bos.into_iter().collect();
-            expected.extend(want.split_whitespace().map(|id| id.parse::<u64>().expect("an id")));
-            assert_eq!(stdout_json(&out), serde_json::json!(expected), "{vocab}: {text:?}");
+            expected.extend(
+                want.split_whitespace()
+                    .map(|id| id.parse::<u64>().expect("an id")),
+            );
+            assert_eq!(
+                stdout_json(&out),
+                serde_json::json!(expected),
+                "{vocab}: {text:?}"
+            );
         }
         let out = edge_llm(&["run", "--model", file, "hello"], &cache);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("no weights"), "{vocab}: {err}");
+        assert!(
+            !out.status.success() && err.contains("no weights"),
+            "{vocab}: {err}"
+        );
     }
 }
