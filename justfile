@@ -274,6 +274,21 @@ bench-peers REPEAT="5": model build compose-http
     "$venv/bin/python" tests/peers/bench_peers.py --edge-llm {{edge_llm}} --model {{default_model}} --out tests/peers/results --repeat {{REPEAT}} \
         --serve-cwasm target/edge-llm-http-bundle.cwasm --candle "$CARGO_TARGET_DIR/$host/release/candle-bench" --candle-wasm "$CARGO_TARGET_DIR/wasm32-wasip2/release/candle-bench.wasm"
 
+# The native backend's prefill (pp128) and decode (tg64) beside llama.cpp's own `llama-bench`
+# (built by `just llama-cpp-tools`) in one run, at 1 and 2 threads, on the default model
+# requantized by llama.cpp into each of TYPES (files in build/fidelity/, not committed): one JSON
+# line per type and thread count, then a Markdown table of ratios (tests/peers/speed_types.py).
+# Benchmark the native backend against llama-bench on each quantization type.
+bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build-host llama-cpp-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=build/peers/venv
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
+    "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
+    mkdir -p build/fidelity
+    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} build/llama.cpp/cmake/bin/llama-bench {{TYPES}} {{REPEAT}}
+
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
     cargo run --release -p edge-llm-tests --example load -- {{N}}
@@ -337,8 +352,33 @@ _llama-cpp-sdist:
         --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$dir.partial"
     rm -rf "$dir" && mv "$dir.partial" "$dir"
 
+# llama.cpp's own tools (llama-bench, llama-server, llama-perplexity) built natively from the
+# sdist's vendor/llama.cpp with cmake, for this machine's CPU (GGML_NATIVE), into
+# build/llama.cpp/cmake/bin/: the peers `just bench-llama-cpp` measures against.
+# About 15 minutes of compiling on 2 cores, once.
+# Build llama.cpp's llama-bench, llama-server and llama-perplexity.
+llama-cpp-tools: _llama-cpp-sdist
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out=build/llama.cpp
+    tools=(llama-bench llama-server llama-perplexity)
+    built() { for t in "${tools[@]}"; do test -x "$out/cmake/bin/$t" || return 1; done; }
+    if built; then exit 0; fi
+    src="$out/src"
+    if [ ! -f "$src/CMakeLists.txt" ]; then
+        rm -rf "$src" && mkdir -p "$src"
+        tar -xzf build/llama-cpp-sdist/llama_cpp_python-0.3.36.tar.gz -C "$src" --strip-components=3 \
+            llama_cpp_python-0.3.36/vendor/llama.cpp
+    fi
+    export PATH="$PWD/build/sdist-venv/bin:$PATH"
+    cmake -S "$src" -B "$out/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+        -DBUILD_SHARED_LIBS=OFF >/dev/null
+    cmake --build "$out/cmake" -j 2 --target "${tools[@]}"
+
 # llama.cpp's tokenizer test vectors (models/ggml-vocab-*: vocabulary-only GGUFs with .inp/.out
 # pairs) into build/vocab/; guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
+# Fetch llama.cpp's tokenizer test vocabularies.
 vocab-tests: _llama-cpp-sdist
     #!/usr/bin/env bash
     set -euo pipefail
@@ -353,6 +393,7 @@ vocab-tests: _llama-cpp-sdist
 # llama.cpp's collection of chat templates (models/templates/*.jinja) into build/templates/, with
 # Python jinja2's renders of each for a fixed set of conversations (tests/templates/
 # render_jinja2.py) in jinja2.json; guest/tests/chat_templates_jinja2.rs checks ours equal them.
+# Render llama.cpp's chat templates with Python jinja2, for the template tests.
 chat-templates: _llama-cpp-sdist
     #!/usr/bin/env bash
     set -euo pipefail
