@@ -355,3 +355,40 @@ bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ
     "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
     mkdir -p build/fidelity
     "$venv/bin/python" tests/peers/fidelity.py {{default_model}} build/fidelity {{edge_llm}} tests/refs/ppl_text.txt {{TYPES}}
+
+# --- The HTTP component on JavaScript edge runtimes and in a web page (edge/) ---------------
+
+# edge/node_modules: jco, the preview2-shim, esbuild, workerd, Deno and playwright-core, pinned
+# in edge/package-lock.json (the runtimes' binaries come inside their npm packages).
+[private]
+_edge-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v node >/dev/null || { echo "edge: needs Node.js 20 or later (and npm)" >&2; exit 1; }
+    if [ ! -f edge/node_modules/.package-lock.json ] || [ edge/package-lock.json -nt edge/node_modules/.package-lock.json ]; then
+        (cd edge && npm ci --no-audit --no-fund --silent)
+    fi
+
+# target/edge/{workerd,deno,web}: target/edge-llm-http-bundle.wasm transpiled by jco for each
+# host (edge/build.mjs).
+[private]
+_edge-build: _edge-tools
+    node edge/build.mjs target/edge-llm-http-bundle.wasm target/edge
+
+# The bundled component transpiled by jco, its core modules listed as `wasm` modules in the
+# capnp config (workerd refuses to compile wasm at run time). CONFIG=config-128mib.capnp caps
+# the linear memory at Workers' 128 MiB (and opens the model with a 192-token context, which
+# fits; EDGE_LLM_WORKERD_128MIB_CTX at build time changes it).
+# Serve the OpenAI API from Cloudflare's runtime, workerd, on loopback.
+workerd ADDR="127.0.0.1:8787" CONFIG="config.capnp": compose-http _edge-build
+    cd target/edge/workerd && ../../../edge/node_modules/workerd/bin/workerd serve {{CONFIG}} --socket-addr http={{ADDR}}
+
+# Serve the OpenAI API from Deno (Deno.serve), the same transpiled component.
+deno PORT="8000": compose-http _edge-build
+    cd target/edge/deno && ../../../edge/node_modules/deno/deno run --allow-read=. --allow-net --allow-env serve.js --port {{PORT}}
+
+# The page runs the component in a Web Worker; its modules (113 MB) are fetched once, then
+# read from the browser's Cache API.
+# Serve the chat page that runs the model in the browser: open http://ADDR/.
+web ADDR="127.0.0.1:8080": compose-http _edge-build
+    node edge/web/static.mjs target/edge/web {{ADDR}}
