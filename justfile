@@ -79,13 +79,14 @@ run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
-# its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
-# installed).
+# its NEON kernels under qemu, the HTTP component on workerd, Deno and in Chromium
+# (`test-edge`), and 20 s of each fuzz target (when a nightly toolchain is installed).
 test: model vocab-tests build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
     just test-neon
+    just _test-edge
     just fuzz 20
 
 # The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks of every weight
@@ -392,3 +393,27 @@ deno PORT="8000": compose-http _edge-build
 # Serve the chat page that runs the model in the browser: open http://ADDR/.
 web ADDR="127.0.0.1:8080": compose-http _edge-build
     node edge/web/static.mjs target/edge/web {{ADDR}}
+
+# One JSON line per host with `equal` (the text is `edge-llm run --chat --temperature 0
+# --max-tokens 32`'s), the time, and the measured load time, decode rate and peak RSS.
+# Run each JavaScript host (workerd, workerd at 128 MiB, Chromium, Deno) on one chat prompt.
+edge-hosts: build compose-http _edge-build
+    node edge/hosts.mjs --edge-llm {{edge_llm}} --dir target/edge
+
+# Every answer equal to edge-llm run's and streamed chunk by chunk, the page's reload served
+# from the Cache API, its stop button, a screenshot in target/edge-web.png. Needs Node.js and
+# Debian's chromium (.ci/run installs it); skipped without them, except under CI.
+# Test the component on workerd, Deno and in headless Chromium.
+test-edge: build compose-http
+    just _test-edge
+
+[private]
+_test-edge:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null || ! command -v chromium >/dev/null; then
+        just _cannot-run test-edge "needs Node.js with npm, and Debian's chromium"
+        exit 0
+    fi
+    just _edge-build
+    node edge/hosts.mjs --edge-llm {{edge_llm}} --dir target/edge --check --screenshot target/edge-web.png
