@@ -386,7 +386,7 @@ workerd ADDR="127.0.0.1:8787" CONFIG="config.capnp": compose-http _edge-build
 
 # Serve the OpenAI API from Deno (Deno.serve), the same transpiled component.
 deno PORT="8000": compose-http _edge-build
-    cd target/edge/deno && ../../../edge/node_modules/deno/deno run --allow-read=. --allow-net --allow-env serve.js --port {{PORT}}
+    cd target/edge/deno && DENO_NO_UPDATE_CHECK=1 ../../../edge/node_modules/deno/deno run --allow-read=. --allow-net --allow-env serve.js --port {{PORT}}
 
 # The page runs the component in a Web Worker; its modules (113 MB) are fetched once, then
 # read from the browser's Cache API.

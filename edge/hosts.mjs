@@ -76,7 +76,8 @@ function peakRssMb(pid) {
 /** Starts a server process and waits until its /health answers; returns it and how long that took. */
 async function startServer(command, args, cwd, base) {
   const started = performance.now();
-  const child = spawn(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+  const env = { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
+  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const exited = new Promise((ok) => child.once("exit", (code) => ok(code)));
@@ -220,7 +221,9 @@ async function chromiumHost() {
     if (opts.check) {
       check(first.fromCache === false && second.fromCache === true && after === before,
         `chromium: the reload fetched ${after - before} module(s) again (cache: first ${first.fromCache}, second ${second.fromCache})`);
-      // Stop: a long sampled answer, stopped at its first chunk, ends well before its limit.
+      check(answer.finishReason === "length", `chromium: the greedy answer ended with ${answer.finishReason}, not length`);
+      // Stop: a long sampled answer, stopped at its first chunk, ends with no finish reason
+      // (the component's stream was closed before it finished) well before its limit.
       await page.fill("#prompt", "Write a long story about a dragon.");
       await page.fill("#temperature", "0.8");
       await page.fill("#max-tokens", "400");
@@ -230,7 +233,8 @@ async function chromiumHost() {
       await page.click("#stop");
       await page.waitForFunction((n) => window.edgeLLM.turns.length > n, n, { timeout: 60_000 });
       const stopped = await page.evaluate(() => window.edgeLLM.turns.at(-1));
-      check(stopped.chunks > 0 && stopped.chunks < 100, `chromium: stop left ${stopped.chunks} chunks of up to 400`);
+      check(stopped.finishReason === null && stopped.chunks > 0 && stopped.chunks < 100,
+        `chromium: after stop, ${stopped.chunks} chunks of up to 400, finish reason ${stopped.finishReason}`);
       // The page still answers after a stop, in a new chat.
       await page.click("#clear");
       const again = await turn(prompt, 0, maxTokens);

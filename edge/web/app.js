@@ -59,6 +59,7 @@ function ask(messages, { temperature, maxTokens }) {
     let text = "";
     let tokens = 0;
     let firstAt = null;
+    let finishReason = null; // "stop" or "length"; none when the stop button cut the answer
     const arrivals = new Set(); // distinct moments chunks arrived at: streamed, not buffered
     let failed = null;
     current = {
@@ -76,7 +77,9 @@ function ask(messages, { temperature, maxTokens }) {
               continue;
             }
             if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
-            const delta = JSON.parse(event.slice(6)).choices?.[0]?.delta?.content;
+            const choice = JSON.parse(event.slice(6)).choices?.[0];
+            finishReason = choice?.finish_reason ?? finishReason;
+            const delta = choice?.delta?.content;
             if (delta) {
               firstAt ??= performance.now();
               arrivals.add(Math.round(performance.now()));
@@ -94,11 +97,13 @@ function ask(messages, { temperature, maxTokens }) {
           if (error) {
             out.classList.add("error");
             out.textContent = `${text}\n[${error}]`;
+          } else if (!finishReason) {
+            out.textContent = `${text} [stopped]`;
           }
           const decodeMs = firstAt ? performance.now() - firstAt : 0;
           const rate = tokens > 1 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : 0;
           $("stats").textContent = `${tokens} chunks in ${(ms / 1000).toFixed(2)} s` + (rate ? `, ${rate.toFixed(1)} tokens/s after the first` : "");
-          const turn = { text, chunks: tokens, chunkArrivals: arrivals.size, ms, ttftMs: firstAt ? firstAt - started : null, decodeTokensPerS: rate, error };
+          const turn = { text, chunks: tokens, chunkArrivals: arrivals.size, finishReason, ms, ttftMs: firstAt ? firstAt - started : null, decodeTokensPerS: rate, error };
           state.turns.push(turn);
           resolve(turn);
         }
