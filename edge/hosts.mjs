@@ -170,6 +170,12 @@ async function serverHost(host, command, args, cwd) {
     // The first request instantiates the component (workerd instantiates lazily).
     const run = await streamChat(base);
     report(host, run, server.loadMs, peakRssMb(server.child.pid));
+    if (opts.check) {
+      // Bad input gets the component's own 4xx, through the host's glue.
+      const bad = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: "{bad" });
+      const error = (await bad.json()).error?.message ?? "";
+      check(bad.status === 400 && error.includes("not valid JSON"), `${host}: invalid JSON got ${bad.status} ${error}`);
+    }
   } catch (error) {
     check(false, `${host}: ${error.message}\n${server.stderr().slice(-2000)}`);
   } finally {

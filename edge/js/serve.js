@@ -114,7 +114,7 @@ class IncomingBody {
     return stream;
   }
   static finish() {
-    return undefined;
+    return new http.types.FutureTrailers();
   }
   [dispose]() {}
 }
@@ -255,6 +255,29 @@ class ResponseOutparam {
   [dispose]() {}
 }
 
+/** The request's body, or its first `limit` bytes when it is longer. */
+async function readBody(request, limit) {
+  if (!request.body) return new Uint8Array();
+  const chunks = [];
+  let length = 0;
+  const reader = request.body.getReader();
+  while (length < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.byteLength;
+  }
+  if (length >= limit) await reader.cancel();
+  const bytes = new Uint8Array(Math.min(length, limit));
+  let offset = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.byteLength - offset);
+    bytes.set(part, offset);
+    offset += part.byteLength;
+  }
+  return bytes;
+}
+
 /** The import object for the transpiled component. `env`: its environment variables. */
 export function wasiImports(env = {}) {
   return {
@@ -296,13 +319,16 @@ export function wasiImports(env = {}) {
  */
 export async function serveComponent({ instantiate, getCoreModule, env = {}, yieldTo = "message" }) {
   yieldViaTimer = yieldTo === "timer";
+  // The component refuses bodies over its limit with 413; it needs to see no more than one
+  // byte past it to do so.
+  const bodyLimit = (Number(env.EDGE_LLM_MAX_BODY_BYTES) || 1 << 20) + 1;
   const start = async () => (await instantiate(getCoreModule, wasiImports(env))).incomingHandler;
   let handler = await start();
   // One request at a time: the component's instance is not re-entrant.
   let queue = Promise.resolve();
 
   async function handle(request) {
-    const bytes = new Uint8Array(await request.arrayBuffer());
+    const bytes = await readBody(request, bodyLimit);
     // A trap (out of memory, ...) leaves the instance unusable: the next request gets a new one.
     handler ??= await start();
     let settle;
