@@ -79,13 +79,14 @@ run PROMPT *ARGS: model build
     {{edge_llm}} run --chat {{ARGS}} "{{PROMPT}}"
 
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
-# its NEON kernels under qemu, and 20 s of each fuzz target (when a nightly toolchain is
-# installed).
+# its NEON kernels under qemu, the HTTP component on workerd, Deno and in Chromium
+# (`test-edge`), and 20 s of each fuzz target (when a nightly toolchain is installed).
 test: model vocab-tests chat-templates build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
     just test-neon
+    just _test-edge
     just fuzz 20
 
 # The kernel's aarch64 build under qemu-aarch64: NEON == scalar on random blocks of every weight
@@ -421,3 +422,64 @@ bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ
     "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
     mkdir -p build/fidelity
     "$venv/bin/python" tests/peers/fidelity.py {{default_model}} build/fidelity {{edge_llm}} tests/refs/ppl_text.txt {{TYPES}}
+
+# --- The HTTP component on JavaScript edge runtimes and in a web page (edge/) ---------------
+
+# edge/node_modules: jco, the preview2-shim, esbuild, workerd, Deno and playwright-core, pinned
+# in edge/package-lock.json (the runtimes' binaries come inside their npm packages).
+[private]
+_edge-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v node >/dev/null || { echo "edge: needs Node.js 20 or later (and npm)" >&2; exit 1; }
+    if [ ! -f edge/node_modules/.package-lock.json ] || [ edge/package-lock.json -nt edge/node_modules/.package-lock.json ]; then
+        (cd edge && npm ci --no-audit --no-fund --silent)
+    fi
+
+# target/edge/{workerd,deno,web}: target/edge-llm-http-bundle.wasm transpiled by jco for each
+# host (edge/build.mjs).
+[private]
+_edge-build: _edge-tools
+    node edge/build.mjs target/edge-llm-http-bundle.wasm target/edge
+
+# The bundled component transpiled by jco, its core modules listed as `wasm` modules in the
+# capnp config (workerd refuses to compile wasm at run time). CONFIG=config-128mib.capnp caps
+# the linear memory at Workers' 128 MiB (and opens the model with a 192-token context, which
+# fits; EDGE_LLM_WORKERD_128MIB_CTX at build time changes it).
+# Serve the OpenAI API from Cloudflare's runtime, workerd, on loopback.
+workerd ADDR="127.0.0.1:8787" CONFIG="config.capnp": compose-http _edge-build
+    cd target/edge/workerd && ../../../edge/node_modules/workerd/bin/workerd serve {{CONFIG}} --socket-addr http={{ADDR}}
+
+# Serve the OpenAI API from Deno (Deno.serve), the same transpiled component.
+deno PORT="8000": compose-http _edge-build
+    cd target/edge/deno && DENO_NO_UPDATE_CHECK=1 ../../../edge/node_modules/deno/deno run --allow-read=. --allow-net --allow-env serve.js --port {{PORT}}
+
+# The page runs the component in a Web Worker; its modules (113 MB) are fetched once, then
+# read from the browser's Cache API.
+# Serve the chat page that runs the model in the browser: open http://ADDR/.
+web ADDR="127.0.0.1:8080": compose-http _edge-build
+    node edge/web/static.mjs target/edge/web {{ADDR}}
+
+# One JSON line per host with `equal` (the text is `edge-llm run --chat --temperature 0
+# --max-tokens 32`'s), the time, and the measured load time, decode rate and peak RSS.
+# Run each JavaScript host (workerd, workerd at 128 MiB, Chromium, Deno) on one chat prompt.
+edge-hosts: build compose-http _edge-build
+    node edge/hosts.mjs --edge-llm {{edge_llm}} --dir target/edge
+
+# Every answer equal to edge-llm run's and streamed chunk by chunk, the page's reload served
+# from the Cache API, its stop button, a screenshot in target/edge-web.png. Needs Node.js and
+# Debian's chromium (.ci/run installs it); skipped without them, except under CI.
+# Test the component on workerd, Deno and in headless Chromium.
+test-edge: build compose-http
+    just _test-edge
+
+[private]
+_test-edge:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null || ! command -v chromium >/dev/null; then
+        just _cannot-run test-edge "needs Node.js with npm, and Debian's chromium"
+        exit 0
+    fi
+    just _edge-build
+    node edge/hosts.mjs --edge-llm {{edge_llm}} --dir target/edge --check --screenshot target/edge-web.png
