@@ -1,4 +1,4 @@
-//! Row operations of the forward pass: RMSNorm, RoPE, softmax (the elementwise math is in
+//! Row operations of the forward pass: RMSNorm, LayerNorm, RoPE (both pairings), softmax (the elementwise math is in
 //! [`crate::activation`]).
 //!
 //! Every reduction has a fixed order, `exp` is our own sequence of plain IEEE operations and the
@@ -17,14 +17,45 @@ pub fn rmsnorm(isa: Isa, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `out = (x - mean(x)) / sqrt(var(x) + eps) * w + b`, sums in `f64` as ggml's `norm` does.
+pub fn layernorm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f64;
+    let mean = (x.iter().map(|&v| f64::from(v)).sum::<f64>() / n) as f32;
+    let mut sum2 = 0f64;
+    for (o, &xi) in out.iter_mut().zip(x) {
+        *o = xi - mean;
+        sum2 += f64::from(*o * *o);
+    }
+    let scale = 1.0 / libm::sqrtf((sum2 / n) as f32 + eps);
+    for ((o, &wi), &bi) in out.iter_mut().zip(w).zip(b) {
+        *o = (*o * scale) * wi + bi;
+    }
+}
+
+/// How the angles of one position are made from `pos · base^(−2i/rope_dim)`.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeFreqs<'a> {
+    /// `base^(−2/rope_dim)`.
+    pub theta_scale: f32,
+    /// Linear scaling: angles times this (1 unscaled).
+    pub freq_scale: f32,
+    /// Per-dimension divisors of the angles (Llama 3, LongRoPE), `[rope_dim / 2]`.
+    pub factors: Option<&'a [f32]>,
+    /// Factor of cos and sin (1 unscaled).
+    pub mscale: f32,
+}
+
 /// Fills `cos`/`sin` (`rope_dim / 2` each) for position `pos`: angle `i` is
-/// `pos · base^(−2i/rope_dim)`, the powers accumulated by repeated multiplication as llama.cpp does.
-pub fn rope_angles(pos: usize, theta_scale: f32, cos: &mut [f32], sin: &mut [f32]) {
+/// `freq_scale · pos · base^(−2i/rope_dim) / factor_i`, the powers accumulated by repeated
+/// multiplication as llama.cpp does (with no scaling, factors or mscale, each step is exact).
+pub fn rope_angles(pos: usize, f: RopeFreqs<'_>, cos: &mut [f32], sin: &mut [f32]) {
     let mut theta = pos as f32;
-    for (c, s) in cos.iter_mut().zip(sin.iter_mut()) {
-        *c = libm::cosf(theta);
-        *s = libm::sinf(theta);
-        theta *= theta_scale;
+    for (i, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
+        let factor = f.factors.map_or(1.0, |ff| ff[i]);
+        let t = f.freq_scale * (theta / factor);
+        *c = libm::cosf(t) * f.mscale;
+        *s = libm::sinf(t) * f.mscale;
+        theta *= f.theta_scale;
     }
 }
 
@@ -35,6 +66,20 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
             let (x0, x1) = (pair[0], pair[1]);
             pair[0] = x0 * c - x1 * s;
             pair[1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/// Rotates dimensions `i` and `i + cos.len()` of each `head_dim`-wide head in `x` by the
+/// angles (the NEOX pairing); dimensions past `2 · cos.len()` pass unchanged.
+pub fn rope_halves(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let h = cos.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        let (lo, hi) = head[..2 * h].split_at_mut(h);
+        for ((x0, x1), (&c, &s)) in lo.iter_mut().zip(hi.iter_mut()).zip(cos.iter().zip(sin)) {
+            let (a, b) = (*x0, *x1);
+            *x0 = a * c - b * s;
+            *x1 = a * s + b * c;
         }
     }
 }
