@@ -329,7 +329,6 @@ impl Config {
     /// The family's specific hyper-parameters as `(name, value)` pairs, for `info`.
     pub fn family_params(&self) -> Vec<(&'static str, String)> {
         let mut p = vec![
-            ("head_dim", self.head_dim.to_string()),
             ("norm", format!("{:?} eps {}", self.norm, self.norm_eps)),
             ("ffn", format!("{:?}", self.ffn)),
         ];

@@ -158,11 +158,16 @@ pub mod arch {
         pub top: Vec<Vec<(u32, f32)>>,
     }
 
+    /// Where `just arch-models` writes the tiny model `name`.
+    pub fn model_path(name: &str) -> std::path::PathBuf {
+        super::workspace_root().join(format!("build/arch/{name}.gguf"))
+    }
+
     /// The model `name` and its reference, or a panic saying how to make the missing file
     /// or that the regenerated model is not the one the reference was made from.
     pub fn reference(name: &str) -> Reference {
         let d = super::json(&format!("arch/{name}.json"));
-        let path = super::workspace_root().join(format!("build/arch/{name}.gguf"));
+        let path = model_path(name);
         let model = std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
                 "{} is missing ({e}): run `just arch-models` to write the tiny models",
