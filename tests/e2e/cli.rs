@@ -140,6 +140,30 @@ fn every_architecture_runs_the_same_on_both_backends() {
             "{name}"
         );
     }
+    // The same file of a family we do not know: one line, `model not supported`, both backends.
+    let mut bytes = std::fs::read(edge_llm_refs::arch::model_path("qwen2")).expect("qwen2");
+    let key = [&5u64.to_le_bytes()[..], b"qwen2"].concat();
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the architecture's value");
+    bytes[at + 8..at + 13].copy_from_slice(b"qwen9");
+    let path = cache.join("qwen9.gguf");
+    std::fs::write(&path, bytes).expect("writes");
+    for backend in ["native", "wasm"] {
+        let model = path.to_str().expect("a UTF-8 path");
+        let out = edge_llm(
+            &["run", "--backend", backend, "--model", model, "hi"],
+            &cache,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{backend}: a qwen9 file runs");
+        assert_eq!(err.trim_end().lines().count(), 1, "{backend}: {err}");
+        assert!(
+            err.contains("model not supported") && err.contains("unsupported architecture `qwen9`"),
+            "{backend}: {err}"
+        );
+    }
 }
 
 #[test]
