@@ -301,7 +301,12 @@ impl Config {
             norm: family.norm(),
             norm_eps: g.get_f32(&key(family.eps_key()))?,
             ffn: family.ffn(),
-            attn_scale: 1.0 / libm::sqrtf(head_dim as f32),
+            // Gemma 3 27B (62 layers) scales by n_embd / n_head, not its head width (as
+            // llama.cpp does, after gemma_pytorch's config).
+            attn_scale: match family {
+                Arch::Gemma3 if n_layer == 62 => 1.0 / libm::sqrtf((n_embd / n_head) as f32),
+                _ => 1.0 / libm::sqrtf(head_dim as f32),
+            },
             embd_scale: (family == Arch::Gemma3).then(|| libm::sqrtf(n_embd as f32)),
             logit_softcap: (family == Arch::Gemma3 && softcap > 0.0).then_some(softcap),
             swa,
