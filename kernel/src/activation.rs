@@ -100,6 +100,26 @@ mod tests {
     }
 
     #[test]
+    fn gelu_is_ggmls_half_precision_table() {
+        use half::f16;
+        for &x in &[
+            -12.0f32, -10.0, -3.3, -0.71, 0.0, 0.123_45, 1.0, 2.5, 9.99, 10.0, 42.0,
+        ] {
+            let want = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x
+            } else {
+                let h = f16::from_f32(x).to_f32();
+                let t = libm::tanhf(0.797_884_6 * h * (1.0 + 0.044_715 * h * h));
+                f16::from_f32(0.5 * h * (1.0 + t)).to_f32()
+            };
+            assert_eq!(super::gelu(x).to_bits(), want.to_bits(), "gelu({x})");
+        }
+        assert!((super::gelu(1.0) - 0.841_192).abs() < 1e-3);
+    }
+
+    #[test]
     fn exp_edges() {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(f32::NAN).is_nan());

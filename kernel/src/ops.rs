@@ -97,3 +97,75 @@ pub fn softmax(x: &mut [f32]) {
         *v *= inv;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unscaled_angles_are_the_plain_recurrence() {
+        // No scale, factors or mscale: bit for bit `cos(pos · theta_scale^i)` accumulated by
+        // multiplication (what the llama path always computed).
+        let f = RopeFreqs {
+            theta_scale: libm::powf(10000.0, -2.0 / 64.0),
+            freq_scale: 1.0,
+            factors: None,
+            mscale: 1.0,
+        };
+        let (mut c, mut s) = ([0f32; 32], [0f32; 32]);
+        rope_angles(37, f, &mut c, &mut s);
+        let mut theta = 37f32;
+        for i in 0..32 {
+            assert_eq!(c[i].to_bits(), libm::cosf(theta).to_bits());
+            assert_eq!(s[i].to_bits(), libm::sinf(theta).to_bits());
+            theta *= f.theta_scale;
+        }
+        // Factors divide the angle, the linear scale multiplies it, mscale scales the result.
+        let factors = [2.0f32; 32];
+        let g = RopeFreqs {
+            freq_scale: 0.5,
+            factors: Some(&factors),
+            mscale: 1.5,
+            ..f
+        };
+        rope_angles(37, g, &mut c, &mut s);
+        assert_eq!(c[0], libm::cosf(0.5 * (37.0 / 2.0)) * 1.5);
+    }
+
+    #[test]
+    fn halves_rotate_i_with_i_plus_half_and_leave_the_rest() {
+        // Two heads of 8 with 6 rotated dims: pairs (0,3), (1,4), (2,5); 6 and 7 pass.
+        let mut x: Vec<f32> = (0..16).map(|i| i as f32 + 1.0).collect();
+        let (cos, sin) = ([0.0f32, 1.0, 0.6], [1.0f32, 0.0, 0.8]);
+        rope_halves(&mut x, 8, &cos, &sin);
+        for h in 0..2 {
+            let b = (h * 8) as f32;
+            let head = &x[h * 8..h * 8 + 8];
+            for i in 0..3 {
+                let (a, c) = (b + i as f32 + 1.0, b + i as f32 + 4.0);
+                assert_eq!(head[i], a * cos[i] - c * sin[i]);
+                assert_eq!(head[i + 3], a * sin[i] + c * cos[i]);
+            }
+            assert_eq!(&head[6..], &[b + 7.0, b + 8.0]);
+        }
+    }
+
+    #[test]
+    fn layernorm_centers_scales_and_shifts() {
+        let x: Vec<f32> = (0..64)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 2.0)
+            .collect();
+        let (w, b) = (vec![2.0f32; 64], vec![0.5f32; 64]);
+        let mut out = vec![0f32; 64];
+        layernorm(&x, &w, &b, 1e-5, &mut out);
+        let n = 64.0;
+        let mean = out.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = out
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!((mean - 0.5).abs() < 1e-5, "{mean}");
+        assert!((var - 4.0).abs() < 1e-3, "{var}");
+    }
+}

@@ -461,10 +461,14 @@ impl Weights {
             _ => None,
         };
         let half = c.rope_dim() / 2;
+        let factors = |name: &str| match c.rope {
+            Some(_) => opt_vector(g, file, name, half),
+            None => Ok(None),
+        };
         let rope_factors = RopeFactors {
-            fixed: opt_vector(g, file, "rope_freqs.weight", half)?,
-            long: opt_vector(g, file, "rope_factors_long.weight", half)?,
-            short: opt_vector(g, file, "rope_factors_short.weight", half)?,
+            fixed: factors("rope_freqs.weight")?,
+            long: factors("rope_factors_long.weight")?,
+            short: factors("rope_factors_short.weight")?,
         };
         Ok(Weights {
             token_embd,
