@@ -81,10 +81,10 @@ run PROMPT *ARGS: model build
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
 # its NEON kernels under qemu, the HTTP component on workerd, Deno and in Chromium
 # (`test-edge`), and 20 s of each fuzz target (when a nightly toolchain is installed).
-test: model vocab-tests chat-templates build compose bundle compose-http jco build-test-components
+test: model vocab-tests chat-templates arch-models build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-guest
-    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized
+    cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized --test arch
     just test-neon
     just _test-edge
     just fuzz 20
@@ -107,6 +107,7 @@ test-neon:
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test kernels --test quant_types --test quant_refs
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test reference -- logits_are_bit_identical_across_targets
     cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test requantized -- requantized_logits_are_bit_identical_across_targets
+    cargo test --release -p edge-llm-kernel --target aarch64-unknown-linux-gnu --test arch -- logits_are_bit_identical_across_targets
 
 # A test step whose tools are missing: skipped with a message on a developer's machine, a failure
 # under CI (`CI=true`), where `.ci/run` installs everything every step needs.
@@ -334,6 +335,29 @@ bench-startup: compose bundle
 quant-refs:
     python3 -c 'import gguf' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
     python3 kernel/tests/data/gen_quant_refs.py
+
+# Tiny random-weight GGUFs of every supported architecture (llama with Llama 3 rope factors,
+# qwen2, qwen3, gemma3, phi3, gpt2) into build/arch/ (not committed), written by
+# tests/arch/make_models.py with pinned gguf and numpy in build/arch-venv; deterministic, and
+# kernel/tests/arch.rs checks each file's sha256 against the llama.cpp reference made from it.
+arch-models:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=build/arch-venv
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import gguf, numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check gguf==0.19.0 numpy==2.4.6
+    "$venv/bin/python" tests/arch/make_models.py build/arch >/dev/null
+
+# llama.cpp's references on the tiny models (llama-cpp-python 0.3.36 in build/peers/venv, as
+# for bench-peers): tests/refs/arch/<name>.json, committed. Rerun after changing make_models.py.
+arch-refs: arch-models
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=build/peers/venv
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
+    "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy==2.4.6
+    "$venv/bin/python" tests/arch/make_refs.py build/arch tests/refs/arch
 
 # The llama-cpp-python 0.3.36 sdist from PyPI (llama.cpp's sources with its test data), fetched
 # once into build/llama-cpp-sdist/, with a venv (build/sdist-venv) for the scripts that read it.

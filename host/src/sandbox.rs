@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_llm_kernel::simd::{packed_q4_1_pays, Isa};
-use edge_llm_kernel::{Model, ModelBytes};
+use edge_llm_kernel::{Model, ModelBytes, ModelError};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
@@ -103,7 +103,14 @@ pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Mo
         Model::load(bytes)
     };
     Ok(Arc::new(loaded.map_err(|e| {
-        HostError::ModelLoad(format!("{}: {e}", path.display()))
+        let message = format!("{}: {e}", path.display());
+        match e {
+            // What the guest's own kernel answers for it: the WIT's `model-not-supported`.
+            ModelError::UnsupportedArch(_) => HostError::Inference(
+                crate::bindings::exports::edge::llm::inference::Error::ModelNotSupported(message),
+            ),
+            _ => HostError::ModelLoad(message),
+        }
     })?))
 }
 

@@ -1,4 +1,4 @@
-//! The scalar elementwise math of the forward pass: `exp`, SiLU and SwiGLU, computed from plain
+//! The scalar elementwise math of the forward pass: `exp`, SiLU and SwiGLU, GELU, computed from plain
 //! `f32` operations so that every target gives the same bits. These are also the references the
 //! SIMD variants in [`crate::simd`] reproduce; this module depends on nothing else in the crate.
 
@@ -15,6 +15,31 @@ pub fn silu(x: f32) -> f32 {
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu(*g) * u;
+    }
+}
+
+/// GELU, tanh form, as llama.cpp's CPU backend computes it: through a table of half-precision
+/// inputs and outputs (`x` rounded to f16, the result rounded to f16), identity from 10 up and
+/// 0 from −10 down. `tanh` is `libm`'s, so every target gives the same bits.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let x = half::f16::from_f32(x).to_f32();
+    let y = 0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)));
+    half::f16::from_f32(y).to_f32()
+}
+
+/// GELU-gated in place: `gate[i] = gelu(gate[i]) · up[i]`.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu(*g) * u;
     }
 }
 
@@ -72,6 +97,26 @@ mod tests {
             x += 0.000_37;
         }
         assert!(worst <= 2, "worst error {worst} ulp");
+    }
+
+    #[test]
+    fn gelu_is_ggmls_half_precision_table() {
+        use half::f16;
+        for &x in &[
+            -12.0f32, -10.0, -3.3, -0.71, 0.0, 0.123_45, 1.0, 2.5, 9.99, 10.0, 42.0,
+        ] {
+            let want = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x
+            } else {
+                let h = f16::from_f32(x).to_f32();
+                let t = libm::tanhf(0.797_884_6 * h * (1.0 + 0.044_715 * h * h));
+                f16::from_f32(0.5 * h * (1.0 + t)).to_f32()
+            };
+            assert_eq!(super::gelu(x).to_bits(), want.to_bits(), "gelu({x})");
+        }
+        assert!((super::gelu(1.0) - 0.841_192).abs() < 1e-3);
     }
 
     #[test]

@@ -493,7 +493,10 @@ fn model_load_names_missing_and_mis_typed_things() {
     );
     let err = Model::load(Arc::new(rebuild(
         "",
-        Some(("general.architecture", MetadataValue::String("gpt2".into()))),
+        Some((
+            "general.architecture",
+            MetadataValue::String("mamba".into()),
+        )),
     )))
     .unwrap_err();
     assert!(matches!(err, ModelError::UnsupportedArch(_)), "{err}");

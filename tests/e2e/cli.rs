@@ -103,6 +103,69 @@ fn a_file_of_mixed_quant_types_runs_the_same_on_both_backends() {
     eprintln!("Q4_K_M-like: {}", native["text"]);
 }
 
+/// Every architecture's tiny model (`just arch-models`; the kernel's tests check its logits
+/// against llama.cpp) loads through the CLI with its own tokenizer, `info` names its family,
+/// and both backends generate the same tokens.
+#[test]
+fn every_architecture_runs_the_same_on_both_backends() {
+    let cache = temp_dir("arch");
+    let families = ["Llama", "Qwen2", "Qwen3", "Gemma3", "Phi3", "Gpt2"];
+    for (name, family) in edge_llm_refs::arch::MODELS.into_iter().zip(families) {
+        edge_llm_refs::arch::reference(name); // present, and the file the references know
+        let path = edge_llm_refs::arch::model_path(name);
+        let model = path.to_str().expect("a UTF-8 path");
+        let info = stdout_json(&edge_llm(&["info", "--model", model], &cache));
+        assert_eq!(info["family"], family, "{name}: {info}");
+        let run = |backend: &str| {
+            let args = [
+                "run",
+                "--backend",
+                backend,
+                "--model",
+                model,
+                "--temperature",
+                "0",
+            ];
+            let more = ["--max-tokens", "12", "--ignore-eos", "--json", "the cat is"];
+            stdout_json(&edge_llm(&[&args[..], &more[..]].concat(), &cache))
+        };
+        let (native, wasm) = (run("native"), run("wasm"));
+        assert_eq!(
+            native["tokens"], wasm["tokens"],
+            "{name}: the same tokens on both backends"
+        );
+        assert_eq!(
+            native["tokens"].as_array().map(Vec::len),
+            Some(12),
+            "{name}"
+        );
+    }
+    // The same file of a family we do not know: one line, `model not supported`, both backends.
+    let mut bytes = std::fs::read(edge_llm_refs::arch::model_path("qwen2")).expect("qwen2");
+    let key = [&5u64.to_le_bytes()[..], b"qwen2"].concat();
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the architecture's value");
+    bytes[at + 8..at + 13].copy_from_slice(b"qwen9");
+    let path = cache.join("qwen9.gguf");
+    std::fs::write(&path, bytes).expect("writes");
+    for backend in ["native", "wasm"] {
+        let model = path.to_str().expect("a UTF-8 path");
+        let out = edge_llm(
+            &["run", "--backend", backend, "--model", model, "hi"],
+            &cache,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{backend}: a qwen9 file runs");
+        assert_eq!(err.trim_end().lines().count(), 1, "{backend}: {err}");
+        assert!(
+            err.contains("model not supported") && err.contains("unsupported architecture `qwen9`"),
+            "{backend}: {err}"
+        );
+    }
+}
+
 #[test]
 fn greedy_native_and_wasm_agree_and_follow_llama_cpp() {
     default_model();

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use edge_llm_host::{
     api, cache, models, Instance, ModelHandle, Runtime, RuntimeOptions, GUEST_MODEL_DIR,
 };
-use edge_llm_kernel::Model;
+use edge_llm_kernel::{Config, Model};
 use serde_json::json;
 
 use super::{BackendChoice, ModelArgs};
@@ -306,10 +306,27 @@ pub fn backend_name(b: api::Backend) -> &'static str {
 /// `info` as JSON.
 pub fn info_json(info: &api::ModelInfo, path: &Path) -> Result<serde_json::Value> {
     let header = models::read_header(path)?;
+    let config = Config::from_gguf(&header)?;
+    let mut hyper = serde_json::Map::new();
+    for (k, v) in [
+        ("n_layer", config.n_layer),
+        ("n_embd", config.n_embd),
+        ("n_ff", config.n_ff),
+        ("n_head", config.n_head),
+        ("n_head_kv", config.n_head_kv),
+        ("head_dim", config.head_dim),
+    ] {
+        hyper.insert(k.into(), v.into());
+    }
+    for (k, v) in config.family_params() {
+        hyper.insert(k.into(), v.into());
+    }
     Ok(json!({
         "name": info.name,
         "path": path.display().to_string(),
         "architecture": info.architecture,
+        "family": format!("{:?}", config.family),
+        "hyper_parameters": hyper,
         "parameters": info.parameters,
         "context_length": info.context_length,
         "trained_context_length": info.trained_context_length,

@@ -1,9 +1,13 @@
-//! The llama forward pass over a batch of tokens, and the [`Session`] that owns the KV cache
-//! and scratch buffers.
+//! The forward pass over a batch of tokens, for every family of [`super::Arch`], and the
+//! [`Session`] that owns the KV cache and scratch buffers.
 //!
-//! Steps per call: embed the tokens; per layer RMSNorm → Q/K/V → RoPE → append K/V to the
-//! cache → grouped-query attention → output projection → residual → RMSNorm → SwiGLU FFN →
-//! residual; final RMSNorm and output projection for the tokens whose logits are wanted.
+//! Steps per call: embed the tokens (scaled, plus learned positions, where the family says);
+//! per layer norm → Q/K/V (+ biases) → per-head q/k norm → RoPE → append K/V to the cache →
+//! grouped-query attention (within a sliding window on such layers) → output projection
+//! (+ bias, post-norm) → residual → norm → gated or plain FFN (+ biases, post-norm) →
+//! residual; final norm and output projection (+ bias, soft-capping) for the tokens whose
+//! logits are wanted. Parts a family lacks are skipped; Llama runs exactly the steps it
+//! always did.
 //! Every matmul streams the weights once per batch. Buffers grow only when a larger batch
 //! arrives, so steady-state decoding does not allocate (the KV cache grows in chunks).
 
@@ -12,15 +16,16 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use super::config::{FfnAct, NormKind, RopeStyle};
 use super::kv_cache::KvCache;
 use super::team::{Team, MAX_THREADS};
-use super::weights::QMatrix;
-use super::{Model, ModelError};
-use crate::ops;
+use super::weights::{Norm, QMatrix};
+use super::{Config, Model, ModelError};
 use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{Partner, QK, QK_K};
 use crate::simd::{self, Acts, Isa};
+use crate::{activation, ops};
 
 /// Options of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +71,8 @@ struct Scratch {
     x: Vec<f32>,
     /// Normalized rows, `[T][n_embd]`.
     xn: Vec<f32>,
+    /// A block's output before its post-norm, `[T][n_embd]`.
+    tmp: Vec<f32>,
     /// Quantized activations, `[T][max(n_embd, n_q, n_ff) / 32]`.
     act: Vec<BlockQ8_1>,
     /// The same as Q8_K blocks (for K-quant matrices), `[T][max(n_embd, n_q, n_ff) / 256]`.
@@ -87,9 +94,11 @@ struct Scratch {
     att: Vec<f32>,
     /// SwiGLU hidden, `[T][n_ff]`.
     hid: Vec<f32>,
-    /// RoPE cosines and sines, `[T][rope_dim / 2]`.
+    /// RoPE cosines and sines, `[T][rope_dim / 2]`, of the global and the sliding layers.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    cos_swa: Vec<f32>,
+    sin_swa: Vec<f32>,
     /// Attention scores, `[threads][n_ctx]`.
     scores: Vec<f32>,
     /// Logits, `[T'][n_vocab]`, and their transpose `[n_vocab][T']`.
@@ -388,11 +397,12 @@ fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
 impl Scratch {
     fn ensure(&mut self, m: &Model, n_tok: usize, n_logits: usize, threads: usize, n_ctx: usize) {
         let c = m.config();
-        let nq = c.n_head * c.head_dim;
+        let nq = c.q_dim();
         if n_tok > self.cap {
             let wide = c.n_embd.max(nq).max(c.n_ff);
             grow(&mut self.x, n_tok * c.n_embd);
             grow(&mut self.xn, n_tok * c.n_embd);
+            grow(&mut self.tmp, n_tok * c.n_embd.max(c.head_dim));
             grow(&mut self.act, n_tok * wide / QK);
             if m.weights().any_partner(Partner::Q8_K) {
                 grow(&mut self.act_k, n_tok * wide / QK_K);
@@ -406,8 +416,13 @@ impl Scratch {
             grow(&mut self.v, n_tok * c.kv_dim());
             grow(&mut self.att, n_tok * nq);
             grow(&mut self.hid, n_tok * c.n_ff);
-            grow(&mut self.cos, n_tok * c.rope_dim / 2);
-            grow(&mut self.sin, n_tok * c.rope_dim / 2);
+            let half = c.rope_dim() / 2;
+            grow(&mut self.cos, n_tok * half);
+            grow(&mut self.sin, n_tok * half);
+            if c.swa.is_some() {
+                grow(&mut self.cos_swa, n_tok * half);
+                grow(&mut self.sin_swa, n_tok * half);
+            }
             self.cap = n_tok;
         }
         grow(&mut self.scores, threads.max(1) * n_ctx);
@@ -494,6 +509,8 @@ struct AttnShape {
     kv_dim: usize,
     p0: usize,
     scale: f32,
+    /// A query sees the keys of at most this many positions, its own last.
+    window: usize,
 }
 
 /// Attention for items `first..first+out.len()/head_dim`, item = `t * n_head + h`.
@@ -513,15 +530,37 @@ fn attend(
         let (t, h) = (item / sh.n_head, item % sh.n_head);
         let g = h / sh.group;
         let n_pos = sh.p0 + t + 1;
+        let start = n_pos.saturating_sub(sh.window);
         let qh = &q[t * nq + h * hd..][..hd];
-        let sc = &mut scores[..n_pos];
-        simd::dots_f32(sh.isa, qh, &keys[g * hd..], sh.kv_dim, sc);
+        let sc = &mut scores[..n_pos - start];
+        let first_key = start * sh.kv_dim + g * hd;
+        simd::dots_f32(sh.isa, qh, &keys[first_key..], sh.kv_dim, sc);
         for s in sc.iter_mut() {
             *s *= sh.scale;
         }
         ops::softmax(sc);
         simd::round_f16(sh.isa, sc);
-        simd::weighted_sum_f32(sh.isa, sc, &vals[g * hd..], sh.kv_dim, o);
+        simd::weighted_sum_f32(sh.isa, sc, &vals[first_key..], sh.kv_dim, o);
+    }
+}
+
+/// `n` rows of width `w.w.len()` of `x` normalized into `out` by the model's norm kind.
+fn norm_rows(isa: Isa, c: &Config, w: &Norm, x: &[f32], out: &mut [f32], n: usize) {
+    let e = w.w.len();
+    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)).take(n) {
+        match (c.norm, &w.b) {
+            (NormKind::Layer, Some(b)) => ops::layernorm(xr, &w.w, b, c.norm_eps, or),
+            _ => ops::rmsnorm(isa, xr, &w.w, c.norm_eps, or),
+        }
+    }
+}
+
+/// `out[r * n + t] += bias[r]`: a bias added to a matmul output of `n` tokens per row.
+fn add_bias(out: &mut [f32], bias: Option<&Vec<f32>>, n: usize) {
+    if let Some(bias) = bias {
+        for (row, &b) in out.chunks_exact_mut(n).zip(bias) {
+            row.iter_mut().for_each(|v| *v += b);
+        }
     }
 }
 
@@ -537,8 +576,12 @@ struct Forward<'a> {
 }
 
 impl Forward<'_> {
-    fn attn_shape(&self) -> AttnShape {
+    fn attn_shape(&self, l: usize) -> AttnShape {
         let c = self.model.config();
+        let window = match &c.swa {
+            Some(swa) if c.is_swa(l) => swa.window,
+            _ => usize::MAX,
+        };
         AttnShape {
             isa: self.par.isa,
             n_head: c.n_head,
@@ -546,7 +589,8 @@ impl Forward<'_> {
             head_dim: c.head_dim,
             kv_dim: c.kv_dim(),
             p0: self.cache.len(),
-            scale: 1.0 / libm::sqrtf(c.head_dim as f32),
+            scale: c.attn_scale,
+            window,
         }
     }
 
@@ -557,7 +601,6 @@ impl Forward<'_> {
         let file = self.model.bytes();
         let n = self.tokens.len();
         let e = c.n_embd;
-        let h2 = c.rope_dim / 2;
         let p0 = self.cache.len();
         s.ensure(
             self.model,
@@ -568,43 +611,62 @@ impl Forward<'_> {
         );
         self.cache.reserve(p0 + n);
         for (t, &id) in self.tokens.iter().enumerate() {
-            w.token_embd
-                .dequantize_row(file, id as usize, &mut s.x[t * e..(t + 1) * e]);
+            let x = &mut s.x[t * e..(t + 1) * e];
+            w.token_embd.dequantize_row(file, id as usize, x);
+            if let Some(k) = c.embd_scale {
+                x.iter_mut().for_each(|v| *v *= k);
+            }
+            if let Some(pos) = &w.pos_embd {
+                let p = &mut s.tmp[..e];
+                pos.dequantize_row(file, p0 + t, p);
+                x.iter_mut().zip(p.iter()).for_each(|(v, &p)| *v += p);
+            }
         }
-        let theta_scale = libm::powf(c.rope_freq_base, -2.0 / c.rope_dim as f32);
+        let Some(rope) = &c.rope else { return };
+        let h2 = rope.dim / 2;
+        let theta_scale = |base: f32| libm::powf(base, -2.0 / rope.dim as f32);
+        let global = ops::RopeFreqs {
+            theta_scale: theta_scale(rope.base),
+            freq_scale: rope.freq_scale,
+            factors: w.rope_factors.for_context(self.n_ctx, rope.n_ctx_orig),
+            mscale: rope.attn_factor,
+        };
         for t in 0..n {
-            let (cs, sn) = (
-                &mut s.cos[t * h2..(t + 1) * h2],
-                &mut s.sin[t * h2..(t + 1) * h2],
-            );
-            ops::rope_angles(p0 + t, theta_scale, cs, sn);
+            let r = t * h2..(t + 1) * h2;
+            ops::rope_angles(p0 + t, global, &mut s.cos[r.clone()], &mut s.sin[r]);
+        }
+        // Sliding layers: their own base, never scaled (llama.cpp's `freq_scale_swa` is 1).
+        if let Some(swa) = &c.swa {
+            let local = ops::RopeFreqs {
+                theta_scale: theta_scale(swa.rope_base),
+                freq_scale: 1.0,
+                ..global
+            };
+            for t in 0..n {
+                let r = t * h2..(t + 1) * h2;
+                ops::rope_angles(p0 + t, local, &mut s.cos_swa[r.clone()], &mut s.sin_swa[r]);
+            }
         }
     }
 
     /// Transformer block `l`.
     fn layer(&mut self, l: usize) {
-        let sh = self.attn_shape();
+        self.attention(l);
+        self.feed_forward(l);
+    }
+
+    /// Attention block of layer `l`: `x += post_norm(attention(norm(x)))`.
+    fn attention(&mut self, l: usize) {
+        let sh = self.attn_shape(l);
         let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
         let lw = &self.model.weights().layers[l];
         let file = self.model.bytes();
         let n = self.tokens.len();
-        let (e, f, kv) = (c.n_embd, c.n_ff, c.kv_dim());
-        let nq = c.n_head * c.head_dim;
-        let h2 = c.rope_dim / 2;
+        let (e, kv, nq, hd) = (c.n_embd, c.kv_dim(), c.q_dim(), c.head_dim);
         let p0 = sh.p0;
         let n_ctx = self.n_ctx;
 
-        // Attention block.
-        for t in 0..n {
-            let r = t * e..(t + 1) * e;
-            ops::rmsnorm(
-                par.isa,
-                &s.x[r.clone()],
-                &lw.attn_norm,
-                c.rms_eps,
-                &mut s.xn[r],
-            );
-        }
+        norm_rows(par.isa, c, &lw.attn_norm, &s.x, &mut s.xn, n);
         let ms = [&lw.wq, &lw.wk, &lw.wv];
         let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
         par.matmuls(
@@ -617,13 +679,46 @@ impl Forward<'_> {
                 (&lw.wv, &mut s.mmv[..]),
             ],
         );
+        if let Some([bq, bk, bv]) = &lw.qkv_bias {
+            add_bias(&mut s.mm[..nq * n], Some(bq), n);
+            add_bias(&mut s.mmk[..kv * n], Some(bk), n);
+            add_bias(&mut s.mmv[..kv * n], Some(bv), n);
+        }
         transpose_into(&s.mm, nq, n, &mut s.q);
         transpose_into(&s.mmk, kv, n, &mut s.k);
         transpose_into(&s.mmv, kv, n, &mut s.v);
-        for t in 0..n {
-            let (cs, sn) = (&s.cos[t * h2..(t + 1) * h2], &s.sin[t * h2..(t + 1) * h2]);
-            ops::rope(&mut s.q[t * nq..(t + 1) * nq], c.head_dim, cs, sn);
-            ops::rope(&mut s.k[t * kv..(t + 1) * kv], c.head_dim, cs, sn);
+        // Per-head RMSNorm of queries and keys (Qwen3, Gemma 3), before the rotation.
+        if let Some([qn, kn]) = &lw.qk_norm {
+            for (rows, w) in [(&mut s.q[..n * nq], qn), (&mut s.k[..n * kv], kn)] {
+                for head in rows.chunks_exact_mut(hd) {
+                    s.tmp[..hd].copy_from_slice(head);
+                    ops::rmsnorm(par.isa, &s.tmp[..hd], w, c.norm_eps, head);
+                }
+            }
+        }
+        if let Some(rope) = &c.rope {
+            let h2 = rope.dim / 2;
+            let (cos, sin) = match c.is_swa(l) {
+                true => (&s.cos_swa, &s.sin_swa),
+                false => (&s.cos, &s.sin),
+            };
+            for t in 0..n {
+                let (cs, sn) = (&cos[t * h2..(t + 1) * h2], &sin[t * h2..(t + 1) * h2]);
+                let (q, k) = (
+                    &mut s.q[t * nq..(t + 1) * nq],
+                    &mut s.k[t * kv..(t + 1) * kv],
+                );
+                match rope.style {
+                    RopeStyle::Pairs => {
+                        ops::rope(q, hd, cs, sn);
+                        ops::rope(k, hd, cs, sn);
+                    }
+                    RopeStyle::Halves => {
+                        ops::rope_halves(q, hd, cs, sn);
+                        ops::rope_halves(k, hd, cs, sn);
+                    }
+                }
+            }
         }
         // Queries meet the f16 cache in f16, as in llama.cpp's attention matmul.
         simd::round_f16(par.isa, &mut s.q[..n * nq]);
@@ -632,18 +727,16 @@ impl Forward<'_> {
         let keys = self.cache.keys(l, p0 + n);
         let vals = self.cache.values(l, p0 + n);
         let items = n * c.n_head;
-        let att = &mut s.att[..items * c.head_dim];
+        let att = &mut s.att[..items * hd];
         // Split over the threads from a few positions on: in 2-thread decode, a threshold of
-        // 2^10 (from the 2nd position with this model) decoded 64 tokens faster than 2^12,
-        // and 2^12 faster than 2^15 (parallel only past 57 positions): the other thread is
-        // idle between the matmuls anyway.
+        // 2^10 (from the 2nd position with the default model) decoded 64 tokens faster than
+        // 2^12, and 2^12 faster than 2^15 (parallel only past 57 positions): the other thread
+        // is idle between the matmuls anyway.
         let threads = par.team.threads();
-        if threads > 1 && items >= 2 && items * (p0 + n) * c.head_dim >= MIN_PAR_ATTENTION {
+        if threads > 1 && items >= 2 && items * (p0 + n) * hd >= MIN_PAR_ATTENTION {
             let per = items.div_ceil(threads);
             let mut shares: [Option<(&mut [f32], &mut [f32])>; MAX_THREADS] = [const { None }; _];
-            let pairs = att
-                .chunks_mut(per * c.head_dim)
-                .zip(s.scores.chunks_mut(n_ctx));
+            let pairs = att.chunks_mut(per * hd).zip(s.scores.chunks_mut(n_ctx));
             for (share, pair) in shares.iter_mut().zip(pairs) {
                 *share = Some(pair);
             }
@@ -658,33 +751,67 @@ impl Forward<'_> {
         }
         let acts = activations(par.isa, &s.att, nq, n, &[&lw.wo], &mut s.act, &mut s.act_k);
         par.matmul(&lw.wo, file, acts, n, &mut s.mm);
-        transpose_add(&s.mm, e, n, &mut s.x);
-
-        // Feed-forward block.
-        for t in 0..n {
-            let r = t * e..(t + 1) * e;
-            ops::rmsnorm(
-                par.isa,
-                &s.x[r.clone()],
-                &lw.ffn_norm,
-                c.rms_eps,
-                &mut s.xn[r],
-            );
-        }
-        let ms = [&lw.w_gate, &lw.w_up];
-        let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
-        par.matmuls(
-            file,
-            acts,
+        add_bias(&mut s.mm[..e * n], lw.wo_bias.as_ref(), n);
+        residual(
+            par.isa,
+            c,
+            &s.mm,
+            lw.attn_post_norm.as_deref(),
             n,
-            [(&lw.w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
+            &mut s.tmp,
+            &mut s.xn,
+            &mut s.x,
         );
-        simd::swiglu(par.isa, &mut s.mm[..f * n], &s.mm2[..f * n]);
+    }
+
+    /// Feed-forward block of layer `l`: `x += post_norm(down(act(norm(x))))`.
+    fn feed_forward(&mut self, l: usize) {
+        let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
+        let lw = &self.model.weights().layers[l];
+        let file = self.model.bytes();
+        let n = self.tokens.len();
+        let (e, f) = (c.n_embd, c.n_ff);
+
+        norm_rows(par.isa, c, &lw.ffn_norm, &s.x, &mut s.xn, n);
+        match &lw.w_gate {
+            Some(w_gate) => {
+                let ms = [w_gate, &lw.w_up];
+                let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
+                par.matmuls(
+                    file,
+                    acts,
+                    n,
+                    [(w_gate, &mut s.mm[..]), (&lw.w_up, &mut s.mm2[..])],
+                );
+                match c.ffn {
+                    FfnAct::GeluGated => activation::geglu(&mut s.mm[..f * n], &s.mm2[..f * n]),
+                    _ => simd::swiglu(par.isa, &mut s.mm[..f * n], &s.mm2[..f * n]),
+                }
+            }
+            None => {
+                let acts = activations(par.isa, &s.xn, e, n, &[&lw.w_up], &mut s.act, &mut s.act_k);
+                par.matmul(&lw.w_up, file, acts, n, &mut s.mm);
+                add_bias(&mut s.mm[..f * n], lw.up_bias.as_ref(), n);
+                s.mm[..f * n]
+                    .iter_mut()
+                    .for_each(|v| *v = activation::gelu(*v));
+            }
+        }
         transpose_into(&s.mm, f, n, &mut s.hid);
         let ms = [&lw.w_down];
         let acts = activations(par.isa, &s.hid, f, n, &ms, &mut s.act, &mut s.act_k);
         par.matmul(&lw.w_down, file, acts, n, &mut s.mm);
-        transpose_add(&s.mm, e, n, &mut s.x);
+        add_bias(&mut s.mm[..e * n], lw.down_bias.as_ref(), n);
+        residual(
+            par.isa,
+            c,
+            &s.mm,
+            lw.ffn_post_norm.as_deref(),
+            n,
+            &mut s.tmp,
+            &mut s.xn,
+            &mut s.x,
+        );
     }
 
     /// Commits the cache, final norm and output projection of the wanted tokens.
@@ -697,16 +824,14 @@ impl Forward<'_> {
         let from = self.from;
         let n_out = n - from;
         self.cache.commit(n);
-        for t in from..n {
-            let o = (t - from) * e;
-            ops::rmsnorm(
-                par.isa,
-                &s.x[t * e..(t + 1) * e],
-                &w.output_norm,
-                c.rms_eps,
-                &mut s.xn[o..o + e],
-            );
-        }
+        norm_rows(
+            par.isa,
+            c,
+            &w.output_norm,
+            &s.x[from * e..],
+            &mut s.xn,
+            n_out,
+        );
         let ms = [&w.output];
         let acts = activations(par.isa, &s.xn, e, n_out, &ms, &mut s.act, &mut s.act_k);
         if n_out == 1 {
@@ -715,5 +840,43 @@ impl Forward<'_> {
             par.matmul(&w.output, file, acts, n_out, &mut s.logits_t);
             transpose_into(&s.logits_t, c.n_vocab, n_out, &mut s.logits);
         }
+        let logits = &mut s.logits[..n_out * c.n_vocab];
+        if let Some(b) = &w.output_bias {
+            for row in logits.chunks_exact_mut(c.n_vocab) {
+                row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            }
+        }
+        if let Some(cap) = c.logit_softcap {
+            logits
+                .iter_mut()
+                .for_each(|v| *v = libm::tanhf(*v * (1.0 / cap)) * cap);
+        }
+    }
+}
+
+/// `x[t] += out[t]` for a block's output `out` (`[n_embd][n]`, as matmuls leave it), after an
+/// RMSNorm of each token's row by `post_norm` when the family has one (Gemma 3), through the
+/// free buffers `tmp` and `normed` (`[n][n_embd]` each).
+#[allow(clippy::too_many_arguments)]
+fn residual(
+    isa: Isa,
+    c: &Config,
+    out: &[f32],
+    post_norm: Option<&[f32]>,
+    n: usize,
+    tmp: &mut [f32],
+    normed: &mut [f32],
+    x: &mut [f32],
+) {
+    let e = c.n_embd;
+    let Some(w) = post_norm else {
+        transpose_add(out, e, n, x);
+        return;
+    };
+    transpose_into(out, e, n, tmp);
+    let rows = tmp[..n * e].chunks_exact(e).zip(normed.chunks_exact_mut(e));
+    for ((t, o), xr) in rows.zip(x.chunks_exact_mut(e)) {
+        ops::rmsnorm(isa, t, w, c.norm_eps, o);
+        xr.iter_mut().zip(o.iter()).for_each(|(v, &r)| *v += r);
     }
 }

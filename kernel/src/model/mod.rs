@@ -1,4 +1,4 @@
-//! The llama model: configuration and weight views over the GGUF bytes ([`Model`]), and
+//! The model of any supported family ([`Arch`]): configuration and weight views over the GGUF bytes ([`Model`]), and
 //! inference state ([`Session`]: KV cache, scratch buffers, thread pool).
 
 mod config;
@@ -15,11 +15,11 @@ use thiserror::Error;
 use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::simd;
 
-pub use config::Config;
+pub use config::{Arch, Config, FfnAct, NormKind, Rope, RopeStyle, SlidingWindow};
 pub use forward::{ForwardError, Session, SessionOptions, PREFILL_CHUNK};
 pub use kv_cache::KvCache;
 pub use perplexity::{perplexity, Perplexity};
-pub use weights::{LayerWeights, Layout, QMatrix, Weights};
+pub use weights::{LayerWeights, Layout, Norm, QMatrix, RopeFactors, Weights};
 
 /// The bytes of a GGUF model file (a `Vec<u8>`, a memory map, a static blob ...).
 pub type ModelBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -30,8 +30,8 @@ pub enum ModelError {
     /// The GGUF file is malformed or lacks a required metadata key.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    /// `general.architecture` is not `llama`.
-    #[error("unsupported architecture `{0}` (only llama is supported)")]
+    /// `general.architecture` names no supported family ([`Arch`]).
+    #[error("unsupported architecture `{0}` (supported: {names})", names = Arch::NAMES)]
     UnsupportedArch(String),
     /// A required tensor is absent.
     #[error("missing tensor `{0}`")]

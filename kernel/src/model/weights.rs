@@ -5,6 +5,7 @@ use crate::gguf::{GgmlType, Gguf, TensorInfo};
 use crate::quant::{self, q4_1x8, Partner};
 use crate::simd::{self, Acts, Isa};
 
+use super::config::{Arch, NormKind};
 use super::{Config, ModelError};
 
 /// A 2-D weight matrix: `rows` rows of `cols` elements, stored in the file at `offset`.
@@ -64,27 +65,106 @@ impl QMatrix {
     }
 }
 
-/// The weights of one transformer block.
+/// A norm's weight and, for LayerNorm, its bias (`[n]` each).
+#[derive(Debug, Clone)]
+pub struct Norm {
+    /// Scale, `[n]`.
+    pub w: Vec<f32>,
+    /// Shift, `[n]` (LayerNorm only).
+    pub b: Option<Vec<f32>>,
+}
+
+/// The weights of one transformer block. Optional parts are those only some families have;
+/// fused matrices of the file (`attn_qkv`, Phi-3's gate-up `ffn_up`) are read as views of
+/// their row ranges, so every family runs the same matmuls.
 #[derive(Debug, Clone)]
 pub struct LayerWeights {
-    /// Pre-attention RMSNorm weight, `[n_embd]`.
-    pub attn_norm: Vec<f32>,
+    /// Pre-attention norm, `[n_embd]`.
+    pub attn_norm: Norm,
     /// Query projection, `[n_embd] -> [n_head * head_dim]`.
     pub wq: QMatrix,
     /// Key projection, `[n_embd] -> [n_head_kv * head_dim]`.
     pub wk: QMatrix,
     /// Value projection, `[n_embd] -> [n_head_kv * head_dim]`.
     pub wv: QMatrix,
+    /// Query, key and value biases (Qwen2, GPT-2), `[n_head * head_dim]`, `[kv_dim]`, `[kv_dim]`.
+    pub qkv_bias: Option<[Vec<f32>; 3]>,
+    /// Per-head RMSNorm weights of queries and keys (Qwen3, Gemma 3), `[head_dim]` each.
+    pub qk_norm: Option<[Vec<f32>; 2]>,
     /// Output projection, `[n_head * head_dim] -> [n_embd]`.
     pub wo: QMatrix,
-    /// Pre-FFN RMSNorm weight, `[n_embd]`.
-    pub ffn_norm: Vec<f32>,
-    /// FFN gate, `[n_embd] -> [n_ff]`.
-    pub w_gate: QMatrix,
+    /// Output projection bias (GPT-2), `[n_embd]`.
+    pub wo_bias: Option<Vec<f32>>,
+    /// RMSNorm of the attention output before the residual (Gemma 3), `[n_embd]`.
+    pub attn_post_norm: Option<Vec<f32>>,
+    /// Pre-FFN norm, `[n_embd]`.
+    pub ffn_norm: Norm,
+    /// FFN gate, `[n_embd] -> [n_ff]` (absent without a gate: GPT-2).
+    pub w_gate: Option<QMatrix>,
     /// FFN up, `[n_embd] -> [n_ff]`.
     pub w_up: QMatrix,
+    /// FFN up bias (GPT-2), `[n_ff]`.
+    pub up_bias: Option<Vec<f32>>,
     /// FFN down, `[n_ff] -> [n_embd]`.
     pub w_down: QMatrix,
+    /// FFN down bias (GPT-2), `[n_embd]`.
+    pub down_bias: Option<Vec<f32>>,
+    /// RMSNorm of the FFN output before the residual (Gemma 3), `[n_embd]`.
+    pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+impl LayerWeights {
+    /// The block's matrices.
+    fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+        [
+            &mut self.wq,
+            &mut self.wk,
+            &mut self.wv,
+            &mut self.wo,
+            &mut self.w_up,
+            &mut self.w_down,
+        ]
+        .into_iter()
+        .chain(self.w_gate.as_mut())
+    }
+
+    /// The block's matrices.
+    fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
+        [
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.w_up,
+            &self.w_down,
+        ]
+        .into_iter()
+        .chain(self.w_gate.as_ref())
+    }
+}
+
+/// Per-dimension rotary frequency factors (`[rope_dim / 2]`): each angle is divided by its
+/// factor.
+#[derive(Debug, Clone, Default)]
+pub struct RopeFactors {
+    /// Llama 3's `rope_freqs`, used at every context size.
+    pub fixed: Option<Vec<f32>>,
+    /// LongRoPE's `rope_factors_long`, for contexts beyond the original one.
+    pub long: Option<Vec<f32>>,
+    /// LongRoPE's `rope_factors_short`, for the others.
+    pub short: Option<Vec<f32>>,
+}
+
+impl RopeFactors {
+    /// The factors a session of `n_ctx` positions uses (as llama.cpp picks them).
+    pub fn for_context(&self, n_ctx: usize, n_ctx_orig: usize) -> Option<&[f32]> {
+        let longrope = if n_ctx > n_ctx_orig {
+            &self.long
+        } else {
+            &self.short
+        };
+        self.fixed.as_deref().or(longrope.as_deref())
+    }
 }
 
 /// All weights of the model.
@@ -92,12 +172,18 @@ pub struct LayerWeights {
 pub struct Weights {
     /// Token embedding, `n_vocab` rows of `n_embd`.
     pub token_embd: QMatrix,
+    /// Learned position embedding (GPT-2), `n_ctx_train` rows of `n_embd`.
+    pub pos_embd: Option<QMatrix>,
+    /// Rotary frequency factors.
+    pub rope_factors: RopeFactors,
     /// Transformer blocks.
     pub layers: Vec<LayerWeights>,
-    /// Final RMSNorm weight, `[n_embd]`.
-    pub output_norm: Vec<f32>,
+    /// Final norm, `[n_embd]`.
+    pub output_norm: Norm,
     /// Output projection `[n_embd] -> [n_vocab]` (`output.weight`, or the tied `token_embd`).
     pub output: QMatrix,
+    /// Output bias, `[n_vocab]`.
+    pub output_bias: Option<Vec<f32>>,
 }
 
 fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo, ModelError> {
@@ -160,6 +246,35 @@ fn vector(g: &Gguf, file: &[u8], name: &str, n: usize) -> Result<Vec<f32>, Model
     Ok(v)
 }
 
+/// `name` as a vector if the file has it.
+fn opt_vector(g: &Gguf, file: &[u8], name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
+    match g.tensor(name) {
+        Some(_) => vector(g, file, name, n).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Rows `start..start + rows` of `m` as a matrix of their own.
+fn rows_of(m: &QMatrix, start: usize, rows: usize) -> QMatrix {
+    QMatrix {
+        offset: m.offset + start * m.row_bytes,
+        rows,
+        ..m.clone()
+    }
+}
+
+/// A norm `{name}.weight` with its `{name}.bias` when `with_bias`.
+fn norm(g: &Gguf, file: &[u8], name: &str, n: usize, with_bias: bool) -> Result<Norm, ModelError> {
+    Ok(Norm {
+        w: vector(g, file, &format!("{name}.weight"), n)?,
+        b: if with_bias {
+            Some(vector(g, file, &format!("{name}.bias"), n)?)
+        } else {
+            None
+        },
+    })
+}
+
 impl Weights {
     /// Repacks the transformer blocks' Q4_1 matrices of `file` in place to [`Layout::Q4_1x8`].
     /// A matrix whose bytes overlap any other tensor's (a hostile file can alias them) keeps
@@ -176,21 +291,18 @@ impl Weights {
     /// Whether any matrix's matmul takes the activation form `p`.
     pub fn any_partner(&self, p: Partner) -> bool {
         self.output.partner() == p
-            || self.layers.iter().any(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                    .iter()
-                    .any(|m| m.partner() == p)
-            })
+            || self
+                .layers
+                .iter()
+                .any(|l| l.matrices().any(|m| m.partner() == p))
     }
 
     /// Whether any matrix is in the [`Layout::Q4_1x8`] layout (what [`Weights::repack_q4_1`]
     /// did, if anything).
     pub fn any_repacked(&self) -> bool {
-        self.layers.iter().any(|l| {
-            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                .iter()
-                .any(|m| m.layout == Layout::Q4_1x8)
-        })
+        self.layers
+            .iter()
+            .any(|l| l.matrices().any(|m| m.layout == Layout::Q4_1x8))
     }
 
     /// Reads the matrices [`Weights::repack_q4_1`] repacks as [`Layout::Q4_1x8`], moving no
@@ -212,15 +324,7 @@ impl Weights {
             .collect();
         let mut packable = Vec::new();
         for l in &mut self.layers {
-            for m in [
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo,
-                &mut l.w_gate,
-                &mut l.w_up,
-                &mut l.w_down,
-            ] {
+            for m in l.matrices_mut() {
                 let (start, end) = (m.offset, m.offset + m.rows * m.row_bytes);
                 let sharing = ranges
                     .iter()
@@ -238,28 +342,106 @@ impl Weights {
         packable
     }
 
-    /// Finds and checks every tensor the forward pass needs.
+    /// Finds and checks every tensor the forward pass of `c`'s family needs.
     pub fn from_gguf(g: &Gguf, file: &[u8], c: &Config) -> Result<Weights, ModelError> {
-        let (e, f, q, kv) = (c.n_embd, c.n_ff, c.n_head * c.head_dim, c.kv_dim());
+        let (e, f, q, kv) = (c.n_embd, c.n_ff, c.q_dim(), c.kv_dim());
         if e % quant::QK != 0 || f % quant::QK != 0 || q % quant::QK != 0 {
             return Err(ModelError::BadConfig(format!(
                 "n_embd {e}, n_ff {f} and n_head*head_dim {q} must be multiples of 32"
             )));
         }
         let mm = simd::matmul_supports;
+        let biased = c.family == Arch::Gpt2;
+        let layer_norm = c.norm == NormKind::Layer;
         let mut layers = Vec::with_capacity(c.n_layer);
         for l in 0..c.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let b = |s: &str| format!("blk.{l}.{s}.bias");
+            let has = |name: &str| g.tensor(name).is_some();
+            // Q, K and V: three matrices, or row ranges of one fused `attn_qkv`.
+            let (wq, wk, wv, fused_bias) = if has(&n("attn_qkv")) {
+                let qkv = matrix(g, &n("attn_qkv"), e, q + 2 * kv, mm)?;
+                let bias = opt_vector(g, file, &b("attn_qkv"), q + 2 * kv)?;
+                let bias =
+                    bias.map(|v| [v[..q].to_vec(), v[q..q + kv].to_vec(), v[q + kv..].to_vec()]);
+                (
+                    rows_of(&qkv, 0, q),
+                    rows_of(&qkv, q, kv),
+                    rows_of(&qkv, q + kv, kv),
+                    bias,
+                )
+            } else {
+                let wq = matrix(g, &n("attn_q"), e, q, mm)?;
+                let wk = matrix(g, &n("attn_k"), e, kv, mm)?;
+                let wv = matrix(g, &n("attn_v"), e, kv, mm)?;
+                (wq, wk, wv, None)
+            };
+            let qkv_bias = match fused_bias {
+                Some(bias) => Some(bias),
+                None => match opt_vector(g, file, &b("attn_q"), q)? {
+                    Some(bq) => Some([
+                        bq,
+                        vector(g, file, &b("attn_k"), kv)?,
+                        vector(g, file, &b("attn_v"), kv)?,
+                    ]),
+                    None => None,
+                },
+            };
+            if biased && qkv_bias.is_none() {
+                return Err(ModelError::MissingTensor(b("attn_qkv")));
+            }
+            let qk_norm = match opt_vector(g, file, &n("attn_q_norm"), c.head_dim)? {
+                Some(qn) => Some([qn, vector(g, file, &n("attn_k_norm"), c.head_dim)?]),
+                None => None,
+            };
+            if matches!(c.family, Arch::Qwen3 | Arch::Gemma3) && qk_norm.is_none() {
+                return Err(ModelError::MissingTensor(n("attn_q_norm")));
+            }
+            let gemma = c.family == Arch::Gemma3;
+            let post = |name: &str| -> Result<Option<Vec<f32>>, ModelError> {
+                if gemma {
+                    vector(g, file, &n(name), e).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            // FFN: gate and up, or (Phi-3) one `ffn_up` of 2·n_ff rows, gate first; no gate
+            // for GPT-2.
+            let (w_gate, w_up) = match c.family {
+                Arch::Gpt2 => (None, matrix(g, &n("ffn_up"), e, f, mm)?),
+                Arch::Phi3 => {
+                    let up = matrix(g, &n("ffn_up"), e, 2 * f, mm)?;
+                    (Some(rows_of(&up, 0, f)), rows_of(&up, f, f))
+                }
+                _ => (
+                    Some(matrix(g, &n("ffn_gate"), e, f, mm)?),
+                    matrix(g, &n("ffn_up"), e, f, mm)?,
+                ),
+            };
+            let bias = |name: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
+                if biased {
+                    vector(g, file, &b(name), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(LayerWeights {
-                attn_norm: vector(g, file, &n("attn_norm"), e)?,
-                wq: matrix(g, &n("attn_q"), e, q, mm)?,
-                wk: matrix(g, &n("attn_k"), e, kv, mm)?,
-                wv: matrix(g, &n("attn_v"), e, kv, mm)?,
+                attn_norm: norm(g, file, &format!("blk.{l}.attn_norm"), e, layer_norm)?,
+                wq,
+                wk,
+                wv,
+                qkv_bias,
+                qk_norm,
                 wo: matrix(g, &n("attn_output"), q, e, mm)?,
-                ffn_norm: vector(g, file, &n("ffn_norm"), e)?,
-                w_gate: matrix(g, &n("ffn_gate"), e, f, mm)?,
-                w_up: matrix(g, &n("ffn_up"), e, f, mm)?,
+                wo_bias: bias("attn_output", e)?,
+                attn_post_norm: post("post_attention_norm")?,
+                ffn_norm: norm(g, file, &format!("blk.{l}.ffn_norm"), e, layer_norm)?,
+                w_gate,
+                w_up,
+                up_bias: bias("ffn_up", f)?,
                 w_down: matrix(g, &n("ffn_down"), f, e, mm)?,
+                down_bias: bias("ffn_down", e)?,
+                ffn_post_norm: post("post_ffw_norm")?,
             });
         }
         let token_embd = matrix(g, "token_embd.weight", e, c.n_vocab, mm)?;
@@ -274,11 +456,28 @@ impl Weights {
             }
             token_embd.clone()
         };
+        let pos_embd = match c.family {
+            Arch::Gpt2 => Some(matrix(g, "position_embd.weight", e, c.n_ctx_train, mm)?),
+            _ => None,
+        };
+        let half = c.rope_dim() / 2;
+        let factors = |name: &str| match c.rope {
+            Some(_) => opt_vector(g, file, name, half),
+            None => Ok(None),
+        };
+        let rope_factors = RopeFactors {
+            fixed: factors("rope_freqs.weight")?,
+            long: factors("rope_factors_long.weight")?,
+            short: factors("rope_factors_short.weight")?,
+        };
         Ok(Weights {
             token_embd,
+            pos_embd,
+            rope_factors,
             layers,
-            output_norm: vector(g, file, "output_norm.weight", e)?,
+            output_norm: norm(g, file, "output_norm", e, layer_norm)?,
             output,
+            output_bias: opt_vector(g, file, "output.bias", c.n_vocab)?,
         })
     }
 }

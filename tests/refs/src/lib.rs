@@ -134,3 +134,78 @@ pub fn perplexity() -> Perplexity {
 fn items(d: &serde_json::Value) -> &Vec<serde_json::Value> {
     d["items"].as_array().expect("items")
 }
+
+/// The tiny random-weight models of every architecture (`tests/arch/make_models.py`, written
+/// into `build/arch/` by `just arch-models`) and llama.cpp's reference on each
+/// (`arch/<name>.json`, made by `just arch-refs`).
+pub mod arch {
+    use sha2::{Digest, Sha256};
+
+    /// The file names (without `.gguf`) of the tiny models, one per architecture.
+    pub const MODELS: [&str; 6] = ["llama3", "qwen2", "qwen3", "gemma3", "phi3", "gpt2"];
+
+    /// llama.cpp's reference on one tiny model.
+    pub struct Reference {
+        /// The model's bytes, checked against the sha256 the reference was made from.
+        pub model: Vec<u8>,
+        /// The context size llama.cpp ran with.
+        pub n_ctx: usize,
+        /// The evaluated token sequence.
+        pub tokens: Vec<u32>,
+        /// Perplexity of `tokens[1..]` under llama.cpp's logits.
+        pub perplexity: f64,
+        /// Per position, llama.cpp's highest `(id, logit)` pairs, highest first.
+        pub top: Vec<Vec<(u32, f32)>>,
+    }
+
+    /// Where `just arch-models` writes the tiny model `name`.
+    pub fn model_path(name: &str) -> std::path::PathBuf {
+        super::workspace_root().join(format!("build/arch/{name}.gguf"))
+    }
+
+    /// The model `name` and its reference, or a panic saying how to make the missing file
+    /// or that the regenerated model is not the one the reference was made from.
+    pub fn reference(name: &str) -> Reference {
+        let d = super::json(&format!("arch/{name}.json"));
+        let path = model_path(name);
+        let model = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} is missing ({e}): run `just arch-models` to write the tiny models",
+                path.display()
+            )
+        });
+        let sha: String = Sha256::digest(&model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let want = d["sha256"].as_str().expect("sha256");
+        assert_eq!(
+            sha,
+            want,
+            "{} is not the file the reference arch/{name}.json was made from: \
+             regenerate both (`just arch-models arch-refs`) and commit the new reference",
+            path.display()
+        );
+        Reference {
+            model,
+            n_ctx: d["n_ctx"].as_u64().expect("n_ctx") as usize,
+            tokens: super::ids(&d["tokens"]),
+            perplexity: d["perplexity"].as_f64().expect("perplexity"),
+            top: d["top"]
+                .as_array()
+                .expect("top")
+                .iter()
+                .map(|row| {
+                    row.as_array()
+                        .expect("a position")
+                        .iter()
+                        .map(|p| {
+                            let id = u32::try_from(p[0].as_u64().expect("an id")).expect("id");
+                            (id, p[1].as_f64().expect("a logit") as f32)
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
