@@ -65,6 +65,24 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
+/// Per position, the `(id, logit)` pairs of a reference's `[[[id, logit], ...], ...]`.
+pub fn top_logits(v: &serde_json::Value) -> Vec<Vec<(u32, f32)>> {
+    let pair = |p: &serde_json::Value| {
+        let id = u32::try_from(p[0].as_u64().expect("an id")).expect("an id fits u32");
+        (id, p[1].as_f64().expect("a logit") as f32)
+    };
+    let rows = v.as_array().expect("top logits per position");
+    rows.iter()
+        .map(|row| {
+            row.as_array()
+                .expect("a position")
+                .iter()
+                .map(pair)
+                .collect()
+        })
+        .collect()
+}
+
 /// One prompt of `greedy.json`: llama.cpp's greedy continuation and its top-20 logits.
 pub struct Greedy {
     /// The prompt's token ids.
@@ -82,21 +100,7 @@ pub fn greedy() -> Vec<Greedy> {
         .map(|it| Greedy {
             prompt_ids: ids(&it["prompt_ids"]),
             generated_ids: ids(&it["generated_ids"]),
-            top20: it["top20_per_step"]
-                .as_array()
-                .expect("top20_per_step")
-                .iter()
-                .map(|step| {
-                    step.as_array()
-                        .expect("a step")
-                        .iter()
-                        .map(|p| {
-                            let id = u32::try_from(p[0].as_u64().expect("an id")).expect("id");
-                            (id, p[1].as_f64().expect("a logit") as f32)
-                        })
-                        .collect()
-                })
-                .collect(),
+            top20: top_logits(&it["top20_per_step"]),
         })
         .collect()
 }
@@ -191,21 +195,7 @@ pub mod arch {
             n_ctx: d["n_ctx"].as_u64().expect("n_ctx") as usize,
             tokens: super::ids(&d["tokens"]),
             perplexity: d["perplexity"].as_f64().expect("perplexity"),
-            top: d["top"]
-                .as_array()
-                .expect("top")
-                .iter()
-                .map(|row| {
-                    row.as_array()
-                        .expect("a position")
-                        .iter()
-                        .map(|p| {
-                            let id = u32::try_from(p[0].as_u64().expect("an id")).expect("id");
-                            (id, p[1].as_f64().expect("a logit") as f32)
-                        })
-                        .collect()
-                })
-                .collect(),
+            top: super::top_logits(&d["top"]),
         }
     }
 }
