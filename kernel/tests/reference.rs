@@ -214,9 +214,17 @@ fn thread_count_does_not_change_logits() {
     s1.forward(toks, &|| false).expect("1");
     s2.forward(toks, &|| false).expect("2");
     assert_eq!(s1.helper_items(), 0);
+    // The helper claims items only when the OS runs it in time: on a loaded machine a whole
+    // prompt can pass without it, so a few fresh sessions get their chance.
+    let helped = s2.helper_items() > 0
+        || (0..20).any(|_| {
+            let mut s = session(&model, 256, 2);
+            s.forward(toks, &|| false).expect("2");
+            s.helper_items() > 0
+        });
     assert!(
-        s2.helper_items() > 0,
-        "the 2-thread session's helper ran none of its parallel items"
+        helped,
+        "the 2-thread sessions' helper ran none of their parallel items in 21 prompts"
     );
     for &t in &item.generated_ids[..8] {
         let a = s1.forward(&[t], &|| false).expect("1").to_vec();
