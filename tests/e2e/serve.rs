@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 const MODEL: &str = "smollm2-135m-instruct";
 const PROMPT: &str = "What is the capital of France?";
 const MAX_TOKENS: u32 = 24;
+/// The other name the servers are started with (`--model-alias`, `EDGE_LLM_MODEL_ALIASES`).
+const ALIAS: &str = "gpt-3.5-turbo";
 /// The body limit the servers are started with, so the oversized-body case stays small.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -138,9 +140,12 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
     for cached in [&v["cached_tokens"], &v["stream_cached_tokens"]] {
         assert!(cached.as_u64().is_some_and(|n| n < prompt_tokens), "{v}");
     }
-    assert_eq!(v["models"], json!([MODEL]));
+    assert_eq!(v["models"], json!([MODEL, ALIAS]));
     assert_eq!(v["bad_temperature"], 400);
     assert_eq!(v["unknown_model"], 404);
+    assert_eq!(v["unknown_field"], 400);
+    assert_eq!(v["json_mode"], 400);
+    assert_eq!(v["alias_model"], ALIAS);
 }
 
 /// 8 streamed chats at once all complete with the expected text.
@@ -274,6 +279,58 @@ fn check_bad_requests(addr: SocketAddr) {
             "n: 1",
         ),
         (
+            "unknown field",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"temprature": 0.5})),
+            400,
+            "`temprature`: unknown field",
+        ),
+        (
+            "json_schema response format",
+            "POST",
+            "/v1/chat/completions",
+            with(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}),
+            ),
+            400,
+            "`response_format`",
+        ),
+        (
+            "logprobs",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"logprobs": true, "top_logprobs": 3})),
+            400,
+            "logprobs",
+        ),
+        (
+            "tools",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})),
+            400,
+            "`tools`",
+        ),
+        (
+            "message name",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"messages": [{"role": "user", "content": "x", "name": "bob"}]})),
+            400,
+            "`messages[0].name`",
+        ),
+        (
+            "completion suffix",
+            "POST",
+            "/v1/completions",
+            json!({"prompt": "x", "suffix": "y"})
+                .to_string()
+                .into_bytes(),
+            400,
+            "`suffix`",
+        ),
+        (
             "10,000 stop strings",
             "POST",
             "/v1/chat/completions",
@@ -358,6 +415,7 @@ fn check_other_routes(addr: SocketAddr) {
     let models = request(addr, "GET", "/v1/models", b"").json();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);
+    assert_eq!(models["data"][1]["id"], ALIAS);
     let completion = post_json(
         addr,
         "/v1/completions",
@@ -379,6 +437,30 @@ fn check_other_routes(addr: SocketAddr) {
         streamed.streamed_text(),
         v["choices"][0]["text"].as_str().expect("text")
     );
+    // `echo`: the same text after the prompt, one-shot and streamed.
+    for stream in [false, true] {
+        let echoed = post_json(
+            addr,
+            "/v1/completions",
+            &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0,
+                    "stream": stream, "echo": true}),
+        );
+        let text = if stream {
+            echoed.streamed_text()
+        } else {
+            echoed.json()["choices"][0]["text"]
+                .as_str()
+                .expect("text")
+                .to_string()
+        };
+        assert_eq!(
+            text,
+            format!(
+                "The capital of France is{}",
+                v["choices"][0]["text"].as_str().expect("text")
+            )
+        );
+    }
 }
 
 #[test]
@@ -386,7 +468,17 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
     let cache = temp_dir("serve-native");
     let expected = cli_text("native", &cache);
     let limit = BODY_LIMIT.to_string();
-    let server = Server::edge_llm(&["--max-body-bytes", &limit, "--concurrency", "2"], &cache);
+    let server = Server::edge_llm(
+        &[
+            "--max-body-bytes",
+            &limit,
+            "--concurrency",
+            "2",
+            "--model-alias",
+            ALIAS,
+        ],
+        &cache,
+    );
     check_chat(server.addr, &expected, "edge-llm-wasi-nn");
     check_openai_client(server.addr, &expected);
     check_concurrent_streams(server.addr, &expected);
@@ -407,7 +499,8 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     let expected = cli_text("wasm", &cache);
     let component = http_bundle_wasm();
     let env = format!("EDGE_LLM_MAX_BODY_BYTES={BODY_LIMIT}");
-    let server = Server::wasmtime(&component, &["--env", &env]);
+    let aliases = format!("EDGE_LLM_MODEL_ALIASES={ALIAS}");
+    let server = Server::wasmtime(&component, &["--env", &env, "--env", &aliases]);
     check_chat(server.addr, &expected, "edge-llm-kernel");
     check_openai_client(server.addr, &expected);
     check_concurrent_streams(server.addr, &expected);

@@ -39,6 +39,108 @@ pub struct GenerateRequest {
     pub stream: bool,
     /// With `stream`, end with a chunk that carries the usage (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// `/v1/completions`' `echo`: the answer's text starts with the prompt.
+    pub echo: bool,
+}
+
+/// What this front does with a request field that OpenAI's API (or llama.cpp's server) defines.
+/// Every field of a request is one of these; any other name is refused with a 400 naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Used as OpenAI documents it.
+    Honoured,
+    /// Accepted at the value that means "off" (or the only one this server has), which is what
+    /// it does; any other value is refused with a 400 naming the field.
+    OnlyDefault,
+    /// A label that changes no answer (in OpenAI's API it tags requests for monitoring or
+    /// billing): type-checked, then not used.
+    Label,
+    /// Refused with a 400 naming the field whenever it is present and not `null`.
+    Refused,
+}
+
+/// Every request field `/v1/chat/completions` knows, and what it does with it.
+pub const CHAT_FIELDS: &[(&str, Support)] = &[
+    ("messages", Support::Honoured),
+    ("model", Support::Honoured),
+    ("max_tokens", Support::Honoured),
+    ("max_completion_tokens", Support::Honoured),
+    ("temperature", Support::Honoured),
+    ("top_p", Support::Honoured),
+    ("seed", Support::Honoured),
+    ("stop", Support::Honoured),
+    ("stream", Support::Honoured),
+    ("stream_options", Support::Honoured),
+    ("n", Support::OnlyDefault),
+    ("frequency_penalty", Support::OnlyDefault),
+    ("presence_penalty", Support::OnlyDefault),
+    ("logit_bias", Support::OnlyDefault),
+    ("logprobs", Support::OnlyDefault),
+    ("top_logprobs", Support::Refused),
+    ("response_format", Support::OnlyDefault),
+    ("tools", Support::OnlyDefault),
+    ("tool_choice", Support::OnlyDefault),
+    ("parallel_tool_calls", Support::OnlyDefault),
+    ("modalities", Support::OnlyDefault),
+    ("store", Support::OnlyDefault),
+    ("service_tier", Support::OnlyDefault),
+    ("user", Support::Label),
+    ("safety_identifier", Support::Label),
+    ("prompt_cache_key", Support::Label),
+    ("metadata", Support::Label),
+    ("audio", Support::Refused),
+    ("prediction", Support::Refused),
+    ("reasoning_effort", Support::Refused),
+    ("verbosity", Support::Refused),
+    ("web_search_options", Support::Refused),
+    ("functions", Support::Refused),
+    ("function_call", Support::Refused),
+    ("top_k", Support::Honoured),
+    ("min_p", Support::Honoured),
+    ("repeat_penalty", Support::Honoured),
+    ("repeat_last_n", Support::Honoured),
+    ("ignore_eos", Support::Honoured),
+    ("grammar", Support::Refused),
+    ("json_schema", Support::Refused),
+];
+
+/// Every request field `/v1/completions` knows, and what it does with it.
+pub const TEXT_FIELDS: &[(&str, Support)] = &[
+    ("prompt", Support::Honoured),
+    ("model", Support::Honoured),
+    ("max_tokens", Support::Honoured),
+    ("temperature", Support::Honoured),
+    ("top_p", Support::Honoured),
+    ("seed", Support::Honoured),
+    ("stop", Support::Honoured),
+    ("stream", Support::Honoured),
+    ("stream_options", Support::Honoured),
+    ("echo", Support::Honoured),
+    ("n", Support::OnlyDefault),
+    ("best_of", Support::OnlyDefault),
+    ("frequency_penalty", Support::OnlyDefault),
+    ("presence_penalty", Support::OnlyDefault),
+    ("logit_bias", Support::OnlyDefault),
+    ("logprobs", Support::OnlyDefault),
+    ("suffix", Support::OnlyDefault),
+    ("user", Support::Label),
+    ("top_k", Support::Honoured),
+    ("min_p", Support::Honoured),
+    ("repeat_penalty", Support::Honoured),
+    ("repeat_last_n", Support::Honoured),
+    ("ignore_eos", Support::Honoured),
+    ("grammar", Support::Refused),
+    ("json_schema", Support::Refused),
+];
+
+impl Endpoint {
+    /// The fields this endpoint knows.
+    pub fn fields(self) -> &'static [(&'static str, Support)] {
+        match self {
+            Endpoint::Chat => CHAT_FIELDS,
+            Endpoint::Text => TEXT_FIELDS,
+        }
+    }
 }
 
 /// Parses and checks a request body for `endpoint`.
@@ -49,6 +151,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };
     let f = Fields(&fields);
+    f.refuse_unsupported(endpoint)?;
     let prompt = match endpoint {
         Endpoint::Chat => Prompt::Messages(messages(
             f.get("messages")
@@ -59,11 +162,6 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
                 .ok_or_else(|| ApiError::invalid_param("prompt", "is required"))?,
         )?),
     };
-    if let Some(n) = f.uint("n")? {
-        if n != 1 {
-            return Err(ApiError::invalid_param("n", "only `n: 1` is supported"));
-        }
-    }
     let max_tokens = match f.uint("max_completion_tokens")? {
         Some(n) => Some(n),
         None => f.uint("max_tokens")?,
@@ -97,7 +195,22 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
         None => false,
-        Some(Value::Object(o)) => Fields(o).bool("include_usage")?.unwrap_or(false),
+        Some(Value::Object(o)) => {
+            let options = Fields(o);
+            if let Some(name) = o.keys().find(|k| !STREAM_OPTIONS.contains(&k.as_str())) {
+                return Err(ApiError::invalid_param(
+                    &format!("stream_options.{name}"),
+                    "unknown option; only `include_usage` and `include_obfuscation: false` are supported",
+                ));
+            }
+            if options.bool("include_obfuscation")? == Some(true) {
+                return Err(ApiError::invalid_param(
+                    "stream_options.include_obfuscation",
+                    "obfuscation padding is not supported; leave it out or set it to false",
+                ));
+            }
+            options.bool("include_usage")?.unwrap_or(false)
+        }
         Some(_) => {
             return Err(ApiError::invalid_param(
                 "stream_options",
@@ -110,14 +223,19 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         Some(Value::String(m)) => Some(m.clone()),
         Some(_) => return Err(ApiError::invalid_param("model", "must be a string")),
     };
+    let echo = f.bool("echo")?.unwrap_or(false);
     Ok(GenerateRequest {
         model,
         prompt,
         params,
         stream,
         include_usage,
+        echo,
     })
 }
+
+/// The keys `stream_options` may hold.
+const STREAM_OPTIONS: &[&str] = &["include_usage", "include_obfuscation"];
 
 /// Typed access to a request's fields; `null` counts as absent.
 struct Fields<'a>(&'a Map<String, Value>);
@@ -125,6 +243,34 @@ struct Fields<'a>(&'a Map<String, Value>);
 impl Fields<'_> {
     fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    /// Refuses a field `endpoint` does not know, a refused one, one at a value this server
+    /// does not implement, and a label of the wrong type: each with a 400 naming it.
+    fn refuse_unsupported(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+        for (name, value) in self.0 {
+            let Some(&(_, support)) = endpoint.fields().iter().find(|(n, _)| n == name) else {
+                return Err(ApiError::invalid_param(
+                    name,
+                    "unknown field (the README's table lists the fields this server knows)",
+                ));
+            };
+            if value.is_null() {
+                continue;
+            }
+            let refused = |why: &str| Err(ApiError::invalid_param(name, why));
+            match support {
+                Support::Honoured => {}
+                Support::Refused => return refused(refusal(name)),
+                Support::Label => check_label(name, value)?,
+                Support::OnlyDefault => {
+                    if !is_default(endpoint, name, value) {
+                        return refused(only_default(name));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
@@ -222,6 +368,80 @@ impl Fields<'_> {
     }
 }
 
+/// Why a [`Support::Refused`] field is refused.
+fn refusal(name: &str) -> &'static str {
+    match name {
+        "top_logprobs" => "log probabilities are not supported yet",
+        "audio" => "this server generates text only",
+        "prediction" => "predicted outputs are not supported",
+        "reasoning_effort" | "verbosity" => {
+            "the served model is not a reasoning model; leave this field out"
+        }
+        "web_search_options" => "this server has no web search",
+        "functions" | "function_call" => "the deprecated function-calling fields are not supported",
+        "grammar" | "json_schema" => "constrained generation is not supported yet",
+        _ => "not supported",
+    }
+}
+
+/// What a [`Support::OnlyDefault`] field accepts, for its error.
+fn only_default(name: &str) -> &'static str {
+    match name {
+        "n" => "only `n: 1` is supported",
+        "best_of" => "only `best_of: 1` is supported",
+        "frequency_penalty" | "presence_penalty" => {
+            "only 0 is supported; `repeat_penalty` (as llama.cpp spells it) is"
+        }
+        "logit_bias" => "only an empty map is supported",
+        "logprobs" => "log probabilities are not supported yet",
+        "response_format" => "only `{\"type\": \"text\"}` is supported yet",
+        "tools" => "tool calls are not supported yet; only an empty list is",
+        "tool_choice" => "tool calls are not supported yet; only `none` is",
+        "parallel_tool_calls" => "must be true or false",
+        "modalities" => "this server generates text only: `[\"text\"]`",
+        "store" => "this server stores no completions: only `false` is supported",
+        "service_tier" => "this server has one tier: `auto` or `default`",
+        "suffix" => "insertion after a suffix is not supported; only an empty suffix is",
+        _ => "only the default value is supported",
+    }
+}
+
+/// Whether `value` of a [`Support::OnlyDefault`] field is the value this server implements.
+fn is_default(endpoint: Endpoint, name: &str, value: &Value) -> bool {
+    match name {
+        "n" | "best_of" => value.as_u64() == Some(1),
+        "frequency_penalty" | "presence_penalty" => value.as_f64() == Some(0.0),
+        "logit_bias" => value.as_object().is_some_and(Map::is_empty),
+        "logprobs" => endpoint == Endpoint::Chat && value == &Value::Bool(false),
+        "response_format" => value == &json!({"type": "text"}),
+        "tools" => value.as_array().is_some_and(Vec::is_empty),
+        "tool_choice" => value == "none",
+        "parallel_tool_calls" => value.is_boolean(),
+        "modalities" => value == &json!(["text"]),
+        "store" => value == &Value::Bool(false),
+        "service_tier" => value == "auto" || value == "default",
+        "suffix" => value == "",
+        _ => false,
+    }
+}
+
+/// Type-checks a [`Support::Label`] field: a string, or for `metadata` a map of strings.
+fn check_label(name: &str, value: &Value) -> Result<(), ApiError> {
+    let ok = match name {
+        "metadata" => value
+            .as_object()
+            .is_some_and(|m| m.values().all(Value::is_string)),
+        _ => value.is_string(),
+    };
+    if ok {
+        Ok(())
+    } else if name == "metadata" {
+        Err(ApiError::invalid_param(name, "must be a map of strings"))
+    } else {
+        Err(ApiError::invalid_param(name, "must be a string"))
+    }
+}
+
 /// `messages`: a non-empty list of `{role, content}`, content a string or text parts.
 fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
     let bad = |i: usize, what: &str| ApiError::invalid_param(&format!("messages[{i}]"), what);
@@ -235,6 +455,20 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, m)| {
+            let Some(fields) = m.as_object() else {
+                return Err(bad(
+                    i,
+                    "each message must be an object with `role` and `content`",
+                ));
+            };
+            for (key, value) in fields {
+                if let Some(why) = message_field_refusal(key, value) {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].{key}"),
+                        why,
+                    ));
+                }
+            }
             let role = match m.get("role").and_then(Value::as_str) {
                 Some(r @ ("system" | "user" | "assistant")) => r,
                 Some("developer") => "system",
@@ -268,6 +502,20 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
             })
         })
         .collect()
+}
+
+/// Why a message's field is refused, if it is: messages hold a `role` and a `content`; an
+/// assistant's `refusal` may be `null`; tool-call fields are not supported yet and `name` is
+/// not something chat templates render, so both are refused rather than dropped.
+fn message_field_refusal(key: &str, value: &Value) -> Option<&'static str> {
+    match key {
+        "role" | "content" => None,
+        "refusal" if value.is_null() => None,
+        "refusal" => Some("only `null` is supported"),
+        "tool_calls" | "tool_call_id" | "function_call" => Some("tool calls are not supported yet"),
+        "name" => Some("participant names are not supported (chat templates do not render them)"),
+        _ => Some("unknown message field"),
+    }
 }
 
 /// `prompt`: a string, or a list holding exactly one string.
@@ -523,6 +771,159 @@ mod tests {
         assert_eq!(chat(&many).unwrap_err().param.as_deref(), Some("stop"));
         let e = parse_request(Endpoint::Text, br#"{"prompt":["a","b"]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
+    }
+
+    fn with(endpoint: Endpoint, field: &str, value: Value) -> Result<GenerateRequest, ApiError> {
+        let mut body = match endpoint {
+            Endpoint::Chat => json!({"messages": [{"role": "user", "content": "x"}]}),
+            Endpoint::Text => json!({"prompt": "x"}),
+        };
+        body[field] = value;
+        parse_request(endpoint, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        for endpoint in [Endpoint::Chat, Endpoint::Text] {
+            for name in ["temprature", "n_predict", "cache_prompt", "mirostat"] {
+                let e = with(endpoint, name, json!(1)).unwrap_err();
+                assert_eq!((e.status, e.param.as_deref()), (400, Some(name)));
+                assert!(e.message.contains("unknown field"), "{}", e.message);
+            }
+        }
+        assert_eq!(
+            with(Endpoint::Text, "messages", json!([]))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            with(Endpoint::Chat, "echo", json!(true))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("echo")
+        );
+    }
+
+    #[test]
+    fn every_known_field_is_honoured_or_refused_at_other_values() {
+        // (field, a value that is served, a value that is refused)
+        let chat = [
+            ("n", json!(1), json!(2)),
+            ("frequency_penalty", json!(0), json!(0.5)),
+            ("presence_penalty", json!(0.0), json!(-1)),
+            ("logit_bias", json!({}), json!({"42": 5})),
+            ("logprobs", json!(false), json!(true)),
+            (
+                "response_format",
+                json!({"type": "text"}),
+                json!({"type": "json_object"}),
+            ),
+            (
+                "tools",
+                json!([]),
+                json!([{"type": "function", "function": {"name": "f"}}]),
+            ),
+            ("tool_choice", json!("none"), json!("auto")),
+            ("parallel_tool_calls", json!(false), json!("yes")),
+            ("modalities", json!(["text"]), json!(["text", "audio"])),
+            ("store", json!(false), json!(true)),
+            ("service_tier", json!("auto"), json!("priority")),
+            ("user", json!("u-1"), json!(7)),
+            ("safety_identifier", json!("s"), json!([])),
+            ("prompt_cache_key", json!("k"), json!(1)),
+            ("metadata", json!({"a": "b"}), json!({"a": 1})),
+        ];
+        for (name, good, bad) in chat {
+            with(Endpoint::Chat, name, good.clone())
+                .unwrap_or_else(|e| panic!("{name} {good}: {e:?}"));
+            let e = with(Endpoint::Chat, name, bad.clone()).expect_err(name);
+            assert_eq!(e.param.as_deref(), Some(name), "{name} {bad}");
+        }
+        let text = [
+            ("best_of", json!(1), json!(3)),
+            ("logprobs", Value::Null, json!(2)),
+            ("suffix", json!(""), json!("end")),
+            ("echo", json!(false), json!("no")),
+        ];
+        for (name, good, bad) in text {
+            with(Endpoint::Text, name, good.clone())
+                .unwrap_or_else(|e| panic!("{name} {good}: {e:?}"));
+            let e = with(Endpoint::Text, name, bad.clone()).expect_err(name);
+            assert_eq!(e.param.as_deref(), Some(name), "{name} {bad}");
+        }
+        for (endpoint, table) in [(Endpoint::Chat, CHAT_FIELDS), (Endpoint::Text, TEXT_FIELDS)] {
+            for (name, support) in table {
+                // `null` is absent, whatever the field.
+                if !matches!(*name, "messages" | "prompt") {
+                    with(endpoint, name, Value::Null).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                }
+                if *support == Support::Refused {
+                    let e = with(endpoint, name, json!({})).expect_err(name);
+                    assert_eq!(e.param.as_deref(), Some(*name));
+                }
+            }
+        }
+        let e = with(
+            Endpoint::Chat,
+            "stream_options",
+            json!({"include_usage": true, "x": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stream_options.x"));
+        assert!(with(Endpoint::Text, "echo", json!(true)).unwrap().echo);
+    }
+
+    #[test]
+    fn message_fields_other_than_role_and_content_are_refused() {
+        let ok = json!([{"role": "assistant", "content": "x", "refusal": null}, {"role": "user", "content": "y"}]);
+        with(Endpoint::Chat, "messages", ok).unwrap();
+        for (key, value) in [
+            ("name", json!("bob")),
+            ("tool_calls", json!([])),
+            ("tool_call_id", json!("c1")),
+            ("refusal", json!("no")),
+            ("colour", json!("red")),
+        ] {
+            let mut m = json!({"role": "user", "content": "x"});
+            m[key] = value;
+            let e = with(Endpoint::Chat, "messages", json!([m])).unwrap_err();
+            assert_eq!(e.param, Some(format!("messages[0].{key}")), "{}", e.message);
+        }
+        let e = with(Endpoint::Chat, "messages", json!(["hi"])).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0]"));
+    }
+
+    /// The README's table of request fields lists every field each endpoint knows.
+    #[test]
+    fn the_readme_lists_every_field() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| field |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert!(!table.is_empty(), "README.md has no `| field |` table");
+        for (endpoint, fields) in [("chat", CHAT_FIELDS), ("completions", TEXT_FIELDS)] {
+            for (name, _) in fields {
+                let row = table
+                    .iter()
+                    .find(|l| {
+                        let first = l.split('|').nth(1).unwrap_or_default();
+                        first.split(',').any(|f| f.trim() == format!("`{name}`"))
+                    })
+                    .unwrap_or_else(|| panic!("README.md's field table lacks `{name}`"));
+                let cell = row.split('|').nth(2).unwrap_or_default();
+                assert!(
+                    cell.contains(endpoint) || cell.contains("both"),
+                    "README.md's row for `{name}` does not name {endpoint}: {row}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,12 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
         return match prepare(&request, endpoint) {
             Ok((served, meta, req)) if req.stream => stream(out, &served, &meta, &req),
             Ok((served, meta, req)) => match generate(&served, &req) {
-                Ok(c) => wire::send_json(out, 200, &meta.completion(&c)),
+                Ok(mut c) => {
+                    if let (true, Prompt::Text(p)) = (req.echo, &req.prompt) {
+                        c.text.insert_str(0, p);
+                    }
+                    wire::send_json(out, 200, &meta.completion(&c))
+                }
                 Err(e) => wire::send_error(out, &e),
             },
             Err(e) => wire::send_error(out, &e),
@@ -68,17 +73,22 @@ fn method_name(m: &Method) -> String {
     }
 }
 
+/// The served model, then each alias it answers to (but `*`).
 fn models(s: &Served) -> serde_json::Value {
-    json!({
-        "object": "list",
-        "data": [{
-            "id": s.config.model,
-            "object": "model",
-            "created": 0,
-            "owned_by": "edge-llm",
-            "context_length": s.info.context_length,
-        }],
-    })
+    let names =
+        std::iter::once(&s.config.model).chain(s.config.aliases.iter().filter(|a| *a != "*"));
+    let data: Vec<_> = names
+        .map(|id| {
+            json!({
+                "id": id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "edge-llm",
+                "context_length": s.info.context_length,
+            })
+        })
+        .collect();
+    json!({"object": "list", "data": data})
 }
 
 /// Opens the model, reads and checks the body.
@@ -89,7 +99,7 @@ fn prepare(
     let served = served::get()?;
     let body = request.body(served.config.max_body_bytes)?;
     let req = openai::parse_request(endpoint, &body)?;
-    served.check_model(req.model.as_deref())?;
+    let model = served.check_model(req.model.as_deref())?;
     let prefix = match endpoint {
         Endpoint::Chat => "chatcmpl",
         Endpoint::Text => "cmpl",
@@ -99,7 +109,7 @@ fn prepare(
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        model: served.config.model.clone(),
+        model,
         endpoint,
     };
     Ok((served, meta, req))
@@ -128,6 +138,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     let chat = meta.endpoint == Endpoint::Chat;
     if chat && events.event(&meta.chunk("", true, None)).is_err() {
         return;
+    }
+    if let (true, Prompt::Text(p)) = (req.echo, &req.prompt) {
+        if events.event(&meta.chunk(p, false, None)).is_err() {
+            return;
+        }
     }
     loop {
         match generation.next() {
