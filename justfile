@@ -46,11 +46,13 @@ tools: toolchain
 # Build the guest component and the host CLI (release).
 build: tools build-guest build-host preinit
 
-# Build the guest component and check it exports edge:llm/inference and imports wasi:nn.
+# Build the guest component and check it exports edge:llm/inference (0.1.0 and 0.2.0) and
+# imports wasi:nn.
 build-guest:
     cargo build --release -p edge-llm-guest --target wasm32-wasip2
     wasm-tools component wit {{guest_wasm}} > target/edge_llm_guest.wit
     grep -q 'export edge:llm/inference@0.1.0;' target/edge_llm_guest.wit
+    grep -q 'export edge:llm/inference@0.2.0;' target/edge_llm_guest.wit
     grep -q 'import wasi:nn/graph@0.2.0-rc-2024-10-28;' target/edge_llm_guest.wit
 
 # target/edge-llm-guest-preinit.wasm: the guest with the default model's metadata built in and

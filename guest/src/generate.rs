@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::sampling::{Sampler, SamplingError, SamplingParams};
+use crate::sampling::{Sampler, SamplingError, SamplingParams, TokenLogprob};
 use crate::stop::{StopError, TextStream};
 use crate::tokenizer::Tokenizer;
 
@@ -143,6 +143,9 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep generating past end-of-turn tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Report each token's log probability with this many most likely alternatives
+    /// ([`Sampler::logprobs`]); `None` reports none.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -152,6 +155,7 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            logprobs: None,
         }
     }
 }
@@ -198,12 +202,14 @@ pub struct Timings {
 }
 
 /// One step of output.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Chunk {
     /// Text safe to show now (may be empty while bytes are held back).
     pub text: String,
     /// Token ids generated in this step.
     pub tokens: Vec<u32>,
+    /// With [`GenerateParams::logprobs`], one entry per token.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// The whole result of a generation run to its end.
@@ -219,6 +225,8 @@ pub struct Completion {
     pub usage: Usage,
     /// Timings.
     pub timings: Timings,
+    /// With [`GenerateParams::logprobs`], one entry per generated token.
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// Where the state machine is.
@@ -241,6 +249,8 @@ pub struct Generation<B: Backend> {
     max_tokens: usize,
     ignore_eos: bool,
     sampler: Sampler,
+    /// `Some(top)` while reporting log probabilities, with the entries so far.
+    logprobs: Option<(usize, Vec<TokenLogprob>)>,
     stream: TextStream,
     clock: Box<dyn Clock>,
     phase: Phase,
@@ -278,6 +288,7 @@ impl<B: Backend> Generation<B> {
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,
             sampler,
+            logprobs: params.logprobs.map(|top| (top, Vec::new())),
             stream,
             clock: Box::new(StdClock::default()),
             phase: Phase::Start,
@@ -299,22 +310,30 @@ impl<B: Backend> Generation<B> {
     /// After an error the generation should be dropped.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk>, GenerateError> {
         let t0 = self.clock.now_ms();
-        let token = match self.phase {
+        let logits = match self.phase {
             Phase::Finished(_) => return Ok(None),
             Phase::Start => {
                 self.started_ms = t0;
                 let reuse = self.prepare_prefill()?;
                 let logits = self.backend.prefill_and_logits(&self.prompt[reuse..])?;
                 self.timings.prefill_ms = self.clock.now_ms() - t0;
-                self.sampler.sample(logits)?
+                logits
             }
-            Phase::Feed(token) => {
-                let logits = self.backend.prefill_and_logits(&[token])?;
-                self.sampler.sample(logits)?
+            Phase::Feed(token) => self.backend.prefill_and_logits(&[token])?,
+        };
+        let token = self.sampler.sample(logits)?;
+        let logprob = match &mut self.logprobs {
+            Some((top, all)) => {
+                let entry = self.sampler.logprobs(logits, token, *top);
+                all.push(entry.clone());
+                Some(entry)
             }
+            None => None,
         };
         self.record_token(token);
-        Ok(Some(self.emit(token)))
+        let mut chunk = self.emit(token);
+        chunk.logprobs.extend(logprob);
+        Ok(Some(chunk))
     }
 
     /// Keeps the longest prompt prefix already in the backend's cache (dropping the rest of the
@@ -401,6 +420,7 @@ impl<B: Backend> Generation<B> {
         Chunk {
             text,
             tokens: vec![token],
+            logprobs: Vec::new(),
         }
     }
 
@@ -432,6 +452,11 @@ impl<B: Backend> Generation<B> {
         &self.generated
     }
 
+    /// With [`GenerateParams::logprobs`], the entries of the tokens generated so far.
+    pub fn logprobs(&self) -> Option<&[TokenLogprob]> {
+        self.logprobs.as_ref().map(|(_, all)| all.as_slice())
+    }
+
     /// Ends the generation and hands the backend (and its KV cache) back for reuse.
     pub fn into_backend(self) -> B {
         self.backend
@@ -449,6 +474,7 @@ impl<B: Backend> Generation<B> {
             usage: self.usage,
             timings: self.timings,
             tokens: self.generated,
+            logprobs: self.logprobs.map(|(_, all)| all),
         })
     }
 }
@@ -486,6 +512,14 @@ fn check_request(
             n_ctx,
         });
     }
+    if let Some(top) = params.logprobs.filter(|&top| top > MAX_TOP_LOGPROBS) {
+        return Err(GenerateError::InvalidInput(format!(
+            "logprobs asks for {top} alternatives per token; at most {MAX_TOP_LOGPROBS}"
+        )));
+    }
     params.sampling.validate()?;
     Ok(())
 }
+
+/// The most alternatives per token [`GenerateParams::logprobs`] may ask for (OpenAI's bound).
+pub const MAX_TOP_LOGPROBS: usize = 20;

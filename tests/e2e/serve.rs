@@ -148,6 +148,25 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
     assert_eq!(v["alias_model"], ALIAS);
 }
 
+/// Log probabilities (chat and completions, one-shot and streamed) and `n` answers through the
+/// `openai` client; the script checks what must hold and fails with the reason otherwise.
+fn check_logprobs_and_n(addr: SocketAddr) {
+    let script = root().join("tests/clients/openai_features.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .arg(MODEL)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(v["n_texts"].as_array().map(Vec::len), Some(3), "{v}");
+}
+
 /// 8 streamed chats at once all complete with the expected text.
 fn check_concurrent_streams(addr: SocketAddr, expected: &str) {
     let texts: Vec<String> = std::thread::scope(|s| {
@@ -271,12 +290,12 @@ fn check_bad_requests(addr: SocketAddr) {
             "context",
         ),
         (
-            "n 2",
+            "n 17",
             "POST",
             "/v1/chat/completions",
-            with(json!({"n": 2})),
+            with(json!({"n": 17})),
             400,
-            "n: 1",
+            "`n`: must be from 1 to 16",
         ),
         (
             "unknown field",
@@ -300,9 +319,9 @@ fn check_bad_requests(addr: SocketAddr) {
             "logprobs",
             "POST",
             "/v1/chat/completions",
-            with(json!({"logprobs": true, "top_logprobs": 3})),
+            with(json!({"logprobs": true, "top_logprobs": 21})),
             400,
-            "logprobs",
+            "`top_logprobs`",
         ),
         (
             "tools",
@@ -481,6 +500,7 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
     );
     check_chat(server.addr, &expected, "edge-llm-wasi-nn");
     check_openai_client(server.addr, &expected);
+    check_logprobs_and_n(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);
@@ -503,6 +523,7 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     let server = Server::wasmtime(&component, &["--env", &env, "--env", &aliases]);
     check_chat(server.addr, &expected, "edge-llm-kernel");
     check_openai_client(server.addr, &expected);
+    check_logprobs_and_n(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);

@@ -71,12 +71,12 @@ pub const CHAT_FIELDS: &[(&str, Support)] = &[
     ("stop", Support::Honoured),
     ("stream", Support::Honoured),
     ("stream_options", Support::Honoured),
-    ("n", Support::OnlyDefault),
+    ("n", Support::Honoured),
+    ("logprobs", Support::Honoured),
+    ("top_logprobs", Support::Honoured),
     ("frequency_penalty", Support::OnlyDefault),
     ("presence_penalty", Support::OnlyDefault),
     ("logit_bias", Support::OnlyDefault),
-    ("logprobs", Support::OnlyDefault),
-    ("top_logprobs", Support::Refused),
     ("response_format", Support::OnlyDefault),
     ("tools", Support::OnlyDefault),
     ("tool_choice", Support::OnlyDefault),
@@ -116,12 +116,12 @@ pub const TEXT_FIELDS: &[(&str, Support)] = &[
     ("stream", Support::Honoured),
     ("stream_options", Support::Honoured),
     ("echo", Support::Honoured),
-    ("n", Support::OnlyDefault),
+    ("n", Support::Honoured),
+    ("logprobs", Support::Honoured),
     ("best_of", Support::OnlyDefault),
     ("frequency_penalty", Support::OnlyDefault),
     ("presence_penalty", Support::OnlyDefault),
     ("logit_bias", Support::OnlyDefault),
-    ("logprobs", Support::OnlyDefault),
     ("suffix", Support::OnlyDefault),
     ("user", Support::Label),
     ("top_k", Support::Honoured),
@@ -191,6 +191,17 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         seed: f.seed()?,
         stop: f.stop()?,
         ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
+        logprobs: f.logprobs(endpoint)?,
+        n: match f.uint("n")? {
+            None => 1,
+            Some(n @ 1..=MAX_CHOICES) => n as u32,
+            Some(n) => {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    format!("must be from 1 to {MAX_CHOICES}, got {n}"),
+                ))
+            }
+        },
     };
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
@@ -224,6 +235,12 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         Some(_) => return Err(ApiError::invalid_param("model", "must be a string")),
     };
     let echo = f.bool("echo")?.unwrap_or(false);
+    if echo && params.logprobs.is_some() {
+        return Err(ApiError::invalid_param(
+            "echo",
+            "cannot be combined with `logprobs` (the prompt's tokens have no log probabilities here)",
+        ));
+    }
     Ok(GenerateRequest {
         model,
         prompt,
@@ -233,6 +250,13 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         echo,
     })
 }
+
+/// The most answers one request may ask for (`n`).
+pub const MAX_CHOICES: u64 = 16;
+/// The most alternatives per token: chat's `top_logprobs` (OpenAI's bound).
+pub const MAX_TOP_LOGPROBS: u64 = 20;
+/// The most alternatives per token: `/v1/completions`' integer `logprobs` (OpenAI's bound).
+pub const MAX_TEXT_LOGPROBS: u64 = 5;
 
 /// The keys `stream_options` may hold.
 const STREAM_OPTIONS: &[&str] = &["include_usage", "include_obfuscation"];
@@ -264,7 +288,7 @@ impl Fields<'_> {
                 Support::Refused => return refused(refusal(name)),
                 Support::Label => check_label(name, value)?,
                 Support::OnlyDefault => {
-                    if !is_default(endpoint, name, value) {
+                    if !is_default(name, value) {
                         return refused(only_default(name));
                     }
                 }
@@ -315,6 +339,34 @@ impl Fields<'_> {
                 })
             })
             .transpose()
+    }
+
+    /// How many alternatives per token to report, if any: chat's `logprobs: true` with
+    /// `top_logprobs` (0 to 20), or `/v1/completions`' integer `logprobs` (0 to 5).
+    fn logprobs(&self, endpoint: Endpoint) -> Result<Option<u32>, ApiError> {
+        let bounded = |name: &str, max: u64| -> Result<Option<u32>, ApiError> {
+            match self.uint(name)? {
+                Some(n) if n > max => Err(ApiError::invalid_param(
+                    name,
+                    format!("must be from 0 to {max}, got {n}"),
+                )),
+                n => Ok(n.map(|n| n as u32)),
+            }
+        };
+        match endpoint {
+            Endpoint::Text => bounded("logprobs", MAX_TEXT_LOGPROBS),
+            Endpoint::Chat => {
+                let top = bounded("top_logprobs", MAX_TOP_LOGPROBS)?;
+                match (self.bool("logprobs")?.unwrap_or(false), top) {
+                    (true, top) => Ok(Some(top.unwrap_or(0))),
+                    (false, Some(_)) => Err(ApiError::invalid_param(
+                        "top_logprobs",
+                        "needs `logprobs: true`",
+                    )),
+                    (false, None) => Ok(None),
+                }
+            }
+        }
     }
 
     /// Any JSON integer; a negative one keeps its bits.
@@ -371,7 +423,6 @@ impl Fields<'_> {
 /// Why a [`Support::Refused`] field is refused.
 fn refusal(name: &str) -> &'static str {
     match name {
-        "top_logprobs" => "log probabilities are not supported yet",
         "audio" => "this server generates text only",
         "prediction" => "predicted outputs are not supported",
         "reasoning_effort" | "verbosity" => {
@@ -387,13 +438,11 @@ fn refusal(name: &str) -> &'static str {
 /// What a [`Support::OnlyDefault`] field accepts, for its error.
 fn only_default(name: &str) -> &'static str {
     match name {
-        "n" => "only `n: 1` is supported",
         "best_of" => "only `best_of: 1` is supported",
         "frequency_penalty" | "presence_penalty" => {
             "only 0 is supported; `repeat_penalty` (as llama.cpp spells it) is"
         }
         "logit_bias" => "only an empty map is supported",
-        "logprobs" => "log probabilities are not supported yet",
         "response_format" => "only `{\"type\": \"text\"}` is supported yet",
         "tools" => "tool calls are not supported yet; only an empty list is",
         "tool_choice" => "tool calls are not supported yet; only `none` is",
@@ -407,12 +456,11 @@ fn only_default(name: &str) -> &'static str {
 }
 
 /// Whether `value` of a [`Support::OnlyDefault`] field is the value this server implements.
-fn is_default(endpoint: Endpoint, name: &str, value: &Value) -> bool {
+fn is_default(name: &str, value: &Value) -> bool {
     match name {
-        "n" | "best_of" => value.as_u64() == Some(1),
+        "best_of" => value.as_u64() == Some(1),
         "frequency_penalty" | "presence_penalty" => value.as_f64() == Some(0.0),
         "logit_bias" => value.as_object().is_some_and(Map::is_empty),
-        "logprobs" => endpoint == Endpoint::Chat && value == &Value::Bool(false),
         "response_format" => value == &json!({"type": "text"}),
         "tools" => value.as_array().is_some_and(Vec::is_empty),
         "tool_choice" => value == "none",
@@ -565,23 +613,68 @@ impl ResponseMeta {
         m
     }
 
+    /// The log probabilities of some tokens in this endpoint's shape: chat's `content` list,
+    /// or `/v1/completions`' parallel lists with `text_offset`s counted from `offset`.
+    pub fn logprobs(&self, l: &[api::TokenLogprob], offset: usize) -> Value {
+        match self.endpoint {
+            Endpoint::Chat => {
+                let entry = |c: &api::TokenCandidate| json!({"token": c.text, "logprob": c.logprob, "bytes": c.bytes});
+                let content: Vec<Value> = l
+                    .iter()
+                    .map(|t| {
+                        let mut e = entry(&t.chosen);
+                        e["top_logprobs"] = t.top.iter().map(entry).collect();
+                        e
+                    })
+                    .collect();
+                json!({"content": content, "refusal": null})
+            }
+            Endpoint::Text => {
+                let mut offsets = Vec::with_capacity(l.len());
+                let mut at = offset;
+                for t in l {
+                    offsets.push(at);
+                    at += t.chosen.text.len();
+                }
+                json!({
+                    "tokens": l.iter().map(|t| t.chosen.text.as_str()).collect::<Vec<_>>(),
+                    "token_logprobs": l.iter().map(|t| t.chosen.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": l.iter().map(|t| {
+                        t.top.iter().map(|c| (c.text.clone(), json!(c.logprob))).collect::<Map<_, _>>()
+                    }).collect::<Vec<_>>(),
+                    "text_offset": offsets,
+                })
+            }
+        }
+    }
+
     /// The whole response of a one-shot request.
     pub fn completion(&self, c: &api::Completion) -> Value {
-        let choice = match self.endpoint {
-            Endpoint::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": c.text},
-                "logprobs": null,
-                "finish_reason": finish_reason(c.finish_reason),
-            }),
-            Endpoint::Text => json!({
-                "index": 0,
-                "text": c.text,
-                "logprobs": null,
-                "finish_reason": finish_reason(c.finish_reason),
-            }),
-        };
-        let mut m = self.envelope(false, json!([choice]));
+        let choices: Vec<Value> = c
+            .choices
+            .iter()
+            .map(|ch| {
+                let logprobs = ch
+                    .logprobs
+                    .as_ref()
+                    .map_or(Value::Null, |l| self.logprobs(l, 0));
+                match self.endpoint {
+                    Endpoint::Chat => json!({
+                        "index": ch.index,
+                        "message": {"role": "assistant", "content": ch.text},
+                        "logprobs": logprobs,
+                        "finish_reason": finish_reason(ch.finish_reason),
+                    }),
+                    Endpoint::Text => json!({
+                        "index": ch.index,
+                        "text": ch.text,
+                        "logprobs": logprobs,
+                        "finish_reason": finish_reason(ch.finish_reason),
+                    }),
+                }
+            })
+            .collect();
+        let mut m = self.envelope(false, Value::Array(choices));
         m.insert("usage".into(), usage(&c.usage));
         m.insert("system_fingerprint".into(), json!(fingerprint(c.backend)));
         m.insert(
@@ -595,10 +688,19 @@ impl ResponseMeta {
         Value::Object(m)
     }
 
-    /// A streamed chunk: `text` (for chat, with the assistant role on the first chunk) or the
-    /// final `finish_reason`.
-    pub fn chunk(&self, text: &str, first: bool, finish: Option<api::FinishReason>) -> Value {
+    /// A streamed chunk of answer `index`: `text` (for chat, with the assistant role on an
+    /// answer's first chunk) with its tokens' `logprobs` (already in [`Self::logprobs`]' shape),
+    /// or the answer's `finish_reason`.
+    pub fn chunk(
+        &self,
+        index: u32,
+        text: &str,
+        first: bool,
+        logprobs: Option<Value>,
+        finish: Option<api::FinishReason>,
+    ) -> Value {
         let reason = finish.map(finish_reason);
+        let logprobs = logprobs.unwrap_or(Value::Null);
         let choice = match self.endpoint {
             Endpoint::Chat => {
                 let delta = match (first, finish) {
@@ -606,10 +708,10 @@ impl ResponseMeta {
                     (false, None) => json!({"content": text}),
                     (false, Some(_)) => json!({}),
                 };
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason})
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason})
             }
             Endpoint::Text => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+                json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason})
             }
         };
         Value::Object(self.envelope(true, json!([choice])))
@@ -735,7 +837,7 @@ mod tests {
                 Some("max_tokens"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
+                r#"{"messages":[{"role":"user","content":"x"}],"n":0}"#,
                 Some("n"),
             ),
             (
@@ -811,11 +913,11 @@ mod tests {
     fn every_known_field_is_honoured_or_refused_at_other_values() {
         // (field, a value that is served, a value that is refused)
         let chat = [
-            ("n", json!(1), json!(2)),
+            ("n", json!(16), json!(17)),
             ("frequency_penalty", json!(0), json!(0.5)),
             ("presence_penalty", json!(0.0), json!(-1)),
             ("logit_bias", json!({}), json!({"42": 5})),
-            ("logprobs", json!(false), json!(true)),
+            ("logprobs", json!(true), json!(1)),
             (
                 "response_format",
                 json!({"type": "text"}),
@@ -844,7 +946,8 @@ mod tests {
         }
         let text = [
             ("best_of", json!(1), json!(3)),
-            ("logprobs", Value::Null, json!(2)),
+            ("logprobs", json!(5), json!(6)),
+            ("n", json!(3), json!(0)),
             ("suffix", json!(""), json!("end")),
             ("echo", json!(false), json!("no")),
         ];
@@ -874,6 +977,40 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("stream_options.x"));
         assert!(with(Endpoint::Text, "echo", json!(true)).unwrap().echo);
+    }
+
+    #[test]
+    fn logprobs_and_n_map_to_the_parameters() {
+        let p = |body: &str| chat(body).map(|r| (r.params.logprobs, r.params.n));
+        let m = r#""messages":[{"role":"user","content":"x"}]"#;
+        assert_eq!(p(&format!("{{{m}}}")).unwrap(), (None, 1));
+        assert_eq!(
+            p(&format!(r#"{{{m},"logprobs":true}}"#)).unwrap(),
+            (Some(0), 1)
+        );
+        assert_eq!(
+            p(&format!(
+                r#"{{{m},"logprobs":true,"top_logprobs":3,"n":4}}"#
+            ))
+            .unwrap(),
+            (Some(3), 4)
+        );
+        assert_eq!(
+            p(&format!(r#"{{{m},"logprobs":false}}"#)).unwrap(),
+            (None, 1)
+        );
+        let e = p(&format!(r#"{{{m},"top_logprobs":3}}"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("top_logprobs"));
+        let e = p(&format!(r#"{{{m},"logprobs":true,"top_logprobs":21}}"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("top_logprobs"));
+        let t = parse_request(Endpoint::Text, br#"{"prompt":"x","logprobs":2}"#).unwrap();
+        assert_eq!(t.params.logprobs, Some(2));
+        let e = parse_request(
+            Endpoint::Text,
+            br#"{"prompt":"x","logprobs":2,"echo":true}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("echo"));
     }
 
     #[test]
@@ -934,10 +1071,39 @@ mod tests {
             model: "m".into(),
             endpoint: Endpoint::Chat,
         };
+        let candidate = |token: u32, text: &str, logprob: f32| api::TokenCandidate {
+            token,
+            text: text.into(),
+            bytes: text.as_bytes().to_vec(),
+            logprob,
+        };
+        let logprobs = vec![
+            api::TokenLogprob {
+                chosen: candidate(1, "Par", -0.5),
+                top: vec![candidate(1, "Par", -0.5), candidate(7, "Lon", -1.5)],
+            },
+            api::TokenLogprob {
+                chosen: candidate(2, "is", -0.25),
+                top: vec![candidate(2, "is", -0.25)],
+            },
+        ];
         let c = api::Completion {
-            text: "Paris".into(),
-            tokens: vec![1, 2],
-            finish_reason: api::FinishReason::Length,
+            choices: vec![
+                api::Choice {
+                    index: 0,
+                    text: "Paris".into(),
+                    tokens: vec![1, 2],
+                    finish_reason: api::FinishReason::Length,
+                    logprobs: Some(logprobs.clone()),
+                },
+                api::Choice {
+                    index: 1,
+                    text: "Rome".into(),
+                    tokens: vec![3],
+                    finish_reason: api::FinishReason::Stop,
+                    logprobs: None,
+                },
+            ],
             usage: api::Usage {
                 prompt_tokens: 3,
                 completion_tokens: 2,
@@ -954,11 +1120,22 @@ mod tests {
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "Paris");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
+        assert_eq!(v["choices"][1]["index"], 1);
+        assert_eq!(v["choices"][1]["message"]["content"], "Rome");
+        assert_eq!(v["choices"][1]["logprobs"], Value::Null);
+        let content = &v["choices"][0]["logprobs"]["content"];
+        assert_eq!(content[0]["token"], "Par");
+        assert_eq!(content[0]["logprob"], -0.5);
+        assert_eq!(content[0]["bytes"], json!([80, 97, 114]));
+        assert_eq!(content[0]["top_logprobs"][1]["token"], "Lon");
+        assert_eq!(content[1]["top_logprobs"].as_array().map(Vec::len), Some(1));
         assert_eq!(v["usage"]["total_tokens"], 5);
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
-        let first = meta.chunk("Pa", true, None);
+        let first = meta.chunk(0, "Pa", true, None, None);
         assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
-        let last = meta.chunk("", false, Some(api::FinishReason::Stop));
+        let second = meta.chunk(1, "Ro", false, None, None);
+        assert_eq!(second["choices"][0]["index"], 1);
+        let last = meta.chunk(0, "", false, None, Some(api::FinishReason::Stop));
         assert_eq!(last["choices"][0]["finish_reason"], "stop");
         assert_eq!(last["choices"][0]["delta"], json!({}));
         assert_eq!(meta.usage_chunk(&c.usage)["choices"], json!([]));
@@ -966,7 +1143,17 @@ mod tests {
             endpoint: Endpoint::Text,
             ..meta
         };
-        assert_eq!(text.completion(&c)["choices"][0]["text"], "Paris");
-        assert_eq!(text.chunk("x", true, None)["object"], "text_completion");
+        let t = text.completion(&c);
+        assert_eq!(t["choices"][0]["text"], "Paris");
+        let l = &t["choices"][0]["logprobs"];
+        assert_eq!(l["tokens"], json!(["Par", "is"]));
+        assert_eq!(l["token_logprobs"], json!([-0.5, -0.25]));
+        assert_eq!(l["top_logprobs"][0], json!({"Par": -0.5, "Lon": -1.5}));
+        assert_eq!(l["text_offset"], json!([0, 3]));
+        assert_eq!(text.logprobs(&logprobs, 10)["text_offset"], json!([10, 13]));
+        assert_eq!(
+            text.chunk(0, "x", true, None, None)["object"],
+            "text_completion"
+        );
     }
 }

@@ -25,7 +25,9 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
             Ok((served, meta, req)) => match generate(&served, &req) {
                 Ok(mut c) => {
                     if let (true, Prompt::Text(p)) = (req.echo, &req.prompt) {
-                        c.text.insert_str(0, p);
+                        for choice in &mut c.choices {
+                            choice.text.insert_str(0, p);
+                        }
                     }
                     wire::send_json(out, 200, &meta.completion(&c))
                 }
@@ -136,27 +138,58 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;
-    if chat && events.event(&meta.chunk("", true, None)).is_err() {
-        return;
-    }
-    if let (true, Prompt::Text(p)) = (req.echo, &req.prompt) {
-        if events.event(&meta.chunk(p, false, None)).is_err() {
-            return;
-        }
-    }
+    let echo = match (req.echo, &req.prompt) {
+        (true, Prompt::Text(p)) => Some(p.as_str()),
+        _ => None,
+    };
+    // Per answer: whether it has begun, and where its next token's text starts.
+    let mut begun = vec![false; req.params.n as usize];
+    let mut offsets = vec![0usize; req.params.n as usize];
     loop {
-        match generation.next() {
-            Ok(Some(chunk)) if chunk.text.is_empty() => {}
-            Ok(Some(chunk)) => {
-                if events.event(&meta.chunk(&chunk.text, false, None)).is_err() {
-                    return; // the client has gone; dropping `generation` cancels it
-                }
-            }
+        let chunk = match generation.next() {
+            Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {
                 let _ = events.event(&ApiError::from(e).to_json());
                 return;
             }
+        };
+        let i = chunk.choice as usize;
+        let mut sent: std::io::Result<()> = Ok(());
+        if !begun.get(i).copied().unwrap_or(true) {
+            begun[i] = true;
+            if chat {
+                sent = sent
+                    .and_then(|()| events.event(&meta.chunk(chunk.choice, "", true, None, None)));
+            }
+            if let Some(p) = echo {
+                sent = sent
+                    .and_then(|()| events.event(&meta.chunk(chunk.choice, p, false, None, None)));
+            }
+        }
+        if !chunk.text.is_empty() || !chunk.logprobs.is_empty() {
+            let logprobs = req.params.logprobs.map(|_| {
+                let offset = offsets.get(i).copied().unwrap_or(0);
+                meta.logprobs(&chunk.logprobs, offset)
+            });
+            if let Some(o) = offsets.get_mut(i) {
+                *o += chunk
+                    .logprobs
+                    .iter()
+                    .map(|l| l.chosen.text.len())
+                    .sum::<usize>();
+            }
+            sent = sent.and_then(|()| {
+                events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
+            });
+        }
+        if let Some(reason) = chunk.finish_reason {
+            sent = sent.and_then(|()| {
+                events.event(&meta.chunk(chunk.choice, "", false, None, Some(reason)))
+            });
+        }
+        if sent.is_err() {
+            return; // the client has gone; dropping `generation` cancels it
         }
     }
     let Some(done) = generation.finish() else {
@@ -166,12 +199,6 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
         let _ = events.event(&error.to_json());
         return;
     };
-    if events
-        .event(&meta.chunk("", false, Some(done.finish_reason)))
-        .is_err()
-    {
-        return;
-    }
     if req.include_usage && events.event(&meta.usage_chunk(&done.usage)).is_err() {
         return;
     }
