@@ -11,6 +11,7 @@ use edge_llm_nn_contract::GgufHeader;
 
 use crate::bindings::exports::edge::llm0_1_0::inference as wit;
 use crate::chat::Message;
+use crate::constraint::ConstraintError;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::loading::open_kernel;
 #[cfg(feature = "wasi-nn")]
@@ -100,6 +101,12 @@ impl From<GenerateError> for wit::Error {
             GenerateError::InvalidInput(m) => wit::Error::InvalidInput(m),
             other @ (GenerateError::Sampling(_) | GenerateError::Stop(_)) => {
                 wit::Error::InvalidInput(other.to_string())
+            }
+            GenerateError::Constraint(
+                c @ (ConstraintError::Invalid { .. } | ConstraintError::NoEos),
+            ) => wit::Error::InvalidInput(c.to_string()),
+            GenerateError::Constraint(c @ ConstraintError::Failed(_)) => {
+                wit::Error::RuntimeError(c.to_string())
             }
         }
     }
@@ -208,6 +215,7 @@ pub(crate) fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
         stop: p.stop,
         ignore_eos: p.ignore_eos,
         logprobs: None,
+        constraint: None,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The `edge:llm/inference@0.2.0` exports: 0.1.0's calls (opening, tokenizing, templating go
-//! through the same code), plus per-token log probabilities and `n` answers per call.
+//! through the same code), plus per-token log probabilities, `n` answers per call and
+//! constrained generation.
 //!
 //! A call with `n` answers runs them one after another on the model's one session: answer 0
 //! evaluates the prompt, every later one finds it in the session's cache (all but its last
@@ -11,6 +12,7 @@ use std::rc::Rc;
 use crate::bindings::exports::edge::llm0_1_0::inference as v1;
 use crate::bindings::exports::edge::llm0_2_0::inference as wit;
 use crate::component::{self, ModelResource};
+use crate::constraint::ConstraintSpec;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::model::LoadedModel;
 use crate::sampling::{SplitMix64, TokenLogprob};
@@ -85,7 +87,21 @@ fn params(p: wit::Params) -> Result<(GenerateParams, u32), wit::Error> {
         ignore_eos: p.ignore_eos,
     })?;
     g.logprobs = p.logprobs.map(|n| n as usize);
+    g.constraint = p.constraint.map(constraint).transpose()?;
     Ok((g, p.n))
+}
+
+fn constraint(c: wit::Constraint) -> Result<ConstraintSpec, wit::Error> {
+    Ok(match c {
+        wit::Constraint::JsonSchema(text) => {
+            ConstraintSpec::JsonSchema(serde_json::from_str(&text).map_err(|e| {
+                wit::Error::InvalidInput(format!("the JSON schema is not valid JSON: {e}"))
+            })?)
+        }
+        wit::Constraint::JsonObject => ConstraintSpec::JsonObject,
+        wit::Constraint::Lark(g) => ConstraintSpec::Lark(g),
+        wit::Constraint::Gbnf(g) => ConstraintSpec::Gbnf(g),
+    })
 }
 
 /// Answer `index`'s seed: answer 0 keeps `seed` (so one answer samples as 0.1.0 does), the
@@ -357,6 +373,7 @@ impl GenerationV2 {
                 prefill_ms: timings.prefill_ms,
                 ttft_ms: timings.ttft_ms,
                 decode_tokens_per_s: timings.decode_tokens_per_s,
+                constraint_ms: timings.constraint_ms,
             },
             backend: backend(component::backend(self.model.info().backend)),
         });

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::constraint::{Constraint, ConstraintError, ConstraintSpec};
 use crate::sampling::{Sampler, SamplingError, SamplingParams, TokenLogprob};
 use crate::stop::{StopError, TextStream};
 use crate::tokenizer::Tokenizer;
@@ -130,6 +131,9 @@ pub enum GenerateError {
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The constraint (schema or grammar) could not be built or followed.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
 }
 
 /// What to generate.
@@ -146,6 +150,8 @@ pub struct GenerateParams {
     /// Report each token's log probability with this many most likely alternatives
     /// ([`Sampler::logprobs`]); `None` reports none.
     pub logprobs: Option<usize>,
+    /// What the text must match (a JSON Schema or a grammar); `None` leaves it free.
+    pub constraint: Option<ConstraintSpec>,
 }
 
 impl Default for GenerateParams {
@@ -156,6 +162,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             ignore_eos: false,
             logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -199,6 +206,8 @@ pub struct Timings {
     pub ttft_ms: f64,
     /// Generated tokens after the first, per second of decoding (0 if fewer than two).
     pub decode_tokens_per_s: f64,
+    /// Time spent computing and applying constraint masks (0 without a constraint).
+    pub constraint_ms: f64,
 }
 
 /// One step of output.
@@ -251,6 +260,10 @@ pub struct Generation<B: Backend> {
     sampler: Sampler,
     /// `Some(top)` while reporting log probabilities, with the entries so far.
     logprobs: Option<(usize, Vec<TokenLogprob>)>,
+    /// The grammar the text must match.
+    constraint: Option<Constraint>,
+    /// With a constraint: the masked copy of the logits sampled from.
+    masked: Vec<f32>,
     stream: TextStream,
     clock: Box<dyn Clock>,
     phase: Phase,
@@ -289,6 +302,8 @@ impl<B: Backend> Generation<B> {
             ignore_eos: params.ignore_eos,
             sampler,
             logprobs: params.logprobs.map(|top| (top, Vec::new())),
+            constraint: None,
+            masked: Vec::new(),
             stream,
             clock: Box::new(StdClock::default()),
             phase: Phase::Start,
@@ -298,6 +313,12 @@ impl<B: Backend> Generation<B> {
             first_token_ms: 0.0,
             last_token_ms: 0.0,
         })
+    }
+
+    /// Samples only tokens `constraint` allows.
+    pub fn with_constraint(mut self, constraint: Constraint) -> Self {
+        self.constraint = Some(constraint);
+        self
     }
 
     /// Uses another clock (tests, or a host-provided one).
@@ -321,7 +342,26 @@ impl<B: Backend> Generation<B> {
             }
             Phase::Feed(token) => self.backend.prefill_and_logits(&[token])?,
         };
+        let logits = match &mut self.constraint {
+            Some(constraint) => {
+                let t = self.clock.now_ms();
+                self.masked.clear();
+                self.masked.extend_from_slice(logits);
+                constraint.mask(&mut self.masked)?;
+                if self.max_tokens - self.generated.len() <= closing_window(self.max_tokens) {
+                    constraint.steer_to_close(&mut self.masked);
+                }
+                self.timings.constraint_ms += self.clock.now_ms() - t;
+                &self.masked[..]
+            }
+            None => logits,
+        };
         let token = self.sampler.sample(logits)?;
+        if let Some(constraint) = &mut self.constraint {
+            let t = self.clock.now_ms();
+            constraint.accept(token)?;
+            self.timings.constraint_ms += self.clock.now_ms() - t;
+        }
         let logprob = match &mut self.logprobs {
             Some((top, all)) => {
                 let entry = self.sampler.logprobs(logits, token, *top);
@@ -519,6 +559,12 @@ fn check_request(
     }
     params.sampling.validate()?;
     Ok(())
+}
+
+/// How many of the last tokens of a constrained generation's budget are spent closing the
+/// text ([`Constraint::steer_to_close`]): a quarter of `max_tokens`, at most 64.
+pub fn closing_window(max_tokens: usize) -> usize {
+    (max_tokens / 4).min(64)
 }
 
 /// The most alternatives per token [`GenerateParams::logprobs`] may ask for (OpenAI's bound).

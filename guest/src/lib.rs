@@ -6,6 +6,8 @@
 //! and the two backends (the kernel in the sandbox, or the host's engine through wasi:nn).
 
 pub mod chat;
+pub mod constraint;
+pub mod gbnf;
 pub mod generate;
 pub mod kernel_backend;
 pub mod known_models;

@@ -114,6 +114,7 @@ fn greedy(max_tokens: usize) -> GenerateParams {
         stop: vec![],
         ignore_eos: false,
         logprobs: None,
+        constraint: None,
     }
 }
 

@@ -71,7 +71,7 @@ print(
             "bad_temperature": status_of(temperature=-1),
             "unknown_model": status_of(model="no-such-model"),
             "unknown_field": status_of(extra_body={"mirostat": 2}),
-            "json_mode": status_of(response_format={"type": "json_object"}),
+            "bad_format": status_of(response_format={"type": "xml"}),
             "alias_model": client.chat.completions.create(
                 model="gpt-3.5-turbo", messages=messages, max_tokens=1, temperature=0
             ).model,

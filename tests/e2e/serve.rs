@@ -144,7 +144,7 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
     assert_eq!(v["bad_temperature"], 400);
     assert_eq!(v["unknown_model"], 404);
     assert_eq!(v["unknown_field"], 400);
-    assert_eq!(v["json_mode"], 400);
+    assert_eq!(v["bad_format"], 400);
     assert_eq!(v["alias_model"], ALIAS);
 }
 
@@ -165,6 +165,32 @@ fn check_logprobs_and_n(addr: SocketAddr) {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
     assert_eq!(v["n_texts"].as_array().map(Vec::len), Some(3), "{v}");
+}
+
+/// Structured output through the `openai` client: every answer of the JSON Schema suite
+/// (tests/clients/json_schemas.json, one-shot and streamed, temperature 1), of `json_object`
+/// and of a GBNF grammar is valid.
+fn check_structured_output(addr: SocketAddr) {
+    let script = root().join("tests/clients/openai_schemas.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .arg(MODEL)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "the schema suite failed to run (`just tools` installs jsonschema): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    eprintln!(
+        "structured output: {}/{} valid; masks {} ms of {} ms generating {} tokens",
+        v["valid"], v["total"], v["mask_ms"], v["generation_ms"], v["tokens"]
+    );
+    assert!(v["schemas"].as_u64().is_some_and(|n| n >= 30), "{v}");
+    assert_eq!(v["failures"], json!([]), "{v}");
+    assert_eq!(v["valid"], v["total"], "{v}");
 }
 
 /// 8 streamed chats at once all complete with the expected text.
@@ -306,14 +332,32 @@ fn check_bad_requests(addr: SocketAddr) {
             "`temprature`: unknown field",
         ),
         (
-            "json_schema response format",
+            "json_schema response format without a name",
             "POST",
             "/v1/chat/completions",
             with(
-                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}),
+                json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}),
             ),
             400,
-            "`response_format`",
+            "`response_format.json_schema.name`",
+        ),
+        (
+            "a schema that does not compile",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"json_schema": {"type": "no-such-type"}})),
+            400,
+            "JSON schema",
+        ),
+        (
+            "a GBNF grammar without root",
+            "POST",
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "start ::= \"a\""})
+                .to_string()
+                .into_bytes(),
+            400,
+            "no rule `root`",
         ),
         (
             "logprobs",
@@ -501,6 +545,7 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
     check_chat(server.addr, &expected, "edge-llm-wasi-nn");
     check_openai_client(server.addr, &expected);
     check_logprobs_and_n(server.addr);
+    check_structured_output(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);
@@ -524,6 +569,7 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     check_chat(server.addr, &expected, "edge-llm-kernel");
     check_openai_client(server.addr, &expected);
     check_logprobs_and_n(server.addr);
+    check_structured_output(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);

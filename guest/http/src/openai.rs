@@ -77,7 +77,7 @@ pub const CHAT_FIELDS: &[(&str, Support)] = &[
     ("frequency_penalty", Support::OnlyDefault),
     ("presence_penalty", Support::OnlyDefault),
     ("logit_bias", Support::OnlyDefault),
-    ("response_format", Support::OnlyDefault),
+    ("response_format", Support::Honoured),
     ("tools", Support::OnlyDefault),
     ("tool_choice", Support::OnlyDefault),
     ("parallel_tool_calls", Support::OnlyDefault),
@@ -100,8 +100,8 @@ pub const CHAT_FIELDS: &[(&str, Support)] = &[
     ("repeat_penalty", Support::Honoured),
     ("repeat_last_n", Support::Honoured),
     ("ignore_eos", Support::Honoured),
-    ("grammar", Support::Refused),
-    ("json_schema", Support::Refused),
+    ("grammar", Support::Honoured),
+    ("json_schema", Support::Honoured),
 ];
 
 /// Every request field `/v1/completions` knows, and what it does with it.
@@ -129,8 +129,8 @@ pub const TEXT_FIELDS: &[(&str, Support)] = &[
     ("repeat_penalty", Support::Honoured),
     ("repeat_last_n", Support::Honoured),
     ("ignore_eos", Support::Honoured),
-    ("grammar", Support::Refused),
-    ("json_schema", Support::Refused),
+    ("grammar", Support::Honoured),
+    ("json_schema", Support::Honoured),
 ];
 
 impl Endpoint {
@@ -192,6 +192,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         stop: f.stop()?,
         ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
         logprobs: f.logprobs(endpoint)?,
+        constraint: f.constraint()?,
         n: match f.uint("n")? {
             None => 1,
             Some(n @ 1..=MAX_CHOICES) => n as u32,
@@ -369,6 +370,48 @@ impl Fields<'_> {
         }
     }
 
+    /// What the text must be: `response_format` (`json_object`, or `json_schema` with its
+    /// `schema`), or llama.cpp's `json_schema` (a schema) or `grammar` (GBNF); at most one.
+    fn constraint(&self) -> Result<Option<api::Constraint>, ApiError> {
+        let mut found: Vec<(&str, api::Constraint)> = Vec::new();
+        if let Some(format) = self.get("response_format") {
+            if let Some(c) = response_format(format)? {
+                found.push(("response_format", c));
+            }
+        }
+        if let Some(schema) = self.get("json_schema") {
+            if !schema.is_object() && !schema.is_boolean() {
+                return Err(ApiError::invalid_param(
+                    "json_schema",
+                    "must be a JSON Schema object",
+                ));
+            }
+            found.push((
+                "json_schema",
+                api::Constraint::JsonSchema(schema.to_string()),
+            ));
+        }
+        if let Some(grammar) = self.get("grammar") {
+            let Some(g) = grammar.as_str() else {
+                return Err(ApiError::invalid_param(
+                    "grammar",
+                    "must be a GBNF grammar (a string)",
+                ));
+            };
+            found.push(("grammar", api::Constraint::Gbnf(g.to_string())));
+        }
+        match found.len() {
+            0 | 1 => Ok(found.pop().map(|(_, c)| c)),
+            _ => Err(ApiError::invalid_param(
+                found[1].0,
+                format!(
+                    "cannot be combined with `{}`; give one constraint",
+                    found[0].0
+                ),
+            )),
+        }
+    }
+
     /// Any JSON integer; a negative one keeps its bits.
     fn seed(&self) -> Result<u64, ApiError> {
         match self.get("seed") {
@@ -430,7 +473,6 @@ fn refusal(name: &str) -> &'static str {
         }
         "web_search_options" => "this server has no web search",
         "functions" | "function_call" => "the deprecated function-calling fields are not supported",
-        "grammar" | "json_schema" => "constrained generation is not supported yet",
         _ => "not supported",
     }
 }
@@ -443,7 +485,6 @@ fn only_default(name: &str) -> &'static str {
             "only 0 is supported; `repeat_penalty` (as llama.cpp spells it) is"
         }
         "logit_bias" => "only an empty map is supported",
-        "response_format" => "only `{\"type\": \"text\"}` is supported yet",
         "tools" => "tool calls are not supported yet; only an empty list is",
         "tool_choice" => "tool calls are not supported yet; only `none` is",
         "parallel_tool_calls" => "must be true or false",
@@ -461,7 +502,6 @@ fn is_default(name: &str, value: &Value) -> bool {
         "best_of" => value.as_u64() == Some(1),
         "frequency_penalty" | "presence_penalty" => value.as_f64() == Some(0.0),
         "logit_bias" => value.as_object().is_some_and(Map::is_empty),
-        "response_format" => value == &json!({"type": "text"}),
         "tools" => value.as_array().is_some_and(Vec::is_empty),
         "tool_choice" => value == "none",
         "parallel_tool_calls" => value.is_boolean(),
@@ -550,6 +590,82 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
             })
         })
         .collect()
+}
+
+/// `response_format`: `{"type": "text"}` (no constraint), `{"type": "json_object"}` (with
+/// llama.cpp's optional `schema`), or `{"type": "json_schema", "json_schema": {"name", "schema",
+/// "strict", "description"}}`. The schema is enforced whether `strict` is true or not.
+fn response_format(format: &Value) -> Result<Option<api::Constraint>, ApiError> {
+    let bad = |why: &str| ApiError::invalid_param("response_format", why);
+    let Some(o) = format.as_object() else {
+        return Err(bad("must be an object such as {\"type\": \"json_object\"}"));
+    };
+    let schema = |s: &Value, name: &str| -> Result<api::Constraint, ApiError> {
+        if s.is_object() || s.is_boolean() {
+            Ok(api::Constraint::JsonSchema(s.to_string()))
+        } else {
+            Err(ApiError::invalid_param(
+                name,
+                "must be a JSON Schema object",
+            ))
+        }
+    };
+    let known = |keys: &[&str]| match o.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::invalid_param(
+            &format!("response_format.{k}"),
+            "unknown field",
+        )),
+        None => Ok(()),
+    };
+    match o.get("type").and_then(Value::as_str) {
+        Some("text") => known(&["type"]).map(|()| None),
+        Some("json_object") => {
+            known(&["type", "schema"])?;
+            match o.get("schema").filter(|s| !s.is_null()) {
+                Some(s) => schema(s, "response_format.schema").map(Some),
+                None => Ok(Some(api::Constraint::JsonObject)),
+            }
+        }
+        Some("json_schema") => {
+            known(&["type", "json_schema"])?;
+            let Some(js) = o.get("json_schema").and_then(Value::as_object) else {
+                return Err(ApiError::invalid_param(
+                    "response_format.json_schema",
+                    "is required: {\"name\": ..., \"schema\": {...}}",
+                ));
+            };
+            if let Some(k) = js
+                .keys()
+                .find(|k| !["name", "schema", "strict", "description"].contains(&k.as_str()))
+            {
+                return Err(ApiError::invalid_param(
+                    &format!("response_format.json_schema.{k}"),
+                    "unknown field",
+                ));
+            }
+            if !js.get("name").is_some_and(Value::is_string) {
+                return Err(ApiError::invalid_param(
+                    "response_format.json_schema.name",
+                    "is required (a string)",
+                ));
+            }
+            if js
+                .get("strict")
+                .is_some_and(|s| !s.is_boolean() && !s.is_null())
+            {
+                return Err(ApiError::invalid_param(
+                    "response_format.json_schema.strict",
+                    "must be true or false",
+                ));
+            }
+            match js.get("schema").filter(|s| !s.is_null()) {
+                Some(s) => schema(s, "response_format.json_schema.schema").map(Some),
+                // No schema: any JSON value.
+                None => Ok(Some(api::Constraint::JsonSchema("{}".into()))),
+            }
+        }
+        _ => Err(bad("`type` must be `text`, `json_object` or `json_schema`")),
+    }
 }
 
 /// Why a message's field is refused, if it is: messages hold a `role` and a `content`; an
@@ -683,6 +799,7 @@ impl ResponseMeta {
                 "prefill_ms": c.timings.prefill_ms,
                 "ttft_ms": c.timings.ttft_ms,
                 "decode_tokens_per_s": c.timings.decode_tokens_per_s,
+                "constraint_ms": c.timings.constraint_ms,
             }),
         );
         Value::Object(m)
@@ -921,7 +1038,7 @@ mod tests {
             (
                 "response_format",
                 json!({"type": "text"}),
-                json!({"type": "json_object"}),
+                json!({"type": "xml"}),
             ),
             (
                 "tools",
@@ -1011,6 +1128,89 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn constraints_come_from_response_format_json_schema_or_grammar() {
+        let c = |field: &str, value: Value| {
+            with(Endpoint::Chat, field, value).map(|r| r.params.constraint)
+        };
+        assert!(c("response_format", json!({"type": "text"}))
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            c("response_format", json!({"type": "json_object"})).unwrap(),
+            Some(api::Constraint::JsonObject)
+        ));
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        for strict in [json!(true), json!(false), Value::Null] {
+            let got = c(
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": strict}}),
+            )
+            .unwrap();
+            assert!(
+                matches!(got, Some(api::Constraint::JsonSchema(s)) if serde_json::from_str::<Value>(&s).unwrap() == schema)
+            );
+        }
+        let got = c(
+            "response_format",
+            json!({"type": "json_object", "schema": schema}),
+        )
+        .unwrap();
+        assert!(matches!(got, Some(api::Constraint::JsonSchema(_))));
+        assert!(matches!(
+            c("json_schema", schema.clone()).unwrap(),
+            Some(api::Constraint::JsonSchema(_))
+        ));
+        assert!(matches!(
+            c("grammar", json!("root ::= \"a\"")).unwrap(),
+            Some(api::Constraint::Gbnf(g)) if g == "root ::= \"a\""
+        ));
+        let t = parse_request(
+            Endpoint::Text,
+            br#"{"prompt":"x","grammar":"root ::= \"a\""}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            t.params.constraint,
+            Some(api::Constraint::Gbnf(_))
+        ));
+        for (field, value, param) in [
+            (
+                "response_format",
+                json!({"type": "json_schema"}),
+                "response_format.json_schema",
+            ),
+            (
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"schema": {}}}),
+                "response_format.json_schema.name",
+            ),
+            (
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": 3}}),
+                "response_format.json_schema.schema",
+            ),
+            (
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "x", "colour": 1}}),
+                "response_format.json_schema.colour",
+            ),
+            (
+                "response_format",
+                json!({"type": "json_object", "extra": 1}),
+                "response_format.extra",
+            ),
+            ("response_format", json!("json"), "response_format"),
+            ("json_schema", json!("{}"), "json_schema"),
+            ("grammar", json!(7), "grammar"),
+        ] {
+            let e = c(field, value.clone()).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{value}: {}", e.message);
+        }
+        let both = r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"grammar":"root ::= \"a\""}"#;
+        assert_eq!(chat(both).unwrap_err().param.as_deref(), Some("grammar"));
     }
 
     #[test]
@@ -1113,6 +1313,7 @@ mod tests {
                 prefill_ms: 1.0,
                 ttft_ms: 2.0,
                 decode_tokens_per_s: 3.0,
+                constraint_ms: 0.0,
             },
             backend: api::Backend::Kernel,
         };
