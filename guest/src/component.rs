@@ -9,8 +9,9 @@ use edge_llm_kernel::gguf::Gguf;
 #[cfg(feature = "wasi-nn")]
 use edge_llm_nn_contract::GgufHeader;
 
-use crate::bindings::exports::edge::llm::inference as wit;
+use crate::bindings::exports::edge::llm0_1_0::inference as wit;
 use crate::chat::Message;
+use crate::constraint::ConstraintError;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::loading::open_kernel;
 #[cfg(feature = "wasi-nn")]
@@ -23,7 +24,7 @@ use crate::nn_backend::{self, NnBackend, NnOpenError};
 use crate::sampling::SamplingParams;
 use crate::{known_models, Backend};
 
-/// The exported component.
+/// The exported component: `inference@0.1.0` here, `inference@0.2.0` in `component_v0_2`.
 pub struct Component;
 
 impl wit::Guest for Component {
@@ -46,6 +47,18 @@ impl crate::bindings::Guest for Component {
 
 /// A `model` resource.
 pub struct ModelResource(Rc<LoadedModel>);
+
+impl ModelResource {
+    /// Wraps an open model.
+    pub(crate) fn new(model: Rc<LoadedModel>) -> Self {
+        Self(model)
+    }
+
+    /// The open model.
+    pub(crate) fn loaded(&self) -> &Rc<LoadedModel> {
+        &self.0
+    }
+}
 
 /// A `generation` resource: the running generation, then its summary.
 pub struct GenerationResource {
@@ -88,6 +101,12 @@ impl From<GenerateError> for wit::Error {
             GenerateError::InvalidInput(m) => wit::Error::InvalidInput(m),
             other @ (GenerateError::Sampling(_) | GenerateError::Stop(_)) => {
                 wit::Error::InvalidInput(other.to_string())
+            }
+            GenerateError::Constraint(
+                c @ (ConstraintError::Invalid { .. } | ConstraintError::NoEos),
+            ) => wit::Error::InvalidInput(c.to_string()),
+            GenerateError::Constraint(c @ ConstraintError::Failed(_)) => {
+                wit::Error::RuntimeError(c.to_string())
             }
         }
     }
@@ -133,7 +152,12 @@ fn open_wasi_nn(
     LoadedModel::new(name, &meta, n_ctx, BackendKind::WasiNn, factory).map_err(NnOpenError::Load)
 }
 
-fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>, wit::Error> {
+/// Opens a model: the host's `wasi:nn` first (unless `options` say otherwise), the kernel as
+/// fallback.
+pub(crate) fn open(
+    name_or_path: &str,
+    options: wit::OpenOptions,
+) -> Result<Rc<LoadedModel>, wit::Error> {
     let path = known_models::resolve(name_or_path);
     let n_ctx = options.context_length.map(|n| n as usize);
     #[cfg(not(feature = "wasi-nn"))]
@@ -175,7 +199,8 @@ fn open(name_or_path: &str, options: wit::OpenOptions) -> Result<Rc<LoadedModel>
     }
 }
 
-fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
+/// The generation parameters of a call.
+pub(crate) fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
     Ok(GenerateParams {
         max_tokens: p.max_tokens as usize,
         sampling: SamplingParams {
@@ -189,6 +214,8 @@ fn params(p: wit::Params) -> Result<GenerateParams, wit::Error> {
         },
         stop: p.stop,
         ignore_eos: p.ignore_eos,
+        logprobs: None,
+        constraint: None,
     })
 }
 
@@ -198,7 +225,8 @@ fn messages(m: Vec<wit::Message>) -> Vec<Message> {
         .collect()
 }
 
-fn backend(kind: BackendKind) -> wit::Backend {
+/// The WIT name of a backend.
+pub(crate) fn backend(kind: BackendKind) -> wit::Backend {
     match kind {
         BackendKind::WasiNn => wit::Backend::WasiNn,
         BackendKind::Kernel => wit::Backend::Kernel,
@@ -206,20 +234,28 @@ fn backend(kind: BackendKind) -> wit::Backend {
 }
 
 impl ModelResource {
-    /// Starts a raw completion: control tokens written in the prompt are parsed.
-    fn start(&self, prompt: &str, p: wit::Params) -> Result<GenerationResource, wit::Error> {
-        let ids = self.0.tokenizer().encode(prompt, true).map_err(invalid)?;
-        self.start_ids(ids, p)
+    /// A raw prompt's ids: control tokens written in it are parsed.
+    pub(crate) fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, wit::Error> {
+        self.0.tokenizer().encode(prompt, true).map_err(invalid)
     }
 
-    /// Starts a chat: only the template's own text yields control tokens.
+    /// A chat's ids: only the template's own text yields control tokens.
+    pub(crate) fn chat_ids(&self, m: Vec<wit::Message>) -> Result<Vec<u32>, wit::Error> {
+        self.0.chat_ids(&messages(m)).map_err(invalid)
+    }
+
+    /// Starts a raw completion.
+    fn start(&self, prompt: &str, p: wit::Params) -> Result<GenerationResource, wit::Error> {
+        self.start_ids(self.prompt_ids(prompt)?, p)
+    }
+
+    /// Starts a chat.
     fn start_chat(
         &self,
         m: Vec<wit::Message>,
         p: wit::Params,
     ) -> Result<GenerationResource, wit::Error> {
-        let ids = self.0.chat_ids(&messages(m)).map_err(invalid)?;
-        self.start_ids(ids, p)
+        self.start_ids(self.chat_ids(m)?, p)
     }
 
     fn start_ids(&self, ids: Vec<u32>, p: wit::Params) -> Result<GenerationResource, wit::Error> {
@@ -230,8 +266,48 @@ impl ModelResource {
         })
     }
 
-    fn chat_prompt(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
+    /// The chat rendered with the model's template.
+    pub(crate) fn chat_prompt(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
         self.0.render_chat(&messages(m)).map_err(invalid)
+    }
+
+    /// What the model is.
+    pub(crate) fn describe(&self) -> wit::ModelInfo {
+        let i = self.0.info();
+        wit::ModelInfo {
+            name: i.name.clone(),
+            architecture: i.architecture.clone(),
+            parameters: i.parameters,
+            context_length: i.context_length as u32,
+            trained_context_length: i.trained_context_length as u32,
+            vocab_size: i.vocab_size as u32,
+            quantization: i.quantization.clone(),
+            backend: backend(i.backend),
+        }
+    }
+
+    /// Computes the chat preamble into the session cache.
+    pub(crate) fn warm_up_session(&self) -> Result<(), wit::Error> {
+        self.0
+            .warm_up()
+            .map_err(|e| wit::Error::from(GenerateError::from(e)))
+    }
+
+    /// Text to ids.
+    pub(crate) fn tokenize_text(
+        &self,
+        text: &str,
+        parse_control: bool,
+    ) -> Result<Vec<u32>, wit::Error> {
+        self.0
+            .tokenizer()
+            .encode(text, parse_control)
+            .map_err(invalid)
+    }
+
+    /// Ids to text (control tokens included).
+    pub(crate) fn detokenize_ids(&self, tokens: &[u32]) -> Result<String, wit::Error> {
+        self.0.tokenizer().decode(tokens, false).map_err(invalid)
     }
 }
 
@@ -250,34 +326,19 @@ impl wit::GuestModel for ModelResource {
     }
 
     fn info(&self) -> wit::ModelInfo {
-        let i = self.0.info();
-        wit::ModelInfo {
-            name: i.name.clone(),
-            architecture: i.architecture.clone(),
-            parameters: i.parameters,
-            context_length: i.context_length as u32,
-            trained_context_length: i.trained_context_length as u32,
-            vocab_size: i.vocab_size as u32,
-            quantization: i.quantization.clone(),
-            backend: backend(i.backend),
-        }
+        self.describe()
     }
 
     fn warm_up(&self) -> Result<(), wit::Error> {
-        self.0
-            .warm_up()
-            .map_err(|e| wit::Error::from(GenerateError::from(e)))
+        self.warm_up_session()
     }
 
     fn tokenize(&self, text: String, parse_control: bool) -> Result<Vec<u32>, wit::Error> {
-        self.0
-            .tokenizer()
-            .encode(&text, parse_control)
-            .map_err(invalid)
+        self.tokenize_text(&text, parse_control)
     }
 
     fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
-        self.0.tokenizer().decode(&tokens, false).map_err(invalid)
+        self.detokenize_ids(&tokens)
     }
 
     fn apply_chat_template(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {

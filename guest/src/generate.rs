@@ -8,7 +8,8 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::sampling::{Sampler, SamplingError, SamplingParams};
+use crate::constraint::{Constraint, ConstraintError, ConstraintSpec};
+use crate::sampling::{Sampler, SamplingError, SamplingParams, TokenLogprob};
 use crate::stop::{StopError, TextStream};
 use crate::tokenizer::Tokenizer;
 
@@ -130,6 +131,9 @@ pub enum GenerateError {
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The constraint (schema or grammar) could not be built or followed.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
 }
 
 /// What to generate.
@@ -143,6 +147,11 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep generating past end-of-turn tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Report each token's log probability with this many most likely alternatives
+    /// ([`Sampler::logprobs`]); `None` reports none.
+    pub logprobs: Option<usize>,
+    /// What the text must match (a JSON Schema or a grammar); `None` leaves it free.
+    pub constraint: Option<ConstraintSpec>,
 }
 
 impl Default for GenerateParams {
@@ -152,6 +161,8 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -195,15 +206,19 @@ pub struct Timings {
     pub ttft_ms: f64,
     /// Generated tokens after the first, per second of decoding (0 if fewer than two).
     pub decode_tokens_per_s: f64,
+    /// Time spent computing and applying constraint masks (0 without a constraint).
+    pub constraint_ms: f64,
 }
 
 /// One step of output.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Chunk {
     /// Text safe to show now (may be empty while bytes are held back).
     pub text: String,
     /// Token ids generated in this step.
     pub tokens: Vec<u32>,
+    /// With [`GenerateParams::logprobs`], one entry per token.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// The whole result of a generation run to its end.
@@ -219,6 +234,8 @@ pub struct Completion {
     pub usage: Usage,
     /// Timings.
     pub timings: Timings,
+    /// With [`GenerateParams::logprobs`], one entry per generated token.
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// Where the state machine is.
@@ -241,6 +258,12 @@ pub struct Generation<B: Backend> {
     max_tokens: usize,
     ignore_eos: bool,
     sampler: Sampler,
+    /// `Some(top)` while reporting log probabilities, with the entries so far.
+    logprobs: Option<(usize, Vec<TokenLogprob>)>,
+    /// The grammar the text must match.
+    constraint: Option<Constraint>,
+    /// With a constraint: the masked copy of the logits sampled from.
+    masked: Vec<f32>,
     stream: TextStream,
     clock: Box<dyn Clock>,
     phase: Phase,
@@ -278,6 +301,9 @@ impl<B: Backend> Generation<B> {
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,
             sampler,
+            logprobs: params.logprobs.map(|top| (top, Vec::new())),
+            constraint: None,
+            masked: Vec::new(),
             stream,
             clock: Box::new(StdClock::default()),
             phase: Phase::Start,
@@ -287,6 +313,12 @@ impl<B: Backend> Generation<B> {
             first_token_ms: 0.0,
             last_token_ms: 0.0,
         })
+    }
+
+    /// Samples only tokens `constraint` allows.
+    pub fn with_constraint(mut self, constraint: Constraint) -> Self {
+        self.constraint = Some(constraint);
+        self
     }
 
     /// Uses another clock (tests, or a host-provided one).
@@ -299,22 +331,49 @@ impl<B: Backend> Generation<B> {
     /// After an error the generation should be dropped.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk>, GenerateError> {
         let t0 = self.clock.now_ms();
-        let token = match self.phase {
+        let logits = match self.phase {
             Phase::Finished(_) => return Ok(None),
             Phase::Start => {
                 self.started_ms = t0;
                 let reuse = self.prepare_prefill()?;
                 let logits = self.backend.prefill_and_logits(&self.prompt[reuse..])?;
                 self.timings.prefill_ms = self.clock.now_ms() - t0;
-                self.sampler.sample(logits)?
+                logits
             }
-            Phase::Feed(token) => {
-                let logits = self.backend.prefill_and_logits(&[token])?;
-                self.sampler.sample(logits)?
+            Phase::Feed(token) => self.backend.prefill_and_logits(&[token])?,
+        };
+        let logits = match &mut self.constraint {
+            Some(constraint) => {
+                let t = self.clock.now_ms();
+                self.masked.clear();
+                self.masked.extend_from_slice(logits);
+                constraint.mask(&mut self.masked)?;
+                if self.max_tokens - self.generated.len() <= closing_window(self.max_tokens) {
+                    constraint.steer_to_close(&mut self.masked);
+                }
+                self.timings.constraint_ms += self.clock.now_ms() - t;
+                &self.masked[..]
             }
+            None => logits,
+        };
+        let token = self.sampler.sample(logits)?;
+        if let Some(constraint) = &mut self.constraint {
+            let t = self.clock.now_ms();
+            constraint.accept(token)?;
+            self.timings.constraint_ms += self.clock.now_ms() - t;
+        }
+        let logprob = match &mut self.logprobs {
+            Some((top, all)) => {
+                let entry = self.sampler.logprobs(logits, token, *top);
+                all.push(entry.clone());
+                Some(entry)
+            }
+            None => None,
         };
         self.record_token(token);
-        Ok(Some(self.emit(token)))
+        let mut chunk = self.emit(token);
+        chunk.logprobs.extend(logprob);
+        Ok(Some(chunk))
     }
 
     /// Keeps the longest prompt prefix already in the backend's cache (dropping the rest of the
@@ -401,6 +460,7 @@ impl<B: Backend> Generation<B> {
         Chunk {
             text,
             tokens: vec![token],
+            logprobs: Vec::new(),
         }
     }
 
@@ -432,6 +492,11 @@ impl<B: Backend> Generation<B> {
         &self.generated
     }
 
+    /// With [`GenerateParams::logprobs`], the entries of the tokens generated so far.
+    pub fn logprobs(&self) -> Option<&[TokenLogprob]> {
+        self.logprobs.as_ref().map(|(_, all)| all.as_slice())
+    }
+
     /// Ends the generation and hands the backend (and its KV cache) back for reuse.
     pub fn into_backend(self) -> B {
         self.backend
@@ -449,6 +514,7 @@ impl<B: Backend> Generation<B> {
             usage: self.usage,
             timings: self.timings,
             tokens: self.generated,
+            logprobs: self.logprobs.map(|(_, all)| all),
         })
     }
 }
@@ -486,6 +552,20 @@ fn check_request(
             n_ctx,
         });
     }
+    if let Some(top) = params.logprobs.filter(|&top| top > MAX_TOP_LOGPROBS) {
+        return Err(GenerateError::InvalidInput(format!(
+            "logprobs asks for {top} alternatives per token; at most {MAX_TOP_LOGPROBS}"
+        )));
+    }
     params.sampling.validate()?;
     Ok(())
 }
+
+/// How many of the last tokens of a constrained generation's budget are spent closing the
+/// text ([`Constraint::steer_to_close`]): a quarter of `max_tokens`, at most 64.
+pub fn closing_window(max_tokens: usize) -> usize {
+    (max_tokens / 4).min(64)
+}
+
+/// The most alternatives per token [`GenerateParams::logprobs`] may ask for (OpenAI's bound).
+pub const MAX_TOP_LOGPROBS: usize = 20;

@@ -1,10 +1,13 @@
 //! edge-llm guest: the `edge:llm` inference component.
 //!
-//! The exports live in `component` (wasm32 only); everything else is ordinary Rust, tested
+//! The exports live in `component` (`edge:llm/inference@0.1.0`) and `component_v0_2`
+//! (`@0.2.0`), wasm32 only; everything else is ordinary Rust, tested
 //! natively: tokenizer, chat templates, sampling, streaming text assembly, the generation loop,
 //! and the two backends (the kernel in the sandbox, or the host's engine through wasi:nn).
 
 pub mod chat;
+pub mod constraint;
+pub mod gbnf;
 pub mod generate;
 pub mod kernel_backend;
 pub mod known_models;
@@ -27,26 +30,26 @@ compile_error!(
 mod bindings {
     #[cfg(all(feature = "wasi-nn", not(feature = "preinit")))]
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "edge:llm/llm-inference",
+        path: "../wit/v0.2.0",
+        world: "edge:llm/llm-inference@0.2.0",
         generate_all,
     });
     #[cfg(feature = "preinit")]
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "edge:llm/llm-inference-preinit",
+        path: "../wit/v0.2.0",
+        world: "edge:llm/llm-inference-preinit@0.2.0",
         generate_all,
     });
     #[cfg(not(any(feature = "wasi-nn", feature = "bundle")))]
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "edge:llm/llm-inference-standalone",
+        path: "../wit/v0.2.0",
+        world: "edge:llm/llm-inference-standalone@0.2.0",
         generate_all,
     });
     #[cfg(all(feature = "bundle", not(feature = "wasi-nn")))]
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "edge:llm/llm-inference-bundle",
+        path: "../wit/v0.2.0",
+        world: "edge:llm/llm-inference-bundle@0.2.0",
         generate_all,
     });
     use super::component::Component;
@@ -60,6 +63,8 @@ mod bindings {
 mod bundle;
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod component_v0_2;
 #[cfg(target_arch = "wasm32")]
 mod loading;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use edge_llm_kernel::gguf::Gguf;
 
 use crate::chat::{ChatError, ChatTemplate, Message, TemplateLimits};
+use crate::constraint::ConstraintSet;
 use crate::generate::{Backend, BackendError, GenerateError, GenerateParams, Generation};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -118,6 +119,8 @@ pub struct LoadedModel {
     template: Rc<Result<ChatTemplate, String>>,
     new_session: SessionFactory,
     idle: RefCell<Option<Box<dyn Backend>>>,
+    /// The vocabulary prepared for constrained decoding, on the first constrained call.
+    constraints: std::cell::OnceCell<Rc<ConstraintSet>>,
 }
 
 /// The weight count and dominant tensor type of a GGUF (by bytes).
@@ -180,6 +183,7 @@ impl LoadedModel {
             template: meta.template.clone(),
             new_session,
             idle: RefCell::new(None),
+            constraints: std::cell::OnceCell::new(),
         })
     }
 
@@ -221,11 +225,28 @@ impl LoadedModel {
         prompt_ids: Vec<u32>,
         params: GenerateParams,
     ) -> Result<Generation<Box<dyn Backend>>, GenerateError> {
+        let constraint = match &params.constraint {
+            Some(spec) => Some(self.constraints()?.start(spec)?),
+            None => None,
+        };
         let backend = match self.idle.borrow_mut().take() {
             Some(b) => b,
             None => (self.new_session)(self.info.context_length)?,
         };
-        Generation::new(backend, self.tokenizer.clone(), prompt_ids, params)
+        let generation = Generation::new(backend, self.tokenizer.clone(), prompt_ids, params)?;
+        Ok(match constraint {
+            Some(c) => generation.with_constraint(c),
+            None => generation,
+        })
+    }
+
+    /// The vocabulary prepared for constrained decoding (built on first use, then kept).
+    pub fn constraints(&self) -> Result<Rc<ConstraintSet>, GenerateError> {
+        if let Some(set) = self.constraints.get() {
+            return Ok(set.clone());
+        }
+        let set = Rc::new(ConstraintSet::new(&self.tokenizer)?);
+        Ok(self.constraints.get_or_init(|| set).clone())
     }
 
     /// Creates a session now, if none is idle, with the chat template's fixed preamble already

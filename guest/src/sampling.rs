@@ -1,4 +1,5 @@
-//! Token sampling: repeat penalty → top-k → top-p → min-p → temperature → draw.
+//! Token sampling: repeat penalty → top-k → top-p → min-p → temperature → draw, and the log
+//! probabilities of the distribution a token was drawn from.
 //!
 //! Everything is deterministic across targets: the random generator is the kernel's
 //! SplitMix64, exponentials come from `libm` (pure Rust, identical natively and in wasm) and
@@ -126,6 +127,19 @@ pub fn next_f64(rng: &mut SplitMix64) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// The lowest log probability reported: OpenAI's floor, and a finite stand-in for a
+/// probability that rounds to 0.
+pub const MIN_LOGPROB: f32 = -9999.0;
+
+/// A sampled token's log probability and the most likely tokens at its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The sampled token and its log probability.
+    pub chosen: (u32, f32),
+    /// The most likely tokens, most likely first (lower id first on ties).
+    pub top: Vec<(u32, f32)>,
+}
+
 /// A candidate token: id and (adjusted) logit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Candidate {
@@ -200,6 +214,77 @@ impl Sampler {
         self.apply_top_p();
         self.apply_min_p();
         Ok(self.draw())
+    }
+
+    /// The log probabilities of `chosen`, which the last [`Sampler::sample`] of `logits` drew,
+    /// and of the `top` most likely tokens of the distribution it was drawn from: after the
+    /// filters, at the temperature, over the tokens the filters kept. A greedy sampler draws
+    /// from no distribution; for it this is the softmax of the penalised logits at temperature
+    /// 1 over the whole vocabulary. Call it right after `sample`, with the same logits.
+    pub fn logprobs(&mut self, logits: &[f32], chosen: u32, top: usize) -> TokenLogprob {
+        let ln = |p: f64| (libm::log(p) as f32).max(MIN_LOGPROB);
+        if !self.params.is_greedy() {
+            // `draw` left the kept candidates sorted, most likely first, with their
+            // probabilities in `probs`.
+            let p = self
+                .candidates
+                .iter()
+                .zip(&self.probs)
+                .find(|(c, _)| c.id == chosen)
+                .map_or(0.0, |(_, &p)| p);
+            let top = self
+                .candidates
+                .iter()
+                .zip(&self.probs)
+                .take(top)
+                .map(|(c, &p)| (c.id, ln(p)))
+                .collect();
+            return TokenLogprob {
+                chosen: (chosen, ln(p)),
+                top,
+            };
+        }
+        self.load_candidates(logits);
+        self.apply_repeat_penalty();
+        let chosen_logit = self
+            .candidates
+            .get(chosen as usize)
+            .map_or(f32::NEG_INFINITY, |c| c.logit);
+        self.candidates
+            .retain(|c| !c.logit.is_nan() && c.logit != f32::NEG_INFINITY);
+        let Some(max) = self
+            .candidates
+            .iter()
+            .map(|c| c.logit)
+            .max_by(f32::total_cmp)
+        else {
+            return TokenLogprob {
+                chosen: (chosen, MIN_LOGPROB),
+                top: Vec::new(),
+            };
+        };
+        let sum: f64 = self
+            .candidates
+            .iter()
+            .map(|c| libm::exp(f64::from(c.logit - max)))
+            .sum();
+        let log_sum = f64::from(max) + libm::log(sum);
+        let logprob = |logit: f32| ((f64::from(logit) - log_sum) as f32).max(MIN_LOGPROB);
+        let top = top.min(self.candidates.len());
+        if top > 0 && top < self.candidates.len() {
+            self.candidates
+                .select_nth_unstable_by(top - 1, by_logit_desc);
+        }
+        self.candidates.truncate(top);
+        self.candidates.sort_unstable_by(by_logit_desc);
+        TokenLogprob {
+            chosen: (chosen, logprob(chosen_logit)),
+            top: self
+                .candidates
+                .iter()
+                .map(|c| (c.id, logprob(c.logit)))
+                .collect(),
+        }
     }
 
     /// The greedy choice, straight from `logits` (no candidate list: this runs once per token

@@ -113,6 +113,8 @@ fn greedy(max_tokens: usize) -> GenerateParams {
         sampling: SamplingParams::greedy(),
         stop: vec![],
         ignore_eos: false,
+        logprobs: None,
+        constraint: None,
     }
 }
 
@@ -424,4 +426,60 @@ fn tiny_tokenizer_roundtrip_and_eot() {
     assert_eq!(tok.decode(&ids, true).expect("decodes"), "Hello the world");
     assert!(tok.token_id("Hello").is_some());
     assert!(ids.contains(&tok.token_id("Hello").expect("merged token")));
+}
+
+#[test]
+fn logprobs_come_with_every_token_and_change_nothing_else() {
+    let tok = Rc::new(common::tiny_tokenizer());
+    let mut script = tok.encode("Hi there", false).expect("encodes");
+    script.push(EOS);
+    let run = |logprobs: Option<usize>| {
+        let mut be = FakeBackend::new(64, &tok, script.clone());
+        let params = GenerateParams {
+            logprobs,
+            ..greedy(32)
+        };
+        let mut gen = Generation::new(&mut be, tok.clone(), vec![10], params).expect("valid");
+        let mut per_chunk = Vec::new();
+        while let Some(chunk) = gen.next_chunk().expect("step") {
+            assert_eq!(
+                chunk.logprobs.len(),
+                if logprobs.is_some() {
+                    chunk.tokens.len()
+                } else {
+                    0
+                }
+            );
+            per_chunk.extend(chunk.logprobs);
+        }
+        assert_eq!(
+            gen.logprobs().map(<[_]>::to_vec),
+            logprobs.map(|_| per_chunk.clone())
+        );
+        (gen.tokens().to_vec(), per_chunk)
+    };
+    let (plain, none) = run(None);
+    let (tokens, logprobs) = run(Some(2));
+    assert_eq!(plain, tokens);
+    assert!(none.is_empty());
+    assert_eq!(logprobs.len(), tokens.len());
+    // The fake backend gives the scripted token a logit of 10 and every other one 0.
+    let n = tok.vocab_size() as f32;
+    let expected = -(1.0 + (n - 1.0) * (-10.0f32).exp()).ln();
+    for (l, &t) in logprobs.iter().zip(&tokens) {
+        assert_eq!(l.chosen.0, t);
+        assert!((l.chosen.1 - expected).abs() < 1e-4, "{l:?}");
+        assert_eq!(l.top.len(), 2);
+        assert_eq!(l.top[0].0, t);
+        assert!(l.top[1].1 < l.top[0].1);
+    }
+    let too_many = GenerateParams {
+        logprobs: Some(21),
+        ..greedy(4)
+    };
+    let mut be = FakeBackend::new(64, &tok, script.clone());
+    assert!(matches!(
+        Generation::new(&mut be, tok.clone(), vec![10], too_many),
+        Err(GenerateError::InvalidInput(_))
+    ));
 }

@@ -439,3 +439,86 @@ fn seeded_draws_are_pinned() {
         ]
     );
 }
+
+/// Log probabilities are those of the distribution the token was drawn from: after the
+/// filters, at the temperature, renormalised over the kept tokens.
+#[test]
+fn logprobs_follow_the_filtered_distribution() {
+    let p = [0.5f32, 0.25, 0.15, 0.1];
+    let logits = ln(&p);
+    // No filters, temperature 1: the model's own probabilities.
+    let mut s = Sampler::new(plain(3)).expect("valid");
+    let t = s.sample(&logits).expect("samples");
+    let l = s.logprobs(&logits, t, 4);
+    assert_eq!(l.chosen.0, t);
+    assert!((l.chosen.1 - p[t as usize].ln()).abs() < 1e-5, "{l:?}");
+    let ids: Vec<u32> = l.top.iter().map(|c| c.0).collect();
+    assert_eq!(ids, [0, 1, 2, 3]);
+    for (id, lp) in &l.top {
+        assert!((lp - p[*id as usize].ln()).abs() < 1e-5, "{l:?}");
+    }
+    // top-k 2: only two tokens are left, renormalised (0.5 / 0.75, 0.25 / 0.75).
+    let mut s = Sampler::new(SamplingParams {
+        top_k: 2,
+        ..plain(3)
+    })
+    .expect("valid");
+    let t = s.sample(&logits).expect("samples");
+    let l = s.logprobs(&logits, t, 4);
+    assert_eq!(
+        l.top.len(),
+        2,
+        "filtered tokens are not alternatives: {l:?}"
+    );
+    assert!((l.top[0].1 - (2.0f32 / 3.0).ln()).abs() < 1e-5, "{l:?}");
+    assert!((l.top[1].1 - (1.0f32 / 3.0).ln()).abs() < 1e-5, "{l:?}");
+    // Temperature 0.5 squares and renormalises the probabilities.
+    let mut s = Sampler::new(SamplingParams {
+        temperature: 0.5,
+        ..plain(3)
+    })
+    .expect("valid");
+    let t = s.sample(&logits).expect("samples");
+    let l = s.logprobs(&logits, t, 1);
+    let z: f32 = p.iter().map(|x| x * x).sum();
+    assert_eq!(l.top.len(), 1);
+    assert!((l.top[0].1 - (0.25f32 / z).ln()).abs() < 1e-5, "{l:?}");
+    // Asking for no alternatives still reports the chosen token.
+    let l = s.logprobs(&logits, t, 0);
+    assert!(l.top.is_empty() && l.chosen.0 == t);
+}
+
+/// Greedy decoding draws from no distribution: it reports the softmax of the penalised logits
+/// at temperature 1 over the whole vocabulary, and sampling is unchanged by asking.
+#[test]
+fn greedy_logprobs_are_the_penalised_softmax() {
+    let p = [0.1f32, 0.6, 0.3];
+    let logits = ln(&p);
+    let mut s = Sampler::new(SamplingParams::greedy()).expect("valid");
+    let t = s.sample(&logits).expect("samples");
+    assert_eq!(t, 1);
+    let l = s.logprobs(&logits, t, 2);
+    assert!((l.chosen.1 - 0.6f32.ln()).abs() < 1e-5, "{l:?}");
+    assert_eq!(l.top.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(s.sample(&logits).expect("samples"), 1);
+    // With a repeat penalty on token 1, its logit ln 0.6 < 0 is multiplied by 2.
+    let mut s = Sampler::new(SamplingParams {
+        repeat_penalty: 2.0,
+        repeat_last_n: 4,
+        ..SamplingParams::greedy()
+    })
+    .expect("valid");
+    s.accept(1);
+    let t = s.sample(&logits).expect("samples");
+    let l = s.logprobs(&logits, t, 3);
+    let adjusted = [0.1f32, 0.36, 0.3];
+    let z: f32 = adjusted.iter().sum();
+    assert_eq!(t, 1, "0.36 still beats 0.3");
+    assert!((l.chosen.1 - (0.36f32 / z).ln()).abs() < 1e-5, "{l:?}");
+    // A probability that rounds to 0 is reported at the floor, never as -inf.
+    let l = s.logprobs(&[0.0, 200.0, -f32::MAX], 1, 3);
+    assert!(l
+        .top
+        .iter()
+        .all(|c| c.1 >= edge_llm_guest::sampling::MIN_LOGPROB && c.1.is_finite()));
+}

@@ -2,7 +2,8 @@
 
 Usage: openai_chat.py BASE_URL MODEL PROMPT MAX_TOKENS
 Prints one JSON object: the one-shot and streamed greedy texts, the streamed usage and finish
-reason, the served model ids, and the status codes of two bad requests.
+reason, the served model ids, the status codes of four bad requests, and the model a request
+by the alias `gpt-3.5-turbo` is answered as (the servers are started with that alias).
 """
 
 import json
@@ -69,6 +70,11 @@ print(
             "models": [m.id for m in client.models.list()],
             "bad_temperature": status_of(temperature=-1),
             "unknown_model": status_of(model="no-such-model"),
+            "unknown_field": status_of(extra_body={"mirostat": 2}),
+            "bad_format": status_of(response_format={"type": "xml"}),
+            "alias_model": client.chat.completions.create(
+                model="gpt-3.5-turbo", messages=messages, max_tokens=1, temperature=0
+            ).model,
         }
     )
 )

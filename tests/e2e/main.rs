@@ -12,3 +12,4 @@ mod load;
 mod sandbox;
 mod serve;
 mod wasmtime_cli;
+mod wit_v0_2;

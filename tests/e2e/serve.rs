@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 const MODEL: &str = "smollm2-135m-instruct";
 const PROMPT: &str = "What is the capital of France?";
 const MAX_TOKENS: u32 = 24;
+/// The other name the servers are started with (`--model-alias`, `EDGE_LLM_MODEL_ALIASES`).
+const ALIAS: &str = "gpt-3.5-turbo";
 /// The body limit the servers are started with, so the oversized-body case stays small.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -138,9 +140,57 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
     for cached in [&v["cached_tokens"], &v["stream_cached_tokens"]] {
         assert!(cached.as_u64().is_some_and(|n| n < prompt_tokens), "{v}");
     }
-    assert_eq!(v["models"], json!([MODEL]));
+    assert_eq!(v["models"], json!([MODEL, ALIAS]));
     assert_eq!(v["bad_temperature"], 400);
     assert_eq!(v["unknown_model"], 404);
+    assert_eq!(v["unknown_field"], 400);
+    assert_eq!(v["bad_format"], 400);
+    assert_eq!(v["alias_model"], ALIAS);
+}
+
+/// Log probabilities (chat and completions, one-shot and streamed) and `n` answers through the
+/// `openai` client; the script checks what must hold and fails with the reason otherwise.
+fn check_logprobs_and_n(addr: SocketAddr) {
+    let script = root().join("tests/clients/openai_features.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .arg(MODEL)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(v["n_texts"].as_array().map(Vec::len), Some(3), "{v}");
+}
+
+/// Structured output through the `openai` client: every answer of the JSON Schema suite
+/// (tests/clients/json_schemas.json, one-shot and streamed, temperature 1), of `json_object`
+/// and of a GBNF grammar is valid.
+fn check_structured_output(addr: SocketAddr) {
+    let script = root().join("tests/clients/openai_schemas.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .arg(MODEL)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "the schema suite failed to run (`just tools` installs jsonschema): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    eprintln!(
+        "structured output: {}/{} valid; masks {} ms of {} ms generating {} tokens",
+        v["valid"], v["total"], v["mask_ms"], v["generation_ms"], v["tokens"]
+    );
+    assert!(v["schemas"].as_u64().is_some_and(|n| n >= 30), "{v}");
+    assert_eq!(v["failures"], json!([]), "{v}");
+    assert_eq!(v["valid"], v["total"], "{v}");
 }
 
 /// 8 streamed chats at once all complete with the expected text.
@@ -266,12 +316,82 @@ fn check_bad_requests(addr: SocketAddr) {
             "context",
         ),
         (
-            "n 2",
+            "n 17",
             "POST",
             "/v1/chat/completions",
-            with(json!({"n": 2})),
+            with(json!({"n": 17})),
             400,
-            "n: 1",
+            "`n`: must be from 1 to 16",
+        ),
+        (
+            "unknown field",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"temprature": 0.5})),
+            400,
+            "`temprature`: unknown field",
+        ),
+        (
+            "json_schema response format without a name",
+            "POST",
+            "/v1/chat/completions",
+            with(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}),
+            ),
+            400,
+            "`response_format.json_schema.name`",
+        ),
+        (
+            "a schema that does not compile",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"json_schema": {"type": "no-such-type"}})),
+            400,
+            "JSON schema",
+        ),
+        (
+            "a GBNF grammar without root",
+            "POST",
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "start ::= \"a\""})
+                .to_string()
+                .into_bytes(),
+            400,
+            "no rule `root`",
+        ),
+        (
+            "logprobs",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"logprobs": true, "top_logprobs": 21})),
+            400,
+            "`top_logprobs`",
+        ),
+        (
+            "tools",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})),
+            400,
+            "`tools`",
+        ),
+        (
+            "message name",
+            "POST",
+            "/v1/chat/completions",
+            with(json!({"messages": [{"role": "user", "content": "x", "name": "bob"}]})),
+            400,
+            "`messages[0].name`",
+        ),
+        (
+            "completion suffix",
+            "POST",
+            "/v1/completions",
+            json!({"prompt": "x", "suffix": "y"})
+                .to_string()
+                .into_bytes(),
+            400,
+            "`suffix`",
         ),
         (
             "10,000 stop strings",
@@ -358,6 +478,7 @@ fn check_other_routes(addr: SocketAddr) {
     let models = request(addr, "GET", "/v1/models", b"").json();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);
+    assert_eq!(models["data"][1]["id"], ALIAS);
     let completion = post_json(
         addr,
         "/v1/completions",
@@ -379,6 +500,30 @@ fn check_other_routes(addr: SocketAddr) {
         streamed.streamed_text(),
         v["choices"][0]["text"].as_str().expect("text")
     );
+    // `echo`: the same text after the prompt, one-shot and streamed.
+    for stream in [false, true] {
+        let echoed = post_json(
+            addr,
+            "/v1/completions",
+            &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0,
+                    "stream": stream, "echo": true}),
+        );
+        let text = if stream {
+            echoed.streamed_text()
+        } else {
+            echoed.json()["choices"][0]["text"]
+                .as_str()
+                .expect("text")
+                .to_string()
+        };
+        assert_eq!(
+            text,
+            format!(
+                "The capital of France is{}",
+                v["choices"][0]["text"].as_str().expect("text")
+            )
+        );
+    }
 }
 
 #[test]
@@ -386,9 +531,21 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
     let cache = temp_dir("serve-native");
     let expected = cli_text("native", &cache);
     let limit = BODY_LIMIT.to_string();
-    let server = Server::edge_llm(&["--max-body-bytes", &limit, "--concurrency", "2"], &cache);
+    let server = Server::edge_llm(
+        &[
+            "--max-body-bytes",
+            &limit,
+            "--concurrency",
+            "2",
+            "--model-alias",
+            ALIAS,
+        ],
+        &cache,
+    );
     check_chat(server.addr, &expected, "edge-llm-wasi-nn");
     check_openai_client(server.addr, &expected);
+    check_logprobs_and_n(server.addr);
+    check_structured_output(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);
@@ -407,9 +564,12 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     let expected = cli_text("wasm", &cache);
     let component = http_bundle_wasm();
     let env = format!("EDGE_LLM_MAX_BODY_BYTES={BODY_LIMIT}");
-    let server = Server::wasmtime(&component, &["--env", &env]);
+    let aliases = format!("EDGE_LLM_MODEL_ALIASES={ALIAS}");
+    let server = Server::wasmtime(&component, &["--env", &env, "--env", &aliases]);
     check_chat(server.addr, &expected, "edge-llm-kernel");
     check_openai_client(server.addr, &expected);
+    check_logprobs_and_n(server.addr);
+    check_structured_output(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Request bodies larger than this get 413.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Another name a request's `model` may use, e.g. `gpt-3.5-turbo` (repeatable; `*`
+    /// accepts any name).
+    #[arg(long = "model-alias", value_name = "NAME")]
+    model_alias: Vec<String>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -41,6 +45,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     if args.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
+    }
+    if let Some(bad) = args
+        .model_alias
+        .iter()
+        .find(|a| a.trim().is_empty() || a.contains(',') || a.trim() != a.as_str())
+    {
+        bail!("--model-alias must be a non-empty name without commas or outer spaces, got `{bad}`");
     }
     let started = Instant::now();
     let file = ModelFile::resolve(&args.model)?;
@@ -60,6 +71,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             args.max_body_bytes.to_string(),
         ),
     ];
+    if !args.model_alias.is_empty() {
+        runtime
+            .guest_env
+            .push(("EDGE_LLM_MODEL_ALIASES".into(), args.model_alias.join(",")));
+    }
     if let Some(n) = args.model.ctx_size {
         runtime
             .guest_env

@@ -19,6 +19,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `EDGE_LLM_CTX_SIZE`: the context to open the model with (default: the model's).
     pub context_length: Option<u32>,
+    /// `EDGE_LLM_MODEL_ALIASES`: comma-separated names a request's `model` may also use (such
+    /// as `gpt-3.5-turbo`); `*` accepts any name.
+    pub aliases: Vec<String>,
 }
 
 impl Config {
@@ -45,11 +48,29 @@ impl Config {
                     || format!("EDGE_LLM_CTX_SIZE must be a positive number of tokens, got `{v}`"),
                 )?),
             };
+        let aliases = match vars("EDGE_LLM_MODEL_ALIASES") {
+            None => Vec::new(),
+            Some(v) => {
+                let names: Vec<String> = v.split(',').map(|a| a.trim().to_string()).collect();
+                if names.iter().any(String::is_empty) {
+                    return Err(format!(
+                        "EDGE_LLM_MODEL_ALIASES must be comma-separated non-empty names, got `{v}`"
+                    ));
+                }
+                names
+            }
+        };
         Ok(Self {
             model,
             max_body_bytes,
             context_length,
+            aliases,
         })
+    }
+
+    /// Whether a request's `model` may be `name`: the served model, or an alias of it.
+    pub fn answers_to(&self, name: &str) -> bool {
+        name == self.model || self.aliases.iter().any(|a| a == "*" || a == name)
     }
 
     /// The settings of this instance's environment.
@@ -80,5 +101,24 @@ mod tests {
         assert_eq!(set.context_length, Some(512));
         let bad = Config::from_vars(|n| (n == "EDGE_LLM_MAX_BODY_BYTES").then(|| "lots".into()));
         assert!(bad.unwrap_err().contains("EDGE_LLM_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn aliases_name_the_served_model() {
+        let none = Config::from_vars(|_| None).unwrap();
+        assert!(none.answers_to(DEFAULT_MODEL));
+        assert!(!none.answers_to("gpt-3.5-turbo"));
+        let some = Config::from_vars(|n| {
+            (n == "EDGE_LLM_MODEL_ALIASES").then(|| "gpt-3.5-turbo, gpt-4o".into())
+        })
+        .unwrap();
+        assert_eq!(some.aliases, ["gpt-3.5-turbo", "gpt-4o"]);
+        assert!(some.answers_to("gpt-4o") && some.answers_to(DEFAULT_MODEL));
+        assert!(!some.answers_to("gpt-4"));
+        let any =
+            Config::from_vars(|n| (n == "EDGE_LLM_MODEL_ALIASES").then(|| "*".into())).unwrap();
+        assert!(any.answers_to("anything at all"));
+        let empty = Config::from_vars(|n| (n == "EDGE_LLM_MODEL_ALIASES").then(|| "a,,b".into()));
+        assert!(empty.unwrap_err().contains("EDGE_LLM_MODEL_ALIASES"));
     }
 }

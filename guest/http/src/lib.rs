@@ -27,13 +27,13 @@ mod wire;
 #[allow(clippy::all, unused_qualifications)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
-        world: "edge:llm/llm-client",
+        path: "../../wit/v0.2.0",
+        world: "edge:llm/llm-client@0.2.0",
         generate_all,
     });
 }
 
-pub use bindings::edge::llm::inference as api;
+pub use bindings::edge::llm0_2_0::inference as api;
 
 /// The exported `wasi:http/incoming-handler`. It and the modules that do HTTP exist only in
 /// the wasm build (the export's symbol name is not a valid native one); natively the crate's

@@ -23,7 +23,14 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
         return match prepare(&request, endpoint) {
             Ok((served, meta, req)) if req.stream => stream(out, &served, &meta, &req),
             Ok((served, meta, req)) => match generate(&served, &req) {
-                Ok(c) => wire::send_json(out, 200, &meta.completion(&c)),
+                Ok(mut c) => {
+                    if let (true, Prompt::Text(p)) = (req.echo, &req.prompt) {
+                        for choice in &mut c.choices {
+                            choice.text.insert_str(0, p);
+                        }
+                    }
+                    wire::send_json(out, 200, &meta.completion(&c))
+                }
                 Err(e) => wire::send_error(out, &e),
             },
             Err(e) => wire::send_error(out, &e),
@@ -68,17 +75,22 @@ fn method_name(m: &Method) -> String {
     }
 }
 
+/// The served model, then each alias it answers to (but `*`).
 fn models(s: &Served) -> serde_json::Value {
-    json!({
-        "object": "list",
-        "data": [{
-            "id": s.config.model,
-            "object": "model",
-            "created": 0,
-            "owned_by": "edge-llm",
-            "context_length": s.info.context_length,
-        }],
-    })
+    let names =
+        std::iter::once(&s.config.model).chain(s.config.aliases.iter().filter(|a| *a != "*"));
+    let data: Vec<_> = names
+        .map(|id| {
+            json!({
+                "id": id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "edge-llm",
+                "context_length": s.info.context_length,
+            })
+        })
+        .collect();
+    json!({"object": "list", "data": data})
 }
 
 /// Opens the model, reads and checks the body.
@@ -89,7 +101,7 @@ fn prepare(
     let served = served::get()?;
     let body = request.body(served.config.max_body_bytes)?;
     let req = openai::parse_request(endpoint, &body)?;
-    served.check_model(req.model.as_deref())?;
+    let model = served.check_model(req.model.as_deref())?;
     let prefix = match endpoint {
         Endpoint::Chat => "chatcmpl",
         Endpoint::Text => "cmpl",
@@ -99,7 +111,7 @@ fn prepare(
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        model: served.config.model.clone(),
+        model,
         endpoint,
     };
     Ok((served, meta, req))
@@ -126,22 +138,58 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;
-    if chat && events.event(&meta.chunk("", true, None)).is_err() {
-        return;
-    }
+    let echo = match (req.echo, &req.prompt) {
+        (true, Prompt::Text(p)) => Some(p.as_str()),
+        _ => None,
+    };
+    // Per answer: whether it has begun, and where its next token's text starts.
+    let mut begun = vec![false; req.params.n as usize];
+    let mut offsets = vec![0usize; req.params.n as usize];
     loop {
-        match generation.next() {
-            Ok(Some(chunk)) if chunk.text.is_empty() => {}
-            Ok(Some(chunk)) => {
-                if events.event(&meta.chunk(&chunk.text, false, None)).is_err() {
-                    return; // the client has gone; dropping `generation` cancels it
-                }
-            }
+        let chunk = match generation.next() {
+            Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {
                 let _ = events.event(&ApiError::from(e).to_json());
                 return;
             }
+        };
+        let i = chunk.choice as usize;
+        let mut sent: std::io::Result<()> = Ok(());
+        if !begun.get(i).copied().unwrap_or(true) {
+            begun[i] = true;
+            if chat {
+                sent = sent
+                    .and_then(|()| events.event(&meta.chunk(chunk.choice, "", true, None, None)));
+            }
+            if let Some(p) = echo {
+                sent = sent
+                    .and_then(|()| events.event(&meta.chunk(chunk.choice, p, false, None, None)));
+            }
+        }
+        if !chunk.text.is_empty() || !chunk.logprobs.is_empty() {
+            let logprobs = req.params.logprobs.map(|_| {
+                let offset = offsets.get(i).copied().unwrap_or(0);
+                meta.logprobs(&chunk.logprobs, offset)
+            });
+            if let Some(o) = offsets.get_mut(i) {
+                *o += chunk
+                    .logprobs
+                    .iter()
+                    .map(|l| l.chosen.text.len())
+                    .sum::<usize>();
+            }
+            sent = sent.and_then(|()| {
+                events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
+            });
+        }
+        if let Some(reason) = chunk.finish_reason {
+            sent = sent.and_then(|()| {
+                events.event(&meta.chunk(chunk.choice, "", false, None, Some(reason)))
+            });
+        }
+        if sent.is_err() {
+            return; // the client has gone; dropping `generation` cancels it
         }
     }
     let Some(done) = generation.finish() else {
@@ -151,12 +199,6 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
         let _ = events.event(&error.to_json());
         return;
     };
-    if events
-        .event(&meta.chunk("", false, Some(done.finish_reason)))
-        .is_err()
-    {
-        return;
-    }
     if req.include_usage && events.event(&meta.usage_chunk(&done.usage)).is_err() {
         return;
     }

@@ -19,11 +19,12 @@ pub struct Served {
 }
 
 impl Served {
-    /// Whether a request's `model` names what is served (or names nothing).
-    pub fn check_model(&self, requested: Option<&str>) -> Result<(), ApiError> {
+    /// The model name a response carries: the request's, when it names what is served, one
+    /// of its aliases, or any name with the alias `*`; the served name when it names none.
+    pub fn check_model(&self, requested: Option<&str>) -> Result<String, ApiError> {
         match requested {
-            None => Ok(()),
-            Some(m) if m == self.config.model || m == self.info.name => Ok(()),
+            None => Ok(self.config.model.clone()),
+            Some(m) if m == self.info.name || self.config.answers_to(m) => Ok(m.to_string()),
             Some(m) => Err(ApiError::model_not_found(m, &self.config.model)),
         }
     }

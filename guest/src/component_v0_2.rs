@@ -1,0 +1,414 @@
+//! The `edge:llm/inference@0.2.0` exports: 0.1.0's calls (opening, tokenizing, templating go
+//! through the same code), plus per-token log probabilities, `n` answers per call and
+//! constrained generation.
+//!
+//! A call with `n` answers runs them one after another on the model's one session: answer 0
+//! evaluates the prompt, every later one finds it in the session's cache (all but its last
+//! token, whose logits it needs) and samples with its own generator stream.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::bindings::exports::edge::llm0_1_0::inference as v1;
+use crate::bindings::exports::edge::llm0_2_0::inference as wit;
+use crate::component::{self, ModelResource};
+use crate::constraint::ConstraintSpec;
+use crate::generate::{self, GenerateError, GenerateParams, Generation};
+use crate::model::LoadedModel;
+use crate::sampling::{SplitMix64, TokenLogprob};
+use crate::Backend;
+
+/// The most answers one call may ask for.
+pub const MAX_CHOICES: u32 = 16;
+
+impl wit::Guest for component::Component {
+    type Model = ModelV2;
+    type Generation = GenerationV2;
+}
+
+/// A 0.2.0 `model` resource: the same loaded model as 0.1.0's.
+pub struct ModelV2(ModelResource);
+
+impl From<v1::Error> for wit::Error {
+    fn from(e: v1::Error) -> Self {
+        match e {
+            v1::Error::InvalidInput(m) => Self::InvalidInput(m),
+            v1::Error::ContextOverflow(o) => Self::ContextOverflow(wit::ContextOverflow {
+                prompt_tokens: o.prompt_tokens,
+                max_tokens: o.max_tokens,
+                context_length: o.context_length,
+            }),
+            v1::Error::ModelNotFound(m) => Self::ModelNotFound(m),
+            v1::Error::ModelNotSupported(m) => Self::ModelNotSupported(m),
+            v1::Error::BackendError(m) => Self::BackendError(m),
+            v1::Error::RuntimeError(m) => Self::RuntimeError(m),
+        }
+    }
+}
+
+fn error(e: GenerateError) -> wit::Error {
+    v1::Error::from(e).into()
+}
+
+fn backend(b: v1::Backend) -> wit::Backend {
+    match b {
+        v1::Backend::WasiNn => wit::Backend::WasiNn,
+        v1::Backend::Kernel => wit::Backend::Kernel,
+    }
+}
+
+fn messages(m: Vec<wit::Message>) -> Vec<v1::Message> {
+    m.into_iter()
+        .map(|m| v1::Message {
+            role: m.role,
+            content: m.content,
+        })
+        .collect()
+}
+
+/// The generation parameters of answer 0, and the number of answers.
+fn params(p: wit::Params) -> Result<(GenerateParams, u32), wit::Error> {
+    if !(1..=MAX_CHOICES).contains(&p.n) {
+        return Err(wit::Error::InvalidInput(format!(
+            "n must be from 1 to {MAX_CHOICES}, got {}",
+            p.n
+        )));
+    }
+    let mut g = component::params(v1::Params {
+        max_tokens: p.max_tokens,
+        temperature: p.temperature,
+        top_k: p.top_k,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repeat_penalty: p.repeat_penalty,
+        repeat_last_n: p.repeat_last_n,
+        seed: p.seed,
+        stop: p.stop,
+        ignore_eos: p.ignore_eos,
+    })?;
+    g.logprobs = p.logprobs.map(|n| n as usize);
+    g.constraint = p.constraint.map(constraint).transpose()?;
+    Ok((g, p.n))
+}
+
+fn constraint(c: wit::Constraint) -> Result<ConstraintSpec, wit::Error> {
+    Ok(match c {
+        wit::Constraint::JsonSchema(text) => {
+            ConstraintSpec::JsonSchema(serde_json::from_str(&text).map_err(|e| {
+                wit::Error::InvalidInput(format!("the JSON schema is not valid JSON: {e}"))
+            })?)
+        }
+        wit::Constraint::JsonObject => ConstraintSpec::JsonObject,
+        wit::Constraint::Lark(g) => ConstraintSpec::Lark(g),
+        wit::Constraint::Gbnf(g) => ConstraintSpec::Gbnf(g),
+    })
+}
+
+/// Answer `index`'s seed: answer 0 keeps `seed` (so one answer samples as 0.1.0 does), the
+/// others draw theirs from a generator keyed by `seed` and the index.
+pub fn choice_seed(seed: u64, index: u32) -> u64 {
+    if index == 0 {
+        return seed;
+    }
+    SplitMix64::new(seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+}
+
+impl ModelV2 {
+    fn start(
+        &self,
+        ids: Result<Vec<u32>, v1::Error>,
+        p: wit::Params,
+    ) -> Result<GenerationV2, wit::Error> {
+        let ids = ids?;
+        let (params, n) = params(p)?;
+        GenerationV2::start(self.0.loaded().clone(), ids, params, n)
+    }
+
+    fn start_complete(&self, prompt: &str, p: wit::Params) -> Result<GenerationV2, wit::Error> {
+        self.start(self.0.prompt_ids(prompt), p)
+    }
+
+    fn start_chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<GenerationV2, wit::Error> {
+        self.start(self.0.chat_ids(messages(m)), p)
+    }
+}
+
+impl wit::GuestModel for ModelV2 {
+    fn open(name_or_path: String, options: wit::OpenOptions) -> Result<wit::Model, wit::Error> {
+        let options = v1::OpenOptions {
+            backend: options.backend.map(|b| match b {
+                wit::Backend::WasiNn => v1::Backend::WasiNn,
+                wit::Backend::Kernel => v1::Backend::Kernel,
+            }),
+            context_length: options.context_length,
+        };
+        let model = component::open(&name_or_path, options)?;
+        Ok(wit::Model::new(ModelV2(ModelResource::new(model))))
+    }
+
+    fn info(&self) -> wit::ModelInfo {
+        let i = self.0.describe();
+        wit::ModelInfo {
+            name: i.name,
+            architecture: i.architecture,
+            parameters: i.parameters,
+            context_length: i.context_length,
+            trained_context_length: i.trained_context_length,
+            vocab_size: i.vocab_size,
+            quantization: i.quantization,
+            backend: backend(i.backend),
+        }
+    }
+
+    fn warm_up(&self) -> Result<(), wit::Error> {
+        Ok(self.0.warm_up_session()?)
+    }
+
+    fn tokenize(&self, text: String, parse_control: bool) -> Result<Vec<u32>, wit::Error> {
+        Ok(self.0.tokenize_text(&text, parse_control)?)
+    }
+
+    fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
+        Ok(self.0.detokenize_ids(&tokens)?)
+    }
+
+    fn apply_chat_template(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
+        Ok(self.0.chat_prompt(messages(m))?)
+    }
+
+    fn complete(&self, prompt: String, p: wit::Params) -> Result<wit::Completion, wit::Error> {
+        self.start_complete(&prompt, p)?.run_to_end()
+    }
+
+    fn chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<wit::Completion, wit::Error> {
+        self.start_chat(m, p)?.run_to_end()
+    }
+
+    fn stream_complete(
+        &self,
+        prompt: String,
+        p: wit::Params,
+    ) -> Result<wit::Generation, wit::Error> {
+        Ok(wit::Generation::new(self.start_complete(&prompt, p)?))
+    }
+
+    fn stream_chat(
+        &self,
+        m: Vec<wit::Message>,
+        p: wit::Params,
+    ) -> Result<wit::Generation, wit::Error> {
+        Ok(wit::Generation::new(self.start_chat(m, p)?))
+    }
+}
+
+/// A 0.2.0 `generation`: its answers one after another, then the summary.
+pub struct GenerationV2 {
+    model: Rc<LoadedModel>,
+    prompt: Vec<u32>,
+    params: GenerateParams,
+    n: u32,
+    state: RefCell<State>,
+}
+
+enum State {
+    Running(Box<Running>),
+    Done(wit::Completion),
+    Failed,
+}
+
+/// The answer being generated and those already finished.
+struct Running {
+    index: u32,
+    generation: Generation<Box<dyn Backend>>,
+    text: String,
+    done: Vec<wit::Choice>,
+    /// Answer 0's usage and timings, which the summary reports (with every answer's tokens).
+    first: Option<(generate::Usage, generate::Timings)>,
+    completion_tokens: usize,
+}
+
+fn finish_reason(r: generate::FinishReason) -> wit::FinishReason {
+    match r {
+        generate::FinishReason::Stop => wit::FinishReason::Stop,
+        generate::FinishReason::Length => wit::FinishReason::Length,
+    }
+}
+
+impl GenerationV2 {
+    fn start(
+        model: Rc<LoadedModel>,
+        prompt: Vec<u32>,
+        params: GenerateParams,
+        n: u32,
+    ) -> Result<Self, wit::Error> {
+        let generation = model.start(prompt.clone(), params.clone()).map_err(error)?;
+        Ok(Self {
+            model,
+            prompt,
+            params,
+            n,
+            state: RefCell::new(State::Running(Box::new(Running {
+                index: 0,
+                generation,
+                text: String::new(),
+                done: Vec::new(),
+                first: None,
+                completion_tokens: 0,
+            }))),
+        })
+    }
+
+    fn candidate(&self, (token, logprob): (u32, f32)) -> wit::TokenCandidate {
+        let tokenizer = self.model.tokenizer();
+        let bytes = if tokenizer.is_control(token) {
+            Vec::new()
+        } else {
+            tokenizer.token_bytes(token).to_vec()
+        };
+        wit::TokenCandidate {
+            token,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            logprob,
+        }
+    }
+
+    fn logprob(&self, l: &TokenLogprob) -> wit::TokenLogprob {
+        wit::TokenLogprob {
+            chosen: self.candidate(l.chosen),
+            top: l.top.iter().map(|&t| self.candidate(t)).collect(),
+        }
+    }
+
+    /// The next chunk of the current answer; once it ends, the first of the next answer's;
+    /// `None` after the last.
+    fn next_chunk(&self) -> Result<Option<wit::Chunk>, wit::Error> {
+        let mut state = self.state.borrow_mut();
+        loop {
+            let State::Running(run) = &mut *state else {
+                return Ok(None);
+            };
+            match run.generation.next_chunk() {
+                Ok(Some(chunk)) => {
+                    run.text.push_str(&chunk.text);
+                    return Ok(Some(wit::Chunk {
+                        choice: run.index,
+                        text: chunk.text,
+                        tokens: chunk.tokens,
+                        logprobs: chunk.logprobs.iter().map(|l| self.logprob(l)).collect(),
+                        finish_reason: run.generation.finish_reason().map(finish_reason),
+                    }));
+                }
+                Ok(None) => {
+                    if let Err(e) = self.next_answer(&mut state) {
+                        *state = State::Failed;
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    *state = State::Failed;
+                    return Err(error(e));
+                }
+            }
+        }
+    }
+
+    /// Records the finished answer and starts the next one, or ends with the summary.
+    fn next_answer(&self, state: &mut State) -> Result<(), wit::Error> {
+        let State::Running(run) = std::mem::replace(state, State::Failed) else {
+            return Ok(());
+        };
+        let Running {
+            index,
+            generation,
+            text,
+            mut done,
+            first,
+            completion_tokens,
+        } = *run;
+        let usage = generation.usage();
+        let first = first.unwrap_or((usage, generation.timings()));
+        let completion_tokens = completion_tokens + usage.completion_tokens;
+        done.push(wit::Choice {
+            index,
+            text,
+            tokens: generation.tokens().to_vec(),
+            finish_reason: finish_reason(
+                generation
+                    .finish_reason()
+                    .unwrap_or(generate::FinishReason::Length),
+            ),
+            logprobs: generation
+                .logprobs()
+                .map(|all| all.iter().map(|l| self.logprob(l)).collect()),
+        });
+        self.model.park(generation.into_backend());
+        let index = index + 1;
+        if index < self.n {
+            let mut params = self.params.clone();
+            params.sampling.seed = choice_seed(params.sampling.seed, index);
+            let generation = self
+                .model
+                .start(self.prompt.clone(), params)
+                .map_err(error)?;
+            *state = State::Running(Box::new(Running {
+                index,
+                generation,
+                text: String::new(),
+                done,
+                first: Some(first),
+                completion_tokens,
+            }));
+            return Ok(());
+        }
+        let (usage, timings) = first;
+        *state = State::Done(wit::Completion {
+            choices: done,
+            usage: wit::Usage {
+                prompt_tokens: usage.prompt_tokens as u32,
+                completion_tokens: completion_tokens as u32,
+                cached_prompt_tokens: usage.cached_prompt_tokens as u32,
+            },
+            timings: wit::Timings {
+                prefill_ms: timings.prefill_ms,
+                ttft_ms: timings.ttft_ms,
+                decode_tokens_per_s: timings.decode_tokens_per_s,
+                constraint_ms: timings.constraint_ms,
+            },
+            backend: backend(component::backend(self.model.info().backend)),
+        });
+        Ok(())
+    }
+
+    fn summary(&self) -> Option<wit::Completion> {
+        match &*self.state.borrow() {
+            State::Done(c) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    fn run_to_end(self) -> Result<wit::Completion, wit::Error> {
+        while self.next_chunk()?.is_some() {}
+        self.summary()
+            .ok_or_else(|| wit::Error::RuntimeError("generation ended without a summary".into()))
+    }
+}
+
+impl Drop for GenerationV2 {
+    fn drop(&mut self) {
+        // A cancelled generation still leaves a useful KV cache (its prompt prefix).
+        if let State::Running(run) = std::mem::replace(self.state.get_mut(), State::Failed) {
+            self.model.park(run.generation.into_backend());
+        }
+    }
+}
+
+impl wit::GuestGeneration for GenerationV2 {
+    fn next(&self) -> Result<Option<wit::Chunk>, wit::Error> {
+        self.next_chunk()
+    }
+
+    fn finish(&self) -> Option<wit::Completion> {
+        self.summary()
+    }
+}

@@ -1,0 +1,197 @@
+//! `edge:llm/inference@0.2.0` straight through its WIT, from a Rust host of its own (the host
+//! library binds 0.1.0): the JSON Schema suite constrained on both backends at temperature 1,
+//! `n` answers and log probabilities.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use edge_llm_host::sandbox::{self, link_error, HostState, Sandbox};
+use edge_llm_tests::{default_model, default_model_guest_path, root, runtime_options, temp_dir};
+use serde_json::Value;
+use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::Store;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2.0",
+        world: "edge:llm/llm-inference@0.2.0",
+    });
+}
+
+use bindings::exports::edge::llm0_2_0::inference as v2;
+
+/// The guest instantiated with both `wasi:nn` (the native backend, the default model
+/// preloaded) and WASI, bound to 0.2.0; the sandbox (engine, epoch ticker) comes along.
+fn instantiate() -> (Sandbox, Store<HostState>, bindings::LlmInference) {
+    let cache = temp_dir("wit-v0-2");
+    let mut sandbox = Sandbox::new(runtime_options(
+        &edge_llm_tests::default_model_dir(),
+        &cache,
+    ))
+    .expect("sandbox");
+    sandbox
+        .preload(&default_model(), &[default_model_guest_path()])
+        .expect("preload");
+    let mut linker = Linker::<HostState>::new(&sandbox.engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(link_error)
+        .expect("wasi");
+    sandbox::add_nn_to_linker(&mut linker).expect("wasi:nn");
+    let pre = linker
+        .instantiate_pre(&sandbox.component)
+        .expect("instantiate_pre");
+    let pre = bindings::LlmInferencePre::new(pre).expect("the guest exports inference@0.2.0");
+    let mut store = sandbox.store(sandbox.host_state().expect("host state"));
+    let b = pre.instantiate(&mut store).expect("instance");
+    (sandbox, store, b)
+}
+
+fn open(
+    store: &mut Store<HostState>,
+    b: &bindings::LlmInference,
+    backend: v2::Backend,
+) -> ResourceAny {
+    let options = v2::OpenOptions {
+        backend: Some(backend),
+        context_length: Some(1024),
+    };
+    b.edge_llm0_2_0_inference()
+        .model()
+        .call_open(&mut *store, &default_model_guest_path(), options)
+        .expect("call")
+        .expect("open")
+}
+
+fn params(seed: u64) -> v2::Params {
+    v2::Params {
+        max_tokens: 400,
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 0,
+        seed,
+        stop: Vec::new(),
+        ignore_eos: false,
+        logprobs: None,
+        n: 1,
+        constraint: None,
+    }
+}
+
+fn chat(
+    store: &mut Store<HostState>,
+    b: &bindings::LlmInference,
+    model: ResourceAny,
+    ask: &str,
+    p: &v2::Params,
+) -> v2::Completion {
+    let messages = [v2::Message {
+        role: "user".into(),
+        content: ask.into(),
+    }];
+    b.edge_llm0_2_0_inference()
+        .model()
+        .call_chat(&mut *store, model, &messages, p)
+        .expect("call")
+        .expect("chat")
+}
+
+#[test]
+fn the_schema_suite_is_valid_through_the_wit_api_on_both_backends() {
+    let cases: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/clients/json_schemas.json")).expect("suite"),
+    )
+    .expect("suite parses");
+    assert!(cases.len() >= 30);
+    let (_sandbox, mut store, b) = instantiate();
+    let mut answers = Vec::new();
+    for backend in [v2::Backend::WasiNn, v2::Backend::Kernel] {
+        let model = open(&mut store, &b, backend);
+        for (i, case) in cases.iter().enumerate() {
+            let mut p = params(i as u64);
+            p.constraint = Some(v2::Constraint::JsonSchema(case["schema"].to_string()));
+            let done = chat(
+                &mut store,
+                &b,
+                model,
+                case["ask"].as_str().expect("ask"),
+                &p,
+            );
+            assert_eq!(done.backend, backend);
+            let choice = &done.choices[0];
+            assert_eq!(
+                choice.finish_reason,
+                v2::FinishReason::Stop,
+                "{}",
+                choice.text
+            );
+            answers.push(serde_json::json!({"schema": case["schema"], "answer": choice.text}));
+        }
+    }
+    // Both backends compute the same logits, so they give the same answers.
+    let (native, kernel) = answers.split_at(cases.len());
+    assert_eq!(native, kernel);
+    let mut validator = Command::new("python3")
+        .arg(root().join("tests/clients/validate_json.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    validator
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(Value::Array(answers).to_string().as_bytes())
+        .expect("writing the answers");
+    let out = validator.wait_with_output().expect("validator");
+    assert!(
+        out.status.success(),
+        "the validator failed (`just tools` installs jsonschema)"
+    );
+    let failures: Value = serde_json::from_slice(&out.stdout).expect("the validator prints JSON");
+    assert_eq!(failures, serde_json::json!([]));
+}
+
+#[test]
+fn n_answers_and_logprobs_through_the_wit_api() {
+    let (_sandbox, mut store, b) = instantiate();
+    let model = open(&mut store, &b, v2::Backend::WasiNn);
+    let mut p = params(5);
+    p.max_tokens = 12;
+    p.n = 3;
+    p.logprobs = Some(2);
+    let three = chat(&mut store, &b, model, "Name a fruit.", &p);
+    assert_eq!(three.choices.len(), 3);
+    p.n = 1;
+    let one = chat(&mut store, &b, model, "Name a fruit.", &p);
+    assert_eq!(
+        three.choices[0].text, one.choices[0].text,
+        "answer 0 samples with the seed"
+    );
+    let total: usize = three.choices.iter().map(|c| c.tokens.len()).sum();
+    assert_eq!(three.usage.completion_tokens as usize, total);
+    for (i, c) in three.choices.iter().enumerate() {
+        assert_eq!(c.index as usize, i);
+        let l = c.logprobs.as_ref().expect("logprobs");
+        assert_eq!(l.len(), c.tokens.len());
+        for (entry, &t) in l.iter().zip(&c.tokens) {
+            assert_eq!(entry.chosen.token, t);
+            assert!(entry.chosen.logprob <= 0.0 && entry.top.len() <= 2);
+        }
+    }
+    let mut bad = params(0);
+    bad.n = 0;
+    let messages = [v2::Message {
+        role: "user".into(),
+        content: "x".into(),
+    }];
+    let err = b
+        .edge_llm0_2_0_inference()
+        .model()
+        .call_chat(&mut store, model, &messages, &bad)
+        .expect("call")
+        .expect_err("n = 0 is refused");
+    assert!(matches!(err, v2::Error::InvalidInput(m) if m.contains('n')));
+}
