@@ -722,12 +722,11 @@ fn generation_blocks_as_ifs(source: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
     while let Some(start) = rest.find("{%") {
-        let (before, tag) = rest.split_at(start);
-        out.push_str(before);
-        let Some(end) = tag.find("%}") else {
+        // The tag's inside: from after `{%` to the next `%}` (an unclosed tag ends the scan).
+        let Some(len) = rest[start + 2..].find("%}") else {
             break;
         };
-        let inner = &tag[2..end];
+        let inner = &rest[start + 2..start + 2 + len];
         let body = inner
             .trim_start_matches(['-', '+'])
             .trim_end_matches(['-', '+'])
@@ -737,18 +736,18 @@ fn generation_blocks_as_ifs(source: &str) -> Cow<'_, str> {
             "endgeneration" => Some("endif"),
             _ => None,
         };
+        out.push_str(&rest[..start + 2]);
         match replacement {
             Some(r) => {
                 let at = inner.find(body).unwrap_or(0);
-                out.push_str("{%");
                 out.push_str(&inner[..at]);
                 out.push_str(r);
                 out.push_str(&inner[at + body.len()..]);
-                out.push_str("%}");
             }
-            None => out.push_str(&tag[..end + 2]),
+            None => out.push_str(inner),
         }
-        rest = &tag[end + 2..];
+        out.push_str("%}");
+        rest = &rest[start + 2 + len + 2..];
     }
     out.push_str(rest);
     Cow::Owned(out)
@@ -891,6 +890,26 @@ mod tests {
 
     fn tmpl(src: &str) -> ChatTemplate {
         ChatTemplate::new(src, "<s>", "</s>", TemplateLimits::default()).expect("compiles")
+    }
+
+    #[test]
+    fn generation_tags_become_ifs_and_other_text_stays() {
+        for (source, want) in [
+            (
+                "a{%- generation -%}b{% endgeneration %}c",
+                "a{%- if true -%}b{% endif %}c",
+            ),
+            (
+                "{% if add_generation_prompt %}x{% endif %}",
+                "{% if add_generation_prompt %}x{% endif %}",
+            ),
+            // Found by the fuzzer: `{%}` closes where it opens, and a tag left open.
+            ("{%}}generation{% if", "{%}}generation{% if"),
+            ("generation {%", "generation {%"),
+            ("{%%}generation", "{%%}generation"),
+        ] {
+            assert_eq!(generation_blocks_as_ifs(source), want, "{source:?}");
+        }
     }
 
     #[test]
