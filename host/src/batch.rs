@@ -76,6 +76,18 @@ struct Queue {
     last: Vec<u64>,
     /// The pass's scratch, lent to each leader.
     batch: Batch,
+    stats: BatchStats,
+}
+
+/// What a [`Batcher`] has run so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Passes run.
+    pub steps: u64,
+    /// Session steps in them (`session_steps / steps` sessions a pass on average).
+    pub session_steps: u64,
+    /// Most sessions in one pass.
+    pub widest: usize,
 }
 
 /// One `forward` call: `tokens[done..]` still to run.
@@ -107,6 +119,11 @@ impl Batcher {
     /// The model whose sessions this batches.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// What this batcher has run so far.
+    pub fn stats(&self) -> BatchStats {
+        lock(&self.queue).stats
     }
 
     /// An id for a new execution context.
@@ -172,9 +189,16 @@ impl Batcher {
             drop(q);
             let outcomes = catch_unwind(AssertUnwindSafe(|| step(&mut batch, &mut jobs)))
                 .unwrap_or_else(|_| vec![Some(Err(BatchError::Panicked)); jobs.len()]);
+            // Jobs whose turn did not come (prompt budget spent) are `None` with nothing done;
+            // counted alike: a pass's width is the calls it was handed.
+            let ran = jobs.len() as u64;
+            tracing::trace!(sessions = ran, "batched forward step");
             q = lock(&self.queue);
             q.batch = batch;
             q.last = jobs.iter().map(|j| j.context).collect();
+            let stats = &mut q.stats;
+            (stats.steps, stats.session_steps) = (stats.steps + 1, stats.session_steps + ran);
+            stats.widest = stats.widest.max(ran as usize);
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 match outcome {
                     None => q.waiting.push_back(job),
@@ -354,6 +378,12 @@ mod tests {
         for (i, (b, a)) in batched.iter().zip(&alone).enumerate() {
             assert!(b == a, "session {i}: batched logits differ from alone");
         }
+        // Steps were shared: the 4 sessions' 52 calls took fewer passes than calls.
+        let stats = batcher.stats();
+        assert!(
+            stats.widest >= 2 && stats.steps < 52,
+            "no step ran several sessions: {stats:?}"
+        );
     }
 
     #[test]
