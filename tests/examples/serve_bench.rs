@@ -3,9 +3,11 @@
 //! 1. Streaming under load: 64-token greedy streamed chats, each client with its own question,
 //!    at 1, 8 and 32 concurrent clients, against `edge-llm serve --concurrency N` (native
 //!    backend, whose concurrent sessions decode in batches) and llama.cpp's `llama-server -np
-//!    N` (continuous batching; the binary in $LLAMA_SERVER) in the same run: aggregate tokens/s
+//!    N` (continuous batching; the binary in $LLAMA_SERVER, threads $LLAMA_SERVER_THREADS or
+//!    the cores) in the same run: aggregate tokens/s
 //!    (text events of all requests over the wall time of the run), p50/p95 request latency, p50
-//!    and p95 time to first token, and each server's peak RSS. Each row is a fresh server.
+//!    and p95 time to first token, and each server's peak RSS. Each row is a fresh server,
+//!    first warmed up by one request per client at once.
 //! 2. Requests: 16-token greedy chat completions at client concurrency 1 and 8, against `edge-llm
 //!    serve` and the stock `wasmtime serve` running the single-file component (a fresh instance
 //!    per request, the guest's own kernel).
@@ -80,11 +82,18 @@ fn percentile_ms(mut v: Vec<Duration>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
 }
 
-/// One streaming row: a warm-up request, then the load.
+/// One streaming row: one warm-up request per client, all at once (every instance or slot
+/// has then served once), then the load.
 fn stream_row(name: &str, server: &Server, clients: usize) -> f64 {
-    let warm = post_streamed(server.addr, "/v1/chat/completions", &story(0));
-    assert!(warm.complete, "{name}: warm-up failed: {}", server.log());
-    let per_client = if clients == 1 { 4 } else { 2 };
+    let (warm, _) = stream_load(server.addr, clients, 1);
+    let failed = warm.iter().filter(|r| !r.complete).count();
+    assert_eq!(failed, 0, "{name}: warm-up failed: {}", server.log());
+    // At least 4 requests a row, at least 2 per client below 32 clients.
+    let per_client = if clients >= 32 {
+        1
+    } else {
+        (4 / clients).max(2)
+    };
     let (results, wall) = stream_load(server.addr, clients, per_client);
     let failed = results
         .iter()
@@ -134,7 +143,13 @@ fn bench(name: &str, server: &Server) {
 fn main() {
     let model = default_model();
     let llama_server = std::env::var_os("LLAMA_SERVER").map(PathBuf::from);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // llama-server's threads (default: the cores). On a machine shared with other work its
+    // threads spin at each barrier against the other processes: there `-t 2` on 2 cores
+    // decoded 5-11 tokens/s and `-t 1` 124-153, so LLAMA_SERVER_THREADS may set it.
+    let llama_threads = std::env::var("LLAMA_SERVER_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!(
         "Streamed {STREAM_TOKENS}-token greedy chats, N clients at once, a fresh server per row:\n"
     );
@@ -154,11 +169,11 @@ fn main() {
         drop(server);
         let Some(bin) = &llama_server else { continue };
         let ctx = (clients * SLOT_CTX).to_string();
-        let threads = cores.to_string();
+        let threads = llama_threads.to_string();
         let args = ["-np", &n, "-c", &ctx, "-t", &threads, "--no-webui"];
         let server = Server::llama_server(bin, &model, &args);
         theirs.push(stream_row(
-            &format!("llama-server -np {n}"),
+            &format!("llama-server -np {n} -t {threads}"),
             &server,
             clients,
         ));
