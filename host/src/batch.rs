@@ -363,10 +363,14 @@ mod tests {
                         let s = session(model);
                         let id = batcher.context_id();
                         let call = Arc::new(CallState::new(Arc::new(Epochs::default())));
-                        barrier.wait();
+                        // Every round's calls are made at once, so steps can share them
+                        // however the threads are scheduled.
                         let out = calls
                             .iter()
-                            .map(|c| batcher.forward(id, &s, c.clone(), call.clone()).unwrap())
+                            .map(|c| {
+                                barrier.wait();
+                                batcher.forward(id, &s, c.clone(), call.clone()).unwrap()
+                            })
                             .collect();
                         batcher.forget(id);
                         out
@@ -378,12 +382,10 @@ mod tests {
         for (i, (b, a)) in batched.iter().zip(&alone).enumerate() {
             assert!(b == a, "session {i}: batched logits differ from alone");
         }
-        // Steps were shared: the 4 sessions' 52 calls took fewer passes than calls.
+        // Steps were shared (the 13 rounds' leaders wait up to 2 ms for the sessions of the
+        // step before).
         let stats = batcher.stats();
-        assert!(
-            stats.widest >= 2 && stats.steps < 52,
-            "no step ran several sessions: {stats:?}"
-        );
+        assert!(stats.widest >= 2, "no step ran several sessions: {stats:?}");
     }
 
     #[test]
