@@ -5,6 +5,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 guest_wasm := "target/wasm32-wasip2/release/edge_llm_guest.wasm"
 edge_llm := "target/release/edge-llm"
 default_model := "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Where `just llama-cpp-tools` builds llama.cpp's tools (another checkout's build may be named).
+llama_cpp_dir := env_var_or_default("EDGE_LLM_LLAMA_CPP_DIR", "build/llama.cpp")
 cli_front_wasm := "target/wasm32-wasip2/release/edge-llm-guest-cli.wasm"
 http_front_wasm := "target/wasm32-wasip2/release/edge_llm_guest_http.wasm"
 
@@ -248,9 +250,16 @@ _check-component WASM PATTERN:
     if grep -q 'import wasi:nn' <<<"$wit"; then echo "{{WASM}} imports wasi:nn" >&2; exit 1; fi
     grep -qF '{{PATTERN}}' <<<"$wit" || { echo "{{WASM}} lacks \`{{PATTERN}}\`" >&2; exit 1; }
 
-# p50/p95 latency, requests/s and peak RSS of `edge-llm serve` and `wasmtime serve`.
-bench-serve: model build compose-http
-    cargo run --release -p edge-llm-tests --example serve_bench
+# Streamed 64-token chats at 1, 8 and 32 concurrent clients: aggregate tokens/s, p50/p95
+# latency, time to first token and peak RSS of `edge-llm serve` beside llama.cpp's
+# `llama-server -np N`; then p50/p95 latency, requests/s and peak RSS of `edge-llm serve` and
+# `wasmtime serve` on 16-token chats. (EDGE_LLM_LLAMA_CPP_DIR names an existing llama.cpp build.)
+bench-serve: model build compose-http llama-cpp-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="{{llama_cpp_dir}}"
+    case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+    LLAMA_SERVER="$dir/cmake/bin/llama-server" cargo run --release -p edge-llm-tests --example serve_bench
 
 # The cost of constrained decoding: the JSON Schema suite (tests/clients/openai_schemas.py,
 # temperature 1) against `edge-llm serve` (native backend) and `wasmtime serve` (guest kernel);
@@ -319,7 +328,7 @@ bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model buil
     "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
     "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
     mkdir -p build/fidelity
-    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} build/llama.cpp/cmake/bin/llama-bench {{TYPES}} {{REPEAT}}
+    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} {{llama_cpp_dir}}/cmake/bin/llama-bench {{TYPES}} {{REPEAT}}
 
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
@@ -415,7 +424,7 @@ _llama-cpp-sdist:
 llama-cpp-tools: _llama-cpp-sdist
     #!/usr/bin/env bash
     set -euo pipefail
-    out=build/llama.cpp
+    out={{llama_cpp_dir}}
     tools=(llama-bench llama-server llama-perplexity)
     built() { for t in "${tools[@]}"; do test -x "$out/cmake/bin/$t" || return 1; done; }
     if built; then exit 0; fi

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -155,6 +155,112 @@ fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> bool {
     }
 }
 
+/// What a streamed (server-sent events) request saw, timed as the client sees it.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    /// Status code.
+    pub status: u16,
+    /// From sending the request to the first event with text.
+    pub first_text: Option<Duration>,
+    /// Events with text (one per token for the servers measured).
+    pub text_events: usize,
+    /// From sending the request to the end of the body.
+    pub total: Duration,
+    /// Whether the body ended with its last chunk and a `[DONE]` event.
+    pub complete: bool,
+}
+
+/// POSTs `value` (a request with `"stream": true`) and reads its events as they arrive.
+pub fn post_streamed(addr: SocketAddr, path: &str, value: &Value) -> Streamed {
+    let started = Instant::now();
+    let body = value.to_string();
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(600)))
+        .expect("read timeout");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()));
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        let l = line.to_ascii_lowercase();
+        chunked |= l.starts_with("transfer-encoding") && l.contains("chunked");
+    }
+    let (mut first_text, mut text_events, mut done) = (None, 0, false);
+    let mut pending = Vec::new();
+    let mut on_bytes = |bytes: &[u8], pending: &mut Vec<u8>| {
+        pending.extend_from_slice(bytes);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = pending.drain(..end + 2).collect();
+            let event = String::from_utf8_lossy(&event);
+            let Some(data) = event.trim().strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            let c = &v["choices"][0];
+            let text = c["delta"]["content"].as_str().or(c["text"].as_str());
+            if text.is_some_and(|t| !t.is_empty()) {
+                text_events += 1;
+                first_text.get_or_insert_with(|| started.elapsed());
+            }
+        }
+    };
+    let mut whole = !chunked;
+    if chunked {
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let Ok(size) = usize::from_str_radix(line.trim(), 16) else {
+                break;
+            };
+            if size == 0 {
+                whole = true;
+                break;
+            }
+            let mut chunk = vec![0; size];
+            if reader.read_exact(&mut chunk).is_err() {
+                break;
+            }
+            on_bytes(&chunk, &mut pending);
+            line.clear();
+            let _ = reader.read_line(&mut line);
+        }
+    } else {
+        let mut rest = Vec::new();
+        whole = reader.read_to_end(&mut rest).is_ok();
+        on_bytes(&rest, &mut pending);
+    }
+    Streamed {
+        status,
+        first_text,
+        text_events,
+        total: started.elapsed(),
+        complete: whole && done,
+    }
+}
+
 /// POSTs a JSON value.
 pub fn post_json(addr: SocketAddr, path: &str, value: &Value) -> Response {
     request(addr, "POST", path, value.to_string().as_bytes())
@@ -198,6 +304,31 @@ impl Server {
         Self::start(cmd, Some(addr), "Serving HTTP on")
     }
 
+    /// llama.cpp's `llama-server` (the binary `bin`) on a free port with `model` and EXTRA
+    /// arguments; waits until its `/health` answers 200 (it logs to stdout, dropped).
+    pub fn llama_server(bin: &Path, model: &Path, extra: &[&str]) -> Server {
+        let addr = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.arg("-m")
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+            .args(extra);
+        // No line to wait for: its `/health` says when it is ready.
+        let server = Self::start(cmd, Some(addr), "");
+        let until = Instant::now() + Duration::from_secs(180);
+        while !TcpStream::connect(addr)
+            .is_ok_and(|_| request(addr, "GET", "/health", b"").status == 200)
+        {
+            assert!(
+                Instant::now() < until,
+                "llama-server did not start: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
     fn start(mut cmd: Command, addr: Option<SocketAddr>, ready: &'static str) -> Server {
         let mut child = cmd
             .stdout(Stdio::null())
@@ -220,6 +351,10 @@ impl Server {
                 log.push('\n');
             }
         });
+        if ready.is_empty() {
+            let addr = addr.expect("an address when no ready line is awaited");
+            return Server { child, addr, log };
+        }
         let line = rx
             .recv_timeout(Duration::from_secs(180))
             .unwrap_or_else(|_| {

@@ -26,6 +26,7 @@ mod bindings {
     });
 }
 
+pub mod batch;
 pub mod cache;
 mod call;
 mod error;

@@ -7,12 +7,15 @@
 //!
 //! Each store gets its own backend, bound to the store's [`CallState`]: forward passes stop
 //! between layers when the store's call passes its deadline or is cancelled, and every failure
-//! is recorded there with its typed reason.
+//! is recorded there with its typed reason. The forward calls of every store's contexts of one
+//! model go through that model's [`Batcher`], which runs the ones ready together as one pass.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use edge_llm_kernel::{ForwardError, Model, Session, SessionOptions};
+
+use crate::batch::{BatchError, Batcher, SharedSession};
 use edge_llm_nn_contract as contract;
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
@@ -51,21 +54,23 @@ impl GgmlBackend {
         }
     }
 
-    /// Wraps an already loaded model as a graph of this backend.
-    pub fn graph(&self, model: Arc<Model>) -> Graph {
+    /// Wraps an already loaded model, with the batcher of its sessions, as a graph of this
+    /// backend.
+    pub fn graph(&self, batcher: Arc<Batcher>) -> Graph {
         let graph: Box<dyn BackendGraph> = Box::new(GgmlGraph {
-            model,
+            batcher,
             backend: self.clone(),
         });
         graph.into()
     }
 
-    /// The `load-by-name` registry of `models` (name → model) for this backend's store.
-    pub fn registry(&self, models: &HashMap<String, Arc<Model>>) -> Preloaded {
+    /// The `load-by-name` registry of `models` (name → the model's batcher, shared by every
+    /// store) for this backend's store.
+    pub fn registry(&self, models: &HashMap<String, Arc<Batcher>>) -> Preloaded {
         Preloaded(
             models
                 .iter()
-                .map(|(name, model)| (name.clone(), self.graph(model.clone())))
+                .map(|(name, batcher)| (name.clone(), self.graph(batcher.clone())))
                 .collect(),
         )
     }
@@ -86,7 +91,7 @@ impl BackendInner for GgmlBackend {
         };
         tracing::debug!(bytes = bytes.len(), "wasi-nn load of a ggml graph");
         let model = Model::load_packed(bytes.to_vec()).map_err(|e| backend_error(&self.call, e))?;
-        Ok(self.graph(Arc::new(model)))
+        Ok(self.graph(Arc::new(Batcher::new(Arc::new(model)))))
     }
 
     fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
@@ -95,28 +100,42 @@ impl BackendInner for GgmlBackend {
 }
 
 struct GgmlGraph {
-    model: Arc<Model>,
+    batcher: Arc<Batcher>,
     backend: GgmlBackend,
 }
 
 impl BackendGraph for GgmlGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let n_ctx = self.model.config().n_ctx_train;
+        let model = self.batcher.model();
+        let n_ctx = model.config().n_ctx_train;
         let options = SessionOptions {
             n_ctx,
             threads: self.backend.threads,
         };
         let call = self.backend.call.clone();
-        let session =
-            Session::new(self.model.clone(), options).map_err(|e| backend_error(&call, e))?;
-        let context: Box<dyn BackendExecutionContext> = Box::new(GgmlContext { session, call });
+        let session = Session::new(model.clone(), options).map_err(|e| backend_error(&call, e))?;
+        let context: Box<dyn BackendExecutionContext> = Box::new(GgmlContext {
+            session: Arc::new(Mutex::new(session)),
+            id: self.batcher.context_id(),
+            batcher: self.batcher.clone(),
+            call,
+        });
         Ok(context.into())
     }
 }
 
 struct GgmlContext {
-    session: Session,
+    session: SharedSession,
+    /// This context's id in its model's batcher.
+    id: u64,
+    batcher: Arc<Batcher>,
     call: Arc<CallState>,
+}
+
+impl Drop for GgmlContext {
+    fn drop(&mut self) {
+        self.batcher.forget(self.id);
+    }
 }
 
 /// The contract's view of a wasi-nn tensor.
@@ -152,38 +171,38 @@ fn wasi_tensor(t: contract::Tensor) -> Tensor {
 }
 
 impl GgmlContext {
-    fn logits(&mut self, tokens: &[u32], n_past: Option<usize>) -> Result<Tensor, BackendError> {
+    fn logits(&mut self, tokens: Vec<u32>, n_past: Option<usize>) -> Result<Tensor, BackendError> {
         if let Some(n_past) = n_past {
-            if n_past > self.session.len() {
+            let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+            if n_past > session.len() {
                 return Err(backend_error(
                     &self.call,
                     format!(
                         "n-past {n_past} is beyond the {} cached positions",
-                        self.session.len()
+                        session.len()
                     ),
                 ));
             }
-            self.session.truncate(n_past);
+            session.truncate(n_past);
         }
         tracing::trace!(tokens = tokens.len(), ?n_past, "native forward");
         let call = &*self.call;
-        let must_stop = || call.stop_reason().is_some();
         let logits = self
-            .session
-            .forward(tokens, &must_stop)
+            .batcher
+            .forward(self.id, &self.session, tokens, self.call.clone())
             .map_err(|e| match e {
-                ForwardError::Cancelled => {
+                BatchError::Forward(ForwardError::Cancelled) => {
                     let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
                     fail(call, reason)
                 }
                 other => backend_error(call, other),
             })?;
-        let logits = contract::encode_logits(logits).map_err(|e| backend_error(call, e))?;
+        let logits = contract::encode_logits(&logits).map_err(|e| backend_error(call, e))?;
         Ok(wasi_tensor(logits))
     }
 
     fn header(&self) -> Result<Tensor, BackendError> {
-        let model = self.session.model();
+        let model = self.batcher.model();
         let bytes = model.bytes();
         let header = contract::encode_header(model.gguf().header_prefix(bytes), bytes.len() as u64)
             .map_err(|e| backend_error(&self.call, e))?;
@@ -224,7 +243,7 @@ impl BackendExecutionContext for GgmlContext {
             },
             contract::Request::Forward { tokens, n_past } => NamedTensor {
                 name: contract::LOGITS.into(),
-                tensor: self.logits(&tokens, n_past)?,
+                tensor: self.logits(tokens, n_past)?,
             },
         };
         Ok(Some(vec![output]))

@@ -21,6 +21,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_nn::wit::WasiNnView;
 use wasmtime_wasi_nn::{Backend, Registry};
 
+use crate::batch::Batcher;
 use crate::cache::{self, CacheStatus};
 use crate::call::{CallState, Epochs};
 use crate::nn::{GgmlBackend, Preloaded};
@@ -128,7 +129,8 @@ pub struct Sandbox {
     /// Time spent creating the engine and loading or compiling the component.
     pub load_time: Duration,
     /// Models for `wasi:nn` `load-by-name`, by name.
-    preloaded: HashMap<String, Arc<Model>>,
+    /// Per name, the model's batcher (one per model, shared by every store).
+    preloaded: HashMap<String, Arc<Batcher>>,
     epochs: Arc<Epochs>,
     ticker: Arc<AtomicBool>,
 }
@@ -197,8 +199,9 @@ impl Sandbox {
 
     /// Registers a loaded model for `wasi:nn` `load-by-name` under each of `names`.
     pub fn register(&mut self, model: Arc<Model>, names: &[String]) {
+        let batcher = Arc::new(Batcher::new(model));
         for name in names {
-            self.preloaded.insert(name.clone(), model.clone());
+            self.preloaded.insert(name.clone(), batcher.clone());
         }
     }
 

@@ -17,6 +17,6 @@ pub mod simd;
 pub mod tiny;
 
 pub use model::{
-    perplexity, Config, ForwardError, Model, ModelBytes, ModelError, Perplexity, Session,
-    SessionOptions,
+    perplexity, Batch, Config, ForwardError, Model, ModelBytes, ModelError, Perplexity, Session,
+    SessionOptions, Step,
 };

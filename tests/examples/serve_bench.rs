@@ -1,16 +1,35 @@
-//! Latency and throughput of the two servers (`just bench-serve`): 16-token greedy chat
-//! completions, each with its own question, at client concurrency 1 and 8, against `edge-llm
-//! serve` (native backend, default settings) and the stock `wasmtime serve` running the
-//! single-file component (a fresh instance per request, the guest's own kernel). Prints a
-//! markdown table: p50/p95 latency, requests/s, and the server's peak RSS.
+//! Serving benchmarks (`just bench-serve`), two tables:
+//!
+//! 1. Streaming under load: 64-token greedy streamed chats, each client with its own question,
+//!    at 1, 8 and 32 concurrent clients, against `edge-llm serve --concurrency N` (native
+//!    backend, whose concurrent sessions decode in batches) and llama.cpp's `llama-server -np
+//!    N` (continuous batching; the binary in $LLAMA_SERVER, threads $LLAMA_SERVER_THREADS or
+//!    the cores) in the same run: aggregate tokens/s
+//!    (text events of all requests over the wall time of the run), p50/p95 request latency, p50
+//!    and p95 time to first token, and each server's peak RSS. Each row is a fresh server,
+//!    first warmed up by one request per client at once.
+//! 2. Requests: 16-token greedy chat completions at client concurrency 1 and 8, against `edge-llm
+//!    serve` and the stock `wasmtime serve` running the single-file component (a fresh instance
+//!    per request, the guest's own kernel).
 
-use edge_llm_tests::http::Server;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_llm_tests::http::{post_streamed, Server, Streamed};
 use edge_llm_tests::load::{self, memory_kib};
-use edge_llm_tests::{http_bundle_wasm, temp_dir};
+use edge_llm_tests::{default_model, http_bundle_wasm, temp_dir};
 use serde_json::{json, Value};
 
-/// Requests per client.
+/// Requests per client (16-token table).
 const PER_CLIENT: usize = 6;
+
+/// Tokens each streamed chat asks for.
+const STREAM_TOKENS: usize = 64;
+
+/// Context positions per slot given to llama-server (prompt + 64 tokens fit).
+const SLOT_CTX: usize = 512;
 
 fn question(n: usize) -> Value {
     json!({
@@ -18,6 +37,88 @@ fn question(n: usize) -> Value {
         "max_tokens": 16,
         "temperature": 0,
     })
+}
+
+/// A chat that runs to its token limit (a long answer asked for).
+fn story(n: usize) -> Value {
+    json!({
+        "messages": [{"role": "user", "content": format!("Write a long story about a town called Number {n}.")}],
+        "max_tokens": STREAM_TOKENS,
+        "temperature": 0,
+        "stream": true,
+    })
+}
+
+/// `clients` clients each streaming `per_client` chats one after another.
+fn stream_load(addr: SocketAddr, clients: usize, per_client: usize) -> (Vec<Streamed>, Duration) {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let results = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..per_client)
+                        .map(|_| {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            post_streamed(addr, "/v1/chat/completions", &story(i))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("client thread"))
+            .collect()
+    });
+    (results, started.elapsed())
+}
+
+fn percentile_ms(mut v: Vec<Duration>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+}
+
+/// One streaming row: one warm-up request per client, all at once (every instance or slot
+/// has then served once), then the load.
+fn stream_row(name: &str, server: &Server, clients: usize) -> f64 {
+    let (warm, _) = stream_load(server.addr, clients, 1);
+    let failed = warm.iter().filter(|r| !r.complete).count();
+    assert_eq!(failed, 0, "{name}: warm-up failed: {}", server.log());
+    // At least 4 requests a row, at least 2 per client below 32 clients.
+    let per_client = if clients >= 32 {
+        1
+    } else {
+        (4 / clients).max(2)
+    };
+    let (results, wall) = stream_load(server.addr, clients, per_client);
+    let failed = results
+        .iter()
+        .filter(|r| r.status != 200 || !r.complete)
+        .count();
+    assert_eq!(
+        failed,
+        0,
+        "{name}: {failed} requests failed: {}",
+        server.log()
+    );
+    let tokens: usize = results.iter().map(|r| r.text_events).sum();
+    let tok_s = tokens as f64 / wall.as_secs_f64();
+    let total: Vec<Duration> = results.iter().map(|r| r.total).collect();
+    let first: Vec<Duration> = results.iter().filter_map(|r| r.first_text).collect();
+    println!(
+        "| {name} | {clients} | {tok_s:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        tokens as f64 / results.len() as f64,
+        percentile_ms(total.clone(), 0.5),
+        percentile_ms(total, 0.95),
+        percentile_ms(first.clone(), 0.5),
+        percentile_ms(first, 0.95),
+        memory_kib(server.pid(), "VmHWM") / 1024,
+    );
+    tok_s
 }
 
 fn bench(name: &str, server: &Server) {
@@ -40,9 +141,62 @@ fn bench(name: &str, server: &Server) {
 }
 
 fn main() {
+    let model = default_model();
+    let llama_server = std::env::var_os("LLAMA_SERVER").map(PathBuf::from);
+    // llama-server's threads (default: the cores). On a machine shared with other work its
+    // threads spin at each barrier against the other processes: there `-t 2` on 2 cores
+    // decoded 5-11 tokens/s and `-t 1` 124-153, so LLAMA_SERVER_THREADS may set it.
+    let llama_threads = std::env::var("LLAMA_SERVER_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "Streamed {STREAM_TOKENS}-token greedy chats, N clients at once, a fresh server per row:\n"
+    );
+    println!("| server | clients | tokens/s (all) | tokens/request | p50 ms | p95 ms | first token p50 ms | first token p95 ms | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let cache = temp_dir("serve-bench");
+    for clients in [1, 8, 32] {
+        let n = clients.to_string();
+        let server = Server::edge_llm(&["--concurrency", &n], &cache);
+        ours.push(stream_row(
+            &format!("edge-llm serve --concurrency {n}"),
+            &server,
+            clients,
+        ));
+        drop(server);
+        let Some(bin) = &llama_server else { continue };
+        let ctx = (clients * SLOT_CTX).to_string();
+        let threads = llama_threads.to_string();
+        let args = ["-np", &n, "-c", &ctx, "-t", &threads, "--no-webui"];
+        let server = Server::llama_server(bin, &model, &args);
+        theirs.push(stream_row(
+            &format!("llama-server -np {n} -t {threads}"),
+            &server,
+            clients,
+        ));
+    }
+    println!();
+    println!("edge-llm, 8 streams against 1: {:.2}x", ours[1] / ours[0]);
+    if theirs.len() == ours.len() {
+        println!(
+            "edge-llm against llama-server at 8 streams: {:.2}x",
+            ours[1] / theirs[1]
+        );
+        println!(
+            "edge-llm against llama-server at 32 streams: {:.2}x",
+            ours[2] / theirs[2]
+        );
+    } else {
+        println!("(llama-server not measured: set LLAMA_SERVER to its binary)");
+    }
+
+    println!("\n16-token chat completions:\n");
     println!("| server | clients | p50 ms | p95 ms | requests/s | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
-    let native = Server::edge_llm(&[], &temp_dir("serve-bench"));
+    let native = Server::edge_llm(&[], &cache);
     bench("edge-llm serve (native)", &native);
     drop(native);
     let wasmtime = Server::wasmtime(&http_bundle_wasm(), &[]);

@@ -8,9 +8,14 @@
 //! residual; final norm and output projection (+ bias, soft-capping) for the tokens whose
 //! logits are wanted. Parts a family lacks are skipped; Llama runs exactly the steps it
 //! always did.
+//! The tokens of one pass may belong to several sessions ([`Batch`]): the matmuls stream the
+//! weights once for all of them, each token's RoPE angles and attention use its own session's
+//! positions and KV cache, and every per-token operation is the same as alone, so each
+//! session's logits are bit for bit its own.
 //! Every matmul streams the weights once per batch. Buffers grow only when a larger batch
 //! arrives, so steady-state decoding does not allocate (the KV cache grows in chunks).
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -61,6 +66,9 @@ pub enum ForwardError {
     /// The cancel callback returned true.
     #[error("cancelled")]
     Cancelled,
+    /// A [`Batch`] step's session is of another model than the first step's.
+    #[error("a batch runs the sessions of one model")]
+    OtherModel,
 }
 
 /// Scratch buffers sized for `cap` tokens per call.
@@ -311,23 +319,7 @@ impl Session {
         from: usize,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<&[f32], ForwardError> {
-        let c = self.model.config();
-        if tokens.is_empty() {
-            return Err(ForwardError::EmptyInput);
-        }
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= c.n_vocab) {
-            return Err(ForwardError::InvalidToken {
-                id,
-                n_vocab: c.n_vocab,
-            });
-        }
-        let needed = self.cache.len() + tokens.len();
-        if needed > self.n_ctx {
-            return Err(ForwardError::ContextOverflow {
-                needed,
-                n_ctx: self.n_ctx,
-            });
-        }
+        self.check(tokens)?;
         let from = from.min(tokens.len() - 1);
         let p0 = self.cache.len();
         let mut start = 0;
@@ -362,30 +354,217 @@ impl Session {
             team: &self.team,
             helper_items: &self.helper_items,
         };
-        let (cache, s, n_ctx) = (&mut self.cache, &mut self.s, self.n_ctx);
-        // The calling thread runs the pass and, with the helpers, the items of each region.
-        let result = (|| {
-            let mut st = Forward {
-                model: &model,
-                par,
-                n_ctx,
-                cache,
-                s,
-                tokens,
-                from,
-            };
-            st.prologue();
-            for l in 0..model.config().n_layer {
-                if cancel() {
-                    return Err(ForwardError::Cancelled);
-                }
-                st.layer(l);
-            }
-            st.epilogue();
-            Ok(())
-        })();
-        result
+        let mut segs = [Seg::new(&mut self.cache, self.n_ctx, tokens, from, cancel)];
+        run_pass(&model, par, &mut self.s, &mut segs)?;
+        match segs[0].cancelled {
+            true => Err(ForwardError::Cancelled),
+            false => Ok(()),
+        }
     }
+}
+
+/// One session's part of a [`Batch`] step.
+pub struct Step<'a> {
+    /// The session; its cache gains `tokens`.
+    pub session: &'a mut Session,
+    /// Tokens appended at positions `session.len()..`.
+    pub tokens: &'a [u32],
+    /// Logits are wanted for `tokens[from..]` (none when `from == tokens.len()`).
+    pub from: usize,
+    /// Checked before every layer: once it returns true, this session's step fails with
+    /// [`ForwardError::Cancelled`] and its cache stays as it was; the others go on.
+    pub cancel: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Scratch for forward passes over several sessions at once: one step of each runs as one
+/// pass whose matmuls stream every weight matrix once for all their tokens, while each
+/// session's attention reads its own KV cache at its own positions. A session's logits are
+/// bit for bit those it computes alone ([`Session::forward_from`]): every matmul row, every
+/// activation quantization and every attention item is computed per token, whatever else is
+/// in the pass.
+#[derive(Debug, Default)]
+pub struct Batch {
+    s: Scratch,
+}
+
+impl Batch {
+    /// An empty batch scratch (it grows to the largest step run).
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Runs one pass over every step's tokens (one pass: callers chunk long prompts, e.g. at
+    /// [`PREFILL_CHUNK`] tokens), on the first step's session's team of threads. Per step, in
+    /// order, the logits of `tokens[from..]` (`(len - from) * n_vocab`, row-major) or why
+    /// that step failed; a failed step leaves its session as it was.
+    pub fn forward<'b>(
+        &'b mut self,
+        steps: &mut [Step<'_>],
+    ) -> Vec<Result<&'b [f32], ForwardError>> {
+        let mut checked: Vec<Result<(), ForwardError>> = Vec::with_capacity(steps.len());
+        let Some(first) = steps.first() else {
+            return Vec::new();
+        };
+        let model = first.session.model.clone();
+        let (isa, team) = (first.session.isa, first.session.team.clone());
+        for st in steps.iter() {
+            let same_model = Arc::ptr_eq(&st.session.model, &model);
+            checked.push(match same_model {
+                true => st.session.check(st.tokens),
+                false => Err(ForwardError::OtherModel),
+            });
+        }
+        let helper_items = AtomicUsize::new(0);
+        let par = Par {
+            isa,
+            team: &team,
+            helper_items: &helper_items,
+        };
+        // Per step: the rows of its logits, or its error.
+        let mut outcome: Vec<Result<Range<usize>, ForwardError>> =
+            checked.iter().map(|ok| ok.clone().map(|()| 0..0)).collect();
+        let mut segs: Vec<Seg<'_>> = steps
+            .iter_mut()
+            .zip(&checked)
+            .filter(|(_, ok)| ok.is_ok())
+            .map(|(st, _)| {
+                let from = st.from.min(st.tokens.len());
+                Seg::new(
+                    &mut st.session.cache,
+                    st.session.n_ctx,
+                    st.tokens,
+                    from,
+                    st.cancel,
+                )
+            })
+            .collect();
+        if !segs.is_empty() {
+            let pass = run_pass(&model, par, &mut self.s, &mut segs);
+            let ran = outcome.iter_mut().filter(|o| o.is_ok());
+            for (o, seg) in ran.zip(&mut segs) {
+                *o = if pass.is_err() || seg.cancelled {
+                    seg.cache.truncate(seg.p0);
+                    Err(ForwardError::Cancelled)
+                } else {
+                    Ok(seg.out..seg.out + seg.tokens.len() - seg.from)
+                };
+            }
+        }
+        drop(segs);
+        if let Some(first) = steps.first() {
+            first
+                .session
+                .helper_items
+                .fetch_add(helper_items.into_inner(), Ordering::Relaxed);
+        }
+        let n_vocab = model.config().n_vocab;
+        let logits = &self.s.logits;
+        outcome
+            .into_iter()
+            .map(|o| o.map(|r| &logits[r.start * n_vocab..r.end * n_vocab]))
+            .collect()
+    }
+}
+
+impl Session {
+    /// Whether `tokens` can be appended: not empty, in the vocabulary, within the context.
+    fn check(&self, tokens: &[u32]) -> Result<(), ForwardError> {
+        let c = self.model.config();
+        if tokens.is_empty() {
+            return Err(ForwardError::EmptyInput);
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= c.n_vocab) {
+            return Err(ForwardError::InvalidToken {
+                id,
+                n_vocab: c.n_vocab,
+            });
+        }
+        let needed = self.cache.len() + tokens.len();
+        if needed > self.n_ctx {
+            return Err(ForwardError::ContextOverflow {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One session's rows in a forward pass.
+struct Seg<'c> {
+    cache: &'c mut KvCache,
+    n_ctx: usize,
+    tokens: &'c [u32],
+    /// Logits are wanted for `tokens[from..]`.
+    from: usize,
+    /// Positions cached before the pass.
+    p0: usize,
+    /// The first of its rows among the pass's tokens, and among its logits.
+    row: usize,
+    out: usize,
+    cancel: &'c (dyn Fn() -> bool + Sync),
+    /// Cancelled during the pass: its rows still run with the others' (they share the
+    /// matmuls), its cache is rolled back at the end.
+    cancelled: bool,
+}
+
+impl<'c> Seg<'c> {
+    fn new(
+        cache: &'c mut KvCache,
+        n_ctx: usize,
+        tokens: &'c [u32],
+        from: usize,
+        cancel: &'c (dyn Fn() -> bool + Sync),
+    ) -> Self {
+        let p0 = cache.len();
+        Seg {
+            cache,
+            n_ctx,
+            tokens,
+            from,
+            p0,
+            row: 0,
+            out: 0,
+            cancel,
+            cancelled: false,
+        }
+    }
+}
+
+/// One forward pass over the segments' tokens, appended to their caches, leaving the wanted
+/// logits in `s.logits` (each segment's at its `out` row). Checks every segment's `cancel`
+/// before each layer: `Err(Cancelled)` once all are cancelled (the caller rolls their caches
+/// back), else the cancelled ones are flagged.
+fn run_pass(
+    model: &Model,
+    par: Par<'_>,
+    s: &mut Scratch,
+    segs: &mut [Seg<'_>],
+) -> Result<(), ForwardError> {
+    let (mut row, mut out) = (0, 0);
+    for seg in segs.iter_mut() {
+        (seg.row, seg.out) = (row, out);
+        row += seg.tokens.len();
+        out += seg.tokens.len() - seg.from;
+    }
+    // The calling thread runs the pass and, with the helpers, the items of each region.
+    let mut st = Forward {
+        model,
+        par,
+        segs,
+        s,
+        n: row,
+        n_out: out,
+    };
+    st.prologue();
+    for l in 0..model.config().n_layer {
+        if st.all_cancelled() {
+            return Err(ForwardError::Cancelled);
+        }
+        st.layer(l);
+    }
+    st.epilogue();
+    Ok(())
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
@@ -507,19 +686,21 @@ struct AttnShape {
     group: usize,
     head_dim: usize,
     kv_dim: usize,
-    p0: usize,
     scale: f32,
     /// A query sees the keys of at most this many positions, its own last.
     window: usize,
 }
 
-/// Attention for items `first..first+out.len()/head_dim`, item = `t * n_head + h`.
+/// Attention of layer `l` for items `first..first+out.len()/head_dim`, item = `t * n_head +
+/// h` over the pass's rows: each row's query meets the keys and values of its own session's
+/// cache up to its own position.
+#[allow(clippy::too_many_arguments)]
 fn attend(
     sh: AttnShape,
+    segs: &[Seg<'_>],
+    l: usize,
     first: usize,
     q: &[f32],
-    keys: &[f32],
-    vals: &[f32],
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -528,8 +709,13 @@ fn attend(
     for (i, o) in out.chunks_exact_mut(hd).enumerate() {
         let item = first + i;
         let (t, h) = (item / sh.n_head, item % sh.n_head);
+        let seg = segs
+            .iter()
+            .rfind(|seg| seg.row <= t)
+            .expect("the first segment starts at row 0");
         let g = h / sh.group;
-        let n_pos = sh.p0 + t + 1;
+        let n_pos = seg.p0 + (t - seg.row) + 1;
+        let (keys, vals) = (seg.cache.keys(l, n_pos), seg.cache.values(l, n_pos));
         let start = n_pos.saturating_sub(sh.window);
         let qh = &q[t * nq + h * hd..][..hd];
         let sc = &mut scores[..n_pos - start];
@@ -565,17 +751,26 @@ fn add_bias(out: &mut [f32], bias: Option<&Vec<f32>>, n: usize) {
 }
 
 /// The state of one forward call.
-struct Forward<'a> {
+struct Forward<'a, 'c> {
     model: &'a Model,
     par: Par<'a>,
-    n_ctx: usize,
-    cache: &'a mut KvCache,
+    /// The sessions' rows, one after another.
+    segs: &'a mut [Seg<'c>],
     s: &'a mut Scratch,
-    tokens: &'a [u32],
-    from: usize,
+    /// Rows (tokens) of the pass, and of its logits.
+    n: usize,
+    n_out: usize,
 }
 
-impl Forward<'_> {
+impl Forward<'_, '_> {
+    /// Checks the segments' cancel callbacks; true once every one was cancelled.
+    fn all_cancelled(&mut self) -> bool {
+        for seg in self.segs.iter_mut().filter(|seg| !seg.cancelled) {
+            seg.cancelled = (seg.cancel)();
+        }
+        self.segs.iter().all(|seg| seg.cancelled)
+    }
+
     fn attn_shape(&self, l: usize) -> AttnShape {
         let c = self.model.config();
         let window = match &c.swa {
@@ -588,63 +783,69 @@ impl Forward<'_> {
             group: c.n_head / c.n_head_kv,
             head_dim: c.head_dim,
             kv_dim: c.kv_dim(),
-            p0: self.cache.len(),
             scale: c.attn_scale,
             window,
         }
     }
 
-    /// Sizes buffers, embeds the tokens, computes the RoPE angles.
+    /// Sizes buffers, embeds the tokens, computes the RoPE angles at each token's position.
     fn prologue(&mut self) {
         let (c, s) = (self.model.config(), &mut *self.s);
         let w = self.model.weights();
         let file = self.model.bytes();
-        let n = self.tokens.len();
         let e = c.n_embd;
-        let p0 = self.cache.len();
+        let n_ctx = self.segs.iter().map(|seg| seg.n_ctx).max().unwrap_or(1);
         s.ensure(
             self.model,
-            n,
-            n - self.from,
+            self.n,
+            self.n_out,
             self.par.team.threads(),
-            self.n_ctx,
+            n_ctx,
         );
-        self.cache.reserve(p0 + n);
-        for (t, &id) in self.tokens.iter().enumerate() {
-            let x = &mut s.x[t * e..(t + 1) * e];
-            w.token_embd.dequantize_row(file, id as usize, x);
-            if let Some(k) = c.embd_scale {
-                x.iter_mut().for_each(|v| *v *= k);
-            }
-            if let Some(pos) = &w.pos_embd {
-                let p = &mut s.tmp[..e];
-                pos.dequantize_row(file, p0 + t, p);
-                x.iter_mut().zip(p.iter()).for_each(|(v, &p)| *v += p);
+        for seg in self.segs.iter_mut() {
+            seg.cache.reserve(seg.p0 + seg.tokens.len());
+        }
+        for seg in self.segs.iter() {
+            for (i, &id) in seg.tokens.iter().enumerate() {
+                let t = seg.row + i;
+                let x = &mut s.x[t * e..(t + 1) * e];
+                w.token_embd.dequantize_row(file, id as usize, x);
+                if let Some(k) = c.embd_scale {
+                    x.iter_mut().for_each(|v| *v *= k);
+                }
+                if let Some(pos) = &w.pos_embd {
+                    let p = &mut s.tmp[..e];
+                    pos.dequantize_row(file, seg.p0 + i, p);
+                    x.iter_mut().zip(p.iter()).for_each(|(v, &p)| *v += p);
+                }
             }
         }
         let Some(rope) = &c.rope else { return };
         let h2 = rope.dim / 2;
         let theta_scale = |base: f32| libm::powf(base, -2.0 / rope.dim as f32);
-        let global = ops::RopeFreqs {
-            theta_scale: theta_scale(rope.base),
-            freq_scale: rope.freq_scale,
-            factors: w.rope_factors.for_context(self.n_ctx, rope.n_ctx_orig),
-            mscale: rope.attn_factor,
-        };
-        for t in 0..n {
-            let r = t * h2..(t + 1) * h2;
-            ops::rope_angles(p0 + t, global, &mut s.cos[r.clone()], &mut s.sin[r]);
-        }
-        // Sliding layers: their own base, never scaled (llama.cpp's `freq_scale_swa` is 1).
-        if let Some(swa) = &c.swa {
-            let local = ops::RopeFreqs {
-                theta_scale: theta_scale(swa.rope_base),
-                freq_scale: 1.0,
-                ..global
+        for seg in self.segs.iter() {
+            let global = ops::RopeFreqs {
+                theta_scale: theta_scale(rope.base),
+                freq_scale: rope.freq_scale,
+                factors: w.rope_factors.for_context(seg.n_ctx, rope.n_ctx_orig),
+                mscale: rope.attn_factor,
             };
-            for t in 0..n {
-                let r = t * h2..(t + 1) * h2;
-                ops::rope_angles(p0 + t, local, &mut s.cos_swa[r.clone()], &mut s.sin_swa[r]);
+            for i in 0..seg.tokens.len() {
+                let r = (seg.row + i) * h2..(seg.row + i + 1) * h2;
+                ops::rope_angles(seg.p0 + i, global, &mut s.cos[r.clone()], &mut s.sin[r]);
+            }
+            // Sliding layers: their own base, never scaled (llama.cpp's `freq_scale_swa` is 1).
+            if let Some(swa) = &c.swa {
+                let local = ops::RopeFreqs {
+                    theta_scale: theta_scale(swa.rope_base),
+                    freq_scale: 1.0,
+                    ..global
+                };
+                for i in 0..seg.tokens.len() {
+                    let r = (seg.row + i) * h2..(seg.row + i + 1) * h2;
+                    let (cos, sin) = (&mut s.cos_swa[r.clone()], &mut s.sin_swa[r]);
+                    ops::rope_angles(seg.p0 + i, local, cos, sin);
+                }
             }
         }
     }
@@ -661,10 +862,9 @@ impl Forward<'_> {
         let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
         let lw = &self.model.weights().layers[l];
         let file = self.model.bytes();
-        let n = self.tokens.len();
+        let n = self.n;
         let (e, kv, nq, hd) = (c.n_embd, c.kv_dim(), c.q_dim(), c.head_dim);
-        let p0 = sh.p0;
-        let n_ctx = self.n_ctx;
+        let n_ctx = self.segs.iter().map(|seg| seg.n_ctx).max().unwrap_or(1);
 
         norm_rows(par.isa, c, &lw.attn_norm, &s.x, &mut s.xn, n);
         let ms = [&lw.wq, &lw.wk, &lw.wv];
@@ -722,10 +922,12 @@ impl Forward<'_> {
         }
         // Queries meet the f16 cache in f16, as in llama.cpp's attention matmul.
         simd::round_f16(par.isa, &mut s.q[..n * nq]);
-        self.cache
-            .append(par.isa, l, &s.k[..n * kv], &s.v[..n * kv]);
-        let keys = self.cache.keys(l, p0 + n);
-        let vals = self.cache.values(l, p0 + n);
+        for seg in self.segs.iter_mut() {
+            let rows = seg.row * kv..(seg.row + seg.tokens.len()) * kv;
+            seg.cache.append(par.isa, l, &s.k[rows.clone()], &s.v[rows]);
+        }
+        let segs = &*self.segs;
+        let longest = segs.iter().map(|seg| seg.p0 + seg.tokens.len()).max();
         let items = n * c.n_head;
         let att = &mut s.att[..items * hd];
         // Split over the threads from a few positions on: in 2-thread decode, a threshold of
@@ -733,7 +935,7 @@ impl Forward<'_> {
         // 2^12, and 2^12 faster than 2^15 (parallel only past 57 positions): the other thread
         // is idle between the matmuls anyway.
         let threads = par.team.threads();
-        if threads > 1 && items >= 2 && items * (p0 + n) * hd >= MIN_PAR_ATTENTION {
+        if threads > 1 && items >= 2 && items * longest.unwrap_or(0) * hd >= MIN_PAR_ATTENTION {
             let per = items.div_ceil(threads);
             let mut shares: [Option<(&mut [f32], &mut [f32])>; MAX_THREADS] = [const { None }; _];
             let pairs = att.chunks_mut(per * hd).zip(s.scores.chunks_mut(n_ctx));
@@ -743,11 +945,11 @@ impl Forward<'_> {
             let q = &s.q;
             par.run_each(&mut shares[..threads], &|i, share| {
                 if let Some((o, sc)) = share {
-                    attend(sh, i * per, q, keys, vals, sc, o);
+                    attend(sh, segs, l, i * per, q, sc, o);
                 }
             });
         } else {
-            attend(sh, 0, &s.q, keys, vals, &mut s.scores, att);
+            attend(sh, segs, l, 0, &s.q, &mut s.scores, att);
         }
         let acts = activations(par.isa, &s.att, nq, n, &[&lw.wo], &mut s.act, &mut s.act_k);
         par.matmul(&lw.wo, file, acts, n, &mut s.mm);
@@ -769,7 +971,7 @@ impl Forward<'_> {
         let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
         let lw = &self.model.weights().layers[l];
         let file = self.model.bytes();
-        let n = self.tokens.len();
+        let n = self.n;
         let (e, f) = (c.n_embd, c.n_ff);
 
         norm_rows(par.isa, c, &lw.ffn_norm, &s.x, &mut s.xn, n);
@@ -814,24 +1016,29 @@ impl Forward<'_> {
         );
     }
 
-    /// Commits the cache, final norm and output projection of the wanted tokens.
+    /// Commits the caches, final norm and output projection of the wanted tokens.
     fn epilogue(&mut self) {
         let (c, s, par) = (self.model.config(), &mut *self.s, self.par);
         let w = self.model.weights();
         let file = self.model.bytes();
-        let n = self.tokens.len();
         let e = c.n_embd;
-        let from = self.from;
-        let n_out = n - from;
-        self.cache.commit(n);
-        norm_rows(
-            par.isa,
-            c,
-            &w.output_norm,
-            &s.x[from * e..],
-            &mut s.xn,
-            n_out,
-        );
+        let n_out = self.n_out;
+        for seg in self.segs.iter_mut() {
+            seg.cache.commit(seg.tokens.len());
+            let (first, wanted) = (seg.row + seg.from, seg.tokens.len() - seg.from);
+            let x = &s.x[first * e..(first + wanted) * e];
+            norm_rows(
+                par.isa,
+                c,
+                &w.output_norm,
+                x,
+                &mut s.xn[seg.out * e..],
+                wanted,
+            );
+        }
+        if n_out == 0 {
+            return;
+        }
         let ms = [&w.output];
         let acts = activations(par.isa, &s.xn, e, n_out, &ms, &mut s.act, &mut s.act_k);
         if n_out == 1 {

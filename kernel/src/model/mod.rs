@@ -16,7 +16,7 @@ use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::simd;
 
 pub use config::{Arch, Config, FfnAct, NormKind, Rope, RopeStyle, SlidingWindow};
-pub use forward::{ForwardError, Session, SessionOptions, PREFILL_CHUNK};
+pub use forward::{Batch, ForwardError, Session, SessionOptions, Step, PREFILL_CHUNK};
 pub use kv_cache::KvCache;
 pub use perplexity::{perplexity, Perplexity};
 pub use weights::{LayerWeights, Layout, Norm, QMatrix, RopeFactors, Weights};

@@ -1,0 +1,439 @@
+//! Batched forward passes across stores: the native backend's execution contexts of one model
+//! hand their `compute` calls to that model's [`Batcher`], which runs the steps that are ready
+//! at the same time as one kernel [`Batch`] pass, so the weights are streamed once per step for
+//! all of them instead of once per session.
+//!
+//! There is no scheduler thread: a caller queues its job and, if no step is running, becomes
+//! the leader. The leader gives the sessions of the previous step up to [`GATHER`] to queue
+//! their next one (a lone session never waits: it was the whole previous step), takes every
+//! queued job, runs one pass on the calling thread (with the kernel's team of helpers), files
+//! the results and steps down; every waiter then looks for its result, and one of those still
+//! queued leads the next step. So a step's results reach their callers as soon as it ends, and
+//! a new request joins the next step.
+//!
+//! A prompt is fed in chunks: one step takes every queued session's single decode token plus
+//! at most [`STEP_PROMPT_TOKENS`] prompt tokens in all, and a session whose prompt is not done
+//! queues again behind the others, so a long prompt never stalls their decoding for more than
+//! one chunk. Each session's cancellation and deadline ([`CallState`]) are checked before every
+//! layer of every step; a cancelled session fails alone and its cache is rolled back to where
+//! its call began.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use edge_llm_kernel::model::PREFILL_CHUNK;
+use edge_llm_kernel::{Batch, ForwardError, Model, Session, Step};
+
+use crate::call::CallState;
+
+/// How long a leader waits for the sessions of the previous step to queue their next one: a
+/// decoding session spends ~0.3-0.5 ms in its guest between two steps (sampling, streaming the
+/// token), longer when many guests share the cores.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Most prompt tokens of one step, besides one token per session.
+pub const STEP_PROMPT_TOKENS: usize = PREFILL_CHUNK;
+
+/// Why a batched forward call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The kernel refused or stopped the step.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// The pass that ran this call panicked (a bug); the session is in an unknown state.
+    #[error("the forward pass panicked")]
+    Panicked,
+}
+
+/// A session shared by its execution context and, while a call of it runs, the leader.
+pub type SharedSession = Arc<Mutex<Session>>;
+
+/// One model's queue of forward calls.
+pub struct Batcher {
+    model: Arc<Model>,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Calls waiting for their next step, in arrival order.
+    waiting: VecDeque<Job>,
+    /// Results of finished calls, by call id.
+    done: HashMap<u64, Result<Vec<f32>, BatchError>>,
+    /// A step is being gathered or run.
+    leading: bool,
+    next_id: u64,
+    /// The sessions (by context id) of the previous step.
+    last: Vec<u64>,
+    /// The pass's scratch, lent to each leader.
+    batch: Batch,
+    stats: BatchStats,
+}
+
+/// What a [`Batcher`] has run so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Passes run.
+    pub steps: u64,
+    /// Session steps in them (`session_steps / steps` sessions a pass on average).
+    pub session_steps: u64,
+    /// Most sessions in one pass.
+    pub widest: usize,
+}
+
+/// One `forward` call: `tokens[done..]` still to run.
+struct Job {
+    id: u64,
+    context: u64,
+    session: SharedSession,
+    tokens: Vec<u32>,
+    done: usize,
+    /// The session's length when the call began (restored on a failure).
+    p0: usize,
+    call: Arc<CallState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Batcher {
+    /// An empty queue for the sessions of `model`.
+    pub fn new(model: Arc<Model>) -> Self {
+        Self {
+            model,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The model whose sessions this batches.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// What this batcher has run so far.
+    pub fn stats(&self) -> BatchStats {
+        lock(&self.queue).stats
+    }
+
+    /// An id for a new execution context.
+    pub fn context_id(&self) -> u64 {
+        let mut q = lock(&self.queue);
+        q.next_id += 1;
+        q.next_id
+    }
+
+    /// Forgets a dropped context: no leader waits for it any more.
+    pub fn forget(&self, context: u64) {
+        lock(&self.queue).last.retain(|&c| c != context);
+    }
+
+    /// Appends `tokens` to `session` (of context `context`) in as many steps as its prompt
+    /// needs, batched with the other sessions' steps; returns the logits of the last token.
+    /// On an error the session is back at its length before the call.
+    pub fn forward(
+        &self,
+        context: u64,
+        session: &SharedSession,
+        tokens: Vec<u32>,
+        call: Arc<CallState>,
+    ) -> Result<Vec<f32>, BatchError> {
+        let p0 = {
+            let session = lock(session);
+            let needed = session.len() + tokens.len();
+            if tokens.is_empty() {
+                return Err(ForwardError::EmptyInput.into());
+            }
+            if needed > session.n_ctx() {
+                let n_ctx = session.n_ctx();
+                return Err(ForwardError::ContextOverflow { needed, n_ctx }.into());
+            }
+            session.len()
+        };
+        let mut q = lock(&self.queue);
+        q.next_id += 1;
+        let id = q.next_id;
+        q.waiting.push_back(Job {
+            id,
+            context,
+            session: session.clone(),
+            tokens,
+            done: 0,
+            p0,
+            call,
+        });
+        // A leader gathering a step may be waiting for this session.
+        self.changed.notify_all();
+        loop {
+            if let Some(result) = q.done.remove(&id) {
+                return result;
+            }
+            if q.leading {
+                q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            q.leading = true;
+            q = self.gather(q);
+            let mut jobs: Vec<Job> = q.waiting.drain(..).collect();
+            let mut batch = std::mem::take(&mut q.batch);
+            drop(q);
+            let outcomes = catch_unwind(AssertUnwindSafe(|| step(&mut batch, &mut jobs)))
+                .unwrap_or_else(|_| vec![Some(Err(BatchError::Panicked)); jobs.len()]);
+            // Jobs whose turn did not come (prompt budget spent) are `None` with nothing done;
+            // counted alike: a pass's width is the calls it was handed.
+            let ran = jobs.len() as u64;
+            tracing::trace!(sessions = ran, "batched forward step");
+            q = lock(&self.queue);
+            q.batch = batch;
+            q.last = jobs.iter().map(|j| j.context).collect();
+            let stats = &mut q.stats;
+            (stats.steps, stats.session_steps) = (stats.steps + 1, stats.session_steps + ran);
+            stats.widest = stats.widest.max(ran as usize);
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                match outcome {
+                    None => q.waiting.push_back(job),
+                    Some(result) => {
+                        if result.is_err() {
+                            lock(&job.session).truncate(job.p0);
+                        }
+                        q.done.insert(job.id, result);
+                    }
+                }
+            }
+            q.leading = false;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits (at most [`GATHER`]) until every session of the previous step still open has
+    /// queued its next call.
+    fn gather<'q>(&self, mut q: MutexGuard<'q, Queue>) -> MutexGuard<'q, Queue> {
+        let until = Instant::now() + GATHER;
+        loop {
+            let missing = q
+                .last
+                .iter()
+                .any(|c| !q.waiting.iter().any(|j| j.context == *c));
+            let now = Instant::now();
+            if !missing || now >= until {
+                return q;
+            }
+            q = self
+                .changed
+                .wait_timeout(q, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// Runs one step of `jobs`: each decoding session's token and prompt chunks up to
+/// [`STEP_PROMPT_TOKENS`] in all (a job whose turn does not come waits for the next step).
+/// Per job: `None` if it has tokens left, else its result.
+fn step(batch: &mut Batch, jobs: &mut [Job]) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
+    let mut budget = STEP_PROMPT_TOKENS + 1;
+    let takes: Vec<usize> = jobs
+        .iter()
+        .map(|j| {
+            let left = j.tokens.len() - j.done;
+            let take = if left <= 1 { left } else { left.min(budget) };
+            budget = budget.saturating_sub(take);
+            take
+        })
+        .collect();
+    let cancels: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            let call = j.call.clone();
+            move || call.stop_reason().is_some()
+        })
+        .collect();
+    let mut guards: Vec<MutexGuard<'_, Session>> = jobs
+        .iter()
+        .zip(&takes)
+        .filter(|(_, &take)| take > 0)
+        .map(|(j, _)| lock(&j.session))
+        .collect();
+    let ran = jobs.iter().zip(&takes).zip(&cancels);
+    let mut steps: Vec<Step<'_>> = guards
+        .iter_mut()
+        .zip(ran.filter(|((_, &take), _)| take > 0))
+        .map(|(session, ((job, &take), cancel))| {
+            let tokens = &job.tokens[job.done..job.done + take];
+            let last = job.done + take == job.tokens.len();
+            Step {
+                session,
+                tokens,
+                // Only a call's last token has logits wanted.
+                from: if last { take - 1 } else { take },
+                cancel,
+            }
+        })
+        .collect();
+    let results = batch.forward(&mut steps);
+    drop(steps);
+    drop(guards);
+    let mut results = results.into_iter();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, &take) in jobs.iter_mut().zip(&takes) {
+        if take == 0 {
+            outcomes.push(None);
+            continue;
+        }
+        let result = results.next().expect("one result per step");
+        job.done += take;
+        outcomes.push(match result {
+            Err(e) => Some(Err(BatchError::Forward(e))),
+            Ok(logits) if job.done == job.tokens.len() => Some(Ok(logits.to_vec())),
+            Ok(_) => None,
+        });
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use edge_llm_kernel::tiny::tiny_model_gguf;
+    use edge_llm_kernel::SessionOptions;
+
+    use super::*;
+    use crate::call::Epochs;
+
+    fn model() -> Arc<Model> {
+        Arc::new(Model::load(Arc::new(tiny_model_gguf(7))).expect("tiny model"))
+    }
+
+    fn session(model: &Arc<Model>) -> SharedSession {
+        let options = SessionOptions {
+            n_ctx: 256,
+            threads: 1,
+        };
+        Arc::new(Mutex::new(
+            Session::new(model.clone(), options).expect("session"),
+        ))
+    }
+
+    /// A call's prompt of `n` tokens and then `decode` more, one at a time: the logits of each.
+    fn script(seed: u32, n: usize, decode: usize) -> Vec<Vec<u32>> {
+        let tok = |i: usize| (seed as usize * 31 + i * 17) as u32 % 200 + 3;
+        let mut calls = vec![(0..n).map(tok).collect::<Vec<u32>>()];
+        calls.extend((n..n + decode).map(|i| vec![tok(i)]));
+        calls
+    }
+
+    #[test]
+    fn concurrent_calls_get_the_logits_of_each_session_alone() {
+        let model = model();
+        let batcher = Arc::new(Batcher::new(model.clone()));
+        // Prompts of more tokens in all than a step takes, and a lone token, then decoding.
+        let scripts: Vec<_> = [(1, 200), (2, 180), (3, 190), (4, 1)]
+            .iter()
+            .map(|&(seed, n)| script(seed, n, 12))
+            .collect();
+        let alone: Vec<Vec<Vec<f32>>> = scripts
+            .iter()
+            .map(|calls| {
+                let s = session(&model);
+                let mut s = s.lock().unwrap();
+                let calls = calls.iter();
+                calls
+                    .map(|c| s.forward(c, &|| false).unwrap().to_vec())
+                    .collect()
+            })
+            .collect();
+        let barrier = Barrier::new(scripts.len());
+        let batched: Vec<Vec<Vec<f32>>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = scripts
+                .iter()
+                .map(|calls| {
+                    let (batcher, barrier, model) = (&batcher, &barrier, &model);
+                    scope.spawn(move || {
+                        let s = session(model);
+                        let id = batcher.context_id();
+                        let call = Arc::new(CallState::new(Arc::new(Epochs::default())));
+                        // Every round's calls are made at once, so steps can share them
+                        // however the threads are scheduled.
+                        let out = calls
+                            .iter()
+                            .map(|c| {
+                                barrier.wait();
+                                batcher.forward(id, &s, c.clone(), call.clone()).unwrap()
+                            })
+                            .collect();
+                        batcher.forget(id);
+                        out
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (i, (b, a)) in batched.iter().zip(&alone).enumerate() {
+            assert!(b == a, "session {i}: batched logits differ from alone");
+        }
+        // Steps were shared (the 13 rounds' leaders wait up to 2 ms for the sessions of the
+        // step before).
+        let stats = batcher.stats();
+        assert!(stats.widest >= 2, "no step ran several sessions: {stats:?}");
+    }
+
+    #[test]
+    fn a_cancelled_call_fails_alone_and_leaves_its_session_as_it_was() {
+        let model = model();
+        let batcher = Batcher::new(model.clone());
+        let (a, b) = (session(&model), session(&model));
+        let epochs = Arc::new(Epochs::default());
+        let (call_a, call_b) = (
+            Arc::new(CallState::new(epochs.clone())),
+            Arc::new(CallState::new(epochs)),
+        );
+        let prompt: Vec<u32> = (3..40).collect();
+        batcher
+            .forward(1, &a, prompt.clone(), call_a.clone())
+            .unwrap();
+        call_a.cancel();
+        std::thread::scope(|scope| {
+            let cancelled = scope.spawn(|| batcher.forward(1, &a, vec![5, 6], call_a.clone()));
+            let other = batcher.forward(2, &b, prompt.clone(), call_b.clone());
+            assert_eq!(
+                cancelled.join().unwrap(),
+                Err(BatchError::Forward(ForwardError::Cancelled))
+            );
+            let alone = session(&model);
+            let want = alone
+                .lock()
+                .unwrap()
+                .forward(&prompt, &|| false)
+                .unwrap()
+                .to_vec();
+            assert!(other.unwrap() == want);
+        });
+        assert_eq!(a.lock().unwrap().len(), prompt.len());
+    }
+
+    #[test]
+    fn bad_calls_are_refused_before_queueing() {
+        let model = model();
+        let batcher = Batcher::new(model.clone());
+        let s = session(&model);
+        let call = Arc::new(CallState::new(Arc::default()));
+        let err = batcher.forward(1, &s, vec![], call.clone()).unwrap_err();
+        assert_eq!(err, BatchError::Forward(ForwardError::EmptyInput));
+        let err = batcher.forward(1, &s, vec![3; 300], call).unwrap_err();
+        assert!(matches!(
+            err,
+            BatchError::Forward(ForwardError::ContextOverflow { needed: 300, .. })
+        ));
+    }
+}
