@@ -30,6 +30,7 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
+mod signed_scales;
 
 use crate::gguf::GgmlType;
 

@@ -7,9 +7,9 @@
 //! i8), `d` (half float). The dot product with [`BlockQ8_K`] activations is
 //! `acc = acc + (d·da)·Σ_i sc_i·Σ (q − 32)·a`, the sum exact `i32`.
 
-use super::f16::{f16_le_to_f32, f32_to_f16_bits};
+use super::f16::f16_le_to_f32;
 use super::q8_k::BlockQ8_K;
-use super::QK_K;
+use super::{signed_scales, QK_K};
 
 /// One Q6_K block as laid out in GGUF.
 #[repr(C)]
@@ -72,14 +72,7 @@ pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
         .zip(out.chunks_exact_mut(QK_K))
     {
         let blk = BlockQ6K::read(b);
-        let d = f16_le_to_f32(blk.d);
-        let q = blk.values();
-        for (i, (oc, qc)) in o.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
-            let dl = d * f32::from(blk.scales[i]);
-            for (v, &qv) in oc.iter_mut().zip(qc) {
-                *v = dl * f32::from(qv);
-            }
-        }
+        signed_scales::dequantize(f16_le_to_f32(blk.d), &blk.scales, &blk.values(), o);
     }
 }
 
@@ -87,30 +80,7 @@ pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
 /// llama.cpp's search).
 pub fn quantize_row(x: &[f32], out: &mut Vec<u8>) {
     for c in x.chunks_exact(QK_K) {
-        let mut step = [0f32; 16];
-        for (s, cc) in step.iter_mut().zip(c.chunks_exact(16)) {
-            let max = cc
-                .iter()
-                .copied()
-                .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
-            *s = max / -32.0;
-        }
-        let dh = f32_to_f16_bits(step.iter().fold(0f32, |m, s| m.max(s.abs())) / 127.0);
-        let d = f16_le_to_f32(dh.to_le_bytes());
-        let mut sc = [0i8; 16];
-        let mut q = [0u8; QK_K];
-        for (i, cc) in c.chunks_exact(16).enumerate() {
-            sc[i] = if d > 0.0 {
-                (step[i] / d).round_ties_even().clamp(-127.0, 127.0) as i8
-            } else {
-                0
-            };
-            let dl = d * f32::from(sc[i]);
-            let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
-            for (l, &v) in cc.iter().enumerate() {
-                q[16 * i + l] = ((v * id).round_ties_even().clamp(-32.0, 31.0) + 32.0) as u8;
-            }
-        }
+        let (dh, sc, q) = signed_scales::quantize(c, 32.0, -127.0, 127.0);
         let mut ql = [0u8; 128];
         let mut qh = [0u8; 64];
         for h in 0..2 {
