@@ -372,26 +372,31 @@ fn f32_dot_simd_equals_scalar_bit_for_bit() {
 fn attention_kernels_simd_equal_scalar_bit_for_bit() {
     let mut rng = SplitMix64::new(8);
     let mut checked = 0;
-    for n in (0..=72).chain([128, 192]) {
+    for n in (0..=72).chain([128, 192, 256]) {
         for n_rows in [0usize, 1, 3, 17, 100] {
             let stride = n + rng.below(5) as usize;
             let w: Vec<f32> = (0..n_rows).map(|_| rng.uniform(0.0, 1.0)).collect();
             let len = (n_rows.max(1) - 1) * stride + n;
-            let mut rows: Vec<f32> = (0..len).map(|_| rng.uniform(-2.0, 2.0)).collect();
-            if n_rows == 17 && n > 0 {
-                (rows[0], rows[len - 1]) = (f32::INFINITY, -0.0);
+            // Half floats of every kind: ordinary values, then (in one shape) infinity,
+            // negative zero, a NaN and subnormals, which the SIMD widening takes a longer
+            // path for.
+            let mut rows: Vec<u16> = (0..len)
+                .map(|_| f16::f32_to_f16_bits(rng.uniform(-2.0, 2.0)))
+                .collect();
+            if n_rows == 17 && n > 3 {
+                (rows[0], rows[1], rows[2], rows[len - 1]) = (0x7c00, 0x7e01, 0x0003, 0x8000);
             }
             let q: Vec<f32> = (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect();
             let want_dots: Vec<f32> = (0..n_rows)
-                .map(|j| quant::f32::dot_ref(&q, &rows[j * stride..][..n]))
+                .map(|j| quant::f32::dot_f16_ref(&q, &rows[j * stride..][..n]))
                 .collect();
             let mut want = vec![f32::NAN; n];
-            quant::f32::weighted_sum_ref(&w, &rows, stride, &mut want);
+            quant::f32::weighted_sum_f16_ref(&w, &rows, stride, &mut want);
             for isa in Isa::available() {
                 let mut got = vec![f32::NAN; n];
-                simd::weighted_sum_f32(isa, &w, &rows, stride, &mut got);
+                simd::weighted_sum_f16(isa, &w, &rows, stride, &mut got);
                 let mut dots = vec![f32::NAN; n_rows];
-                simd::dots_f32(isa, &q, &rows, stride, &mut dots);
+                simd::dots_f16(isa, &q, &rows, stride, &mut dots);
                 for (j, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
                     assert!(
                         g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
@@ -409,6 +414,34 @@ fn attention_kernels_simd_equal_scalar_bit_for_bit() {
         }
     }
     assert!(checked > 0);
+}
+
+/// The attention kernels' f16 widening equals the reference's on every half float: each
+/// pattern as a value row (weight 1) and inside key rows (stride 1, so each pattern meets
+/// every query lane).
+#[test]
+fn attention_kernels_equal_scalar_on_every_half_float() {
+    let mut rng = SplitMix64::new(10);
+    let rows: Vec<u16> = (0..=u16::MAX).collect();
+    let q: Vec<f32> = (0..16).map(|_| rng.uniform(-2.0, 2.0)).collect();
+    let mut want = vec![0f32; rows.len()];
+    quant::f32::weighted_sum_f16_ref(&[1.0], &rows, rows.len(), &mut want);
+    let want_dots: Vec<f32> = (0..rows.len() - q.len())
+        .map(|j| quant::f32::dot_f16_ref(&q, &rows[j..]))
+        .collect();
+    let same = |g: &f32, e: &f32| g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan());
+    for isa in Isa::available() {
+        let mut got = vec![f32::NAN; rows.len()];
+        simd::weighted_sum_f16(isa, &[1.0], &rows, rows.len(), &mut got);
+        let mut dots = vec![f32::NAN; want_dots.len()];
+        simd::dots_f16(isa, &q, &rows, 1, &mut dots);
+        for (h, (g, e)) in got.iter().zip(&want).enumerate() {
+            assert!(same(g, e), "{isa:?} weighted sum of {h:#06x}: {g} vs {e}");
+        }
+        for (j, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
+            assert!(same(g, e), "{isa:?} dot at {j:#06x}: {g} vs {e}");
+        }
+    }
 }
 
 #[test]
@@ -445,7 +478,12 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
         let m = n.min(gate.len());
         let mut want_g = gate[..m].to_vec();
         edge_llm_kernel::activation::swiglu(&mut want_g, &up[..m]);
+        let mut want_h = vec![0u16; n];
+        f16::narrow_slice(&x[..n], &mut want_h);
         for isa in Isa::available() {
+            let mut got_h = vec![0u16; n];
+            simd::narrow_f16(isa, &x[..n], &mut got_h);
+            assert_eq!(got_h, want_h, "{isa:?} narrow_f16 of {n}");
             let mut got = x[..n].to_vec();
             simd::round_f16(isa, &mut got);
             for (i, (g, e)) in got.iter().zip(&want).enumerate() {

@@ -720,13 +720,13 @@ fn attend(
         let qh = &q[t * nq + h * hd..][..hd];
         let sc = &mut scores[..n_pos - start];
         let first_key = start * sh.kv_dim + g * hd;
-        simd::dots_f32(sh.isa, qh, &keys[first_key..], sh.kv_dim, sc);
+        simd::dots_f16(sh.isa, qh, &keys[first_key..], sh.kv_dim, sc);
         for s in sc.iter_mut() {
             *s *= sh.scale;
         }
         ops::softmax(sc);
         simd::round_f16(sh.isa, sc);
-        simd::weighted_sum_f32(sh.isa, sc, &vals[first_key..], sh.kv_dim, o);
+        simd::weighted_sum_f16(sh.isa, sc, &vals[first_key..], sh.kv_dim, o);
     }
 }
 

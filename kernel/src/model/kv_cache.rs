@@ -1,8 +1,9 @@
-//! The key/value cache: per layer, `f32` keys and values for each position, grown in chunks
-//! as positions are appended (never beyond `n_ctx`).
+//! The key/value cache: per layer, keys and values for each position as half floats (as
+//! llama.cpp's default f16 cache holds them: 2 bytes a value), grown in chunks as positions
+//! are appended (never beyond `n_ctx`).
 //!
-//! Values are rounded to half precision on entry (as llama.cpp's default f16 cache does) but
-//! kept as `f32`, so attention reads them without conversion.
+//! Values are rounded to the nearest half float on entry; attention widens them exactly as it
+//! reads them (`simd::dots_f16`, `simd::weighted_sum_f16`).
 
 use crate::simd::{self, Isa};
 
@@ -12,10 +13,10 @@ const CHUNK: usize = 256;
 /// Keys and values of every layer for positions `0..len`.
 #[derive(Debug)]
 pub struct KvCache {
-    /// Per layer, `[len][kv_dim]` keys.
-    k: Vec<Vec<f32>>,
-    /// Per layer, `[len][kv_dim]` values.
-    v: Vec<Vec<f32>>,
+    /// Per layer, `[len][kv_dim]` keys (half-float bits).
+    k: Vec<Vec<u16>>,
+    /// Per layer, `[len][kv_dim]` values (half-float bits).
+    v: Vec<Vec<u16>>,
     kv_dim: usize,
     n_ctx: usize,
     len: usize,
@@ -63,9 +64,8 @@ impl KvCache {
     pub fn append(&mut self, isa: Isa, l: usize, k: &[f32], v: &[f32]) {
         let base = self.len * self.kv_dim;
         for (buf, new) in [(&mut self.k[l], k), (&mut self.v[l], v)] {
-            buf.truncate(base);
-            buf.extend_from_slice(new);
-            simd::round_f16(isa, &mut buf[base..]);
+            buf.resize(base + new.len(), 0);
+            simd::narrow_f16(isa, new, &mut buf[base..]);
         }
     }
 
@@ -74,13 +74,13 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Keys of layer `l` for positions `0..n` (`[n][kv_dim]`).
-    pub fn keys(&self, l: usize, n: usize) -> &[f32] {
+    /// Keys of layer `l` for positions `0..n` (`[n][kv_dim]` half-float bits).
+    pub fn keys(&self, l: usize, n: usize) -> &[u16] {
         &self.k[l][..n * self.kv_dim]
     }
 
-    /// Values of layer `l` for positions `0..n` (`[n][kv_dim]`).
-    pub fn values(&self, l: usize, n: usize) -> &[f32] {
+    /// Values of layer `l` for positions `0..n` (`[n][kv_dim]` half-float bits).
+    pub fn values(&self, l: usize, n: usize) -> &[u16] {
         &self.v[l][..n * self.kv_dim]
     }
 

@@ -26,6 +26,14 @@ pub fn round_slice(x: &mut [f32]) {
     }
 }
 
+/// Rounds every element of `x` to the nearest half float (ties to even) into `out`'s bits: the
+/// reference of [`crate::simd::narrow_f16`].
+pub fn narrow_slice(x: &[f32], out: &mut [u16]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f32_to_f16_bits(v);
+    }
+}
+
 /// Dequantizes a row of little-endian half floats.
 pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
     for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {

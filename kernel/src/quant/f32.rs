@@ -1,10 +1,12 @@
 //! Plain `f32` rows, the deterministic 8-partial-sum dot product and the row-ordered weighted
-//! sum of rows (attention's scores and values).
+//! sum of rows (attention's scores and values), over `f32` rows or rows of half floats.
 //!
 //! Partial `j` sums the products of elements `j, j+8, j+16, ...` in order; the partials are
 //! then combined in the fixed tree `((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7))`, and a tail of fewer
 //! than 8 elements is added sequentially at the end. The AVX2 (one 8-lane register) and
 //! simd128 (two 4-lane registers) variants in `crate::simd` compute exactly this.
+
+use super::f16::f16_bits_to_f32;
 
 /// Reads a row of little-endian `f32` without relying on alignment.
 pub fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
@@ -21,17 +23,29 @@ pub fn reduce8(p: [f32; 8]) -> f32 {
 
 /// Scalar reference dot product with 8 partial sums.
 pub fn dot_ref(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
+    dot_by(a, b.len(), |i| b[i])
+}
+
+/// [`dot_ref`] of `a` with a row of half floats (`b`'s bits), each widened exactly: the
+/// reference of attention's scores over the f16 key cache.
+pub fn dot_f16_ref(a: &[f32], b: &[u16]) -> f32 {
+    dot_by(a, b.len(), |i| f16_bits_to_f32(b[i]))
+}
+
+/// [`dot_ref`]'s order over `a` and the `b_len` elements `b(i)`.
+#[inline(always)]
+fn dot_by(a: &[f32], b_len: usize, b: impl Fn(usize) -> f32) -> f32 {
+    let n = a.len().min(b_len);
     let n8 = n - n % 8;
     let mut p = [0f32; 8];
-    for (ca, cb) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+    for (c, ca) in a[..n8].chunks_exact(8).enumerate() {
         for j in 0..8 {
-            p[j] += ca[j] * cb[j];
+            p[j] += ca[j] * b(8 * c + j);
         }
     }
     let mut s = reduce8(p);
-    for i in n8..n {
-        s += a[i] * b[i];
+    for (i, &x) in a.iter().enumerate().take(n).skip(n8) {
+        s += x * b(i);
     }
     s
 }
@@ -41,15 +55,16 @@ pub fn sum_squares_ref(a: &[f32]) -> f32 {
     dot_ref(a, a)
 }
 
-/// Scalar reference weighted sum of rows: `out[d] = Σ_j w[j] · rows[j · stride + d]` for
-/// `d < out.len()`, each element accumulated from 0 in row order (multiply, then add). The
+/// Scalar reference weighted sum of rows of half floats (bits, each widened exactly):
+/// `out[d] = Σ_j w[j] · rows[j · stride + d]` for `d < out.len()`, each element accumulated
+/// from 0 in row order (multiply, then add); attention's sum over the f16 value cache. The
 /// SIMD variants keep blocks of `out` in registers across the rows, which changes no bit.
-pub fn weighted_sum_ref(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub fn weighted_sum_f16_ref(w: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
     out.fill(0.0);
     for (j, &a) in w.iter().enumerate() {
         let r = &rows[j * stride..][..out.len()];
         for (o, &v) in out.iter_mut().zip(r) {
-            *o += a * v;
+            *o += a * f16_bits_to_f32(v);
         }
     }
 }

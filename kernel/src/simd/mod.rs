@@ -473,30 +473,49 @@ pub fn round_f16(isa: Isa, x: &mut [f32]) {
     }
 }
 
-/// `out[j] = dot_f32(q, rows[j · stride..][..q.len()])` for every `j < out.len()` (attention's
-/// scores), bit for bit [`dot_f32`]. `rows` must hold `(out.len() - 1) · stride + q.len()`
-/// elements when `out` is not empty.
+/// Rounds every element of `x` to the nearest half float (ties to even) into `out`'s bits,
+/// bit for bit [`crate::quant::f16::narrow_slice`] in every variant (F16C on AVX2): how keys
+/// and values enter the cache.
 #[inline]
-pub fn dots_f32(isa: Isa, q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    if isa == Isa::Avx2 && x86::dots_f32(q, rows, stride, out) {
-        return;
-    }
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = dot_f32(isa, q, &rows[j * stride..][..q.len()]);
+pub fn narrow_f16(isa: Isa, x: &[f32], out: &mut [u16]) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::narrow_f16(x, out),
+        _ => crate::quant::f16::narrow_slice(x, out),
     }
 }
 
-/// `out[d] = Σ_j w[j] · rows[j · stride + d]`, bit for bit
-/// [`crate::quant::f32::weighted_sum_ref`] in every variant (attention's sum of values).
-/// `rows` must hold `(w.len() - 1) · stride + out.len()` elements when `w` is not empty.
+/// `out[j] = q · rows[j · stride..][..q.len()]` for every `j < out.len()` over rows of half
+/// floats (attention's scores over the f16 key cache), bit for bit
+/// [`crate::quant::f32::dot_f16_ref`]. `rows` must hold `(out.len() - 1) · stride + q.len()`
+/// elements when `out` is not empty.
 #[inline]
-pub fn weighted_sum_f32(isa: Isa, w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub fn dots_f16(isa: Isa, q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if isa == Isa::Avx2 && x86::dots_f16(q, rows, stride, out) {
+        return;
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        let r = &rows[j * stride..][..q.len()];
+        *o = match isa {
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => wasm::dot_f16(q, r),
+            _ => crate::quant::f32::dot_f16_ref(q, r),
+        };
+    }
+}
+
+/// `out[d] = Σ_j w[j] · rows[j · stride + d]` over rows of half floats, bit for bit
+/// [`crate::quant::f32::weighted_sum_f16_ref`] in every variant (attention's sum over the f16
+/// value cache). `rows` must hold `(w.len() - 1) · stride + out.len()` elements when `w` is
+/// not empty.
+#[inline]
+pub fn weighted_sum_f16(isa: Isa, w: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
     match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 if x86::has_avx2() => x86::weighted_sum_f32(w, rows, stride, out),
+        Isa::Avx2 if x86::has_avx2() => x86::weighted_sum_f16(w, rows, stride, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm::weighted_sum_f32(w, rows, stride, out),
-        _ => crate::quant::f32::weighted_sum_ref(w, rows, stride, out),
+        Isa::Simd128 => wasm::weighted_sum_f16(w, rows, stride, out),
+        _ => crate::quant::f32::weighted_sum_f16_ref(w, rows, stride, out),
     }
 }

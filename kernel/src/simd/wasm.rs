@@ -294,35 +294,88 @@ pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// `quant::f32::weighted_sum_ref` with blocks of 32 outputs in 8 registers across all rows
-/// (multiply, then add, in row order); outputs past the last multiple of 4 by the reference.
-pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    let n = out.len();
-    let n4 = n - n % 4;
-    if n4 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
-        return crate::quant::f32::weighted_sum_ref(w, rows, stride, out);
+/// Eight half floats at `h` (8 readable `u16`) widened exactly to two `f32x4`.
+///
+/// Each half, sign-extended to 32 bits and shifted left by 13, has its exponent and mantissa
+/// in an `f32`'s places and its sign in bit 31 (the sign's copies in bits 28-30 are masked
+/// off); times 2^112 that is its value, for zeros, normal and subnormal halves alike (a
+/// subnormal `f32` operand is exact, only slower on some hosts). Infinities and NaNs take
+/// [`f16x4_to_f32`].
+#[inline(always)]
+fn widen_f16x8(h: &[u16]) -> (v128, v128) {
+    // SAFETY: `h` holds at least 8 elements (16 bytes); the load is unaligned.
+    let h = unsafe { v128_load(h[..8].as_ptr() as *const v128) };
+    let exp = u16x8_splat(0x7c00);
+    if v128_any_true(i16x8_eq(v128_and(h, exp), exp)) {
+        return (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        );
     }
-    for c0 in (0..n4).step_by(32) {
-        let c1 = (c0 + 32).min(n4);
-        let k = (c1 - c0) / 4;
+    let k = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
+    let mask = u32x4_splat(0x8fff_e000);
+    let widen = |x: v128| f32x4_mul(v128_and(i32x4_shl(x, 13), mask), k);
+    (
+        widen(i32x4_extend_low_i16x8(h)),
+        widen(i32x4_extend_high_i16x8(h)),
+    )
+}
+
+/// `quant::f32::dot_f16_ref`: [`dot_f32`]'s registers and order over `b` widened exactly.
+pub(super) fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let n8 = n - n % 8;
+    let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+        // SAFETY: each chunk of `a` holds 8 `f32`; loads are unaligned.
+        let (x0, x1) = unsafe {
+            let px = x.as_ptr() as *const v128;
+            (v128_load(px), v128_load(px.add(1)))
+        };
+        let (y0, y1) = widen_f16x8(y);
+        lo = f32x4_add(lo, f32x4_mul(x0, y0));
+        hi = f32x4_add(hi, f32x4_mul(x1, y1));
+    }
+    // s = [p0+p4, p1+p5, p2+p6, p3+p7]; then (s0+s2) + (s1+s3).
+    let s = f32x4_add(lo, hi);
+    let t = f32x4_add(s, i32x4_shuffle::<2, 3, 2, 3>(s, s));
+    let mut sum = f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t);
+    for i in n8..n {
+        sum += a[i] * crate::quant::f16::f16_bits_to_f32(b[i]);
+    }
+    sum
+}
+
+/// `quant::f32::weighted_sum_f16_ref` with blocks of 32 outputs in 8 registers across all
+/// rows (multiply, then add, in row order); outputs past the last multiple of 8 by the
+/// reference.
+pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
+    let n = out.len();
+    let n8 = n - n % 8;
+    if n8 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
+        return crate::quant::f32::weighted_sum_f16_ref(w, rows, stride, out);
+    }
+    for c0 in (0..n8).step_by(32) {
+        let c1 = (c0 + 32).min(n8);
+        let k = (c1 - c0) / 8;
         let mut acc = [f32x4_splat(0.0); 8];
         for (j, &a) in w.iter().enumerate() {
             let r = &rows[j * stride + c0..][..c1 - c0];
             let a = f32x4_splat(a);
-            for (i, acc) in acc.iter_mut().enumerate().take(k) {
-                // SAFETY: `r` holds 4 · k elements; the load is unaligned.
-                let v = unsafe { v128_load(r.as_ptr().add(4 * i) as *const v128) };
-                *acc = f32x4_add(*acc, f32x4_mul(a, v));
+            for (i, acc) in acc.chunks_exact_mut(2).enumerate().take(k) {
+                let (v0, v1) = widen_f16x8(&r[8 * i..]);
+                acc[0] = f32x4_add(acc[0], f32x4_mul(a, v0));
+                acc[1] = f32x4_add(acc[1], f32x4_mul(a, v1));
             }
         }
-        for (i, acc) in acc.iter().enumerate().take(k) {
+        for (i, acc) in acc.iter().enumerate().take(2 * k) {
             let o = &mut out[c0 + 4 * i..c0 + 4 * i + 4];
             // SAFETY: `o` holds 4 elements; the store is unaligned.
             unsafe { v128_store(o.as_mut_ptr() as *mut v128, *acc) };
         }
     }
-    if n4 < n {
-        crate::quant::f32::weighted_sum_ref(w, &rows[n4..], stride, &mut out[n4..]);
+    if n8 < n {
+        crate::quant::f32::weighted_sum_f16_ref(w, &rows[n8..], stride, &mut out[n8..]);
     }
 }
 

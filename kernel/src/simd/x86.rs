@@ -180,6 +180,15 @@ unsafe fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
             let y = _mm256_loadu_ps(b.as_ptr().add(i));
             acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
         }
+        reduce8_ps(acc)
+    }
+}
+
+/// `quant::f32::reduce8` of the 8 lanes of `acc`.
+#[inline(always)]
+unsafe fn reduce8_ps(acc: __m256) -> f32 {
+    // SAFETY: register-only AVX operations; the caller has AVX2.
+    unsafe {
         // s = [p0+p4, p1+p5, p2+p6, p3+p7]; t = [s0+s2, s1+s3, ..]; t0 + t1.
         let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
         let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -190,58 +199,83 @@ unsafe fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
 /// Positions ahead whose rows the attention kernels prefetch.
 const PF_POS: usize = 4;
 
-/// `simd::dots_f32` on AVX2, each row's dot as [`dot_f32`] computes it, with the row
-/// [`PF_POS`] positions ahead prefetched. Returns false (and writes nothing) without AVX2 or
-/// when `rows` is too short.
-pub(super) fn dots_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) -> bool {
+/// `simd::dots_f16` on AVX2 and F16C: each row's dot as [`dot_f32`] computes it on the row
+/// widened exactly (8 halves at a time by `vcvtph2ps`), with the row [`PF_POS`] positions
+/// ahead prefetched. Returns false (and writes nothing) without AVX2 or when `rows` is too
+/// short.
+pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) -> bool {
     let n = q.len();
     if !has_avx2() || out.is_empty() || rows.len() < (out.len() - 1) * stride + n {
         return false;
     }
+    let n8 = n - n % 8;
     for (j, o) in out.iter_mut().enumerate() {
         let r = &rows[j * stride..][..n];
-        // SAFETY: AVX2 detected above; prefetch addresses need not be valid.
-        *o = unsafe {
-            prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 4 * n);
-            dot_avx2(q, r)
+        // SAFETY: AVX2 and F16C detected above; `q` and `r` hold `n8` elements, a multiple of
+        // 8; prefetch addresses need not be valid.
+        let mut sum = unsafe {
+            prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 2 * n);
+            dot_f16_lanes(&q[..n8], r.as_ptr())
         };
+        for i in n8..n {
+            sum += q[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
+        }
+        *o = sum;
     }
     true
 }
 
-/// `quant::f32::weighted_sum_ref` with blocks of 64 outputs in 8 registers across all rows
-/// (multiply, then add, in row order); outputs past the last multiple of 8 by the reference.
-/// Without AVX2, the reference.
-pub(super) fn weighted_sum_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    let n = out.len();
-    let n8 = n - n % 8;
-    if !has_avx2() || n8 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
-        return crate::quant::f32::weighted_sum_ref(w, rows, stride, out);
-    }
-    for c0 in (0..n8).step_by(64) {
-        let c1 = (c0 + 64).min(n8);
-        // SAFETY: AVX2 detected above; row j's columns c0..c1 lie at j * stride + c0.. within
-        // `rows` (length checked above), and `out` holds c1 elements.
-        unsafe { weighted_sum_block(w, &rows[c0..], stride, &mut out[c0..c1]) };
-    }
-    if n8 < n {
-        crate::quant::f32::weighted_sum_ref(w, &rows[n8..], stride, &mut out[n8..]);
+/// The 8-lane part of [`dot_f32`] over `a` and the half floats at `b` (`a.len()` of each, a
+/// multiple of 8).
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dot_f16_lanes(a: &[f32], b: *const u16) -> f32 {
+    // SAFETY: `a.len()` elements are readable at `a` and `b`, a multiple of 8 (the caller's
+    // contract).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..a.len()).step_by(8) {
+            let x = _mm256_loadu_ps(a.as_ptr().add(i));
+            let y = _mm256_cvtph_ps(_mm_loadu_si128(b.add(i) as *const __m128i));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+        }
+        reduce8_ps(acc)
     }
 }
 
-/// Up to 64 outputs (`out.len()`, a multiple of 8) of [`weighted_sum_f32`], kept in registers.
-#[target_feature(enable = "avx2")]
-unsafe fn weighted_sum_block(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+/// `quant::f32::weighted_sum_f16_ref` with blocks of 64 outputs in 8 registers across all
+/// rows (each row's 8 halves widened by `vcvtph2ps`; multiply, then add, in row order);
+/// outputs past the last multiple of 8 by the reference. Without AVX2, the reference.
+pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
+    let n = out.len();
+    let n8 = n - n % 8;
+    if !has_avx2() || n8 == 0 || w.is_empty() || rows.len() < (w.len() - 1) * stride + n {
+        return crate::quant::f32::weighted_sum_f16_ref(w, rows, stride, out);
+    }
+    for c0 in (0..n8).step_by(64) {
+        let c1 = (c0 + 64).min(n8);
+        // SAFETY: AVX2 and F16C detected above; row j's columns c0..c1 lie at
+        // j * stride + c0.. within `rows` (length checked above), and `out` holds c1 elements.
+        unsafe { weighted_sum_f16_block(w, &rows[c0..], stride, &mut out[c0..c1]) };
+    }
+    if n8 < n {
+        crate::quant::f32::weighted_sum_f16_ref(w, &rows[n8..], stride, &mut out[n8..]);
+    }
+}
+
+/// Up to 64 outputs (`out.len()`, a multiple of 8) of [`weighted_sum_f16`], kept in
+/// registers.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn weighted_sum_f16_block(w: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) {
     let k = out.len() / 8;
     // SAFETY: the caller guarantees `rows[j * stride..][..out.len()]` for every j < w.len().
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 8];
         for (j, &a) in w.iter().enumerate() {
             let r = rows.as_ptr().add(j * stride);
-            prefetch(r.wrapping_add(PF_POS * stride) as *const u8, 4 * out.len());
+            prefetch(r.wrapping_add(PF_POS * stride) as *const u8, 2 * out.len());
             let a = _mm256_set1_ps(a);
             for (i, acc) in acc.iter_mut().enumerate().take(k) {
-                let v = _mm256_loadu_ps(r.add(8 * i));
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(r.add(8 * i) as *const __m128i));
                 *acc = _mm256_add_ps(*acc, _mm256_mul_ps(a, v));
             }
         }
@@ -249,6 +283,32 @@ unsafe fn weighted_sum_block(w: &[f32], rows: &[f32], stride: usize, out: &mut [
             _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), *acc);
         }
     }
+}
+
+/// Rounds `x` to half floats (`vcvtps2ph`, nearest even, as `half` rounds) into `out`, 8 at a
+/// time; the tail by `quant::f16::narrow_slice`. Without F16C, the reference.
+pub(super) fn narrow_f16(x: &[f32], out: &mut [u16]) {
+    if !has_avx2() {
+        return crate::quant::f16::narrow_slice(x, out);
+    }
+    // SAFETY: AVX2 and F16C detected above.
+    unsafe { narrow_f16_avx2(x, out) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn narrow_f16_avx2(x: &[f32], out: &mut [u16]) {
+    let n = x.len().min(out.len());
+    let n8 = n - n % 8;
+    for i in (0..n8).step_by(8) {
+        // SAFETY: elements i..i + 8 lie within both `x` and `out`; F16C is available (the
+        // caller's contract).
+        unsafe {
+            let h =
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, h);
+        }
+    }
+    crate::quant::f16::narrow_slice(&x[n8..n], &mut out[n8..n]);
 }
 
 /// Rows per group of the matmul kernels (one `f32` lane per row in a 256-bit accumulator).
