@@ -507,7 +507,7 @@ _edge-build: _edge-tools
 
 # The bundled component transpiled by jco, its core modules listed as `wasm` modules in the
 # capnp config (workerd refuses to compile wasm at run time). CONFIG=config-128mib.capnp caps
-# the linear memory at Workers' 128 MiB (and opens the model with a 192-token context, which
+# the linear memory at Workers' 128 MiB (and opens the model with a 512-token context, which
 # fits; EDGE_LLM_WORKERD_128MIB_CTX at build time changes it).
 # Serve the OpenAI API from Cloudflare's runtime, workerd, on loopback.
 workerd ADDR="127.0.0.1:8787" CONFIG="config.capnp": compose-http _edge-build

@@ -117,7 +117,7 @@ ${modules.map((m) => `    (name = ${JSON.stringify(m)}, wasm = embed ${JSON.stri
 `;
 writeFileSync(join(workerd, "config.capnp"), capnp("no memory cap", [], []));
 // Cloudflare caps an isolate at 128 MiB; a linear memory of 2048 pages is that much.
-const ctx128 = process.env.EDGE_LLM_WORKERD_128MIB_CTX ?? "192";
+const ctx128 = process.env.EDGE_LLM_WORKERD_128MIB_CTX ?? "512";
 writeFileSync(
   join(workerd, "config-128mib.capnp"),
   capnp("128 MiB linear memory", ["--wasm-max-mem-pages=2048"], [["EDGE_LLM_CTX_SIZE", ctx128]]),
