@@ -269,29 +269,38 @@ fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
 pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let n8 = n - n % 8;
+    let mut sum = dot8(&a[..n8], |c| load_f32x8(&b[8 * c..]));
+    for i in n8..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// The first 8 elements of `x` as two `f32x4`.
+#[inline(always)]
+fn load_f32x8(x: &[f32]) -> (v128, v128) {
+    let x = &x[..8];
+    // SAFETY: `x` holds 8 `f32`; loads are unaligned.
+    unsafe {
+        let p = x.as_ptr() as *const v128;
+        (v128_load(p), v128_load(p.add(1)))
+    }
+}
+
+/// [`dot_f32`]'s 8-lane part: `a` (a multiple of 8 long) against `b(c)`, the two registers of
+/// the other operand's chunk `c` of 8 elements.
+#[inline(always)]
+fn dot8(a: &[f32], b: impl Fn(usize) -> (v128, v128)) -> f32 {
     let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
-        // SAFETY: each chunk holds 8 `f32`; loads are unaligned.
-        let [x0, x1, y0, y1] = unsafe {
-            let (px, py) = (x.as_ptr() as *const v128, y.as_ptr() as *const v128);
-            [
-                v128_load(px),
-                v128_load(px.add(1)),
-                v128_load(py),
-                v128_load(py.add(1)),
-            ]
-        };
+    for (c, x) in a.chunks_exact(8).enumerate() {
+        let ((x0, x1), (y0, y1)) = (load_f32x8(x), b(c));
         lo = f32x4_add(lo, f32x4_mul(x0, y0));
         hi = f32x4_add(hi, f32x4_mul(x1, y1));
     }
     // s = [p0+p4, p1+p5, p2+p6, p3+p7]; then (s0+s2) + (s1+s3).
     let s = f32x4_add(lo, hi);
     let t = f32x4_add(s, i32x4_shuffle::<2, 3, 2, 3>(s, s));
-    let mut sum = f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t);
-    for i in n8..n {
-        sum += a[i] * b[i];
-    }
-    sum
+    f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t)
 }
 
 /// Eight half floats at `h` (8 readable `u16`) widened exactly to two `f32x4`.
@@ -325,21 +334,7 @@ fn widen_f16x8(h: &[u16]) -> (v128, v128) {
 pub(super) fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
     let n8 = n - n % 8;
-    let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
-        // SAFETY: each chunk of `a` holds 8 `f32`; loads are unaligned.
-        let (x0, x1) = unsafe {
-            let px = x.as_ptr() as *const v128;
-            (v128_load(px), v128_load(px.add(1)))
-        };
-        let (y0, y1) = widen_f16x8(y);
-        lo = f32x4_add(lo, f32x4_mul(x0, y0));
-        hi = f32x4_add(hi, f32x4_mul(x1, y1));
-    }
-    // s = [p0+p4, p1+p5, p2+p6, p3+p7]; then (s0+s2) + (s1+s3).
-    let s = f32x4_add(lo, hi);
-    let t = f32x4_add(s, i32x4_shuffle::<2, 3, 2, 3>(s, s));
-    let mut sum = f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t);
+    let mut sum = dot8(&a[..n8], |c| widen_f16x8(&b[8 * c..]));
     for i in n8..n {
         sum += a[i] * crate::quant::f16::f16_bits_to_f32(b[i]);
     }
