@@ -9,6 +9,7 @@ use crate::api;
 use crate::error::ApiError;
 use crate::openai::{self, Endpoint, GenerateRequest, Prompt, ResponseMeta};
 use crate::served::{self, Served};
+use crate::tools;
 use crate::wire::{self, EventStream, Request};
 
 /// Answers one request; every failure becomes an OpenAI-style error response.
@@ -182,6 +183,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
             sent = sent.and_then(|()| {
                 events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
             });
+        }
+        for (j, call) in chunk.tool_calls.iter().enumerate() {
+            for delta in tools::call_deltas(j, call) {
+                sent = sent.and_then(|()| events.event(&meta.delta_chunk(chunk.choice, delta)));
+            }
         }
         if let Some(reason) = chunk.finish_reason {
             sent = sent.and_then(|()| {
