@@ -217,7 +217,14 @@ impl ModelV2 {
             }
             _ => None,
         };
-        GenerationV2::start(self.0.loaded().clone(), ids, params, n, tools)
+        let constrained = tools.is_some() && params.constraint.is_some();
+        GenerationV2::start(self.0.loaded().clone(), ids, params, n, tools).map_err(|e| match e {
+            // The only constraint is the tools' call: a schema it cannot compile is theirs.
+            wit::Error::InvalidInput(m) if constrained => {
+                wit::Error::InvalidInput(format!("{}{m}", tools::SCHEMA_ERROR_PREFIX))
+            }
+            e => e,
+        })
     }
 }
 

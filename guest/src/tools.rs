@@ -92,6 +92,10 @@ pub enum ToolError {
     NoTools,
 }
 
+/// How an error about a tool's `parameters` schema begins (the constraint built from the
+/// tools' schemas did not compile), so a front can name the field.
+pub const SCHEMA_ERROR_PREFIX: &str = "tools: a `parameters` schema cannot be enforced: ";
+
 /// The longest tool name (OpenAI's bound).
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -233,7 +237,7 @@ pub fn constraint(format: ToolFormat, request: &ToolRequest) -> Option<Constrain
             .map(|t| {
                 json!({
                     "type": "object",
-                    "properties": {"name": {"const": t.name}, arguments_key: t.parameters},
+                    "properties": {"name": {"const": t.name}, arguments_key: closed(&t.parameters)},
                     "required": ["name", arguments_key],
                     "additionalProperties": false,
                 })
@@ -282,6 +286,39 @@ pub fn constraint(format: ToolFormat, request: &ToolRequest) -> Option<Constrain
             )))
         }
     }
+}
+
+/// `schema` with `additionalProperties: false` in every object schema that lists `properties`
+/// and says nothing of others (as OpenAI's strict mode requires): the arguments generated
+/// still validate against `schema`, and a small model cannot ramble on in keys of its own.
+pub fn closed(schema: &Value) -> Value {
+    let Some(o) = schema.as_object() else {
+        return schema.clone();
+    };
+    let mut o = o.clone();
+    if o.contains_key("properties")
+        && !o.contains_key("additionalProperties")
+        && !o.contains_key("patternProperties")
+    {
+        o.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (key, value) in o.iter_mut() {
+        match (key.as_str(), value) {
+            ("properties" | "$defs" | "definitions", Value::Object(map)) => {
+                for sub in map.values_mut() {
+                    *sub = closed(sub);
+                }
+            }
+            ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(list)) => {
+                for sub in list.iter_mut() {
+                    *sub = closed(sub);
+                }
+            }
+            ("items" | "additionalProperties", sub @ Value::Object(_)) => *sub = closed(sub),
+            _ => {}
+        }
+    }
+    Value::Object(o)
 }
 
 /// An answer split into its content and its calls.
@@ -655,6 +692,34 @@ mod tests {
         assert_eq!(
             parse(ToolFormat::Generic, &r, r#"{"tool_calls":[]}"#).calls,
             vec![]
+        );
+    }
+
+    #[test]
+    fn argument_schemas_are_closed_where_they_leave_other_properties_open() {
+        let s = json!({"type": "object", "properties": {
+            "a": {"type": "object", "properties": {"b": {"type": "string"}}},
+            "c": {"type": "array", "items": {"properties": {"d": {}}}},
+            "e": {"type": "object", "properties": {}, "additionalProperties": true},
+            "properties": {"anyOf": [{"properties": {}}, {"type": "string"}]}},
+            "$defs": {"x": {"properties": {}, "patternProperties": {"^y": {}}}}});
+        let c = closed(&s);
+        assert_eq!(c["additionalProperties"], false);
+        assert_eq!(c["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(c["properties"]["c"]["items"]["additionalProperties"], false);
+        assert_eq!(c["properties"]["e"]["additionalProperties"], true);
+        assert_eq!(
+            c["properties"]["properties"]["anyOf"][0]["additionalProperties"],
+            false
+        );
+        assert_eq!(
+            c["properties"]["properties"]["anyOf"][1],
+            json!({"type": "string"})
+        );
+        assert_eq!(c["$defs"]["x"].get("additionalProperties"), None);
+        assert_eq!(
+            c["properties"]["a"]["properties"]["b"],
+            json!({"type": "string"})
         );
     }
 

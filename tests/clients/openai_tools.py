@@ -131,6 +131,10 @@ refused("tool_choice.function.name", tools=tools, tool_choice={"type": "function
 refused("tools", tools={"type": "function"})
 refused("tools[0].function.parameters", tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}])
 refused("tool_choice", tool_choice="required")
+# A schema keyword the constraint cannot enforce, found when the call's grammar is compiled.
+unique = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
+refused("tools", tools=[{"type": "function", "function": {"name": "tag", "parameters": unique}}], tool_choice="required")
+refused("tools", tools=[{"type": "function", "function": {"name": "tag", "parameters": unique}}], tool_choice="required", stream=True)
 try:
     client.chat.completions.create(model=model, messages=[{"role": "tool", "content": "x"}], max_tokens=4)
     raise SystemExit("openai_tools.py: a tool message without tool_call_id was not refused")

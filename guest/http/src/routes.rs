@@ -120,7 +120,10 @@ fn prepare(
 
 fn generate(s: &Served, req: &GenerateRequest) -> Result<api::Completion, ApiError> {
     Ok(match &req.prompt {
-        Prompt::Messages(m) => s.model.chat(m, &req.params)?,
+        Prompt::Messages(m) => s
+            .model
+            .chat(m, &req.params)
+            .map_err(|e| tools::name_schema_error(e.into()))?,
         Prompt::Text(p) => s.model.complete(p, &req.params)?,
     })
 }
@@ -135,7 +138,7 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     };
     let generation = match started {
         Ok(g) => g,
-        Err(e) => return wire::send_error(out, &ApiError::from(e)),
+        Err(e) => return wire::send_error(out, &tools::name_schema_error(ApiError::from(e))),
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;

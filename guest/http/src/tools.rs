@@ -245,6 +245,17 @@ pub fn message_calls(i: usize, calls: &Value) -> Result<Vec<api::ToolCall>, ApiE
         .collect()
 }
 
+/// How the inference component's error about a tool's `parameters` schema begins.
+const SCHEMA_ERROR_PREFIX: &str = "tools: ";
+
+/// An error of the inference component, with `tools` named when the tools' schemas caused it.
+pub fn name_schema_error(e: ApiError) -> ApiError {
+    match e.message.strip_prefix(SCHEMA_ERROR_PREFIX) {
+        Some(why) if e.status == 400 && e.param.is_none() => ApiError::invalid_param("tools", why),
+        _ => e,
+    }
+}
+
 /// Calls in a response message's shape.
 pub fn calls_json(calls: &[api::ToolCall]) -> Value {
     calls
@@ -384,6 +395,17 @@ mod tests {
             param(parse(Some(&twice), None, None)).as_deref(),
             Some("tools[1].function.name")
         );
+    }
+
+    #[test]
+    fn schema_errors_name_the_tools() {
+        let e = name_schema_error(ApiError::bad_request(
+            "tools: a `parameters` schema cannot be enforced: unknown keyword uniqueItems",
+        ));
+        assert_eq!(e.param.as_deref(), Some("tools"));
+        assert!(e.message.contains("uniqueItems"), "{}", e.message);
+        let other = name_schema_error(ApiError::bad_request("the prompt is too long"));
+        assert_eq!(other.param, None);
     }
 
     #[test]
