@@ -42,6 +42,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
 
 use crate::tokenizer::Tokenizer;
+use crate::tools::ToolCall;
 
 /// GGUF key of the chat template.
 pub const CHAT_TEMPLATE_KEY: &str = "tokenizer.chat_template";
@@ -153,6 +154,10 @@ pub enum ChatError {
         /// The control token's text.
         token: String,
     },
+    /// A tool definition or a message's tool call contains a control token's text (they are
+    /// rendered as the template's own text, so it would become that token).
+    #[error("a tool or tool call contains the control token text `{0}`")]
+    ControlTokenInTools(String),
     /// The rendered prompt could not be tokenized.
     #[error("tokenizing the chat prompt: {0}")]
     Tokenize(String),
@@ -169,12 +174,17 @@ pub struct RenderedChat {
 }
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// `system`, `user`, `assistant`, …
+    /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
     /// The text of the message.
     pub content: String,
+    /// An assistant message's tool calls, rendered as OpenAI's `tool_calls` (each
+    /// `{id, type: "function", function: {name, arguments}}`, the arguments a JSON object).
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message's `tool_call_id`.
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -183,6 +193,8 @@ impl Message {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -211,6 +223,8 @@ pub struct ChatTemplate {
     eos_token: String,
     /// Marker candidates that the template source, BOS or EOS text contain (never used).
     reserved: BTreeSet<char>,
+    /// The template's source.
+    source: String,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -284,6 +298,7 @@ impl ChatTemplate {
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
             reserved: marker_candidates_in([source, bos_token, eos_token]),
+            source: source.to_owned(),
         })
     }
 
@@ -294,7 +309,22 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
-        self.render_with(messages, add_generation_prompt, None)
+        self.render_with(messages, add_generation_prompt, None, None)
+    }
+
+    /// Renders a conversation with the template's `tools` variable set (OpenAI's tool list).
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
+        self.render_with(messages, add_generation_prompt, None, tools)
+    }
+
+    /// The template's source.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Renders a conversation like [`ChatTemplate::render`] and finds where each message's text
@@ -304,17 +334,28 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<RenderedChat, ChatError> {
-        let text = self.render(messages, add_generation_prompt)?;
+        self.render_tracked_with_tools(messages, None, add_generation_prompt)
+    }
+
+    fn render_tracked_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<RenderedChat, ChatError> {
+        let text = self.render_with(messages, add_generation_prompt, None, tools)?;
         let marks = Marks::pick(&self.reserved, messages);
         let message_text = match marks {
             // A marked rendering may fail where the plain one did not (a template that tests a
             // message's length, say): then the chat is untracked, not refused.
-            Some(marks) => match self.render_with(messages, add_generation_prompt, Some(marks)) {
-                Ok(marked) => marks
-                    .strip(&marked)
-                    .and_then(|(plain, spans)| (plain == text).then_some(spans)),
-                Err(_) => None,
-            },
+            Some(marks) => {
+                match self.render_with(messages, add_generation_prompt, Some(marks), tools) {
+                    Ok(marked) => marks
+                        .strip(&marked)
+                        .and_then(|(plain, spans)| (plain == text).then_some(spans)),
+                    Err(_) => None,
+                }
+            }
             None => None,
         };
         Ok(RenderedChat { text, message_text })
@@ -329,6 +370,19 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, ChatError> {
+        self.encode_with_tools(tokenizer, messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::encode`] with the template's `tools` variable set. The tools and the
+    /// messages' tool calls are rendered as template text, so none of them may contain a
+    /// control token's text ([`ChatError::ControlTokenInTools`]).
+    pub fn encode_with_tools(
+        &self,
+        tokenizer: &Tokenizer,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, ChatError> {
         for (index, m) in messages.iter().enumerate() {
             if let Some(token) = tokenizer.control_text_in(&m.role) {
                 return Err(ChatError::ControlTokenInRole {
@@ -336,8 +390,21 @@ impl ChatTemplate {
                     token: token.to_owned(),
                 });
             }
+            let calls = m
+                .tool_calls
+                .iter()
+                .flat_map(|c| [c.id.clone(), c.name.clone(), c.arguments.to_string()])
+                .chain(m.tool_call_id.clone());
+            for text in calls {
+                if let Some(token) = tokenizer.control_text_in(&text) {
+                    return Err(ChatError::ControlTokenInTools(token.to_owned()));
+                }
+            }
         }
-        let rendered = self.render_tracked(messages, add_generation_prompt)?;
+        if let Some(token) = tools.and_then(|t| tokenizer.control_text_in(&t.to_string())) {
+            return Err(ChatError::ControlTokenInTools(token.to_owned()));
+        }
+        let rendered = self.render_tracked_with_tools(messages, tools, add_generation_prompt)?;
         let plain = match rendered.message_text {
             Some(spans) => spans,
             None => {
@@ -381,6 +448,7 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
         marks: Option<Marks>,
+        tools: Option<&serde_json::Value>,
     ) -> Result<String, ChatError> {
         if messages.is_empty() {
             return Err(ChatError::NoMessages);
@@ -396,6 +464,9 @@ impl ChatTemplate {
         ];
         if let Some(marks) = marks {
             ctx.push((MARKS_VAR, Value::from(marks.to_string())));
+        }
+        if let Some(tools) = tools {
+            ctx.push(("tools", Value::from_serialize(tools)));
         }
         self.render_value(Value::from_iter(ctx))
     }
@@ -470,7 +541,25 @@ fn messages_value(messages: &[Message], marks: Option<Marks>) -> Value {
                 }
                 _ => Value::from(m.content.as_str()),
             };
-            Value::from_iter([("role", Value::from(m.role.as_str())), ("content", content)])
+            let mut fields = vec![("role", Value::from(m.role.as_str())), ("content", content)];
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<serde_json::Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        })
+                    })
+                    .collect();
+                fields.push(("tool_calls", Value::from_serialize(&calls)));
+            }
+            if let Some(id) = &m.tool_call_id {
+                fields.push(("tool_call_id", Value::from(id.as_str())));
+            }
+            Value::from_iter(fields)
         })
         .collect()
 }

@@ -112,7 +112,7 @@ impl From<GenerateError> for wit::Error {
     }
 }
 
-fn invalid(e: impl std::fmt::Display) -> wit::Error {
+pub(crate) fn invalid(e: impl std::fmt::Display) -> wit::Error {
     wit::Error::InvalidInput(e.to_string())
 }
 

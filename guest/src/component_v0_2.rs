@@ -11,11 +11,13 @@ use std::rc::Rc;
 
 use crate::bindings::exports::edge::llm0_1_0::inference as v1;
 use crate::bindings::exports::edge::llm0_2_0::inference as wit;
+use crate::chat;
 use crate::component::{self, ModelResource};
 use crate::constraint::ConstraintSpec;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::model::LoadedModel;
 use crate::sampling::{SplitMix64, TokenLogprob};
+use crate::tools::{self, Tool, ToolChoice, ToolFormat, ToolRequest};
 use crate::Backend;
 
 /// The most answers one call may ask for.
@@ -57,13 +59,86 @@ fn backend(b: v1::Backend) -> wit::Backend {
     }
 }
 
-fn messages(m: Vec<wit::Message>) -> Vec<v1::Message> {
+/// Chat messages, their tool calls' arguments parsed.
+fn messages(m: Vec<wit::Message>) -> Result<Vec<chat::Message>, wit::Error> {
     m.into_iter()
-        .map(|m| v1::Message {
-            role: m.role,
-            content: m.content,
+        .enumerate()
+        .map(|(i, m)| {
+            let tool_calls = m
+                .tool_calls
+                .into_iter()
+                .map(|c| {
+                    let arguments = serde_json::from_str(&c.arguments).map_err(|e| {
+                        wit::Error::InvalidInput(format!(
+                            "message {i}: the arguments of tool call `{}` are not JSON: {e}",
+                            c.id
+                        ))
+                    })?;
+                    Ok(tools::ToolCall {
+                        id: c.id,
+                        name: c.name,
+                        arguments,
+                    })
+                })
+                .collect::<Result<_, wit::Error>>()?;
+            Ok(chat::Message {
+                role: m.role,
+                content: m.content,
+                tool_calls,
+                tool_call_id: m.tool_call_id,
+            })
         })
         .collect()
+}
+
+/// The request's tools, checked; `None` without tools.
+fn tool_request(p: &wit::Params) -> Result<Option<ToolRequest>, wit::Error> {
+    if p.tools.is_empty() && matches!(p.tool_choice, wit::ToolChoice::None | wit::ToolChoice::Auto)
+    {
+        return Ok(None);
+    }
+    let tools = p
+        .tools
+        .iter()
+        .map(|t| {
+            let parameters = serde_json::from_str(&t.parameters).map_err(|e| {
+                wit::Error::InvalidInput(format!(
+                    "tool `{}`: `parameters` is not JSON: {e}",
+                    t.name
+                ))
+            })?;
+            Ok(Tool {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters,
+            })
+        })
+        .collect::<Result<_, wit::Error>>()?;
+    let request = ToolRequest {
+        tools,
+        choice: match &p.tool_choice {
+            wit::ToolChoice::None => ToolChoice::None,
+            wit::ToolChoice::Auto => ToolChoice::Auto,
+            wit::ToolChoice::Required => ToolChoice::Required,
+            wit::ToolChoice::Function(name) => ToolChoice::Function(name.clone()),
+        },
+        parallel: p.parallel_tool_calls,
+    };
+    request.check().map_err(component::invalid)?;
+    if request.is_active() && p.constraint.is_some() {
+        return Err(wit::Error::InvalidInput(
+            "a constraint cannot be combined with tools unless tool-choice is `none`".into(),
+        ));
+    }
+    Ok(Some(request))
+}
+
+fn tool_call(c: tools::ToolCall) -> wit::ToolCall {
+    wit::ToolCall {
+        id: c.id,
+        name: c.name,
+        arguments: c.arguments.to_string(),
+    }
 }
 
 /// The generation parameters of answer 0, and the number of answers.
@@ -114,22 +189,42 @@ pub fn choice_seed(seed: u64, index: u32) -> u64 {
 }
 
 impl ModelV2 {
-    fn start(
-        &self,
-        ids: Result<Vec<u32>, v1::Error>,
-        p: wit::Params,
-    ) -> Result<GenerationV2, wit::Error> {
-        let ids = ids?;
-        let (params, n) = params(p)?;
-        GenerationV2::start(self.0.loaded().clone(), ids, params, n)
-    }
-
     fn start_complete(&self, prompt: &str, p: wit::Params) -> Result<GenerationV2, wit::Error> {
-        self.start(self.0.prompt_ids(prompt), p)
+        if tool_request(&p)?.is_some_and(|r| r.is_active()) {
+            return Err(wit::Error::InvalidInput(
+                "tools need a chat: a raw completion has no template to show them".into(),
+            ));
+        }
+        let ids = self.0.prompt_ids(prompt)?;
+        let (params, n) = params(p)?;
+        GenerationV2::start(self.0.loaded().clone(), ids, params, n, None)
     }
 
     fn start_chat(&self, m: Vec<wit::Message>, p: wit::Params) -> Result<GenerationV2, wit::Error> {
-        self.start(self.0.chat_ids(messages(m)), p)
+        let request = tool_request(&p)?;
+        let (ids, format) = self
+            .0
+            .loaded()
+            .chat_ids_with_tools(&messages(m)?, request.as_ref())
+            .map_err(component::invalid)?;
+        let (mut params, n) = params(p)?;
+        let tools = match (format, request) {
+            (Some(format), Some(request)) => {
+                if let Some(c) = tools::constraint(format, &request) {
+                    params.constraint = Some(c);
+                }
+                Some((format, request))
+            }
+            _ => None,
+        };
+        let constrained = tools.is_some() && params.constraint.is_some();
+        GenerationV2::start(self.0.loaded().clone(), ids, params, n, tools).map_err(|e| match e {
+            // The only constraint is the tools' call: a schema it cannot compile is theirs.
+            wit::Error::InvalidInput(m) if constrained => {
+                wit::Error::InvalidInput(format!("{}{m}", tools::SCHEMA_ERROR_PREFIX))
+            }
+            e => e,
+        })
     }
 }
 
@@ -173,7 +268,10 @@ impl wit::GuestModel for ModelV2 {
     }
 
     fn apply_chat_template(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {
-        Ok(self.0.chat_prompt(messages(m))?)
+        self.0
+            .loaded()
+            .render_chat(&messages(m)?)
+            .map_err(|e| wit::Error::InvalidInput(e.to_string()))
     }
 
     fn complete(&self, prompt: String, p: wit::Params) -> Result<wit::Completion, wit::Error> {
@@ -207,6 +305,8 @@ pub struct GenerationV2 {
     prompt: Vec<u32>,
     params: GenerateParams,
     n: u32,
+    /// With tools: the format answers are parsed in, and the request.
+    tools: Option<(ToolFormat, ToolRequest)>,
     state: RefCell<State>,
 }
 
@@ -225,6 +325,8 @@ struct Running {
     /// Answer 0's usage and timings, which the summary reports (with every answer's tokens).
     first: Option<(generate::Usage, generate::Timings)>,
     completion_tokens: usize,
+    /// With tools, once the answer has ended: its content, calls and finish reason.
+    parsed: Option<(String, Vec<wit::ToolCall>, wit::FinishReason)>,
 }
 
 fn finish_reason(r: generate::FinishReason) -> wit::FinishReason {
@@ -240,6 +342,7 @@ impl GenerationV2 {
         prompt: Vec<u32>,
         params: GenerateParams,
         n: u32,
+        tools: Option<(ToolFormat, ToolRequest)>,
     ) -> Result<Self, wit::Error> {
         let generation = model.start(prompt.clone(), params.clone()).map_err(error)?;
         Ok(Self {
@@ -247,6 +350,7 @@ impl GenerationV2 {
             prompt,
             params,
             n,
+            tools,
             state: RefCell::new(State::Running(Box::new(Running {
                 index: 0,
                 generation,
@@ -254,8 +358,28 @@ impl GenerationV2 {
                 done: Vec::new(),
                 first: None,
                 completion_tokens: 0,
+                parsed: None,
             }))),
         })
+    }
+
+    /// An answer's content and tool calls; `reason` becomes `tool-calls` when it made some.
+    fn parse(
+        &self,
+        text: &str,
+        reason: &mut Option<wit::FinishReason>,
+    ) -> (String, Vec<wit::ToolCall>) {
+        let Some((format, request)) = &self.tools else {
+            return (text.to_string(), Vec::new());
+        };
+        let parsed = tools::parse(*format, request, text);
+        if !parsed.calls.is_empty() {
+            *reason = Some(wit::FinishReason::ToolCalls);
+        }
+        (
+            parsed.content,
+            parsed.calls.into_iter().map(tool_call).collect(),
+        )
     }
 
     fn candidate(&self, (token, logprob): (u32, f32)) -> wit::TokenCandidate {
@@ -291,12 +415,24 @@ impl GenerationV2 {
             match run.generation.next_chunk() {
                 Ok(Some(chunk)) => {
                     run.text.push_str(&chunk.text);
+                    let mut reason = run.generation.finish_reason().map(finish_reason);
+                    let (text, tool_calls) = match (&self.tools, reason) {
+                        // With tools the text waits for the end of the answer, to be parsed.
+                        (Some(_), None) => (String::new(), Vec::new()),
+                        (Some(_), Some(_)) => {
+                            let (content, calls) = self.parse(&run.text, &mut reason);
+                            run.parsed = reason.map(|r| (content.clone(), calls.clone(), r));
+                            (content, calls)
+                        }
+                        (None, _) => (chunk.text, Vec::new()),
+                    };
                     return Ok(Some(wit::Chunk {
                         choice: run.index,
-                        text: chunk.text,
+                        text,
                         tokens: chunk.tokens,
                         logprobs: chunk.logprobs.iter().map(|l| self.logprob(l)).collect(),
-                        finish_reason: run.generation.finish_reason().map(finish_reason),
+                        finish_reason: reason,
+                        tool_calls,
                     }));
                 }
                 Ok(None) => {
@@ -325,19 +461,35 @@ impl GenerationV2 {
             mut done,
             first,
             completion_tokens,
+            parsed,
         } = *run;
         let usage = generation.usage();
         let first = first.unwrap_or((usage, generation.timings()));
         let completion_tokens = completion_tokens + usage.completion_tokens;
+        let mut reason = finish_reason(
+            generation
+                .finish_reason()
+                .unwrap_or(generate::FinishReason::Length),
+        );
+        let (text, tool_calls) = match (&self.tools, parsed) {
+            (_, Some((content, calls, r))) => {
+                reason = r;
+                (content, calls)
+            }
+            (Some(_), None) => {
+                let mut r = Some(reason);
+                let parsed = self.parse(&text, &mut r);
+                reason = r.unwrap_or(reason);
+                parsed
+            }
+            (None, None) => (text, Vec::new()),
+        };
         done.push(wit::Choice {
             index,
             text,
+            tool_calls,
             tokens: generation.tokens().to_vec(),
-            finish_reason: finish_reason(
-                generation
-                    .finish_reason()
-                    .unwrap_or(generate::FinishReason::Length),
-            ),
+            finish_reason: reason,
             logprobs: generation
                 .logprobs()
                 .map(|all| all.iter().map(|l| self.logprob(l)).collect()),
@@ -358,6 +510,7 @@ impl GenerationV2 {
                 done,
                 first: Some(first),
                 completion_tokens,
+                parsed: None,
             }));
             return Ok(());
         }

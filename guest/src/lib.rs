@@ -15,6 +15,7 @@ pub mod model;
 pub mod sampling;
 pub mod stop;
 pub mod tokenizer;
+pub mod tools;
 
 pub use generate::Backend;
 

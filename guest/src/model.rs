@@ -10,6 +10,7 @@ use crate::chat::{ChatError, ChatTemplate, Message, TemplateLimits};
 use crate::constraint::ConstraintSet;
 use crate::generate::{Backend, BackendError, GenerateError, GenerateParams, Generation};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tools::{self, TemplateCaps, ToolFormat, ToolRequest};
 
 /// Which engine serves a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +122,8 @@ pub struct LoadedModel {
     idle: RefCell<Option<Box<dyn Backend>>>,
     /// The vocabulary prepared for constrained decoding, on the first constrained call.
     constraints: std::cell::OnceCell<Rc<ConstraintSet>>,
+    /// What the chat template renders of tools, on the first chat with tools.
+    tool_caps: std::cell::OnceCell<TemplateCaps>,
 }
 
 /// The weight count and dominant tensor type of a GGUF (by bytes).
@@ -184,6 +187,7 @@ impl LoadedModel {
             new_session,
             idle: RefCell::new(None),
             constraints: std::cell::OnceCell::new(),
+            tool_caps: std::cell::OnceCell::new(),
         })
     }
 
@@ -211,12 +215,36 @@ impl LoadedModel {
     /// prompt: control tokens come only from the template, never from a message's text (see
     /// [`ChatTemplate::encode`]).
     pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ChatError> {
-        match &*self.template {
-            Ok(t) => t.encode(&self.tokenizer, messages, true),
-            Err(e) => Err(ChatError::Render(format!(
-                "this model has no usable chat template: {e}"
-            ))),
+        self.chat_ids_with_tools(messages, None).map(|(ids, _)| ids)
+    }
+
+    /// [`LoadedModel::chat_ids`] for a chat with tools (see [`tools::prepare`]): also the
+    /// format the answer's calls are parsed in, `None` when it may make none.
+    pub fn chat_ids_with_tools(
+        &self,
+        messages: &[Message],
+        request: Option<&ToolRequest>,
+    ) -> Result<(Vec<u32>, Option<ToolFormat>), ChatError> {
+        let t = match &*self.template {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ChatError::Render(format!(
+                    "this model has no usable chat template: {e}"
+                )))
+            }
+        };
+        let plain = request.is_none_or(|r| !r.is_active())
+            && messages
+                .iter()
+                .all(|m| m.tool_calls.is_empty() && m.role != "tool");
+        if plain {
+            return Ok((t.encode(&self.tokenizer, messages, true)?, None));
         }
+        let caps = *self.tool_caps.get_or_init(|| TemplateCaps::probe(t));
+        let chat = tools::prepare(t, caps, messages, request);
+        let ids =
+            t.encode_with_tools(&self.tokenizer, &chat.messages, chat.tools.as_ref(), true)?;
+        Ok((ids, chat.format))
     }
 
     /// Starts generating from `prompt_ids` on the warm session (or a new one).

@@ -290,3 +290,71 @@ fn a_bad_schema_or_grammar_is_refused_with_the_reason() {
         }
     }
 }
+
+/// A call constrained for `required` parses as a call of a listed tool in each format (the
+/// model's output under Hermes' Lark grammar, Llama 3's and the generic JSON Schemas), and its
+/// arguments hold what the tool's schema requires.
+#[test]
+fn tool_calls_constrained_in_every_format_parse() {
+    use edge_llm_guest::tools::{self, Tool, ToolChoice, ToolFormat, ToolRequest};
+    let s = setup();
+    let request = |choice| ToolRequest {
+        tools: vec![
+            Tool {
+                name: "get_weather".into(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {
+                    "city": {"type": "string", "minLength": 1, "maxLength": 30},
+                    "unit": {"enum": ["celsius", "fahrenheit"]}},
+                    "required": ["city", "unit"]}),
+            },
+            Tool {
+                name: "get_time".into(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {
+                    "zone": {"type": "integer", "minimum": -12, "maximum": 14}},
+                    "required": ["zone"]}),
+            },
+        ],
+        choice,
+        parallel: false,
+    };
+    for format in [
+        ToolFormat::Hermes,
+        ToolFormat::Llama3Json,
+        ToolFormat::Generic,
+    ] {
+        for (seed, choice) in [
+            (0, ToolChoice::Required),
+            (1, ToolChoice::Function("get_weather".into())),
+            (2, ToolChoice::Function("get_time".into())),
+        ] {
+            let r = request(choice.clone());
+            let spec = tools::constraint(format, &r).expect("a constraint");
+            let (text, reason, _, _) = generate(&s, "What is the weather in Paris?", spec, seed);
+            assert_eq!(reason, FinishReason::Stop, "{format:?}: {text}");
+            let parsed = tools::parse(format, &r, &text);
+            assert_eq!(parsed.calls.len(), 1, "{format:?} {choice:?}: {text}");
+            let call = &parsed.calls[0];
+            if let ToolChoice::Function(name) = &choice {
+                assert_eq!(&call.name, name, "{text}");
+            }
+            match call.name.as_str() {
+                "get_weather" => {
+                    let city = call.arguments["city"].as_str().expect("a city");
+                    assert!((1..=30).contains(&city.chars().count()), "{text}");
+                    assert!(
+                        ["celsius", "fahrenheit"]
+                            .contains(&call.arguments["unit"].as_str().unwrap_or("")),
+                        "{text}"
+                    );
+                }
+                _ => {
+                    let zone = call.arguments["zone"].as_i64().expect("a zone");
+                    assert!((-12..=14).contains(&zone), "{text}");
+                }
+            }
+            eprintln!("{format:?} {choice:?}: {text}");
+        }
+    }
+}

@@ -193,6 +193,28 @@ fn check_structured_output(addr: SocketAddr) {
     assert_eq!(v["valid"], v["total"], "{v}");
 }
 
+/// Tool calls through the `openai` client (tests/clients/openai_tools.py): `required` and named
+/// functions give valid calls, one-shot and streamed as OpenAI's deltas; the call and the tool's
+/// result sent back give a text answer; bad tool fields are 400s naming them.
+fn check_tool_calls(addr: SocketAddr) {
+    let script = root().join("tests/clients/openai_tools.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .arg(MODEL)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "the tool-call checks failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    eprintln!("tool calls: {v}");
+    assert!(v["calls"].as_u64().is_some_and(|n| n >= 6), "{v}");
+    assert_eq!(v["calls"], v["streamed_calls"], "{v}");
+}
+
 /// 8 streamed chats at once all complete with the expected text.
 fn check_concurrent_streams(addr: SocketAddr, expected: &str) {
     let texts: Vec<String> = std::thread::scope(|s| {
@@ -368,12 +390,23 @@ fn check_bad_requests(addr: SocketAddr) {
             "`top_logprobs`",
         ),
         (
-            "tools",
+            "tools not a list",
             "POST",
             "/v1/chat/completions",
-            with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})),
+            with(json!({"tools": {"type": "function", "function": {"name": "f"}}})),
             400,
             "`tools`",
+        ),
+        (
+            "an unknown tool chosen",
+            "POST",
+            "/v1/chat/completions",
+            with(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            ),
+            400,
+            "`tool_choice.function.name`",
         ),
         (
             "message name",
@@ -546,6 +579,7 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
     check_openai_client(server.addr, &expected);
     check_logprobs_and_n(server.addr);
     check_structured_output(server.addr);
+    check_tool_calls(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);
@@ -570,6 +604,7 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     check_openai_client(server.addr, &expected);
     check_logprobs_and_n(server.addr);
     check_structured_output(server.addr);
+    check_tool_calls(server.addr);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);

@@ -1,6 +1,6 @@
 //! `edge:llm/inference@0.2.0` straight through its WIT, from a Rust host of its own (the host
 //! library binds 0.1.0): the JSON Schema suite constrained on both backends at temperature 1,
-//! `n` answers and log probabilities.
+//! `n` answers and log probabilities, tool calls.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -77,6 +77,9 @@ fn params(seed: u64) -> v2::Params {
         logprobs: None,
         n: 1,
         constraint: None,
+        tools: Vec::new(),
+        tool_choice: v2::ToolChoice::None,
+        parallel_tool_calls: true,
     }
 }
 
@@ -90,6 +93,8 @@ fn chat(
     let messages = [v2::Message {
         role: "user".into(),
         content: ask.into(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }];
     b.edge_llm0_2_0_inference()
         .model()
@@ -186,6 +191,8 @@ fn n_answers_and_logprobs_through_the_wit_api() {
     let messages = [v2::Message {
         role: "user".into(),
         content: "x".into(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }];
     let err = b
         .edge_llm0_2_0_inference()
@@ -194,4 +201,161 @@ fn n_answers_and_logprobs_through_the_wit_api() {
         .expect("call")
         .expect_err("n = 0 is refused");
     assert!(matches!(err, v2::Error::InvalidInput(m) if m.contains('n')));
+}
+
+/// The tools of the tool-call tests: a weather lookup and a unit conversion.
+fn tools() -> Vec<v2::Tool> {
+    vec![
+        v2::Tool {
+            name: "get_weather".into(),
+            description: Some("The current weather in a city".into()),
+            parameters: r#"{"type":"object","properties":{"city":{"type":"string","minLength":1},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city","unit"]}"#.into(),
+        },
+        v2::Tool {
+            name: "convert".into(),
+            description: None,
+            parameters: r#"{"type":"object","properties":{"value":{"type":"number","minimum":0,"maximum":1000}},"required":["value"]}"#.into(),
+        },
+    ]
+}
+
+fn user(text: &str) -> v2::Message {
+    v2::Message {
+        role: "user".into(),
+        content: text.into(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    }
+}
+
+/// Tool calls through the WIT on both backends at temperature 1: with `required` and with a
+/// named function every answer is a call of a listed tool whose arguments validate against its
+/// schema, `finish-reason` `tool-calls`; the call and its result sent back give a text answer;
+/// a raw completion with tools, an unknown tool name and a schema that is not an object are
+/// refused.
+#[test]
+fn tool_calls_round_trip_through_the_wit_api_on_both_backends() {
+    let (_sandbox, mut store, b) = instantiate();
+    let api = b.edge_llm0_2_0_inference();
+    let mut answers = Vec::new();
+    for backend in [v2::Backend::WasiNn, v2::Backend::Kernel] {
+        let model = open(&mut store, &b, backend);
+        for (seed, choice) in [
+            (1, v2::ToolChoice::Required),
+            (2, v2::ToolChoice::Function("get_weather".into())),
+            (3, v2::ToolChoice::Function("convert".into())),
+            (4, v2::ToolChoice::Required),
+        ] {
+            let mut p = params(seed);
+            p.max_tokens = 200;
+            p.tools = tools();
+            p.tool_choice = choice.clone();
+            let ask = [user("What is the weather in Paris, in celsius?")];
+            let done = api
+                .model()
+                .call_chat(&mut store, model, &ask, &p)
+                .expect("call")
+                .expect("chat");
+            let c = &done.choices[0];
+            assert_eq!(c.finish_reason, v2::FinishReason::ToolCalls, "{c:?}");
+            assert_eq!(c.text, "");
+            assert!(!c.tool_calls.is_empty());
+            for call in &c.tool_calls {
+                assert!(
+                    call.id.starts_with("call_") && call.id.len() > 10,
+                    "{call:?}"
+                );
+                if let v2::ToolChoice::Function(name) = &choice {
+                    assert_eq!(&call.name, name);
+                }
+                let tool = tools()
+                    .into_iter()
+                    .find(|t| t.name == call.name)
+                    .expect("a listed tool");
+                let schema: Value = serde_json::from_str(&tool.parameters).expect("schema");
+                answers.push(serde_json::json!({"schema": schema, "answer": call.arguments}));
+            }
+            // The call and its result in the history: the model answers in text.
+            let call = c.tool_calls[0].clone();
+            let history = [
+                ask[0].clone(),
+                v2::Message {
+                    role: "assistant".into(),
+                    content: String::new(),
+                    tool_calls: vec![call.clone()],
+                    tool_call_id: None,
+                },
+                v2::Message {
+                    role: "tool".into(),
+                    content: r#"{"temperature": 18, "sky": "clear"}"#.into(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(call.id.clone()),
+                },
+            ];
+            let mut p = params(seed);
+            p.max_tokens = 60;
+            p.tools = tools();
+            p.tool_choice = v2::ToolChoice::None;
+            let done = api
+                .model()
+                .call_chat(&mut store, model, &history, &p)
+                .expect("call")
+                .expect("chat");
+            let c = &done.choices[0];
+            assert!(
+                c.tool_calls.is_empty() && !c.text.trim().is_empty(),
+                "{c:?}"
+            );
+            assert_ne!(c.finish_reason, v2::FinishReason::ToolCalls);
+        }
+        let mut bad = params(0);
+        bad.tools = tools();
+        bad.tool_choice = v2::ToolChoice::Function("nope".into());
+        let err = api
+            .model()
+            .call_chat(&mut store, model, &[user("x")], &bad)
+            .expect("call")
+            .expect_err("an unknown tool is refused");
+        assert!(
+            matches!(&err, v2::Error::InvalidInput(m) if m.contains("nope")),
+            "{err:?}"
+        );
+        bad.tool_choice = v2::ToolChoice::Auto;
+        bad.tools[0].parameters = r#"{"type":"string"}"#.into();
+        let err = api
+            .model()
+            .call_chat(&mut store, model, &[user("x")], &bad)
+            .expect("call")
+            .expect_err("a schema of a string is refused");
+        assert!(
+            matches!(&err, v2::Error::InvalidInput(m) if m.contains("get_weather")),
+            "{err:?}"
+        );
+        bad.tools = tools();
+        let err = api
+            .model()
+            .call_complete(&mut store, model, "x", &bad)
+            .expect("call")
+            .expect_err("tools need a chat");
+        assert!(
+            matches!(&err, v2::Error::InvalidInput(m) if m.contains("chat")),
+            "{err:?}"
+        );
+    }
+    let mut validator = Command::new("python3")
+        .arg(root().join("tests/clients/validate_json.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    validator
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(Value::Array(answers).to_string().as_bytes())
+        .expect("writing the answers");
+    let out = validator.wait_with_output().expect("validator");
+    assert!(out.status.success(), "the validator failed");
+    let failures: Value = serde_json::from_slice(&out.stdout).expect("the validator prints JSON");
+    assert_eq!(failures, serde_json::json!([]));
 }

@@ -21,6 +21,7 @@ pub mod openai;
 mod routes;
 #[cfg(target_arch = "wasm32")]
 mod served;
+pub mod tools;
 #[cfg(target_arch = "wasm32")]
 mod wire;
 

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::api;
 use crate::config::{DEFAULT_MAX_TOKENS, MAX_STOP_STRINGS};
 use crate::error::ApiError;
+use crate::tools;
 
 /// `/v1/chat/completions` or `/v1/completions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +79,9 @@ pub const CHAT_FIELDS: &[(&str, Support)] = &[
     ("presence_penalty", Support::OnlyDefault),
     ("logit_bias", Support::OnlyDefault),
     ("response_format", Support::Honoured),
-    ("tools", Support::OnlyDefault),
-    ("tool_choice", Support::OnlyDefault),
-    ("parallel_tool_calls", Support::OnlyDefault),
+    ("tools", Support::Honoured),
+    ("tool_choice", Support::Honoured),
+    ("parallel_tool_calls", Support::Honoured),
     ("modalities", Support::OnlyDefault),
     ("store", Support::OnlyDefault),
     ("service_tier", Support::OnlyDefault),
@@ -171,6 +172,14 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         Some(0) => return Err(ApiError::invalid_param("max_tokens", "must be at least 1")),
         Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
     };
+    let tools = match endpoint {
+        Endpoint::Chat => tools::parse(
+            f.get("tools"),
+            f.get("tool_choice"),
+            f.get("parallel_tool_calls"),
+        )?,
+        Endpoint::Text => tools::parse(None, None, None)?,
+    };
     let params = api::Params {
         max_tokens,
         temperature: f.float("temperature", 0.0..=2.0)?.unwrap_or(1.0),
@@ -203,7 +212,19 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
                 ))
             }
         },
+        tools: tools.tools,
+        tool_choice: tools.choice,
+        parallel_tool_calls: tools.parallel,
     };
+    if params.constraint.is_some()
+        && !params.tools.is_empty()
+        && !matches!(params.tool_choice, api::ToolChoice::None)
+    {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            "tool calls cannot be combined with `response_format`, `json_schema` or `grammar`; set `tool_choice: \"none\"` or leave the constraint out",
+        ));
+    }
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
         None => false,
@@ -485,9 +506,6 @@ fn only_default(name: &str) -> &'static str {
             "only 0 is supported; `repeat_penalty` (as llama.cpp spells it) is"
         }
         "logit_bias" => "only an empty map is supported",
-        "tools" => "tool calls are not supported yet; only an empty list is",
-        "tool_choice" => "tool calls are not supported yet; only `none` is",
-        "parallel_tool_calls" => "must be true or false",
         "modalities" => "this server generates text only: `[\"text\"]`",
         "store" => "this server stores no completions: only `false` is supported",
         "service_tier" => "this server has one tier: `auto` or `default`",
@@ -502,9 +520,6 @@ fn is_default(name: &str, value: &Value) -> bool {
         "best_of" => value.as_u64() == Some(1),
         "frequency_penalty" | "presence_penalty" => value.as_f64() == Some(0.0),
         "logit_bias" => value.as_object().is_some_and(Map::is_empty),
-        "tools" => value.as_array().is_some_and(Vec::is_empty),
-        "tool_choice" => value == "none",
-        "parallel_tool_calls" => value.is_boolean(),
         "modalities" => value == &json!(["text"]),
         "store" => value == &Value::Bool(false),
         "service_tier" => value == "auto" || value == "default",
@@ -558,17 +573,43 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
                 }
             }
             let role = match m.get("role").and_then(Value::as_str) {
-                Some(r @ ("system" | "user" | "assistant")) => r,
+                Some(r @ ("system" | "user" | "assistant" | "tool")) => r,
                 Some("developer") => "system",
                 Some(other) => {
                     return Err(bad(
                         i,
                         &format!(
-                            "unknown role `{other}`; use system, developer, user or assistant"
+                            "unknown role `{other}`; use system, developer, user, assistant or tool"
                         ),
                     ))
                 }
                 None => return Err(bad(i, "each message needs a string `role`")),
+            };
+            let tool_calls = match m.get("tool_calls").filter(|c| !c.is_null()) {
+                Some(_) if role != "assistant" => {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].tool_calls"),
+                        "only an assistant message holds tool calls",
+                    ))
+                }
+                Some(calls) => tools::message_calls(i, calls)?,
+                None => Vec::new(),
+            };
+            let tool_call_id = match (role, m.get("tool_call_id")) {
+                ("tool", Some(Value::String(id))) => Some(id.clone()),
+                ("tool", _) => {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].tool_call_id"),
+                        "a tool message needs the id of the call it answers (a string)",
+                    ))
+                }
+                (_, None | Some(Value::Null)) => None,
+                (_, Some(_)) => {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].tool_call_id"),
+                        "only a tool message has one",
+                    ))
+                }
             };
             let content = match m.get("content") {
                 None | Some(Value::Null) => String::new(),
@@ -587,6 +628,8 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
             Ok(api::Message {
                 role: role.into(),
                 content,
+                tool_calls,
+                tool_call_id,
             })
         })
         .collect()
@@ -668,15 +711,16 @@ fn response_format(format: &Value) -> Result<Option<api::Constraint>, ApiError> 
     }
 }
 
-/// Why a message's field is refused, if it is: messages hold a `role` and a `content`; an
-/// assistant's `refusal` may be `null`; tool-call fields are not supported yet and `name` is
-/// not something chat templates render, so both are refused rather than dropped.
+/// Why a message's field is refused, if it is: messages hold a `role` and a `content`, an
+/// assistant's `tool_calls`, a tool's `tool_call_id`; an assistant's `refusal` may be `null`;
+/// the deprecated `function_call` is not supported and `name` is not something chat templates
+/// render, so both are refused rather than dropped.
 fn message_field_refusal(key: &str, value: &Value) -> Option<&'static str> {
     match key {
-        "role" | "content" => None,
+        "role" | "content" | "tool_calls" | "tool_call_id" => None,
         "refusal" if value.is_null() => None,
         "refusal" => Some("only `null` is supported"),
-        "tool_calls" | "tool_call_id" | "function_call" => Some("tool calls are not supported yet"),
+        "function_call" => Some("the deprecated function call is not supported; use `tool_calls`"),
         "name" => Some("participant names are not supported (chat templates do not render them)"),
         _ => Some("unknown message field"),
     }
@@ -777,7 +821,7 @@ impl ResponseMeta {
                 match self.endpoint {
                     Endpoint::Chat => json!({
                         "index": ch.index,
-                        "message": {"role": "assistant", "content": ch.text},
+                        "message": tools::message(&ch.text, &ch.tool_calls),
                         "logprobs": logprobs,
                         "finish_reason": finish_reason(ch.finish_reason),
                     }),
@@ -834,6 +878,13 @@ impl ResponseMeta {
         Value::Object(self.envelope(true, json!([choice])))
     }
 
+    /// A streamed chat chunk of answer `index` holding `delta` (a tool call's, say).
+    pub fn delta_chunk(&self, index: u32, delta: Value) -> Value {
+        let choice =
+            json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": null});
+        Value::Object(self.envelope(true, json!([choice])))
+    }
+
     /// The last streamed chunk when usage was asked for: no choices, the usage.
     pub fn usage_chunk(&self, u: &api::Usage) -> Value {
         let mut m = self.envelope(true, json!([]));
@@ -846,6 +897,7 @@ fn finish_reason(r: api::FinishReason) -> &'static str {
     match r {
         api::FinishReason::Stop => "stop",
         api::FinishReason::Length => "length",
+        api::FinishReason::ToolCalls => "tool_calls",
     }
 }
 
@@ -1042,10 +1094,10 @@ mod tests {
             ),
             (
                 "tools",
-                json!([]),
                 json!([{"type": "function", "function": {"name": "f"}}]),
+                json!({"type": "function", "function": {"name": "f"}}),
             ),
-            ("tool_choice", json!("none"), json!("auto")),
+            ("tool_choice", json!("none"), json!("required")),
             ("parallel_tool_calls", json!(false), json!("yes")),
             ("modalities", json!(["text"]), json!(["text", "audio"])),
             ("store", json!(false), json!(true)),
@@ -1221,6 +1273,7 @@ mod tests {
             ("name", json!("bob")),
             ("tool_calls", json!([])),
             ("tool_call_id", json!("c1")),
+            ("function_call", json!({})),
             ("refusal", json!("no")),
             ("colour", json!("red")),
         ] {
@@ -1231,6 +1284,41 @@ mod tests {
         }
         let e = with(Endpoint::Chat, "messages", json!(["hi"])).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0]"));
+    }
+
+    #[test]
+    fn tool_histories_and_tool_fields_map_to_the_parameters() {
+        let r = chat(
+            r#"{"messages":[{"role":"user","content":"Weather in Paris?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+                  "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"18 C"}],
+              "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],
+              "tool_choice":"required","parallel_tool_calls":false}"#,
+        )
+        .unwrap();
+        let Prompt::Messages(m) = &r.prompt else {
+            panic!("not a chat")
+        };
+        assert_eq!(m[1].content, "");
+        assert_eq!(m[1].tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(
+            (m[2].role.as_str(), m[2].tool_call_id.as_deref()),
+            ("tool", Some("call_1"))
+        );
+        assert!(matches!(r.params.tool_choice, api::ToolChoice::Required));
+        assert!(!r.params.parallel_tool_calls);
+        assert_eq!(r.params.tools[0].name, "get_weather");
+        let e = chat(r#"{"messages":[{"role":"tool","content":"x"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_call_id"));
+        let e = chat(
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},
+               "tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tool_choice"));
+        let e = parse_request(Endpoint::Text, br#"{"prompt":"x","tools":[]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools"));
     }
 
     /// The README's table of request fields lists every field each endpoint knows.
@@ -1292,6 +1380,7 @@ mod tests {
                 api::Choice {
                     index: 0,
                     text: "Paris".into(),
+                    tool_calls: vec![],
                     tokens: vec![1, 2],
                     finish_reason: api::FinishReason::Length,
                     logprobs: Some(logprobs.clone()),
@@ -1299,6 +1388,7 @@ mod tests {
                 api::Choice {
                     index: 1,
                     text: "Rome".into(),
+                    tool_calls: vec![],
                     tokens: vec![3],
                     finish_reason: api::FinishReason::Stop,
                     logprobs: None,

@@ -9,6 +9,7 @@ use crate::api;
 use crate::error::ApiError;
 use crate::openai::{self, Endpoint, GenerateRequest, Prompt, ResponseMeta};
 use crate::served::{self, Served};
+use crate::tools;
 use crate::wire::{self, EventStream, Request};
 
 /// Answers one request; every failure becomes an OpenAI-style error response.
@@ -119,7 +120,10 @@ fn prepare(
 
 fn generate(s: &Served, req: &GenerateRequest) -> Result<api::Completion, ApiError> {
     Ok(match &req.prompt {
-        Prompt::Messages(m) => s.model.chat(m, &req.params)?,
+        Prompt::Messages(m) => s
+            .model
+            .chat(m, &req.params)
+            .map_err(|e| tools::name_schema_error(e.into()))?,
         Prompt::Text(p) => s.model.complete(p, &req.params)?,
     })
 }
@@ -134,7 +138,7 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     };
     let generation = match started {
         Ok(g) => g,
-        Err(e) => return wire::send_error(out, &ApiError::from(e)),
+        Err(e) => return wire::send_error(out, &tools::name_schema_error(ApiError::from(e))),
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;
@@ -182,6 +186,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
             sent = sent.and_then(|()| {
                 events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
             });
+        }
+        for (j, call) in chunk.tool_calls.iter().enumerate() {
+            for delta in tools::call_deltas(j, call) {
+                sent = sent.and_then(|()| events.event(&meta.delta_chunk(chunk.choice, delta)));
+            }
         }
         if let Some(reason) = chunk.finish_reason {
             sent = sent.and_then(|()| {
