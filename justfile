@@ -89,6 +89,7 @@ run PROMPT *ARGS: model build
 # (`test-edge`), and 20 s of each fuzz target (when a nightly toolchain is installed).
 test: model vocab-tests chat-templates arch-models build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
+    cargo test --release -p edge-llm-tests --test e2e -- --ignored --test-threads 1
     cargo test --release -p edge-llm-guest
     cargo test --release -p edge-llm-kernel --no-default-features --target wasm32-wasip2 --test reference --test kernels --test quant_types --test quant_refs --test requantized --test arch
     just test-neon

@@ -658,7 +658,11 @@ fn edge_llm_serve_queues_sheds_and_drains() {
 /// backends. Without cancellation the abandoned prefills kept the server busy for about 110 s;
 /// with it the short chat took 0.36-0.61 s here (`edge-llm serve --concurrency 4`, AMD EPYC 2
 /// vCPU), so the 10 s bound below only fails if an abandoned call runs on.
+///
+/// A latency bound needs the machine to itself, so this test runs alone: `just test` runs it
+/// after the rest of the suite (`--ignored --test-threads 1`).
 #[test]
+#[ignore = "timed: run alone by `just test` (cargo test -p edge-llm-tests --test e2e -- --ignored)"]
 fn edge_llm_serve_stops_the_work_of_clients_that_hang_up() {
     use std::io::Write;
     for backend in ["native", "wasm"] {
