@@ -473,19 +473,21 @@ chat-templates: _llama-cpp-sdist
         'llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja'
     "$venv/bin/python" "$script" "$dir" "$dir/jinja2.json"
 
-# Perplexity of edge-llm against llama.cpp (llama-cpp-python 0.3.36, built once into
-# build/peers/venv as for bench-peers) on the default model requantized by llama.cpp into each
-# TYPES (files in build/fidelity/, not committed): one JSON line per type.
-# Compare edge-llm's perplexity with llama.cpp's on llama.cpp-quantized files of every type.
-bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ4_NL,F16,BF16": model build-host
+# Perplexity, teacher-forced argmax agreement and logit error of edge-llm against llama.cpp
+# (llama-cpp-python 0.3.36, built once into build/peers/venv as for bench-peers) on the default
+# model requantized by llama.cpp into each TYPES (files in build/fidelity/, not committed): one
+# JSON line per type (tests/peers/fidelity.py).
+# Compare edge-llm with llama.cpp on llama.cpp-quantized files of every type.
+bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ4_NL,F16,BF16" *FLAGS="": model build-host
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
     test -x "$venv/bin/python" || python3 -m venv "$venv"
     "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
     "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
+    cargo build --release -p edge-llm-kernel --example logits
     mkdir -p build/fidelity
-    "$venv/bin/python" tests/peers/fidelity.py {{default_model}} build/fidelity {{edge_llm}} tests/refs/ppl_text.txt {{TYPES}}
+    "$venv/bin/python" tests/peers/fidelity.py {{default_model}} build/fidelity {{edge_llm}} target/release/examples/logits tests/refs/ppl_text.txt {{TYPES}} {{FLAGS}}
 
 # --- The HTTP component on JavaScript edge runtimes and in a web page (edge/) ---------------
 
