@@ -67,6 +67,9 @@ pub struct ServeOptions {
     pub timeout: Option<Duration>,
     /// Bearer keys `/metrics` accepts (the component checks its own routes); empty: open.
     pub api_keys: Vec<String>,
+    /// Origins whose browsers may read the server's own responses (`/metrics`, 503 and 500
+    /// answers), as the component lets them read its own; `*` for any.
+    pub cors_origins: Vec<String>,
 }
 
 /// A request-serving instance.
@@ -143,6 +146,7 @@ pub struct Server {
     slots: Arc<Semaphore>,
     admitted: Arc<AtomicUsize>,
     api_keys: Vec<String>,
+    cors_origins: Vec<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -182,6 +186,7 @@ impl Server {
             slots: Arc::new(Semaphore::new(options.concurrency)),
             admitted: Arc::new(AtomicUsize::new(0)),
             api_keys: options.api_keys,
+            cors_origins: options.cors_origins,
             metrics: Arc::new(Metrics::new()),
         })
     }
@@ -301,6 +306,8 @@ impl Server {
             request.uri().path()
         );
         let route = metrics::route(request.uri().path());
+        let cors = self.cors_origin(request.headers());
+        let cors = |response: Response| with_cors(response, cors.as_ref());
         let log = {
             let metrics = self.metrics.clone();
             move |line: &str, status: u16, started: Instant| {
@@ -311,25 +318,28 @@ impl Server {
         if route == "/metrics" && request.method() == hyper::Method::GET {
             let response = self.metrics_response(request.headers());
             log(&line, response.status().as_u16(), started);
-            return (response, None);
+            return (cors(response), None);
         }
         let limit = self.concurrency + self.queue;
         let Some(admitted) = Admitted::try_new(&self.admitted, limit) else {
             log(&line, 503, started);
             let busy =
                 format!("the server is busy ({limit} requests running or queued); retry later");
-            return (error_response(503, &busy), None);
+            return (cors(error_response(503, &busy)), None);
         };
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
             log(&line, 503, started);
-            return (error_response(503, "the server is shutting down"), None);
+            return (
+                cors(error_response(503, "the server is shutting down")),
+                None,
+            );
         };
         let mut worker = match self.take_worker().await {
             Ok(w) => w,
             Err(e) => {
                 log(&line, 500, started);
                 let message = format!("cannot start an instance: {e}");
-                return (error_response(500, &message), None);
+                return (cors(error_response(500, &message)), None);
             }
         };
         let (sender, receiver) = oneshot::channel();
@@ -341,7 +351,7 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 log(&line, 400, started);
-                return (error_response(400, &format!("{e:#}")), None);
+                return (cors(error_response(400, &format!("{e:#}"))), None);
             }
         };
         // The deadline bounds the guest (epochs) and the native backend's compute (the store's
@@ -400,10 +410,10 @@ impl Server {
         });
         let response = match head_rx.await {
             Ok(response) => response,
-            Err(_) => error_response(
+            Err(_) => cors(error_response(
                 500,
                 "the component ended without a response (it trapped or ran past its deadline; see the server log)",
-            ),
+            )),
         };
         cancel_on_drop.disarm();
         (response, Some(done))
@@ -440,6 +450,19 @@ impl Server {
             hyper::header::HeaderValue::from_static(metrics::CONTENT_TYPE),
         );
         response
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from the origin in `headers`, if
+    /// that origin is allowed.
+    fn cors_origin(&self, headers: &hyper::HeaderMap) -> Option<hyper::header::HeaderValue> {
+        let origin = headers.get(hyper::header::ORIGIN)?;
+        if self.cors_origins.iter().any(|o| o == "*") {
+            return Some(hyper::header::HeaderValue::from_static("*"));
+        }
+        self.cors_origins
+            .iter()
+            .any(|o| o.as_bytes() == origin.as_bytes())
+            .then(|| origin.clone())
     }
 
     async fn take_worker(&self) -> wasmtime::Result<Worker> {
@@ -544,6 +567,21 @@ fn count_usage(body: HyperOutgoingBody, metrics: Arc<Metrics>) -> HyperOutgoingB
         hyper::body::Frame::trailers(trailers)
     })
     .boxed_unsync()
+}
+
+/// `response` with `Access-Control-Allow-Origin: origin`, when there is one.
+fn with_cors(mut response: Response, origin: Option<&hyper::header::HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if origin != "*" {
+            headers.insert(
+                hyper::header::VARY,
+                hyper::header::HeaderValue::from_static("origin"),
+            );
+        }
+    }
+    response
 }
 
 /// A JSON error response in the front's (OpenAI's) shape.

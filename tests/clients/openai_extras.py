@@ -132,8 +132,9 @@ if with_metrics:
     status, _, _ = http("GET", "/metrics")
     check(status == 401, f"/metrics without a key: {status}")
     chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0)
-    status, headers, body = http("GET", "/metrics", None, bearer)
+    status, headers, body = http("GET", "/metrics", None, {**bearer, "origin": origin})
     check(status == 200 and headers.get("content-type", "").startswith("application/openmetrics-text"), f"/metrics: {status} {dict(headers)}")
+    check(headers.get("access-control-allow-origin") == origin, "the server's own answers carry CORS too")
     samples = {}
     for family in text_string_to_metric_families(body.decode()):
         for s in family.samples:

@@ -121,6 +121,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         queue: args.queue,
         timeout: args.model.timeout_ms.map(Duration::from_millis),
         api_keys: args.api_key.clone(),
+        cors_origins: args.cors_origin.clone(),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         // Each generating request occupies a worker while it is in the native backend (computing
