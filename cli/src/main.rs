@@ -3,6 +3,7 @@
 //! non-zero exit.
 
 mod commands;
+mod metrics;
 mod server;
 
 use std::process::ExitCode;

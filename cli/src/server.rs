@@ -11,6 +11,9 @@
 //! - **Shutdown**: [`Server::serve`] stops accepting when its shutdown future resolves and
 //!   waits for the requests in flight.
 //! - **Access log**: one line per request (a tracing event, target `edge_llm::access`).
+//! - **Metrics**: `GET /metrics` is answered here, not by the component (Prometheus text,
+//!   [`crate::metrics`]; it needs the API key when keys are set); every request is counted,
+//!   and the front's usage trailers add its tokens.
 //! - **No network**: the store's `wasi:http` hooks refuse every outgoing request.
 
 use std::convert::Infallible;
@@ -45,6 +48,8 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use crate::metrics::{self, Metrics};
+
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,6 +65,11 @@ pub struct ServeOptions {
     /// Bound on each request's time inside the component; past it the instance is
     /// interrupted and replaced.
     pub timeout: Option<Duration>,
+    /// Bearer keys `/metrics` accepts (the component checks its own routes); empty: open.
+    pub api_keys: Vec<String>,
+    /// Origins whose browsers may read the server's own responses (`/metrics`, 503 and 500
+    /// answers), as the component lets them read its own; `*` for any.
+    pub cors_origins: Vec<String>,
 }
 
 /// A request-serving instance.
@@ -135,6 +145,9 @@ pub struct Server {
     idle: Mutex<Vec<Worker>>,
     slots: Arc<Semaphore>,
     admitted: Arc<AtomicUsize>,
+    api_keys: Vec<String>,
+    cors_origins: Vec<String>,
+    metrics: Arc<Metrics>,
 }
 
 /// The response body type.
@@ -172,6 +185,9 @@ impl Server {
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(options.concurrency)),
             admitted: Arc::new(AtomicUsize::new(0)),
+            api_keys: options.api_keys,
+            cors_origins: options.cors_origins,
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -289,23 +305,41 @@ impl Server {
             request.method(),
             request.uri().path()
         );
+        let route = metrics::route(request.uri().path());
+        let cors = self.cors_origin(request.headers());
+        let cors = |response: Response| with_cors(response, cors.as_ref());
+        let log = {
+            let metrics = self.metrics.clone();
+            move |line: &str, status: u16, started: Instant| {
+                access_log(line, status, started);
+                metrics.request(route, status, started.elapsed().as_secs_f64());
+            }
+        };
+        if route == "/metrics" && request.method() == hyper::Method::GET {
+            let response = self.metrics_response(request.headers());
+            log(&line, response.status().as_u16(), started);
+            return (cors(response), None);
+        }
         let limit = self.concurrency + self.queue;
         let Some(admitted) = Admitted::try_new(&self.admitted, limit) else {
-            access_log(&line, 503, started);
+            log(&line, 503, started);
             let busy =
                 format!("the server is busy ({limit} requests running or queued); retry later");
-            return (error_response(503, &busy), None);
+            return (cors(error_response(503, &busy)), None);
         };
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
-            access_log(&line, 503, started);
-            return (error_response(503, "the server is shutting down"), None);
+            log(&line, 503, started);
+            return (
+                cors(error_response(503, "the server is shutting down")),
+                None,
+            );
         };
         let mut worker = match self.take_worker().await {
             Ok(w) => w,
             Err(e) => {
-                access_log(&line, 500, started);
+                log(&line, 500, started);
                 let message = format!("cannot start an instance: {e}");
-                return (error_response(500, &message), None);
+                return (cors(error_response(500, &message)), None);
             }
         };
         let (sender, receiver) = oneshot::channel();
@@ -316,8 +350,8 @@ impl Server {
         let (guest_request, out) = match prepared {
             Ok(p) => p,
             Err(e) => {
-                access_log(&line, 400, started);
-                return (error_response(400, &format!("{e:#}")), None);
+                log(&line, 400, started);
+                return (cors(error_response(400, &format!("{e:#}"))), None);
             }
         };
         // The deadline bounds the guest (epochs) and the native backend's compute (the store's
@@ -332,6 +366,7 @@ impl Server {
         // learn its status for the access log) on a task of its own, so that a call that traps
         // first can drop its store, and with it the unset outparam, ending the wait.
         let (head_tx, head_rx) = oneshot::channel::<Response>();
+        let counts = self.metrics.clone();
         let forward = tokio::spawn(async move {
             let response = match receiver.await {
                 Ok(Ok(response)) => response,
@@ -340,7 +375,7 @@ impl Server {
                 Err(_) => return None,
             };
             let status = response.status().as_u16();
-            let _ = head_tx.send(response);
+            let _ = head_tx.send(response.map(|body| count_usage(body, counts)));
             Some(status)
         });
         let server = self.clone();
@@ -370,18 +405,64 @@ impl Server {
             // 499 (nginx's "client closed request") for a call its client hung up on.
             let unanswered = if call.is_cancelled() { 499 } else { 500 };
             let status = forward.await.ok().flatten().unwrap_or(unanswered);
-            access_log(&line, status, started);
+            log(&line, status, started);
             drop(admitted);
         });
         let response = match head_rx.await {
             Ok(response) => response,
-            Err(_) => error_response(
+            Err(_) => cors(error_response(
                 500,
                 "the component ended without a response (it trapped or ran past its deadline; see the server log)",
-            ),
+            )),
         };
         cancel_on_drop.disarm();
         (response, Some(done))
+    }
+
+    /// `GET /metrics`: the metrics as text, or 401 without a valid key when keys are set.
+    fn metrics_response(&self, headers: &hyper::HeaderMap) -> Response {
+        if !self.api_keys.is_empty() {
+            let given = headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, key)| key.trim());
+            if !given.is_some_and(|g| self.api_keys.iter().any(|k| k == g)) {
+                return error_body(
+                    401,
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                    "no API key or an incorrect one: send `Authorization: Bearer KEY`",
+                );
+            }
+        }
+        let running = self.concurrency - self.slots.available_permits();
+        let queued = self.admitted.load(Ordering::SeqCst).saturating_sub(running);
+        let body = self.metrics.encode(running, queued);
+        let mut response = hyper::Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+        );
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(metrics::CONTENT_TYPE),
+        );
+        response
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from the origin in `headers`, if
+    /// that origin is allowed.
+    fn cors_origin(&self, headers: &hyper::HeaderMap) -> Option<hyper::header::HeaderValue> {
+        let origin = headers.get(hyper::header::ORIGIN)?;
+        if self.cors_origins.iter().any(|o| o == "*") {
+            return Some(hyper::header::HeaderValue::from_static("*"));
+        }
+        self.cors_origins
+            .iter()
+            .any(|o| o.as_bytes() == origin.as_bytes())
+            .then(|| origin.clone())
     }
 
     async fn take_worker(&self) -> wasmtime::Result<Worker> {
@@ -464,10 +545,54 @@ fn access_log(line: &str, status: u16, started: Instant) {
     tracing::info!(target: "edge_llm::access", "{line} {status} {ms:.1}ms");
 }
 
+/// Takes the front's usage trailers off a response body into `metrics`; the client gets the
+/// other trailers, if any.
+fn count_usage(body: HyperOutgoingBody, metrics: Arc<Metrics>) -> HyperOutgoingBody {
+    body.map_frame(move |frame| {
+        let mut trailers = match frame.into_trailers() {
+            Ok(t) => t,
+            Err(frame) => return frame,
+        };
+        let mut take = |name: &str| -> u64 {
+            trailers
+                .remove(name)
+                .and_then(|v| v.to_str().ok().and_then(|v| v.parse().ok()))
+                .unwrap_or(0)
+        };
+        let (prompt, generated) = (
+            take("x-edge-llm-prompt-tokens"),
+            take("x-edge-llm-completion-tokens"),
+        );
+        metrics.tokens(prompt, generated);
+        hyper::body::Frame::trailers(trailers)
+    })
+    .boxed_unsync()
+}
+
+/// `response` with `Access-Control-Allow-Origin: origin`, when there is one.
+fn with_cors(mut response: Response, origin: Option<&hyper::header::HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if origin != "*" {
+            headers.insert(
+                hyper::header::VARY,
+                hyper::header::HeaderValue::from_static("origin"),
+            );
+        }
+    }
+    response
+}
+
 /// A JSON error response in the front's (OpenAI's) shape.
 fn error_response(status: u16, message: &str) -> Response {
+    error_body(status, "server_error", None, message)
+}
+
+/// A JSON error response of OpenAI's `type` and `code`.
+fn error_body(status: u16, kind: &str, code: Option<&str>, message: &str) -> Response {
     let body = serde_json::json!({
-        "error": {"message": message, "type": "server_error", "param": null, "code": null}
+        "error": {"message": message, "type": kind, "param": null, "code": code}
     });
     let body = Full::new(Bytes::from(format!("{body}\n")))
         .map_err(|never: Infallible| match never {})

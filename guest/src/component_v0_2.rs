@@ -14,6 +14,7 @@ use crate::bindings::exports::edge::llm0_2_0::inference as wit;
 use crate::chat;
 use crate::component::{self, ModelResource};
 use crate::constraint::ConstraintSpec;
+use crate::embed::Pooling;
 use crate::generate::{self, GenerateError, GenerateParams, Generation};
 use crate::model::LoadedModel;
 use crate::sampling::{SplitMix64, TokenLogprob};
@@ -265,6 +266,59 @@ impl wit::GuestModel for ModelV2 {
 
     fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
         Ok(self.0.detokenize_ids(&tokens)?)
+    }
+
+    fn tokenize_special(
+        &self,
+        text: String,
+        add_special: bool,
+        parse_control: bool,
+    ) -> Result<Vec<u32>, wit::Error> {
+        self.0
+            .loaded()
+            .tokenizer()
+            .tokenize(&text, add_special, parse_control)
+            .map_err(|e| wit::Error::InvalidInput(e.to_string()))
+    }
+
+    fn token_pieces(&self, tokens: Vec<u32>) -> Result<Vec<Vec<u8>>, wit::Error> {
+        let tokenizer = self.0.loaded().tokenizer();
+        let n_vocab = tokenizer.vocab_size();
+        tokens
+            .iter()
+            .map(|&id| match (id as usize) < n_vocab {
+                true => Ok(tokenizer.token_bytes(id).to_vec()),
+                false => Err(wit::Error::InvalidInput(format!(
+                    "token id {id} is outside the vocabulary of {n_vocab} tokens"
+                ))),
+            })
+            .collect()
+    }
+
+    fn embed(&self, inputs: Vec<wit::EmbedInput>) -> Result<wit::Embeddings, wit::Error> {
+        let loaded = self.0.loaded();
+        let pooling = loaded.pooling().map_err(error)?;
+        let tokenizer = loaded.tokenizer();
+        let ids = inputs
+            .into_iter()
+            .map(|input| match input {
+                wit::EmbedInput::Text(text) => tokenizer
+                    .tokenize(&text, true, true)
+                    .map_err(|e| wit::Error::InvalidInput(e.to_string())),
+                wit::EmbedInput::Tokens(ids) => Ok(ids),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let vectors = loaded.embed(&ids).map_err(error)?;
+        let prompt_tokens = ids.iter().map(Vec::len).sum::<usize>();
+        Ok(wit::Embeddings {
+            vectors,
+            pooling: match pooling {
+                Pooling::Mean => wit::Pooling::Mean,
+                Pooling::Cls => wit::Pooling::Cls,
+                Pooling::Last => wit::Pooling::Last,
+            },
+            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
+        })
     }
 
     fn apply_chat_template(&self, m: Vec<wit::Message>) -> Result<String, wit::Error> {

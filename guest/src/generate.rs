@@ -53,6 +53,11 @@ pub trait Backend {
     /// Appends `tokens` (non-empty) to the cache, runs the model over them and returns the
     /// logits of the last one (one per vocabulary id).
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError>;
+
+    /// Appends `tokens` (non-empty) to the cache, runs the model over them and returns each
+    /// one's final normed hidden state (`tokens.len() * n_embd` values, row-major), for
+    /// embeddings; no logits are computed.
+    fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError>;
 }
 
 /// Any pointer to a backend is one: `&mut B` (tests), `Box<dyn Backend>` (the component).
@@ -75,6 +80,9 @@ where
     }
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
         (**self).prefill_and_logits(tokens)
+    }
+    fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
+        (**self).prefill_hidden(tokens)
     }
 }
 

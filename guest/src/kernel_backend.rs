@@ -49,13 +49,26 @@ impl Backend for KernelBackend {
         let logits = self
             .session
             .forward(tokens, &|| false)
-            .map_err(|e| match e {
-                ForwardError::ContextOverflow { needed, n_ctx } => {
-                    BackendError::ContextFull { needed, n_ctx }
-                }
-                other => BackendError::Failed(other.to_string()),
-            })?;
+            .map_err(forward_error)?;
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
+    }
+
+    fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
+        let states = self
+            .session
+            .forward_hidden(tokens, &|| false)
+            .map_err(forward_error)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(states)
+    }
+}
+
+fn forward_error(e: ForwardError) -> BackendError {
+    match e {
+        ForwardError::ContextOverflow { needed, n_ctx } => {
+            BackendError::ContextFull { needed, n_ctx }
+        }
+        other => BackendError::Failed(other.to_string()),
     }
 }

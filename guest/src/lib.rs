@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod constraint;
+pub mod embed;
 pub mod gbnf;
 pub mod generate;
 pub mod kernel_backend;

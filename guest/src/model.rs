@@ -8,6 +8,7 @@ use edge_llm_kernel::gguf::Gguf;
 
 use crate::chat::{ChatError, ChatTemplate, Message, TemplateLimits};
 use crate::constraint::ConstraintSet;
+use crate::embed::{self, Pooling};
 use crate::generate::{Backend, BackendError, GenerateError, GenerateParams, Generation};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::tools::{self, TemplateCaps, ToolFormat, ToolRequest};
@@ -85,6 +86,8 @@ pub struct ModelMetadata {
     quantization: String,
     tokenizer: Rc<Tokenizer>,
     template: Rc<Result<ChatTemplate, String>>,
+    /// How embeddings are pooled, or why this model gives none.
+    pooling: Result<Pooling, String>,
 }
 
 impl ModelMetadata {
@@ -102,6 +105,7 @@ impl ModelMetadata {
         let template = ChatTemplate::for_model(gguf, &tokenizer, TemplateLimits::default())
             .map_err(|e| e.to_string());
         let (parameters, quantization) = weights_summary(gguf);
+        let pooling = Pooling::from_gguf(gguf, &architecture);
         Ok(Self {
             architecture,
             trained_context_length,
@@ -109,6 +113,7 @@ impl ModelMetadata {
             quantization,
             tokenizer,
             template: Rc::new(template),
+            pooling,
         })
     }
 }
@@ -118,6 +123,7 @@ pub struct LoadedModel {
     info: ModelInfo,
     tokenizer: Rc<Tokenizer>,
     template: Rc<Result<ChatTemplate, String>>,
+    pooling: Result<Pooling, String>,
     new_session: SessionFactory,
     idle: RefCell<Option<Box<dyn Backend>>>,
     /// The vocabulary prepared for constrained decoding, on the first constrained call.
@@ -184,6 +190,7 @@ impl LoadedModel {
             info,
             tokenizer: meta.tokenizer.clone(),
             template: meta.template.clone(),
+            pooling: meta.pooling.clone(),
             new_session,
             idle: RefCell::new(None),
             constraints: std::cell::OnceCell::new(),
@@ -304,6 +311,27 @@ impl LoadedModel {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// How this model's embeddings are pooled, or why it gives none.
+    pub fn pooling(&self) -> Result<Pooling, GenerateError> {
+        self.pooling.clone().map_err(GenerateError::InvalidInput)
+    }
+
+    /// Embeds each token sequence, one after another on the model's session (each from an
+    /// empty context; the warm prefix is given up): pooled, L2-normalized vectors.
+    pub fn embed(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, GenerateError> {
+        let pooling = self.pooling()?;
+        let mut backend = match self.idle.borrow_mut().take() {
+            Some(b) => b,
+            None => (self.new_session)(self.info.context_length)?,
+        };
+        let vectors = inputs
+            .iter()
+            .map(|tokens| embed::embed(&mut *backend, tokens, pooling))
+            .collect();
+        self.park(backend);
+        vectors
     }
 
     /// Keeps a session (and its KV cache) for the next generation.

@@ -206,4 +206,42 @@ impl Backend for NnBackend {
         self.tokens.extend_from_slice(tokens);
         Ok(&self.logits)
     }
+
+    fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
+        let needed = self.tokens.len() + tokens.len();
+        if needed > self.n_ctx {
+            return Err(BackendError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let mut inputs = vec![
+            input(
+                contract::TOKENS,
+                &contract::encode_tokens(tokens).map_err(contract_failure)?,
+            ),
+            input(contract::HIDDEN_STATES, &contract::hidden_states_request()),
+        ];
+        if let Some(n_past) = self.truncate_to {
+            let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
+            inputs.push(input(contract::N_PAST, &n_past));
+        }
+        let outputs = self
+            .ctx
+            .compute(inputs)
+            .map_err(|e| BackendError::Failed(describe(&e)))?;
+        self.truncate_to = None;
+        let states = output(&outputs, contract::HIDDEN_STATES).map_err(contract_failure)?;
+        let mut values = Vec::new();
+        let (n, _) = contract::decode_hidden_states(states.as_ref(), &mut values)
+            .map_err(contract_failure)?;
+        if n != tokens.len() {
+            return Err(BackendError::Failed(format!(
+                "wasi:nn tensor contract: {n} hidden states for {} tokens",
+                tokens.len()
+            )));
+        }
+        self.tokens.extend_from_slice(tokens);
+        Ok(values)
+    }
 }

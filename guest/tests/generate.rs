@@ -105,6 +105,11 @@ impl Backend for FakeBackend {
         self.logits[target as usize] = 10.0;
         Ok(&self.logits)
     }
+
+    fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
+        self.cache.extend_from_slice(tokens);
+        Ok(tokens.iter().flat_map(|&t| [t as f32, 1.0]).collect())
+    }
 }
 
 fn greedy(max_tokens: usize) -> GenerateParams {

@@ -3,7 +3,8 @@
 //! It implements `wasmtime_wasi_nn`'s backend traits, so wasi-nn's own host glue does the WIT
 //! plumbing; `load` takes one builder, the GGUF file's bytes. The tensors of `compute` follow
 //! the contract the guest uses too, decoded and encoded by `edge-llm-nn-contract` (a forward
-//! pass over `tokens` with an optional `n-past`, or the model's `gguf-header`).
+//! pass over `tokens` with an optional `n-past`, for logits or, with `hidden-states`, for
+//! embeddings; or the model's `gguf-header`).
 //!
 //! Each store gets its own backend, bound to the store's [`CallState`]: forward passes stop
 //! between layers when the store's call passes its deadline or is cancelled, and every failure
@@ -201,6 +202,44 @@ impl GgmlContext {
         Ok(wasi_tensor(logits))
     }
 
+    /// Hidden states for embeddings: run on this context's session alone, not batched (an
+    /// embedding request is one prefill-sized pass, which batching would not speed up).
+    fn hidden_states(
+        &mut self,
+        tokens: Vec<u32>,
+        n_past: Option<usize>,
+    ) -> Result<Tensor, BackendError> {
+        let call = self.call.clone();
+        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n_past) = n_past {
+            if n_past > session.len() {
+                return Err(backend_error(
+                    &call,
+                    format!(
+                        "n-past {n_past} is beyond the {} cached positions",
+                        session.len()
+                    ),
+                ));
+            }
+            session.truncate(n_past);
+        }
+        tracing::trace!(tokens = tokens.len(), ?n_past, "native hidden states");
+        let stop = || call.stop_reason().is_some();
+        let states = session
+            .forward_hidden(&tokens, &stop)
+            .map_err(|e| match e {
+                ForwardError::Cancelled => {
+                    let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
+                    fail(&call, reason)
+                }
+                other => backend_error(&call, other),
+            })?;
+        let n_embd = session.model().config().n_embd;
+        let states =
+            contract::encode_hidden_states(&states, n_embd).map_err(|e| backend_error(&call, e))?;
+        Ok(wasi_tensor(states))
+    }
+
     fn header(&self) -> Result<Tensor, BackendError> {
         let model = self.batcher.model();
         let bytes = model.bytes();
@@ -244,6 +283,10 @@ impl BackendExecutionContext for GgmlContext {
             contract::Request::Forward { tokens, n_past } => NamedTensor {
                 name: contract::LOGITS.into(),
                 tensor: self.logits(tokens, n_past)?,
+            },
+            contract::Request::Hidden { tokens, n_past } => NamedTensor {
+                name: contract::HIDDEN_STATES.into(),
+                tensor: self.hidden_states(tokens, n_past)?,
             },
         };
         Ok(Some(vec![output]))

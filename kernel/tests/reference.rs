@@ -191,6 +191,51 @@ fn a_prompt_longer_than_a_chunk_gives_the_logits_of_one_pass() {
     assert_eq!(s.len(), 5);
 }
 
+#[test]
+fn hidden_states_do_not_depend_on_chunking_and_roll_back_on_cancel() {
+    use edge_llm_kernel::model::PREFILL_CHUNK;
+    let model = load_model();
+    let item = &greedy_items()[0];
+    let mut toks = Vec::new();
+    while toks.len() < PREFILL_CHUNK + 21 {
+        toks.extend_from_slice(&item.prompt_ids);
+    }
+    toks.truncate(PREFILL_CHUNK + 21);
+    let n_embd = model.config().n_embd;
+    // One call: two passes (a full chunk, then 21 tokens).
+    let mut s = session(&model, toks.len(), 1);
+    let whole = s.forward_hidden(&toks, &|| false).expect("hidden states");
+    assert_eq!((whole.len(), s.len()), (toks.len() * n_embd, toks.len()));
+    // Two calls split elsewhere, the second on the cache of the first.
+    let mut split = session(&model, toks.len(), 1);
+    let mut parts = split
+        .forward_hidden(&toks[..100], &|| false)
+        .expect("first part");
+    parts.extend(
+        split
+            .forward_hidden(&toks[100..], &|| false)
+            .expect("second part"),
+    );
+    assert!(whole
+        .iter()
+        .zip(&parts)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    // Each row is an RMS-normed row scaled by the output norm: finite, not all zero.
+    assert!(whole
+        .chunks_exact(n_embd)
+        .all(|r| r.iter().all(|v| v.is_finite()) && r.iter().any(|&v| v != 0.0)));
+    // A cancellation in the second pass leaves the cache as it was.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let cancel_late = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 40;
+    let mut s = session(&model, toks.len(), 1);
+    s.forward(&toks[..5], &|| false).expect("a prefix");
+    assert!(matches!(
+        s.forward_hidden(&toks[5..], &cancel_late),
+        Err(edge_llm_kernel::ForwardError::Cancelled)
+    ));
+    assert_eq!(s.len(), 5);
+}
+
 #[cfg(feature = "threads")]
 #[test]
 fn thread_count_does_not_change_logits() {

@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | `compute` | [`TOKENS`]: I32 `[n]`; optional [`N_PAST`]: I32 `[1]` | [`LOGITS`]: FP32 `[1, n_vocab]`, last position |
 //! | `compute` | [`GGUF_HEADER`]: U8 `[0]` | [`GGUF_HEADER`]: U8 `[len]`: the file's bytes before the tensor data, then the file length (u64 LE) |
+//! | `compute` | [`TOKENS`]: I32 `[n]`; optional [`N_PAST`]: I32 `[1]`; [`HIDDEN_STATES`]: U8 `[0]` | [`HIDDEN_STATES`]: FP32 `[n, n_embd]`, every appended token's final normed hidden state (no logits) |
 //!
 //! `n-past` first truncates the execution context's KV cache to that many positions (0 starts
 //! over); without it the tokens are appended. All numbers are little-endian.
@@ -40,8 +41,13 @@ pub const GGUF_HEADER: &str = "gguf-header";
 /// Output of a forward pass: the last position's logits, FP32 `[1, n_vocab]`.
 pub const LOGITS: &str = "logits";
 
+/// Input U8 `[0]` asking a forward pass for hidden states instead of logits, and the output
+/// FP32 `[n, n_embd]` holding them: each appended token's hidden state after the final norm
+/// (what the output projection would read), for embeddings.
+pub const HIDDEN_STATES: &str = "hidden-states";
+
 /// Every input name the contract defines.
-pub const INPUT_NAMES: [&str; 3] = [TOKENS, N_PAST, GGUF_HEADER];
+pub const INPUT_NAMES: [&str; 4] = [TOKENS, N_PAST, GGUF_HEADER, HIDDEN_STATES];
 
 /// Length of the file-length trailer of a [`GGUF_HEADER`] output.
 pub const FILE_LEN_BYTES: usize = 8;
@@ -207,6 +213,15 @@ pub enum Request {
         /// Cached positions to keep first.
         n_past: Option<usize>,
     },
+    /// A forward pass for embeddings ([`HIDDEN_STATES`] present): truncate the cache to
+    /// `n_past` positions if given, append `tokens`, return every appended token's final
+    /// normed hidden state.
+    Hidden {
+        /// Token ids to append.
+        tokens: Vec<u32>,
+        /// Cached positions to keep first.
+        n_past: Option<usize>,
+    },
 }
 
 /// Decodes a `compute` call's named inputs (host side): an unknown name is an error; a
@@ -215,12 +230,13 @@ pub enum Request {
 pub fn decode_request<'a>(
     inputs: impl IntoIterator<Item = (&'a str, TensorRef<'a>)>,
 ) -> Result<Request, ContractError> {
-    let (mut tokens, mut n_past, mut header) = (None, None, None);
+    let (mut tokens, mut n_past, mut header, mut hidden) = (None, None, None, None);
     for (name, tensor) in inputs {
         match name {
             TOKENS => tokens = Some(tensor),
             N_PAST => n_past = Some(tensor),
             GGUF_HEADER => header = Some(tensor),
+            HIDDEN_STATES => hidden = Some(tensor),
             other => {
                 return Err(ContractError::UnknownInput {
                     name: other.to_string(),
@@ -234,7 +250,70 @@ pub fn decode_request<'a>(
     }
     let tokens = decode_tokens(tokens.ok_or(ContractError::Missing { tensor: TOKENS })?)?;
     let n_past = n_past.map(decode_n_past).transpose()?;
-    Ok(Request::Forward { tokens, n_past })
+    match hidden {
+        Some(flag) => {
+            check_flag(HIDDEN_STATES, flag)?;
+            Ok(Request::Hidden { tokens, n_past })
+        }
+        None => Ok(Request::Forward { tokens, n_past }),
+    }
+}
+
+/// Checks a U8 `[0]` request flag.
+fn check_flag(name: &'static str, t: TensorRef<'_>) -> Result<(), ContractError> {
+    check_type(name, t, ElementType::U8)?;
+    if t.dims != [0] {
+        return Err(wrong_shape(name, "[0]", t));
+    }
+    check_length(name, t, 0)
+}
+
+/// The [`HIDDEN_STATES`] input asking a forward pass for hidden states: U8 `[0]`.
+pub fn hidden_states_request() -> Tensor {
+    Tensor {
+        ty: ElementType::U8,
+        dims: vec![0],
+        data: Vec::new(),
+    }
+}
+
+/// The [`HIDDEN_STATES`] output: FP32 `[n, n_embd]` from `states` (`n * n_embd` values,
+/// row-major).
+pub fn encode_hidden_states(states: &[f32], n_embd: usize) -> Result<Tensor, ContractError> {
+    let out_of_range = |value: usize| ContractError::OutOfRange {
+        tensor: HIDDEN_STATES,
+        value: value as i128,
+    };
+    if n_embd == 0 || !states.len().is_multiple_of(n_embd) {
+        return Err(out_of_range(states.len()));
+    }
+    let n = u32::try_from(states.len() / n_embd).map_err(|_| out_of_range(states.len()))?;
+    let width = u32::try_from(n_embd).map_err(|_| out_of_range(n_embd))?;
+    Ok(Tensor {
+        ty: ElementType::Fp32,
+        dims: vec![n, width],
+        data: states.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    })
+}
+
+/// Decodes the [`HIDDEN_STATES`] output into `out` (cleared first); returns `(n, n_embd)`.
+pub fn decode_hidden_states(
+    t: TensorRef<'_>,
+    out: &mut Vec<f32>,
+) -> Result<(usize, usize), ContractError> {
+    check_type(HIDDEN_STATES, t, ElementType::Fp32)?;
+    let (n, width) = match t.dims {
+        [n, width] => (*n, *width),
+        _ => return Err(wrong_shape(HIDDEN_STATES, "[n, n_embd]", t)),
+    };
+    check_length(HIDDEN_STATES, t, u64::from(n) * u64::from(width) * 4)?;
+    out.clear();
+    out.extend(
+        t.data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    Ok((n as usize, width as usize))
 }
 
 /// The tensor named `name` among a `compute` call's outputs (guest side).
@@ -642,5 +721,34 @@ mod tests {
             .to_string(),
             "no `gguf-header` tensor"
         );
+    }
+
+    #[test]
+    fn hidden_states_ask_and_answer() {
+        let tokens = encode_tokens(&[7, 8]).expect("encodes");
+        let flag = hidden_states_request();
+        let request = decode_request([(TOKENS, tokens.as_ref()), (HIDDEN_STATES, flag.as_ref())]);
+        assert_eq!(
+            request,
+            Ok(Request::Hidden {
+                tokens: vec![7, 8],
+                n_past: None
+            })
+        );
+        let bad = decode_request([
+            (TOKENS, tokens.as_ref()),
+            (HIDDEN_STATES, t(ElementType::U8, &[1], &[0])),
+        ]);
+        assert!(matches!(bad, Err(ContractError::WrongShape { .. })));
+        let states = encode_hidden_states(&[1.0, -2.0, 0.5, 3.0, 0.0, 4.0], 3).expect("encodes");
+        assert_eq!(states.dims, [2, 3]);
+        let mut out = Vec::new();
+        assert_eq!(decode_hidden_states(states.as_ref(), &mut out), Ok((2, 3)));
+        assert_eq!(out, [1.0, -2.0, 0.5, 3.0, 0.0, 4.0]);
+        assert!(encode_hidden_states(&[1.0, 2.0], 3).is_err());
+        assert!(matches!(
+            decode_hidden_states(t(ElementType::Fp32, &[1, 2], &[0; 4]), &mut out),
+            Err(ContractError::WrongLength { .. })
+        ));
     }
 }

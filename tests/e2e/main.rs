@@ -11,5 +11,6 @@ mod jco;
 mod load;
 mod sandbox;
 mod serve;
+mod serve_extras;
 mod wasmtime_cli;
 mod wit_v0_2;

@@ -358,4 +358,86 @@ fn tool_calls_round_trip_through_the_wit_api_on_both_backends() {
     assert!(out.status.success(), "the validator failed");
     let failures: Value = serde_json::from_slice(&out.stdout).expect("the validator prints JSON");
     assert_eq!(failures, serde_json::json!([]));
+
+/// Cosine similarity of two vectors.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn embeddings_match_llama_cpp_and_both_backends_agree() {
+    let refs = edge_llm_refs::json("embeddings.json");
+    let cases = refs["cases"].as_array().expect("cases");
+    let texts: Vec<v2::EmbedInput> = cases
+        .iter()
+        .map(|c| v2::EmbedInput::Text(c["text"].as_str().expect("text").into()))
+        .collect();
+    let (_sandbox, mut store, b) = instantiate();
+    let api = b.edge_llm0_2_0_inference().model();
+    let mut by_backend = Vec::new();
+    for backend in [v2::Backend::WasiNn, v2::Backend::Kernel] {
+        let model = open(&mut store, &b, backend);
+        let e = api
+            .call_embed(&mut store, model, &texts)
+            .expect("call")
+            .expect("embed");
+        assert_eq!(e.pooling, v2::Pooling::Mean, "the model names no pooling");
+        let n_tokens: usize = cases
+            .iter()
+            .map(|c| c["tokens"].as_array().expect("tokens").len())
+            .sum();
+        assert_eq!(
+            e.prompt_tokens as usize, n_tokens,
+            "tokenized as llama.cpp does"
+        );
+        for (case, v) in cases.iter().zip(&e.vectors) {
+            let reference: Vec<f32> = case["embedding"]
+                .as_array()
+                .expect("embedding")
+                .iter()
+                .map(|x| x.as_f64().expect("number") as f32)
+                .collect();
+            assert_eq!(v.len(), reference.len(), "the model's width");
+            let norm: f64 = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "normalized: {norm}");
+            let cos = cosine(v, &reference);
+            eprintln!("{backend:?} {:?}: cosine {cos:.6}", case["text"]);
+            assert!(
+                cos > 0.9995,
+                "{:?}: cosine {cos} with llama.cpp's",
+                case["text"]
+            );
+        }
+        // The same tokens given as ids embed the same.
+        let ids: Vec<u32> = cases[1]["tokens"]
+            .as_array()
+            .expect("tokens")
+            .iter()
+            .map(|t| t.as_u64().expect("id") as u32)
+            .collect();
+        let by_ids = api
+            .call_embed(&mut store, model, &[v2::EmbedInput::Tokens(ids)])
+            .expect("call")
+            .expect("embed");
+        assert_eq!(by_ids.vectors[0], e.vectors[1]);
+        // An empty input is refused, and the model still embeds afterwards.
+        let empty = api
+            .call_embed(&mut store, model, &[v2::EmbedInput::Text(String::new())])
+            .expect("call");
+        assert!(
+            matches!(empty, Err(v2::Error::InvalidInput(_))),
+            "{empty:?}"
+        );
+        by_backend.push(e.vectors);
+    }
+    assert_eq!(
+        by_backend[0], by_backend[1],
+        "native and wasm vectors are identical"
+    );
 }

@@ -33,6 +33,14 @@ pub struct ServeArgs {
     /// accepts any name).
     #[arg(long = "model-alias", value_name = "NAME")]
     model_alias: Vec<String>,
+    /// A key clients must send as `Authorization: Bearer KEY` (repeatable; any one passes);
+    /// every route but `/health` answers 401 without one.
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_key: Vec<String>,
+    /// An origin browsers may call from, e.g. `http://localhost:3000` (repeatable; `*` for
+    /// any): responses carry CORS headers and preflights are answered.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origin: Vec<String>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -52,6 +60,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .find(|a| a.trim().is_empty() || a.contains(',') || a.trim() != a.as_str())
     {
         bail!("--model-alias must be a non-empty name without commas or outer spaces, got `{bad}`");
+    }
+    for (flag, values) in [
+        ("--api-key", &args.api_key),
+        ("--cors-origin", &args.cors_origin),
+    ] {
+        if let Some(bad) = values
+            .iter()
+            .find(|v| v.trim().is_empty() || v.contains(',') || v.trim() != v.as_str())
+        {
+            bail!("{flag} must be non-empty, without commas or outer spaces, got `{bad}`");
+        }
     }
     let started = Instant::now();
     let file = ModelFile::resolve(&args.model)?;
@@ -76,6 +95,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .guest_env
             .push(("EDGE_LLM_MODEL_ALIASES".into(), args.model_alias.join(",")));
     }
+    if !args.api_key.is_empty() {
+        runtime
+            .guest_env
+            .push(("EDGE_LLM_API_KEYS".into(), args.api_key.join(",")));
+    }
+    if !args.cors_origin.is_empty() {
+        runtime
+            .guest_env
+            .push(("EDGE_LLM_CORS_ORIGINS".into(), args.cors_origin.join(",")));
+    }
+    // The front reports each request's tokens as trailers, which `/metrics` counts.
+    runtime
+        .guest_env
+        .push(("EDGE_LLM_USAGE_TRAILERS".into(), "1".into()));
     if let Some(n) = args.model.ctx_size {
         runtime
             .guest_env
@@ -87,6 +120,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         concurrency: args.concurrency,
         queue: args.queue,
         timeout: args.model.timeout_ms.map(Duration::from_millis),
+        api_keys: args.api_key.clone(),
+        cors_origins: args.cors_origin.clone(),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         // Each generating request occupies a worker while it is in the native backend (computing

@@ -22,6 +22,28 @@ pub struct Config {
     /// `EDGE_LLM_MODEL_ALIASES`: comma-separated names a request's `model` may also use (such
     /// as `gpt-3.5-turbo`); `*` accepts any name.
     pub aliases: Vec<String>,
+    /// `EDGE_LLM_API_KEYS`: comma-separated keys; when any is set, every route but `/health`
+    /// (and CORS preflights) needs `Authorization: Bearer KEY` with one of them.
+    pub api_keys: Vec<String>,
+    /// `EDGE_LLM_CORS_ORIGINS`: comma-separated origins browsers may call from (`*` for any);
+    /// empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+/// The comma-separated non-empty names of `var`, or an error naming it.
+fn list(vars: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Vec<String>, String> {
+    match vars(var) {
+        None => Ok(Vec::new()),
+        Some(v) => {
+            let names: Vec<String> = v.split(',').map(|a| a.trim().to_string()).collect();
+            if names.iter().any(String::is_empty) {
+                return Err(format!(
+                    "{var} must be comma-separated non-empty values, got `{v}`"
+                ));
+            }
+            Ok(names)
+        }
+    }
 }
 
 impl Config {
@@ -48,23 +70,16 @@ impl Config {
                     || format!("EDGE_LLM_CTX_SIZE must be a positive number of tokens, got `{v}`"),
                 )?),
             };
-        let aliases = match vars("EDGE_LLM_MODEL_ALIASES") {
-            None => Vec::new(),
-            Some(v) => {
-                let names: Vec<String> = v.split(',').map(|a| a.trim().to_string()).collect();
-                if names.iter().any(String::is_empty) {
-                    return Err(format!(
-                        "EDGE_LLM_MODEL_ALIASES must be comma-separated non-empty names, got `{v}`"
-                    ));
-                }
-                names
-            }
-        };
+        let aliases = list(&vars, "EDGE_LLM_MODEL_ALIASES")?;
+        let api_keys = list(&vars, "EDGE_LLM_API_KEYS")?;
+        let cors_origins = list(&vars, "EDGE_LLM_CORS_ORIGINS")?;
         Ok(Self {
             model,
             max_body_bytes,
             context_length,
             aliases,
+            api_keys,
+            cors_origins,
         })
     }
 

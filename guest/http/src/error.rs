@@ -44,6 +44,14 @@ impl ApiError {
         }
     }
 
+    /// 401: no API key, or not one of the server's (OpenAI's `invalid_api_key`).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("invalid_api_key"),
+            ..Self::new(401, "invalid_request_error", message)
+        }
+    }
+
     /// 404: no such route.
     pub fn no_route(method: &str, path: &str) -> Self {
         Self::new(

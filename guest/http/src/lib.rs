@@ -11,16 +11,26 @@
 //! | `POST /v1/completions`      | raw prompt completion, one-shot or streamed           |
 //! | `GET /v1/models`            | the served model                                      |
 //! | `GET /health`               | 200 once the model opens, 503 if it cannot            |
+//! | `POST /v1/embeddings`       | OpenAI's embeddings: pooled, normalized vectors       |
+//! | `POST /tokenize`            | text to token ids (and pieces), llama.cpp's shape     |
+//! | `POST /detokenize`          | token ids to text, llama.cpp's shape                  |
+//!
+//! With `EDGE_LLM_API_KEYS` set, every route but `/health` needs `Authorization: Bearer KEY`
+//! (401 otherwise); with `EDGE_LLM_CORS_ORIGINS`, browsers from those origins may call it
+//! (preflights answered) ([`access`]).
 //!
 //! Configuration comes from the environment the host gives the component ([`config`]).
 
+pub mod access;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod openai;
 #[cfg(target_arch = "wasm32")]
 mod routes;
 #[cfg(target_arch = "wasm32")]
 mod served;
+pub mod tokenize;
 pub mod tools;
 #[cfg(target_arch = "wasm32")]
 mod wire;

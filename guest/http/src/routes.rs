@@ -5,16 +5,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
+use crate::access;
 use crate::api;
+use crate::config::Config;
+use crate::embeddings;
 use crate::error::ApiError;
 use crate::openai::{self, Endpoint, GenerateRequest, Prompt, ResponseMeta};
 use crate::served::{self, Served};
+use crate::tokenize;
 use crate::tools;
 use crate::wire::{self, EventStream, Request};
 
 /// Answers one request; every failure becomes an OpenAI-style error response.
 pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let request = Request::new(request);
+    let Some(out) = admit(&request, out) else {
+        return;
+    };
     let endpoint = match (request.path.as_str(), &request.method) {
         ("/v1/chat/completions", Method::Post) => Some(Endpoint::Chat),
         ("/v1/completions", Method::Post) => Some(Endpoint::Text),
@@ -30,6 +37,7 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
                             choice.text.insert_str(0, p);
                         }
                     }
+                    wire::record_usage(&c.usage);
                     wire::send_json(out, 200, &meta.completion(&c))
                 }
                 Err(e) => wire::send_error(out, &e),
@@ -40,10 +48,17 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let method = method_name(&request.method);
     let result = match (request.path.as_str(), &request.method) {
         ("/v1/models", Method::Get) => served::get().map(|s| models(&s)),
+        ("/v1/embeddings", Method::Post) => embeddings_route(&request),
+        ("/tokenize", Method::Post) => tokenize_route(&request),
+        ("/detokenize", Method::Post) => detokenize_route(&request),
         ("/health", Method::Get) => served::get().map(|s| {
             json!({"status": "ok", "model": s.config.model, "backend": openai::fingerprint(s.info.backend)})
         }),
-        ("/v1/chat/completions" | "/v1/completions", _) => Err(ApiError::method_not_allowed(
+        (
+            "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/tokenize"
+            | "/detokenize",
+            _,
+        ) => Err(ApiError::method_not_allowed(
             &method,
             &request.path,
             "POST",
@@ -61,6 +76,36 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
     }
 }
 
+/// Applies the access rules: sets the CORS headers of the request's responses, answers a
+/// CORS preflight (204) or a request without a valid API key (401); hands `out` back when the
+/// request may go on.
+fn admit(request: &Request, out: ResponseOutparam) -> Option<ResponseOutparam> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            wire::send_error(out, &ApiError::unavailable(e));
+            return None;
+        }
+    };
+    let origin = request.header("origin");
+    let preflight = matches!(request.method, Method::Options)
+        && request.header("access-control-request-method").is_some();
+    if preflight {
+        let asked = request.header("access-control-request-headers");
+        let headers = access::preflight_headers(&config, origin.as_deref(), asked.as_deref());
+        wire::set_response_headers(headers);
+        wire::send_empty(out, 204);
+        return None;
+    }
+    wire::set_response_headers(access::cors_headers(&config, origin.as_deref()));
+    let authorization = request.header_bytes("authorization");
+    if let Err(e) = access::authorize(&config, &request.path, authorization.as_deref()) {
+        wire::send_error(out, &e);
+        return None;
+    }
+    Some(out)
+}
+
 fn method_name(m: &Method) -> String {
     match m {
         Method::Get => "GET".into(),
@@ -74,6 +119,44 @@ fn method_name(m: &Method) -> String {
         Method::Trace => "TRACE".into(),
         Method::Other(o) => o.clone(),
     }
+}
+
+/// `POST /v1/embeddings`: one pooled, normalized vector per input.
+fn embeddings_route(request: &Request) -> Result<serde_json::Value, ApiError> {
+    let served = served::get()?;
+    let req = embeddings::parse_request(&request.body(served.config.max_body_bytes)?)?;
+    let model = served.check_model(req.model.as_deref())?;
+    let result = served.model.embed(&req.inputs)?;
+    let width = result.vectors.first().map_or(0, Vec::len);
+    embeddings::check_dimensions(req.dimensions, width)?;
+    wire::record_usage(&api::Usage {
+        prompt_tokens: result.prompt_tokens,
+        completion_tokens: 0,
+        cached_prompt_tokens: 0,
+    });
+    Ok(embeddings::response(&model, &result, req.encoding))
+}
+
+/// `POST /tokenize`: text to ids (and pieces), as llama.cpp's server answers.
+fn tokenize_route(request: &Request) -> Result<serde_json::Value, ApiError> {
+    let served = served::get()?;
+    let req = tokenize::parse_tokenize(&request.body(served.config.max_body_bytes)?)?;
+    let ids = served
+        .model
+        .tokenize_special(&req.content, req.add_special, req.parse_special)?;
+    let pieces = match req.with_pieces {
+        true => Some(served.model.token_pieces(&ids)?),
+        false => None,
+    };
+    Ok(tokenize::tokens_json(&ids, pieces.as_deref()))
+}
+
+/// `POST /detokenize`: ids to text.
+fn detokenize_route(request: &Request) -> Result<serde_json::Value, ApiError> {
+    let served = served::get()?;
+    let ids = tokenize::parse_detokenize(&request.body(served.config.max_body_bytes)?)?;
+    let content = served.model.detokenize(&ids)?;
+    Ok(json!({ "content": content }))
 }
 
 /// The served model, then each alias it answers to (but `*`).
@@ -208,6 +291,7 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
         let _ = events.event(&error.to_json());
         return;
     };
+    wire::record_usage(&done.usage);
     if req.include_usage && events.event(&meta.usage_chunk(&done.usage)).is_err() {
         return;
     }

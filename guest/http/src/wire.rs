@@ -1,6 +1,12 @@
 //! The `wasi:http` plumbing: reading a bounded request body, sending a JSON response, and
 //! streaming server-sent events.
+//!
+//! Two things every response of a request carries are set once per request, so the routes
+//! need not pass them along: the CORS headers ([`set_response_headers`]), and, for a host
+//! that asks for them (`EDGE_LLM_USAGE_TRAILERS=1`, as `edge-llm serve` does for its
+//! `/metrics`), the request's token counts as trailers ([`record_usage`]).
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 
 use wasip2::http::types::{
@@ -8,7 +14,47 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::OutputStream;
 
+use crate::api;
 use crate::error::ApiError;
+
+/// The trailer with a request's prompt tokens.
+pub const PROMPT_TOKENS_TRAILER: &str = "x-edge-llm-prompt-tokens";
+/// The trailer with a request's generated tokens.
+pub const COMPLETION_TOKENS_TRAILER: &str = "x-edge-llm-completion-tokens";
+
+thread_local! {
+    /// Headers every response of the current request gets.
+    static RESPONSE_HEADERS: RefCell<Vec<(&'static str, String)>> = const { RefCell::new(Vec::new()) };
+    /// The current request's (prompt, generated) tokens, once known.
+    static USAGE: RefCell<Option<(u32, u32)>> = const { RefCell::new(None) };
+}
+
+/// Sets the headers every response of the current request gets, and forgets the last
+/// request's usage.
+pub fn set_response_headers(headers: Vec<(&'static str, String)>) {
+    RESPONSE_HEADERS.with(|h| *h.borrow_mut() = headers);
+    USAGE.with(|u| *u.borrow_mut() = None);
+}
+
+/// Records the current request's token counts, sent as trailers when the host asks for them.
+pub fn record_usage(usage: &api::Usage) {
+    USAGE.with(|u| *u.borrow_mut() = Some((usage.prompt_tokens, usage.completion_tokens)));
+}
+
+/// The usage trailers, when the host asks for them and the request has usage.
+fn usage_trailers() -> Option<Fields> {
+    if std::env::var("EDGE_LLM_USAGE_TRAILERS").ok().as_deref() != Some("1") {
+        return None;
+    }
+    let (prompt, completion) = USAGE.with(|u| *u.borrow())?;
+    let trailers = Fields::new();
+    let _ = trailers.set(PROMPT_TOKENS_TRAILER, &[prompt.to_string().into_bytes()]);
+    let _ = trailers.set(
+        COMPLETION_TOKENS_TRAILER,
+        &[completion.to_string().into_bytes()],
+    );
+    Some(trailers)
+}
 
 /// The parts of a request the routes look at.
 pub struct Request {
@@ -29,6 +75,19 @@ impl Request {
             path,
             inner,
         }
+    }
+
+    /// The first value of header `name`, if it is text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.inner.headers().get(name);
+        values
+            .first()
+            .and_then(|v| String::from_utf8(v.clone()).ok())
+    }
+
+    /// The first value of header `name`, as bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner.headers().get(name).into_iter().next()
     }
 
     /// The whole body, refused with 413 once it exceeds `limit` bytes (by its `content-length`
@@ -86,6 +145,11 @@ impl Body {
         if content_type == EVENT_STREAM {
             let _ = headers.set("cache-control", &[b"no-cache".to_vec()]);
         }
+        RESPONSE_HEADERS.with(|h| {
+            for (name, value) in h.borrow().iter() {
+                let _ = headers.set(name, &[value.as_bytes().to_vec()]);
+            }
+        });
         let response = OutgoingResponse::new(headers);
         let _ = response.set_status_code(status);
         let body = response.body().ok();
@@ -106,8 +170,25 @@ impl Body {
         drop(self.stream.take());
         if let Some(body) = self.body.take() {
             // The client may have gone; nothing is left to tell it.
-            let _ = OutgoingBody::finish(body, None);
+            let _ = OutgoingBody::finish(body, usage_trailers());
         }
+    }
+}
+
+/// Sends a response with no body (a CORS preflight's 204).
+pub fn send_empty(out: ResponseOutparam, status: u16) {
+    let headers = Fields::new();
+    RESPONSE_HEADERS.with(|h| {
+        for (name, value) in h.borrow().iter() {
+            let _ = headers.set(name, &[value.as_bytes().to_vec()]);
+        }
+    });
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let body = response.body().ok();
+    ResponseOutparam::set(out, Ok(response));
+    if let Some(body) = body {
+        let _ = OutgoingBody::finish(body, None);
     }
 }
 

@@ -306,6 +306,35 @@ impl Session {
         self.forward_from(tokens, 0, cancel)
     }
 
+    /// Appends `tokens` and returns the final normed hidden state of each (`tokens.len() *
+    /// n_embd`, row-major): what the output projection reads, for embeddings. No logits are
+    /// computed. Runs in passes of at most [`PREFILL_CHUNK`] tokens; on an error the cache is
+    /// left as it was.
+    pub fn forward_hidden(
+        &mut self,
+        tokens: &[u32],
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<f32>, ForwardError> {
+        self.check(tokens)?;
+        let model = self.model.clone();
+        let (c, w) = (model.config(), model.weights());
+        let e = c.n_embd;
+        let p0 = self.cache.len();
+        let mut hidden = vec![0.0; tokens.len() * e];
+        for (chunk, out) in tokens
+            .chunks(PREFILL_CHUNK)
+            .zip(hidden.chunks_mut(PREFILL_CHUNK * e))
+        {
+            if let Err(err) = self.forward_pass(chunk, chunk.len(), cancel) {
+                self.cache.truncate(p0);
+                return Err(err);
+            }
+            let n = chunk.len();
+            norm_rows(self.isa, c, &w.output_norm, &self.s.x[..n * e], out, n);
+        }
+        Ok(hidden)
+    }
+
     /// Appends `tokens`, returns the logits of `tokens[from..]` (`(len - from) * n_vocab`).
     ///
     /// The tokens before `from`, which need no logits, run in passes of at most
@@ -339,9 +368,10 @@ impl Session {
         Ok(&self.s.logits[..n])
     }
 
-    /// One forward pass over `tokens` (checked by [`Session::forward_from`]; `from` <
-    /// `tokens.len()`), appended to the cache, leaving the logits of `tokens[from..]` in the
-    /// scratch; on an error the caller rolls the cache back.
+    /// One forward pass over `tokens` (checked by [`Session::forward_from`]; `from` <=
+    /// `tokens.len()`), appended to the cache, leaving the logits of `tokens[from..]` (none
+    /// when `from == tokens.len()`) and every token's last residual (`s.x`) in the scratch;
+    /// on an error the caller rolls the cache back.
     fn forward_pass(
         &mut self,
         tokens: &[u32],
