@@ -22,6 +22,9 @@ fn main() {
     if arg.as_deref() == Some("types") {
         return types();
     }
+    if arg.as_deref() == Some("run") {
+        return run();
+    }
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
     println!("{} kernels; GB/s of weights", isa.name());
@@ -73,6 +76,48 @@ fn main() {
             }
         }
     }
+}
+
+/// `run TYPE N_TOK CALLS [gguf]`: only `CALLS` repacked (or GGUF-layout) matmuls of `N_TOK`
+/// tokens on a 1536 × 576 matrix of `TYPE`, for timing whole runs from outside (CPU time is
+/// steadier than a wall clock on a shared machine).
+fn run() {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let ty = [
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ]
+    .into_iter()
+    .find(|t| Some(t.name()) == args.first().map(String::as_str))
+    .expect("TYPE: Q4_1, Q4_0, Q5_0 or Q8_0");
+    let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
+    let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
+    let gguf = args.get(3).map(String::as_str) == Some("gguf");
+    let (rows, cols) = (1536usize, 576usize);
+    let isa = Isa::best();
+    let mut rng = SplitMix64::new(7);
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+    let mut w = Vec::new();
+    quant::quantize_row(ty, &wf, &mut w);
+    if !gguf {
+        simd::repack(ty, &mut w, cols, &mut Vec::new());
+    }
+    let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
+    let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+    simd::quantize_q8_1(isa, &x, &mut acts);
+    let mut out = vec![0f32; rows * n_tok];
+    let mut sum = 0f32;
+    for _ in 0..calls {
+        if gguf {
+            simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut out);
+        } else {
+            simd::matmul_x8(isa, ty, &w, cols, &acts, n_tok, &mut out);
+        }
+        sum += out[0];
+    }
+    println!("{sum}");
 }
 
 /// Every type's matmul speed at one shape, best kernel and scalar reference.

@@ -282,6 +282,17 @@ const PACKED: [GgmlType; 4] = [
     GgmlType::Q8_0,
 ];
 
+/// Every kernel variant of this machine: each ISA, and on x86 the AVX2 kernels both with
+/// AVX-512 VNNI (where the machine has it) and without. Switching VNNI off and on again while
+/// other tests run changes none of their results (both give the same bits).
+fn variants() -> Vec<(Isa, bool)> {
+    let mut v: Vec<(Isa, bool)> = Isa::available().into_iter().map(|i| (i, true)).collect();
+    if Isa::best() == Isa::Avx2 {
+        v.push((Isa::Avx2, false));
+    }
+    v
+}
+
 #[test]
 fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     let mut rng = SplitMix64::new(6);
@@ -305,13 +316,15 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
                 let mut packed = w.clone();
                 simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
                 assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
-                for isa in Isa::available() {
+                for (isa, vnni) in variants() {
                     let mut got = vec![f32::NAN; rows * n_tok];
+                    simd::allow_vnni(vnni);
                     simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
+                    simd::allow_vnni(true);
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
-                            "{ty:?} {isa:?} case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
                         );
                     }
                     checked += 1;
@@ -321,7 +334,7 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     }
     assert_eq!(
         checked,
-        PACKED.len() * (SPECIAL_CASE + 1) * 6 * Isa::available().len()
+        PACKED.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
     );
 }
 
@@ -354,10 +367,15 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
             simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
             let mut packed = w.clone();
             simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
-            for isa in Isa::available() {
+            for (isa, vnni) in variants() {
                 let mut got = vec![f32::NAN; rows * n_tok];
+                simd::allow_vnni(vnni);
                 simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
-                assert_eq!(got, want, "{ty:?} {isa:?} fill {fill:#x} sign {sign}");
+                simd::allow_vnni(true);
+                assert_eq!(
+                    got, want,
+                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                );
             }
         }
     }

@@ -242,6 +242,22 @@ pub fn packed_pays(isa: Isa, ty: GgmlType) -> bool {
     }
 }
 
+/// Lets the AVX2 kernels use AVX-512 VNNI where the machine has it (the default) or not (for
+/// tests and timing: both give the same bits). Returns false, changing nothing, where there
+/// are no AVX2 kernels.
+pub fn allow_vnni(allowed: bool) -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        x86::allow_vnni(allowed);
+        true
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        let _ = allowed;
+        false
+    }
+}
+
 /// Weight types whose rows repack eight at a time (`quant::rows8`): Q4_1 ([`q4_1x8`]), Q4_0
 /// ([`q4_0x8`]), Q5_0 ([`q5_0x8`]) and Q8_0 ([`q8_0x8`]).
 pub fn packs(ty: GgmlType) -> bool {
