@@ -1,28 +1,29 @@
-//! The repacked-model cache: a model file with its Q4_1 matrices already in the kernel's
-//! packed layout ([`Model::load_packed`]), written on first use and memory-mapped read-only
-//! afterwards.
+//! The repacked-model cache: a model file with its matrices already in the kernel's packed
+//! layouts ([`Model::load_packed`]), written on first use and memory-mapped read-only afterwards.
 //!
 //! Reading the 98 MB default model into fresh memory and repacking it cost ~70 ms per start,
 //! most of it the kernel zeroing that memory; a mapping of the cached copy reads the page cache
 //! (shared by every process that maps it). An entry `<dir>/packed/<key>.gguf` is keyed by the
-//! source file's identity (canonical path, size, modification time) and the packed layout's
-//! version, so a changed file or layout gets a new entry. Before use an entry's size must equal
-//! the source's and its header must load like any model file's. Its tensor bytes are trusted as
-//! the source's own are after their first sha256 check ([`crate::models::verify`]): a corrupt
-//! entry could give wrong logits, never unsafety. The directory can be deleted at any time.
+//! source file's identity (canonical path, size, modification time), the packed layouts'
+//! version and the kernels that choose which matrices to pack, so a changed file, layout or
+//! choice gets a new entry. Before use an entry's size must equal the source's and its header
+//! must load like any model file's. Its tensor bytes are trusted as the source's own are after
+//! their first sha256 check ([`crate::models::verify`]): a corrupt entry could give wrong
+//! logits, never unsafety. The directory can be deleted at any time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use edge_llm_kernel::quant::q4_1x8;
+use edge_llm_kernel::quant::rows8;
+use edge_llm_kernel::simd::Isa;
 use edge_llm_kernel::{Model, ModelError};
 use sha2::{Digest, Sha256};
 
 use crate::models::file_identity;
 use crate::{cache, HostError};
 
-/// Loads the model at `path` with its Q4_1 matrices repacked: mapped from the entry in `dir`
+/// Loads the model at `path` with its matrices repacked: mapped from the entry in `dir`
 /// when there is a valid one, else read and repacked (and stored there, when `dir` is given).
 /// I/O errors are the outer error; a malformed file is the inner one, which `preload` reports
 /// like a malformed mapped file.
@@ -39,7 +40,7 @@ pub(crate) fn load(
         return Ok(Ok(model));
     }
     let model = read_packed(path)?;
-    // A model with nothing to repack (no Q4_1 matrices) is not copied into the cache.
+    // A model with nothing to repack (no such matrices) is not copied into the cache.
     if let Some(m) = model.as_ref().ok().filter(|m| m.weights().any_repacked()) {
         // The cache only saves time: a failure to write it is logged, not an error.
         if let Err(e) = cache::write_whole(&entry, m.bytes()) {
@@ -51,9 +52,10 @@ pub(crate) fn load(
 
 fn entry_path(dir: &Path, path: &Path, meta: &std::fs::Metadata) -> PathBuf {
     let key = hex::encode(Sha256::digest(format!(
-        "{}\0q4_1x8 layout {}",
+        "{}\0rows8 layout {} for {}",
         file_identity(path, meta),
-        q4_1x8::LAYOUT_VERSION
+        rows8::LAYOUT_VERSION,
+        Isa::best().name()
     )));
     dir.join("packed").join(format!("{}.gguf", &key[..32]))
 }

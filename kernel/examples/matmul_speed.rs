@@ -1,5 +1,6 @@
-//! Q4_1 matmul throughput of this target's best kernels, GGUF layout against the repacked
-//! `Q4_1x8` one, in alternating rounds (so a slow phase of the machine hits both), for targets
+//! Matmul throughput of this target's best kernels for the types that repack eight rows at a
+//! time (Q4_1, Q4_0, Q5_0, Q8_0; or the one named), GGUF layout against the repacked one, in
+//! alternating rounds (so a slow phase of the machine hits both), for targets
 //! where criterion does not run (wasm32-wasip2 under wasmtime). Each round also checks that the
 //! two layouts give the same bits.
 //!
@@ -7,62 +8,116 @@
 //! and the scalar reference) on a 1024 × 1536 matrix, time per call and speed relative to
 //! Q4_1 in the GGUF layout, in element throughput (weights × tokens per second).
 //!
-//! Usage: `cargo run -p edge-llm-kernel --release --example matmul_speed [types]`
+//! Usage: `cargo run -p edge-llm-kernel --release --example matmul_speed [types | TYPE]`
 
 use std::time::Instant;
 
 use edge_llm_kernel::gguf::GgmlType;
-use edge_llm_kernel::quant::{self, q4_1, q4_1x8, q8_1, q8_k, QK, QK_K};
+use edge_llm_kernel::quant::{self, q8_1, q8_k, QK, QK_K};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Acts, Isa};
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("types") {
+    let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("types") {
         return types();
+    }
+    if arg.as_deref() == Some("run") {
+        return run();
     }
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
     println!("{} kernels; GB/s of weights", isa.name());
-    for (rows, cols) in [(1536usize, 576usize), (576, 1536), (576, 576)] {
-        let nb = cols / QK;
-        // Random nibbles, small finite half-float scales.
-        let mut w = vec![0u8; rows * nb * q4_1::BLOCK_BYTES];
-        for (i, b) in w.iter_mut().enumerate() {
-            *b = rng.next_u64() as u8;
-            if i % q4_1::BLOCK_BYTES == 1 || i % q4_1::BLOCK_BYTES == 3 {
-                *b &= 0x3b;
-            }
-        }
-        let mut packed = w.clone();
-        q4_1x8::repack(&mut packed, nb, &mut Vec::new());
-        for n_tok in [1usize, 32, 128] {
-            let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
-            let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * nb];
-            simd::quantize_q8_1(isa, &x, &mut acts);
-            let (mut a, mut b) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
-            let iters = if n_tok == 1 { 2000 } else { 3000 / n_tok };
-            for round in 0..2 {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    simd::matmul(isa, GgmlType::Q4_1, &w, cols, &acts, n_tok, &mut a);
+    let all = [
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ];
+    let tys: Vec<GgmlType> = match arg {
+        Some(name) => all.into_iter().filter(|t| t.name() == name).collect(),
+        None => all.to_vec(),
+    };
+    for ty in tys {
+        for (rows, cols) in [(1536usize, 576usize), (576, 1536), (576, 576)] {
+            let nb = cols / QK;
+            let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+            let mut w = Vec::new();
+            quant::quantize_row(ty, &wf, &mut w);
+            let mut packed = w.clone();
+            simd::repack(ty, &mut packed, cols, &mut Vec::new());
+            for n_tok in [1usize, 32, 128] {
+                let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
+                let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * nb];
+                simd::quantize_q8_1(isa, &x, &mut acts);
+                let (mut a, mut b) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
+                let iters = if n_tok == 1 { 2000 } else { 3000 / n_tok };
+                for round in 0..2 {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut a);
+                    }
+                    let gguf = t.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        simd::matmul_x8(isa, ty, &packed, cols, &acts, n_tok, &mut b);
+                    }
+                    let x8 = t.elapsed().as_secs_f64();
+                    assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
+                    let gb = (w.len() * iters) as f64 / 1e9;
+                    println!(
+                        "{} {rows}x{cols} × {n_tok:>3} tokens, round {round}: GGUF {:.2}, x8 {:.2} ({:.2}×)",
+                        ty.name(),
+                        gb / gguf,
+                        gb / x8,
+                        gguf / x8
+                    );
                 }
-                let gguf = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                for _ in 0..iters {
-                    simd::matmul_q4_1x8(isa, &packed, cols, &acts, n_tok, &mut b);
-                }
-                let x8 = t.elapsed().as_secs_f64();
-                assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
-                let gb = (w.len() * iters) as f64 / 1e9;
-                println!(
-                    "{rows}x{cols} × {n_tok:>3} tokens, round {round}: GGUF {:.2}, Q4_1x8 {:.2} ({:.2}×)",
-                    gb / gguf,
-                    gb / x8,
-                    gguf / x8
-                );
             }
         }
     }
+}
+
+/// `run TYPE N_TOK CALLS [gguf]`: only `CALLS` repacked (or GGUF-layout) matmuls of `N_TOK`
+/// tokens on a 1536 × 576 matrix of `TYPE`, for timing whole runs from outside (CPU time is
+/// steadier than a wall clock on a shared machine).
+fn run() {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let ty = [
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ]
+    .into_iter()
+    .find(|t| Some(t.name()) == args.first().map(String::as_str))
+    .expect("TYPE: Q4_1, Q4_0, Q5_0 or Q8_0");
+    let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
+    let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
+    let gguf = args.get(3).map(String::as_str) == Some("gguf");
+    let (rows, cols) = (1536usize, 576usize);
+    let isa = Isa::best();
+    let mut rng = SplitMix64::new(7);
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
+    let mut w = Vec::new();
+    quant::quantize_row(ty, &wf, &mut w);
+    if !gguf {
+        simd::repack(ty, &mut w, cols, &mut Vec::new());
+    }
+    let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
+    let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+    simd::quantize_q8_1(isa, &x, &mut acts);
+    let mut out = vec![0f32; rows * n_tok];
+    let mut sum = 0f32;
+    for _ in 0..calls {
+        if gguf {
+            simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut out);
+        } else {
+            simd::matmul_x8(isa, ty, &w, cols, &acts, n_tok, &mut out);
+        }
+        sum += out[0];
+    }
+    println!("{sum}");
 }
 
 /// Every type's matmul speed at one shape, best kernel and scalar reference.

@@ -5,7 +5,7 @@
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::q8_1::{self, BlockQ8_1};
 use edge_llm_kernel::quant::q8_k::{self, BlockQ8_K};
-use edge_llm_kernel::quant::{self, f16, q4_1x8, QK, QK_K};
+use edge_llm_kernel::quant::{self, f16, QK, QK_K};
 use edge_llm_kernel::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
 use edge_llm_kernel::rng::SplitMix64;
 use edge_llm_kernel::simd::{self, Acts, Isa};
@@ -274,49 +274,111 @@ fn scalar_matmul_is_the_reference_dot() {
     }
 }
 
+/// The types whose rows repack eight at a time (`quant::rows8`).
+const PACKED: [GgmlType; 4] = [
+    GgmlType::Q4_1,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+];
+
+/// Every kernel variant of this machine: each ISA, and on x86 the AVX2 kernels both with
+/// AVX-512 VNNI (where the machine has it) and without. Switching VNNI off and on again while
+/// other tests run changes none of their results (both give the same bits).
+fn variants() -> Vec<(Isa, bool)> {
+    let mut v: Vec<(Isa, bool)> = Isa::available().into_iter().map(|i| (i, true)).collect();
+    if Isa::best() == Isa::Avx2 {
+        v.push((Isa::Avx2, false));
+    }
+    v
+}
+
 #[test]
-fn repacked_q4_1_matmul_equals_gguf_layout_bit_for_bit() {
+fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     let mut rng = SplitMix64::new(6);
     let mut checked = 0;
-    for case in 0..=SPECIAL_CASE {
-        for (rows, nb, n_tok) in [
-            (8usize, 1usize, 1usize),
-            (16, 3, 2),
-            (13, 18, 1),
-            (24, 48, 3),
-            // Whole tiles of tokens and a tile plus a tail.
-            (16, 5, 4),
-            (8, 2, 9),
-        ] {
-            let w = weights(&mut rng, GgmlType::Q4_1, rows, nb, case);
-            let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
-            let mut want = vec![0f32; rows * n_tok];
-            simd::matmul(
-                Isa::Scalar,
-                GgmlType::Q4_1,
-                &w,
-                nb * QK,
-                &a,
-                n_tok,
-                &mut want,
-            );
-            let mut packed = w.clone();
-            q4_1x8::repack(&mut packed, nb, &mut Vec::new());
-            assert_ne!(packed, w, "repacking moved nothing");
-            for isa in Isa::available() {
-                let mut got = vec![f32::NAN; rows * n_tok];
-                simd::matmul_q4_1x8(isa, &packed, nb * QK, &a, n_tok, &mut got);
-                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        agrees(*g, *e, case),
-                        "{isa:?} case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
-                    );
+    for ty in PACKED {
+        assert!(simd::packs(ty));
+        for case in 0..=SPECIAL_CASE {
+            for (rows, nb, n_tok) in [
+                (8usize, 1usize, 1usize),
+                (16, 3, 2),
+                (13, 18, 1),
+                (24, 48, 3),
+                // Whole tiles of tokens and a tile plus a tail.
+                (16, 5, 4),
+                (8, 2, 9),
+            ] {
+                let w = weights(&mut rng, ty, rows, nb, case);
+                let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
+                let mut want = vec![0f32; rows * n_tok];
+                simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
+                let mut packed = w.clone();
+                simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
+                assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
+                for (isa, vnni) in variants() {
+                    let mut got = vec![f32::NAN; rows * n_tok];
+                    simd::allow_vnni(vnni);
+                    simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
+                    simd::allow_vnni(true);
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            agrees(*g, *e, case),
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                        );
+                    }
+                    checked += 1;
                 }
-                checked += 1;
             }
         }
     }
-    assert_eq!(checked, (SPECIAL_CASE + 1) * 6 * Isa::available().len());
+    assert_eq!(
+        checked,
+        PACKED.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
+    );
+}
+
+/// The extremes of the integer sums: every weight value at its most negative or largest, every
+/// activation at ±127, so a kernel whose partial sums saturate or wrap disagrees.
+#[test]
+fn repacked_matmuls_are_exact_at_the_extremes() {
+    let (rows, nb, n_tok) = (8usize, 2usize, 5usize);
+    for ty in PACKED {
+        let size = ty.type_size() as usize;
+        for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {
+            let mut w = Vec::new();
+            for _ in 0..rows * nb {
+                let mut blk = vec![fill; size];
+                // Scale 1.0 (and min 1.0 for Q4_1).
+                blk[..2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
+                if ty == GgmlType::Q4_1 {
+                    blk[2..4].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
+                }
+                w.extend(blk);
+            }
+            let a: Vec<BlockQ8_1> = (0..nb * n_tok)
+                .map(|_| BlockQ8_1 {
+                    d: 1.0,
+                    s: 127.0 * 32.0 * f32::from(sign),
+                    qs: [127 * sign; QK],
+                })
+                .collect();
+            let mut want = vec![0f32; rows * n_tok];
+            simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
+            let mut packed = w.clone();
+            simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
+            for (isa, vnni) in variants() {
+                let mut got = vec![f32::NAN; rows * n_tok];
+                simd::allow_vnni(vnni);
+                simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
+                simd::allow_vnni(true);
+                assert_eq!(
+                    got, want,
+                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -167,9 +167,11 @@ fn k_quant_rows_must_be_whole_blocks() {
 }
 
 #[test]
-fn repacking_the_q4_1_matrices_of_a_mixed_model_changes_no_logit() {
-    // Q4_1 among other types: `load_packed` repacks only the Q4_1 matrices (where it pays).
-    static MIX: [GgmlType; 4] = [Q4_1, Q5_0, Q4_K, Q4_1];
+fn repacking_the_matrices_of_a_mixed_model_changes_no_logit() {
+    // The four repacked types among others (2 layers × 7 matrices cycle through these 5, so
+    // each type lands on several kinds of matrix): `load_packed` repacks those this machine's
+    // kernels read faster repacked, `load_repacked` reads a copy of its bytes the same way.
+    static MIX: [GgmlType; 5] = [Q4_1, Q5_0, Q4_K, Q4_0, Q8_0];
     let types = TinyTypes {
         token_embd: Q6_K,
         output: Some(Q4_1),
@@ -178,12 +180,16 @@ fn repacking_the_q4_1_matrices_of_a_mixed_model_changes_no_logit() {
     };
     let bytes = tiny_model_typed(5, TinyShape::WIDE, types).to_bytes();
     let plain = Arc::new(Model::load(Arc::new(bytes.clone())).unwrap());
-    let packed = Arc::new(Model::load_packed(bytes).unwrap());
-    assert_eq!(
-        packed.weights().any_repacked(),
-        edge_llm_kernel::simd::packed_q4_1_pays(Isa::best())
-    );
+    let packed = Arc::new(Model::load_packed(bytes.clone()).unwrap());
+    let pays = edge_llm_kernel::simd::packed_q4_1_pays(Isa::best());
+    assert_eq!(packed.weights().any_repacked(), pays);
+    if pays {
+        assert_ne!(packed.bytes(), &bytes[..], "nothing moved");
+    }
+    let cached = Arc::new(Model::load_repacked(Arc::new(packed.bytes().to_vec())).unwrap());
+    assert_eq!(cached.weights().any_repacked(), pays);
     for threads in [1, 2] {
+        let c = logits(&cached, Isa::best(), threads);
         let (a, b) = (
             logits(&plain, Isa::best(), threads),
             logits(&packed, Isa::best(), threads),
@@ -191,6 +197,10 @@ fn repacking_the_q4_1_matrices_of_a_mixed_model_changes_no_logit() {
         assert!(
             a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{threads} threads"
+        );
+        assert!(
+            a.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{threads} threads, reloaded"
         );
     }
 }

@@ -78,6 +78,17 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// The kernels whose choice of matrices to repack ([`simd::packed_pays`]) this build's
+/// repacked files follow: simd128's in a wasm guest (so [`Model::repack_in_place`]'s output
+/// reads right whichever kernel runs), else this machine's best.
+fn repack_isa() -> simd::Isa {
+    if cfg!(target_arch = "wasm32") {
+        simd::Isa::Simd128
+    } else {
+        simd::Isa::best()
+    }
+}
+
 impl Model {
     /// Parses the GGUF file and checks the architecture, every needed tensor, its type and shape.
     pub fn load(bytes: ModelBytes) -> Result<Model, ModelError> {
@@ -90,17 +101,18 @@ impl Model {
         })
     }
 
-    /// [`Model::load`] for bytes the model may rewrite: where this machine's kernels read it
-    /// faster ([`simd::packed_q4_1_pays`]), the transformer blocks' Q4_1 matrices are first
-    /// repacked in place (as [`Model::repack_in_place`] does). Logits are bit for bit those of
-    /// [`Model::load`]; only tensor data changes, the header and metadata stay as they were.
+    /// [`Model::load`] for bytes the model may rewrite: the transformer blocks' matrices of the
+    /// types this machine's kernels read faster repacked ([`simd::packed_pays`]: Q4_1, Q4_0,
+    /// Q5_0 and Q8_0 on AVX2, Q4_1, Q4_0 and Q5_0 on simd128) are first repacked in place. Logits are
+    /// bit for bit those of [`Model::load`]; only tensor data changes, the header and metadata
+    /// stay as they were.
     pub fn load_packed<B>(mut bytes: B) -> Result<Model, ModelError>
     where
         B: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static,
     {
         let (gguf, config, mut weights) = Model::parse(bytes.as_ref())?;
         if simd::packed_q4_1_pays(simd::Isa::best()) {
-            weights.repack_q4_1(&gguf, bytes.as_mut());
+            weights.repack(&gguf, bytes.as_mut(), repack_isa());
         }
         Ok(Model {
             bytes: Arc::new(bytes),
@@ -110,12 +122,13 @@ impl Model {
         })
     }
 
-    /// Repacks the transformer blocks' Q4_1 matrices of the GGUF file `bytes` in place
-    /// ([`crate::quant::q4_1x8`]), on any machine: the output is what [`Model::load_repacked`]
-    /// reads (a host's cache of it, a component's built-in model).
+    /// Repacks the GGUF file `bytes` in place as [`Model::load_packed`] does in a wasm guest
+    /// (the simd128 kernels' choice of matrices, [`crate::quant::rows8`]), on any machine: the
+    /// output is what [`Model::load_repacked`] reads in the guest (a component's built-in
+    /// model).
     pub fn repack_in_place(bytes: &mut [u8]) -> Result<(), ModelError> {
         let (gguf, _, mut weights) = Model::parse(bytes)?;
-        weights.repack_q4_1(&gguf, bytes);
+        weights.repack(&gguf, bytes, simd::Isa::Simd128);
         Ok(())
     }
 
@@ -126,14 +139,17 @@ impl Model {
         Ok((gguf, config, weights))
     }
 
-    /// [`Model::load`] for the bytes an earlier [`Model::load_packed`] of the same file left
-    /// where it repacked them (e.g. a host's cache of them): the matrices it repacks are read as
-    /// repacked, on any machine (every ISA reads [`crate::quant::q4_1x8`]). Bytes that are not
-    /// such an output give wrong logits, not unsafety.
+    /// [`Model::load`] for the bytes an earlier [`Model::load_packed`] of the same file on this
+    /// machine left where it repacked them (e.g. a host's cache of them), or, in a wasm guest,
+    /// that [`Model::repack_in_place`] made: the matrices it repacks are read as repacked
+    /// (whichever kernel runs: the scalar references read the repacked layouts too). Bytes
+    /// that are not such an output give wrong logits, not unsafety.
     pub fn load_repacked(bytes: ModelBytes) -> Result<Model, ModelError> {
         let mut model = Model::load(bytes)?;
         let len = model.bytes().len();
-        model.weights.assume_q4_1_repacked(&model.gguf, len);
+        model
+            .weights
+            .assume_repacked(&model.gguf, len, repack_isa());
         Ok(model)
     }
 

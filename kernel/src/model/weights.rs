@@ -2,7 +2,7 @@
 //! (norms) copied out.
 
 use crate::gguf::{GgmlType, Gguf, TensorInfo};
-use crate::quant::{self, q4_1x8, Partner};
+use crate::quant::{self, Partner};
 use crate::simd::{self, Acts, Isa};
 
 use super::config::{Arch, NormKind};
@@ -30,8 +30,8 @@ pub struct QMatrix {
 pub enum Layout {
     /// As in the GGUF file.
     Gguf,
-    /// Q4_1 rows repacked in groups of 8 ([`q4_1x8`]).
-    Q4_1x8,
+    /// Rows repacked in groups of 8 ([`crate::quant::rows8`]: Q4_1, Q4_0, Q5_0 and Q8_0).
+    Rows8,
 }
 
 impl QMatrix {
@@ -46,7 +46,7 @@ impl QMatrix {
     pub fn matmul(&self, isa: Isa, w: &[u8], acts: Acts<'_>, n_tok: usize, out: &mut [f32]) {
         match self.layout {
             Layout::Gguf => simd::matmul_acts(isa, self.ty, w, self.cols, acts, n_tok, out),
-            Layout::Q4_1x8 => simd::matmul_q4_1x8(isa, w, self.cols, acts.q8_1, n_tok, out),
+            Layout::Rows8 => simd::matmul_x8(isa, self.ty, w, self.cols, acts.q8_1, n_tok, out),
         }
     }
 
@@ -276,15 +276,16 @@ fn norm(g: &Gguf, file: &[u8], name: &str, n: usize, with_bias: bool) -> Result<
 }
 
 impl Weights {
-    /// Repacks the transformer blocks' Q4_1 matrices of `file` in place to [`Layout::Q4_1x8`].
-    /// A matrix whose bytes overlap any other tensor's (a hostile file can alias them) keeps
-    /// the GGUF layout, so no other view of the file changes meaning.
-    pub fn repack_q4_1(&mut self, g: &Gguf, file: &mut [u8]) {
+    /// Repacks the transformer blocks' matrices of the types whose repacked rows `isa` reads
+    /// faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q8_0) in `file` in place to
+    /// [`Layout::Rows8`]. A matrix whose bytes overlap any other tensor's (a hostile file can
+    /// alias them) keeps the GGUF layout, so no other view of the file changes meaning.
+    pub fn repack(&mut self, g: &Gguf, file: &mut [u8], isa: Isa) {
         let mut scratch = Vec::new();
-        for m in self.packable_q4_1(g, file.len()) {
+        for m in self.packable(g, file.len(), isa) {
             let bytes = &mut file[m.offset..m.offset + m.rows * m.row_bytes];
-            q4_1x8::repack(bytes, m.cols / quant::QK, &mut scratch);
-            m.layout = Layout::Q4_1x8;
+            simd::repack(m.ty, bytes, m.cols, &mut scratch);
+            m.layout = Layout::Rows8;
         }
     }
 
@@ -297,26 +298,27 @@ impl Weights {
                 .any(|l| l.matrices().any(|m| m.partner() == p))
     }
 
-    /// Whether any matrix is in the [`Layout::Q4_1x8`] layout (what [`Weights::repack_q4_1`]
-    /// did, if anything).
+    /// Whether any matrix is in the [`Layout::Rows8`] layout (what [`Weights::repack`] did,
+    /// if anything).
     pub fn any_repacked(&self) -> bool {
         self.layers
             .iter()
-            .any(|l| l.matrices().any(|m| m.layout == Layout::Q4_1x8))
+            .any(|l| l.matrices().any(|m| m.layout == Layout::Rows8))
     }
 
-    /// Reads the matrices [`Weights::repack_q4_1`] repacks as [`Layout::Q4_1x8`], moving no
-    /// bytes: for a file that is an earlier repack's output (a cache of one), whose header is
-    /// the original's and so picks the same matrices.
-    pub fn assume_q4_1_repacked(&mut self, g: &Gguf, file_len: usize) {
-        for m in self.packable_q4_1(g, file_len) {
-            m.layout = Layout::Q4_1x8;
+    /// Reads the matrices [`Weights::repack`] repacks for `isa` as [`Layout::Rows8`], moving
+    /// no bytes: for a file that is an earlier repack's output for `isa` (a cache of one),
+    /// whose header is the original's and so picks the same matrices.
+    pub fn assume_repacked(&mut self, g: &Gguf, file_len: usize, isa: Isa) {
+        for m in self.packable(g, file_len, isa) {
+            m.layout = Layout::Rows8;
         }
     }
 
-    /// The transformer blocks' Q4_1 matrices still in the GGUF layout whose bytes lie in a
-    /// file of `file_len` bytes and overlap no other tensor's.
-    fn packable_q4_1(&mut self, g: &Gguf, file_len: usize) -> Vec<&mut QMatrix> {
+    /// The transformer blocks' matrices of a type whose repacked rows `isa` reads faster,
+    /// still in the GGUF layout, whose bytes lie in a file of `file_len` bytes and overlap no
+    /// other tensor's.
+    fn packable(&mut self, g: &Gguf, file_len: usize, isa: Isa) -> Vec<&mut QMatrix> {
         let ranges: Vec<(usize, usize)> = g
             .tensors()
             .iter()
@@ -330,7 +332,7 @@ impl Weights {
                     .iter()
                     .filter(|&&(s, e)| s < end && start < e)
                     .count();
-                if m.ty == GgmlType::Q4_1
+                if simd::packed_pays(isa, m.ty)
                     && m.layout == Layout::Gguf
                     && sharing == 1
                     && end <= file_len

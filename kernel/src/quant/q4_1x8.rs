@@ -11,18 +11,14 @@
 //! ([`q4_1::vec_dot_ref`]): an exact integer dot product per block, then
 //! `acc = acc + (d · da) · isum + m · sa` in block order.
 //!
-//! Rows past the last full group of eight keep the GGUF layout.
+//! Rows past the last full group of eight keep the GGUF layout (see [`super::rows8`]).
 
 use super::f16::f16_le_to_f32;
-use super::q4_1;
 use super::q8_1::BlockQ8_1;
+use super::{q4_1, rows8};
 
-/// Rows per group.
-pub const ROWS: usize = 8;
+pub use super::rows8::ROWS;
 
-/// The version of this layout and of which matrices [`crate::model::Weights::repack_q4_1`]
-/// repacks: caches of repacked files key on it, so bump it when either changes.
-pub const LAYOUT_VERSION: u32 = 1;
 /// Bytes of one block column of a group.
 pub const RECORD_BYTES: usize = ROWS * q4_1::BLOCK_BYTES;
 const _: () = assert!(RECORD_BYTES == 8 * 4 + 4 * 32);
@@ -30,25 +26,7 @@ const _: () = assert!(RECORD_BYTES == 8 * 4 + 4 * 32);
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF Q4_1 blocks) in place; a tail of
 /// fewer than 8 rows is left as it is. `scratch` holds one group while it is rewritten.
 pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    if rb == 0 {
-        return;
-    }
-    for group in rows.chunks_exact_mut(ROWS * rb) {
-        scratch.clear();
-        scratch.extend_from_slice(group);
-        for b in 0..nb {
-            let rec = &mut group[b * RECORD_BYTES..(b + 1) * RECORD_BYTES];
-            for i in 0..ROWS {
-                let blk = &scratch[i * rb + b * q4_1::BLOCK_BYTES..][..q4_1::BLOCK_BYTES];
-                rec[4 * i..4 * i + 4].copy_from_slice(&blk[..4]);
-                for k in 0..4 {
-                    let at = 32 + 32 * k + 4 * i;
-                    rec[at..at + 4].copy_from_slice(&blk[4 + 4 * k..8 + 4 * k]);
-                }
-            }
-        }
-    }
+    rows8::repack(rows, nb, q4_1::BLOCK_BYTES, 4, scratch);
 }
 
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see

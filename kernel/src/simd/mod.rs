@@ -11,6 +11,7 @@
 //! | --- | --- | --- | --- |
 //! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`) | 4 rows × block (`scaled_step`) |
 //! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
+//! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
 //! | Q5_1 | as Q5_0 with a min | 4 rows, relaxed dot | 4 rows |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
 //! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
@@ -24,7 +25,8 @@ use std::cell::RefCell;
 use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
 use crate::quant::q8_k::{self, BlockQ8_K};
-use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_1x8, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+use crate::quant::{q4_0x8, q4_1x8, q5_0x8, q8_0x8};
 use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
@@ -223,14 +225,62 @@ pub fn matmul(
     matmul_ref(ty, w, row_bytes, nb, acts, n_tok, out);
 }
 
-/// True if `isa` has a [`matmul_q4_1x8`] kernel faster than [`matmul`] on the GGUF layout.
+/// True if `isa` reads some type's repacked rows faster than the GGUF layout
+/// ([`packed_pays`]).
 pub fn packed_q4_1_pays(isa: Isa) -> bool {
     isa == Isa::Avx2 || isa == Isa::Simd128
 }
 
-/// [`matmul`] for Q4_1 rows repacked by [`q4_1x8::repack`] (a tail of fewer than 8 rows in
-/// the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 and simd128
-/// have a kernel for it; elsewhere the scalar reference runs.
+/// True if `isa` has a [`matmul_x8`] kernel for `ty` faster than [`matmul`] on the GGUF
+/// layout: every type [`packs`] names on AVX2; Q4_1, Q4_0 and Q5_0 on simd128 (its Q8_0
+/// kernel, without a byte dot product, ran at 0.6-0.9× its GGUF-layout one).
+pub fn packed_pays(isa: Isa, ty: GgmlType) -> bool {
+    match isa {
+        Isa::Avx2 => packs(ty),
+        Isa::Simd128 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q4_0 | GgmlType::Q5_0),
+        _ => false,
+    }
+}
+
+/// Lets the AVX2 kernels use AVX-512 VNNI where the machine has it (the default) or not (for
+/// tests and timing: both give the same bits). Returns false, changing nothing, where there
+/// are no AVX2 kernels.
+pub fn allow_vnni(allowed: bool) -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        x86::allow_vnni(allowed);
+        true
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        let _ = allowed;
+        false
+    }
+}
+
+/// Weight types whose rows repack eight at a time (`quant::rows8`): Q4_1 ([`q4_1x8`]), Q4_0
+/// ([`q4_0x8`]), Q5_0 ([`q5_0x8`]) and Q8_0 ([`q8_0x8`]).
+pub fn packs(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_1 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0
+    )
+}
+
+/// Repacks the full groups of eight rows of `rows` (rows of `n_cols` elements of type `ty`,
+/// one of [`packs`]) in place; other types are left as they are.
+pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8>) {
+    let nb = n_cols / QK;
+    match ty {
+        GgmlType::Q4_1 => q4_1x8::repack(rows, nb, scratch),
+        GgmlType::Q4_0 => q4_0x8::repack(rows, nb, scratch),
+        GgmlType::Q5_0 => q5_0x8::repack(rows, nb, scratch),
+        GgmlType::Q8_0 => q8_0x8::repack(rows, nb, scratch),
+        _ => {}
+    }
+}
+
+/// [`matmul`] for Q4_1 rows repacked by [`q4_1x8::repack`]: [`matmul_x8`] for Q4_1.
 pub fn matmul_q4_1x8(
     isa: Isa,
     w: &[u8],
@@ -239,8 +289,34 @@ pub fn matmul_q4_1x8(
     n_tok: usize,
     out: &mut [f32],
 ) {
+    matmul_x8(isa, GgmlType::Q4_1, w, n_cols, acts, n_tok, out);
+}
+
+/// [`matmul`] for rows of `ty` repacked by [`repack`] (a tail of fewer than 8 rows in the
+/// GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 and simd128
+/// have kernels for it; elsewhere the scalar references run. Types [`packs`] does not name
+/// leave `out` untouched.
+pub fn matmul_x8(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let reference = match ty {
+        GgmlType::Q4_1 => q4_1x8::matmul_ref,
+        GgmlType::Q4_0 => q4_0x8::matmul_ref,
+        GgmlType::Q5_0 => q5_0x8::matmul_ref,
+        GgmlType::Q8_0 => q8_0x8::matmul_ref,
+        _ => return,
+    };
     let nb = n_cols / QK;
-    let row_bytes = nb * q4_1::BLOCK_BYTES;
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
     let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
@@ -248,13 +324,13 @@ pub fn matmul_q4_1x8(
     // the GGUF layout, or everything without a kernel).
     let done = match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => x86::matmul_q4_1x8(w, nb, acts, n_tok, out),
+        Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm::matmul_q4_1x8(w, nb, acts, n_tok, out),
+        Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
-    q4_1x8::matmul_ref(w, nb, acts, n_tok, out);
+    reference(w, nb, acts, n_tok, out);
 }
 
 /// `w` and `out` cut to the whole rows both hold, or `None` when there is nothing to compute

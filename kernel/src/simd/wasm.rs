@@ -4,8 +4,8 @@
 //! (`i16x8.relaxed_dot_i8x16_i7x16` for nibbles, sign extension and `i32x4.dot_i16x8_s` for
 //! bytes, partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
 //! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
-//! order. The repacked `Q4_1x8` matmul needs no reduction: each register holds 4 nibble bytes
-//! of 4 rows (see [`matmul_q4_1x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
+//! order. The matmul of rows repacked eight at a time (`Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q8_0x8`)
+//! needs no reduction: each register holds 4 value bytes of 4 rows (see [`matmul_x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
 //! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
 //! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
 //! an unsigned weight of at most 6 bits (or 1), so no pair sum can saturate and every lowering
@@ -15,7 +15,7 @@
 use core::arch::wasm32::*;
 
 use crate::quant::q8_1::BlockQ8_1;
-use crate::quant::{iq4_nl, q4_0, q4_1, q4_1x8, q5_0, q5_1, q8_0, QK};
+use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0, QK};
 
 /// Quantizes a row into Q8_1 blocks (same results as `q8_1::quantize_row_ref`).
 pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
@@ -494,67 +494,6 @@ pub(super) fn matmul_q4_1(
     full
 }
 
-/// The integer row sums and `(d, m)` of one `Q4_1x8` record at `rec` (8 rows, one block
-/// each) against activations `qs`: `[rows 0..4, rows 4..8]` each. Every chunk holds 4 nibble
-/// bytes of each row, so one splat of the matching 4 activation bytes multiplies all rows
-/// lane by lane; the i16 sums (at most 8 · 2 · 15 · 127 = 30480 per lane) widen to one i32
-/// per row, with no transposing reduction. Nibbles come from `nib(k)`: chunk `k`'s
-/// `(lo rows 0..4, hi rows 0..4, lo rows 4..8, hi rows 4..8)`.
-///
-/// # Safety
-/// `qs` must have 32 readable bytes.
-#[inline(always)]
-unsafe fn q4_1x8_isums(qs: *const i8, nib: impl Fn(usize) -> [v128; 4]) -> (v128, v128) {
-    // SAFETY: the caller guarantees 32 bytes at `qs`; wasm loads are unaligned.
-    let (a0, a1) = unsafe {
-        (
-            v128_load(qs as *const v128),
-            v128_load(qs.add(16) as *const v128),
-        )
-    };
-    // Word `k` of `a` in every lane (a single `pshufd` under Cranelift; a splatting load
-    // became a scalar load, a move and a broadcast).
-    let word = |a: v128, k: usize| match k {
-        0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
-        1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
-        2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
-        _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
-    };
-    let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
-    for k in 0..4 {
-        let (a_lo, a_hi) = (word(a0, k), word(a1, k));
-        let [lo0, hi0, lo1, hi1] = nib(k);
-        s0 = i16x8_add(s0, psum_q4(lo0, hi0, a_lo, a_hi));
-        s1 = i16x8_add(s1, psum_q4(lo1, hi1, a_lo, a_hi));
-    }
-    (
-        i32x4_extadd_pairwise_i16x8(s0),
-        i32x4_extadd_pairwise_i16x8(s1),
-    )
-}
-
-/// Chunk `k` of the record at `rec`, its nibbles as bytes (see [`q4_1x8_isums`]).
-///
-/// # Safety
-/// The record (`q4_1x8::RECORD_BYTES`) at `rec` must be readable.
-#[inline(always)]
-unsafe fn q4_1x8_chunk(rec: *const u8, k: usize) -> [v128; 4] {
-    let mask = u8x16_splat(0x0f);
-    // SAFETY: chunk k's 32 bytes lie inside the record.
-    let (c0, c1) = unsafe {
-        (
-            v128_load(rec.add(32 + 32 * k) as *const v128),
-            v128_load(rec.add(48 + 32 * k) as *const v128),
-        )
-    };
-    [
-        v128_and(c0, mask),
-        u8x16_shr(c0, 4),
-        v128_and(c1, mask),
-        u8x16_shr(c1, 4),
-    ]
-}
-
 /// `acc = acc + (d · da) · isum + m · sa` for 4 rows (the block order of the reference).
 #[inline(always)]
 fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
@@ -568,68 +507,300 @@ fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) 
     store_lanes(b, out, r0 + 4, n_tok, t);
 }
 
-/// `Q4_1x8`-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as
-/// `simd::matmul`, bit for bit the reference. Decoding reads each record once; with several
-/// tokens each group is first unpacked (nibbles to bytes, half scales to `f32`) and reused
-/// for every token. Returns the rows done (whole groups of 8); `simd::matmul_q4_1x8` does
-/// the rest.
+/// How a repacked layout's values multiply (see [`x8_isums`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Values {
+    /// Unsigned, at most 15: all 8 vectors' relaxed-dot sums stay in i16 (8 · 2 · 15 · 127 =
+    /// 30480).
+    Nibbles,
+    /// Unsigned, at most 31: two halves of 4 vectors in i16 (4 · 2 · 31 · 127 = 31496 each).
+    Quints,
+    /// Signed bytes: sign-extended to i16 and multiplied by `i32x4.dot_i16x8_s`.
+    Bytes,
+}
+
+/// A layout of rows repacked eight at a time (`quant::rows8`) as the simd128 kernel reads it.
+trait Packed8 {
+    /// Bytes per GGUF block.
+    const BLOCK: usize;
+    /// How the values multiply.
+    const VALUES: Values;
+    /// The weights are `d · (u − OFFSET)` (0: signed, or with a min).
+    const OFFSET: i32 = 0;
+    /// Whether the weights have a min (`acc + (d · da) · isum + m · sa`).
+    const MIN: bool = false;
+    /// Byte offset of the value chunks in a record (4 nibble chunks, or 8 byte chunks).
+    const CHUNKS: usize;
+
+    /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
+    /// rows 4..8)`.
+    #[inline(always)]
+    fn vector(rec: &[u8], j: usize) -> (v128, v128) {
+        let c = &rec[Self::CHUNKS..];
+        let chunk = |k: usize| (load16(&c[32 * k..]), load16(&c[32 * k + 16..]));
+        if Self::VALUES == Values::Bytes {
+            return chunk(j);
+        }
+        let mask = u8x16_splat(0x0f);
+        let (c0, c1) = chunk(j % 4);
+        let (v0, v1) = if j < 4 {
+            (v128_and(c0, mask), v128_and(c1, mask))
+        } else {
+            (u8x16_shr(c0, 4), u8x16_shr(c1, 4))
+        };
+        if Self::VALUES == Values::Quints {
+            // SAFETY: high-bit word j lies at 16 + 4j < 48, inside the record.
+            let (h0, h1) = unsafe { high_bits_q5(rec[16 + 4 * j..20 + 4 * j].as_ptr()) };
+            return (v128_or(v0, h0), v128_or(v1, h1));
+        }
+        (v0, v1)
+    }
+
+    /// `(d, m)` of rows 0..4, then of rows 4..8, as `f32` (`m` zero without a min).
+    #[inline(always)]
+    fn scales(rec: &[u8]) -> [v128; 4] {
+        if Self::MIN {
+            let (d0, m0) = f16x8_pairs_to_f32(load16(rec));
+            let (d1, m1) = f16x8_pairs_to_f32(load16(&rec[16..]));
+            [d0, m0, d1, m1]
+        } else {
+            let h = load16(rec);
+            let zero = f32x4_splat(0.0);
+            [
+                f16x4_lo_to_f32(u32x4_extend_low_u16x8(h)),
+                zero,
+                f16x4_lo_to_f32(u32x4_extend_high_u16x8(h)),
+                zero,
+            ]
+        }
+    }
+}
+
+/// The `Q4_1x8` layout (`quant::q4_1x8`).
+struct Q4_1x8;
+impl Packed8 for Q4_1x8 {
+    const BLOCK: usize = q4_1::BLOCK_BYTES;
+    const VALUES: Values = Values::Nibbles;
+    const MIN: bool = true;
+    const CHUNKS: usize = 32;
+}
+
+/// The `Q4_0x8` layout (`quant::q4_0x8`).
+struct Q4_0x8;
+impl Packed8 for Q4_0x8 {
+    const BLOCK: usize = q4_0::BLOCK_BYTES;
+    const VALUES: Values = Values::Nibbles;
+    const OFFSET: i32 = 8;
+    const CHUNKS: usize = 16;
+}
+
+/// The `Q5_0x8` layout (`quant::q5_0x8`).
+struct Q5_0x8;
+impl Packed8 for Q5_0x8 {
+    const BLOCK: usize = q5_0::BLOCK_BYTES;
+    const VALUES: Values = Values::Quints;
+    const OFFSET: i32 = 16;
+    const CHUNKS: usize = 48;
+}
+
+/// The `Q8_0x8` layout (`quant::q8_0x8`).
+struct Q8_0x8;
+impl Packed8 for Q8_0x8 {
+    const BLOCK: usize = q8_0::BLOCK_BYTES;
+    const VALUES: Values = Values::Bytes;
+    const CHUNKS: usize = 16;
+}
+
+/// The exact integer row sums `(rows 0..4, rows 4..8)` of one record's value vectors
+/// (`vector(j)`, see [`Packed8::vector`]) against the activations `qs`: each vector times the
+/// splat of the 4 activation bytes it pairs with, lane by lane, so no transposing reduction.
+/// The relaxed dot's 7-bit operand is always a value of at most 5 bits, so every lowering
+/// agrees.
+#[inline(always)]
+fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -> (v128, v128) {
+    let (a0, a1) = (load16_i8(&qs[..16]), load16_i8(&qs[16..]));
+    // Word `j % 4` of the half in every lane (a single `pshufd` under Cranelift).
+    let word = |j: usize| {
+        let a = if j < 4 { a0 } else { a1 };
+        match j % 4 {
+            0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
+            1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
+            2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
+            _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
+        }
+    };
+    let dot = relaxed_dot;
+    match B::VALUES {
+        Values::Nibbles => {
+            let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
+            for j in 0..8 {
+                let (a, (v0, v1)) = (word(j), vector(j));
+                s0 = i16x8_add(s0, dot(a, v0));
+                s1 = i16x8_add(s1, dot(a, v1));
+            }
+            (
+                i32x4_extadd_pairwise_i16x8(s0),
+                i32x4_extadd_pairwise_i16x8(s1),
+            )
+        }
+        Values::Quints => {
+            let mut s = (i32x4_splat(0), i32x4_splat(0));
+            for half in 0..2 {
+                let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
+                for j in 4 * half..4 * half + 4 {
+                    let (a, (v0, v1)) = (word(j), vector(j));
+                    s0 = i16x8_add(s0, dot(a, v0));
+                    s1 = i16x8_add(s1, dot(a, v1));
+                }
+                s.0 = i32x4_add(s.0, i32x4_extadd_pairwise_i16x8(s0));
+                s.1 = i32x4_add(s.1, i32x4_extadd_pairwise_i16x8(s1));
+            }
+            s
+        }
+        Values::Bytes => {
+            // Lanes are (row, byte pair) products: rows 4h + {0, 1} from the low bytes of half
+            // h, 4h + {2, 3} from the high ones; then each row's two pairs are added.
+            let mut s = [i32x4_splat(0); 4];
+            for j in 0..8 {
+                let a = i16x8_extend_low_i8x16(word(j));
+                let (v0, v1) = vector(j);
+                for (h, w) in [v0, v1].into_iter().enumerate() {
+                    s[2 * h] = i32x4_add(s[2 * h], i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), a));
+                    s[2 * h + 1] =
+                        i32x4_add(s[2 * h + 1], i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), a));
+                }
+            }
+            let rows = |lo: v128, hi: v128| {
+                i32x4_add(
+                    i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+                    i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+                )
+            };
+            (rows(s[0], s[1]), rows(s[2], s[3]))
+        }
+    }
+}
+
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` of activations `a` and unsigned values `v` (at most 31).
+#[inline]
 #[target_feature(enable = "relaxed-simd")]
-pub(super) fn matmul_q4_1x8(
+fn relaxed_dot(a: v128, v: v128) -> v128 {
+    i16x8_relaxed_dot_i8x16_i7x16(a, v)
+}
+
+/// Rows repacked eight at a time (`quant::rows8`) × Q8_1 activations; layout as
+/// `simd::matmul`, bit for bit the reference. Decoding reads each record once; with several
+/// tokens each group is first unpacked (values to bytes, half scales to `f32`) and reused for
+/// every token. Returns the rows done (whole groups of 8); `simd::matmul_x8` does the rest.
+pub(super) fn matmul_x8(
+    ty: crate::gguf::GgmlType,
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    const RB: usize = q4_1x8::RECORD_BYTES;
-    const R: usize = q4_1x8::ROWS;
-    let rb = nb * q4_1::BLOCK_BYTES;
+    use crate::gguf::GgmlType;
+    if nb == 0 || acts.len() < nb * n_tok {
+        return 0;
+    }
+    match ty {
+        GgmlType::Q4_1 => x8_rows::<Q4_1x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q4_0 => x8_rows::<Q4_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_0 => x8_rows::<Q5_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q8_0 => x8_rows::<Q8_0x8>(w, nb, acts, n_tok, out),
+        _ => 0,
+    }
+}
+
+/// `acc + (d · da) · isum [+ m · sa]` for rows 0..4 and 4..8 (`sc` as [`Packed8::scales`]),
+/// the isums first less `OFFSET · Σa` (`asum`).
+#[inline(always)]
+fn x8_step<B: Packed8>(
+    acc: (v128, v128),
+    isums: (v128, v128),
+    sc: &[v128; 4],
+    ab: &BlockQ8_1,
+    asum: i32,
+) -> (v128, v128) {
+    let (mut i0, mut i1) = isums;
+    if B::OFFSET != 0 {
+        let off = i32x4_splat(B::OFFSET * asum);
+        (i0, i1) = (i32x4_sub(i0, off), i32x4_sub(i1, off));
+    }
+    if B::MIN {
+        (
+            accumulate(acc.0, sc[0], sc[1], i0, ab),
+            accumulate(acc.1, sc[2], sc[3], i1, ab),
+        )
+    } else {
+        let da = f32x4_splat(ab.d);
+        (
+            f32x4_add(
+                acc.0,
+                f32x4_mul(f32x4_mul(sc[0], da), f32x4_convert_i32x4(i0)),
+            ),
+            f32x4_add(
+                acc.1,
+                f32x4_mul(f32x4_mul(sc[2], da), f32x4_convert_i32x4(i1)),
+            ),
+        )
+    }
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn x8_rows<B: Packed8>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    const R: usize = crate::quant::rows8::ROWS;
+    let record = R * B::BLOCK;
+    let rb = nb * B::BLOCK;
     let full = w.len() / rb / R * R;
-    // Per block: 16 nibble vectors (4 chunks × 4), then d and m of rows 0..4 and 4..8.
-    const E: usize = 20;
+    // The activation blocks' integer sums, for the offset (once per matmul).
+    let asum: Vec<i32> = acts[..nb * n_tok]
+        .iter()
+        .map(|a| {
+            if B::OFFSET != 0 {
+                a.qs.iter().map(|&q| i32::from(q)).sum()
+            } else {
+                0
+            }
+        })
+        .collect();
+    // Per block of a group, unpacked once for every token: the value vectors and scales.
     let mut buf = if n_tok > 1 {
-        vec![i32x4_splat(0); nb * E]
+        vec![([(i32x4_splat(0), i32x4_splat(0)); 8], [i32x4_splat(0); 4]); nb]
     } else {
         Vec::new()
     };
+    let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
             touch(w, (r0 + PF_ROWS) * rb, R * rb);
-            let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-            for (rec, ab) in group.chunks_exact(RB).zip(&acts[..nb]) {
-                let p = rec.as_ptr();
-                // SAFETY: `rec` is one whole record; `ab.qs` has 32 bytes.
-                let (i0, i1) = unsafe { q4_1x8_isums(ab.qs.as_ptr(), |k| q4_1x8_chunk(p, k)) };
-                let (d0, m0) = f16x8_pairs_to_f32(load16(rec));
-                let (d1, m1) = f16x8_pairs_to_f32(load16(&rec[16..]));
-                acc0 = accumulate(acc0, d0, m0, i0, ab);
-                acc1 = accumulate(acc1, d1, m1, i1, ab);
+            let mut acc = zero;
+            for (rec, (ab, &s)) in group.chunks_exact(record).zip(acts.iter().zip(&asum)) {
+                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
+                acc = x8_step::<B>(acc, isums, &B::scales(rec), ab, s);
             }
-            store8(acc0, acc1, out, r0, 1, 0);
+            store8(acc.0, acc.1, out, r0, 1, 0);
             continue;
         }
-        for (rec, e) in group.chunks_exact(RB).zip(buf.chunks_exact_mut(E)) {
-            for k in 0..4 {
-                // SAFETY: `rec` is one whole record.
-                e[4 * k..4 * k + 4].copy_from_slice(&unsafe { q4_1x8_chunk(rec.as_ptr(), k) });
-            }
-            (e[16], e[17]) = f16x8_pairs_to_f32(load16(rec));
-            (e[18], e[19]) = f16x8_pairs_to_f32(load16(&rec[16..]));
+        for (rec, e) in group.chunks_exact(record).zip(buf.iter_mut()) {
+            *e = (core::array::from_fn(|j| B::vector(rec, j)), B::scales(rec));
         }
         for t in 0..n_tok {
-            let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-            for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
-                // SAFETY: `ab.qs` has 32 bytes.
-                let (i0, i1) = unsafe {
-                    q4_1x8_isums(ab.qs.as_ptr(), |k| {
-                        [e[4 * k], e[4 * k + 1], e[4 * k + 2], e[4 * k + 3]]
-                    })
-                };
-                acc0 = accumulate(acc0, e[16], e[17], i0, ab);
-                acc1 = accumulate(acc1, e[18], e[19], i1, ab);
+            let mut acc = zero;
+            let token = acts[t * nb..(t + 1) * nb].iter().zip(&asum[t * nb..]);
+            for ((v, sc), (ab, &s)) in buf.iter().zip(token) {
+                let isums = x8_isums::<B>(&ab.qs, |j| v[j]);
+                acc = x8_step::<B>(acc, isums, sc, ab, s);
             }
-            store8(acc0, acc1, out, r0, n_tok, t);
+            store8(acc.0, acc.1, out, r0, n_tok, t);
         }
     }
     full

@@ -4,7 +4,9 @@
 //! transposing `hadd` reduction to one `i32` per row), then `f32` accumulation with one AVX
 //! lane per row in block order — the scalar reference's arithmetic, lane by lane. With several
 //! tokens, each Q4_1 row group is unpacked once (nibbles to bytes, half scales to `f32`) and
-//! reused for every token. Q4_0 and Q8_0 (a scale times signed values) share one kernel.
+//! reused for every token. Q4_0 and Q8_0 (a scale times signed values) share one kernel. Rows
+//! repacked eight at a time ([`matmul_x8`]) need no reduction: a register holds 4 values of
+//! each of the 8 rows, multiplied by a broadcast of the matching 4 activation bytes.
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
@@ -12,7 +14,7 @@ use std::arch::x86::*;
 use std::arch::x86_64::*;
 
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{iq4_nl, q4_0, q4_1, q4_1x8, q5_0, q5_1, q8_0, QK};
+use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0, QK};
 
 /// True if AVX2 and F16C are available (std caches the detection).
 pub(super) fn has_avx2() -> bool {
@@ -566,10 +568,156 @@ unsafe fn q4_1_tiled(
     }
 }
 
-/// Q4_1x8-repacked rows × Q8_1 activations (see `quant::q4_1x8`); layout as `simd::matmul`,
-/// whose `clip` already cut `w` and `out` to whole rows. Returns the rows done (whole groups
-/// of 8; none without AVX2); `simd::matmul_q4_1x8` does the rest.
-pub(super) fn matmul_q4_1x8(
+/// The layouts of rows repacked eight at a time (`quant::rows8`) that [`matmul_x8`] reads:
+/// per block column a record of the 8 rows' headers and 8 value vectors, vector `j` holding
+/// elements `4j..4j + 4` of every row (row `i` in 32-bit lane `i`).
+trait Packed8 {
+    /// Bytes per GGUF block (and per row and block in a record).
+    const BLOCK: usize;
+    /// Bytes per record.
+    const RECORD: usize = R * Self::BLOCK;
+    /// Whether the weights have a min `m` (`acc + (d · da) · isum + m · sa`).
+    const MIN: bool = false;
+    /// The values are unsigned and the weights `d · (u − OFFSET)` (or signed with 0).
+    const OFFSET: i32 = 0;
+    /// The largest unsigned value: the `maddubs` sums of all 8 vectors stay in i16 when
+    /// `2 · 8 · MAX · 127 <= 32767`, of 4 when `2 · 4 · MAX · 127` does.
+    const MAX: i32;
+    /// Signed values (`maddubs` then needs their magnitudes and the activations' signs).
+    const SIGNED: bool = false;
+    /// Whether the VNNI tile takes two groups at a time (Q5_0's high bits leave too few
+    /// registers: 6 % slower at 128 tokens; 3-11 % faster for the others).
+    const PAIRS: bool = true;
+    /// The 8 rows' `(d, m)` as `f32` (`m` zero without a min).
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256);
+    /// The 8 value vectors of the record at `rec`.
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8];
+}
+
+/// The 8 nibble vectors of the 4 chunks at `c`: low nibbles of chunks 0..4, then high ones.
+#[inline(always)]
+unsafe fn nibble_vectors(c: *const u8) -> [__m256i; 8] {
+    // SAFETY: the caller guarantees 128 readable bytes at `c` and AVX2.
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0f);
+        let chunk = |k: usize| _mm256_loadu_si256(c.add(32 * k) as *const __m256i);
+        core::array::from_fn(|j| {
+            if j < 4 {
+                _mm256_and_si256(chunk(j), mask)
+            } else {
+                _mm256_and_si256(_mm256_srli_epi16(chunk(j - 4), 4), mask)
+            }
+        })
+    }
+}
+
+/// Eight half floats at `p` as `f32`, exactly.
+#[inline(always)]
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees 16 readable bytes at `p` and F16C.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+/// The `Q4_1x8` layout (`quant::q4_1x8`).
+struct Q4_1x8;
+impl Packed8 for Q4_1x8 {
+    const BLOCK: usize = q4_1::BLOCK_BYTES;
+    const MIN: bool = true;
+    const MAX: i32 = 15;
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256) {
+        // SAFETY: the caller's contract (a whole record at `rec`, AVX2/F16C).
+        unsafe { dm8(_mm256_loadu_si256(rec as *const __m256i)) }
+    }
+    #[inline(always)]
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller's contract; the chunks are the record's last 128 bytes.
+        unsafe { nibble_vectors(rec.add(32)) }
+    }
+}
+
+/// The `Q4_0x8` layout (`quant::q4_0x8`).
+struct Q4_0x8;
+impl Packed8 for Q4_0x8 {
+    const BLOCK: usize = q4_0::BLOCK_BYTES;
+    const OFFSET: i32 = 8;
+    const MAX: i32 = 15;
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256) {
+        // SAFETY: the caller's contract.
+        unsafe { (f16x8(rec), _mm256_setzero_ps()) }
+    }
+    #[inline(always)]
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller's contract; the chunks are the record's last 128 bytes.
+        unsafe { nibble_vectors(rec.add(16)) }
+    }
+}
+
+/// The `Q5_0x8` layout (`quant::q5_0x8`).
+struct Q5_0x8;
+impl Packed8 for Q5_0x8 {
+    const BLOCK: usize = q5_0::BLOCK_BYTES;
+    const PAIRS: bool = false;
+    const OFFSET: i32 = 16;
+    const MAX: i32 = 31;
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256) {
+        // SAFETY: the caller's contract.
+        unsafe { (f16x8(rec), _mm256_setzero_ps()) }
+    }
+    #[inline(always)]
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller's contract: high-bit words at 16..48, chunks at 48..176.
+        unsafe {
+            let v = nibble_vectors(rec.add(48));
+            core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(rec.add(16 + 4 * j))))
+        }
+    }
+}
+
+/// The `Q8_0x8` layout (`quant::q8_0x8`).
+struct Q8_0x8;
+impl Packed8 for Q8_0x8 {
+    const BLOCK: usize = q8_0::BLOCK_BYTES;
+    const MAX: i32 = 128;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256) {
+        // SAFETY: the caller's contract.
+        unsafe { (f16x8(rec), _mm256_setzero_ps()) }
+    }
+    #[inline(always)]
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller's contract: 8 chunks at 16..272.
+        unsafe {
+            core::array::from_fn(|j| _mm256_loadu_si256(rec.add(16 + 32 * j) as *const __m256i))
+        }
+    }
+}
+
+/// Rows repacked eight at a time (`quant::rows8`) × Q8_1 activations; layout as
+/// `simd::matmul`, whose `clip` already cut `w` and `out` to whole rows. Returns the rows
+/// done (whole groups of 8; none without AVX2); `simd::matmul_x8` does the rest.
+pub(super) fn matmul_x8(
+    ty: crate::gguf::GgmlType,
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    use crate::gguf::GgmlType;
+    match ty {
+        GgmlType::Q4_1 => x8_rows::<Q4_1x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q4_0 => x8_rows::<Q4_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_0 => x8_rows::<Q5_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q8_0 => x8_rows::<Q8_0x8>(w, nb, acts, n_tok, out),
+        _ => 0,
+    }
+}
+
+fn x8_rows<B: Packed8>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
@@ -579,100 +727,258 @@ pub(super) fn matmul_q4_1x8(
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok) {
         return 0;
     }
-    let full = w.len() / (nb * q4_1::BLOCK_BYTES) / R * R;
-    // SAFETY: AVX2/F16C detected; `w` holds `full` repacked rows and `acts` nb * n_tok blocks
+    let full = w.len() / (nb * B::BLOCK) / R * R;
+    let vnni = has_vnni();
+    // The offset times each activation block's integer sum, subtracted from the block's
+    // product sums (computed once per matmul, not per group).
+    let offset = if vnni && B::SIGNED { 128 } else { B::OFFSET };
+    let asum: Vec<i32> = if offset != 0 {
+        acts[..nb * n_tok]
+            .iter()
+            .map(|a| offset * a.qs.iter().map(|&q| i32::from(q)).sum::<i32>())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // SAFETY: AVX2/F16C (and for the first, AVX-512 VNNI and VL) detected; `w` holds `full`
+    // repacked rows and `acts` (and `asum`, when an offset is subtracted) nb * n_tok blocks
     // (checked above); `out` is written through bounds-checked indexing.
-    unsafe { q4_1x8_groups(w, nb, acts, n_tok, out, full) }
+    unsafe {
+        if vnni {
+            x8_groups_vnni::<B>(w, nb, acts, &asum, n_tok, out, full)
+        } else {
+            x8_groups::<B>(w, nb, acts, &asum, n_tok, out, full)
+        }
+    }
     full
 }
 
-/// Tokens per tile of [`q4_1x8_groups`]: a block's header and nibbles are unpacked once for
-/// this many tokens.
+/// Whether [`has_vnni`] may answer true ([`allow_vnni`]).
+static VNNI_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Lets the AVX2 kernels use AVX-512 VNNI where the machine has it (the default) or not: the
+/// results are the same bits, so this only selects which code runs (for tests and timing).
+pub(super) fn allow_vnni(allowed: bool) {
+    VNNI_ALLOWED.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True if AVX-512 VNNI with 256-bit vectors (VL) is available (and allowed): `vpdpbusd`
+/// then adds 4 unsigned-by-signed byte products into each i32 lane in one instruction.
+fn has_vnni() -> bool {
+    VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// Tokens per tile of [`x8_groups`]: a record's values are unpacked once for this many
+/// tokens (with VNNI and AVX-512 VL's 32 registers, 8 ran 13-17 % slower on Q4_0 and Q8_0,
+/// 3 % faster on Q5_0).
 const TILE: usize = 4;
 
-/// Bytes ahead of the current record that [`q4_1x8_tile`] prefetches (1.5, 4 and 8 KiB
-/// decoded alike).
-const Q4_1X8_AHEAD: usize = 4096;
+/// Bytes ahead of the current record that [`x8_tile`] prefetches (1.5, 4 and 8 KiB decoded
+/// alike for `Q4_1x8`).
+const X8_AHEAD: usize = 4096;
 
-/// Every token against each group of 8 repacked rows: per block one header load and four
-/// 32-byte chunks, each holding 4 nibble bytes of all 8 rows, unpacked once for a tile of
-/// [`TILE`] tokens and multiplied with each token's broadcast activation words; `maddubs`
-/// products summed in i16 (at most 8 · 2 · 15 · 127 = 30480 per lane, so nothing saturates),
-/// then widened to one i32 per row: no horizontal reduction. Each (row, token) still adds its
-/// blocks in order, so tiling changes no bit.
+/// Every token against each group of 8 repacked rows: per block one header load and 8 value
+/// vectors, each holding 4 values of all 8 rows, unpacked once for a tile of [`TILE`] tokens
+/// and multiplied with each token's broadcast activation words; then one i32 per row: no
+/// horizontal reduction. Each (row, token) still adds its blocks in order, so tiling changes
+/// no bit.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1x8_groups(
+#[allow(clippy::too_many_arguments)]
+unsafe fn x8_groups<B: Packed8>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
+    asum: &[i32],
     n_tok: usize,
     out: &mut [f32],
     full: usize,
 ) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    for r0 in (0..full).step_by(R) {
-        // SAFETY: the group's nb records (nb * 160 bytes) lie inside `w`; prefetch addresses
-        // need not be valid.
+    // SAFETY: the caller's contract.
+    unsafe { x8_groups_body::<B, false>(w, nb, acts, asum, n_tok, out, full) }
+}
+
+/// [`x8_groups`] with `vpdpbusd` for the byte products (and signed values offset by 128).
+#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn x8_groups_vnni<B: Packed8>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    asum: &[i32],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { x8_groups_body::<B, true>(w, nb, acts, asum, n_tok, out, full) }
+}
+
+/// The body of [`x8_groups`] and [`x8_groups_vnni`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    asum: &[i32],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    let rb = nb * B::BLOCK;
+    // With VNNI and several tokens, two groups at a time (AVX-512 VL's 32 registers hold both
+    // groups' values), so each broadcast activation word serves 16 rows. Decoding streams the
+    // weights from memory, one group after another: two streams at once decoded Q8_0 10-20 %
+    // slower.
+    let pairs = if VNNI && B::PAIRS && n_tok > 1 {
+        full / (2 * R) * (2 * R)
+    } else {
+        0
+    };
+    for r0 in (0..pairs).step_by(2 * R) {
+        // SAFETY: both groups' nb records lie inside `w`; the caller's contract for the rest.
         unsafe {
-            let p = w.as_ptr().add(r0 * rb);
-            let mut t = 0;
-            while t + TILE <= n_tok {
-                let acc = q4_1x8_tile::<TILE>(p, nb, acts, t);
+            x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, asum, n_tok, out, r0)
+        }
+    }
+    for r0 in (pairs..full).step_by(R) {
+        // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
+        unsafe {
+            x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, asum, n_tok, out, r0)
+        }
+    }
+}
+
+/// Every token against `G` consecutive groups of 8 repacked rows (the first at `p`, rows
+/// `r0..r0 + 8G`, `rb` bytes per row), in tiles of [`TILE`] tokens.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
+    p: *const u8,
+    rb: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    asum: &[i32],
+    n_tok: usize,
+    out: &mut [f32],
+    r0: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut t = 0;
+        while t + TILE <= n_tok {
+            let acc = x8_tile::<B, TILE, VNNI, G>(p, rb, nb, acts, asum, t);
+            for (g, acc) in acc.into_iter().enumerate() {
                 for (j, a) in acc.into_iter().enumerate() {
-                    store8(lanes(a), out, r0, n_tok, t + j);
+                    store8(lanes(a), out, r0 + g * R, n_tok, t + j);
                 }
-                t += TILE;
             }
-            for t in t..n_tok {
-                let [a] = q4_1x8_tile::<1>(p, nb, acts, t);
-                store8(lanes(a), out, r0, n_tok, t);
+            t += TILE;
+        }
+        for t in t..n_tok {
+            let acc = x8_tile::<B, 1, VNNI, G>(p, rb, nb, acts, asum, t);
+            for (g, [a]) in acc.into_iter().enumerate() {
+                store8(lanes(a), out, r0 + g * R, n_tok, t);
             }
         }
     }
 }
 
-/// One group of 8 repacked rows (records at `p`) against tokens `t0..t0 + N`: their 8 row
-/// sums each.
+/// `G` groups of 8 repacked rows (records at `p + g · 8 · rb`) against tokens `t0..t0 + N`:
+/// their 8 row sums each. Integer sums per block, exact: with `VNNI`, `vpdpbusd` of unsigned
+/// values (signed ones offset by 128, then `128 · Σa` subtracted) straight into i32 lanes.
+/// Without, unsigned values of at most 15 add all 8 `maddubs` products in i16 (at most
+/// 8 · 2 · 15 · 127 = 30480 per lane), of at most 31 in two halves (31496 each); signed values
+/// take `maddubs` of their magnitudes with the activations carrying their signs (at most
+/// 2 · 128 · 127 = 32512), widened one by one.
 #[inline(always)]
-unsafe fn q4_1x8_tile<const N: usize>(
+unsafe fn x8_tile<B: Packed8, const N: usize, const VNNI: bool, const G: usize>(
     p: *const u8,
+    rb: usize,
     nb: usize,
     acts: &[BlockQ8_1],
+    asum: &[i32],
     t0: usize,
-) -> [__m256; N] {
-    const RB: usize = q4_1x8::RECORD_BYTES;
-    // SAFETY: the caller guarantees nb records at `p`, AVX2/F16C, and nb blocks per token in
-    // `acts` for tokens t0..t0 + N; each activation block has 32 bytes of values.
+) -> [[__m256; N]; G] {
+    // SAFETY: the caller guarantees nb records of each of the G groups at `p`, AVX2/F16C (and
+    // with `VNNI`, AVX-512 VNNI and VL), and nb blocks per token in `acts` (and `asum`, when
+    // an offset is subtracted) for tokens t0..t0 + N.
     unsafe {
-        let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); N];
+        let offset = if VNNI && B::SIGNED { 128 } else { B::OFFSET };
+        let mut acc = [[_mm256_setzero_ps(); N]; G];
         for b in 0..nb {
-            let rec = p.add(b * RB);
-            prefetch(rec.wrapping_add(Q4_1X8_AHEAD), RB);
-            let (d, m) = dm8(_mm256_loadu_si256(rec as *const __m256i));
-            let chunk = |k: usize| _mm256_loadu_si256(rec.add(32 + 32 * k) as *const __m256i);
-            let lo: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(chunk(k), mask));
-            let hi: [__m256i; 4] =
-                core::array::from_fn(|k| _mm256_and_si256(_mm256_srli_epi16(chunk(k), 4), mask));
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let ab = acts.get_unchecked((t0 + j) * nb + b);
+            let rec: [*const u8; G] = core::array::from_fn(|g| p.add(g * R * rb + b * B::RECORD));
+            let mut dm = [(_mm256_setzero_ps(), _mm256_setzero_ps()); G];
+            let mut v = [[_mm256_setzero_si256(); 8]; G];
+            let mut u = [[_mm256_setzero_si256(); 8]; G];
+            for g in 0..G {
+                prefetch(rec[g].wrapping_add(X8_AHEAD * G), B::RECORD);
+                dm[g] = B::scales(rec[g]);
+                v[g] = B::vectors(rec[g]);
+                // The unsigned operand of the byte products: the values, their magnitudes, or
+                // (signed, for `vpdpbusd`) the values plus 128.
+                u[g] = if !B::SIGNED {
+                    v[g]
+                } else if VNNI {
+                    core::array::from_fn(|j| _mm256_xor_si256(v[g][j], _mm256_set1_epi8(-128)))
+                } else {
+                    core::array::from_fn(|j| _mm256_sign_epi8(v[g][j], v[g][j]))
+                };
+            }
+            for j in 0..N {
+                let at = (t0 + j) * nb + b;
+                let ab = acts.get_unchecked(at);
                 let q = ab.qs.as_ptr();
-                let word = |o: usize| (q.add(o) as *const i32).read_unaligned();
-                let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                for k in 0..4 {
-                    let a_lo = _mm256_set1_epi32(word(4 * k));
-                    let a_hi = _mm256_set1_epi32(word(16 + 4 * k));
-                    s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[k], a_lo));
-                    s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[k], a_hi));
+                let a: [__m256i; 8] = core::array::from_fn(|k| {
+                    _mm256_set1_epi32((q.add(4 * k) as *const i32).read_unaligned())
+                });
+                let da = _mm256_set1_ps(ab.d);
+                for g in 0..G {
+                    let (u, v) = (&u[g], &v[g]);
+                    let mut isum = if VNNI {
+                        let mut s = _mm256_setzero_si256();
+                        for k in 0..8 {
+                            s = _mm256_dpbusd_epi32(s, u[k], a[k]);
+                        }
+                        s
+                    } else if B::SIGNED {
+                        let mut s = _mm256_setzero_si256();
+                        for k in 0..8 {
+                            let prod = _mm256_maddubs_epi16(u[k], _mm256_sign_epi8(a[k], v[k]));
+                            s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, ones));
+                        }
+                        s
+                    } else if 2 * 8 * B::MAX * 127 <= i32::from(i16::MAX) {
+                        let mut s = _mm256_maddubs_epi16(u[0], a[0]);
+                        for k in 1..8 {
+                            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[k], a[k]));
+                        }
+                        _mm256_madd_epi16(s, ones)
+                    } else {
+                        let (mut s0, mut s1) = (
+                            _mm256_maddubs_epi16(u[0], a[0]),
+                            _mm256_maddubs_epi16(u[4], a[4]),
+                        );
+                        for k in 1..4 {
+                            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u[k], a[k]));
+                            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u[k + 4], a[k + 4]));
+                        }
+                        _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
+                    };
+                    if offset != 0 {
+                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(*asum.get_unchecked(at)));
+                    }
+                    let (d, m) = dm[g];
+                    let x = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum));
+                    let acc = &mut acc[g][j];
+                    *acc = _mm256_add_ps(*acc, x);
+                    if B::MIN {
+                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+                    }
                 }
-                let isum = _mm256_madd_epi16(_mm256_add_epi16(s_lo, s_hi), ones);
-                let x = _mm256_mul_ps(
-                    _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
-                    _mm256_cvtepi32_ps(isum),
-                );
-                *acc = _mm256_add_ps(*acc, x);
-                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
             }
         }
         acc

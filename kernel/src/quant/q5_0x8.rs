@@ -1,0 +1,85 @@
+//! Q5_0 rows repacked eight at a time (`Q5_0x8`, see [`super::rows8`]).
+//!
+//! The same bytes as eight GGUF Q5_0 rows, reordered in place: for each block column a
+//! 176-byte record of
+//! - 8 scales: row `i`'s half-float `d` at `2i`,
+//! - 8 high-bit words `j = 0..8` at `16 + 4j` (little-endian): bit `4i + n` is bit 4 of row
+//!   `i`'s element `4j + n` (the eight rows' `qh` words, their bits regrouped), then
+//! - 4 chunks `k = 0..4` of 32 bytes at `48 + 32k`: row `i`'s nibble bytes `4k..4k+4` at
+//!   `4i..4i+4` (low nibbles: elements `4k..4k+4`, high nibbles: elements `16+4k..20+4k`).
+//!
+//! So value vector `j` (chunk `j % 4`'s low nibbles for `j < 4`, high for the others) holds
+//! elements `4j..4j+4` of every row, and high-bit word `j` is its bit 4, one bit per byte.
+//! The arithmetic is the GGUF layout's ([`q5_0::vec_dot_ref`]): per block the exact integer
+//! `Σ (q − 16) · a`, then `acc = acc + (d · da) · isum` in block order.
+
+use super::q8_1::BlockQ8_1;
+use super::{q5_0, rows8};
+
+pub use super::rows8::ROWS;
+
+/// Bytes of one block column of a group.
+pub const RECORD_BYTES: usize = ROWS * q5_0::BLOCK_BYTES;
+const _: () = assert!(RECORD_BYTES == 8 * 2 + 8 * 4 + 4 * 32);
+
+/// Repacks the full groups of `rows` (`n_rows × nb` GGUF Q5_0 blocks) in place; a tail of
+/// fewer than 8 rows is left as it is. `scratch` holds one group while it is rewritten.
+pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
+    // Headers `d, qh` (6 bytes) side by side, then the nibble chunks; then the headers split.
+    rows8::repack(rows, nb, q5_0::BLOCK_BYTES, 6, scratch);
+    if nb == 0 {
+        return;
+    }
+    let full = rows.len() / (nb * q5_0::BLOCK_BYTES) / ROWS * ROWS;
+    for rec in rows[..full * nb * q5_0::BLOCK_BYTES].chunks_exact_mut(RECORD_BYTES) {
+        let mut head = [0u8; 48];
+        let mut words = [0u32; ROWS];
+        for i in 0..ROWS {
+            head[2 * i..2 * i + 2].copy_from_slice(&rec[6 * i..6 * i + 2]);
+            let qh = u32::from_le_bytes([
+                rec[6 * i + 2],
+                rec[6 * i + 3],
+                rec[6 * i + 4],
+                rec[6 * i + 5],
+            ]);
+            for (j, w) in words.iter_mut().enumerate() {
+                *w |= ((qh >> (4 * j)) & 15) << (4 * i);
+            }
+        }
+        for (j, w) in words.iter().enumerate() {
+            head[16 + 4 * j..20 + 4 * j].copy_from_slice(&w.to_le_bytes());
+        }
+        rec[..48].copy_from_slice(&head);
+    }
+}
+
+/// Row `i`'s element `e` of a record, `q − 16`.
+#[inline]
+fn value(rec: &[u8], i: usize, e: usize) -> i32 {
+    let byte = rows8::value_byte(rec, 48, i, e % 16);
+    let low = if e < 16 { byte & 15 } else { byte >> 4 };
+    let j = e / 4;
+    let word = u32::from_le_bytes([
+        rec[16 + 4 * j],
+        rec[17 + 4 * j],
+        rec[18 + 4 * j],
+        rec[19 + 4 * j],
+    ]);
+    let high = (word >> (4 * i + e % 4)) & 1;
+    i32::from(low) + 16 * high as i32 - 16
+}
+
+/// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
+/// `simd::matmul` for the layout of `acts` and `out`).
+pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
+    rows8::matmul_ref_scaled(
+        w,
+        nb,
+        q5_0::BLOCK_BYTES,
+        acts,
+        n_tok,
+        out,
+        value,
+        q5_0::vec_dot_ref,
+    );
+}

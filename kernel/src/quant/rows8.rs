@@ -1,0 +1,112 @@
+//! What the layouts that repack rows eight at a time share ([`super::q4_1x8`],
+//! [`super::q4_0x8`], [`super::q5_0x8`], [`super::q8_0x8`]).
+//!
+//! A group of eight GGUF rows of one 32-block type is rewritten in place, block column by
+//! block column, into records of the same total size: the eight rows' block headers, then
+//! chunks of 32 bytes that hold four value bytes of every row (row `i`'s bytes `4k..4k+4` of
+//! the block's values at `4i..4i+4` of chunk `k`). One register then holds four value bytes
+//! of all eight rows, so a broadcast of the matching activation bytes gives the eight rows'
+//! partial dot products lane by lane, with no horizontal reduction.
+//!
+//! Rows past the last full group of eight keep the GGUF layout.
+
+use super::f16::f16_le_to_f32;
+use super::q8_1::BlockQ8_1;
+
+/// Rows per group.
+pub const ROWS: usize = 8;
+
+/// The version of the repacked layouts and of which matrices
+/// [`crate::model::Weights::repack`] repacks: caches of repacked files key on it, so bump it
+/// when either changes.
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// Repacks the full groups of `rows` (`n_rows × nb` GGUF blocks of `block_bytes`, each a
+/// header of `head_bytes` then the values) in place into records of `8 · block_bytes`: the
+/// 8 headers (row `i`'s at `head_bytes · i`), then the values in 32-byte chunks as above. A
+/// tail of fewer than 8 rows is left as it is. `scratch` holds one group while it is
+/// rewritten.
+pub(crate) fn repack(
+    rows: &mut [u8],
+    nb: usize,
+    block_bytes: usize,
+    head_bytes: usize,
+    scratch: &mut Vec<u8>,
+) {
+    let rb = nb * block_bytes;
+    let record = ROWS * block_bytes;
+    let chunks = (block_bytes - head_bytes) / 4;
+    if rb == 0 {
+        return;
+    }
+    for group in rows.chunks_exact_mut(ROWS * rb) {
+        scratch.clear();
+        scratch.extend_from_slice(group);
+        for b in 0..nb {
+            let rec = &mut group[b * record..(b + 1) * record];
+            for i in 0..ROWS {
+                let blk = &scratch[i * rb + b * block_bytes..][..block_bytes];
+                rec[head_bytes * i..head_bytes * (i + 1)].copy_from_slice(&blk[..head_bytes]);
+                for k in 0..chunks {
+                    let at = ROWS * head_bytes + 32 * k + 4 * i;
+                    rec[at..at + 4].copy_from_slice(&blk[head_bytes + 4 * k..][..4]);
+                }
+            }
+        }
+    }
+}
+
+/// Row `i`'s value byte `j` (of the block's values, GGUF order) in a record whose headers
+/// take `heads` bytes.
+#[inline]
+pub(crate) fn value_byte(rec: &[u8], heads: usize, i: usize, j: usize) -> u8 {
+    rec[heads + 32 * (j / 4) + 4 * i + j % 4]
+}
+
+/// Scalar reference of the repacked layouts whose weights are `d · v` (Q4_0, Q5_0, Q8_0):
+/// `out[r * n_tok + t] = row r · acts[t]` for `w` of `nb` blocks of `block_bytes` per row,
+/// whose full groups are repacked. Per block, the exact integer `isum = Σ v(rec, i, e) · a[e]`
+/// over elements `e`, then `acc = acc + (d · da) · isum` in block order, `d` the half float at
+/// `2i` of the record: the GGUF layout's arithmetic ([`super::q4_0::vec_dot_ref`] and its
+/// siblings, which `gguf_dot` is, for the tail rows).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_ref_scaled(
+    w: &[u8],
+    nb: usize,
+    block_bytes: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    value: impl Fn(&[u8], usize, usize) -> i32,
+    gguf_dot: fn(&[u8], &[BlockQ8_1]) -> f32,
+) {
+    let rb = nb * block_bytes;
+    if rb == 0 {
+        return;
+    }
+    let record = ROWS * block_bytes;
+    let n_rows = w.len() / rb;
+    let full = n_rows / ROWS * ROWS;
+    for (g, group) in w[..full * rb].chunks_exact(ROWS * rb).enumerate() {
+        for i in 0..ROWS {
+            for t in 0..n_tok {
+                let mut acc = 0f32;
+                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                    let rec = &group[b * record..(b + 1) * record];
+                    let mut isum = 0i32;
+                    for (e, &x) in ab.qs.iter().enumerate() {
+                        isum += value(rec, i, e) * i32::from(x);
+                    }
+                    let d = f16_le_to_f32([rec[2 * i], rec[2 * i + 1]]);
+                    acc += (d * ab.d) * isum as f32;
+                }
+                out[(g * ROWS + i) * n_tok + t] = acc;
+            }
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] = gguf_dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
