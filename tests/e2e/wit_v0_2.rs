@@ -358,6 +358,7 @@ fn tool_calls_round_trip_through_the_wit_api_on_both_backends() {
     assert!(out.status.success(), "the validator failed");
     let failures: Value = serde_json::from_slice(&out.stdout).expect("the validator prints JSON");
     assert_eq!(failures, serde_json::json!([]));
+}
 
 /// Cosine similarity of two vectors.
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
