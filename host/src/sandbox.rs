@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_llm_kernel::simd::{packed_q4_1_pays, Isa};
+use edge_llm_kernel::simd::{repacking_pays, Isa};
 use edge_llm_kernel::{Model, ModelBytes, ModelError};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -92,12 +92,12 @@ impl RuntimeOptions {
     }
 }
 
-/// Loads a GGUF file for the native backend. Where the kernel reads repacked Q4_1 matrices
-/// faster ([`packed_q4_1_pays`]: +15-20 % prefill and decode on AVX2) the repacked copy is
-/// mapped from the cache in `cache_dir`, or made and cached ([`packed::load`]); elsewhere the
-/// file itself is memory-mapped.
+/// Loads a GGUF file for the native backend. Where the kernel reads repacked matrices faster
+/// ([`repacking_pays`]: Q4_0, Q4_1, Q5_0 and Q8_0 rows eight at a time on AVX2) the repacked
+/// copy is mapped from the cache in `cache_dir`, or made and cached ([`packed::load`]);
+/// elsewhere the file itself is memory-mapped.
 pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Model>, HostError> {
-    let loaded = if packed_q4_1_pays(Isa::best()) {
+    let loaded = if repacking_pays(Isa::best()) {
         packed::load(path, cache_dir)?
     } else {
         let bytes: ModelBytes = Arc::new(crate::models::map_model_file(path)?);

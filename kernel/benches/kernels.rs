@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
                 q4_1x8::repack(&mut packed, cols / QK, &mut Vec::new());
                 for isa in Isa::available()
                     .into_iter()
-                    .filter(|&i| simd::packed_q4_1_pays(i))
+                    .filter(|&i| simd::repacking_pays(i))
                 {
                     let id = format!("Q4_1x8/{rows}x{cols}/tok{n_tok}/{}", isa.name());
                     g.bench_function(id, |b| {

@@ -181,7 +181,7 @@ fn repacking_the_matrices_of_a_mixed_model_changes_no_logit() {
     let bytes = tiny_model_typed(5, TinyShape::WIDE, types).to_bytes();
     let plain = Arc::new(Model::load(Arc::new(bytes.clone())).unwrap());
     let packed = Arc::new(Model::load_packed(bytes.clone()).unwrap());
-    let pays = edge_llm_kernel::simd::packed_q4_1_pays(Isa::best());
+    let pays = edge_llm_kernel::simd::repacking_pays(Isa::best());
     assert_eq!(packed.weights().any_repacked(), pays);
     if pays {
         assert_ne!(packed.bytes(), &bytes[..], "nothing moved");

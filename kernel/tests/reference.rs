@@ -78,7 +78,7 @@ fn repacked_weights_give_the_same_logits() {
     let plain = load_model();
     let bytes = std::fs::read(model_path()).expect("model");
     let packed = Arc::new(Model::load_packed(bytes).expect("packed model loads"));
-    let pays = edge_llm_kernel::simd::packed_q4_1_pays(edge_llm_kernel::simd::Isa::best());
+    let pays = edge_llm_kernel::simd::repacking_pays(edge_llm_kernel::simd::Isa::best());
     assert!(!plain.weights().any_repacked());
     assert_eq!(packed.weights().any_repacked(), pays);
     // What a host caches: the repacked bytes, loaded again without repacking them.

@@ -84,12 +84,51 @@ impl KvCache {
         &self.v[l][..n * self.kv_dim]
     }
 
-    /// Keeps the first `n` positions.
+    /// Keeps the first `n` positions, and gives back the memory of all but one chunk beyond
+    /// them: a session that once held a long request holds, once truncated (a new request
+    /// keeping only a shared prefix), about what the new one needs.
     pub fn truncate(&mut self, n: usize) {
         self.len = self.len.min(n);
         let keep = self.len * self.kv_dim;
+        let spare = (self.len.div_ceil(CHUNK) + 1) * CHUNK * self.kv_dim;
         for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
             buf.truncate(keep);
+            if buf.capacity() > spare {
+                buf.shrink_to(spare);
+            }
         }
+    }
+
+    /// Bytes allocated for keys and values.
+    pub fn capacity_bytes(&self) -> usize {
+        let values: usize = self.k.iter().chain(&self.v).map(Vec::capacity).sum();
+        values * size_of::<u16>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncating_gives_back_all_but_one_spare_chunk() {
+        let (n_layer, kv_dim) = (2, 8);
+        let mut c = KvCache::new(n_layer, kv_dim, 4096);
+        let chunk_bytes = n_layer * 2 * CHUNK * kv_dim * 2;
+        let x = vec![1.0f32; 3000 * kv_dim];
+        c.reserve(3000);
+        for l in 0..n_layer {
+            c.append(Isa::Scalar, l, &x, &x);
+        }
+        c.commit(3000);
+        assert!(c.capacity_bytes() >= 3000 * kv_dim * 2 * 2 * n_layer);
+        c.truncate(10);
+        assert_eq!(c.len(), 10);
+        assert!(c.capacity_bytes() <= 2 * chunk_bytes, "{}", c.capacity_bytes());
+        assert_eq!(c.keys(1, 10), &vec![0x3c00u16; 10 * kv_dim][..], "1.0 as a half");
+        // Truncating to where it is keeps what is there.
+        c.truncate(10);
+        assert!(c.capacity_bytes() <= 2 * chunk_bytes);
+        assert_eq!(c.values(0, 10).len(), 10 * kv_dim);
     }
 }

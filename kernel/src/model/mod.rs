@@ -111,7 +111,7 @@ impl Model {
         B: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static,
     {
         let (gguf, config, mut weights) = Model::parse(bytes.as_ref())?;
-        if simd::packed_q4_1_pays(simd::Isa::best()) {
+        if simd::repacking_pays(simd::Isa::best()) {
             weights.repack(&gguf, bytes.as_mut(), repack_isa());
         }
         Ok(Model {

@@ -227,7 +227,7 @@ pub fn matmul(
 
 /// True if `isa` reads some type's repacked rows faster than the GGUF layout
 /// ([`packed_pays`]).
-pub fn packed_q4_1_pays(isa: Isa) -> bool {
+pub fn repacking_pays(isa: Isa) -> bool {
     isa == Isa::Avx2 || isa == Isa::Simd128
 }
 
