@@ -124,8 +124,16 @@ mod tests {
         assert!(c.capacity_bytes() >= 3000 * kv_dim * 2 * 2 * n_layer);
         c.truncate(10);
         assert_eq!(c.len(), 10);
-        assert!(c.capacity_bytes() <= 2 * chunk_bytes, "{}", c.capacity_bytes());
-        assert_eq!(c.keys(1, 10), &vec![0x3c00u16; 10 * kv_dim][..], "1.0 as a half");
+        assert!(
+            c.capacity_bytes() <= 2 * chunk_bytes,
+            "{}",
+            c.capacity_bytes()
+        );
+        assert_eq!(
+            c.keys(1, 10),
+            &vec![0x3c00u16; 10 * kv_dim][..],
+            "1.0 as a half"
+        );
         // Truncating to where it is keeps what is there.
         c.truncate(10);
         assert!(c.capacity_bytes() <= 2 * chunk_bytes);

@@ -29,42 +29,34 @@ pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
     rows8::repack(rows, nb, q4_1::BLOCK_BYTES, 4, scratch);
 }
 
+/// Row `i`'s element `e` of a record, the unsigned nibble `q`.
+#[inline]
+fn value(rec: &[u8], i: usize, e: usize) -> i32 {
+    let byte = rows8::value_byte(rec, 32, i, e % 16);
+    i32::from(if e < 16 { byte & 15 } else { byte >> 4 })
+}
+
+/// The block step: `acc + (d · da) · isum + m · sa`, `d` and `m` the half floats at `4i` and
+/// `4i + 2` of the record.
+#[inline]
+fn step(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
+    let d = f16_le_to_f32([rec[4 * i], rec[4 * i + 1]]);
+    let m = f16_le_to_f32([rec[4 * i + 2], rec[4 * i + 3]]);
+    acc + (d * ab.d) * isum as f32 + m * ab.s
+}
+
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    let rb = nb * q4_1::BLOCK_BYTES;
-    if rb == 0 {
-        return;
-    }
-    let n_rows = w.len() / rb;
-    let full = n_rows / ROWS * ROWS;
-    for (g, group) in w[..full * rb].chunks_exact(ROWS * rb).enumerate() {
-        for i in 0..ROWS {
-            for t in 0..n_tok {
-                let mut acc = 0f32;
-                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                    let rec = &group[b * RECORD_BYTES..(b + 1) * RECORD_BYTES];
-                    let mut isum = 0i32;
-                    for k in 0..4 {
-                        for j in 0..4 {
-                            let q = rec[32 + 32 * k + 4 * i + j];
-                            isum += i32::from(q & 15) * i32::from(ab.qs[4 * k + j]);
-                            isum += i32::from(q >> 4) * i32::from(ab.qs[16 + 4 * k + j]);
-                        }
-                    }
-                    let d = f16_le_to_f32([rec[4 * i], rec[4 * i + 1]]);
-                    let m = f16_le_to_f32([rec[4 * i + 2], rec[4 * i + 3]]);
-                    acc = acc + (d * ab.d) * isum as f32 + m * ab.s;
-                }
-                out[(g * ROWS + i) * n_tok + t] = acc;
-            }
-        }
-    }
-    // The rows past the last full group are still in the GGUF layout.
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] =
-                q4_1::vec_dot_ref(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+    rows8::matmul_ref(
+        w,
+        nb,
+        q4_1::BLOCK_BYTES,
+        acts,
+        n_tok,
+        out,
+        value,
+        step,
+        q4_1::vec_dot_ref,
+    );
 }

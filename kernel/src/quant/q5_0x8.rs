@@ -72,7 +72,7 @@ fn value(rec: &[u8], i: usize, e: usize) -> i32 {
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
-    rows8::matmul_ref_scaled(
+    rows8::matmul_ref(
         w,
         nb,
         q5_0::BLOCK_BYTES,
@@ -80,6 +80,7 @@ pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &m
         n_tok,
         out,
         value,
+        rows8::scaled,
         q5_0::vec_dot_ref,
     );
 }

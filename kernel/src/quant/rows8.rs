@@ -63,14 +63,14 @@ pub(crate) fn value_byte(rec: &[u8], heads: usize, i: usize, j: usize) -> u8 {
     rec[heads + 32 * (j / 4) + 4 * i + j % 4]
 }
 
-/// Scalar reference of the repacked layouts whose weights are `d · v` (Q4_0, Q5_0, Q8_0):
-/// `out[r * n_tok + t] = row r · acts[t]` for `w` of `nb` blocks of `block_bytes` per row,
-/// whose full groups are repacked. Per block, the exact integer `isum = Σ v(rec, i, e) · a[e]`
-/// over elements `e`, then `acc = acc + (d · da) · isum` in block order, `d` the half float at
-/// `2i` of the record: the GGUF layout's arithmetic ([`super::q4_0::vec_dot_ref`] and its
-/// siblings, which `gguf_dot` is, for the tail rows).
+/// Scalar reference of the repacked layouts: `out[r * n_tok + t] = row r · acts[t]` for `w` of
+/// `nb` blocks of `block_bytes` per row, whose full groups are repacked. Per block, the exact
+/// integer `isum = Σ v(rec, i, e) · a[e]` over elements `e`, then `acc = step(acc, rec, i,
+/// isum, a)` in block order: the GGUF layout's arithmetic ([`scaled`] for Q4_0, Q5_0 and Q8_0,
+/// as [`super::q4_0::vec_dot_ref`] and its siblings; `gguf_dot` is that reference, for the
+/// tail rows).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_ref_scaled(
+pub(crate) fn matmul_ref(
     w: &[u8],
     nb: usize,
     block_bytes: usize,
@@ -78,6 +78,7 @@ pub(crate) fn matmul_ref_scaled(
     n_tok: usize,
     out: &mut [f32],
     value: impl Fn(&[u8], usize, usize) -> i32,
+    step: impl Fn(f32, &[u8], usize, i32, &BlockQ8_1) -> f32,
     gguf_dot: fn(&[u8], &[BlockQ8_1]) -> f32,
 ) {
     let rb = nb * block_bytes;
@@ -97,8 +98,7 @@ pub(crate) fn matmul_ref_scaled(
                     for (e, &x) in ab.qs.iter().enumerate() {
                         isum += value(rec, i, e) * i32::from(x);
                     }
-                    let d = f16_le_to_f32([rec[2 * i], rec[2 * i + 1]]);
-                    acc += (d * ab.d) * isum as f32;
+                    acc = step(acc, rec, i, isum, ab);
                 }
                 out[(g * ROWS + i) * n_tok + t] = acc;
             }
@@ -109,4 +109,12 @@ pub(crate) fn matmul_ref_scaled(
             out[r * n_tok + t] = gguf_dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
         }
     }
+}
+
+/// [`matmul_ref`]'s block step for weights `d · v`, `d` the half float at `2i` of the record:
+/// `acc + (d · da) · isum`.
+#[inline]
+pub(crate) fn scaled(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
+    let d = f16_le_to_f32([rec[2 * i], rec[2 * i + 1]]);
+    acc + (d * ab.d) * isum as f32
 }
