@@ -48,7 +48,9 @@ fn bench(c: &mut Criterion) {
                 {
                     let id = format!("Q4_1x8/{rows}x{cols}/tok{n_tok}/{}", isa.name());
                     g.bench_function(id, |b| {
-                        b.iter(|| simd::matmul_q4_1x8(isa, &packed, cols, &a, n_tok, &mut out))
+                        b.iter(|| {
+                            simd::matmul_x8(isa, GgmlType::Q4_1, &packed, cols, &a, n_tok, &mut out)
+                        })
                     });
                 }
             }

@@ -117,21 +117,32 @@ fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
     assert_eq!(counts(&usage_chunk["usage"]), counts(&v["usage"]));
 }
 
-/// The same through the official `openai` Python client.
-fn check_openai_client(addr: SocketAddr, expected: &str) {
-    let script = root().join("tests/clients/openai_chat.py");
+/// Runs `tests/clients/SCRIPT` against the server at `addr` with `args` after the URL and
+/// returns the JSON it prints; a failing script fails the test with `what` and its stderr.
+fn client(script: &str, addr: SocketAddr, args: &[&str], what: &str) -> Value {
     let out = Command::new("python3")
-        .arg(&script)
+        .arg(root().join("tests/clients").join(script))
         .arg(format!("http://{addr}"))
-        .args([MODEL, PROMPT, &MAX_TOKENS.to_string()])
+        .args(args)
         .output()
         .expect("running python3");
     assert!(
         out.status.success(),
-        "the openai client failed (is it installed? `just tools`): {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
+/// The same through the official `openai` Python client.
+fn check_openai_client(addr: SocketAddr, expected: &str) {
+    let max_tokens = MAX_TOKENS.to_string();
+    let v = client(
+        "openai_chat.py",
+        addr,
+        &[MODEL, PROMPT, &max_tokens],
+        "the openai client failed (is it installed? `just tools`)",
+    );
     assert_eq!(v["text"], expected);
     assert_eq!(v["stream_text"], expected);
     assert_eq!(v["stream_finish_reason"], v["finish_reason"]);
@@ -151,19 +162,12 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
 /// Log probabilities (chat and completions, one-shot and streamed) and `n` answers through the
 /// `openai` client; the script checks what must hold and fails with the reason otherwise.
 fn check_logprobs_and_n(addr: SocketAddr) {
-    let script = root().join("tests/clients/openai_features.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .arg(MODEL)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = client(
+        "openai_features.py",
+        addr,
+        &[MODEL],
+        "the logprobs and n checks failed",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
     assert_eq!(v["n_texts"].as_array().map(Vec::len), Some(3), "{v}");
 }
 
@@ -171,19 +175,12 @@ fn check_logprobs_and_n(addr: SocketAddr) {
 /// (tests/clients/json_schemas.json, one-shot and streamed, temperature 1), of `json_object`
 /// and of a GBNF grammar is valid.
 fn check_structured_output(addr: SocketAddr) {
-    let script = root().join("tests/clients/openai_schemas.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .arg(MODEL)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "the schema suite failed to run (`just tools` installs jsonschema): {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = client(
+        "openai_schemas.py",
+        addr,
+        &[MODEL],
+        "the schema suite failed to run (`just tools` installs jsonschema)",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
     eprintln!(
         "structured output: {}/{} valid; masks {} ms of {} ms generating {} tokens",
         v["valid"], v["total"], v["mask_ms"], v["generation_ms"], v["tokens"]
@@ -197,19 +194,12 @@ fn check_structured_output(addr: SocketAddr) {
 /// functions give valid calls, one-shot and streamed as OpenAI's deltas; the call and the tool's
 /// result sent back give a text answer; bad tool fields are 400s naming them.
 fn check_tool_calls(addr: SocketAddr) {
-    let script = root().join("tests/clients/openai_tools.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .arg(MODEL)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "the tool-call checks failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = client(
+        "openai_tools.py",
+        addr,
+        &[MODEL],
+        "the tool-call checks failed",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
     eprintln!("tool calls: {v}");
     assert!(v["calls"].as_u64().is_some_and(|n| n >= 6), "{v}");
     assert_eq!(v["calls"], v["streamed_calls"], "{v}");

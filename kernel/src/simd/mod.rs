@@ -280,18 +280,6 @@ pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8
     }
 }
 
-/// [`matmul`] for Q4_1 rows repacked by [`q4_1x8::repack`]: [`matmul_x8`] for Q4_1.
-pub fn matmul_q4_1x8(
-    isa: Isa,
-    w: &[u8],
-    n_cols: usize,
-    acts: &[BlockQ8_1],
-    n_tok: usize,
-    out: &mut [f32],
-) {
-    matmul_x8(isa, GgmlType::Q4_1, w, n_cols, acts, n_tok, out);
-}
-
 /// [`matmul`] for rows of `ty` repacked by [`repack`] (a tail of fewer than 8 rows in the
 /// GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 and simd128
 /// have kernels for it; elsewhere the scalar references run. Types [`packs`] does not name
