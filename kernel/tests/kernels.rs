@@ -338,6 +338,25 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     );
 }
 
+/// Each row of a repacked matrix reads back as its GGUF bytes (`simd::gguf_row`, as the
+/// lookups of a tied, repacked `token_embd` do): full groups and a tail.
+#[test]
+fn repacked_rows_read_back_as_gguf() {
+    let mut rng = SplitMix64::new(11);
+    for ty in PACKED {
+        let (rows, nb) = (19usize, 3usize);
+        let w = weights(&mut rng, ty, rows, nb, 0);
+        let mut packed = w.clone();
+        simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
+        let rb = w.len() / rows;
+        for r in 0..rows {
+            let mut row = vec![0u8; rb];
+            simd::gguf_row(ty, &packed, nb * QK, r, &mut row);
+            assert_eq!(row, w[r * rb..(r + 1) * rb], "{ty:?} row {r}");
+        }
+    }
+}
+
 /// The extremes of the integer sums: every weight value at its most negative or largest, every
 /// activation at ±127, so a kernel whose partial sums saturate or wrap disagrees.
 #[test]

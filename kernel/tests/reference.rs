@@ -13,7 +13,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{argmax, greedy_items, load_model, model_path};
-use edge_llm_kernel::{perplexity, Model, Session, SessionOptions};
+use edge_llm_kernel::model::Layout;
+use edge_llm_kernel::{perplexity, simd, Model, Session, SessionOptions};
 
 fn session(model: &Arc<Model>, n_ctx: usize, threads: usize) -> Session {
     Session::new(model.clone(), SessionOptions { n_ctx, threads }).expect("session")
@@ -78,9 +79,15 @@ fn repacked_weights_give_the_same_logits() {
     let plain = load_model();
     let bytes = std::fs::read(model_path()).expect("model");
     let packed = Arc::new(Model::load_packed(bytes).expect("packed model loads"));
-    let pays = edge_llm_kernel::simd::repacking_pays(edge_llm_kernel::simd::Isa::best());
+    let pays = simd::repacking_pays(simd::Isa::best());
     assert!(!plain.weights().any_repacked());
     assert_eq!(packed.weights().any_repacked(), pays);
+    // The tied output matrix (Q8_0) is repacked where its type pays, and the embedding lookups
+    // read its rows back through the repacked layout.
+    let (output, embd) = (&packed.weights().output, &packed.weights().token_embd);
+    let output_pays = pays && simd::packed_pays(simd::Isa::best(), output.ty);
+    assert_eq!(output.layout == Layout::Rows8, output_pays);
+    assert_eq!(embd.layout, output.layout);
     // What a host caches: the repacked bytes, loaded again without repacking them.
     let repacked = pays
         .then(|| Model::load_repacked(Arc::new(packed.bytes().to_vec())).expect("reloads"))

@@ -57,11 +57,22 @@ impl QMatrix {
 
     /// Dequantizes row `r` into `out` (`cols` long).
     pub fn dequantize_row(&self, file: &[u8], r: usize, out: &mut [f32]) {
-        let start = self.offset + r * self.row_bytes;
-        let Some(row) = file.get(start..start + self.row_bytes) else {
+        if r >= self.rows {
             return;
-        };
-        quant::dequantize_row(self.ty, row, out);
+        }
+        match self.layout {
+            Layout::Gguf => {
+                let start = self.offset + r * self.row_bytes;
+                if let Some(row) = file.get(start..start + self.row_bytes) {
+                    quant::dequantize_row(self.ty, row, out);
+                }
+            }
+            Layout::Rows8 => {
+                let mut row = vec![0u8; self.row_bytes];
+                simd::gguf_row(self.ty, self.bytes(file), self.cols, r, &mut row);
+                quant::dequantize_row(self.ty, &row, out);
+            }
+        }
     }
 }
 
@@ -276,9 +287,10 @@ fn norm(g: &Gguf, file: &[u8], name: &str, n: usize, with_bias: bool) -> Result<
 }
 
 impl Weights {
-    /// Repacks the transformer blocks' matrices of the types whose repacked rows `isa` reads
-    /// faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q8_0) in `file` in place to
-    /// [`Layout::Rows8`]. A matrix whose bytes overlap any other tensor's (a hostile file can
+    /// Repacks the transformer blocks' and the output's matrices of the types whose repacked
+    /// rows `isa` reads faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q8_0) in `file` in
+    /// place to [`Layout::Rows8`]; a tied `token_embd` then reads its rows through
+    /// [`simd::gguf_row`]. A matrix whose bytes overlap any other tensor's (a hostile file can
     /// alias them) keeps the GGUF layout, so no other view of the file changes meaning.
     pub fn repack(&mut self, g: &Gguf, file: &mut [u8], isa: Isa) {
         let mut scratch = Vec::new();
@@ -286,6 +298,14 @@ impl Weights {
             let bytes = &mut file[m.offset..m.offset + m.rows * m.row_bytes];
             simd::repack(m.ty, bytes, m.cols, &mut scratch);
             m.layout = Layout::Rows8;
+        }
+        self.tie_embedding();
+    }
+
+    /// A tied `token_embd` is the output matrix's bytes, so it reads them in its layout.
+    fn tie_embedding(&mut self) {
+        if self.token_embd.offset == self.output.offset {
+            self.token_embd.layout = self.output.layout;
         }
     }
 
@@ -301,9 +321,11 @@ impl Weights {
     /// Whether any matrix is in the [`Layout::Rows8`] layout (what [`Weights::repack`] did,
     /// if anything).
     pub fn any_repacked(&self) -> bool {
-        self.layers
-            .iter()
-            .any(|l| l.matrices().any(|m| m.layout == Layout::Rows8))
+        self.output.layout == Layout::Rows8
+            || self
+                .layers
+                .iter()
+                .any(|l| l.matrices().any(|m| m.layout == Layout::Rows8))
     }
 
     /// Reads the matrices [`Weights::repack`] repacks for `isa` as [`Layout::Rows8`], moving
@@ -313,11 +335,12 @@ impl Weights {
         for m in self.packable(g, file_len, isa) {
             m.layout = Layout::Rows8;
         }
+        self.tie_embedding();
     }
 
-    /// The transformer blocks' matrices of a type whose repacked rows `isa` reads faster,
-    /// still in the GGUF layout, whose bytes lie in a file of `file_len` bytes and overlap no
-    /// other tensor's.
+    /// The transformer blocks' and the output's matrices of a type whose repacked rows `isa`
+    /// reads faster, still in the GGUF layout, whose bytes lie in a file of `file_len` bytes
+    /// and overlap no other tensor's.
     fn packable(&mut self, g: &Gguf, file_len: usize, isa: Isa) -> Vec<&mut QMatrix> {
         let ranges: Vec<(usize, usize)> = g
             .tensors()
@@ -325,20 +348,19 @@ impl Weights {
             .map(|t| (t.offset as usize, (t.offset + t.size) as usize))
             .collect();
         let mut packable = Vec::new();
-        for l in &mut self.layers {
-            for m in l.matrices_mut() {
-                let (start, end) = (m.offset, m.offset + m.rows * m.row_bytes);
-                let sharing = ranges
-                    .iter()
-                    .filter(|&&(s, e)| s < end && start < e)
-                    .count();
-                if simd::packed_pays(isa, m.ty)
-                    && m.layout == Layout::Gguf
-                    && sharing == 1
-                    && end <= file_len
-                {
-                    packable.push(m);
-                }
+        let matrices = self.layers.iter_mut().flat_map(|l| l.matrices_mut());
+        for m in matrices.chain([&mut self.output]) {
+            let (start, end) = (m.offset, m.offset + m.rows * m.row_bytes);
+            let sharing = ranges
+                .iter()
+                .filter(|&&(s, e)| s < end && start < e)
+                .count();
+            if simd::packed_pays(isa, m.ty)
+                && m.layout == Layout::Gguf
+                && sharing == 1
+                && end <= file_len
+            {
+                packable.push(m);
             }
         }
         packable

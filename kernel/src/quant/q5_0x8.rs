@@ -53,6 +53,27 @@ pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
     }
 }
 
+/// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`.
+pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
+    rows8::gguf_row(w, nb, q5_0::BLOCK_BYTES, r, out, |rec, i, blk| {
+        blk[..2].copy_from_slice(&rec[2 * i..2 * i + 2]);
+        let mut qh = 0u32;
+        for j in 0..ROWS {
+            let word = u32::from_le_bytes([
+                rec[16 + 4 * j],
+                rec[17 + 4 * j],
+                rec[18 + 4 * j],
+                rec[19 + 4 * j],
+            ]);
+            qh |= ((word >> (4 * i)) & 15) << (4 * j);
+        }
+        blk[2..6].copy_from_slice(&qh.to_le_bytes());
+        for (k, byte) in blk[6..].iter_mut().enumerate() {
+            *byte = rows8::value_byte(rec, 48, i, k);
+        }
+    });
+}
+
 /// Row `i`'s element `e` of a record, `q − 16`.
 #[inline]
 fn value(rec: &[u8], i: usize, e: usize) -> i32 {

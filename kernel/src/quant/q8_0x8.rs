@@ -24,6 +24,13 @@ pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
     rows8::repack(rows, nb, q8_0::BLOCK_BYTES, 2, scratch);
 }
 
+/// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`.
+pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
+    rows8::gguf_row(w, nb, q8_0::BLOCK_BYTES, r, out, |rec, i, blk| {
+        rows8::gguf_block(rec, 2, i, blk)
+    });
+}
+
 /// Row `i`'s element `e` of a record.
 #[inline]
 fn value(rec: &[u8], i: usize, e: usize) -> i32 {

@@ -19,7 +19,7 @@ pub const ROWS: usize = 8;
 /// The version of the repacked layouts and of which matrices
 /// [`crate::model::Weights::repack`] repacks: caches of repacked files key on it, so bump it
 /// when either changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF blocks of `block_bytes`, each a
 /// header of `head_bytes` then the values) in place into records of `8 · block_bytes`: the
@@ -53,6 +53,40 @@ pub(crate) fn repack(
                 }
             }
         }
+    }
+}
+
+/// Row `r`'s GGUF bytes (`nb` blocks of `block_bytes`) of `w`, whose full groups [`repack`]
+/// rewrote, into `out`: a tail row as it is, a repacked one block by block through `block`,
+/// which writes row `i`'s GGUF block of a record (the inverse of the repacking for that row).
+pub(crate) fn gguf_row(
+    w: &[u8],
+    nb: usize,
+    block_bytes: usize,
+    r: usize,
+    out: &mut [u8],
+    block: impl Fn(&[u8], usize, &mut [u8]),
+) {
+    let rb = nb * block_bytes;
+    let full = w.len().checked_div(rb).unwrap_or(0) / ROWS * ROWS;
+    if r >= full {
+        out.copy_from_slice(&w[r * rb..(r + 1) * rb]);
+        return;
+    }
+    let record = ROWS * block_bytes;
+    let group = &w[r / ROWS * ROWS * rb..][..ROWS * rb];
+    for (rec, blk) in group.chunks_exact(record).zip(out.chunks_exact_mut(block_bytes)) {
+        block(rec, r % ROWS, blk);
+    }
+}
+
+/// Row `i`'s GGUF block of a record whose headers ([`repack`]'s `head_bytes` each) lie side
+/// by side: its header, then its value bytes.
+pub(crate) fn gguf_block(rec: &[u8], head_bytes: usize, i: usize, out: &mut [u8]) {
+    out[..head_bytes].copy_from_slice(&rec[head_bytes * i..head_bytes * (i + 1)]);
+    let heads = ROWS * head_bytes;
+    for (j, byte) in out[head_bytes..].iter_mut().enumerate() {
+        *byte = value_byte(rec, heads, i, j);
     }
 }
 

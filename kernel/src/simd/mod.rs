@@ -280,6 +280,20 @@ pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8
     }
 }
 
+/// Row `r`'s bytes in the GGUF layout (`out`, one row long) of `rows`, rows of `n_cols`
+/// elements of type `ty` that [`repack`] rewrote: the inverse of the repacking for one row
+/// (for reading a repacked matrix's rows one at a time, as an embedding lookup does).
+pub fn gguf_row(ty: GgmlType, rows: &[u8], n_cols: usize, r: usize, out: &mut [u8]) {
+    let nb = n_cols / QK;
+    match ty {
+        GgmlType::Q4_1 => q4_1x8::gguf_row(rows, nb, r, out),
+        GgmlType::Q4_0 => q4_0x8::gguf_row(rows, nb, r, out),
+        GgmlType::Q5_0 => q5_0x8::gguf_row(rows, nb, r, out),
+        GgmlType::Q8_0 => q8_0x8::gguf_row(rows, nb, r, out),
+        _ => out.copy_from_slice(&rows[r * out.len()..(r + 1) * out.len()]),
+    }
+}
+
 /// [`matmul`] for rows of `ty` repacked by [`repack`] (a tail of fewer than 8 rows in the
 /// GGUF layout); the results are bit for bit those of the unpacked rows. AVX2 and simd128
 /// have kernels for it; elsewhere the scalar references run. Types [`packs`] does not name
