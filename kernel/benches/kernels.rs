@@ -97,6 +97,27 @@ fn bench(c: &mut Criterion) {
         }
     }
     g.finish();
+    // Attention over the f16 cache: one query head's scores against 256 positions, then the
+    // weighted sum of their values (head_dim 64, 3 KV heads per position as in the default
+    // model).
+    let mut g = c.benchmark_group("attention_f16");
+    let (hd, stride, n_pos) = (64usize, 192usize, 256usize);
+    let rows: Vec<u16> = (0..n_pos * stride)
+        .map(|_| quant::f16::f32_to_f16_bits(rng.normal(1.0)))
+        .collect();
+    let q: Vec<f32> = (0..hd).map(|_| rng.normal(1.0)).collect();
+    let w: Vec<f32> = (0..n_pos).map(|_| rng.normal(1.0).abs()).collect();
+    let (mut scores, mut out) = (vec![0f32; n_pos], vec![0f32; hd]);
+    g.throughput(Throughput::Elements((n_pos * hd) as u64));
+    for isa in Isa::available() {
+        g.bench_function(format!("dots/{}", isa.name()), |b| {
+            b.iter(|| simd::dots_f16(isa, &q, &rows, stride, &mut scores))
+        });
+        g.bench_function(format!("weighted_sum/{}", isa.name()), |b| {
+            b.iter(|| simd::weighted_sum_f16(isa, &w, &rows, stride, &mut out))
+        });
+    }
+    g.finish();
     let mut g = c.benchmark_group("quantize_q8_1");
     let x: Vec<f32> = (0..1536).map(|_| rng.normal(1.0)).collect();
     let mut a = vec![BlockQ8_1::default(); 1536 / QK];

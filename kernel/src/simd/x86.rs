@@ -202,45 +202,66 @@ unsafe fn reduce8_ps(acc: __m256) -> f32 {
 const PF_POS: usize = 4;
 
 /// `simd::dots_f16` on AVX2 and F16C: each row's dot as [`dot_f32`] computes it on the row
-/// widened exactly (8 halves at a time by `vcvtph2ps`), with the row [`PF_POS`] positions
-/// ahead prefetched. Returns false (and writes nothing) without AVX2 or when `rows` is too
-/// short.
+/// widened exactly (8 halves at a time by `vcvtph2ps`), four rows at a time (four independent
+/// sums, so each add need not wait for the last), with the rows [`PF_POS`] positions ahead
+/// prefetched. Returns false (and writes nothing) without AVX2 or when `rows` is too short.
 pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) -> bool {
     let n = q.len();
     if !has_avx2() || out.is_empty() || rows.len() < (out.len() - 1) * stride + n {
         return false;
     }
     let n8 = n - n % 8;
-    for (j, o) in out.iter_mut().enumerate() {
+    let tail = |sum: &mut f32, r: &[u16]| {
+        for i in n8..n {
+            *sum += q[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
+        }
+    };
+    for (j4, o) in out.chunks_exact_mut(4).enumerate() {
+        let r: [&[u16]; 4] = core::array::from_fn(|k| &rows[(4 * j4 + k) * stride..][..n]);
+        // SAFETY: AVX2 and F16C detected above; `q` and each row hold `n8` elements, a
+        // multiple of 8; prefetch addresses need not be valid.
+        let sums = unsafe {
+            for row in r {
+                prefetch(row.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 2 * n);
+            }
+            dot_f16_lanes(&q[..n8], r.map(|row| row.as_ptr()))
+        };
+        for ((o, mut sum), row) in o.iter_mut().zip(sums).zip(r) {
+            tail(&mut sum, row);
+            *o = sum;
+        }
+    }
+    let done = out.len() / 4 * 4;
+    for (j, o) in out.iter_mut().enumerate().skip(done) {
         let r = &rows[j * stride..][..n];
-        // SAFETY: AVX2 and F16C detected above; `q` and `r` hold `n8` elements, a multiple of
-        // 8; prefetch addresses need not be valid.
+        // SAFETY: as above.
         let mut sum = unsafe {
             prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 2 * n);
-            dot_f16_lanes(&q[..n8], r.as_ptr())
+            dot_f16_lanes(&q[..n8], [r.as_ptr()])[0]
         };
-        for i in n8..n {
-            sum += q[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
-        }
+        tail(&mut sum, r);
         *o = sum;
     }
     true
 }
 
-/// The 8-lane part of [`dot_f32`] over `a` and the half floats at `b` (`a.len()` of each, a
-/// multiple of 8).
+/// The 8-lane part of [`dot_f32`] over `a` and each of `K` rows of half floats at `b` (`a.len()`
+/// elements each, a multiple of 8): one sum per row, the same operations per row for any `K`,
+/// so the same bits.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn dot_f16_lanes(a: &[f32], b: *const u16) -> f32 {
-    // SAFETY: `a.len()` elements are readable at `a` and `b`, a multiple of 8 (the caller's
-    // contract).
+unsafe fn dot_f16_lanes<const K: usize>(a: &[f32], b: [*const u16; K]) -> [f32; K] {
+    // SAFETY: `a.len()` elements are readable at `a` and at each `b[k]`, a multiple of 8 (the
+    // caller's contract).
     unsafe {
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); K];
         for i in (0..a.len()).step_by(8) {
             let x = _mm256_loadu_ps(a.as_ptr().add(i));
-            let y = _mm256_cvtph_ps(_mm_loadu_si128(b.add(i) as *const __m128i));
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+            for (acc, b) in acc.iter_mut().zip(b) {
+                let y = _mm256_cvtph_ps(_mm_loadu_si128(b.add(i) as *const __m128i));
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(x, y));
+            }
         }
-        reduce8_ps(acc)
+        acc.map(|acc| reduce8_ps(acc))
     }
 }
 
