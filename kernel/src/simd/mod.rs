@@ -290,7 +290,10 @@ pub fn gguf_row(ty: GgmlType, rows: &[u8], n_cols: usize, r: usize, out: &mut [u
         GgmlType::Q4_0 => q4_0x8::gguf_row(rows, nb, r, out),
         GgmlType::Q5_0 => q5_0x8::gguf_row(rows, nb, r, out),
         GgmlType::Q8_0 => q8_0x8::gguf_row(rows, nb, r, out),
-        _ => out.copy_from_slice(&rows[r * out.len()..(r + 1) * out.len()]),
+        _ => {
+            debug_assert!(!packs(ty), "{ty} repacks but has no gguf_row");
+            out.copy_from_slice(&rows[r * out.len()..(r + 1) * out.len()]);
+        }
     }
 }
 
