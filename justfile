@@ -319,11 +319,12 @@ bench-peers REPEAT="5": model build compose-http
         --serve-cwasm target/edge-llm-http-bundle.cwasm --candle "$CARGO_TARGET_DIR/$host/release/candle-bench" --candle-wasm "$CARGO_TARGET_DIR/wasm32-wasip2/release/candle-bench.wasm"
 
 # The native backend's prefill (pp128) and decode (tg64) beside llama.cpp's own `llama-bench`
-# (built by `just llama-cpp-tools`) in one run, at 1 and 2 threads, on the default model
-# requantized by llama.cpp into each of TYPES (files in build/fidelity/, not committed): one JSON
-# line per type and thread count, then a Markdown table of ratios (tests/peers/speed_types.py).
-# Benchmark the native backend against llama-bench on each quantization type.
-bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build-host llama-cpp-tools
+# (built by `just llama-cpp-tools`) in one run, at 1 and 2 threads (the guest's own kernel in
+# wasmtime at 1), on the default model requantized by llama.cpp into each of TYPES (files in
+# build/fidelity/, not committed): one JSON line per type and thread count, then a Markdown
+# table of ratios (tests/peers/speed_types.py).
+# Benchmark the native backend and the guest kernel against llama-bench on each quantization type.
+bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build llama-cpp-tools
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv

@@ -4,9 +4,10 @@ run, on the default model requantized by llama.cpp into each type people downloa
 For each type, the file comes from `llama_model_quantize` (llama-cpp-python 0.3.36, as
 `just bench-fidelity` makes them, in OUT_DIR, never committed). Then, for 1 and 2 threads,
 alternating the two programs REPEAT times: `llama-bench -p 128 -n 64` (prompt processing of 128
-tokens, and generation of 64) and `edge-llm bench --backends native --prefill 128 --decode 64`.
-Medians of the runs; one JSON line per type and thread count, then a Markdown table of the
-ratios edge-llm / llama.cpp.
+tokens, and generation of 64) and `edge-llm bench --backends native --prefill 128 --decode 64`;
+at 1 thread also the guest's own kernel in wasmtime (`--backends wasm`). Medians of the runs;
+one JSON line per type and thread count, then a Markdown table of the ratios edge-llm /
+llama.cpp (the guest's against llama.cpp's native 1-thread figures).
 
 Usage: speed_types.py MODEL OUT_DIR EDGE_LLM LLAMA_BENCH TYPE[,TYPE...] [REPEAT]
 """
@@ -44,9 +45,9 @@ def llama_bench(binary: str, path: str, threads: int) -> tuple[float, float]:
     return pp, tg
 
 
-def edge_llm_bench(binary: str, path: str, threads: int) -> tuple[float, float]:
+def edge_llm_bench(binary: str, path: str, threads: int, backend: str = "native") -> tuple[float, float]:
     out = subprocess.run(
-        [binary, "bench", "--model", path, "--backends", "native", "--thread-counts", str(threads),
+        [binary, "bench", "--model", path, "--backends", backend, "--thread-counts", str(threads),
          "--prefill", "128", "--decode", "64", "--repeat", "1", "--json"],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -64,10 +65,12 @@ def main() -> None:
         if not os.path.exists(path):
             quantize_quietly(model, path, FTYPES[name])
         for threads in (1, 2):
-            runs = {"llama.cpp": [], "edge-llm": []}
+            runs = {"llama.cpp": [], "edge-llm": []} | ({"guest": []} if threads == 1 else {})
             for _ in range(repeat):
                 runs["llama.cpp"].append(llama_bench(bench, path, threads))
                 runs["edge-llm"].append(edge_llm_bench(edge_llm, path, threads))
+                if "guest" in runs:
+                    runs["guest"].append(edge_llm_bench(edge_llm, path, threads, "wasm"))
             med = {k: (statistics.median(p for p, _ in v), statistics.median(t for _, t in v))
                    for k, v in runs.items()}
             row = {
@@ -77,14 +80,19 @@ def main() -> None:
             }
             row["pp128_ratio"] = round(row["edge_llm_pp128"] / row["llama_cpp_pp128"], 2)
             row["tg64_ratio"] = round(row["edge_llm_tg64"] / row["llama_cpp_tg64"], 2)
+            if "guest" in med:
+                row["guest_pp128"], row["guest_tg64"] = (round(x, 1) for x in med["guest"])
+                row["guest_tg64_ratio"] = round(row["guest_tg64"] / row["llama_cpp_tg64"], 2)
             print(json.dumps(row), flush=True)
             table.append(row)
     print()
-    print("| type | threads | prefill pp128 tok/s: edge-llm / llama.cpp | ratio | decode tg64 tok/s: edge-llm / llama.cpp | ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| type | threads | prefill pp128 tok/s: edge-llm / llama.cpp | ratio | decode tg64 tok/s: edge-llm / llama.cpp | ratio "
+          "| guest kernel decode tg64 tok/s | guest ÷ llama.cpp |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in table:
+        guest = f"{r['guest_tg64']} | {r['guest_tg64_ratio']}x" if "guest_tg64" in r else "| "
         print(f"| {r['type']} | {r['threads']} | {r['edge_llm_pp128']} / {r['llama_cpp_pp128']} | {r['pp128_ratio']}x "
-              f"| {r['edge_llm_tg64']} / {r['llama_cpp_tg64']} | {r['tg64_ratio']}x |")
+              f"| {r['edge_llm_tg64']} / {r['llama_cpp_tg64']} | {r['tg64_ratio']}x | {guest} |")
 
 
 if __name__ == "__main__":
