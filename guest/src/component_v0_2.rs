@@ -299,13 +299,23 @@ impl wit::GuestModel for ModelV2 {
         let loaded = self.0.loaded();
         let pooling = loaded.pooling().map_err(error)?;
         let tokenizer = loaded.tokenizer();
+        let n_vocab = tokenizer.vocab_size();
         let ids = inputs
             .into_iter()
-            .map(|input| match input {
-                wit::EmbedInput::Text(text) => tokenizer
-                    .tokenize(&text, true, true)
-                    .map_err(|e| wit::Error::InvalidInput(e.to_string())),
-                wit::EmbedInput::Tokens(ids) => Ok(ids),
+            .enumerate()
+            .map(|(i, input)| {
+                let ids = match input {
+                    wit::EmbedInput::Text(text) => tokenizer
+                        .tokenize(&text, true, true)
+                        .map_err(|e| wit::Error::InvalidInput(format!("input {i}: {e}")))?,
+                    wit::EmbedInput::Tokens(ids) => ids,
+                };
+                if let Some(id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+                    return Err(wit::Error::InvalidInput(format!(
+                        "input {i}: token id {id} is outside the vocabulary of {n_vocab} tokens"
+                    )));
+                }
+                Ok(ids)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let vectors = loaded.embed(&ids).map_err(error)?;
