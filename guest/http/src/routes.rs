@@ -257,6 +257,8 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     // Per answer: whether it has begun, and where its next token's text starts.
     let mut begun = vec![false; req.params.n as usize];
     let mut offsets = vec![0usize; req.params.n as usize];
+    // Per answer: the tool calls it has begun.
+    let mut calls_begun = vec![0usize; req.params.n as usize];
     loop {
         let chunk = match generation.next() {
             Ok(Some(chunk)) => chunk,
@@ -295,8 +297,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
                 events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
             });
         }
-        for (j, call) in chunk.tool_calls.iter().enumerate() {
-            for delta in tools::call_deltas(j, call) {
+        for call in &chunk.tool_calls {
+            let Some(begun) = calls_begun.get_mut(i) else {
+                break;
+            };
+            for delta in tools::call_deltas(begun, call) {
                 sent = sent.and_then(|()| events.event(&meta.delta_chunk(chunk.choice, delta)));
             }
         }
