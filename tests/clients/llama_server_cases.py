@@ -205,6 +205,10 @@ def cached_prompt_tokens():
         # The same prompt again: all of it but the last token (which is run to get logits).
         check(seen[1][1] == seen[1][0] - 1, f"repeat: {seen}")
         check(seen[3][1] < seen[2][1] < seen[1][1], f"diverging later keeps more: {seen}")
+        # An embedding in between runs on a session of its own: the chat's cache stays.
+        embed("I believe the meaning of life is")
+        u = chat_text(chat_body("1 2 3 9 9 9", system="Test", max_tokens=8))["usage"]
+        check(u["prompt_tokens_details"]["cached_tokens"] == u["prompt_tokens"] - 1, f"after an embedding: {u}")
 
 
 @case("test_chat_completion.py::test_chat_completion_stream")
