@@ -89,7 +89,7 @@ run PROMPT *ARGS: model build
 # All tests: native workspace tests, the kernel's reference and kernel tests compiled to wasm,
 # its NEON kernels under qemu, the HTTP component on workerd, Deno and in Chromium
 # (`test-edge`), and 20 s of each fuzz target (when a nightly toolchain is installed).
-test: model vocab-tests chat-templates arch-models build compose bundle compose-http jco build-test-components
+test: model vocab-tests chat-templates llama-server-tests arch-models build compose bundle compose-http jco build-test-components
     cargo test --release --workspace --exclude edge-llm-guest
     cargo test --release -p edge-llm-tests --test e2e -- --ignored --test-threads 1
     cargo test --release -p edge-llm-guest
@@ -456,6 +456,21 @@ vocab-tests: _llama-cpp-sdist
     tar -xzf build/llama-cpp-sdist/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=4 --wildcards \
         'llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-*'
     ls "$dir"/ggml-vocab-*.gguf >/dev/null
+    touch "$dir/.complete"
+
+# llama.cpp's own server tests (tools/server/tests/unit/test_*.py) into build/llama-server-tests/:
+# tests/clients/llama_server_cases.py runs its adaptations of them against both servers
+# (tests/e2e/llama_server.rs) and checks each of these tests is adapted or listed as not
+# applicable. Fetch llama.cpp's server tests.
+llama-server-tests: _llama-cpp-sdist
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=build/llama-server-tests
+    if [ -f "$dir/.complete" ]; then exit 0; fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    tar -xzf build/llama-cpp-sdist/llama_cpp_python-0.3.36.tar.gz -C "$dir" --strip-components=7 --wildcards \
+        'llama_cpp_python-0.3.36/vendor/llama.cpp/tools/server/tests/unit/test_*.py'
+    ls "$dir"/test_*.py >/dev/null
     touch "$dir/.complete"
 
 # llama.cpp's collection of chat templates (models/templates/*.jinja) into build/templates/, with

@@ -37,8 +37,15 @@ const ROUTES: [&str; 9] = [
     "/",
 ];
 
-/// A request's route label: its path if the front serves it, else `other`.
+/// A request's route label: its path if the front serves it (OpenAI's routes also without
+/// their `/v1` prefix, which the front answers too), else `other`.
 pub fn route(path: &str) -> &'static str {
+    let path = match path {
+        "/chat/completions" => "/v1/chat/completions",
+        "/completions" => "/v1/completions",
+        "/models" => "/v1/models",
+        other => other,
+    };
     ROUTES
         .iter()
         .find(|r| **r == path)
@@ -164,6 +171,7 @@ mod tests {
         let m = Metrics::new();
         m.request(route("/v1/chat/completions"), 200, 0.25);
         m.request(route("/nope"), 404, 0.001);
+        assert_eq!(route("/chat/completions"), "/v1/chat/completions");
         m.tokens(12, 5);
         let text = m.encode(1, 3);
         for line in [

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use crate::bindings::exports::edge::llm0_1_0::inference as v1;
 use crate::bindings::exports::edge::llm0_2_0::inference as wit;
+use crate::call_stream::{CallScanner, Fragment};
 use crate::chat;
 use crate::component::{self, ModelResource};
 use crate::constraint::ConstraintSpec;
@@ -299,13 +300,23 @@ impl wit::GuestModel for ModelV2 {
         let loaded = self.0.loaded();
         let pooling = loaded.pooling().map_err(error)?;
         let tokenizer = loaded.tokenizer();
+        let n_vocab = tokenizer.vocab_size();
         let ids = inputs
             .into_iter()
-            .map(|input| match input {
-                wit::EmbedInput::Text(text) => tokenizer
-                    .tokenize(&text, true, true)
-                    .map_err(|e| wit::Error::InvalidInput(e.to_string())),
-                wit::EmbedInput::Tokens(ids) => Ok(ids),
+            .enumerate()
+            .map(|(i, input)| {
+                let ids = match input {
+                    wit::EmbedInput::Text(text) => tokenizer
+                        .tokenize(&text, true, true)
+                        .map_err(|e| wit::Error::InvalidInput(format!("input {i}: {e}")))?,
+                    wit::EmbedInput::Tokens(ids) => ids,
+                };
+                if let Some(id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+                    return Err(wit::Error::InvalidInput(format!(
+                        "input {i}: token id {id} is outside the vocabulary of {n_vocab} tokens"
+                    )));
+                }
+                Ok(ids)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let vectors = loaded.embed(&ids).map_err(error)?;
@@ -361,6 +372,9 @@ pub struct GenerationV2 {
     n: u32,
     /// With tools: the format answers are parsed in, and the request.
     tools: Option<(ToolFormat, ToolRequest)>,
+    /// With a call forced (`required` or a named function): the format, whose calls stream
+    /// their arguments as they are generated.
+    streams_calls: Option<ToolFormat>,
     state: RefCell<State>,
 }
 
@@ -381,6 +395,73 @@ struct Running {
     completion_tokens: usize,
     /// With tools, once the answer has ended: its content, calls and finish reason.
     parsed: Option<(String, Vec<wit::ToolCall>, wit::FinishReason)>,
+    /// With streamed calls: the scanner following the answer, and the ids of the calls it
+    /// has begun (the parsed calls get these, so the summary names them as streamed).
+    calls: Option<(CallScanner, Vec<String>)>,
+}
+
+impl Running {
+    fn new(
+        index: u32,
+        generation: Generation<Box<dyn Backend>>,
+        streams_calls: Option<ToolFormat>,
+    ) -> Box<Self> {
+        Box::new(Self {
+            index,
+            generation,
+            text: String::new(),
+            done: Vec::new(),
+            first: None,
+            completion_tokens: 0,
+            parsed: None,
+            calls: streams_calls.map(|f| (CallScanner::new(f), Vec::new())),
+        })
+    }
+
+    /// With streamed calls: the calls `text` (the answer's next piece) begins and continues,
+    /// as the chunk's `tool-calls` carry them: a new call with its id and name, then more
+    /// argument text under an empty id.
+    fn stream_calls(&mut self, text: &str) -> Vec<wit::ToolCall> {
+        let Some((scanner, ids)) = &mut self.calls else {
+            return Vec::new();
+        };
+        scanner
+            .feed(text)
+            .into_iter()
+            .map(|Fragment { name, arguments }| match name {
+                Some(name) => {
+                    let id = tools::new_call_id();
+                    ids.push(id.clone());
+                    wit::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    }
+                }
+                None => wit::ToolCall {
+                    id: String::new(),
+                    name: String::new(),
+                    arguments,
+                },
+            })
+            .collect()
+    }
+
+    /// The answer's parsed calls named with the ids they were streamed under.
+    fn name_as_streamed(&self, calls: &mut [wit::ToolCall]) {
+        if let Some((_, ids)) = &self.calls {
+            name_as_streamed(ids, calls);
+        }
+    }
+}
+
+/// Gives `calls` the `ids` their streamed fragments had (when the parse found them all).
+fn name_as_streamed(ids: &[String], calls: &mut [wit::ToolCall]) {
+    if ids.len() == calls.len() {
+        for (call, id) in calls.iter_mut().zip(ids) {
+            call.id = id.clone();
+        }
+    }
 }
 
 fn finish_reason(r: generate::FinishReason) -> wit::FinishReason {
@@ -399,21 +480,21 @@ impl GenerationV2 {
         tools: Option<(ToolFormat, ToolRequest)>,
     ) -> Result<Self, wit::Error> {
         let generation = model.start(prompt.clone(), params.clone()).map_err(error)?;
+        let streams_calls = tools.as_ref().and_then(|(format, request)| {
+            matches!(
+                request.choice,
+                ToolChoice::Required | ToolChoice::Function(_)
+            )
+            .then_some(*format)
+        });
         Ok(Self {
             model,
             prompt,
             params,
             n,
             tools,
-            state: RefCell::new(State::Running(Box::new(Running {
-                index: 0,
-                generation,
-                text: String::new(),
-                done: Vec::new(),
-                first: None,
-                completion_tokens: 0,
-                parsed: None,
-            }))),
+            streams_calls,
+            state: RefCell::new(State::Running(Running::new(0, generation, streams_calls))),
         })
     }
 
@@ -471,12 +552,20 @@ impl GenerationV2 {
                     run.text.push_str(&chunk.text);
                     let mut reason = run.generation.finish_reason().map(finish_reason);
                     let (text, tool_calls) = match (&self.tools, reason) {
-                        // With tools the text waits for the end of the answer, to be parsed.
-                        (Some(_), None) => (String::new(), Vec::new()),
+                        // A forced call streams its arguments as they come.
+                        (Some(_), None) => (String::new(), run.stream_calls(&chunk.text)),
+                        // Otherwise the text waits for the end of the answer, to be parsed.
                         (Some(_), Some(_)) => {
-                            let (content, calls) = self.parse(&run.text, &mut reason);
+                            let fragments = run.stream_calls(&chunk.text);
+                            let (content, mut calls) = self.parse(&run.text, &mut reason);
+                            run.name_as_streamed(&mut calls);
                             run.parsed = reason.map(|r| (content.clone(), calls.clone(), r));
-                            (content, calls)
+                            match run.calls {
+                                // Streamed: the last fragments; no text beside the calls, even
+                                // of a call cut off by max-tokens.
+                                Some(_) => (String::new(), fragments),
+                                None => (content, calls),
+                            }
                         }
                         (None, _) => (chunk.text, Vec::new()),
                     };
@@ -516,6 +605,7 @@ impl GenerationV2 {
             first,
             completion_tokens,
             parsed,
+            calls,
         } = *run;
         let usage = generation.usage();
         let first = first.unwrap_or((usage, generation.timings()));
@@ -532,9 +622,12 @@ impl GenerationV2 {
             }
             (Some(_), None) => {
                 let mut r = Some(reason);
-                let parsed = self.parse(&text, &mut r);
+                let (content, mut parsed) = self.parse(&text, &mut r);
+                if let Some((_, ids)) = &calls {
+                    name_as_streamed(ids, &mut parsed);
+                }
                 reason = r.unwrap_or(reason);
-                parsed
+                (content, parsed)
             }
             (None, None) => (text, Vec::new()),
         };
@@ -557,15 +650,11 @@ impl GenerationV2 {
                 .model
                 .start(self.prompt.clone(), params)
                 .map_err(error)?;
-            *state = State::Running(Box::new(Running {
-                index,
-                generation,
-                text: String::new(),
-                done,
-                first: Some(first),
-                completion_tokens,
-                parsed: None,
-            }));
+            let mut next = Running::new(index, generation, self.streams_calls);
+            next.done = done;
+            next.first = Some(first);
+            next.completion_tokens = completion_tokens;
+            *state = State::Running(next);
             return Ok(());
         }
         let (usage, timings) = first;

@@ -5,6 +5,7 @@
 //! natively: tokenizer, chat templates, sampling, streaming text assembly, the generation loop,
 //! and the two backends (the kernel in the sandbox, or the host's engine through wasi:nn).
 
+pub mod call_stream;
 pub mod chat;
 pub mod constraint;
 pub mod embed;

@@ -318,20 +318,26 @@ impl LoadedModel {
         self.pooling.clone().map_err(GenerateError::InvalidInput)
     }
 
-    /// Embeds each token sequence, one after another on the model's session (each from an
-    /// empty context; the warm prefix is given up): pooled, L2-normalized vectors.
+    /// Embeds each token sequence, one after another, each from an empty context: pooled,
+    /// L2-normalized vectors. They run on a session of their own, sized to the longest input
+    /// and dropped after, so the warm session keeps its cache for the next chat (sessions
+    /// allocate their KV cache as it fills, so a small one costs little).
     pub fn embed(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, GenerateError> {
         let pooling = self.pooling()?;
-        let mut backend = match self.idle.borrow_mut().take() {
-            Some(b) => b,
-            None => (self.new_session)(self.info.context_length)?,
-        };
-        let vectors = inputs
+        let n_ctx = self.info.context_length;
+        if let Some(long) = inputs.iter().find(|t| t.len() > n_ctx) {
+            return Err(GenerateError::ContextOverflow {
+                prompt_tokens: long.len(),
+                max_tokens: 0,
+                n_ctx,
+            });
+        }
+        let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut backend = (self.new_session)(longest.clamp(1, n_ctx))?;
+        inputs
             .iter()
             .map(|tokens| embed::embed(&mut *backend, tokens, pooling))
-            .collect();
-        self.park(backend);
-        vectors
+            .collect()
     }
 
     /// Keeps a session (and its KV cache) for the next generation.

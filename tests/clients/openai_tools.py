@@ -3,7 +3,8 @@
 Usage: openai_tools.py BASE_URL MODEL
 With `tool_choice` "required" and a named function (one-shot and streamed, temperature 1) every
 answer must be a call of a listed tool whose arguments validate against its schema, with
-`finish_reason` "tool_calls"; the call and the tool's result sent back must give a text answer;
+`finish_reason` "tool_calls"; streamed, the arguments must come in pieces that join into the
+one-shot call's; the call and the tool's result sent back must give a text answer;
 bad tool fields must be refused with a 400 naming the field. Exits non-zero with the reason
 otherwise, and prints one JSON object with what it saw.
 """
@@ -77,7 +78,9 @@ for seed, choice in enumerate(choices * 2):
     check((a.choices[0].message.content or "").strip() != "", "no answer after the tool's result")
     summary["answers"].append(a.choices[0].message.content)
 
-    # Streamed: OpenAI's deltas (index, id, type, name, then the arguments), then tool_calls.
+    # Streamed: OpenAI's deltas (index, id, type, name, then the arguments in pieces as they
+    # are generated: the call is forced), then tool_calls; joined as the client joins them,
+    # the pieces are the one-shot call's arguments (the same seed draws the same tokens).
     calls, finish, role = {}, None, None
     for chunk in client.chat.completions.create(
         model=model, messages=ask, tools=tools, tool_choice=choice, temperature=1.0, seed=seed, max_tokens=200, stream=True
@@ -85,13 +88,14 @@ for seed, choice in enumerate(choices * 2):
         for ch in chunk.choices:
             role = role or ch.delta.role
             for d in ch.delta.tool_calls or []:
-                entry = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+                entry = calls.setdefault(d.index, {"id": None, "name": None, "arguments": "", "pieces": 0})
                 if d.id:
                     entry["id"] = d.id
                 if d.function and d.function.name:
                     entry["name"] = d.function.name
                 if d.function and d.function.arguments:
                     entry["arguments"] += d.function.arguments
+                    entry["pieces"] += 1
             finish = ch.finish_reason or finish
     check(role == "assistant", f"streamed role {role!r}")
     check(finish == "tool_calls", f"streamed finish_reason {finish!r}")
@@ -100,6 +104,7 @@ for seed, choice in enumerate(choices * 2):
     for entry in calls.values():
         check(entry["id"] and entry["id"].startswith("call_"), f"streamed call {entry}")
         check_call(entry["name"], entry["arguments"], choice)
+        check(entry["pieces"] >= 2, f"the arguments came whole, not as they were generated: {entry}")
         summary["streamed_calls"] += 1
     streamed = [(e["name"], json.loads(e["arguments"])) for _, e in sorted(calls.items())]
     oneshot = [(t.function.name, json.loads(t.function.arguments)) for t in c.message.tool_calls]

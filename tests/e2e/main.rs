@@ -8,6 +8,7 @@ mod faults;
 mod foundation;
 mod host_api;
 mod jco;
+mod llama_server;
 mod load;
 mod sandbox;
 mod serve;

@@ -44,6 +44,19 @@ impl ApiError {
         }
     }
 
+    /// This error with `param` as the field at fault, when it is a 400 that names none (an
+    /// inference component's `invalid-input` about a field only the front knows the name of).
+    pub fn naming(self, param: &str) -> Self {
+        match (self.status, &self.param) {
+            (400, None) => Self {
+                message: format!("`{param}`: {}", self.message),
+                param: Some(param.to_string()),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// 401: no API key, or not one of the server's (OpenAI's `invalid_api_key`).
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self {
@@ -110,6 +123,14 @@ impl From<api::Error> for ApiError {
     fn from(e: api::Error) -> Self {
         match e {
             api::Error::InvalidInput(m) => Self::bad_request(m),
+            // An embedding's input asks for no tokens beyond itself.
+            api::Error::ContextOverflow(o) if o.max_tokens == 0 => Self {
+                code: Some("context_length_exceeded"),
+                ..Self::bad_request(format!(
+                    "an input ({} tokens) exceeds the model's context of {} tokens",
+                    o.prompt_tokens, o.context_length
+                ))
+            },
             api::Error::ContextOverflow(o) => Self {
                 code: Some("context_length_exceeded"),
                 ..Self::bad_request(format!(

@@ -42,6 +42,23 @@ pub struct GenerateRequest {
     pub include_usage: bool,
     /// `/v1/completions`' `echo`: the answer's text starts with the prompt.
     pub echo: bool,
+    /// The field the constraint came from (`response_format`, `json_schema` or `grammar`).
+    pub constraint_field: Option<&'static str>,
+}
+
+impl GenerateRequest {
+    /// `e` with the constraint's field named when the inference component could not compile
+    /// the schema or grammar (it says which, not where the request gave it).
+    pub fn name_constraint_error(&self, e: ApiError) -> ApiError {
+        let compile = [
+            "the JSON schema cannot be used",
+            "the grammar cannot be used",
+        ];
+        match self.constraint_field {
+            Some(field) if compile.iter().any(|c| e.message.starts_with(c)) => e.naming(field),
+            _ => e,
+        }
+    }
 }
 
 /// What this front does with a request field that OpenAI's API (or llama.cpp's server) defines.
@@ -66,6 +83,7 @@ pub const CHAT_FIELDS: &[(&str, Support)] = &[
     ("model", Support::Honoured),
     ("max_tokens", Support::Honoured),
     ("max_completion_tokens", Support::Honoured),
+    ("n_predict", Support::Honoured),
     ("temperature", Support::Honoured),
     ("top_p", Support::Honoured),
     ("seed", Support::Honoured),
@@ -110,6 +128,7 @@ pub const TEXT_FIELDS: &[(&str, Support)] = &[
     ("prompt", Support::Honoured),
     ("model", Support::Honoured),
     ("max_tokens", Support::Honoured),
+    ("n_predict", Support::Honoured),
     ("temperature", Support::Honoured),
     ("top_p", Support::Honoured),
     ("seed", Support::Honoured),
@@ -163,14 +182,17 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
                 .ok_or_else(|| ApiError::invalid_param("prompt", "is required"))?,
         )?),
     };
-    let max_tokens = match f.uint("max_completion_tokens")? {
-        Some(n) => Some(n),
-        None => f.uint("max_tokens")?,
-    };
+    // The first given of OpenAI's two spellings, then llama.cpp's.
+    let mut max_tokens = None;
+    for name in ["max_completion_tokens", "max_tokens", "n_predict"] {
+        if let (None, Some(n)) = (max_tokens, f.uint(name)?) {
+            max_tokens = Some((name, n));
+        }
+    }
     let max_tokens = match max_tokens {
         None => DEFAULT_MAX_TOKENS,
-        Some(0) => return Err(ApiError::invalid_param("max_tokens", "must be at least 1")),
-        Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some((name, 0)) => return Err(ApiError::invalid_param(name, "must be at least 1")),
+        Some((_, n)) => u32::try_from(n).unwrap_or(u32::MAX),
     };
     let tools = match endpoint {
         Endpoint::Chat => tools::parse(
@@ -180,6 +202,8 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         )?,
         Endpoint::Text => tools::parse(None, None, None)?,
     };
+    let constraint = f.constraint()?;
+    let constraint_field = constraint.as_ref().map(|(field, _)| *field);
     let params = api::Params {
         max_tokens,
         temperature: f.float("temperature", 0.0..=2.0)?.unwrap_or(1.0),
@@ -201,7 +225,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         stop: f.stop()?,
         ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
         logprobs: f.logprobs(endpoint)?,
-        constraint: f.constraint()?,
+        constraint: constraint.map(|(_, c)| c),
         n: match f.uint("n")? {
             None => 1,
             Some(n @ 1..=MAX_CHOICES) => n as u32,
@@ -270,6 +294,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerateRequest,
         stream,
         include_usage,
         echo,
+        constraint_field,
     })
 }
 
@@ -393,8 +418,9 @@ impl Fields<'_> {
 
     /// What the text must be: `response_format` (`json_object`, or `json_schema` with its
     /// `schema`), or llama.cpp's `json_schema` (a schema) or `grammar` (GBNF); at most one.
-    fn constraint(&self) -> Result<Option<api::Constraint>, ApiError> {
-        let mut found: Vec<(&str, api::Constraint)> = Vec::new();
+    /// The request's constraint, and the field it came from.
+    fn constraint(&self) -> Result<Option<(&'static str, api::Constraint)>, ApiError> {
+        let mut found: Vec<(&'static str, api::Constraint)> = Vec::new();
         if let Some(format) = self.get("response_format") {
             if let Some(c) = response_format(format)? {
                 found.push(("response_format", c));
@@ -422,7 +448,7 @@ impl Fields<'_> {
             found.push(("grammar", api::Constraint::Gbnf(g.to_string())));
         }
         match found.len() {
-            0 | 1 => Ok(found.pop().map(|(_, c)| c)),
+            0 | 1 => Ok(found.pop()),
             _ => Err(ApiError::invalid_param(
                 found[1].0,
                 format!(
@@ -554,17 +580,21 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::invalid_param("messages", "must not be empty"));
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
+    let mut out: Vec<api::Message> = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let message = {
             let Some(fields) = m.as_object() else {
                 return Err(bad(
                     i,
                     "each message must be an object with `role` and `content`",
                 ));
             };
+            let is_tool = m.get("role").and_then(Value::as_str) == Some("tool");
             for (key, value) in fields {
+                // A tool result's `name` is checked below, once its call is known.
+                if key == "name" && is_tool {
+                    continue;
+                }
                 if let Some(why) = message_field_refusal(key, value) {
                     return Err(ApiError::invalid_param(
                         &format!("messages[{i}].{key}"),
@@ -611,6 +641,10 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
                     ))
                 }
             };
+            if let (Some(name), Some(id)) = (m.get("name").filter(|n| !n.is_null()), &tool_call_id)
+            {
+                check_tool_result_name(i, name, id, &out)?;
+            }
             let content = match m.get("content") {
                 None | Some(Value::Null) => String::new(),
                 Some(Value::String(s)) => s.clone(),
@@ -625,14 +659,43 @@ fn messages(value: &Value) -> Result<Vec<api::Message>, ApiError> {
                     return Err(bad(i, "`content` must be a string or a list of text parts"))
                 }
             };
-            Ok(api::Message {
+            api::Message {
                 role: role.into(),
                 content,
                 tool_calls,
                 tool_call_id,
-            })
-        })
-        .collect()
+            }
+        };
+        out.push(message);
+    }
+    Ok(out)
+}
+
+/// A tool result's `name` (which llama.cpp's server and several client libraries send): the
+/// name of the tool whose call, earlier in the chat, has the id the result answers. The id
+/// already says which call it is, so a matching name changes nothing; any other is a 400.
+fn check_tool_result_name(
+    i: usize,
+    name: &Value,
+    id: &str,
+    earlier: &[api::Message],
+) -> Result<(), ApiError> {
+    let called = earlier
+        .iter()
+        .flat_map(|m| &m.tool_calls)
+        .find(|c| c.id == id)
+        .map(|c| c.name.as_str());
+    match (name.as_str(), called) {
+        (Some(n), Some(c)) if n == c => Ok(()),
+        (_, Some(c)) => Err(ApiError::invalid_param(
+            &format!("messages[{i}].name"),
+            format!("must be `{c}`, the tool the call `{id}` called"),
+        )),
+        (_, None) => Err(ApiError::invalid_param(
+            &format!("messages[{i}].name"),
+            format!("no earlier assistant message has a call `{id}` to name the tool of"),
+        )),
+    }
 }
 
 /// `response_format`: `{"type": "text"}` (no constraint), `{"type": "json_object"}` (with
@@ -732,6 +795,12 @@ fn prompt(value: &Value) -> Result<String, ApiError> {
         Value::String(s) => Ok(s.clone()),
         Value::Array(items) if items.len() == 1 && items[0].is_string() => {
             Ok(items[0].as_str().unwrap_or_default().to_string())
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_number() || i.is_array()) => {
+            Err(ApiError::invalid_param(
+                "prompt",
+                "token-id prompts are not supported; send the prompt as text",
+            ))
         }
         Value::Array(_) => Err(ApiError::invalid_param(
             "prompt",
@@ -1056,7 +1125,12 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_by_name() {
         for endpoint in [Endpoint::Chat, Endpoint::Text] {
-            for name in ["temprature", "n_predict", "cache_prompt", "mirostat"] {
+            for name in [
+                "temprature",
+                "cache_prompt",
+                "mirostat",
+                "timings_per_token",
+            ] {
                 let e = with(endpoint, name, json!(1)).unwrap_err();
                 assert_eq!((e.status, e.param.as_deref()), (400, Some(name)));
                 assert!(e.message.contains("unknown field"), "{}", e.message);
@@ -1322,6 +1396,87 @@ mod tests {
     }
 
     /// The README's table of request fields lists every field each endpoint knows.
+    #[test]
+    fn llama_cpp_spellings_and_tool_result_names_are_read() {
+        let text = |body: &str| parse_request(Endpoint::Text, body.as_bytes());
+        // n_predict is llama.cpp's max_tokens; OpenAI's spellings come first.
+        assert_eq!(
+            text(r#"{"prompt":"x","n_predict":7}"#)
+                .unwrap()
+                .params
+                .max_tokens,
+            7
+        );
+        assert_eq!(
+            text(r#"{"prompt":"x","n_predict":7,"max_tokens":3}"#)
+                .unwrap()
+                .params
+                .max_tokens,
+            3
+        );
+        for bad in [
+            r#"{"prompt":"x","n_predict":-1}"#,
+            r#"{"prompt":"x","n_predict":0}"#,
+        ] {
+            assert_eq!(text(bad).unwrap_err().param.as_deref(), Some("n_predict"));
+        }
+        let e = text(r#"{"prompt":[1780,314]}"#).unwrap_err();
+        assert!(e.message.contains("token-id prompts"), "{}", e.message);
+        let e = text(r#"{"prompt":["a","b"]}"#).unwrap_err();
+        assert!(e.message.contains("one prompt"), "{}", e.message);
+        // A tool result may name the tool its call called, and only that one.
+        let history = |name: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}},
+                {{"role":"assistant","content":null,"tool_calls":[{{"id":"call_1","type":"function",
+                  "function":{{"name":"calc","arguments":"{{}}"}}}}]}},
+                {{"role":"tool","tool_call_id":"call_1","name":{name},"content":"2"}}]}}"#
+            )
+        };
+        assert!(chat(&history("\"calc\"")).is_ok());
+        for bad in ["\"search\"", "3"] {
+            let e = chat(&history(bad)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("messages[2].name"), "{bad}");
+        }
+        let e = chat(
+            &history("\"calc\"")
+                .replace("\"tool_call_id\":\"call_1\"", "\"tool_call_id\":\"call_9\""),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[2].name"));
+        let e = chat(r#"{"messages":[{"role":"user","content":"x","name":"bob"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].name"));
+    }
+
+    #[test]
+    fn constraint_errors_name_the_field_the_constraint_came_from() {
+        let compile = ApiError::bad_request("the JSON schema cannot be used: Invalid type: hiccup");
+        for (body, field) in [
+            (r#""json_schema":{"type":"hiccup"}"#, "json_schema"),
+            (
+                r#""response_format":{"type":"json_object","schema":{"type":"hiccup"}}"#,
+                "response_format",
+            ),
+            (r#""grammar":"root ::= (""#, "grammar"),
+        ] {
+            let r = chat(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}],{body}}}"#
+            ))
+            .unwrap();
+            let e = r.name_constraint_error(compile.clone());
+            assert_eq!(e.param.as_deref(), Some(field));
+            assert!(e
+                .message
+                .starts_with(&format!("`{field}`: the JSON schema")));
+        }
+        let plain = chat(r#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        assert_eq!(plain.name_constraint_error(compile.clone()).param, None);
+        let r = chat(r#"{"messages":[{"role":"user","content":"x"}],"grammar":"root ::= \"a\""}"#)
+            .unwrap();
+        let other = ApiError::bad_request("the prompt is too long");
+        assert_eq!(r.name_constraint_error(other).param, None);
+    }
+
     #[test]
     fn the_readme_lists_every_field() {
         let readme =

@@ -22,7 +22,8 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let Some(out) = admit(&request, out) else {
         return;
     };
-    let endpoint = match (request.path.as_str(), &request.method) {
+    let path = canonical_path(&request.path);
+    let endpoint = match (path, &request.method) {
         ("/v1/chat/completions", Method::Post) => Some(Endpoint::Chat),
         ("/v1/completions", Method::Post) => Some(Endpoint::Text),
         _ => None,
@@ -46,7 +47,7 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
         };
     }
     let method = method_name(&request.method);
-    let result = match (request.path.as_str(), &request.method) {
+    let result = match (path, &request.method) {
         ("/v1/models", Method::Get) => served::get().map(|s| models(&s)),
         ("/v1/embeddings", Method::Post) => embeddings_route(&request),
         ("/tokenize", Method::Post) => tokenize_route(&request),
@@ -68,11 +69,22 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
             &request.path,
             "GET",
         )),
-        (path, _) => Err(ApiError::no_route(&method, path)),
+        _ => Err(ApiError::no_route(&method, &request.path)),
     };
     match result {
         Ok(value) => wire::send_json(out, 200, &value),
         Err(e) => wire::send_error(out, &e),
+    }
+}
+
+/// The route `path` is served by: OpenAI's routes also answer without their `/v1` prefix,
+/// as llama.cpp's server has them (clients given a base URL without `/v1` send those).
+fn canonical_path(path: &str) -> &str {
+    match path {
+        "/chat/completions" => "/v1/chat/completions",
+        "/completions" => "/v1/completions",
+        "/models" => "/v1/models",
+        other => other,
     }
 }
 
@@ -126,7 +138,10 @@ fn embeddings_route(request: &Request) -> Result<serde_json::Value, ApiError> {
     let served = served::get()?;
     let req = embeddings::parse_request(&request.body(served.config.max_body_bytes)?)?;
     let model = served.check_model(req.model.as_deref())?;
-    let result = served.model.embed(&req.inputs)?;
+    let result = served
+        .model
+        .embed(&req.inputs)
+        .map_err(|e| ApiError::from(e).naming("input"))?;
     let width = result.vectors.first().map_or(0, Vec::len);
     embeddings::check_dimensions(req.dimensions, width)?;
     wire::record_usage(&api::Usage {
@@ -143,7 +158,8 @@ fn tokenize_route(request: &Request) -> Result<serde_json::Value, ApiError> {
     let req = tokenize::parse_tokenize(&request.body(served.config.max_body_bytes)?)?;
     let ids = served
         .model
-        .tokenize_special(&req.content, req.add_special, req.parse_special)?;
+        .tokenize_special(&req.content, req.add_special, req.parse_special)
+        .map_err(|e| ApiError::from(e).naming("content"))?;
     let pieces = match req.with_pieces {
         true => Some(served.model.token_pieces(&ids)?),
         false => None,
@@ -155,7 +171,10 @@ fn tokenize_route(request: &Request) -> Result<serde_json::Value, ApiError> {
 fn detokenize_route(request: &Request) -> Result<serde_json::Value, ApiError> {
     let served = served::get()?;
     let ids = tokenize::parse_detokenize(&request.body(served.config.max_body_bytes)?)?;
-    let content = served.model.detokenize(&ids)?;
+    let content = served
+        .model
+        .detokenize(&ids)
+        .map_err(|e| ApiError::from(e).naming("tokens"))?;
     Ok(json!({ "content": content }))
 }
 
@@ -206,8 +225,11 @@ fn generate(s: &Served, req: &GenerateRequest) -> Result<api::Completion, ApiErr
         Prompt::Messages(m) => s
             .model
             .chat(m, &req.params)
-            .map_err(|e| tools::name_schema_error(e.into()))?,
-        Prompt::Text(p) => s.model.complete(p, &req.params)?,
+            .map_err(|e| req.name_constraint_error(tools::name_schema_error(e.into())))?,
+        Prompt::Text(p) => s
+            .model
+            .complete(p, &req.params)
+            .map_err(|e| req.name_constraint_error(e.into()))?,
     })
 }
 
@@ -221,7 +243,10 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     };
     let generation = match started {
         Ok(g) => g,
-        Err(e) => return wire::send_error(out, &tools::name_schema_error(ApiError::from(e))),
+        Err(e) => {
+            let e = req.name_constraint_error(tools::name_schema_error(ApiError::from(e)));
+            return wire::send_error(out, &e);
+        }
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;
@@ -232,6 +257,8 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     // Per answer: whether it has begun, and where its next token's text starts.
     let mut begun = vec![false; req.params.n as usize];
     let mut offsets = vec![0usize; req.params.n as usize];
+    // Per answer: the tool calls it has begun.
+    let mut calls_begun = vec![0usize; req.params.n as usize];
     loop {
         let chunk = match generation.next() {
             Ok(Some(chunk)) => chunk,
@@ -270,8 +297,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
                 events.event(&meta.chunk(chunk.choice, &chunk.text, false, logprobs, None))
             });
         }
-        for (j, call) in chunk.tool_calls.iter().enumerate() {
-            for delta in tools::call_deltas(j, call) {
+        for call in &chunk.tool_calls {
+            let Some(begun) = calls_begun.get_mut(i) else {
+                break;
+            };
+            for delta in tools::call_deltas(begun, call) {
                 sent = sent.and_then(|()| events.event(&meta.delta_chunk(chunk.choice, delta)));
             }
         }

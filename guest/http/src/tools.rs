@@ -285,14 +285,26 @@ pub fn message(text: &str, calls: &[api::ToolCall]) -> Value {
     Value::Object(m)
 }
 
-/// The streamed deltas of call `index`: its id, type and name with empty arguments, then its
-/// arguments (OpenAI's order).
-pub fn call_deltas(index: usize, c: &api::ToolCall) -> [Value; 2] {
-    [
-        json!({"tool_calls": [{"index": index, "id": c.id, "type": "function",
+/// The streamed deltas of one entry of a chunk's `tool-calls`, in OpenAI's shape and order: an
+/// entry with an id begins the answer's next call (index `begun`, which it counts): its id,
+/// type and name with empty arguments, then its arguments if it has some; an entry without
+/// one carries more of the arguments of the call begun last.
+pub fn call_deltas(begun: &mut usize, c: &api::ToolCall) -> Vec<Value> {
+    let mut deltas = Vec::with_capacity(2);
+    if !c.id.is_empty() {
+        deltas.push(
+            json!({"tool_calls": [{"index": *begun, "id": c.id, "type": "function",
             "function": {"name": c.name, "arguments": ""}}]}),
-        json!({"tool_calls": [{"index": index, "function": {"arguments": c.arguments}}]}),
-    ]
+        );
+        *begun += 1;
+    }
+    if !c.arguments.is_empty() {
+        let index = begun.saturating_sub(1);
+        deltas.push(
+            json!({"tool_calls": [{"index": index, "function": {"arguments": c.arguments}}]}),
+        );
+    }
+    deltas
 }
 
 #[cfg(test)]
@@ -429,12 +441,35 @@ mod tests {
             message("hi", &[]),
             json!({"role": "assistant", "content": "hi"})
         );
-        let [head, args] = call_deltas(0, &c[0]);
+        let mut begun = 0;
+        let deltas = call_deltas(&mut begun, &c[0]);
+        assert_eq!(deltas.len(), 2);
+        let (head, args) = (&deltas[0], &deltas[1]);
         assert_eq!(head["tool_calls"][0]["function"]["arguments"], "");
         assert_eq!(head["tool_calls"][0]["id"], "call_1");
         assert_eq!(
             args["tool_calls"][0]["function"]["arguments"],
             "{\"city\":\"Paris\"}"
         );
+        // Streamed fragments: a call begun with its name only, its arguments in pieces, then
+        // the next call.
+        let mut begun = 0;
+        let fragment = |id: &str, name: &str, arguments: &str| api::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        };
+        let first = call_deltas(&mut begun, &fragment("call_a", "f", ""));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0]["tool_calls"][0]["index"], 0);
+        let more = call_deltas(&mut begun, &fragment("", "", "{\"x\""));
+        assert_eq!(
+            more,
+            [json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\""}}]})]
+        );
+        let second = call_deltas(&mut begun, &fragment("call_b", "g", "{}"));
+        assert_eq!(second[0]["tool_calls"][0]["index"], 1);
+        assert_eq!(second[1]["tool_calls"][0]["index"], 1);
+        assert_eq!(begun, 2);
     }
 }
