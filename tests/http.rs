@@ -382,6 +382,19 @@ impl Server {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// The log once it holds `needle`, or after `timeout` (the log is read from a pipe, and
+    /// a response may reach the client before the line about it reaches the reader).
+    pub fn log_with(&self, needle: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() >= until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (a graceful shutdown).
     pub fn signal_terminate(&self) {
         let _ = Command::new("kill")

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edge_llm_host::cache::CacheStatus;
 use edge_llm_host::sandbox::{self, link_error, HostData, HostState, Sandbox};
-use edge_llm_host::CallState;
+use edge_llm_host::{CallState, KvMemoryError, NnFailure};
 use edge_llm_host::{HostError, RuntimeOptions};
 use edge_llm_kernel::Model;
 use http_body_util::{BodyExt, Full};
@@ -201,6 +201,11 @@ impl Server {
         self.sandbox.load_time
     }
 
+    /// Bounds the KV cache memory of all native sessions at `bytes` (before serving).
+    pub fn set_kv_memory(&mut self, bytes: usize) {
+        self.sandbox.set_kv_memory(Some(bytes));
+    }
+
     /// Memory-maps a GGUF file once for the native backend, under each of `names`.
     pub fn preload(&mut self, path: &Path, names: &[String]) -> Result<Arc<Model>, HostError> {
         self.sandbox.preload(path, names)
@@ -306,8 +311,8 @@ impl Server {
             request.uri().path()
         );
         let route = metrics::route(request.uri().path());
-        let cors = self.cors_origin(request.headers());
-        let cors = |response: Response| with_cors(response, cors.as_ref());
+        let origin = self.cors_origin(request.headers());
+        let cors = |response: Response| with_cors(response, origin.as_ref());
         let log = {
             let metrics = self.metrics.clone();
             move |line: &str, status: u16, started: Instant| {
@@ -367,9 +372,17 @@ impl Server {
         // first can drop its store, and with it the unset outparam, ending the wait.
         let (head_tx, head_rx) = oneshot::channel::<Response>();
         let counts = self.metrics.clone();
+        let (failure, kv_origin) = (call.clone(), origin.clone());
         let forward = tokio::spawn(async move {
             let response = match receiver.await {
-                Ok(Ok(response)) => response,
+                // The native backend refused the call for want of KV memory: whatever the front
+                // made of that (it sees only a backend failure), the answer is a 503.
+                Ok(Ok(response)) => match failure.failure() {
+                    Some(NnFailure::KvMemory(e)) => {
+                        with_cors(kv_memory_response(&e), kv_origin.as_ref())
+                    }
+                    _ => response,
+                },
                 Ok(Err(code)) => error_response(500, &format!("the component failed: {code:?}")),
                 // The outparam was dropped unset: the call trapped or returned without answering.
                 Err(_) => return None,
@@ -385,26 +398,35 @@ impl Server {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut worker.store, guest_request, out)
                 .await;
-            drop(permit);
-            if let Some(failure) = call.take_failure() {
-                tracing::debug!(%failure, "{line}: the native backend failed");
-            }
-            match result {
-                Ok(()) => server.return_worker(worker),
+            sandbox::end_call(&worker.store);
+            let worker = match result {
+                Ok(()) => Some(worker),
                 Err(_) if call.is_cancelled() => {
                     tracing::debug!(
                         "{line}: the client hung up; call cancelled, instance discarded"
                     );
                     drop(worker);
+                    None
                 }
                 Err(e) => {
                     tracing::warn!("{line}: instance discarded: {}", describe_trap(&e));
                     drop(worker);
+                    None
                 }
-            }
+            };
+            // The head is judged against the call's failure before the instance can serve
+            // another call (which forgets it); a dropped instance drops its unset outparam.
             // 499 (nginx's "client closed request") for a call its client hung up on.
             let unanswered = if call.is_cancelled() { 499 } else { 500 };
             let status = forward.await.ok().flatten().unwrap_or(unanswered);
+            if let Some(failure) = call.take_failure() {
+                tracing::debug!(%failure, "{line}: the native backend failed");
+            }
+            if let Some(worker) = worker {
+                server.return_worker(worker);
+            }
+            // Only now: the next request finds the instance idle instead of making another.
+            drop(permit);
             log(&line, status, started);
             drop(admitted);
         });
@@ -581,6 +603,25 @@ fn with_cors(mut response: Response, origin: Option<&hyper::header::HeaderValue>
             );
         }
     }
+    response
+}
+
+/// How long a client refused for want of KV memory is asked to wait (`Retry-After`, seconds):
+/// about what a short request takes to finish and give its memory back.
+const KV_RETRY_AFTER_S: u32 = 1;
+
+/// 503 with `Retry-After` for a request the KV memory budget cannot take now.
+fn kv_memory_response(e: &KvMemoryError) -> Response {
+    let mut response = error_body(
+        503,
+        "server_error",
+        Some("kv_memory_exhausted"),
+        &e.to_string(),
+    );
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from(KV_RETRY_AFTER_S),
+    );
     response
 }
 

@@ -50,6 +50,13 @@ pub trait Backend {
     /// Clears the cache.
     fn reset(&mut self);
 
+    /// Announces that the cache will hold at most `positions` until its next truncation (a
+    /// request's prompt plus its `max_tokens`), so a backend with bounded memory can refuse the
+    /// request at its first step rather than midway. Backends that need not know ignore it.
+    fn reserve(&mut self, positions: usize) {
+        let _ = positions;
+    }
+
     /// Appends `tokens` (non-empty) to the cache, runs the model over them and returns the
     /// logits of the last one (one per vocabulary id).
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError>;
@@ -77,6 +84,9 @@ where
     }
     fn reset(&mut self) {
         (**self).reset()
+    }
+    fn reserve(&mut self, positions: usize) {
+        (**self).reserve(positions)
     }
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
         (**self).prefill_and_logits(tokens)
@@ -344,6 +354,8 @@ impl<B: Backend> Generation<B> {
             Phase::Start => {
                 self.started_ms = t0;
                 let reuse = self.prepare_prefill()?;
+                let positions = self.prompt.len().saturating_add(self.max_tokens);
+                self.backend.reserve(positions.min(self.backend.n_ctx()));
                 let logits = self.backend.prefill_and_logits(&self.prompt[reuse..])?;
                 self.timings.prefill_ms = self.clock.now_ms() - t0;
                 logits

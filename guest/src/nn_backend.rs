@@ -138,6 +138,8 @@ pub struct NnBackend {
     n_ctx: usize,
     tokens: Vec<u32>,
     truncate_to: Option<usize>,
+    /// Positions to announce with the next forward pass (`n-reserve`).
+    reserve: Option<usize>,
     logits: Vec<f32>,
 }
 
@@ -149,6 +151,7 @@ impl NnBackend {
             n_ctx,
             tokens: Vec::new(),
             truncate_to: None,
+            reserve: None,
             logits: Vec::new(),
         })
     }
@@ -180,6 +183,10 @@ impl Backend for NnBackend {
         self.truncate_to = Some(0);
     }
 
+    fn reserve(&mut self, positions: usize) {
+        self.reserve = Some(positions);
+    }
+
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
         let needed = self.tokens.len() + tokens.len();
         if needed > self.n_ctx {
@@ -195,6 +202,10 @@ impl Backend for NnBackend {
         if let Some(n_past) = self.truncate_to {
             let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
             inputs.push(input(contract::N_PAST, &n_past));
+        }
+        if let Some(positions) = self.reserve.take() {
+            let reserve = contract::encode_n_reserve(positions).map_err(contract_failure)?;
+            inputs.push(input(contract::N_RESERVE, &reserve));
         }
         let outputs = self
             .ctx

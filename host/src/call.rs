@@ -14,6 +14,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::kv_budget::KvMemoryError;
+
 /// Why the native backend failed a `compute`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NnFailure {
@@ -23,6 +25,9 @@ pub enum NnFailure {
     /// The call was cancelled ([`CallState::cancel`]).
     #[error("cancelled")]
     Cancelled,
+    /// The call needs more KV cache memory than the budget has free.
+    #[error(transparent)]
+    KvMemory(#[from] KvMemoryError),
     /// Anything else, in one line (a bad input tensor, a model that cannot run, ...).
     #[error("{0}")]
     Backend(String),
@@ -53,6 +58,8 @@ pub struct CallState {
     /// The epoch count at which the call must stop; `u64::MAX`: never.
     deadline: AtomicU64,
     cancelled: AtomicBool,
+    /// Between [`CallState::begin`] and [`CallState::end`].
+    in_call: AtomicBool,
     failure: Mutex<Option<NnFailure>>,
 }
 
@@ -62,6 +69,7 @@ impl CallState {
             epochs,
             deadline: AtomicU64::new(u64::MAX),
             cancelled: AtomicBool::new(false),
+            in_call: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
     }
@@ -76,6 +84,19 @@ impl CallState {
         self.deadline.store(deadline, Ordering::Relaxed);
         self.cancelled.store(false, Ordering::Relaxed);
         self.take_failure();
+        self.in_call.store(true, Ordering::Release);
+    }
+
+    /// Declares the call over: until the next [`CallState::begin`] the store runs nothing, so
+    /// the KV caches of its native contexts may be reclaimed for other calls
+    /// ([`crate::kv_budget`]).
+    pub(crate) fn end(&self) {
+        self.in_call.store(false, Ordering::Release);
+    }
+
+    /// Whether the store is running a call.
+    pub fn in_call(&self) -> bool {
+        self.in_call.load(Ordering::Acquire)
     }
 
     /// Asks the running call to stop: the native backend fails its next layer with
@@ -104,6 +125,15 @@ impl CallState {
     pub(crate) fn fail(&self, failure: NnFailure) {
         let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
         slot.get_or_insert(failure);
+    }
+
+    /// Why the native backend failed during this call, if it did (kept for
+    /// [`CallState::take_failure`]).
+    pub fn failure(&self) -> Option<NnFailure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Why the native backend failed during this call, if it did; clears it.

@@ -36,6 +36,10 @@ pub enum HostError {
     /// The call was cancelled ([`CallState::cancel`](crate::CallState::cancel)).
     #[error("cancelled")]
     Cancelled,
+    /// The native backend had not the KV cache memory a call needed (the budget,
+    /// [`RuntimeOptions::kv_memory`](crate::RuntimeOptions::kv_memory), is spent).
+    #[error(transparent)]
+    KvMemory(#[from] crate::KvMemoryError),
     /// The guest trapped; this instance is unusable and must be replaced.
     #[error("the guest trapped: {0}")]
     Trap(String),

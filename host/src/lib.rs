@@ -30,6 +30,7 @@ pub mod batch;
 pub mod cache;
 mod call;
 mod error;
+pub mod kv_budget;
 pub mod models;
 pub mod nn;
 mod packed;
@@ -39,6 +40,7 @@ pub mod sandbox;
 pub use bindings::exports::edge::llm::inference as api;
 pub use call::{CallState, NnFailure};
 pub use error::HostError;
+pub use kv_budget::{KvBudget, KvMemoryError};
 pub use runtime::{Instance, ModelHandle, Runtime, StreamHandle};
 pub use sandbox::{RuntimeOptions, GUEST_MODEL_DIR};
 

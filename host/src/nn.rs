@@ -10,6 +10,12 @@
 //! between layers when the store's call passes its deadline or is cancelled, and every failure
 //! is recorded there with its typed reason. The forward calls of every store's contexts of one
 //! model go through that model's [`Batcher`], which runs the ones ready together as one pass.
+//!
+//! Every context holds a share of the sandbox's [`KvBudget`] covering its KV cache and the
+//! positions its request announced (`n-reserve`); a call that cannot get its share fails with
+//! [`NnFailure::KvMemory`] before any compute. A context remembers the tokens its cache holds,
+//! so when the budget reclaims its cache while its store is idle, its next call replays them
+//! first (the same keys and values: every row of a pass is computed alone).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use edge_llm_kernel::{ForwardError, Model, Session, SessionOptions};
 
 use crate::batch::{BatchError, Batcher, SharedSession};
+use crate::kv_budget::KvBudget;
 use edge_llm_nn_contract as contract;
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
@@ -44,14 +51,17 @@ fn backend_error(call: &CallState, message: impl std::fmt::Display) -> BackendEr
 pub struct GgmlBackend {
     threads: usize,
     call: Arc<CallState>,
+    budget: Arc<KvBudget>,
 }
 
 impl GgmlBackend {
-    /// A backend whose execution contexts use `threads` threads each and stop when `call` says.
-    pub fn new(threads: usize, call: Arc<CallState>) -> Self {
+    /// A backend whose execution contexts use `threads` threads each, stop when `call` says
+    /// and hold their KV caches within `budget`.
+    pub fn new(threads: usize, call: Arc<CallState>, budget: Arc<KvBudget>) -> Self {
         Self {
             threads: threads.max(1),
             call,
+            budget,
         }
     }
 
@@ -115,11 +125,18 @@ impl BackendGraph for GgmlGraph {
         };
         let call = self.backend.call.clone();
         let session = Session::new(model.clone(), options).map_err(|e| backend_error(&call, e))?;
+        let session = Arc::new(Mutex::new(session));
+        let id = self.batcher.context_id();
+        let budget = self.backend.budget.clone();
+        budget.join(id, &session, &call);
         let context: Box<dyn BackendExecutionContext> = Box::new(GgmlContext {
-            session: Arc::new(Mutex::new(session)),
-            id: self.batcher.context_id(),
+            session,
+            id,
             batcher: self.batcher.clone(),
             call,
+            budget,
+            history: Vec::new(),
+            reserved: 0,
         });
         Ok(context.into())
     }
@@ -131,11 +148,19 @@ struct GgmlContext {
     id: u64,
     batcher: Arc<Batcher>,
     call: Arc<CallState>,
+    budget: Arc<KvBudget>,
+    /// The tokens at positions `0..`: the session's cache holds a prefix of them (all, unless
+    /// the budget reclaimed it).
+    history: Vec<u32>,
+    /// Positions the current request announced it will hold (`n-reserve`; 0 after a
+    /// truncation until announced again).
+    reserved: usize,
 }
 
 impl Drop for GgmlContext {
     fn drop(&mut self) {
         self.batcher.forget(self.id);
+        self.budget.leave(self.id);
     }
 }
 
@@ -172,25 +197,69 @@ fn wasi_tensor(t: contract::Tensor) -> Tensor {
 }
 
 impl GgmlContext {
-    fn logits(&mut self, tokens: Vec<u32>, n_past: Option<usize>) -> Result<Tensor, BackendError> {
+    /// Readies `session` for appending `tokens`: keeps `n_past` positions if given, notes the
+    /// positions the request announced, and takes the KV memory the call needs from the
+    /// budget. Returns what the cache lacks of the history (positions a reclaim dropped, to
+    /// run again before `tokens`).
+    fn prepare(
+        &mut self,
+        session: &mut Session,
+        tokens: usize,
+        n_past: Option<usize>,
+        reserve: Option<usize>,
+    ) -> Result<Vec<u32>, BackendError> {
         if let Some(n_past) = n_past {
-            let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-            if n_past > session.len() {
-                return Err(backend_error(
-                    &self.call,
-                    format!(
-                        "n-past {n_past} is beyond the {} cached positions",
-                        session.len()
-                    ),
-                ));
+            if n_past > self.history.len() {
+                let cached = self.history.len();
+                let why = format!("n-past {n_past} is beyond the {cached} cached positions");
+                return Err(backend_error(&self.call, why));
             }
-            session.truncate(n_past);
+            self.history.truncate(n_past);
+            session.truncate(n_past.min(session.len()));
+            self.reserved = 0;
         }
-        tracing::trace!(tokens = tokens.len(), ?n_past, "native forward");
+        if let Some(reserve) = reserve {
+            self.reserved = reserve.min(session.n_ctx());
+        }
+        let positions = (self.history.len() + tokens).max(self.reserved);
+        let need = session
+            .cache_bytes()
+            .max(session.cache_bytes_for(positions));
+        if let Err(e) = self.budget.hold(self.id, need) {
+            // The request fails: hold what the cache holds (never more than before).
+            self.reserved = 0;
+            let _ = self.budget.hold(self.id, session.cache_bytes());
+            return Err(fail(&self.call, NnFailure::KvMemory(e)));
+        }
+        Ok(self
+            .history
+            .get(session.len()..)
+            .unwrap_or_default()
+            .to_vec())
+    }
+
+    fn logits(
+        &mut self,
+        tokens: Vec<u32>,
+        n_past: Option<usize>,
+        reserve: Option<usize>,
+    ) -> Result<Tensor, BackendError> {
+        let session = self.session.clone();
+        let mut run = {
+            let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
+            self.prepare(&mut session, tokens.len(), n_past, reserve)?
+        };
+        tracing::trace!(
+            tokens = tokens.len(),
+            replay = run.len(),
+            ?n_past,
+            "native forward"
+        );
+        run.extend_from_slice(&tokens);
         let call = &*self.call;
         let logits = self
             .batcher
-            .forward(self.id, &self.session, tokens, self.call.clone())
+            .forward(self.id, &self.session, run, self.call.clone())
             .map_err(|e| match e {
                 BatchError::Forward(ForwardError::Cancelled) => {
                     let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
@@ -198,6 +267,7 @@ impl GgmlContext {
                 }
                 other => backend_error(call, other),
             })?;
+        self.history.extend_from_slice(&tokens);
         let logits = contract::encode_logits(&logits).map_err(|e| backend_error(call, e))?;
         Ok(wasi_tensor(logits))
     }
@@ -210,33 +280,30 @@ impl GgmlContext {
         n_past: Option<usize>,
     ) -> Result<Tensor, BackendError> {
         let call = self.call.clone();
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n_past) = n_past {
-            if n_past > session.len() {
-                return Err(backend_error(
-                    &call,
-                    format!(
-                        "n-past {n_past} is beyond the {} cached positions",
-                        session.len()
-                    ),
-                ));
-            }
-            session.truncate(n_past);
-        }
-        tracing::trace!(tokens = tokens.len(), ?n_past, "native hidden states");
+        let shared = self.session.clone();
+        let mut session = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut run = self.prepare(&mut session, tokens.len(), n_past, None)?;
+        let replayed = run.len();
+        tracing::trace!(
+            tokens = tokens.len(),
+            replayed,
+            ?n_past,
+            "native hidden states"
+        );
+        run.extend_from_slice(&tokens);
         let stop = || call.stop_reason().is_some();
-        let states = session
-            .forward_hidden(&tokens, &stop)
-            .map_err(|e| match e {
-                ForwardError::Cancelled => {
-                    let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
-                    fail(&call, reason)
-                }
-                other => backend_error(&call, other),
-            })?;
+        let states = session.forward_hidden(&run, &stop).map_err(|e| match e {
+            ForwardError::Cancelled => {
+                let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
+                fail(&call, reason)
+            }
+            other => backend_error(&call, other),
+        })?;
+        self.history.extend_from_slice(&tokens);
         let n_embd = session.model().config().n_embd;
+        let states = &states[replayed * n_embd..];
         let states =
-            contract::encode_hidden_states(&states, n_embd).map_err(|e| backend_error(&call, e))?;
+            contract::encode_hidden_states(states, n_embd).map_err(|e| backend_error(&call, e))?;
         Ok(wasi_tensor(states))
     }
 
@@ -280,9 +347,13 @@ impl BackendExecutionContext for GgmlContext {
                 name: contract::GGUF_HEADER.into(),
                 tensor: self.header()?,
             },
-            contract::Request::Forward { tokens, n_past } => NamedTensor {
+            contract::Request::Forward {
+                tokens,
+                n_past,
+                reserve,
+            } => NamedTensor {
                 name: contract::LOGITS.into(),
-                tensor: self.logits(tokens, n_past)?,
+                tensor: self.logits(tokens, n_past, reserve)?,
             },
             contract::Request::Hidden { tokens, n_past } => NamedTensor {
                 name: contract::HIDDEN_STATES.into(),

@@ -141,12 +141,14 @@ impl Instance {
         sandbox::begin_call(&mut self.store, self.timeout);
         let guest = self.bindings.edge_llm_inference();
         let result = f(&mut self.store, guest);
+        sandbox::end_call(&self.store);
         let native_failure = call.take_failure();
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => match (e, native_failure) {
                 (_, Some(NnFailure::Deadline)) => Err(HostError::Deadline(started.elapsed())),
                 (_, Some(NnFailure::Cancelled)) => Err(HostError::Cancelled),
+                (_, Some(NnFailure::KvMemory(e))) => Err(HostError::KvMemory(e)),
                 (api::Error::BackendError(m), Some(NnFailure::Backend(detail))) => Err(
                     HostError::Inference(api::Error::BackendError(format!("{m} ({detail})"))),
                 ),

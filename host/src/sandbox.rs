@@ -24,6 +24,7 @@ use wasmtime_wasi_nn::{Backend, Registry};
 use crate::batch::Batcher;
 use crate::cache::{self, CacheStatus};
 use crate::call::{CallState, Epochs};
+use crate::kv_budget::KvBudget;
 use crate::nn::{GgmlBackend, Preloaded};
 use crate::packed;
 use crate::HostError;
@@ -51,6 +52,12 @@ pub fn begin_call<T: HostData>(store: &mut Store<T>, timeout: Option<Duration>) 
     store.set_epoch_deadline(1);
 }
 
+/// Ends the call [`begin_call`] started: until the next one, the KV caches of the store's
+/// native contexts may be reclaimed for other stores' calls ([`crate::kv_budget`]).
+pub fn end_call<T: HostData>(store: &Store<T>) {
+    store.data().host().call.end();
+}
+
 /// How to build a [`Runtime`](crate::Runtime) or a [`Sandbox`].
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -74,6 +81,9 @@ pub struct RuntimeOptions {
     /// with copy-on-write memory images), for hosts that create many short-lived instances.
     /// `None` allocates on demand.
     pub pooling: Option<u32>,
+    /// Bound on the KV cache memory of all native sessions together, in bytes; `None`:
+    /// unbounded ([`crate::kv_budget`]).
+    pub kv_memory: Option<usize>,
 }
 
 impl RuntimeOptions {
@@ -88,6 +98,7 @@ impl RuntimeOptions {
             native: true,
             memory_limit: 2 << 30,
             pooling: None,
+            kv_memory: None,
         }
     }
 }
@@ -131,6 +142,7 @@ pub struct Sandbox {
     /// Models for `wasi:nn` `load-by-name`, by name.
     /// Per name, the model's batcher (one per model, shared by every store).
     preloaded: HashMap<String, Arc<Batcher>>,
+    kv_budget: Arc<KvBudget>,
     epochs: Arc<Epochs>,
     ticker: Arc<AtomicBool>,
 }
@@ -174,6 +186,7 @@ impl Sandbox {
             &wasm,
             options.cache_dir.as_deref(),
         )?;
+        let kv_budget = Arc::new(KvBudget::new(options.kv_memory.unwrap_or(usize::MAX)));
         let ticker = Arc::new(AtomicBool::new(true));
         let epochs = Arc::new(Epochs::default());
         spawn_epoch_ticker(engine.clone(), epochs.clone(), ticker.clone());
@@ -184,9 +197,22 @@ impl Sandbox {
             cache_status,
             load_time: started.elapsed(),
             preloaded: HashMap::new(),
+            kv_budget,
             epochs,
             ticker,
         })
+    }
+
+    /// The KV cache memory budget of the native sessions.
+    pub fn kv_budget(&self) -> &Arc<KvBudget> {
+        &self.kv_budget
+    }
+
+    /// Bounds the KV cache memory of the native sessions of stores made from now on at
+    /// `bytes` (`None`: unbounded); call it before making any.
+    pub fn set_kv_memory(&mut self, bytes: Option<usize>) {
+        self.options.kv_memory = bytes;
+        self.kv_budget = Arc::new(KvBudget::new(bytes.unwrap_or(usize::MAX)));
     }
 
     /// Loads a GGUF file once ([`load_native_model`]) and registers it for `wasi:nn`
@@ -218,7 +244,7 @@ impl Sandbox {
         wasi.envs(&options.guest_env);
         let call = Arc::new(CallState::new(self.epochs.clone()));
         let (backends, registry): (Vec<Backend>, Preloaded) = if options.native {
-            let backend = GgmlBackend::new(options.threads, call.clone());
+            let backend = GgmlBackend::new(options.threads, call.clone(), self.kv_budget.clone());
             let registry = backend.registry(&self.preloaded);
             (vec![backend.into()], registry)
         } else {

@@ -3,12 +3,15 @@
 //!
 //! | call | inputs | outputs |
 //! | --- | --- | --- |
-//! | `compute` | [`TOKENS`]: I32 `[n]`; optional [`N_PAST`]: I32 `[1]` | [`LOGITS`]: FP32 `[1, n_vocab]`, last position |
+//! | `compute` | [`TOKENS`]: I32 `[n]`; optional [`N_PAST`]: I32 `[1]`; optional [`N_RESERVE`]: I32 `[1]` | [`LOGITS`]: FP32 `[1, n_vocab]`, last position |
 //! | `compute` | [`GGUF_HEADER`]: U8 `[0]` | [`GGUF_HEADER`]: U8 `[len]`: the file's bytes before the tensor data, then the file length (u64 LE) |
 //! | `compute` | [`TOKENS`]: I32 `[n]`; optional [`N_PAST`]: I32 `[1]`; [`HIDDEN_STATES`]: U8 `[0]` | [`HIDDEN_STATES`]: FP32 `[n, n_embd]`, every appended token's final normed hidden state (no logits) |
 //!
 //! `n-past` first truncates the execution context's KV cache to that many positions (0 starts
-//! over); without it the tokens are appended. All numbers are little-endian.
+//! over); without it the tokens are appended. `n-reserve` tells the host how many positions
+//! the context will hold before it is truncated again (a request's prompt plus its
+//! `max_tokens`), so that a host with bounded KV memory can refuse the request at once rather
+//! than midway. All numbers are little-endian.
 //!
 //! The crate has no dependencies and knows nothing of `wasi:nn` bindings: each side converts
 //! its binding's tensor type to an [`ElementType`] and hands the dimensions and bytes over as a
@@ -22,7 +25,7 @@
 //! let n_past = nn::encode_n_past(5).unwrap();
 //! // Host: decoding it, answering.
 //! let request = nn::decode_request([(nn::TOKENS, tokens.as_ref()), (nn::N_PAST, n_past.as_ref())]).unwrap();
-//! assert_eq!(request, nn::Request::Forward { tokens: vec![1, 2, 3], n_past: Some(5) });
+//! assert_eq!(request, nn::Request::Forward { tokens: vec![1, 2, 3], n_past: Some(5), reserve: None });
 //! let logits = nn::encode_logits(&[0.5, -1.0]).unwrap();
 //! // Guest: reading the answer.
 //! let mut out = Vec::new();
@@ -36,6 +39,9 @@ use std::fmt;
 pub const TOKENS: &str = "tokens";
 /// Optional input of a forward pass: keep this many cached positions first, I32 `[1]`.
 pub const N_PAST: &str = "n-past";
+/// Optional input of a forward pass: positions the context will hold, at most, until its next
+/// truncation (its cache memory may be set aside for them), I32 `[1]`.
+pub const N_RESERVE: &str = "n-reserve";
 /// Input U8 `[0]` asking for the model's header, and the output U8 `[len]` holding it.
 pub const GGUF_HEADER: &str = "gguf-header";
 /// Output of a forward pass: the last position's logits, FP32 `[1, n_vocab]`.
@@ -47,7 +53,7 @@ pub const LOGITS: &str = "logits";
 pub const HIDDEN_STATES: &str = "hidden-states";
 
 /// Every input name the contract defines.
-pub const INPUT_NAMES: [&str; 4] = [TOKENS, N_PAST, GGUF_HEADER, HIDDEN_STATES];
+pub const INPUT_NAMES: [&str; 5] = [TOKENS, N_PAST, N_RESERVE, GGUF_HEADER, HIDDEN_STATES];
 
 /// Length of the file-length trailer of a [`GGUF_HEADER`] output.
 pub const FILE_LEN_BYTES: usize = 8;
@@ -212,6 +218,8 @@ pub enum Request {
         tokens: Vec<u32>,
         /// Cached positions to keep first.
         n_past: Option<usize>,
+        /// Positions the context will hold at most until its next truncation.
+        reserve: Option<usize>,
     },
     /// A forward pass for embeddings ([`HIDDEN_STATES`] present): truncate the cache to
     /// `n_past` positions if given, append `tokens`, return every appended token's final
@@ -226,15 +234,17 @@ pub enum Request {
 
 /// Decodes a `compute` call's named inputs (host side): an unknown name is an error; a
 /// [`GGUF_HEADER`] input asks for the header; otherwise [`TOKENS`] is required and
-/// [`N_PAST`] optional.
+/// [`N_PAST`] and [`N_RESERVE`] optional.
 pub fn decode_request<'a>(
     inputs: impl IntoIterator<Item = (&'a str, TensorRef<'a>)>,
 ) -> Result<Request, ContractError> {
-    let (mut tokens, mut n_past, mut header, mut hidden) = (None, None, None, None);
+    let (mut tokens, mut n_past, mut reserve, mut header, mut hidden) =
+        (None, None, None, None, None);
     for (name, tensor) in inputs {
         match name {
             TOKENS => tokens = Some(tensor),
             N_PAST => n_past = Some(tensor),
+            N_RESERVE => reserve = Some(tensor),
             GGUF_HEADER => header = Some(tensor),
             HIDDEN_STATES => hidden = Some(tensor),
             other => {
@@ -250,12 +260,17 @@ pub fn decode_request<'a>(
     }
     let tokens = decode_tokens(tokens.ok_or(ContractError::Missing { tensor: TOKENS })?)?;
     let n_past = n_past.map(decode_n_past).transpose()?;
+    let reserve = reserve.map(decode_n_reserve).transpose()?;
     match hidden {
         Some(flag) => {
             check_flag(HIDDEN_STATES, flag)?;
             Ok(Request::Hidden { tokens, n_past })
         }
-        None => Ok(Request::Forward { tokens, n_past }),
+        None => Ok(Request::Forward {
+            tokens,
+            n_past,
+            reserve,
+        }),
     }
 }
 
@@ -346,18 +361,38 @@ pub fn decode_tokens(t: TensorRef<'_>) -> Result<Vec<u32>, ContractError> {
 
 /// The [`N_PAST`] input: I32 `[1]`. Counts above `i32::MAX` are out of range.
 pub fn encode_n_past(n_past: usize) -> Result<Tensor, ContractError> {
-    let value = i128::try_from(n_past).unwrap_or(i128::MAX);
-    encode_i32s(N_PAST, [value], 1)
+    encode_count(N_PAST, n_past)
 }
 
 /// Decodes the [`N_PAST`] input; a negative count is out of range.
 pub fn decode_n_past(t: TensorRef<'_>) -> Result<usize, ContractError> {
-    check_type(N_PAST, t, ElementType::I32)?;
+    decode_count(N_PAST, t)
+}
+
+/// The [`N_RESERVE`] input: I32 `[1]`. Counts above `i32::MAX` are out of range.
+pub fn encode_n_reserve(positions: usize) -> Result<Tensor, ContractError> {
+    encode_count(N_RESERVE, positions)
+}
+
+/// Decodes the [`N_RESERVE`] input; a negative count is out of range.
+pub fn decode_n_reserve(t: TensorRef<'_>) -> Result<usize, ContractError> {
+    decode_count(N_RESERVE, t)
+}
+
+/// A count input `name`: I32 `[1]`.
+fn encode_count(name: &'static str, n: usize) -> Result<Tensor, ContractError> {
+    let value = i128::try_from(n).unwrap_or(i128::MAX);
+    encode_i32s(name, [value], 1)
+}
+
+/// Decodes a count input `name`; a negative count is out of range.
+fn decode_count(name: &'static str, t: TensorRef<'_>) -> Result<usize, ContractError> {
+    check_type(name, t, ElementType::I32)?;
     if t.dims != [1] {
-        return Err(wrong_shape(N_PAST, "[1]", t));
+        return Err(wrong_shape(name, "[1]", t));
     }
-    check_length(N_PAST, t, 4)?;
-    let n = decode_i32s(N_PAST, t.data)?;
+    check_length(name, t, 4)?;
+    let n = decode_i32s(name, t.data)?;
     Ok(n.first().map_or(0, |&n| n as usize))
 }
 
@@ -685,8 +720,22 @@ mod tests {
             decode_request([(TOKENS, tokens.as_ref())]),
             Ok(Request::Forward {
                 tokens: vec![7, 8],
-                n_past: None
+                n_past: None,
+                reserve: None
             })
+        );
+        let reserve = encode_n_reserve(300).expect("encodes");
+        assert_eq!(
+            decode_request([(TOKENS, tokens.as_ref()), (N_RESERVE, reserve.as_ref())]),
+            Ok(Request::Forward {
+                tokens: vec![7, 8],
+                n_past: None,
+                reserve: Some(300)
+            })
+        );
+        let negative = encode_i32s(N_RESERVE, [-1], 1).expect("encodes");
+        assert!(
+            decode_request([(TOKENS, tokens.as_ref()), (N_RESERVE, negative.as_ref())]).is_err()
         );
         assert_eq!(
             decode_request([(TOKENS, tokens.as_ref()), (GGUF_HEADER, header.as_ref())]),

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use edge_llm_host::{api, greedy, HostError, Instance, ModelHandle, Runtime};
-use edge_llm_tests::{default_model_guest_path, runtime, temp_dir};
+use edge_llm_tests::{
+    default_model, default_model_dir, default_model_guest_path, runtime, runtime_options, temp_dir,
+};
 
 fn open(instance: &mut Instance, backend: api::Backend) -> ModelHandle {
     let options = api::OpenOptions {
@@ -243,7 +245,7 @@ fn the_component_cache_is_hit_and_a_tampered_entry_is_rebuilt() {
 #[test]
 fn pooled_short_lived_instances_each_answer() {
     let cache = temp_dir("pooling");
-    let model = edge_llm_tests::default_model();
+    let model = default_model();
     let mut options = edge_llm_host::RuntimeOptions::new(edge_llm_tests::guest_wasm());
     options.cache_dir = Some(cache);
     options.model_dir = model.parent().map(std::path::Path::to_path_buf);
@@ -263,4 +265,72 @@ fn pooled_short_lived_instances_each_answer() {
         );
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+}
+
+/// A runtime with the default model preloaded for the native backend and at most `mib` MiB of
+/// KV cache for all sessions.
+fn bounded_runtime(mib: usize) -> Runtime {
+    let mut options = runtime_options(&default_model_dir(), &temp_dir("host-api-kv"));
+    options.kv_memory = Some(mib << 20);
+    let mut rt = Runtime::new(options).expect("runtime");
+    rt.preload(&default_model(), &[default_model_guest_path()])
+        .expect("preload");
+    rt
+}
+
+/// With bounded KV memory (6 MiB: one 256-position chunk of the default model's cache, 5.6
+/// MiB), a call that cannot get its cache fails with `HostError::KvMemory` and the instance
+/// stays usable; an idle instance's cache is reclaimed for another instance's call, and its
+/// next call, reusing its prompt prefix, replays it: the same tokens as without a bound.
+#[test]
+fn bounded_kv_memory_refuses_reclaims_idle_caches_and_replays_them() {
+    let prompts = [
+        "The capital of France is",
+        "The capital of France is Paris, and the capital of Italy is",
+    ];
+    let unbounded = runtime(true, &temp_dir("host-api-kv-ref"));
+    let mut reference = unbounded.instantiate().expect("instance");
+    let model = open(&mut reference, api::Backend::WasiNn);
+    let want: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            reference
+                .complete(&model, p, &greedy(8))
+                .expect("complete")
+                .tokens
+        })
+        .collect();
+
+    let rt = bounded_runtime(6);
+    let (mut one, mut two) = (
+        rt.instantiate().expect("instance"),
+        rt.instantiate().expect("instance"),
+    );
+    let (m1, m2) = (
+        open(&mut one, api::Backend::WasiNn),
+        open(&mut two, api::Backend::WasiNn),
+    );
+    let first = one.complete(&m1, prompts[0], &greedy(8)).expect("complete");
+    assert_eq!(first.tokens, want[0]);
+    // `one` is idle and holds the only chunk: `two` gets it.
+    let second = two.complete(&m2, prompts[1], &greedy(8)).expect("complete");
+    assert_eq!(second.tokens, want[1]);
+    // `one` reuses its prompt's prefix, which its released cache replays.
+    let again = one.complete(&m1, prompts[1], &greedy(8)).expect("complete");
+    assert!(again.usage.cached_prompt_tokens > 0, "{:?}", again.usage);
+    assert_eq!(
+        again.tokens, want[1],
+        "the replayed prefix changed the answer"
+    );
+    // Prompt plus 300 tokens needs two chunks: refused before any compute, typed.
+    match one.complete(&m1, prompts[0], &greedy(300)) {
+        Err(HostError::KvMemory(e)) => {
+            assert!(e.to_string().contains("KV cache memory exhausted"), "{e}")
+        }
+        other => panic!("expected a KV memory error, got {other:?}"),
+    }
+    let after = one
+        .complete(&m1, prompts[0], &greedy(8))
+        .expect("still usable");
+    assert_eq!(after.tokens, want[0]);
 }

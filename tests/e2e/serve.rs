@@ -708,3 +708,63 @@ fn edge_llm_serve_stops_the_work_of_clients_that_hang_up() {
         );
     }
 }
+
+/// `--kv-memory 24`: room for one request of a chat prompt plus 600 tokens (three
+/// 256-position chunks of the default model's KV cache, 5.6 MiB each), not two. A second such
+/// request while the first streams gets 503 with `Retry-After` and a one-line error naming the
+/// KV memory, streamed or not, before any token; the first completes; once it is done the same
+/// request succeeds (the idle instance's cache is reclaimed).
+#[test]
+fn edge_llm_serve_answers_503_when_kv_memory_is_spent() {
+    let cache = temp_dir("serve-kv");
+    let server = Server::edge_llm(&["--concurrency", "2", "--kv-memory", "24"], &cache);
+    let addr = server.addr;
+    let long = |stream: bool| {
+        json!({
+            "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+            "max_tokens": 600, "temperature": 0, "ignore_eos": true, "stream": stream,
+        })
+    };
+    let first = long(true).to_string();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let running = std::thread::spawn(move || {
+        request_with(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            first.as_bytes(),
+            move || {
+                let _ = started_tx.send(());
+            },
+        )
+    });
+    started_rx.recv().expect("the first stream started");
+    for stream in [false, true] {
+        let refused = chat_request(addr, &long(stream));
+        let body = String::from_utf8_lossy(&refused.body).into_owned();
+        assert_eq!(refused.status, 503, "stream {stream}: {body}");
+        assert_eq!(refused.header("retry-after"), Some("1"), "{body}");
+        assert_eq!(body.trim().lines().count(), 1, "{body}");
+        let error = &refused.json()["error"];
+        assert_eq!(error["code"], "kv_memory_exhausted", "{body}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("KV cache memory"),
+            "{body}"
+        );
+    }
+    let finished = running.join().expect("client thread");
+    assert_eq!(finished.status, 200);
+    assert_eq!(finished.events().last(), Some(&json!("[DONE]")));
+    let events = finished.events();
+    assert!(
+        events.iter().all(|e| e.get("error").is_none()),
+        "the first request was cut: {events:?}"
+    );
+    let later = chat_request(addr, &long(false));
+    let body = String::from_utf8_lossy(&later.body);
+    assert_eq!(later.status, 200, "{body}");
+    assert_eq!(later.json()["usage"]["completion_tokens"], 600, "{body}");
+}

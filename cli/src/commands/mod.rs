@@ -107,7 +107,9 @@ pub struct ModelArgs {
 /// Runs the parsed command.
 pub fn run(args: Args) -> Result<()> {
     // `serve` always logs its requests and warnings (target `edge_llm::access`, and warn).
-    let quiet = matches!(args.command, Command::Serve(_)).then_some("warn,edge_llm::access=info");
+    // wasi-nn's glue logs every backend failure as an error; the server logs them itself.
+    let quiet = matches!(args.command, Command::Serve(_))
+        .then_some("warn,edge_llm::access=info,wasmtime_wasi_nn=off");
     setup::init_logging(args.verbose, quiet);
     match args.command {
         Command::Run(a) => generate::run(a),

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// Requests that may wait for an instance; more get 503.
     #[arg(long, default_value_t = 64)]
     queue: usize,
+    /// KV cache memory of all sessions together, in MiB (default: room for `--concurrency`
+    /// sessions of the full context, `--ctx-size` or the model's); a request that cannot get
+    /// the memory for its prompt plus `max_tokens` gets 503 with `Retry-After`.
+    #[arg(long, value_name = "MIB")]
+    kv_memory: Option<usize>,
     /// Request bodies larger than this get 413.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -144,7 +149,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             server.load_time()
         ));
         if native {
-            server.preload(&file.path, &file.names)?;
+            let model = server.preload(&file.path, &file.names)?;
+            let budget = kv_memory_bytes(&model, args.kv_memory, args.model.ctx_size, args.concurrency)?;
+            server.set_kv_memory(budget);
+            status(format_args!(
+                "KV cache memory: {:.0} MiB{}",
+                budget as f64 / MIB,
+                if args.kv_memory.is_some() { "" } else { " (--concurrency × the context; --kv-memory sets it)" }
+            ));
         }
         let server = Arc::new(server);
         let (code, body) = server.warm_up().await?;
@@ -165,6 +177,32 @@ pub fn run(args: ServeArgs) -> Result<()> {
         eprintln!("edge-llm: stopped");
         Ok(())
     })
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// The context when neither `--ctx-size` nor a smaller model context says otherwise (the
+/// component's cap).
+const MAX_CTX: usize = 8192;
+
+/// The KV cache memory budget in bytes: `--kv-memory` MiB, or by default room for
+/// `concurrency` sessions of the context (`--ctx-size`, else the model's).
+fn kv_memory_bytes(
+    model: &Arc<edge_llm_kernel::Model>,
+    kv_memory: Option<usize>,
+    ctx_size: Option<u32>,
+    concurrency: usize,
+) -> Result<usize> {
+    if let Some(mib) = kv_memory {
+        if mib == 0 {
+            bail!("--kv-memory must be at least 1 (MiB)");
+        }
+        return mib.checked_mul(1 << 20).context("--kv-memory is too large");
+    }
+    let c = model.config();
+    let positions = ctx_size.map_or(c.n_ctx_train.min(MAX_CTX), |n| n as usize);
+    let cache = edge_llm_kernel::model::KvCache::new(c.n_layer, c.kv_dim(), c.n_ctx_train);
+    Ok(cache.bytes_for(positions).saturating_mul(concurrency))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -21,7 +21,9 @@ pub fn init_logging(verbose: bool, quiet: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
-        _ if verbose => EnvFilter::new("edge_llm=debug,edge_llm_host=debug,wasmtime=info"),
+        _ if verbose => {
+            EnvFilter::new("edge_llm=debug,edge_llm_host=debug,wasmtime=info,wasmtime_wasi_nn=off")
+        }
         _ => match quiet {
             Some(spec) => EnvFilter::new(spec),
             None => return,

@@ -233,9 +233,10 @@ fn generate(s: &Served, req: &GenerateRequest) -> Result<api::Completion, ApiErr
     })
 }
 
-/// Streams the generation as server-sent events. Errors found before the first token (bad
-/// parameters, context overflow) still get their 4xx; a client that hangs up cancels the
-/// generation.
+/// Streams the generation as server-sent events. The response head waits for the first
+/// step (the prompt's prefill), so errors found until then (bad parameters, context overflow,
+/// a backend that cannot take the request) still get their own status; a client that hangs up
+/// cancels the generation.
 fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &GenerateRequest) {
     let started = match &req.prompt {
         Prompt::Messages(m) => s.model.stream_chat(m, &req.params),
@@ -247,6 +248,10 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
             let e = req.name_constraint_error(tools::name_schema_error(ApiError::from(e)));
             return wire::send_error(out, &e);
         }
+    };
+    let mut first = match generation.next() {
+        Ok(chunk) => Some(chunk),
+        Err(e) => return wire::send_error(out, &ApiError::from(e)),
     };
     let mut events = EventStream::start(out);
     let chat = meta.endpoint == Endpoint::Chat;
@@ -260,7 +265,11 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
     // Per answer: the tool calls it has begun.
     let mut calls_begun = vec![0usize; req.params.n as usize];
     loop {
-        let chunk = match generation.next() {
+        let next = match first.take() {
+            Some(chunk) => Ok(chunk),
+            None => generation.next(),
+        };
+        let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {

@@ -287,6 +287,22 @@ impl Session {
         self.cache.truncate(n);
     }
 
+    /// Drops every cached position and gives back all of the cache's memory.
+    pub fn release_cache(&mut self) {
+        self.cache.release();
+    }
+
+    /// Bytes the KV cache holds now.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.capacity_bytes()
+    }
+
+    /// Bytes the KV cache holds once it has room for `n` positions (grown in chunks, capped
+    /// at `n_ctx`): what holding `n` positions costs.
+    pub fn cache_bytes_for(&self, n: usize) -> usize {
+        self.cache.bytes_for(n)
+    }
+
     /// Appends `tokens` at positions `len()..`, returns the logits (`n_vocab`) of the last token.
     pub fn forward(
         &mut self,

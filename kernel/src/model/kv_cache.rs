@@ -44,14 +44,28 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Makes room for `n` positions in total (rounded up to a chunk, capped at `n_ctx`).
-    pub fn reserve(&mut self, n: usize) {
-        let want = n
-            .div_ceil(CHUNK)
+    /// Values per buffer [`KvCache::reserve`] makes room for, for `n` positions: `n` rounded
+    /// up to a chunk, capped at `n_ctx` (but never below `n`).
+    fn room_for(&self, n: usize) -> usize {
+        n.div_ceil(CHUNK)
             .saturating_mul(CHUNK)
             .min(self.n_ctx)
             .max(n)
-            * self.kv_dim;
+            .saturating_mul(self.kv_dim)
+    }
+
+    /// Bytes the keys and values of every layer take once the cache has made room for `n`
+    /// positions ([`KvCache::reserve`]): what a session holding `n` positions needs.
+    pub fn bytes_for(&self, n: usize) -> usize {
+        let buffers = self.k.len() + self.v.len();
+        self.room_for(n)
+            .saturating_mul(buffers)
+            .saturating_mul(size_of::<u16>())
+    }
+
+    /// Makes room for `n` positions in total (rounded up to a chunk, capped at `n_ctx`).
+    pub fn reserve(&mut self, n: usize) {
+        let want = self.room_for(n);
         for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
             if buf.capacity() < want {
                 buf.reserve_exact(want - buf.len());
@@ -99,6 +113,14 @@ impl KvCache {
         }
     }
 
+    /// Drops every position and gives back all the memory.
+    pub fn release(&mut self) {
+        self.len = 0;
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *buf = Vec::new();
+        }
+    }
+
     /// Bytes allocated for keys and values.
     pub fn capacity_bytes(&self) -> usize {
         let values: usize = self.k.iter().chain(&self.v).map(Vec::capacity).sum();
@@ -138,5 +160,28 @@ mod tests {
         c.truncate(10);
         assert!(c.capacity_bytes() <= 2 * chunk_bytes);
         assert_eq!(c.values(0, 10).len(), 10 * kv_dim);
+        c.release();
+        assert_eq!((c.len(), c.capacity_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn bytes_for_is_what_reserving_allocates() {
+        let (n_layer, kv_dim) = (3, 8);
+        let mut c = KvCache::new(n_layer, kv_dim, 600);
+        assert_eq!(c.bytes_for(0), 0);
+        for n in [1, 255, 256, 257, 599, 600] {
+            c.reserve(n);
+            assert_eq!(c.capacity_bytes(), c.bytes_for(n), "{n} positions");
+        }
+        assert_eq!(
+            c.bytes_for(1),
+            n_layer * 2 * CHUNK * kv_dim * 2,
+            "a whole chunk"
+        );
+        assert_eq!(
+            c.bytes_for(520),
+            n_layer * 2 * 600 * kv_dim * 2,
+            "capped at n_ctx"
+        );
     }
 }
