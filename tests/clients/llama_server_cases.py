@@ -441,7 +441,7 @@ def stop_strings():
     check(cut.choices[0].message.content == chat.choices[0].message.content.split(words[1])[0] and cut.choices[0].finish_reason == "stop", f"chat stop: {cut.choices[0]}")
 
 
-@case("test_completion.py::test_consistent_result_same_seed", "test_completion.py::test_different_result_different_seed", "test_completion.py::test_consistent_result_different_batch_size")
+@case("test_completion.py::test_consistent_result_same_seed", "test_completion.py::test_different_result_different_seed")
 def seeds():
     ask = {"prompt": "I believe the meaning of life is", "max_tokens": 16}
     texts = {post("/v1/completions", {**ask, "seed": 42, "temperature": 0.0})[1]["choices"][0]["text"] for _ in range(3)}
@@ -452,7 +452,7 @@ def seeds():
     check(len(texts) >= 2, f"four seeds, one answer: {texts}")
 
 
-@case("test_completion.py::test_completion_parallel_slots", "test_completion.py::test_completion_unified")
+@case("test_completion.py::test_completion_parallel_slots")
 def parallel_requests():
     results = [None] * 4
     prompts = ["Write a very long book.", "Write another a poem.", "What is LLM?", "The sky is blue and I love it."]
@@ -727,6 +727,8 @@ NOT_APPLICABLE = {
     "test_chat_completion.py::test_apply_chat_template": "`/apply-template` is llama.cpp's route (the WIT API has apply-chat-template)",
     "test_chat_completion.py::test_chat_completions_token_count": "`/chat/completions/input_tokens` is llama.cpp's route",
     "test_completion.py::test_cancel_request": "watches llama.cpp's `/slots`; cancellation is covered by tests/e2e/serve.rs edge_llm_serve_stops_the_work_of_clients_that_hang_up",
+    "test_completion.py::test_consistent_result_different_batch_size": "llama.cpp's `--batch-size`; the same answer through every path and batch is covered by tests/e2e (serve, cli)",
+    "test_completion.py::test_completion_unified": "a KV cache shared by llama.cpp's slots (`--kv-unified`) that requests can overrun together",
     "test_completion.py::test_completion_prompt_cache": "llama.cpp's host-memory prompt cache across slots and its `/completion` timings",
     "test_embedding.py::test_embedding_multiple_with_fa": "llama.cpp's flash-attention kernels on a BERT model",
     "test_embedding.py::test_embedding_pooling_none": "per-token vectors on llama.cpp's own `/embeddings` route; pooling comes from the GGUF",
