@@ -275,10 +275,11 @@ fn scalar_matmul_is_the_reference_dot() {
 }
 
 /// The types whose rows repack eight at a time (`quant::rows8`).
-const PACKED: [GgmlType; 4] = [
+const PACKED: [GgmlType; 5] = [
     GgmlType::Q4_1,
     GgmlType::Q4_0,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
 ];
 
@@ -349,9 +350,9 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
             let mut w = Vec::new();
             for _ in 0..rows * nb {
                 let mut blk = vec![fill; size];
-                // Scale 1.0 (and min 1.0 for Q4_1).
+                // Scale 1.0 (and min 1.0 for Q4_1 and Q5_1).
                 blk[..2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
-                if ty == GgmlType::Q4_1 {
+                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
                     blk[2..4].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
                 }
                 w.extend(blk);

@@ -277,7 +277,7 @@ fn norm(g: &Gguf, file: &[u8], name: &str, n: usize, with_bias: bool) -> Result<
 
 impl Weights {
     /// Repacks the transformer blocks' matrices of the types whose repacked rows `isa` reads
-    /// faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q8_0) in `file` in place to
+    /// faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q5_1, Q8_0) in `file` in place to
     /// [`Layout::Rows8`]. A matrix whose bytes overlap any other tensor's (a hostile file can
     /// alias them) keeps the GGUF layout, so no other view of the file changes meaning.
     pub fn repack(&mut self, g: &Gguf, file: &mut [u8], isa: Isa) {

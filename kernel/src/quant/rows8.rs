@@ -1,5 +1,5 @@
 //! What the layouts that repack rows eight at a time share ([`super::q4_1x8`],
-//! [`super::q4_0x8`], [`super::q5_0x8`], [`super::q8_0x8`]).
+//! [`super::q4_0x8`], [`super::q5_0x8`], [`super::q5_1x8`], [`super::q8_0x8`]).
 //!
 //! A group of eight GGUF rows of one 32-block type is rewritten in place, block column by
 //! block column, into records of the same total size: the eight rows' block headers, then
@@ -19,7 +19,7 @@ pub const ROWS: usize = 8;
 /// The version of the repacked layouts and of which matrices
 /// [`crate::model::Weights::repack`] repacks: caches of repacked files key on it, so bump it
 /// when either changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF blocks of `block_bytes`, each a
 /// header of `head_bytes` then the values) in place into records of `8 · block_bytes`: the
@@ -67,8 +67,8 @@ pub(crate) fn value_byte(rec: &[u8], heads: usize, i: usize, j: usize) -> u8 {
 /// `nb` blocks of `block_bytes` per row, whose full groups are repacked. Per block, the exact
 /// integer `isum = Σ v(rec, i, e) · a[e]` over elements `e`, then `acc = step(acc, rec, i,
 /// isum, a)` in block order: the GGUF layout's arithmetic ([`scaled`] for Q4_0, Q5_0 and Q8_0,
-/// as [`super::q4_0::vec_dot_ref`] and its siblings; `gguf_dot` is that reference, for the
-/// tail rows).
+/// [`scaled_with_min`] for Q4_1 and Q5_1, as [`super::q4_0::vec_dot_ref`] and its siblings;
+/// `gguf_dot` is that reference, for the tail rows).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_ref(
     w: &[u8],
@@ -117,4 +117,13 @@ pub(crate) fn matmul_ref(
 pub(crate) fn scaled(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
     let d = f16_le_to_f32([rec[2 * i], rec[2 * i + 1]]);
     acc + (d * ab.d) * isum as f32
+}
+
+/// [`matmul_ref`]'s block step for weights `d · q + m`, `d` and `m` the half floats at `4i`
+/// and `4i + 2` of the record: `acc + (d · da) · isum + m · sa`.
+#[inline]
+pub(crate) fn scaled_with_min(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
+    let d = f16_le_to_f32([rec[4 * i], rec[4 * i + 1]]);
+    let m = f16_le_to_f32([rec[4 * i + 2], rec[4 * i + 3]]);
+    acc + (d * ab.d) * isum as f32 + m * ab.s
 }
