@@ -181,6 +181,20 @@ fn quantize_simd_equals_scalar() {
                 }
             }
         }
+        for n in [256usize, 1536] {
+            let (x, _) = activations(&mut rng, n, case);
+            let mut want = vec![BlockQ8_K::default(); n / QK_K];
+            q8_k::quantize_row_ref(&x, &mut want);
+            for isa in Isa::available() {
+                let mut got = vec![BlockQ8_K::default(); n / QK_K];
+                simd::quantize_q8_k(isa, &x, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.qs, w.qs, "Q8_K {isa:?} case {case}");
+                    assert_eq!(g.bsums, w.bsums, "Q8_K {isa:?} case {case}");
+                    assert_eq!(g.d.to_bits(), w.d.to_bits(), "Q8_K {isa:?} case {case}");
+                }
+            }
+        }
     }
 }
 
