@@ -1,5 +1,5 @@
 //! Matmul throughput of this target's best kernels for the types that repack eight rows at a
-//! time (Q4_1, Q4_0, Q5_0, Q5_1, Q8_0; or the one named), GGUF layout against the repacked one, in
+//! time (Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K; or the one named), GGUF layout against the repacked one, in
 //! alternating rounds (so a slow phase of the machine hits both), for targets
 //! where criterion does not run (wasm32-wasip2 under wasmtime). Each round also checks that the
 //! two layouts give the same bits.
@@ -34,6 +34,8 @@ fn main() {
         GgmlType::Q5_0,
         GgmlType::Q5_1,
         GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
     ];
     let tys: Vec<GgmlType> = match arg {
         Some(name) => all.into_iter().filter(|t| t.name() == name).collect(),
@@ -41,7 +43,9 @@ fn main() {
     };
     for ty in tys {
         for (rows, cols) in [(1536usize, 576usize), (576, 1536), (576, 576)] {
-            let nb = cols / QK;
+            if cols % ty.block_size() as usize != 0 {
+                continue;
+            }
             let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
             let mut w = Vec::new();
             quant::quantize_row(ty, &wf, &mut w);
@@ -49,19 +53,26 @@ fn main() {
             simd::repack(ty, &mut packed, cols, &mut Vec::new());
             for n_tok in [1usize, 32, 128] {
                 let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
-                let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * nb];
-                simd::quantize_q8_1(isa, &x, &mut acts);
+                let mut q8_1 = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+                simd::quantize_q8_1(isa, &x, &mut q8_1);
+                let mut q8_k = vec![q8_k::BlockQ8_K::default(); n_tok * cols / QK_K];
+                simd::quantize_q8_k(isa, &x, &mut q8_k);
+                let acts = Acts {
+                    x: &x,
+                    q8_1: &q8_1,
+                    q8_k: &q8_k,
+                };
                 let (mut a, mut b) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
                 let iters = if n_tok == 1 { 2000 } else { 3000 / n_tok };
                 for round in 0..2 {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut a);
+                        simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut a);
                     }
                     let gguf = t.elapsed().as_secs_f64();
                     let t = Instant::now();
                     for _ in 0..iters {
-                        simd::matmul_x8(isa, ty, &packed, cols, &acts, n_tok, &mut b);
+                        simd::matmul_x8_acts(isa, ty, &packed, cols, acts, n_tok, &mut b);
                     }
                     let x8 = t.elapsed().as_secs_f64();
                     assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));

@@ -396,6 +396,122 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
     }
 }
 
+/// The K-quant types whose rows repack eight at a time (`quant::q4_kx8`, `quant::q6_kx8`).
+const PACKED_K: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
+
+#[test]
+fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
+    let mut rng = SplitMix64::new(16);
+    let mut checked = 0;
+    for ty in PACKED_K {
+        assert!(simd::packs(ty));
+        for case in 0..=SPECIAL_CASE {
+            // Whole tiles of tokens, a tile plus a tail, and tail rows in the GGUF layout.
+            for (rows, nb, n_tok) in [
+                (8usize, 1usize, 1usize),
+                (16, 2, 2),
+                (13, 3, 1),
+                (24, 6, 5),
+                (8, 1, 9),
+                (16, 6, 4),
+            ] {
+                let w = weights(&mut rng, ty, rows, nb, case);
+                let (x, _) = activations(&mut rng, nb * QK_K * n_tok, case);
+                let a = ActForms::new(x);
+                let mut want = vec![0f32; rows * n_tok];
+                simd::matmul_acts(Isa::Scalar, ty, &w, nb * QK_K, a.acts(), n_tok, &mut want);
+                let mut packed = w.clone();
+                simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
+                assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
+                for (isa, vnni) in variants() {
+                    let mut got = vec![f32::NAN; rows * n_tok];
+                    simd::allow_vnni(vnni);
+                    simd::matmul_x8_acts(isa, ty, &packed, nb * QK_K, a.acts(), n_tok, &mut got);
+                    simd::allow_vnni(true);
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            agrees(*g, *e, case),
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        checked,
+        PACKED_K.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
+    );
+}
+
+/// The K-quants' extremes: every value, scale and min at its largest or most negative, every
+/// activation at ±127, so a kernel whose integer sums saturate or wrap disagrees.
+#[test]
+fn repacked_k_matmuls_are_exact_at_the_extremes() {
+    let (rows, nb, n_tok) = (8usize, 2usize, 5usize);
+    for ty in PACKED_K {
+        let size = ty.type_size() as usize;
+        for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {
+            let mut w = Vec::new();
+            for _ in 0..rows * nb {
+                let mut blk = vec![fill; size];
+                for &o in half_offsets(ty) {
+                    blk[o..o + 2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
+                }
+                w.extend(blk);
+            }
+            let a: Vec<BlockQ8_K> = (0..nb * n_tok)
+                .map(|_| BlockQ8_K {
+                    d: 1.0,
+                    qs: [127 * sign; QK_K],
+                    bsums: [16 * 127 * i16::from(sign); QK_K / 16],
+                })
+                .collect();
+            let mut want = vec![0f32; rows * n_tok];
+            simd::matmul_q8_k(Isa::Scalar, ty, &w, nb * QK_K, &a, n_tok, &mut want);
+            let mut packed = w.clone();
+            simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
+            for (isa, vnni) in variants() {
+                let mut got = vec![f32::NAN; rows * n_tok];
+                simd::allow_vnni(vnni);
+                simd::matmul_x8_q8_k(isa, ty, &packed, nb * QK_K, &a, n_tok, &mut got);
+                simd::allow_vnni(true);
+                assert_eq!(
+                    got, want,
+                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                );
+            }
+        }
+    }
+}
+
+/// Each repacked layout gives back every row's GGUF bytes (what reading a repacked matrix's
+/// rows one at a time needs), for full groups and the tail rows.
+#[test]
+fn repacked_rows_read_back_as_their_gguf_bytes() {
+    let mut rng = SplitMix64::new(17);
+    type GgufRow = fn(&[u8], usize, usize, &mut [u8]);
+    let layouts: [(GgmlType, GgufRow); 3] = [
+        (GgmlType::Q5_1, quant::q5_1x8::gguf_row),
+        (GgmlType::Q4_K, quant::q4_kx8::gguf_row),
+        (GgmlType::Q6_K, quant::q6_kx8::gguf_row),
+    ];
+    for (ty, gguf_row) in layouts {
+        let (rows, nb) = (19usize, 3usize);
+        let rb = nb * ty.type_size() as usize;
+        let w: Vec<u8> = (0..rows * rb).map(|_| rng.next_u64() as u8).collect();
+        let mut packed = w.clone();
+        simd::repack(ty, &mut packed, nb * elems_per_block(ty), &mut Vec::new());
+        assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
+        for r in 0..rows {
+            let mut row = vec![0u8; rb];
+            gguf_row(&packed, nb, r, &mut row);
+            assert_eq!(row, w[r * rb..(r + 1) * rb], "{ty:?} row {r}");
+        }
+    }
+}
+
 #[test]
 fn f32_dot_matches_definition() {
     let mut rng = SplitMix64::new(3);

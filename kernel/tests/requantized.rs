@@ -106,7 +106,9 @@ fn requantized_logits_are_bit_identical_across_targets() {
             h ^= digest(s.forward(&[t], &|| false).unwrap());
             h = h.rotate_left(7);
         }
-        println!("requantized model, {layout} layout: prompt + 2 decode steps logits digest {h:#018x}");
+        println!(
+            "requantized model, {layout} layout: prompt + 2 decode steps logits digest {h:#018x}"
+        );
         assert_eq!(
             h, REQUANTIZED_LOGITS_DIGEST,
             "{layout} layout: logits differ from the recorded native digest"

@@ -59,3 +59,31 @@ pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &m
         q5_1::vec_dot_ref,
     );
 }
+
+/// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`
+/// (one row long): the inverse of the repacking for that row.
+pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
+    let rb = nb * q5_1::BLOCK_BYTES;
+    let full = w.len().checked_div(rb).unwrap_or(0) / ROWS * ROWS;
+    if r >= full {
+        out.copy_from_slice(&w[r * rb..(r + 1) * rb]);
+        return;
+    }
+    let (group, i) = (&w[r / ROWS * ROWS * rb..][..ROWS * rb], r % ROWS);
+    for (rec, blk) in group
+        .chunks_exact(RECORD_BYTES)
+        .zip(out.chunks_exact_mut(q5_1::BLOCK_BYTES))
+    {
+        blk[..4].copy_from_slice(&rec[4 * i..4 * i + 4]);
+        let mut qh = 0u32;
+        for j in 0..ROWS {
+            let w = &rec[32 + 4 * j..36 + 4 * j];
+            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            qh |= ((word >> (4 * i)) & 15) << (4 * j);
+        }
+        blk[4..8].copy_from_slice(&qh.to_le_bytes());
+        for (k, byte) in blk[8..].iter_mut().enumerate() {
+            *byte = rows8::value_byte(rec, 64, i, k);
+        }
+    }
+}

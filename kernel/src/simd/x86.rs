@@ -130,7 +130,8 @@ unsafe fn quantize_block_k(x: &[f32], out: &mut BlockQ8_K) {
         // Per 32 values: lanes of the two 16-value halves' pair sums, added pairwise (hadd).
         let mut halves = [_mm256_setzero_si256(); 8];
         for (c, h) in halves.iter_mut().enumerate() {
-            let q: [__m256i; 4] = core::array::from_fn(|k| round_clamp8(p.add(32 * c + 8 * k), idv));
+            let q: [__m256i; 4] =
+                core::array::from_fn(|k| round_clamp8(p.add(32 * c + 8 * k), idv));
             *h = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
             let p01 = _mm256_packs_epi32(q[0], q[1]);
             let p23 = _mm256_packs_epi32(q[2], q[3]);
@@ -494,14 +495,14 @@ unsafe fn d8(g: __m256i) -> __m256 {
 
 /// Writes the 8 lanes of `acc` to `out[(r0 + i) * n_tok + t]`.
 #[inline(always)]
-fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     for (i, v) in acc.iter().enumerate() {
         out[(r0 + i) * n_tok + t] = *v;
     }
 }
 
 #[inline(always)]
-fn lanes(v: __m256) -> [f32; R] {
+pub(super) fn lanes(v: __m256) -> [f32; R] {
     // SAFETY: `__m256` and `[f32; 8]` have the same size and every bit pattern is valid.
     unsafe { core::mem::transmute::<__m256, [f32; R]>(v) }
 }
@@ -687,7 +688,7 @@ unsafe fn nibble_vectors(c: *const u8) -> [__m256i; 8] {
 
 /// Eight half floats at `p` as `f32`, exactly.
 #[inline(always)]
-unsafe fn f16x8(p: *const u8) -> __m256 {
+pub(super) unsafe fn f16x8(p: *const u8) -> __m256 {
     // SAFETY: the caller guarantees 16 readable bytes at `p` and F16C.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
 }
@@ -861,7 +862,7 @@ pub(super) fn allow_vnni(allowed: bool) {
 
 /// True if AVX-512 VNNI with 256-bit vectors (VL) is available (and allowed): `vpdpbusd`
 /// then adds 4 unsigned-by-signed byte products into each i32 lane in one instruction.
-fn has_vnni() -> bool {
+pub(super) fn has_vnni() -> bool {
     VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
         && is_x86_feature_detected!("avx512vnni")
         && is_x86_feature_detected!("avx512vl")
