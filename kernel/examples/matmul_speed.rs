@@ -1,5 +1,5 @@
 //! Matmul throughput of this target's best kernels for the types that repack eight rows at a
-//! time (Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K; or the one named), GGUF layout against the repacked one, in
+//! time (Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; or the one named), GGUF layout against the repacked one, in
 //! alternating rounds (so a slow phase of the machine hits both), for targets
 //! where criterion does not run (wasm32-wasip2 under wasmtime). Each round also checks that the
 //! two layouts give the same bits.
@@ -35,6 +35,7 @@ fn main() {
         GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
         GgmlType::Q6_K,
     ];
     let tys: Vec<GgmlType> = match arg {

@@ -396,8 +396,9 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
     }
 }
 
-/// The K-quant types whose rows repack eight at a time (`quant::q4_kx8`, `quant::q6_kx8`).
-const PACKED_K: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
+/// The K-quant types whose rows repack eight at a time (`quant::q4_kx8`, `quant::q5_kx8`,
+/// `quant::q6_kx8`).
+const PACKED_K: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 
 #[test]
 fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
@@ -492,9 +493,10 @@ fn repacked_k_matmuls_are_exact_at_the_extremes() {
 fn repacked_rows_read_back_as_their_gguf_bytes() {
     let mut rng = SplitMix64::new(17);
     type GgufRow = fn(&[u8], usize, usize, &mut [u8]);
-    let layouts: [(GgmlType, GgufRow); 3] = [
+    let layouts: [(GgmlType, GgufRow); 4] = [
         (GgmlType::Q5_1, quant::q5_1x8::gguf_row),
         (GgmlType::Q4_K, quant::q4_kx8::gguf_row),
+        (GgmlType::Q5_K, quant::q5_kx8::gguf_row),
         (GgmlType::Q6_K, quant::q6_kx8::gguf_row),
     ];
     for (ty, gguf_row) in layouts {

@@ -31,7 +31,7 @@ pub enum Layout {
     /// As in the GGUF file.
     Gguf,
     /// Rows repacked in groups of 8 ([`crate::quant::rows8`]: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0,
-    /// Q4_K and Q6_K).
+    /// Q4_K, Q5_K and Q6_K).
     Rows8,
 }
 

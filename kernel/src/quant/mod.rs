@@ -30,6 +30,7 @@ pub mod q5_0x8;
 pub mod q5_1;
 pub mod q5_1x8;
 pub mod q5_k;
+pub mod q5_kx8;
 pub mod q6_k;
 pub mod q6_kx8;
 pub mod q8_0;

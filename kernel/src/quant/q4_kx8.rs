@@ -17,6 +17,7 @@
 
 use super::f16::f16_le_to_f32;
 use super::q4_k::{self, pack_scale_min, scale_min};
+use super::q5_k;
 use super::q8_k::BlockQ8_K;
 use super::rows8;
 
@@ -28,19 +29,26 @@ const _: () = assert!(RECORD_BYTES == 8 * 4 + 8 * 12 + 32 * 32);
 
 /// Offset of the scale groups in a record.
 const SCALES: usize = 32;
-/// Offset of the nibble chunks in a record.
-const CHUNKS: usize = 128;
+/// Offset of the nibble chunks in a Q4_K record, and of the high-bit words in a Q5_K one.
+const HIGH: usize = 128;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF Q4_K blocks) in place; a tail of
 /// fewer than 8 rows is left as it is. `scratch` holds one group while it is rewritten.
 pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
-    rows8::repack_with(rows, nb, q4_k::BLOCK_BYTES, scratch, |blocks, rec| {
+    repack_k(rows, nb, scratch, false);
+}
+
+/// [`repack`] for Q4_K (`five` false) or Q5_K blocks ([`super::q5_kx8`]: the high bits at
+/// `128..384` of the record, the chunks after them).
+pub(super) fn repack_k(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>, five: bool) {
+    let (block_bytes, qs, chunks) = geometry(five);
+    rows8::repack_with(rows, nb, block_bytes, scratch, |blocks, rec| {
         for (i, blk) in blocks.iter().enumerate() {
             rec[2 * i..2 * i + 2].copy_from_slice(&blk[..2]);
             rec[16 + 2 * i..18 + 2 * i].copy_from_slice(&blk[2..4]);
             for k in 0..32 {
-                let at = CHUNKS + 32 * k + 4 * i;
-                rec[at..at + 4].copy_from_slice(&blk[16 + 4 * k..20 + 4 * k]);
+                let at = chunks + 32 * k + 4 * i;
+                rec[at..at + 4].copy_from_slice(&blk[qs + 4 * k..qs + 4 * k + 4]);
             }
         }
         for j in 0..8 {
@@ -50,13 +58,45 @@ pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
             }
             rec[SCALES + 12 * j..SCALES + 12 * (j + 1)].copy_from_slice(&pack_scale_min(&sc, &m));
         }
+        if five {
+            // Word 8j + g: bit 4i + n is the high bit of row i's element 32j + 4g + n (bit j
+            // of its block's qh byte 4g + n).
+            for j in 0..8 {
+                for g in 0..8 {
+                    let mut word = 0u32;
+                    for (i, blk) in blocks.iter().enumerate() {
+                        for n in 0..4 {
+                            word |= u32::from((blk[16 + 4 * g + n] >> j) & 1) << (4 * i + n);
+                        }
+                    }
+                    let at = HIGH + 4 * (8 * j + g);
+                    rec[at..at + 4].copy_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
     });
+}
+
+/// `(block bytes, offset of qs in a GGUF block, offset of the chunks in a record)` of Q4_K or
+/// (`five`) Q5_K.
+fn geometry(five: bool) -> (usize, usize, usize) {
+    if five {
+        (q5_k::BLOCK_BYTES, 48, HIGH + 256)
+    } else {
+        (q4_k::BLOCK_BYTES, 16, HIGH)
+    }
 }
 
 /// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`
 /// (one row long): the inverse of the repacking for that row.
 pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
-    let rb = nb * q4_k::BLOCK_BYTES;
+    gguf_row_k(w, nb, r, out, false);
+}
+
+/// [`gguf_row`] for Q4_K or (`five`) Q5_K.
+pub(super) fn gguf_row_k(w: &[u8], nb: usize, r: usize, out: &mut [u8], five: bool) {
+    let (block_bytes, qs, chunks) = geometry(five);
+    let rb = nb * block_bytes;
     let full = w.len().checked_div(rb).unwrap_or(0) / ROWS * ROWS;
     if r >= full {
         out.copy_from_slice(&w[r * rb..(r + 1) * rb]);
@@ -64,8 +104,8 @@ pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
     }
     let (group, i) = (&w[r / ROWS * ROWS * rb..][..ROWS * rb], r % ROWS);
     for (rec, blk) in group
-        .chunks_exact(RECORD_BYTES)
-        .zip(out.chunks_exact_mut(q4_k::BLOCK_BYTES))
+        .chunks_exact(ROWS * block_bytes)
+        .zip(out.chunks_exact_mut(block_bytes))
     {
         blk[..2].copy_from_slice(&rec[2 * i..2 * i + 2]);
         blk[2..4].copy_from_slice(&rec[16 + 2 * i..18 + 2 * i]);
@@ -74,21 +114,39 @@ pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
             (sc[j], m[j]) = scale_min(&rec[SCALES + 12 * j..SCALES + 12 * (j + 1)], i);
         }
         blk[4..16].copy_from_slice(&pack_scale_min(&sc, &m));
-        for (k, byte) in blk[16..].iter_mut().enumerate() {
-            *byte = rows8::value_byte(rec, CHUNKS, i, k);
+        for (k, byte) in blk[qs..].iter_mut().enumerate() {
+            *byte = rows8::value_byte(rec, chunks, i, k);
+        }
+        if five {
+            for (l, byte) in blk[16..48].iter_mut().enumerate() {
+                *byte = (0..8).fold(0u8, |b, j| b | (high_bit(rec, i, 32 * j + l) << j));
+            }
         }
     }
 }
 
-/// Row `i`'s block of the record `rec` against `a`: the GGUF layout's block step.
-fn block(acc: f32, rec: &[u8], i: usize, a: &BlockQ8_K) -> f32 {
+/// Bit 4 of row `i`'s element `e` in a Q5_K record.
+fn high_bit(rec: &[u8], i: usize, e: usize) -> u8 {
+    let (j, l) = (e / 32, e % 32);
+    let at = HIGH + 4 * (8 * j + l / 4);
+    let word = u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+    ((word >> (4 * i + l % 4)) & 1) as u8
+}
+
+/// Row `i`'s block of the record `rec` against `a`: the GGUF layout's block step (Q4_K, or
+/// with `five` Q5_K, whose values have their high bits).
+pub(super) fn block_k(acc: f32, rec: &[u8], i: usize, a: &BlockQ8_K, five: bool) -> f32 {
+    let chunks = geometry(five).2;
     let (mut isum, mut imin) = (0i32, 0i32);
     for j in 0..8 {
         let (sc, m) = scale_min(&rec[SCALES + 12 * j..SCALES + 12 * (j + 1)], i);
         let mut dot = 0i32;
         for l in 0..32 {
-            let byte = rows8::value_byte(rec, CHUNKS, i, 32 * (j / 2) + l);
-            let q = if j % 2 == 0 { byte & 15 } else { byte >> 4 };
+            let byte = rows8::value_byte(rec, chunks, i, 32 * (j / 2) + l);
+            let mut q = if j % 2 == 0 { byte & 15 } else { byte >> 4 };
+            if five {
+                q |= high_bit(rec, i, 32 * j + l) << 4;
+            }
             dot += i32::from(q) * i32::from(a.qs[32 * j + l]);
         }
         isum += i32::from(sc) * dot;
@@ -109,7 +167,7 @@ pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &m
         acts,
         n_tok,
         out,
-        block,
+        |acc, rec, i, a| block_k(acc, rec, i, a, false),
         q4_k::vec_dot_ref,
     );
 }

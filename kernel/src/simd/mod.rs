@@ -14,7 +14,7 @@
 //! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
 //! | Q5_1 | as Q5_0 with a min; `Q5_1x8` repacked | 4 rows, relaxed dot | 4 rows |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
-//! | Q4_K, Q6_K repacked eight rows at a time ([`matmul_x8_q8_k`]: `Q4_Kx8`, `Q6_Kx8`) | a register holds 4 values of all 8 rows, sub-block sums times the rows' scales lane by lane; tiles of 4 tokens | the scalar references (not loaded repacked) | the scalar references (not loaded repacked) |
+//! | Q4_K, Q5_K, Q6_K repacked eight rows at a time ([`matmul_x8_q8_k`]: `Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`) | a register holds 4 values of all 8 rows, sub-block sums times the rows' scales lane by lane; tiles of 4 tokens | the scalar references (not loaded repacked) | the scalar references (not loaded repacked) |
 //! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
 //!
 //! Rows a kernel leaves (fewer than a group) and the `Scalar` variant run the references in
@@ -27,7 +27,7 @@ use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
 use crate::quant::q8_k::{self, BlockQ8_K};
 use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
-use crate::quant::{q4_0x8, q4_1x8, q4_kx8, q5_0x8, q5_1x8, q6_kx8, q8_0x8};
+use crate::quant::{q4_0x8, q4_1x8, q4_kx8, q5_0x8, q5_1x8, q5_kx8, q6_kx8, q8_0x8};
 use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
@@ -267,10 +267,11 @@ pub fn allow_vnni(allowed: bool) -> bool {
 
 /// Weight types whose rows repack eight at a time (`quant::rows8`): Q4_1 ([`q4_1x8`]), Q4_0
 /// ([`q4_0x8`]), Q5_0 ([`q5_0x8`]), Q5_1 ([`q5_1x8`]) and Q8_0 ([`q8_0x8`]), read by
-/// [`matmul_x8`]; Q4_K ([`q4_kx8`]) and Q6_K ([`q6_kx8`]), read by [`matmul_x8_q8_k`].
+/// [`matmul_x8`]; Q4_K ([`q4_kx8`]), Q5_K ([`q5_kx8`]) and Q6_K ([`q6_kx8`]), read by
+/// [`matmul_x8_q8_k`].
 pub fn packs(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, Q4_1 | Q4_0 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
+    matches!(ty, Q4_1 | Q4_0 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
 }
 
 /// Repacks the full groups of eight rows of `rows` (rows of `n_cols` elements of type `ty`,
@@ -279,6 +280,7 @@ pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8
     let nb = n_cols / QK;
     match ty {
         GgmlType::Q4_K => q4_kx8::repack(rows, n_cols / QK_K, scratch),
+        GgmlType::Q5_K => q5_kx8::repack(rows, n_cols / QK_K, scratch),
         GgmlType::Q6_K => q6_kx8::repack(rows, n_cols / QK_K, scratch),
         GgmlType::Q4_1 => q4_1x8::repack(rows, nb, scratch),
         GgmlType::Q4_0 => q4_0x8::repack(rows, nb, scratch),
@@ -349,7 +351,7 @@ pub fn matmul_x8_acts(
     }
 }
 
-/// [`matmul_q8_k`] for Q4_K or Q6_K rows repacked by [`repack`] (a tail of fewer than 8
+/// [`matmul_q8_k`] for Q4_K, Q5_K or Q6_K rows repacked by [`repack`] (a tail of fewer than 8
 /// rows in the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2
 /// has kernels for it; elsewhere the scalar references run. Other types leave `out`
 /// untouched.
@@ -364,6 +366,7 @@ pub fn matmul_x8_q8_k(
 ) {
     let reference = match ty {
         GgmlType::Q4_K => q4_kx8::matmul_ref,
+        GgmlType::Q5_K => q5_kx8::matmul_ref,
         GgmlType::Q6_K => q6_kx8::matmul_ref,
         _ => return,
     };

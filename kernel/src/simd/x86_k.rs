@@ -13,7 +13,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, R};
+use super::x86::{f16x8, has_avx2, has_vnni, high_bits_q5, hsum8, lanes, prefetch, store8, R};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -528,7 +528,8 @@ unsafe fn k_rows_avx2<K: KBlock>(
     }
 }
 
-/// The K-quant layouts repacked eight rows at a time (`quant::q4_kx8`, `quant::q6_kx8`) that
+/// The K-quant layouts repacked eight rows at a time (`quant::q4_kx8`, `quant::q5_kx8`,
+/// `quant::q6_kx8`) that
 /// [`matmul_x8`] reads: per 256-block column a record whose value registers each hold 4
 /// values of all 8 rows (row `i` in 32-bit lane `i`), dotted with a broadcast of the 4
 /// matching activation bytes, so each sub-block's sums arrive one `i32` lane per row, are
@@ -586,10 +587,14 @@ unsafe fn word4(a: *const u8, g: usize) -> __m256i {
     unsafe { _mm256_set1_epi32((a.add(4 * g) as *const i32).read_unaligned()) }
 }
 
-/// The `Q4_Kx8` layout.
-struct Q4Kx8;
-impl PackedK for Q4Kx8 {
-    const BLOCK: usize = q4_k::BLOCK_BYTES;
+/// The `Q4_Kx8` layout (`FIVE` false) and the `Q5_Kx8` one (with high-bit words at 128..384).
+struct Q45Kx8<const FIVE: bool>;
+impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
+    const BLOCK: usize = if FIVE {
+        q5_k::BLOCK_BYTES
+    } else {
+        q4_k::BLOCK_BYTES
+    };
     const MIN: bool = true;
     fn aux(a: &BlockQ8_K) -> [i32; 16] {
         core::array::from_fn(|j| {
@@ -602,7 +607,7 @@ impl PackedK for Q4Kx8 {
     }
     /// Per sub-block `j`: the 8 rows' scales and mins from one 12-byte group
     /// ([`scales_mins`]), its 8 value registers from the nibbles of chunks `8(j/2)..+8`. Sums
-    /// are at most 32 · 15 · 127 per sub-block, times 63, over 8: far below 2^31.
+    /// are at most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // `j` places the scales, chunks, activations and sums
     unsafe fn isums<const N: usize, const VNNI: bool>(
@@ -610,7 +615,7 @@ impl PackedK for Q4Kx8 {
         a: [*const u8; N],
         aux: [&[i32; 16]; N],
     ) -> ([__m256i; N], [__m256i; N]) {
-        // SAFETY: the caller guarantees the record's 1152 bytes at `rec`, 256 bytes at each
+        // SAFETY: the caller guarantees the record's bytes (1152, or 1408 with `FIVE`) at `rec`, 256 bytes at each
         // `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI and VL).
         unsafe {
             let mask = _mm256_set1_epi8(0x0f);
@@ -619,14 +624,18 @@ impl PackedK for Q4Kx8 {
             for j in 0..8 {
                 let (sc, m) = scales_mins(rec.add(32 + 12 * j));
                 let mut v = [_mm256_setzero_si256(); 8];
+                let chunks = if FIVE { 384 } else { 128 };
                 for (g, vg) in v.iter_mut().enumerate() {
-                    let chunk = load32(rec.add(128 + 32 * (8 * (j / 2) + g)));
+                    let chunk = load32(rec.add(chunks + 32 * (8 * (j / 2) + g)));
                     let chunk = if j % 2 == 0 {
                         chunk
                     } else {
                         _mm256_srli_epi16(chunk, 4)
                     };
                     *vg = _mm256_and_si256(chunk, mask);
+                    if FIVE {
+                        *vg = _mm256_or_si256(*vg, high_bits_q5(rec.add(128 + 4 * (8 * j + g))));
+                    }
                 }
                 for t in 0..N {
                     let s = dots::<VNNI>(_mm256_setzero_si256(), &v, a[t].add(32 * j));
@@ -712,7 +721,7 @@ impl PackedK for Q6Kx8 {
 /// many tokens.
 const KX8_TILE: usize = 4;
 
-/// K-quant rows repacked eight at a time (`quant::q4_kx8`, `quant::q6_kx8`) × Q8_K
+/// K-quant rows repacked eight at a time (`quant::q4_kx8`, `quant::q5_kx8`, `quant::q6_kx8`) × Q8_K
 /// activations; layout as `simd::matmul_q8_k`, whose `clip` already cut `w` and `out` to
 /// whole rows. Returns the rows done (whole groups of 8; none without AVX2);
 /// `simd::matmul_x8_q8_k` does the rest.
@@ -726,7 +735,8 @@ pub(super) fn matmul_x8(
 ) -> usize {
     use crate::gguf::GgmlType;
     match ty {
-        GgmlType::Q4_K => kx8_rows::<Q4Kx8>(w, nb, acts, n_tok, out),
+        GgmlType::Q4_K => kx8_rows::<Q45Kx8<false>>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_K => kx8_rows::<Q45Kx8<true>>(w, nb, acts, n_tok, out),
         GgmlType::Q6_K => kx8_rows::<Q6Kx8>(w, nb, acts, n_tok, out),
         _ => 0,
     }
