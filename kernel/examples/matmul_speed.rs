@@ -92,23 +92,24 @@ fn main() {
 }
 
 /// `run TYPE N_TOK CALLS [gguf]`: only `CALLS` repacked (or GGUF-layout) matmuls of `N_TOK`
-/// tokens on a 1536 × 576 matrix of `TYPE`, for timing whole runs from outside (CPU time is
-/// steadier than a wall clock on a shared machine).
+/// tokens on a 1536 × 576 matrix of `TYPE` (576 × 1536 for the K-quants), for timing whole
+/// runs from outside (CPU time is steadier than a wall clock on a shared machine).
 fn run() {
+    use GgmlType::*;
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let ty = [
-        GgmlType::Q4_1,
-        GgmlType::Q4_0,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
-    ]
-    .into_iter()
-    .find(|t| Some(t.name()) == args.first().map(String::as_str))
-    .expect("TYPE: Q4_1, Q4_0, Q5_0 or Q8_0");
+    let ty = [Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+        .into_iter()
+        .find(|t| Some(t.name()) == args.first().map(String::as_str))
+        .expect("TYPE: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K");
     let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
     let gguf = args.get(3).map(String::as_str) == Some("gguf");
-    let (rows, cols) = (1536usize, 576usize);
+    // The K-quants need whole 256-blocks: the transposed shape.
+    let (rows, cols) = if ty.block_size() == 256 {
+        (576usize, 1536usize)
+    } else {
+        (1536, 576)
+    };
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
     let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
@@ -118,15 +119,22 @@ fn run() {
         simd::repack(ty, &mut w, cols, &mut Vec::new());
     }
     let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
-    let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
-    simd::quantize_q8_1(isa, &x, &mut acts);
+    let mut q8_1 = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+    simd::quantize_q8_1(isa, &x, &mut q8_1);
+    let mut q8_k = vec![q8_k::BlockQ8_K::default(); n_tok * cols / QK_K];
+    simd::quantize_q8_k(isa, &x, &mut q8_k);
+    let acts = Acts {
+        x: &x,
+        q8_1: &q8_1,
+        q8_k: &q8_k,
+    };
     let mut out = vec![0f32; rows * n_tok];
     let mut sum = 0f32;
     for _ in 0..calls {
         if gguf {
-            simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut out);
+            simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
         } else {
-            simd::matmul_x8(isa, ty, &w, cols, &acts, n_tok, &mut out);
+            simd::matmul_x8_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
         }
         sum += out[0];
     }

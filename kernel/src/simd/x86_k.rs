@@ -717,8 +717,9 @@ impl PackedK for Q6Kx8 {
     }
 }
 
-/// Tokens per tile of [`kx8_rows_of`]: a record's scales and values are decoded once for this
-/// many tokens.
+/// Tokens per tile of [`kx8_groups_body`]: a record's scales and values are decoded once for
+/// this many tokens (with VNNI, 8 took 26 % more CPU time on Q4_K at 128 tokens, the same on
+/// Q5_K and 3 % less on Q6_K: `matmul_speed run TYPE 128 300`).
 const KX8_TILE: usize = 4;
 
 /// K-quant rows repacked eight at a time (`quant::q4_kx8`, `quant::q5_kx8`, `quant::q6_kx8`) × Q8_K
