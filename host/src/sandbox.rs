@@ -104,8 +104,8 @@ impl RuntimeOptions {
 }
 
 /// Loads a GGUF file for the native backend. Where the kernel reads repacked matrices faster
-/// ([`repacking_pays`]: Q4_0, Q4_1, Q5_0 and Q8_0 rows eight at a time on AVX2) the repacked
-/// copy is mapped from the cache in `cache_dir`, or made and cached ([`packed::load`]);
+/// ([`repacking_pays`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q4_K, Q5_K, Q6_K rows
+/// eight at a time on AVX2) the repacked copy is mapped from the cache in `cache_dir`, or made and cached ([`packed::load`]);
 /// elsewhere the file itself is memory-mapped.
 pub fn load_native_model(path: &Path, cache_dir: Option<&Path>) -> Result<Arc<Model>, HostError> {
     let loaded = if repacking_pays(Isa::best()) {

@@ -1,5 +1,5 @@
 //! Matmul throughput of this target's best kernels for the types that repack eight rows at a
-//! time (Q4_1, Q4_0, Q5_0, Q8_0; or the one named), GGUF layout against the repacked one, in
+//! time (Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; or the one named), GGUF layout against the repacked one, in
 //! alternating rounds (so a slow phase of the machine hits both), for targets
 //! where criterion does not run (wasm32-wasip2 under wasmtime). Each round also checks that the
 //! two layouts give the same bits.
@@ -32,7 +32,11 @@ fn main() {
         GgmlType::Q4_1,
         GgmlType::Q4_0,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
     ];
     let tys: Vec<GgmlType> = match arg {
         Some(name) => all.into_iter().filter(|t| t.name() == name).collect(),
@@ -40,7 +44,9 @@ fn main() {
     };
     for ty in tys {
         for (rows, cols) in [(1536usize, 576usize), (576, 1536), (576, 576)] {
-            let nb = cols / QK;
+            if cols % ty.block_size() as usize != 0 {
+                continue;
+            }
             let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
             let mut w = Vec::new();
             quant::quantize_row(ty, &wf, &mut w);
@@ -48,19 +54,26 @@ fn main() {
             simd::repack(ty, &mut packed, cols, &mut Vec::new());
             for n_tok in [1usize, 32, 128] {
                 let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
-                let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * nb];
-                simd::quantize_q8_1(isa, &x, &mut acts);
+                let mut q8_1 = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+                simd::quantize_q8_1(isa, &x, &mut q8_1);
+                let mut q8_k = vec![q8_k::BlockQ8_K::default(); n_tok * cols / QK_K];
+                simd::quantize_q8_k(isa, &x, &mut q8_k);
+                let acts = Acts {
+                    x: &x,
+                    q8_1: &q8_1,
+                    q8_k: &q8_k,
+                };
                 let (mut a, mut b) = (vec![0f32; rows * n_tok], vec![0f32; rows * n_tok]);
                 let iters = if n_tok == 1 { 2000 } else { 3000 / n_tok };
                 for round in 0..2 {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut a);
+                        simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut a);
                     }
                     let gguf = t.elapsed().as_secs_f64();
                     let t = Instant::now();
                     for _ in 0..iters {
-                        simd::matmul_x8(isa, ty, &packed, cols, &acts, n_tok, &mut b);
+                        simd::matmul_x8_acts(isa, ty, &packed, cols, acts, n_tok, &mut b);
                     }
                     let x8 = t.elapsed().as_secs_f64();
                     assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
@@ -79,23 +92,24 @@ fn main() {
 }
 
 /// `run TYPE N_TOK CALLS [gguf]`: only `CALLS` repacked (or GGUF-layout) matmuls of `N_TOK`
-/// tokens on a 1536 × 576 matrix of `TYPE`, for timing whole runs from outside (CPU time is
-/// steadier than a wall clock on a shared machine).
+/// tokens on a 1536 × 576 matrix of `TYPE` (576 × 1536 for the K-quants), for timing whole
+/// runs from outside (CPU time is steadier than a wall clock on a shared machine).
 fn run() {
+    use GgmlType::*;
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let ty = [
-        GgmlType::Q4_1,
-        GgmlType::Q4_0,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
-    ]
-    .into_iter()
-    .find(|t| Some(t.name()) == args.first().map(String::as_str))
-    .expect("TYPE: Q4_1, Q4_0, Q5_0 or Q8_0");
+    let ty = [Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+        .into_iter()
+        .find(|t| Some(t.name()) == args.first().map(String::as_str))
+        .expect("TYPE: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K");
     let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
     let gguf = args.get(3).map(String::as_str) == Some("gguf");
-    let (rows, cols) = (1536usize, 576usize);
+    // The K-quants need whole 256-blocks: the transposed shape.
+    let (rows, cols) = if ty.block_size() == 256 {
+        (576usize, 1536usize)
+    } else {
+        (1536, 576)
+    };
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
     let wf: Vec<f32> = (0..rows * cols).map(|_| rng.normal(0.05)).collect();
@@ -105,15 +119,22 @@ fn run() {
         simd::repack(ty, &mut w, cols, &mut Vec::new());
     }
     let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.next_f32() - 0.5).collect();
-    let mut acts = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
-    simd::quantize_q8_1(isa, &x, &mut acts);
+    let mut q8_1 = vec![q8_1::BlockQ8_1::default(); n_tok * cols / QK];
+    simd::quantize_q8_1(isa, &x, &mut q8_1);
+    let mut q8_k = vec![q8_k::BlockQ8_K::default(); n_tok * cols / QK_K];
+    simd::quantize_q8_k(isa, &x, &mut q8_k);
+    let acts = Acts {
+        x: &x,
+        q8_1: &q8_1,
+        q8_k: &q8_k,
+    };
     let mut out = vec![0f32; rows * n_tok];
     let mut sum = 0f32;
     for _ in 0..calls {
         if gguf {
-            simd::matmul(isa, ty, &w, cols, &acts, n_tok, &mut out);
+            simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
         } else {
-            simd::matmul_x8(isa, ty, &w, cols, &acts, n_tok, &mut out);
+            simd::matmul_x8_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
         }
         sum += out[0];
     }

@@ -181,6 +181,20 @@ fn quantize_simd_equals_scalar() {
                 }
             }
         }
+        for n in [256usize, 1536] {
+            let (x, _) = activations(&mut rng, n, case);
+            let mut want = vec![BlockQ8_K::default(); n / QK_K];
+            q8_k::quantize_row_ref(&x, &mut want);
+            for isa in Isa::available() {
+                let mut got = vec![BlockQ8_K::default(); n / QK_K];
+                simd::quantize_q8_k(isa, &x, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.qs, w.qs, "Q8_K {isa:?} case {case}");
+                    assert_eq!(g.bsums, w.bsums, "Q8_K {isa:?} case {case}");
+                    assert_eq!(g.d.to_bits(), w.d.to_bits(), "Q8_K {isa:?} case {case}");
+                }
+            }
+        }
     }
 }
 
@@ -275,10 +289,11 @@ fn scalar_matmul_is_the_reference_dot() {
 }
 
 /// The types whose rows repack eight at a time (`quant::rows8`).
-const PACKED: [GgmlType; 4] = [
+const PACKED: [GgmlType; 5] = [
     GgmlType::Q4_1,
     GgmlType::Q4_0,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
 ];
 
@@ -338,25 +353,6 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     );
 }
 
-/// Each row of a repacked matrix reads back as its GGUF bytes (`simd::gguf_row`, as the
-/// lookups of a tied, repacked `token_embd` do): full groups and a tail.
-#[test]
-fn repacked_rows_read_back_as_gguf() {
-    let mut rng = SplitMix64::new(11);
-    for ty in PACKED {
-        let (rows, nb) = (19usize, 3usize);
-        let w = weights(&mut rng, ty, rows, nb, 0);
-        let mut packed = w.clone();
-        simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
-        let rb = w.len() / rows;
-        for r in 0..rows {
-            let mut row = vec![0u8; rb];
-            simd::gguf_row(ty, &packed, nb * QK, r, &mut row);
-            assert_eq!(row, w[r * rb..(r + 1) * rb], "{ty:?} row {r}");
-        }
-    }
-}
-
 /// The extremes of the integer sums: every weight value at its most negative or largest, every
 /// activation at ±127, so a kernel whose partial sums saturate or wrap disagrees.
 #[test]
@@ -368,9 +364,9 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
             let mut w = Vec::new();
             for _ in 0..rows * nb {
                 let mut blk = vec![fill; size];
-                // Scale 1.0 (and min 1.0 for Q4_1).
+                // Scale 1.0 (and min 1.0 for Q4_1 and Q5_1).
                 blk[..2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
-                if ty == GgmlType::Q4_1 {
+                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
                     blk[2..4].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
                 }
                 w.extend(blk);
@@ -396,6 +392,118 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
                     "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
                 );
             }
+        }
+    }
+}
+
+/// The K-quant types whose rows repack eight at a time (`quant::q4_kx8`, `quant::q5_kx8`,
+/// `quant::q6_kx8`).
+const PACKED_K: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+
+#[test]
+fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
+    let mut rng = SplitMix64::new(16);
+    let mut checked = 0;
+    for ty in PACKED_K {
+        assert!(simd::packs(ty));
+        for case in 0..=SPECIAL_CASE {
+            // Whole tiles of tokens, a tile plus a tail, and tail rows in the GGUF layout.
+            for (rows, nb, n_tok) in [
+                (8usize, 1usize, 1usize),
+                (16, 2, 2),
+                (13, 3, 1),
+                (24, 6, 5),
+                (8, 1, 9),
+                (16, 6, 4),
+            ] {
+                let w = weights(&mut rng, ty, rows, nb, case);
+                let (x, _) = activations(&mut rng, nb * QK_K * n_tok, case);
+                let a = ActForms::new(x);
+                let mut want = vec![0f32; rows * n_tok];
+                simd::matmul_acts(Isa::Scalar, ty, &w, nb * QK_K, a.acts(), n_tok, &mut want);
+                let mut packed = w.clone();
+                simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
+                assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
+                for (isa, vnni) in variants() {
+                    let mut got = vec![f32::NAN; rows * n_tok];
+                    simd::allow_vnni(vnni);
+                    simd::matmul_x8_acts(isa, ty, &packed, nb * QK_K, a.acts(), n_tok, &mut got);
+                    simd::allow_vnni(true);
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            agrees(*g, *e, case),
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        checked,
+        PACKED_K.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
+    );
+}
+
+/// The K-quants' extremes: every value, scale and min at its largest or most negative, every
+/// activation at ±127, so a kernel whose integer sums saturate or wrap disagrees.
+#[test]
+fn repacked_k_matmuls_are_exact_at_the_extremes() {
+    let (rows, nb, n_tok) = (8usize, 2usize, 5usize);
+    for ty in PACKED_K {
+        let size = ty.type_size() as usize;
+        for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {
+            let mut w = Vec::new();
+            for _ in 0..rows * nb {
+                let mut blk = vec![fill; size];
+                for &o in half_offsets(ty) {
+                    blk[o..o + 2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
+                }
+                w.extend(blk);
+            }
+            let a: Vec<BlockQ8_K> = (0..nb * n_tok)
+                .map(|_| BlockQ8_K {
+                    d: 1.0,
+                    qs: [127 * sign; QK_K],
+                    bsums: [16 * 127 * i16::from(sign); QK_K / 16],
+                })
+                .collect();
+            let mut want = vec![0f32; rows * n_tok];
+            simd::matmul_q8_k(Isa::Scalar, ty, &w, nb * QK_K, &a, n_tok, &mut want);
+            let mut packed = w.clone();
+            simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
+            for (isa, vnni) in variants() {
+                let mut got = vec![f32::NAN; rows * n_tok];
+                simd::allow_vnni(vnni);
+                simd::matmul_x8_q8_k(isa, ty, &packed, nb * QK_K, &a, n_tok, &mut got);
+                simd::allow_vnni(true);
+                assert_eq!(
+                    got, want,
+                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                );
+            }
+        }
+    }
+}
+
+/// Each repacked layout gives back every row's GGUF bytes through `simd::gguf_row` (as the
+/// lookups of a tied, repacked `token_embd` do), for full groups and the tail rows.
+#[test]
+fn repacked_rows_read_back_as_their_gguf_bytes() {
+    let mut rng = SplitMix64::new(17);
+    for ty in PACKED.into_iter().chain(PACKED_K) {
+        let (rows, nb) = (19usize, 3usize);
+        let rb = nb * ty.type_size() as usize;
+        let w: Vec<u8> = (0..rows * rb).map(|_| rng.next_u64() as u8).collect();
+        let n_cols = nb * elems_per_block(ty);
+        let mut packed = w.clone();
+        simd::repack(ty, &mut packed, n_cols, &mut Vec::new());
+        assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
+        for r in 0..rows {
+            let mut row = vec![0u8; rb];
+            simd::gguf_row(ty, &packed, n_cols, r, &mut row);
+            assert_eq!(row, w[r * rb..(r + 1) * rb], "{ty:?} row {r}");
         }
     }
 }

@@ -168,10 +168,10 @@ fn k_quant_rows_must_be_whole_blocks() {
 
 #[test]
 fn repacking_the_matrices_of_a_mixed_model_changes_no_logit() {
-    // The four repacked types among others (2 layers × 7 matrices cycle through these 5, so
-    // each type lands on several kinds of matrix): `load_packed` repacks those this machine's
+    // The seven repacked types among others (2 layers × 7 matrices cycle through these 8, so
+    // each type lands on one or two kinds of matrix; the K-quants on whole 256-blocks): `load_packed` repacks those this machine's
     // kernels read faster repacked, `load_repacked` reads a copy of its bytes the same way.
-    static MIX: [GgmlType; 5] = [Q4_1, Q5_0, Q4_K, Q4_0, Q8_0];
+    static MIX: [GgmlType; 8] = [Q4_1, Q5_0, Q4_K, Q4_0, Q8_0, Q5_1, Q6_K, Q5_K];
     let types = TinyTypes {
         token_embd: Q6_K,
         output: Some(Q4_1),

@@ -1,7 +1,8 @@
 //! The real model requantized into a llama.cpp-like mix of the new types (Q5_0 and Q8_0
 //! attention/FFN matrices and embedding, Q4_K and Q6_K `ffn_down`, whose rows are 1536 wide;
 //! the 576-wide ones cannot be K-quants) still predicts llama.cpp's greedy continuations of
-//! the original, and every kernel variant and thread count gives it the same bits.
+//! the original, and every kernel variant, thread count and layout (as in the file, or
+//! repacked where that pays) gives it the same bits.
 //!
 //! Requantizing moves the weights by the new types' rounding (of weights already rounded to
 //! Q4_1), and a 135M model has many near-ties: the original gets 249 of the first 4 items'
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use common::{argmax, greedy_items, model_path};
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::requantize::requantize;
-use edge_llm_kernel::simd::Isa;
+use edge_llm_kernel::simd::{repacking_pays, Isa};
 use edge_llm_kernel::{Model, Session, SessionOptions};
 
 /// The type `name` (a matrix of `cols`-element rows) gets in the mix.
@@ -41,14 +42,34 @@ fn mix(name: &str, cols: usize) -> GgmlType {
     }
 }
 
-/// The requantized model, made once per test binary.
+/// The requantized model's bytes, made once per test binary.
+fn file() -> &'static [u8] {
+    static FILE: OnceLock<Vec<u8>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let bytes = std::fs::read(model_path()).expect("the real model (`just model`)");
+        requantize(&bytes, |t| mix(&t.name, t.dims[0] as usize)).unwrap()
+    })
+}
+
+/// The requantized model, loaded as it is.
 fn model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let bytes = std::fs::read(model_path()).expect("the real model (`just model`)");
-            let file = requantize(&bytes, |t| mix(&t.name, t.dims[0] as usize)).unwrap();
-            Arc::new(Model::load(Arc::new(file)).expect("requantized model loads"))
+            Arc::new(Model::load(Arc::new(file().to_vec())).expect("requantized model loads"))
+        })
+        .clone()
+}
+
+/// The requantized model with the matrices this machine reads faster repacked (Q5_0, Q5_1
+/// and Q8_0 on AVX2; Q5_0 on simd128) in their repacked layouts.
+fn packed_model() -> Arc<Model> {
+    static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let m = Model::load_packed(file().to_vec()).expect("requantized model loads packed");
+            assert_eq!(m.weights().any_repacked(), repacking_pays(Isa::best()));
+            Arc::new(m)
         })
         .clone()
 }
@@ -70,26 +91,29 @@ const REQUANTIZED_LOGITS_DIGEST: u64 = 0x2248_b037_86bd_39a9;
 
 #[test]
 fn requantized_logits_are_bit_identical_across_targets() {
-    let model = model();
     let item = &greedy_items()[0];
-    let mut s = Session::new(
-        model,
-        SessionOptions {
-            n_ctx: 256,
-            threads: 1,
-        },
-    )
-    .unwrap();
-    let mut h = digest(s.forward(&item.prompt_ids, &|| false).unwrap());
-    for &t in &item.generated_ids[..2] {
-        h ^= digest(s.forward(&[t], &|| false).unwrap());
-        h = h.rotate_left(7);
+    for (layout, model) in [("GGUF", model()), ("repacked", packed_model())] {
+        let mut s = Session::new(
+            model,
+            SessionOptions {
+                n_ctx: 256,
+                threads: 1,
+            },
+        )
+        .unwrap();
+        let mut h = digest(s.forward(&item.prompt_ids, &|| false).unwrap());
+        for &t in &item.generated_ids[..2] {
+            h ^= digest(s.forward(&[t], &|| false).unwrap());
+            h = h.rotate_left(7);
+        }
+        println!(
+            "requantized model, {layout} layout: prompt + 2 decode steps logits digest {h:#018x}"
+        );
+        assert_eq!(
+            h, REQUANTIZED_LOGITS_DIGEST,
+            "{layout} layout: logits differ from the recorded native digest"
+        );
     }
-    println!("requantized model: prompt + 2 decode steps logits digest {h:#018x}");
-    assert_eq!(
-        h, REQUANTIZED_LOGITS_DIGEST,
-        "logits differ from the recorded native digest"
-    );
 }
 
 #[test]

@@ -30,7 +30,8 @@ pub struct QMatrix {
 pub enum Layout {
     /// As in the GGUF file.
     Gguf,
-    /// Rows repacked in groups of 8 ([`crate::quant::rows8`]: Q4_1, Q4_0, Q5_0 and Q8_0).
+    /// Rows repacked in groups of 8 ([`crate::quant::rows8`]: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0,
+    /// Q4_K, Q5_K and Q6_K).
     Rows8,
 }
 
@@ -46,7 +47,7 @@ impl QMatrix {
     pub fn matmul(&self, isa: Isa, w: &[u8], acts: Acts<'_>, n_tok: usize, out: &mut [f32]) {
         match self.layout {
             Layout::Gguf => simd::matmul_acts(isa, self.ty, w, self.cols, acts, n_tok, out),
-            Layout::Rows8 => simd::matmul_x8(isa, self.ty, w, self.cols, acts.q8_1, n_tok, out),
+            Layout::Rows8 => simd::matmul_x8_acts(isa, self.ty, w, self.cols, acts, n_tok, out),
         }
     }
 
@@ -288,8 +289,8 @@ fn norm(g: &Gguf, file: &[u8], name: &str, n: usize, with_bias: bool) -> Result<
 
 impl Weights {
     /// Repacks the transformer blocks' and the output's matrices of the types whose repacked
-    /// rows `isa` reads faster ([`simd::packed_pays`]; of Q4_1, Q4_0, Q5_0, Q8_0) in `file` in
-    /// place to [`Layout::Rows8`]; a tied `token_embd` then reads its rows through
+    /// rows `isa` reads faster ([`simd::packed_pays`], of those [`simd::packs`] names) in `file`
+    /// in place to [`Layout::Rows8`]; a tied `token_embd` then reads its rows through
     /// [`simd::gguf_row`]. A matrix whose bytes overlap any other tensor's (a hostile file can
     /// alias them) keeps the GGUF layout, so no other view of the file changes meaning.
     pub fn repack(&mut self, g: &Gguf, file: &mut [u8], isa: Isa) {

@@ -13,7 +13,6 @@
 //!
 //! Rows past the last full group of eight keep the GGUF layout (see [`super::rows8`]).
 
-use super::f16::f16_le_to_f32;
 use super::q8_1::BlockQ8_1;
 use super::{q4_1, rows8};
 
@@ -43,15 +42,6 @@ fn value(rec: &[u8], i: usize, e: usize) -> i32 {
     i32::from(if e < 16 { byte & 15 } else { byte >> 4 })
 }
 
-/// The block step: `acc + (d · da) · isum + m · sa`, `d` and `m` the half floats at `4i` and
-/// `4i + 2` of the record.
-#[inline]
-fn step(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
-    let d = f16_le_to_f32([rec[4 * i], rec[4 * i + 1]]);
-    let m = f16_le_to_f32([rec[4 * i + 2], rec[4 * i + 3]]);
-    acc + (d * ab.d) * isum as f32 + m * ab.s
-}
-
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &mut [f32]) {
@@ -63,7 +53,7 @@ pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_1], n_tok: usize, out: &m
         n_tok,
         out,
         value,
-        step,
+        rows8::scaled_with_min,
         q4_1::vec_dot_ref,
     );
 }

@@ -32,62 +32,79 @@ pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
     }
     let full = rows.len() / (nb * q5_0::BLOCK_BYTES) / ROWS * ROWS;
     for rec in rows[..full * nb * q5_0::BLOCK_BYTES].chunks_exact_mut(RECORD_BYTES) {
-        let mut head = [0u8; 48];
-        let mut words = [0u32; ROWS];
-        for i in 0..ROWS {
-            head[2 * i..2 * i + 2].copy_from_slice(&rec[6 * i..6 * i + 2]);
-            let qh = u32::from_le_bytes([
-                rec[6 * i + 2],
-                rec[6 * i + 3],
-                rec[6 * i + 4],
-                rec[6 * i + 5],
-            ]);
-            for (j, w) in words.iter_mut().enumerate() {
-                *w |= ((qh >> (4 * j)) & 15) << (4 * i);
-            }
-        }
-        for (j, w) in words.iter().enumerate() {
-            head[16 + 4 * j..20 + 4 * j].copy_from_slice(&w.to_le_bytes());
-        }
-        rec[..48].copy_from_slice(&head);
+        regroup_high_bits(rec, 2);
     }
 }
 
 /// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`.
 pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
     rows8::gguf_row(w, nb, q5_0::BLOCK_BYTES, r, out, |rec, i, blk| {
-        blk[..2].copy_from_slice(&rec[2 * i..2 * i + 2]);
-        let mut qh = 0u32;
-        for j in 0..ROWS {
-            let word = u32::from_le_bytes([
-                rec[16 + 4 * j],
-                rec[17 + 4 * j],
-                rec[18 + 4 * j],
-                rec[19 + 4 * j],
-            ]);
-            qh |= ((word >> (4 * i)) & 15) << (4 * j);
-        }
-        blk[2..6].copy_from_slice(&qh.to_le_bytes());
-        for (k, byte) in blk[6..].iter_mut().enumerate() {
-            *byte = rows8::value_byte(rec, 48, i, k);
-        }
+        five_bit_block(rec, 2, i, blk)
     });
+}
+
+/// Row `i`'s GGUF block (`scale_bytes` of scales, the `qh` word, the nibbles) of a record
+/// whose headers [`regroup_high_bits`] rewrote: its inverse for one row. Shared with
+/// [`super::q5_1x8`].
+pub(super) fn five_bit_block(rec: &[u8], scale_bytes: usize, i: usize, blk: &mut [u8]) {
+    blk[..scale_bytes].copy_from_slice(&rec[scale_bytes * i..scale_bytes * (i + 1)]);
+    let high = ROWS * scale_bytes;
+    let mut qh = 0u32;
+    for j in 0..ROWS {
+        let w = &rec[high + 4 * j..][..4];
+        let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        qh |= ((word >> (4 * i)) & 15) << (4 * j);
+    }
+    blk[scale_bytes..scale_bytes + 4].copy_from_slice(&qh.to_le_bytes());
+    for (k, byte) in blk[scale_bytes + 4..].iter_mut().enumerate() {
+        *byte = rows8::value_byte(rec, high + 32, i, k);
+    }
+}
+
+/// Rewrites the headers of a record that [`rows8::repack`] left as 8 × (`scale_bytes` of
+/// scales, then the little-endian `qh` word): the 8 rows' scales side by side, then the 8
+/// high-bit words `j` at `8 · scale_bytes + 4j`, bit `4i + n` of word `j` bit 4 of row `i`'s
+/// element `4j + n`. Shared with [`super::q5_1x8`].
+pub(super) fn regroup_high_bits(rec: &mut [u8], scale_bytes: usize) {
+    let head_bytes = scale_bytes + 4;
+    let mut head = [0u8; ROWS * 8];
+    let mut words = [0u32; ROWS];
+    for i in 0..ROWS {
+        let h = &rec[head_bytes * i..head_bytes * (i + 1)];
+        head[scale_bytes * i..scale_bytes * (i + 1)].copy_from_slice(&h[..scale_bytes]);
+        let qh = u32::from_le_bytes([
+            h[scale_bytes],
+            h[scale_bytes + 1],
+            h[scale_bytes + 2],
+            h[scale_bytes + 3],
+        ]);
+        for (j, w) in words.iter_mut().enumerate() {
+            *w |= ((qh >> (4 * j)) & 15) << (4 * i);
+        }
+    }
+    let at = ROWS * scale_bytes;
+    for (j, w) in words.iter().enumerate() {
+        head[at + 4 * j..at + 4 * j + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    rec[..ROWS * head_bytes].copy_from_slice(&head[..ROWS * head_bytes]);
+}
+
+/// Row `i`'s element `e` (0..32) of a record whose high-bit words start at `high` and nibble
+/// chunks at `high + 32`: the 5-bit `q`.
+#[inline]
+pub(super) fn five_bit_value(rec: &[u8], high: usize, i: usize, e: usize) -> i32 {
+    let byte = rows8::value_byte(rec, high + 32, i, e % 16);
+    let low = if e < 16 { byte & 15 } else { byte >> 4 };
+    let w = &rec[high + 4 * (e / 4)..][..4];
+    let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let bit = (word >> (4 * i + e % 4)) & 1;
+    i32::from(low) + 16 * bit as i32
 }
 
 /// Row `i`'s element `e` of a record, `q − 16`.
 #[inline]
 fn value(rec: &[u8], i: usize, e: usize) -> i32 {
-    let byte = rows8::value_byte(rec, 48, i, e % 16);
-    let low = if e < 16 { byte & 15 } else { byte >> 4 };
-    let j = e / 4;
-    let word = u32::from_le_bytes([
-        rec[16 + 4 * j],
-        rec[17 + 4 * j],
-        rec[18 + 4 * j],
-        rec[19 + 4 * j],
-    ]);
-    let high = (word >> (4 * i + e % 4)) & 1;
-    i32::from(low) + 16 * high as i32 - 16
+    five_bit_value(rec, 16, i, e) - 16
 }
 
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see

@@ -1,5 +1,6 @@
 //! What the layouts that repack rows eight at a time share ([`super::q4_1x8`],
-//! [`super::q4_0x8`], [`super::q5_0x8`], [`super::q8_0x8`]).
+//! [`super::q4_0x8`], [`super::q5_0x8`], [`super::q5_1x8`], [`super::q8_0x8`]; the K-quants'
+//! [`super::q4_kx8`] and [`super::q6_kx8`] keep the records, with their own order inside).
 //!
 //! A group of eight GGUF rows of one 32-block type is rewritten in place, block column by
 //! block column, into records of the same total size: the eight rows' block headers, then
@@ -12,6 +13,7 @@
 
 use super::f16::f16_le_to_f32;
 use super::q8_1::BlockQ8_1;
+use super::q8_k::BlockQ8_K;
 
 /// Rows per group.
 pub const ROWS: usize = 8;
@@ -19,7 +21,7 @@ pub const ROWS: usize = 8;
 /// The version of the repacked layouts and of which matrices
 /// [`crate::model::Weights::repack`] repacks: caches of repacked files key on it, so bump it
 /// when either changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF blocks of `block_bytes`, each a
 /// header of `head_bytes` then the values) in place into records of `8 · block_bytes`: the
@@ -101,8 +103,8 @@ pub(crate) fn value_byte(rec: &[u8], heads: usize, i: usize, j: usize) -> u8 {
 /// `nb` blocks of `block_bytes` per row, whose full groups are repacked. Per block, the exact
 /// integer `isum = Σ v(rec, i, e) · a[e]` over elements `e`, then `acc = step(acc, rec, i,
 /// isum, a)` in block order: the GGUF layout's arithmetic ([`scaled`] for Q4_0, Q5_0 and Q8_0,
-/// as [`super::q4_0::vec_dot_ref`] and its siblings; `gguf_dot` is that reference, for the
-/// tail rows).
+/// [`scaled_with_min`] for Q4_1 and Q5_1, as [`super::q4_0::vec_dot_ref`] and its siblings;
+/// `gguf_dot` is that reference, for the tail rows).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_ref(
     w: &[u8],
@@ -151,4 +153,80 @@ pub(crate) fn matmul_ref(
 pub(crate) fn scaled(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
     let d = f16_le_to_f32([rec[2 * i], rec[2 * i + 1]]);
     acc + (d * ab.d) * isum as f32
+}
+
+/// [`matmul_ref`]'s block step for weights `d · q + m`, `d` and `m` the half floats at `4i`
+/// and `4i + 2` of the record: `acc + (d · da) · isum + m · sa`.
+#[inline]
+pub(crate) fn scaled_with_min(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &BlockQ8_1) -> f32 {
+    let d = f16_le_to_f32([rec[4 * i], rec[4 * i + 1]]);
+    let m = f16_le_to_f32([rec[4 * i + 2], rec[4 * i + 3]]);
+    acc + (d * ab.d) * isum as f32 + m * ab.s
+}
+
+/// [`matmul_ref`] for the K-quant layouts repacked eight rows at a time
+/// ([`super::q4_kx8`], [`super::q6_kx8`]), with Q8_K activations: `out[r * n_tok + t] = row
+/// r · acts[t]`, `acc = block(acc, rec, i, a)` per 256-block in block order (the GGUF
+/// layout's arithmetic for row `i` of the record `rec`); `gguf_dot`, that layout's
+/// reference, for the tail rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_ref_k(
+    w: &[u8],
+    nb: usize,
+    block_bytes: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    block: impl Fn(f32, &[u8], usize, &BlockQ8_K) -> f32,
+    gguf_dot: fn(&[u8], &[BlockQ8_K]) -> f32,
+) {
+    let rb = nb * block_bytes;
+    if rb == 0 {
+        return;
+    }
+    let record = ROWS * block_bytes;
+    let n_rows = w.len() / rb;
+    let full = n_rows / ROWS * ROWS;
+    for (g, group) in w[..full * rb].chunks_exact(ROWS * rb).enumerate() {
+        for i in 0..ROWS {
+            for t in 0..n_tok {
+                let mut acc = 0f32;
+                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
+                    acc = block(acc, &group[b * record..(b + 1) * record], i, ab);
+                }
+                out[(g * ROWS + i) * n_tok + t] = acc;
+            }
+        }
+    }
+    for r in full..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] = gguf_dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
+        }
+    }
+}
+
+/// Rewrites the full groups of eight rows of `rows` (`nb` blocks of `block_bytes` per row)
+/// in place, record by record: `record(blocks, rec)` writes the record of one block column
+/// from the 8 rows' GGUF blocks. A tail of fewer than 8 rows is left as it is.
+pub(crate) fn repack_with(
+    rows: &mut [u8],
+    nb: usize,
+    block_bytes: usize,
+    scratch: &mut Vec<u8>,
+    record: impl Fn([&[u8]; ROWS], &mut [u8]),
+) {
+    let rb = nb * block_bytes;
+    if rb == 0 {
+        return;
+    }
+    let bytes = ROWS * block_bytes;
+    for group in rows.chunks_exact_mut(ROWS * rb) {
+        scratch.clear();
+        scratch.extend_from_slice(group);
+        for (b, rec) in group.chunks_exact_mut(bytes).enumerate() {
+            let blocks =
+                core::array::from_fn(|i| &scratch[i * rb + b * block_bytes..][..block_bytes]);
+            record(blocks, rec);
+        }
+    }
 }

@@ -11,14 +11,15 @@
 //! | --- | --- | --- | --- |
 //! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`) | 4 rows × block (`scaled_step`) |
 //! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
-//! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
-//! | Q5_1 | as Q5_0 with a min | 4 rows, relaxed dot | 4 rows |
+//! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
+//! | Q5_1 | as Q5_0 with a min; `Q5_1x8` repacked | 4 rows, relaxed dot | 4 rows |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
+//! | Q4_K, Q5_K, Q6_K repacked eight rows at a time ([`matmul_x8_q8_k`]: `Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`) | a register holds 4 values of all 8 rows, sub-block sums times the rows' scales lane by lane; tiles of 4 tokens | the scalar references (not loaded repacked) | the scalar references (not loaded repacked) |
 //! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
 //!
 //! Rows a kernel leaves (fewer than a group) and the `Scalar` variant run the references in
 //! `crate::quant`. Activations: Q8_1 quantization has AVX2 and simd128 variants; Q8_K
-//! quantization is the scalar reference everywhere.
+//! quantization an AVX2 one (the scalar reference elsewhere).
 
 use std::cell::RefCell;
 
@@ -26,7 +27,7 @@ use crate::gguf::GgmlType;
 use crate::quant::q8_1::{self, BlockQ8_1};
 use crate::quant::q8_k::{self, BlockQ8_K};
 use crate::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
-use crate::quant::{q4_0x8, q4_1x8, q5_0x8, q8_0x8};
+use crate::quant::{q4_0x8, q4_1x8, q4_kx8, q5_0x8, q5_1x8, q5_kx8, q6_kx8, q8_0x8};
 use crate::quant::{Partner, QK, QK_K};
 
 #[cfg(target_arch = "aarch64")]
@@ -135,11 +136,16 @@ pub fn matmul_acts(
     }
 }
 
-/// Quantizes `x` (length a multiple of 256) into Q8_K activation blocks. Every variant runs
-/// the scalar reference (the K-quant matmuls cost far more).
-pub fn quantize_q8_k(_isa: Isa, x: &[f32], out: &mut [BlockQ8_K]) {
+/// Quantizes `x` (length a multiple of 256) into Q8_K activation blocks: AVX2 (the
+/// reference's rounding was a `rintf` call per value, 1/5 of the K-quant files' prefill
+/// kernel time), elsewhere the scalar reference.
+pub fn quantize_q8_k(isa: Isa, x: &[f32], out: &mut [BlockQ8_K]) {
     debug_assert_eq!(x.len(), out.len() * QK_K);
-    q8_k::quantize_row_ref(x, out);
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::quantize_q8_k(x, out),
+        _ => q8_k::quantize_row_ref(x, out),
+    }
 }
 
 /// Quantizes `x` (length a multiple of 32) into Q8_1 activation blocks.
@@ -233,7 +239,8 @@ pub fn repacking_pays(isa: Isa) -> bool {
 
 /// True if `isa` has a [`matmul_x8`] kernel for `ty` faster than [`matmul`] on the GGUF
 /// layout: every type [`packs`] names on AVX2; Q4_1, Q4_0 and Q5_0 on simd128 (its Q8_0
-/// kernel, without a byte dot product, ran at 0.6-0.9× its GGUF-layout one).
+/// kernel, without a byte dot product, ran at 0.6-0.9× its GGUF-layout one; its Q5_1 kernel
+/// at 1.0× decoding and 0.80-0.91× at 32 and 128 tokens, `matmul_speed Q5_1` under wasmtime).
 pub fn packed_pays(isa: Isa, ty: GgmlType) -> bool {
     match isa {
         Isa::Avx2 => packs(ty),
@@ -259,12 +266,12 @@ pub fn allow_vnni(allowed: bool) -> bool {
 }
 
 /// Weight types whose rows repack eight at a time (`quant::rows8`): Q4_1 ([`q4_1x8`]), Q4_0
-/// ([`q4_0x8`]), Q5_0 ([`q5_0x8`]) and Q8_0 ([`q8_0x8`]).
+/// ([`q4_0x8`]), Q5_0 ([`q5_0x8`]), Q5_1 ([`q5_1x8`]) and Q8_0 ([`q8_0x8`]), read by
+/// [`matmul_x8`]; Q4_K ([`q4_kx8`]), Q5_K ([`q5_kx8`]) and Q6_K ([`q6_kx8`]), read by
+/// [`matmul_x8_q8_k`].
 pub fn packs(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::Q4_1 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0
-    )
+    use GgmlType::*;
+    matches!(ty, Q4_1 | Q4_0 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
 }
 
 /// Repacks the full groups of eight rows of `rows` (rows of `n_cols` elements of type `ty`,
@@ -272,9 +279,13 @@ pub fn packs(ty: GgmlType) -> bool {
 pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8>) {
     let nb = n_cols / QK;
     match ty {
+        GgmlType::Q4_K => q4_kx8::repack(rows, n_cols / QK_K, scratch),
+        GgmlType::Q5_K => q5_kx8::repack(rows, n_cols / QK_K, scratch),
+        GgmlType::Q6_K => q6_kx8::repack(rows, n_cols / QK_K, scratch),
         GgmlType::Q4_1 => q4_1x8::repack(rows, nb, scratch),
         GgmlType::Q4_0 => q4_0x8::repack(rows, nb, scratch),
         GgmlType::Q5_0 => q5_0x8::repack(rows, nb, scratch),
+        GgmlType::Q5_1 => q5_1x8::repack(rows, nb, scratch),
         GgmlType::Q8_0 => q8_0x8::repack(rows, nb, scratch),
         _ => {}
     }
@@ -286,9 +297,13 @@ pub fn repack(ty: GgmlType, rows: &mut [u8], n_cols: usize, scratch: &mut Vec<u8
 pub fn gguf_row(ty: GgmlType, rows: &[u8], n_cols: usize, r: usize, out: &mut [u8]) {
     let nb = n_cols / QK;
     match ty {
+        GgmlType::Q4_K => q4_kx8::gguf_row(rows, n_cols / QK_K, r, out),
+        GgmlType::Q5_K => q5_kx8::gguf_row(rows, n_cols / QK_K, r, out),
+        GgmlType::Q6_K => q6_kx8::gguf_row(rows, n_cols / QK_K, r, out),
         GgmlType::Q4_1 => q4_1x8::gguf_row(rows, nb, r, out),
         GgmlType::Q4_0 => q4_0x8::gguf_row(rows, nb, r, out),
         GgmlType::Q5_0 => q5_0x8::gguf_row(rows, nb, r, out),
+        GgmlType::Q5_1 => q5_1x8::gguf_row(rows, nb, r, out),
         GgmlType::Q8_0 => q8_0x8::gguf_row(rows, nb, r, out),
         _ => {
             debug_assert!(!packs(ty), "{ty} repacks but has no gguf_row");
@@ -314,6 +329,7 @@ pub fn matmul_x8(
         GgmlType::Q4_1 => q4_1x8::matmul_ref,
         GgmlType::Q4_0 => q4_0x8::matmul_ref,
         GgmlType::Q5_0 => q5_0x8::matmul_ref,
+        GgmlType::Q5_1 => q5_1x8::matmul_ref,
         GgmlType::Q8_0 => q8_0x8::matmul_ref,
         _ => return,
     };
@@ -332,6 +348,60 @@ pub fn matmul_x8(
         Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
+        _ => 0,
+    };
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
+    reference(w, nb, acts, n_tok, out);
+}
+
+/// [`matmul_x8`] or [`matmul_x8_q8_k`], with the activation form `ty` takes: the matmul of a
+/// matrix repacked by [`repack`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_x8_acts(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: Acts<'_>,
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    match crate::quant::partner(ty) {
+        Some(Partner::Q8_K) => matmul_x8_q8_k(isa, ty, w, n_cols, acts.q8_k, n_tok, out),
+        _ => matmul_x8(isa, ty, w, n_cols, acts.q8_1, n_tok, out),
+    }
+}
+
+/// [`matmul_q8_k`] for Q4_K, Q5_K or Q6_K rows repacked by [`repack`] (a tail of fewer than 8
+/// rows in the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2
+/// has kernels for it; elsewhere the scalar references run. Other types leave `out`
+/// untouched.
+pub fn matmul_x8_q8_k(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    let reference = match ty {
+        GgmlType::Q4_K => q4_kx8::matmul_ref,
+        GgmlType::Q5_K => q5_kx8::matmul_ref,
+        GgmlType::Q6_K => q6_kx8::matmul_ref,
+        _ => return,
+    };
+    let nb = n_cols / QK_K;
+    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
+        return;
+    };
+    let row_bytes = row_bytes as usize;
+    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
+        return;
+    };
+    let done = match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
         _ => 0,
     };
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);

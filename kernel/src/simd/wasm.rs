@@ -4,7 +4,7 @@
 //! (`i16x8.relaxed_dot_i8x16_i7x16` for nibbles, sign extension and `i32x4.dot_i16x8_s` for
 //! bytes, partial sums kept in i16 while they provably fit, then widened), a shuffle-based transposing
 //! reduction to one `i32` per row, and `f32x4` accumulation with one lane per row in block
-//! order. The matmul of rows repacked eight at a time (`Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q8_0x8`)
+//! order. The matmul of rows repacked eight at a time (`Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`)
 //! needs no reduction: each register holds 4 value bytes of 4 rows (see [`matmul_x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
 //! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
 //! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
@@ -531,6 +531,9 @@ trait Packed8 {
     const MIN: bool = false;
     /// Byte offset of the value chunks in a record (4 nibble chunks, or 8 byte chunks).
     const CHUNKS: usize;
+    /// Byte offset of the 8 high-bit words of 5-bit values (`Quints`; the 32 bytes before the
+    /// chunks).
+    const HIGH: usize = 0;
 
     /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
     /// rows 4..8)`.
@@ -549,8 +552,8 @@ trait Packed8 {
             (u8x16_shr(c0, 4), u8x16_shr(c1, 4))
         };
         if Self::VALUES == Values::Quints {
-            // SAFETY: high-bit word j lies at 16 + 4j < 48, inside the record.
-            let (h0, h1) = unsafe { high_bits_q5(rec[16 + 4 * j..20 + 4 * j].as_ptr()) };
+            // SAFETY: the slice is high-bit word j's 4 bytes, inside the record.
+            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr()) };
             return (v128_or(v0, h0), v128_or(v1, h1));
         }
         (v0, v1)
@@ -601,6 +604,17 @@ impl Packed8 for Q5_0x8 {
     const VALUES: Values = Values::Quints;
     const OFFSET: i32 = 16;
     const CHUNKS: usize = 48;
+    const HIGH: usize = 16;
+}
+
+/// The `Q5_1x8` layout (`quant::q5_1x8`).
+struct Q5_1x8;
+impl Packed8 for Q5_1x8 {
+    const BLOCK: usize = q5_1::BLOCK_BYTES;
+    const VALUES: Values = Values::Quints;
+    const MIN: bool = true;
+    const CHUNKS: usize = 64;
+    const HIGH: usize = 32;
 }
 
 /// The `Q8_0x8` layout (`quant::q8_0x8`).
@@ -708,6 +722,7 @@ pub(super) fn matmul_x8(
         GgmlType::Q4_1 => x8_rows::<Q4_1x8>(w, nb, acts, n_tok, out),
         GgmlType::Q4_0 => x8_rows::<Q4_0x8>(w, nb, acts, n_tok, out),
         GgmlType::Q5_0 => x8_rows::<Q5_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_1 => x8_rows::<Q5_1x8>(w, nb, acts, n_tok, out),
         GgmlType::Q8_0 => x8_rows::<Q8_0x8>(w, nb, acts, n_tok, out),
         _ => 0,
     }

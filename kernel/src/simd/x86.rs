@@ -14,7 +14,8 @@ use std::arch::x86::*;
 use std::arch::x86_64::*;
 
 use crate::quant::q8_1::{self, BlockQ8_1};
-use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0, QK};
+use crate::quant::q8_k::{self, BlockQ8_K};
+use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0, QK, QK_K};
 
 /// True if AVX2 and F16C are available (std caches the detection).
 pub(super) fn has_avx2() -> bool {
@@ -77,6 +78,80 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
         _mm256_storeu_si256(out.qs.as_mut_ptr() as *mut __m256i, p);
         out.d = d;
         out.s = d * sum as f32;
+    }
+}
+
+/// Quantizes a row into Q8_K blocks (same results as `q8_k::quantize_row_ref`).
+pub(super) fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
+    if !has_avx2() {
+        return q8_k::quantize_row_ref(x, out);
+    }
+    for (c, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        // SAFETY: AVX2 was detected above; `c` has exactly 256 elements.
+        unsafe { quantize_block_k(c, b) }
+    }
+}
+
+/// The reference's `(v · id).round_ties_even().clamp(-127, 127)` of the 8 floats at `p`, as
+/// `i32` lanes.
+#[inline(always)]
+unsafe fn round_clamp8(p: *const f32, id: __m256) -> __m256i {
+    // SAFETY: the caller guarantees 8 readable floats at `p` and AVX.
+    unsafe {
+        let r = _mm256_round_ps(
+            _mm256_mul_ps(_mm256_loadu_ps(p), id),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
+    }
+}
+
+/// One Q8_K block as `q8_k::quantize_block`: `amax` over all 256 values, then each 32 rounded
+/// as [`quantize_block`] rounds them, and the 16-value sums from the same integers.
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_block_k(x: &[f32], out: &mut BlockQ8_K) {
+    // SAFETY: `x` has 256 floats, read as unaligned 8-float vectors; `out.qs` has 256 bytes and
+    // `out.bsums` 16 i16.
+    unsafe {
+        let p = x.as_ptr();
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_setzero_ps();
+        for k in 0..QK_K / 8 {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * k))));
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m1 = _mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1));
+        let amax = _mm_cvtss_f32(m1);
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let idv = _mm256_set1_ps(id);
+        // Per 32 values: lanes of the two 16-value halves' pair sums, added pairwise (hadd).
+        let mut halves = [_mm256_setzero_si256(); 8];
+        for (c, h) in halves.iter_mut().enumerate() {
+            let q: [__m256i; 4] =
+                core::array::from_fn(|k| round_clamp8(p.add(32 * c + 8 * k), idv));
+            *h = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let p01 = _mm256_packs_epi32(q[0], q[1]);
+            let p23 = _mm256_packs_epi32(q[2], q[3]);
+            let b = _mm256_packs_epi16(p01, p23);
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(out.qs.as_mut_ptr().add(32 * c) as *mut __m256i, b);
+        }
+        // halves[c] = [a, a, b, b | a, a, b, b] partial sums of 32-chunk c's halves a, b; two
+        // chunks' hadd gives [a, b, a', b' | a, b, a', b'], and its 128-bit halves added the
+        // four 16-value sums.
+        let mut sums = [_mm_setzero_si128(); 4];
+        for (k, s) in sums.iter_mut().enumerate() {
+            let t = _mm256_hadd_epi32(halves[2 * k], halves[2 * k + 1]);
+            *s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        }
+        let b0 = _mm_packs_epi32(sums[0], sums[1]);
+        let b1 = _mm_packs_epi32(sums[2], sums[3]);
+        _mm_storeu_si128(out.bsums.as_mut_ptr() as *mut __m128i, b0);
+        _mm_storeu_si128(out.bsums.as_mut_ptr().add(8) as *mut __m128i, b1);
+        out.d = d;
     }
 }
 
@@ -441,14 +516,14 @@ unsafe fn d8(g: __m256i) -> __m256 {
 
 /// Writes the 8 lanes of `acc` to `out[(r0 + i) * n_tok + t]`.
 #[inline(always)]
-fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     for (i, v) in acc.iter().enumerate() {
         out[(r0 + i) * n_tok + t] = *v;
     }
 }
 
 #[inline(always)]
-fn lanes(v: __m256) -> [f32; R] {
+pub(super) fn lanes(v: __m256) -> [f32; R] {
     // SAFETY: `__m256` and `[f32; 8]` have the same size and every bit pattern is valid.
     unsafe { core::mem::transmute::<__m256, [f32; R]>(v) }
 }
@@ -606,8 +681,8 @@ trait Packed8 {
     const MAX: i32;
     /// Signed values (`maddubs` then needs their magnitudes and the activations' signs).
     const SIGNED: bool = false;
-    /// Whether the VNNI tile takes two groups at a time (Q5_0's high bits leave too few
-    /// registers: 6 % slower at 128 tokens; 3-11 % faster for the others).
+    /// Whether the VNNI tile takes two groups at a time (the high bits of Q5_0 and Q5_1 leave
+    /// too few registers: 6 % and 8 % slower at 128 tokens; 3-11 % faster for the others).
     const PAIRS: bool = true;
     /// The 8 rows' `(d, m)` as `f32` (`m` zero without a min).
     unsafe fn scales(rec: *const u8) -> (__m256, __m256);
@@ -634,7 +709,7 @@ unsafe fn nibble_vectors(c: *const u8) -> [__m256i; 8] {
 
 /// Eight half floats at `p` as `f32`, exactly.
 #[inline(always)]
-unsafe fn f16x8(p: *const u8) -> __m256 {
+pub(super) unsafe fn f16x8(p: *const u8) -> __m256 {
     // SAFETY: the caller guarantees 16 readable bytes at `p` and F16C.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
 }
@@ -697,6 +772,28 @@ impl Packed8 for Q5_0x8 {
     }
 }
 
+/// The `Q5_1x8` layout (`quant::q5_1x8`).
+struct Q5_1x8;
+impl Packed8 for Q5_1x8 {
+    const BLOCK: usize = q5_1::BLOCK_BYTES;
+    const PAIRS: bool = false;
+    const MIN: bool = true;
+    const MAX: i32 = 31;
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8) -> (__m256, __m256) {
+        // SAFETY: the caller's contract (a whole record at `rec`, AVX2/F16C).
+        unsafe { dm8(_mm256_loadu_si256(rec as *const __m256i)) }
+    }
+    #[inline(always)]
+    unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller's contract: high-bit words at 32..64, chunks at 64..192.
+        unsafe {
+            let v = nibble_vectors(rec.add(64));
+            core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(rec.add(32 + 4 * j))))
+        }
+    }
+}
+
 /// The `Q8_0x8` layout (`quant::q8_0x8`).
 struct Q8_0x8;
 impl Packed8 for Q8_0x8 {
@@ -733,6 +830,7 @@ pub(super) fn matmul_x8(
         GgmlType::Q4_1 => x8_rows::<Q4_1x8>(w, nb, acts, n_tok, out),
         GgmlType::Q4_0 => x8_rows::<Q4_0x8>(w, nb, acts, n_tok, out),
         GgmlType::Q5_0 => x8_rows::<Q5_0x8>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_1 => x8_rows::<Q5_1x8>(w, nb, acts, n_tok, out),
         GgmlType::Q8_0 => x8_rows::<Q8_0x8>(w, nb, acts, n_tok, out),
         _ => 0,
     }
@@ -785,7 +883,7 @@ pub(super) fn allow_vnni(allowed: bool) {
 
 /// True if AVX-512 VNNI with 256-bit vectors (VL) is available (and allowed): `vpdpbusd`
 /// then adds 4 unsigned-by-signed byte products into each i32 lane in one instruction.
-fn has_vnni() -> bool {
+pub(super) fn has_vnni() -> bool {
     VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
         && is_x86_feature_detected!("avx512vnni")
         && is_x86_feature_detected!("avx512vl")
@@ -1075,7 +1173,7 @@ unsafe fn minus_offset(isum: __m256i, offset: i32, a: __m256i) -> __m256i {
 /// The 32 high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0,
 /// in element order.
 #[inline(always)]
-unsafe fn high_bits_q5(p: *const u8) -> __m256i {
+pub(super) unsafe fn high_bits_q5(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 4 readable bytes at `p` and AVX2.
     unsafe {
         let qh = _mm256_set1_epi32((p as *const i32).read_unaligned());

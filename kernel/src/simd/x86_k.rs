@@ -13,7 +13,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{has_avx2, hsum8, prefetch, R};
+use super::x86::{f16x8, has_avx2, has_vnni, high_bits_q5, hsum8, lanes, prefetch, store8, R};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -527,3 +527,354 @@ unsafe fn k_rows_avx2<K: KBlock>(
         }
     }
 }
+
+/// The K-quant layouts repacked eight rows at a time (`quant::q4_kx8`, `quant::q5_kx8`,
+/// `quant::q6_kx8`) that
+/// [`matmul_x8`] reads: per 256-block column a record whose value registers each hold 4
+/// values of all 8 rows (row `i` in 32-bit lane `i`), dotted with a broadcast of the 4
+/// matching activation bytes, so each sub-block's sums arrive one `i32` lane per row, are
+/// multiplied by the rows' sub-block scales lane by lane and summed: no horizontal reduction.
+trait PackedK {
+    /// Bytes per GGUF block (and per row and block in a record).
+    const BLOCK: usize;
+    /// Bytes per record.
+    const RECORD: usize = R * Self::BLOCK;
+    /// Whether the weights have a min (`acc + (d·da)·isum − (dmin·da)·imin`; the half floats
+    /// `dmin` at 16..32 of the record).
+    const MIN: bool;
+    /// The integers per activation block the tile adds: Q4_K's 8 sums of sub-block pairs of
+    /// `bsums`, Q6_K's 16 `−32·bsum`.
+    fn aux(a: &BlockQ8_K) -> [i32; 16];
+    /// The exact `isum` (and `imin`) of the record at `rec`, 8 rows' lanes, for the tokens
+    /// whose 256 activation bytes are at `a[j]`, with their [`PackedK::aux`].
+    unsafe fn isums<const N: usize, const VNNI: bool>(
+        rec: *const u8,
+        a: [*const u8; N],
+        aux: [&[i32; 16]; N],
+    ) -> ([__m256i; N], [__m256i; N]);
+}
+
+/// `init` plus the exact dot products of the value registers `v` (unsigned, at most 63) with
+/// the 4-byte activation words at `a`, `a + 4`, …, lane by lane: `vpdpbusd` with `VNNI`, else
+/// `maddubs` pairs (two registers' pair sums at most 2 · 2 · 63 · 127 = 32004 in i16) widened.
+#[inline(always)]
+unsafe fn dots<const VNNI: bool>(init: __m256i, v: &[__m256i], a: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 4 · v.len() readable bytes at `a`, AVX2 (and with `VNNI`,
+    // AVX-512 VNNI and VL).
+    unsafe {
+        let mut s = init;
+        if VNNI {
+            for (g, &vg) in v.iter().enumerate() {
+                s = _mm256_dpbusd_epi32(s, vg, word4(a, g));
+            }
+        } else {
+            for g in (0..v.len()).step_by(2) {
+                let p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(v[g], word4(a, g)),
+                    _mm256_maddubs_epi16(v[g + 1], word4(a, g + 1)),
+                );
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+            }
+        }
+        s
+    }
+}
+
+/// The 4 bytes at `a + 4g` in every 32-bit lane.
+#[inline(always)]
+unsafe fn word4(a: *const u8, g: usize) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes at `a + 4g` and AVX.
+    unsafe { _mm256_set1_epi32((a.add(4 * g) as *const i32).read_unaligned()) }
+}
+
+/// The `Q4_Kx8` layout (`FIVE` false) and the `Q5_Kx8` one (with high-bit words at 128..384).
+struct Q45Kx8<const FIVE: bool>;
+impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
+    const BLOCK: usize = if FIVE {
+        q5_k::BLOCK_BYTES
+    } else {
+        q4_k::BLOCK_BYTES
+    };
+    const MIN: bool = true;
+    fn aux(a: &BlockQ8_K) -> [i32; 16] {
+        core::array::from_fn(|j| {
+            if j < 8 {
+                i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])
+            } else {
+                0
+            }
+        })
+    }
+    /// Per sub-block `j`: the 8 rows' scales and mins from one 12-byte group
+    /// ([`scales_mins`]), its 8 value registers from the nibbles of chunks `8(j/2)..+8`. Sums
+    /// are at most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // `j` places the scales, chunks, activations and sums
+    unsafe fn isums<const N: usize, const VNNI: bool>(
+        rec: *const u8,
+        a: [*const u8; N],
+        aux: [&[i32; 16]; N],
+    ) -> ([__m256i; N], [__m256i; N]) {
+        // SAFETY: the caller guarantees the record's bytes (1152, or 1408 with `FIVE`) at `rec`, 256 bytes at each
+        // `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI and VL).
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let mut isum = [_mm256_setzero_si256(); N];
+            let mut imin = [_mm256_setzero_si256(); N];
+            for j in 0..8 {
+                let (sc, m) = scales_mins(rec.add(32 + 12 * j));
+                let mut v = [_mm256_setzero_si256(); 8];
+                let chunks = if FIVE { 384 } else { 128 };
+                for (g, vg) in v.iter_mut().enumerate() {
+                    let chunk = load32(rec.add(chunks + 32 * (8 * (j / 2) + g)));
+                    let chunk = if j % 2 == 0 {
+                        chunk
+                    } else {
+                        _mm256_srli_epi16(chunk, 4)
+                    };
+                    *vg = _mm256_and_si256(chunk, mask);
+                    if FIVE {
+                        *vg = _mm256_or_si256(*vg, high_bits_q5(rec.add(128 + 4 * (8 * j + g))));
+                    }
+                }
+                for t in 0..N {
+                    let s = dots::<VNNI>(_mm256_setzero_si256(), &v, a[t].add(32 * j));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s, sc));
+                    let bp = _mm256_set1_epi32(aux[t][j]);
+                    imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(m, bp));
+                }
+            }
+            (isum, imin)
+        }
+    }
+}
+
+/// The `Q6_Kx8` layout.
+struct Q6Kx8;
+impl PackedK for Q6Kx8 {
+    const BLOCK: usize = q6_k::BLOCK_BYTES;
+    const MIN: bool = false;
+    fn aux(a: &BlockQ8_K) -> [i32; 16] {
+        core::array::from_fn(|s| -32 * i32::from(a.bsums[s]))
+    }
+    /// Per pair `p` of sub-blocks (`2p`, `2p + 1`; elements `32p..32p + 32`): the 8 rows' two
+    /// scales from 16 bytes, 8 value registers `u = q + 32` (nibbles and top bits). Each
+    /// sub-block's sum starts at `−32·bsum`, so it is `Σ q·a`, at most 16 · 63 · 127 (less the
+    /// offset), times |sc| <= 128, over 16: far below 2^31.
+    #[inline(always)]
+    unsafe fn isums<const N: usize, const VNNI: bool>(
+        rec: *const u8,
+        a: [*const u8; N],
+        aux: [&[i32; 16]; N],
+    ) -> ([__m256i; N], [__m256i; N]) {
+        // SAFETY: the caller guarantees the record's 1680 bytes at `rec`, 256 bytes at each
+        // `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI and VL).
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let top = _mm256_set1_epi8(0x30);
+            let mut isum = [_mm256_setzero_si256(); N];
+            for p in 0..8 {
+                let pair =
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(rec.add(16 + 16 * p) as *const __m128i));
+                let sc0 = _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                let sc1 = _mm256_srai_epi32(pair, 16);
+                // Elements 32p..32p + 32 are 4-groups m = 8p..8p + 8, all in one half
+                // (nibble side m / 32) and one quarter (top-bit shift m / 16).
+                let mut v = [_mm256_setzero_si256(); 8];
+                let (half, quarter) = (p / 4, p / 2);
+                for (g, vg) in v.iter_mut().enumerate() {
+                    let m = 8 * p + g;
+                    let nib = load32(rec.add(144 + 32 * (m % 32)));
+                    let nib = if half == 0 {
+                        nib
+                    } else {
+                        _mm256_srli_epi16(nib, 4)
+                    };
+                    let t = load32(rec.add(1168 + 32 * (m % 16)));
+                    let high = if quarter == 0 {
+                        _mm256_slli_epi16(t, 4)
+                    } else if quarter == 1 {
+                        _mm256_slli_epi16(t, 2)
+                    } else if quarter == 2 {
+                        t
+                    } else {
+                        _mm256_srli_epi16(t, 2)
+                    };
+                    *vg = _mm256_or_si256(_mm256_and_si256(nib, mask), _mm256_and_si256(high, top));
+                }
+                for t in 0..N {
+                    let at = a[t].add(32 * p);
+                    let s0 = dots::<VNNI>(_mm256_set1_epi32(aux[t][2 * p]), &v[..4], at);
+                    let s1 =
+                        dots::<VNNI>(_mm256_set1_epi32(aux[t][2 * p + 1]), &v[4..], at.add(16));
+                    let x =
+                        _mm256_add_epi32(_mm256_mullo_epi32(s0, sc0), _mm256_mullo_epi32(s1, sc1));
+                    isum[t] = _mm256_add_epi32(isum[t], x);
+                }
+            }
+            (isum, [_mm256_setzero_si256(); N])
+        }
+    }
+}
+
+/// Tokens per tile of [`kx8_groups_body`]: a record's scales and values are decoded once for
+/// this many tokens (with VNNI, 8 took 26 % more CPU time on Q4_K at 128 tokens, the same on
+/// Q5_K and 3 % less on Q6_K: `matmul_speed run TYPE 128 300`).
+const KX8_TILE: usize = 4;
+
+/// K-quant rows repacked eight at a time (`quant::q4_kx8`, `quant::q5_kx8`, `quant::q6_kx8`) × Q8_K
+/// activations; layout as `simd::matmul_q8_k`, whose `clip` already cut `w` and `out` to
+/// whole rows. Returns the rows done (whole groups of 8; none without AVX2);
+/// `simd::matmul_x8_q8_k` does the rest.
+pub(super) fn matmul_x8(
+    ty: crate::gguf::GgmlType,
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    use crate::gguf::GgmlType;
+    match ty {
+        GgmlType::Q4_K => kx8_rows::<Q45Kx8<false>>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_K => kx8_rows::<Q45Kx8<true>>(w, nb, acts, n_tok, out),
+        GgmlType::Q6_K => kx8_rows::<Q6Kx8>(w, nb, acts, n_tok, out),
+        _ => 0,
+    }
+}
+
+fn kx8_rows<K: PackedK>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    if !(has_avx2() && nb > 0 && n_tok > 0 && acts.len() >= nb * n_tok) {
+        return 0;
+    }
+    let full = (w.len() / (nb * K::BLOCK)).min(out.len() / n_tok) / R * R;
+    let aux: Vec<[i32; 16]> = acts[..nb * n_tok].iter().map(K::aux).collect();
+    // SAFETY: AVX2/F16C (and for the first, AVX-512 VNNI and VL) detected; `w` holds `full`
+    // repacked rows, `acts` and `aux` nb * n_tok blocks (checked above); `out` is written
+    // through bounds-checked indexing.
+    unsafe {
+        if has_vnni() {
+            kx8_groups_vnni::<K>(w, nb, acts, &aux, n_tok, out, full)
+        } else {
+            kx8_groups::<K>(w, nb, acts, &aux, n_tok, out, full)
+        }
+    }
+    full
+}
+
+#[target_feature(enable = "avx2,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kx8_groups<K: PackedK>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    aux: &[[i32; 16]],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { kx8_groups_body::<K, false>(w, nb, acts, aux, n_tok, out, full) }
+}
+
+/// [`kx8_groups`] with `vpdpbusd` for the byte products.
+#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kx8_groups_vnni<K: PackedK>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    aux: &[[i32; 16]],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { kx8_groups_body::<K, true>(w, nb, acts, aux, n_tok, out, full) }
+}
+
+/// The body of [`kx8_groups`] and [`kx8_groups_vnni`]: every group of 8 rows against every
+/// token, in tiles of [`KX8_TILE`] tokens.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    aux: &[[i32; 16]],
+    n_tok: usize,
+    out: &mut [f32],
+    full: usize,
+) {
+    let rb = nb * K::BLOCK;
+    for r0 in (0..full).step_by(R) {
+        // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            let mut t = 0;
+            while t + KX8_TILE <= n_tok {
+                let acc = kx8_tile::<K, KX8_TILE, VNNI>(p, nb, acts, aux, t);
+                for (j, a) in acc.into_iter().enumerate() {
+                    store8(lanes(a), out, r0, n_tok, t + j);
+                }
+                t += KX8_TILE;
+            }
+            for t in t..n_tok {
+                let [a] = kx8_tile::<K, 1, VNNI>(p, nb, acts, aux, t);
+                store8(lanes(a), out, r0, n_tok, t);
+            }
+        }
+    }
+}
+
+/// One group of 8 repacked rows (records at `p`) against tokens `t0..t0 + N`: their 8 row
+/// sums each, every (row, token) adding its blocks in order with the reference's `f32`
+/// operations.
+#[inline(always)]
+unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool>(
+    p: *const u8,
+    nb: usize,
+    acts: &[BlockQ8_K],
+    aux: &[[i32; 16]],
+    t0: usize,
+) -> [__m256; N] {
+    // SAFETY: the caller guarantees nb records at `p`, AVX2/F16C (and with `VNNI`, AVX-512
+    // VNNI and VL), and nb blocks per token in `acts` and `aux` for tokens t0..t0 + N.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); N];
+        for b in 0..nb {
+            let rec = p.add(b * K::RECORD);
+            prefetch(rec.wrapping_add(AHEAD_X8), K::RECORD);
+            let blocks: [&BlockQ8_K; N] =
+                core::array::from_fn(|j| acts.get_unchecked((t0 + j) * nb + b));
+            let a = blocks.map(|ab| ab.qs.as_ptr() as *const u8);
+            let x: [&[i32; 16]; N] = core::array::from_fn(|j| aux.get_unchecked((t0 + j) * nb + b));
+            let (isum, imin) = K::isums::<N, VNNI>(rec, a, x);
+            let d = f16x8(rec);
+            let dmin = if K::MIN {
+                f16x8(rec.add(16))
+            } else {
+                _mm256_setzero_ps()
+            };
+            for j in 0..N {
+                let da = _mm256_set1_ps(blocks[j].d);
+                let x = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[j]));
+                acc[j] = _mm256_add_ps(acc[j], x);
+                if K::MIN {
+                    let y = _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(imin[j]));
+                    acc[j] = _mm256_sub_ps(acc[j], y);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// Bytes ahead of the current record that [`kx8_tile`] prefetches.
+const AHEAD_X8: usize = 4096;
