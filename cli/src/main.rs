@@ -2,6 +2,7 @@
 //! component. Results go to stdout, status to stderr; a failure is one line on stderr and a
 //! non-zero exit.
 
+mod alloc;
 mod commands;
 mod metrics;
 mod server;

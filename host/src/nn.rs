@@ -257,6 +257,7 @@ impl GgmlContext {
         );
         run.extend_from_slice(&tokens);
         let call = &*self.call;
+        let started = std::time::Instant::now();
         let logits = self
             .batcher
             .forward(self.id, &self.session, run, self.call.clone())
@@ -268,6 +269,8 @@ impl GgmlContext {
                 other => backend_error(call, other),
             })?;
         self.history.extend_from_slice(&tokens);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::trace!(tokens = tokens.len(), ms, "native forward done");
         let logits = contract::encode_logits(&logits).map_err(|e| backend_error(call, e))?;
         Ok(wasi_tensor(logits))
     }

@@ -50,6 +50,8 @@ pub struct ServeArgs {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<()> {
+    // Memory a truncated KV cache frees goes back to the system.
+    crate::alloc::map_large_blocks();
     if !(1..=256).contains(&args.concurrency) {
         bail!(
             "--concurrency must be between 1 and 256, got {}",
