@@ -77,7 +77,10 @@ pub(crate) fn gguf_row(
     }
     let record = ROWS * block_bytes;
     let group = &w[r / ROWS * ROWS * rb..][..ROWS * rb];
-    for (rec, blk) in group.chunks_exact(record).zip(out.chunks_exact_mut(block_bytes)) {
+    for (rec, blk) in group
+        .chunks_exact(record)
+        .zip(out.chunks_exact_mut(block_bytes))
+    {
         block(rec, r % ROWS, blk);
     }
 }

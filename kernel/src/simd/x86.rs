@@ -297,7 +297,10 @@ pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) 
         // multiple of 8; prefetch addresses need not be valid.
         let sums = unsafe {
             for row in r {
-                prefetch(row.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 2 * n);
+                prefetch(
+                    row.as_ptr().wrapping_add(PF_POS * stride) as *const u8,
+                    2 * n,
+                );
             }
             dot_f16_lanes(&q[..n8], r.map(|row| row.as_ptr()))
         };
