@@ -96,17 +96,7 @@ pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
 /// [`gguf_row`] for Q4_K or (`five`) Q5_K.
 pub(super) fn gguf_row_k(w: &[u8], nb: usize, r: usize, out: &mut [u8], five: bool) {
     let (block_bytes, qs, chunks) = geometry(five);
-    let rb = nb * block_bytes;
-    let full = w.len().checked_div(rb).unwrap_or(0) / ROWS * ROWS;
-    if r >= full {
-        out.copy_from_slice(&w[r * rb..(r + 1) * rb]);
-        return;
-    }
-    let (group, i) = (&w[r / ROWS * ROWS * rb..][..ROWS * rb], r % ROWS);
-    for (rec, blk) in group
-        .chunks_exact(ROWS * block_bytes)
-        .zip(out.chunks_exact_mut(block_bytes))
-    {
+    rows8::gguf_row(w, nb, block_bytes, r, out, |rec, i, blk| {
         blk[..2].copy_from_slice(&rec[2 * i..2 * i + 2]);
         blk[2..4].copy_from_slice(&rec[16 + 2 * i..18 + 2 * i]);
         let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
@@ -122,7 +112,7 @@ pub(super) fn gguf_row_k(w: &[u8], nb: usize, r: usize, out: &mut [u8], five: bo
                 *byte = (0..8).fold(0u8, |b, j| b | (high_bit(rec, i, 32 * j + l) << j));
             }
         }
-    }
+    });
 }
 
 /// Bit 4 of row `i`'s element `e` in a Q5_K record.
@@ -160,7 +150,7 @@ pub(super) fn block_k(acc: f32, rec: &[u8], i: usize, a: &BlockQ8_K, five: bool)
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul_q8_k` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) {
-    rows8::matmul_ref_k(
+    rows8::matmul_ref_blocks(
         w,
         nb,
         q4_k::BLOCK_BYTES,

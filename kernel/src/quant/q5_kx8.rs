@@ -32,7 +32,7 @@ pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul_q8_k` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) {
-    rows8::matmul_ref_k(
+    rows8::matmul_ref_blocks(
         w,
         nb,
         q5_k::BLOCK_BYTES,

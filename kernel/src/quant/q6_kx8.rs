@@ -76,17 +76,7 @@ fn scales(rec: &[u8], i: usize) -> [i8; 16] {
 /// Row `r`'s GGUF bytes of `w` (rows of `nb` blocks, repacked by [`repack`]) into `out`
 /// (one row long): the inverse of the repacking for that row.
 pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
-    let rb = nb * q6_k::BLOCK_BYTES;
-    let full = w.len().checked_div(rb).unwrap_or(0) / ROWS * ROWS;
-    if r >= full {
-        out.copy_from_slice(&w[r * rb..(r + 1) * rb]);
-        return;
-    }
-    let (group, i) = (&w[r / ROWS * ROWS * rb..][..ROWS * rb], r % ROWS);
-    for (rec, blk) in group
-        .chunks_exact(RECORD_BYTES)
-        .zip(out.chunks_exact_mut(q6_k::BLOCK_BYTES))
-    {
+    rows8::gguf_row(w, nb, q6_k::BLOCK_BYTES, r, out, |rec, i, blk| {
         let u = values(rec, i);
         for h in 0..2 {
             for l in 0..32 {
@@ -103,7 +93,7 @@ pub fn gguf_row(w: &[u8], nb: usize, r: usize, out: &mut [u8]) {
             *b = s as u8;
         }
         blk[208..210].copy_from_slice(&rec[2 * i..2 * i + 2]);
-    }
+    });
 }
 
 /// Row `i`'s block of the record `rec` against `a`: the GGUF layout's block step.
@@ -124,7 +114,7 @@ fn block(acc: f32, rec: &[u8], i: usize, a: &BlockQ8_K) -> f32 {
 /// Scalar reference: `out[r * n_tok + t] = row r · acts[t]` for repacked `w` (see
 /// `simd::matmul_q8_k` for the layout of `acts` and `out`).
 pub fn matmul_ref(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) {
-    rows8::matmul_ref_k(
+    rows8::matmul_ref_blocks(
         w,
         nb,
         q6_k::BLOCK_BYTES,

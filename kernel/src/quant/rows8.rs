@@ -13,7 +13,6 @@
 
 use super::f16::f16_le_to_f32;
 use super::q8_1::BlockQ8_1;
-use super::q8_k::BlockQ8_K;
 
 /// Rows per group.
 pub const ROWS: usize = 8;
@@ -120,34 +119,14 @@ pub(crate) fn matmul_ref(
     step: impl Fn(f32, &[u8], usize, i32, &BlockQ8_1) -> f32,
     gguf_dot: fn(&[u8], &[BlockQ8_1]) -> f32,
 ) {
-    let rb = nb * block_bytes;
-    if rb == 0 {
-        return;
-    }
-    let record = ROWS * block_bytes;
-    let n_rows = w.len() / rb;
-    let full = n_rows / ROWS * ROWS;
-    for (g, group) in w[..full * rb].chunks_exact(ROWS * rb).enumerate() {
-        for i in 0..ROWS {
-            for t in 0..n_tok {
-                let mut acc = 0f32;
-                for (b, ab) in acts[t * nb..(t + 1) * nb].iter().enumerate() {
-                    let rec = &group[b * record..(b + 1) * record];
-                    let mut isum = 0i32;
-                    for (e, &x) in ab.qs.iter().enumerate() {
-                        isum += value(rec, i, e) * i32::from(x);
-                    }
-                    acc = step(acc, rec, i, isum, ab);
-                }
-                out[(g * ROWS + i) * n_tok + t] = acc;
-            }
+    let block = |acc: f32, rec: &[u8], i: usize, ab: &BlockQ8_1| {
+        let mut isum = 0i32;
+        for (e, &x) in ab.qs.iter().enumerate() {
+            isum += value(rec, i, e) * i32::from(x);
         }
-    }
-    for r in full..n_rows {
-        for t in 0..n_tok {
-            out[r * n_tok + t] = gguf_dot(&w[r * rb..(r + 1) * rb], &acts[t * nb..(t + 1) * nb]);
-        }
-    }
+        step(acc, rec, i, isum, ab)
+    };
+    matmul_ref_blocks(w, nb, block_bytes, acts, n_tok, out, block, gguf_dot);
 }
 
 /// [`matmul_ref`]'s block step for weights `d · v`, `d` the half float at `2i` of the record:
@@ -167,21 +146,21 @@ pub(crate) fn scaled_with_min(acc: f32, rec: &[u8], i: usize, isum: i32, ab: &Bl
     acc + (d * ab.d) * isum as f32 + m * ab.s
 }
 
-/// [`matmul_ref`] for the K-quant layouts repacked eight rows at a time
-/// ([`super::q4_kx8`], [`super::q6_kx8`]), with Q8_K activations: `out[r * n_tok + t] = row
-/// r · acts[t]`, `acc = block(acc, rec, i, a)` per 256-block in block order (the GGUF
-/// layout's arithmetic for row `i` of the record `rec`); `gguf_dot`, that layout's
-/// reference, for the tail rows.
+/// The scalar reference's walk over the repacked layouts, for any activation block type `A`
+/// (Q8_1 for [`matmul_ref`], Q8_K for the K-quant layouts [`super::q4_kx8`], [`super::q5_kx8`],
+/// [`super::q6_kx8`]): `out[r * n_tok + t] = row r · acts[t]`, `acc = block(acc, rec, i, a)`
+/// per block in block order (the GGUF layout's arithmetic for row `i` of the record `rec`);
+/// `gguf_dot`, that layout's reference, for the tail rows.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_ref_k(
+pub(crate) fn matmul_ref_blocks<A>(
     w: &[u8],
     nb: usize,
     block_bytes: usize,
-    acts: &[BlockQ8_K],
+    acts: &[A],
     n_tok: usize,
     out: &mut [f32],
-    block: impl Fn(f32, &[u8], usize, &BlockQ8_K) -> f32,
-    gguf_dot: fn(&[u8], &[BlockQ8_K]) -> f32,
+    block: impl Fn(f32, &[u8], usize, &A) -> f32,
+    gguf_dot: fn(&[u8], &[A]) -> f32,
 ) {
     let rb = nb * block_bytes;
     if rb == 0 {
