@@ -377,6 +377,25 @@ impl Server {
         self.child.id()
     }
 
+    /// Runs the client script `tests/clients/SCRIPT` against this server (`python3 SCRIPT
+    /// http://ADDR ARGS...`), which prints one JSON value; fails with the script's stderr and
+    /// the server's log when it does not succeed (`just tools` installs the Python clients).
+    pub fn client(&self, script: &str, args: &[&std::ffi::OsStr]) -> Value {
+        let out = Command::new("python3")
+            .arg(crate::root().join("tests/clients").join(script))
+            .arg(format!("http://{}", self.addr))
+            .args(args)
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "{script} failed: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    }
+
     /// Everything the server wrote on stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()

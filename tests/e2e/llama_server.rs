@@ -6,7 +6,6 @@
 //! applicable with the reason.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use edge_llm_tests::http::Server;
@@ -31,22 +30,17 @@ fn llama_tests() -> PathBuf {
 /// Runs the cases against `server`; returns the script's summary.
 fn run_cases(server: &Server, warm_cache: bool) -> Value {
     let started = Instant::now();
-    let mut cmd = Command::new("python3");
-    cmd.arg(root().join("tests/clients/llama_server_cases.py"))
-        .arg(format!("http://{}", server.addr))
-        .args([MODEL, KEY, ORIGIN])
-        .arg(llama_tests());
+    let tests = llama_tests();
+    let mut args = vec![
+        MODEL.as_ref(),
+        KEY.as_ref(),
+        ORIGIN.as_ref(),
+        tests.as_os_str(),
+    ];
     if warm_cache {
-        cmd.arg("--warm-cache");
+        args.push("--warm-cache".as_ref());
     }
-    let out = cmd.output().expect("running python3");
-    assert!(
-        out.status.success(),
-        "{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let summary = server.client("llama_server_cases.py", &args);
     eprintln!("{summary} in {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(summary["failed"], 0, "{summary}");
     assert!(

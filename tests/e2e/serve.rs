@@ -6,10 +6,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use edge_llm_tests::http::{post_json, request, request_with, Response, Server};
-use edge_llm_tests::{edge_llm, http_bundle_wasm, root, stdout_json, temp_dir};
+use edge_llm_tests::{edge_llm, http_bundle_wasm, stdout_json, temp_dir};
 use serde_json::{json, Value};
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -117,31 +116,12 @@ fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
     assert_eq!(counts(&usage_chunk["usage"]), counts(&v["usage"]));
 }
 
-/// Runs `tests/clients/SCRIPT` against the server at `addr` with `args` after the URL and
-/// returns the JSON it prints; a failing script fails the test with `what` and its stderr.
-fn client(script: &str, addr: SocketAddr, args: &[&str], what: &str) -> Value {
-    let out = Command::new("python3")
-        .arg(root().join("tests/clients").join(script))
-        .arg(format!("http://{addr}"))
-        .args(args)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
-}
-
 /// The same through the official `openai` Python client.
-fn check_openai_client(addr: SocketAddr, expected: &str) {
+fn check_openai_client(server: &Server, expected: &str) {
     let max_tokens = MAX_TOKENS.to_string();
-    let v = client(
+    let v = server.client(
         "openai_chat.py",
-        addr,
-        &[MODEL, PROMPT, &max_tokens],
-        "the openai client failed (is it installed? `just tools`)",
+        &[MODEL.as_ref(), PROMPT.as_ref(), max_tokens.as_ref()],
     );
     assert_eq!(v["text"], expected);
     assert_eq!(v["stream_text"], expected);
@@ -161,26 +141,16 @@ fn check_openai_client(addr: SocketAddr, expected: &str) {
 
 /// Log probabilities (chat and completions, one-shot and streamed) and `n` answers through the
 /// `openai` client; the script checks what must hold and fails with the reason otherwise.
-fn check_logprobs_and_n(addr: SocketAddr) {
-    let v = client(
-        "openai_features.py",
-        addr,
-        &[MODEL],
-        "the logprobs and n checks failed",
-    );
+fn check_logprobs_and_n(server: &Server) {
+    let v = server.client("openai_features.py", &[MODEL.as_ref()]);
     assert_eq!(v["n_texts"].as_array().map(Vec::len), Some(3), "{v}");
 }
 
 /// Structured output through the `openai` client: every answer of the JSON Schema suite
 /// (tests/clients/json_schemas.json, one-shot and streamed, temperature 1), of `json_object`
 /// and of a GBNF grammar is valid.
-fn check_structured_output(addr: SocketAddr) {
-    let v = client(
-        "openai_schemas.py",
-        addr,
-        &[MODEL],
-        "the schema suite failed to run (`just tools` installs jsonschema)",
-    );
+fn check_structured_output(server: &Server) {
+    let v = server.client("openai_schemas.py", &[MODEL.as_ref()]);
     eprintln!(
         "structured output: {}/{} valid; masks {} ms of {} ms generating {} tokens",
         v["valid"], v["total"], v["mask_ms"], v["generation_ms"], v["tokens"]
@@ -193,13 +163,8 @@ fn check_structured_output(addr: SocketAddr) {
 /// Tool calls through the `openai` client (tests/clients/openai_tools.py): `required` and named
 /// functions give valid calls, one-shot and streamed as OpenAI's deltas; the call and the tool's
 /// result sent back give a text answer; bad tool fields are 400s naming them.
-fn check_tool_calls(addr: SocketAddr) {
-    let v = client(
-        "openai_tools.py",
-        addr,
-        &[MODEL],
-        "the tool-call checks failed",
-    );
+fn check_tool_calls(server: &Server) {
+    let v = server.client("openai_tools.py", &[MODEL.as_ref()]);
     eprintln!("tool calls: {v}");
     assert!(v["calls"].as_u64().is_some_and(|n| n >= 6), "{v}");
     assert_eq!(v["calls"], v["streamed_calls"], "{v}");
@@ -566,10 +531,10 @@ fn edge_llm_serve_answers_like_the_cli_with_the_native_backend() {
         &cache,
     );
     check_chat(server.addr, &expected, "edge-llm-wasi-nn");
-    check_openai_client(server.addr, &expected);
-    check_logprobs_and_n(server.addr);
-    check_structured_output(server.addr);
-    check_tool_calls(server.addr);
+    check_openai_client(&server, &expected);
+    check_logprobs_and_n(&server);
+    check_structured_output(&server);
+    check_tool_calls(&server);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);
@@ -591,10 +556,10 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
     let aliases = format!("EDGE_LLM_MODEL_ALIASES={ALIAS}");
     let server = Server::wasmtime(&component, &["--env", &env, "--env", &aliases]);
     check_chat(server.addr, &expected, "edge-llm-kernel");
-    check_openai_client(server.addr, &expected);
-    check_logprobs_and_n(server.addr);
-    check_structured_output(server.addr);
-    check_tool_calls(server.addr);
+    check_openai_client(&server, &expected);
+    check_logprobs_and_n(&server);
+    check_structured_output(&server);
+    check_tool_calls(&server);
     check_concurrent_streams(server.addr, &expected);
     check_bad_requests(server.addr);
     check_other_routes(server.addr);

@@ -4,10 +4,8 @@
 //! (preflight and response headers), `/tokenize` and `/detokenize`, and, under `edge-llm
 //! serve`, `/metrics`.
 
-use std::process::Command;
-
 use edge_llm_tests::http::Server;
-use edge_llm_tests::{http_bundle_wasm, root, temp_dir};
+use edge_llm_tests::{http_bundle_wasm, temp_dir};
 use serde_json::Value;
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -16,22 +14,17 @@ const ORIGIN: &str = "http://localhost:3000";
 
 /// Runs the client script against `server`; returns what it saw.
 fn check_extras(server: &Server, metrics: bool) -> Value {
-    let mut cmd = Command::new("python3");
-    cmd.arg(root().join("tests/clients/openai_extras.py"))
-        .arg(format!("http://{}", server.addr))
-        .args([MODEL, KEY, ORIGIN])
-        .arg(edge_llm_refs::path("embeddings.json"));
+    let refs = edge_llm_refs::path("embeddings.json");
+    let mut args = vec![
+        MODEL.as_ref(),
+        KEY.as_ref(),
+        ORIGIN.as_ref(),
+        refs.as_os_str(),
+    ];
     if metrics {
-        cmd.arg("--metrics");
+        args.push("--metrics".as_ref());
     }
-    let out = cmd.output().expect("running python3");
-    assert!(
-        out.status.success(),
-        "the client checks failed (`just tools` installs openai and prometheus-client): {}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let seen = server.client("openai_extras.py", &args);
     eprintln!("{seen}");
     seen
 }
