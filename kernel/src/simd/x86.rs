@@ -753,6 +753,17 @@ impl Packed8 for Q4_0x8 {
     }
 }
 
+/// The 8 value vectors of a Q5_0x8 or Q5_1x8 record whose 8 high-bit words start at `high`
+/// and whose nibble chunks follow them: the nibbles with bit 4 of each byte set from its word.
+#[inline(always)]
+unsafe fn five_bit_vectors(high: *const u8) -> [__m256i; 8] {
+    // SAFETY: the caller guarantees 32 bytes of words and 128 of chunks at `high`, and AVX2.
+    unsafe {
+        let v = nibble_vectors(high.add(32));
+        core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(high.add(4 * j))))
+    }
+}
+
 /// The `Q5_0x8` layout (`quant::q5_0x8`).
 struct Q5_0x8;
 impl Packed8 for Q5_0x8 {
@@ -768,10 +779,7 @@ impl Packed8 for Q5_0x8 {
     #[inline(always)]
     unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
         // SAFETY: the caller's contract: high-bit words at 16..48, chunks at 48..176.
-        unsafe {
-            let v = nibble_vectors(rec.add(48));
-            core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(rec.add(16 + 4 * j))))
-        }
+        unsafe { five_bit_vectors(rec.add(16)) }
     }
 }
 
@@ -790,10 +798,7 @@ impl Packed8 for Q5_1x8 {
     #[inline(always)]
     unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
         // SAFETY: the caller's contract: high-bit words at 32..64, chunks at 64..192.
-        unsafe {
-            let v = nibble_vectors(rec.add(64));
-            core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(rec.add(32 + 4 * j))))
-        }
+        unsafe { five_bit_vectors(rec.add(32)) }
     }
 }
 
