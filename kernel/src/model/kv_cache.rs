@@ -104,7 +104,7 @@ impl KvCache {
     pub fn truncate(&mut self, n: usize) {
         self.len = self.len.min(n);
         let keep = self.len * self.kv_dim;
-        let spare = (self.len.div_ceil(CHUNK) + 1) * CHUNK * self.kv_dim;
+        let spare = self.room_for(self.len + CHUNK);
         for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
             buf.truncate(keep);
             if buf.capacity() > spare {

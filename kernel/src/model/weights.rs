@@ -68,13 +68,19 @@ impl QMatrix {
                     quant::dequantize_row(self.ty, row, out);
                 }
             }
-            Layout::Rows8 => {
-                let mut row = vec![0u8; self.row_bytes];
-                simd::gguf_row(self.ty, self.bytes(file), self.cols, r, &mut row);
-                quant::dequantize_row(self.ty, &row, out);
-            }
+            Layout::Rows8 => GGUF_ROW.with_borrow_mut(|row| {
+                row.resize(self.row_bytes, 0);
+                simd::gguf_row(self.ty, self.bytes(file), self.cols, r, row);
+                quant::dequantize_row(self.ty, row, out);
+            }),
         }
     }
+}
+
+thread_local! {
+    /// The GGUF bytes of the row [`QMatrix::dequantize_row`] reads from a repacked matrix (one
+    /// row per embedding lookup, so no allocation per token).
+    static GGUF_ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A norm's weight and, for LayerNorm, its bias (`[n]` each).

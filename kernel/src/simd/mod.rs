@@ -234,7 +234,7 @@ pub fn matmul(
 /// True if `isa` reads some type's repacked rows faster than the GGUF layout
 /// ([`packed_pays`]).
 pub fn repacking_pays(isa: Isa) -> bool {
-    isa == Isa::Avx2 || isa == Isa::Simd128
+    PACKED.iter().any(|&ty| packed_pays(isa, ty))
 }
 
 /// True if `isa` has a [`matmul_x8`] kernel for `ty` faster than [`matmul`] on the GGUF
@@ -270,9 +270,14 @@ pub fn allow_vnni(allowed: bool) -> bool {
 /// [`matmul_x8`]; Q4_K ([`q4_kx8`]), Q5_K ([`q5_kx8`]) and Q6_K ([`q6_kx8`]), read by
 /// [`matmul_x8_q8_k`].
 pub fn packs(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(ty, Q4_1 | Q4_0 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
+    PACKED.contains(&ty)
 }
+
+/// The types [`packs`] names.
+const PACKED: [GgmlType; 8] = {
+    use GgmlType::*;
+    [Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+};
 
 /// Repacks the full groups of eight rows of `rows` (rows of `n_cols` elements of type `ty`,
 /// one of [`packs`]) in place; other types are left as they are.
