@@ -450,7 +450,13 @@ impl Server {
                 .and_then(|v| v.trim().split_once(' '))
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, key)| key.trim());
-            if !given.is_some_and(|g| self.api_keys.iter().any(|k| k == g)) {
+            // Every key is compared in full, in constant time, as the HTTP front compares them.
+            let matched = given.is_some_and(|g| {
+                self.api_keys.iter().fold(false, |any, k| {
+                    any | constant_time_eq::constant_time_eq(k.as_bytes(), g.as_bytes())
+                })
+            });
+            if !matched {
                 return error_body(
                     401,
                     "invalid_request_error",

@@ -31,19 +31,12 @@ pub fn authorize(
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer KEY`"))?;
     // Every key is compared in full, so the time taken does not tell which bytes matched.
     let matched = config.api_keys.iter().fold(false, |any, k| {
-        any | constant_time_eq(k.as_bytes(), key.as_bytes())
+        any | constant_time_eq::constant_time_eq(k.as_bytes(), key.as_bytes())
     });
     match matched {
         true => Ok(()),
         false => Err(ApiError::unauthorized("incorrect API key provided")),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The methods a preflight may ask for.
