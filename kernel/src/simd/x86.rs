@@ -685,7 +685,8 @@ trait Packed8 {
     /// Signed values (`maddubs` then needs their magnitudes and the activations' signs).
     const SIGNED: bool = false;
     /// Whether the VNNI tile takes two groups at a time (the high bits of Q5_0 and Q5_1 leave
-    /// too few registers: 6 % and 8 % slower at 128 tokens; 3-11 % faster for the others).
+    /// too few registers: 6 % and 8 % slower at 128 tokens; 3-11 % faster for the others;
+    /// `cargo run --release -p edge-llm-kernel --example matmul_speed -- run TYPE 128 CALLS`).
     const PAIRS: bool = true;
     /// The 8 rows' `(d, m)` as `f32` (`m` zero without a min).
     unsafe fn scales(rec: *const u8) -> (__m256, __m256);
@@ -899,7 +900,7 @@ pub(super) fn has_vnni() -> bool {
 
 /// Tokens per tile of [`x8_groups`]: a record's values are unpacked once for this many
 /// tokens (with VNNI and AVX-512 VL's 32 registers, 8 ran 13-17 % slower on Q4_0 and Q8_0,
-/// 3 % faster on Q5_0).
+/// 3 % faster on Q5_0: `matmul_speed -- run TYPE N_TOK CALLS`, the kernel's example).
 const TILE: usize = 4;
 
 /// Bytes ahead of the current record that [`x8_tile`] prefetches (1.5, 4 and 8 KiB decoded
@@ -958,7 +959,8 @@ unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
     // With VNNI and several tokens, two groups at a time (AVX-512 VL's 32 registers hold both
     // groups' values), so each broadcast activation word serves 16 rows. Decoding streams the
     // weights from memory, one group after another: two streams at once decoded Q8_0 10-20 %
-    // slower.
+    // slower (`cargo run --release -p edge-llm-kernel --example speed --
+    // build/fidelity/llamacpp-Q8_0.gguf 1`).
     let pairs = if VNNI && B::PAIRS && n_tok > 1 {
         full / (2 * R) * (2 * R)
     } else {
