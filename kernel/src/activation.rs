@@ -18,6 +18,15 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `x[i] = e^(x[i] − shift)` in place (softmax's exponentials). A plain elementwise loop, so
+/// the compiler vectorizes it; the reference of [`crate::simd::exp_shifted`].
+#[inline(always)]
+pub fn exp_shifted(x: &mut [f32], shift: f32) {
+    for v in x {
+        *v = exp(*v - shift);
+    }
+}
+
 /// GELU, tanh form, as llama.cpp's CPU backend computes it: through a table of half-precision
 /// inputs and outputs (`x` rounded to f16, the result rounded to f16), identity from 10 up and
 /// 0 from −10 down. `tanh` is `libm`'s, so every target gives the same bits.

@@ -4,8 +4,7 @@
 //! Every reduction has a fixed order, `exp` is our own sequence of plain IEEE operations and the
 //! other transcendental functions come from `libm`, so results are identical on every target.
 
-use crate::activation::exp;
-use crate::simd::{dot_f32, Isa};
+use crate::simd::{self, dot_f32, Isa};
 
 /// `out = x / sqrt(mean(x²) + eps) * w` (the sum of squares with `isa`'s [`dot_f32`]).
 pub fn rmsnorm(isa: Isa, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -84,14 +83,12 @@ pub fn rope_halves(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
-/// In-place softmax with a sequential sum.
-pub fn softmax(x: &mut [f32]) {
+/// In-place softmax with a sequential sum (the exponentials by [`simd::exp_shifted`], the same
+/// bits on every target).
+pub fn softmax(isa: Isa, x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
+    simd::exp_shifted(isa, x, max);
+    let sum = x.iter().fold(0f32, |s, &v| s + v);
     let inv = 1.0 / sum;
     for v in x.iter_mut() {
         *v *= inv;

@@ -667,6 +667,8 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
         let m = n.min(gate.len());
         let mut want_g = gate[..m].to_vec();
         edge_llm_kernel::activation::swiglu(&mut want_g, &up[..m]);
+        let mut want_e = gate[..m].to_vec();
+        edge_llm_kernel::activation::exp_shifted(&mut want_e, 3.0);
         let mut want_h = vec![0u16; n];
         f16::narrow_slice(&x[..n], &mut want_h);
         for isa in Isa::available() {
@@ -681,6 +683,15 @@ fn elementwise_kernels_simd_equal_scalar_bit_for_bit() {
                     e.to_bits(),
                     "{isa:?} round_f16 of {:e} ({i})",
                     x[i]
+                );
+            }
+            let mut got_e = gate[..m].to_vec();
+            simd::exp_shifted(isa, &mut got_e, 3.0);
+            for (i, (g, e)) in got_e.iter().zip(&want_e).enumerate() {
+                assert!(
+                    g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
+                    "{isa:?} exp_shifted({}, 3) ({i}): {g} vs {e}",
+                    gate[i]
                 );
             }
             let mut got_g = gate[..m].to_vec();

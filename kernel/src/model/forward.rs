@@ -770,7 +770,7 @@ fn attend(
         for s in sc.iter_mut() {
             *s *= sh.scale;
         }
-        ops::softmax(sc);
+        ops::softmax(sh.isa, sc);
         simd::round_f16(sh.isa, sc);
         simd::weighted_sum_f16(sh.isa, sc, &vals[first_key..], sh.kv_dim, o);
     }

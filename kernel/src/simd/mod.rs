@@ -619,6 +619,17 @@ pub fn swiglu(isa: Isa, gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `x[i] = e^(x[i] − shift)` in place: bit for bit [`crate::activation::exp_shifted`] in every
+/// variant (the same loop, compiled 8 lanes wide for AVX2; simd128 vectorizes it already).
+#[inline]
+pub fn exp_shifted(isa: Isa, x: &mut [f32], shift: f32) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::exp_shifted(x, shift),
+        _ => crate::activation::exp_shifted(x, shift),
+    }
+}
+
 /// Rounds every element of `x` to the nearest half float (ties to even) in place, bit for bit
 /// [`crate::quant::f16::round_slice`] in every variant (F16C's conversions on AVX2).
 #[inline]
