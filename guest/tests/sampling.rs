@@ -343,6 +343,37 @@ fn sampling_full_vocab_stays_fast_and_valid() {
     }
 }
 
+/// `greedy_argmax` against its definition, a scan that keeps the first strictly larger
+/// non-NaN logit: lengths around the 8-lane blocks, ties, NaN, infinities and signed zeros.
+#[test]
+fn greedy_argmax_is_the_first_largest_non_nan() {
+    let mut rng = SplitMix64::new(5);
+    for case in 0..2000 {
+        let n = (rng.next_u64() % 40) as usize;
+        let logits: Vec<f32> = (0..n)
+            .map(|_| match rng.next_u64() % 12 {
+                0 => f32::NAN,
+                1 => f32::NEG_INFINITY,
+                2 => f32::INFINITY,
+                3 => -0.0,
+                4 => 0.0,
+                v => v as f32 - 8.0,
+            })
+            .collect();
+        let mut want: Option<(usize, f32)> = None;
+        for (i, &l) in logits.iter().enumerate() {
+            if !l.is_nan() && want.is_none_or(|(_, b)| l > b) {
+                want = Some((i, l));
+            }
+        }
+        assert_eq!(
+            greedy_argmax(&logits),
+            want.map(|(i, _)| i as u32),
+            "case {case}: {logits:?}"
+        );
+    }
+}
+
 /// Greedy choice with the repeat penalty against the definition: penalise a copy of the
 /// logits, then take the argmax (ties to the lowest id, NaN ignored).
 #[test]
