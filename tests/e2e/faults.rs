@@ -79,8 +79,8 @@ fn the_server_deadline_stops_a_long_native_prefill() {
     // 1 s: room for the follow-up chat below on a fresh instance on a busy machine (at 300 ms
     // it failed once at load average 9).
     let server = Server::edge_llm(&["--concurrency", "1", "--timeout-ms", "1000"], &cache);
-    // ~7,800 tokens (the context holds 8,192): several seconds of native prefill on any machine
-    // this runs on, in one compute call.
+    // ~7,000 tokens (the context holds 8,192): one compute call of 38-56 s of native prefill
+    // (AMD EPYC 2 vCPU, `edge-llm serve` without a deadline), most of it attention.
     let prompt = "the quick brown fox jumps over the lazy dog ".repeat(780);
     let started = std::time::Instant::now();
     let response = post_json(
@@ -97,10 +97,11 @@ fn the_server_deadline_stops_a_long_native_prefill() {
     );
     let message = response.json()["error"]["message"].to_string();
     assert!(message.contains("deadline"), "{message}");
-    // The native compute stops at its next layer: a few ticks past 1 s, not the prefill's
-    // seconds (generous for a machine busy with other tests).
+    // The native compute stops at its next layer: a few ticks past 1 s, not the prefill's tens
+    // of seconds. The bound leaves room for a machine busy with other tests (3.6 s once at
+    // load average 7).
     assert!(
-        elapsed < std::time::Duration::from_millis(3000),
+        elapsed < std::time::Duration::from_secs(10),
         "the request took {elapsed:?}"
     );
     let discarded = "instance discarded: interrupted at its deadline";
