@@ -376,6 +376,7 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
                     d: 1.0,
                     s: 127.0 * 32.0 * f32::from(sign),
                     qs: [127 * sign; QK],
+                    sum: 127 * 32 * i32::from(sign),
                 })
                 .collect();
             let mut want = vec![0f32; rows * n_tok];

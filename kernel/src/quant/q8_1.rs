@@ -1,5 +1,6 @@
-//! Q8_1 activation blocks (our own in-memory format): 32 × i8 with an `f32` scale `d` and
-//! `s = d · Σq`, used as the activation side of every quantized dot product.
+//! Q8_1 activation blocks (our own in-memory format): 32 × i8 with an `f32` scale `d`,
+//! `s = d · Σq` and the integer `Σq`, used as the activation side of every quantized dot
+//! product.
 //!
 //! Quantization rounds ties to even and clamps to ±127, identically on every target.
 
@@ -15,8 +16,11 @@ pub struct BlockQ8_1 {
     pub s: f32,
     /// Quantized values in element order, each in -127..=127.
     pub qs: [i8; QK],
+    /// `Σ qs`: the kernels subtract an offset times it (Q4_0's 8, Q5_0's 16, or 128 for
+    /// signed bytes made unsigned) once per block instead of summing the block again.
+    pub sum: i32,
 }
-const _: () = assert!(size_of::<BlockQ8_1>() == 40);
+const _: () = assert!(size_of::<BlockQ8_1>() == 44);
 
 /// Scalar reference: quantizes one block of 32 values.
 #[inline]
@@ -35,6 +39,7 @@ pub fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
     }
     out.d = d;
     out.s = d * sum as f32;
+    out.sum = sum;
 }
 
 /// Scalar reference: quantizes a row (length a multiple of 32).

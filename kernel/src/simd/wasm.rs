@@ -65,6 +65,7 @@ pub(super) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
         }
         b.d = d;
         b.s = d * sum as f32;
+        b.sum = sum;
     }
 }
 

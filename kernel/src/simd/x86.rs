@@ -78,6 +78,7 @@ unsafe fn quantize_block(x: &[f32], out: &mut BlockQ8_1) {
         _mm256_storeu_si256(out.qs.as_mut_ptr() as *mut __m256i, p);
         out.d = d;
         out.s = d * sum as f32;
+        out.sum = sum;
     }
 }
 
@@ -871,26 +872,14 @@ fn x8_rows<B: Packed8>(
         return 0;
     }
     let full = w.len() / (nb * B::BLOCK) / R * R;
-    let vnni = has_vnni();
-    // The offset times each activation block's integer sum, subtracted from the block's
-    // product sums (computed once per matmul, not per group).
-    let offset = if vnni && B::SIGNED { 128 } else { B::OFFSET };
-    let asum: Vec<i32> = if offset != 0 {
-        acts[..nb * n_tok]
-            .iter()
-            .map(|a| offset * a.qs.iter().map(|&q| i32::from(q)).sum::<i32>())
-            .collect()
-    } else {
-        Vec::new()
-    };
     // SAFETY: AVX2/F16C (and for the first, AVX-512 VNNI and VL) detected; `w` holds `full`
-    // repacked rows and `acts` (and `asum`, when an offset is subtracted) nb * n_tok blocks
-    // (checked above); `out` is written through bounds-checked indexing.
+    // repacked rows and `acts` nb * n_tok blocks (checked above); `out` is written through
+    // bounds-checked indexing.
     unsafe {
-        if vnni {
-            x8_groups_vnni::<B>(w, nb, acts, &asum, n_tok, out, full)
+        if has_vnni() {
+            x8_groups_vnni::<B>(w, nb, acts, n_tok, out, full)
         } else {
-            x8_groups::<B>(w, nb, acts, &asum, n_tok, out, full)
+            x8_groups::<B>(w, nb, acts, n_tok, out, full)
         }
     }
     full
@@ -933,13 +922,12 @@ unsafe fn x8_groups<B: Packed8>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
-    asum: &[i32],
     n_tok: usize,
     out: &mut [f32],
     full: usize,
 ) {
     // SAFETY: the caller's contract.
-    unsafe { x8_groups_body::<B, false>(w, nb, acts, asum, n_tok, out, full) }
+    unsafe { x8_groups_body::<B, false>(w, nb, acts, n_tok, out, full) }
 }
 
 /// [`x8_groups`] with `vpdpbusd` for the byte products (and signed values offset by 128).
@@ -949,13 +937,12 @@ unsafe fn x8_groups_vnni<B: Packed8>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
-    asum: &[i32],
     n_tok: usize,
     out: &mut [f32],
     full: usize,
 ) {
     // SAFETY: the caller's contract.
-    unsafe { x8_groups_body::<B, true>(w, nb, acts, asum, n_tok, out, full) }
+    unsafe { x8_groups_body::<B, true>(w, nb, acts, n_tok, out, full) }
 }
 
 /// The body of [`x8_groups`] and [`x8_groups_vnni`].
@@ -965,7 +952,6 @@ unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_1],
-    asum: &[i32],
     n_tok: usize,
     out: &mut [f32],
     full: usize,
@@ -984,13 +970,13 @@ unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
     for r0 in (0..pairs).step_by(2 * R) {
         // SAFETY: both groups' nb records lie inside `w`; the caller's contract for the rest.
         unsafe {
-            x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, asum, n_tok, out, r0)
+            x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0)
         }
     }
     for r0 in (pairs..full).step_by(R) {
         // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
         unsafe {
-            x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, asum, n_tok, out, r0)
+            x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0)
         }
     }
 }
@@ -1004,7 +990,6 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
     rb: usize,
     nb: usize,
     acts: &[BlockQ8_1],
-    asum: &[i32],
     n_tok: usize,
     out: &mut [f32],
     r0: usize,
@@ -1013,7 +998,7 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
     unsafe {
         let mut t = 0;
         while t + TILE <= n_tok {
-            let acc = x8_tile::<B, TILE, VNNI, G>(p, rb, nb, acts, asum, t);
+            let acc = x8_tile::<B, TILE, VNNI, G>(p, rb, nb, acts, t);
             for (g, acc) in acc.into_iter().enumerate() {
                 for (j, a) in acc.into_iter().enumerate() {
                     store8(lanes(a), out, r0 + g * R, n_tok, t + j);
@@ -1022,7 +1007,7 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
             t += TILE;
         }
         for t in t..n_tok {
-            let acc = x8_tile::<B, 1, VNNI, G>(p, rb, nb, acts, asum, t);
+            let acc = x8_tile::<B, 1, VNNI, G>(p, rb, nb, acts, t);
             for (g, [a]) in acc.into_iter().enumerate() {
                 store8(lanes(a), out, r0 + g * R, n_tok, t);
             }
@@ -1043,12 +1028,11 @@ unsafe fn x8_tile<B: Packed8, const N: usize, const VNNI: bool, const G: usize>(
     rb: usize,
     nb: usize,
     acts: &[BlockQ8_1],
-    asum: &[i32],
     t0: usize,
 ) -> [[__m256; N]; G] {
     // SAFETY: the caller guarantees nb records of each of the G groups at `p`, AVX2/F16C (and
-    // with `VNNI`, AVX-512 VNNI and VL), and nb blocks per token in `acts` (and `asum`, when
-    // an offset is subtracted) for tokens t0..t0 + N.
+    // with `VNNI`, AVX-512 VNNI and VL), and nb blocks per token in `acts` for tokens
+    // t0..t0 + N.
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let offset = if VNNI && B::SIGNED { 128 } else { B::OFFSET };
@@ -1113,7 +1097,7 @@ unsafe fn x8_tile<B: Packed8, const N: usize, const VNNI: bool, const G: usize>(
                         _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
                     };
                     if offset != 0 {
-                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(*asum.get_unchecked(at)));
+                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * ab.sum));
                     }
                     let (d, m) = dm[g];
                     let x = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum));
