@@ -339,7 +339,30 @@ pub fn matmul_x8(
         GgmlType::Q8_0 => q8_0x8::matmul_ref,
         _ => return,
     };
-    let nb = n_cols / QK;
+    x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
+        _ => 0,
+    });
+}
+
+/// The frame of the repacked matmuls, as in [`matmul`]: `w` and `out` cut to whole rows
+/// ([`clip`]), `kernel` does whole groups of 8 (it returns the rows it did, none without
+/// one), `reference` the rest (a shorter tail in the GGUF layout, or everything).
+#[allow(clippy::too_many_arguments)]
+fn x8_frame<A>(
+    ty: GgmlType,
+    w: &[u8],
+    n_cols: usize,
+    acts: &[A],
+    n_tok: usize,
+    out: &mut [f32],
+    reference: fn(&[u8], usize, &[A], usize, &mut [f32]),
+    kernel: impl FnOnce(&[u8], usize, &mut [f32]) -> usize,
+) {
+    let nb = n_cols / ty.block_size() as usize;
     let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
         return;
     };
@@ -347,15 +370,7 @@ pub fn matmul_x8(
     let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
         return;
     };
-    // As in `matmul`: the kernel does whole groups, the reference the rest (a shorter tail in
-    // the GGUF layout, or everything without a kernel).
-    let done = match isa {
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
-        _ => 0,
-    };
+    let done = kernel(w, nb, out);
     let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
     reference(w, nb, acts, n_tok, out);
 }
@@ -397,21 +412,11 @@ pub fn matmul_x8_q8_k(
         GgmlType::Q6_K => q6_kx8::matmul_ref,
         _ => return,
     };
-    let nb = n_cols / QK_K;
-    let Some(row_bytes) = ty.row_bytes(n_cols as u64) else {
-        return;
-    };
-    let row_bytes = row_bytes as usize;
-    let Some((w, out)) = clip(w, row_bytes, nb, acts.len(), n_tok, out) else {
-        return;
-    };
-    let done = match isa {
+    x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
         _ => 0,
-    };
-    let (w, out) = (&w[done * row_bytes..], &mut out[done * n_tok..]);
-    reference(w, nb, acts, n_tok, out);
+    });
 }
 
 /// `w` and `out` cut to the whole rows both hold, or `None` when there is nothing to compute
