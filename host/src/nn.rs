@@ -258,9 +258,10 @@ impl GgmlContext {
         run.extend_from_slice(&tokens);
         let call = &*self.call;
         let started = std::time::Instant::now();
-        let logits = self
-            .batcher
-            .forward(self.id, &self.session, run, self.call.clone())
+        let logits = blocking(|| {
+            self.batcher
+                .forward(self.id, &self.session, run, self.call.clone())
+        })
             .map_err(|e| match e {
                 BatchError::Forward(ForwardError::Cancelled) => {
                     let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
@@ -295,7 +296,7 @@ impl GgmlContext {
         );
         run.extend_from_slice(&tokens);
         let stop = || call.stop_reason().is_some();
-        let states = session.forward_hidden(&run, &stop).map_err(|e| match e {
+        let states = blocking(|| session.forward_hidden(&run, &stop)).map_err(|e| match e {
             ForwardError::Cancelled => {
                 let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
                 fail(&call, reason)
@@ -378,5 +379,19 @@ impl GraphRegistry for Preloaded {
 
     fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
         self.0.get_mut(name)
+    }
+}
+
+/// Runs `f`, which computes or waits for a batched step, without stalling the async runtime
+/// whose worker thread calls it: on tokio's multi-threaded runtime the worker first hands its
+/// queued tasks to another thread (`block_in_place`). Among those tasks may be a connection's,
+/// whose hang-up cancels a call: left on a worker blocked in compute, a hung-up client went
+/// unnoticed until that worker was free (one of four abandoned 3000-token prefills ran to its
+/// end on a busy machine). Elsewhere `f` just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

@@ -125,12 +125,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         cors_origins: args.cors_origin.clone(),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
-        // Each generating request occupies a worker while it is in the native backend (computing
-        // or waiting for its batched step), and the tasks that worker last woke stay in its own
-        // queue (tokio's LIFO slot is not stolen): among them a connection's, whose hang-up
-        // cancels a call. With one spare worker, four hung-up prefills were noticed after 9.4 s;
-        // with a spare worker per request, after 0.44 s (`--concurrency 4`, 2 vCPU). Idle
-        // workers cost a thread each.
+        // Each generating request occupies a thread while it is in the native backend
+        // (computing or waiting for its batched step); the backend first hands that worker's
+        // queued tasks to another thread (edge-llm-host's `nn::blocking`), among them a
+        // connection's, whose hang-up cancels a call. A spare worker per request keeps the
+        // other requests' guests running meanwhile. Idle workers cost a thread each.
         .worker_threads(2 * args.concurrency + 1)
         .enable_all()
         .build()
