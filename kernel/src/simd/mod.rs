@@ -344,7 +344,10 @@ pub fn matmul_x8(
         Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
-        _ => 0,
+        _ => {
+            let _ = (w, nb, out);
+            0
+        }
     });
 }
 
@@ -415,7 +418,10 @@ pub fn matmul_x8_q8_k(
     x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
-        _ => 0,
+        _ => {
+            let _ = (w, nb, out);
+            0
+        }
     });
 }
 
