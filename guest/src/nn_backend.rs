@@ -155,6 +155,39 @@ impl NnBackend {
             logits: Vec::new(),
         })
     }
+
+    /// One `compute` of `tokens` after the cached positions: with the pending truncation, and
+    /// asking for the hidden states (`hidden`) or the logits, the latter with the positions
+    /// announced by `reserve`.
+    fn run(&mut self, tokens: &[u32], hidden: bool) -> Result<Vec<(String, Tensor)>, BackendError> {
+        let needed = self.tokens.len() + tokens.len();
+        if needed > self.n_ctx {
+            return Err(BackendError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let encoded = contract::encode_tokens(tokens).map_err(contract_failure)?;
+        let mut inputs = vec![input(contract::TOKENS, &encoded)];
+        if hidden {
+            let request = contract::hidden_states_request();
+            inputs.push(input(contract::HIDDEN_STATES, &request));
+        }
+        if let Some(n_past) = self.truncate_to {
+            let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
+            inputs.push(input(contract::N_PAST, &n_past));
+        }
+        if let Some(positions) = self.reserve.take_if(|_| !hidden) {
+            let reserve = contract::encode_n_reserve(positions).map_err(contract_failure)?;
+            inputs.push(input(contract::N_RESERVE, &reserve));
+        }
+        let outputs = self
+            .ctx
+            .compute(inputs)
+            .map_err(|e| BackendError::Failed(describe(&e)))?;
+        self.truncate_to = None;
+        Ok(outputs)
+    }
 }
 
 fn contract_failure(e: ContractError) -> BackendError {
@@ -188,30 +221,7 @@ impl Backend for NnBackend {
     }
 
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
-        let needed = self.tokens.len() + tokens.len();
-        if needed > self.n_ctx {
-            return Err(BackendError::ContextFull {
-                needed,
-                n_ctx: self.n_ctx,
-            });
-        }
-        let mut inputs = vec![input(
-            contract::TOKENS,
-            &contract::encode_tokens(tokens).map_err(contract_failure)?,
-        )];
-        if let Some(n_past) = self.truncate_to {
-            let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
-            inputs.push(input(contract::N_PAST, &n_past));
-        }
-        if let Some(positions) = self.reserve.take() {
-            let reserve = contract::encode_n_reserve(positions).map_err(contract_failure)?;
-            inputs.push(input(contract::N_RESERVE, &reserve));
-        }
-        let outputs = self
-            .ctx
-            .compute(inputs)
-            .map_err(|e| BackendError::Failed(describe(&e)))?;
-        self.truncate_to = None;
+        let outputs = self.run(tokens, false)?;
         let logits = output(&outputs, contract::LOGITS).map_err(contract_failure)?;
         contract::decode_logits(logits.as_ref(), &mut self.logits).map_err(contract_failure)?;
         self.tokens.extend_from_slice(tokens);
@@ -219,29 +229,7 @@ impl Backend for NnBackend {
     }
 
     fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
-        let needed = self.tokens.len() + tokens.len();
-        if needed > self.n_ctx {
-            return Err(BackendError::ContextFull {
-                needed,
-                n_ctx: self.n_ctx,
-            });
-        }
-        let mut inputs = vec![
-            input(
-                contract::TOKENS,
-                &contract::encode_tokens(tokens).map_err(contract_failure)?,
-            ),
-            input(contract::HIDDEN_STATES, &contract::hidden_states_request()),
-        ];
-        if let Some(n_past) = self.truncate_to {
-            let n_past = contract::encode_n_past(n_past).map_err(contract_failure)?;
-            inputs.push(input(contract::N_PAST, &n_past));
-        }
-        let outputs = self
-            .ctx
-            .compute(inputs)
-            .map_err(|e| BackendError::Failed(describe(&e)))?;
-        self.truncate_to = None;
+        let outputs = self.run(tokens, true)?;
         let states = output(&outputs, contract::HIDDEN_STATES).map_err(contract_failure)?;
         let mut values = Vec::new();
         let (n, _) = contract::decode_hidden_states(states.as_ref(), &mut values)
