@@ -190,6 +190,53 @@ pub(super) fn f16x4_lo_to_f32(h: v128) -> v128 {
     finite_f16x4_to_f32(h)
 }
 
+/// Whether any of the 16-bit halves of `h` is infinite or NaN.
+#[inline(always)]
+fn any_special_f16x8(h: v128) -> bool {
+    let exp = u16x8_splat(0x7c00);
+    v128_any_true(i16x8_eq(v128_and(h, exp), exp))
+}
+
+/// A half float's bits sign-extended to 32 bits and shifted right (arithmetically) so its
+/// exponent and mantissa sit in an `f32`'s places (`x` holds the half in bits 16..32, its low
+/// 16 bits are dropped): the sign's copies in bits 28..31 and the low bits masked off, times
+/// 2^112, that is its value, for zeros, normal and subnormal halves alike (a subnormal `f32`
+/// operand is exact, only slower on some hosts). Not for infinities and NaNs.
+#[inline(always)]
+fn f16_hi_to_f32(x: v128) -> v128 {
+    let bits = v128_and(i32x4_shr(x, 3), u32x4_splat(0x8fff_e000));
+    f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
+}
+
+/// The 8 half floats of `h` widened exactly to two `f32x4` (halves 0..4, 4..8): four
+/// operations a register unless one is infinite or NaN (then [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16x8_v(h: v128) -> (v128, v128) {
+    if any_special_f16x8(h) {
+        return (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        );
+    }
+    (
+        f16_hi_to_f32(i32x4_shl(u32x4_extend_low_u16x8(h), 16)),
+        f16_hi_to_f32(i32x4_shl(u32x4_extend_high_u16x8(h), 16)),
+    )
+}
+
+/// [`f16x8_pairs_to_f32`] by [`f16_hi_to_f32`]: each lane's low half shifted up first, its
+/// high half as it is (infinities and NaNs by [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16_pairs(g: v128) -> (v128, v128) {
+    if any_special_f16x8(g) {
+        return (
+            f16x4_to_f32(v128_and(g, u32x4_splat(0xffff))),
+            f16x4_to_f32(u32x4_shr(g, 16)),
+        );
+    }
+    (f16_hi_to_f32(i32x4_shl(g, 16)), f16_hi_to_f32(g))
+}
+
 /// The little-endian 32-bit word at `b[o..o + 4]`.
 #[inline(always)]
 fn word_at(b: &[u8], o: usize) -> u32 {
@@ -573,18 +620,13 @@ trait Packed8 {
     #[inline(always)]
     fn scales(rec: &[u8]) -> [v128; 4] {
         if Self::MIN {
-            let (d0, m0) = f16x8_pairs_to_f32(load16(rec));
-            let (d1, m1) = f16x8_pairs_to_f32(load16(&rec[16..]));
+            let (d0, m0) = widen_f16_pairs(load16(rec));
+            let (d1, m1) = widen_f16_pairs(load16(&rec[16..]));
             [d0, m0, d1, m1]
         } else {
-            let h = load16(rec);
+            let (d0, d1) = widen_f16x8_v(load16(rec));
             let zero = f32x4_splat(0.0);
-            [
-                f16x4_lo_to_f32(u32x4_extend_low_u16x8(h)),
-                zero,
-                f16x4_lo_to_f32(u32x4_extend_high_u16x8(h)),
-                zero,
-            ]
+            [d0, zero, d1, zero]
         }
     }
 }
@@ -655,31 +697,35 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
     };
     let dot = relaxed_dot;
     match B::VALUES {
-        Values::Nibbles => {
-            let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
-            for j in 0..8 {
-                let (a, (v0, v1)) = (word(j), vector(j));
-                s0 = i16x8_add(s0, dot(a, v0));
-                s1 = i16x8_add(s1, dot(a, v1));
+        Values::Nibbles | Values::Quints => {
+            // Vectors j and j + 4 come from the same chunk: taken together, each chunk is
+            // loaded once and used at once (few live registers under Cranelift). Sums of
+            // vectors 0..4 and 4..8 apart, each within i16 for quints, both together for
+            // nibbles (the same exact integers in any order).
+            let (mut lo0, mut lo1) = (i16x8_splat(0), i16x8_splat(0));
+            let (mut hi0, mut hi1) = (i16x8_splat(0), i16x8_splat(0));
+            for j in 0..4 {
+                let ((v0, v1), (u0, u1)) = (vector(j), vector(j + 4));
+                let (a, b) = (word(j), word(j + 4));
+                lo0 = i16x8_add(lo0, dot(a, v0));
+                lo1 = i16x8_add(lo1, dot(a, v1));
+                hi0 = i16x8_add(hi0, dot(b, u0));
+                hi1 = i16x8_add(hi1, dot(b, u1));
             }
-            (
-                i32x4_extadd_pairwise_i16x8(s0),
-                i32x4_extadd_pairwise_i16x8(s1),
-            )
-        }
-        Values::Quints => {
-            let mut s = (i32x4_splat(0), i32x4_splat(0));
-            for half in 0..2 {
-                let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
-                for j in 4 * half..4 * half + 4 {
-                    let (a, (v0, v1)) = (word(j), vector(j));
-                    s0 = i16x8_add(s0, dot(a, v0));
-                    s1 = i16x8_add(s1, dot(a, v1));
-                }
-                s.0 = i32x4_add(s.0, i32x4_extadd_pairwise_i16x8(s0));
-                s.1 = i32x4_add(s.1, i32x4_extadd_pairwise_i16x8(s1));
+            if B::VALUES == Values::Nibbles {
+                (
+                    i32x4_extadd_pairwise_i16x8(i16x8_add(lo0, hi0)),
+                    i32x4_extadd_pairwise_i16x8(i16x8_add(lo1, hi1)),
+                )
+            } else {
+                let widen = |a: v128, b: v128| {
+                    i32x4_add(
+                        i32x4_extadd_pairwise_i16x8(a),
+                        i32x4_extadd_pairwise_i16x8(b),
+                    )
+                };
+                (widen(lo0, hi0), widen(lo1, hi1))
             }
-            s
         }
         Values::Bytes => {
             // Lanes are (row, byte pair) products: rows 4h + {0, 1} from the low bytes of half
