@@ -7,9 +7,11 @@
 //! order. The matmul of rows repacked eight at a time (`Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`)
 //! needs no reduction: each register holds 4 value bytes of 4 rows (see [`matmul_x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
 //! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
-//! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
-//! an unsigned weight of at most 6 bits (or 1), so no pair sum can saturate and every lowering
-//! agrees. Half floats are widened with an exact integer/multiply sequence.
+//! activation block's sum: the same exact integer. Q8_0 and IQ4_NL ([`scaled_rows`]) dot
+//! their signed values with the activations' positive parts and negative parts' magnitudes
+//! ([`split_acts`]) and subtract. The relaxed dot's 7-bit operand is always an unsigned weight
+//! of at most 6 bits (or 1) or an activation part of at most 127, so no pair sum can saturate
+//! and every lowering agrees. Half floats are widened with an exact integer/multiply sequence.
 //! Wasm has no prefetch instruction: decoding loops load a byte of each line `AHEAD` bytes
 //! ahead, a step's share at a time ([`touch_ahead`]).
 
@@ -224,6 +226,16 @@ fn widen_f16x8_v(h: v128) -> (v128, v128) {
     )
 }
 
+/// [`f16x4_lo_to_f32`] by [`f16_hi_to_f32`] (lanes whose high 16 bits are zero; infinities
+/// and NaNs by [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16x4_lo(h: v128) -> v128 {
+    if any_special_f16x8(h) {
+        return f16x4_to_f32(h);
+    }
+    f16_hi_to_f32(i32x4_shl(h, 16))
+}
+
 /// [`f16x8_pairs_to_f32`] by [`f16_hi_to_f32`]: each lane's low half shifted up first, its
 /// high half as it is (infinities and NaNs by [`f16x4_to_f32`]).
 #[inline(always)]
@@ -425,8 +437,8 @@ pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut
 /// Bytes ahead of the data being decoded that decoding loops read ([`touch_ahead`]).
 pub(super) const AHEAD: usize = 8192;
 
-/// Loads one byte per 64-byte line of `w[at + AHEAD..at + AHEAD + n]` (each clamped to the
-/// last byte of `w`) and returns their xor, for the caller to pass to `black_box` once per
+/// Loads one byte per 64-byte line of `w[at + AHEAD..at + AHEAD + n]` (the last `n` bytes of
+/// `w` past its end) and returns their xor, for the caller to pass to `black_box` once per
 /// row group. Wasm has no prefetch instruction: a decoding step that reads the `n` bytes at
 /// `at` (in address order through the matrix) touches the `n` bytes `AHEAD` later, so those
 /// lines are on their way to the cache when they are needed, with a steady few loads in
@@ -437,11 +449,15 @@ pub(super) const AHEAD: usize = 8192;
 /// ~25 %.
 #[inline(always)]
 pub(super) fn touch_ahead(w: &[u8], at: usize, n: usize) -> u8 {
-    let last = w.len().saturating_sub(1);
+    let Some(start) = w.len().checked_sub(n) else {
+        return 0;
+    };
+    // One bounds check: the loads below are inside `s` (`n` is a constant once inlined).
+    let s = &w[(at + AHEAD).min(start)..][..n];
     let mut x = 0u8;
     let mut o = 0;
     while o < n {
-        x ^= w.get((at + AHEAD + o).min(last)).copied().unwrap_or(0);
+        x ^= s[o];
         o += 64;
     }
     x
@@ -751,7 +767,8 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
     }
 }
 
-/// `i16x8.relaxed_dot_i8x16_i7x16_s` of activations `a` and unsigned values `v` (at most 31).
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` of signed bytes `a` and 7-bit `v`: activations and
+/// unsigned values (at most 31), or signed values and activation parts ([`split_acts`]).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
 fn relaxed_dot(a: v128, v: v128) -> v128 {
@@ -931,13 +948,14 @@ unsafe fn scaled_block4(
         let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
         (
             isum,
-            f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3))),
+            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
         )
     }
 }
 
 /// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
 /// groups); `simd::matmul` does the rest.
+#[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_q8_0(
     w: &[u8],
     nb: usize,
@@ -966,7 +984,8 @@ pub(super) fn matmul_q4_0(
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
 /// values (Q8_0, IQ4_NL), 4 rows at a time. Returns the rows done (whole groups).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
 fn scaled_rows<const BB: usize>(
     w: &[u8],
     nb: usize,
@@ -982,15 +1001,23 @@ fn scaled_rows<const BB: usize>(
         scaled_rows_tiled::<BB>(w, nb, acts, n_tok, out, full, values);
         return full;
     }
+    let split = split_acts(&acts[..nb]);
     for r0 in (0..full).step_by(4) {
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
         let (mut acc, mut seen) = (f32x4_splat(0.0), 0);
         for (b, ab) in acts[..nb].iter().enumerate() {
             seen ^= touch_ahead(w, r0 * rb + 4 * b * BB, 4 * BB);
-            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
             // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
             // block at `b * BB` (b < nb) lies inside each of them.
-            let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
+            let (isum, d) = unsafe {
+                match &split {
+                    Some(sa) => split_block4(p.add(b * BB), rb, &sa[b], values),
+                    None => {
+                        let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                        scaled_block4(p.add(b * BB), rb, a0, a1, values)
+                    }
+                }
+            };
             let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
             acc = f32x4_add(acc, x);
         }
@@ -998,6 +1025,64 @@ fn scaled_rows<const BB: usize>(
         store_lanes(acc, out, r0, 1, 0);
     }
     full
+}
+
+/// Each activation block's values split into their positive parts and the magnitudes of their
+/// negative ones (`[a⁺ 0..16, a⁺ 16..32, a⁻ 0..16, a⁻ 16..32]`, `a = a⁺ − a⁻`, all within
+/// 0..=127), for [`split_block4`]; `None` if some value is −128 (outside Q8_1's range, whose
+/// magnitude is not a 7-bit operand).
+fn split_acts(acts: &[BlockQ8_1]) -> Option<Vec<[v128; 4]>> {
+    let min = i8x16_splat(-128);
+    let zero = i8x16_splat(0);
+    acts.iter()
+        .map(|ab| {
+            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+            if v128_any_true(v128_or(i8x16_eq(a0, min), i8x16_eq(a1, min))) {
+                return None;
+            }
+            Some([
+                i8x16_max(a0, zero),
+                i8x16_max(a1, zero),
+                i8x16_max(i8x16_neg(a0), zero),
+                i8x16_max(i8x16_neg(a1), zero),
+            ])
+        })
+        .collect()
+}
+
+/// [`scaled_block4`] with the activations split ([`split_acts`]): each row's signed values
+/// `w` times `a⁺` and times `a⁻` by the relaxed dot, whose 7-bit operand is then an
+/// activation part (0..=127) and whose pair sums (at most 2 · 128 · 127) cannot saturate, so
+/// every lowering agrees; `w·a⁺ − w·a⁻` (one pair of elements, within i16), widened, summed.
+///
+/// # Safety
+/// As [`scaled_block4`].
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+unsafe fn split_block4(
+    p: *const u8,
+    rb: usize,
+    sa: &[v128; 4],
+    values: impl Fn(*const u8) -> (v128, v128),
+) -> (v128, v128) {
+    // SAFETY: the caller guarantees the blocks are readable; loads are unaligned.
+    unsafe {
+        let dot = |i: usize| {
+            let (w0, w1) = values(p.add(i * rb + 2));
+            let d0 = i16x8_sub(relaxed_dot(w0, sa[0]), relaxed_dot(w0, sa[2]));
+            let d1 = i16x8_sub(relaxed_dot(w1, sa[1]), relaxed_dot(w1, sa[3]));
+            i32x4_add(
+                i32x4_extadd_pairwise_i16x8(d0),
+                i32x4_extadd_pairwise_i16x8(d1),
+            )
+        };
+        let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+        let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
+        (
+            isum,
+            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
+        )
+    }
 }
 
 /// [`scaled_rows`] for several tokens: each group's values are unpacked and widened to `i16`
@@ -1152,6 +1237,7 @@ pub(super) fn matmul_q5_0(
 
 /// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
 /// groups); `simd::matmul` does the rest.
+#[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_iq4_nl(
     w: &[u8],
     nb: usize,
