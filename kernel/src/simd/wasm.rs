@@ -612,7 +612,9 @@ trait Packed8 {
     /// rows 4..8)`.
     #[inline(always)]
     fn vector(rec: &[u8], j: usize) -> (v128, v128) {
-        let c = &rec[Self::CHUNKS..];
+        // One bounds check for the record's chunks (a slice of constant length), none per load.
+        let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
+        let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
         let chunk = |k: usize| (load16(&c[32 * k..]), load16(&c[32 * k + 16..]));
         if Self::VALUES == Values::Bytes {
             return chunk(j);
