@@ -1161,7 +1161,11 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
     // SAFETY: the caller guarantees 4 readable bytes.
     let qh = u32x4_splat(unsafe { (p as *const u32).read_unaligned() });
     let bit = u64x2_splat(0x8040_2010_0804_0201);
-    let sixteen = u8x16_splat(0x10);
+    let one = u8x16_splat(1);
+    // Byte k's bit of `qh` as 0 or 1 (the minimum of the masked bit and 1), times 16 by a
+    // 16-bit shift (no byte exceeds 16, so none spills into the next): three operations where
+    // a compare with the bit took five under Cranelift (LLVM turns `== bit` into `!= 0`, a
+    // compare and a negation).
     let spread = |lo: u8| {
         let idx = u8x16(
             lo,
@@ -1182,7 +1186,7 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
             lo + 1,
         );
         let b = u8x16_swizzle(qh, idx);
-        v128_and(i8x16_eq(v128_and(b, bit), bit), sixteen)
+        i16x8_shl(u8x16_min(v128_and(b, bit), one), 4)
     };
     (spread(0), spread(2))
 }
@@ -1328,9 +1332,9 @@ fn offset_rows<const BB: usize, const OFFSET: i32, const MIN: bool>(
             let word = |i: usize| unsafe { (blk(i, b) as *const u32).read_unaligned() };
             let words = u32x4(word(0), word(1), word(2), word(3));
             if MIN {
-                f16x8_pairs_to_f32(words)
+                widen_f16_pairs(words)
             } else {
-                let d = f16x4_lo_to_f32(v128_and(words, u32x4_splat(0xffff)));
+                let d = widen_f16x4_lo(v128_and(words, u32x4_splat(0xffff)));
                 (d, f32x4_splat(0.0))
             }
         };
