@@ -316,7 +316,15 @@ fn unpack_q4(blk: &[u8]) -> (v128, v128) {
     (v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4))
 }
 
+#[inline(always)]
 fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    if n_tok == 1 {
+        // One token: the 4 rows' outputs are adjacent, one store (and one bounds check).
+        let o = &mut out[r0..r0 + 4];
+        // SAFETY: `o` holds 4 `f32`; the store is unaligned.
+        unsafe { v128_store(o.as_mut_ptr() as *mut v128, acc) };
+        return;
+    }
     out[r0 * n_tok + t] = f32x4_extract_lane::<0>(acc);
     out[(r0 + 1) * n_tok + t] = f32x4_extract_lane::<1>(acc);
     out[(r0 + 2) * n_tok + t] = f32x4_extract_lane::<2>(acc);
@@ -575,6 +583,7 @@ fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
 }
 
 /// Stores 8 rows' sums (`a`: rows 0..4, `b`: rows 4..8) for token `t`.
+#[inline(always)]
 fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     store_lanes(a, out, r0, n_tok, t);
     store_lanes(b, out, r0 + 4, n_tok, t);
