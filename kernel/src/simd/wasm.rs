@@ -731,14 +731,20 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
             // nibbles (the same exact integers in any order).
             let (mut lo0, mut lo1) = (i16x8_splat(0), i16x8_splat(0));
             let (mut hi0, mut hi1) = (i16x8_splat(0), i16x8_splat(0));
-            for j in 0..4 {
+            let mut step = |j: usize| {
                 let ((v0, v1), (u0, u1)) = (vector(j), vector(j + 4));
                 let (a, b) = (word(j), word(j + 4));
                 lo0 = i16x8_add(lo0, dot(a, v0));
                 lo1 = i16x8_add(lo1, dot(a, v1));
                 hi0 = i16x8_add(hi0, dot(b, u0));
                 hi1 = i16x8_add(hi1, dot(b, u1));
-            }
+            };
+            // Unrolled by hand: LLVM leaves a loop over quints' longer body rolled, and `word`'s
+            // match on a variable `j` became a jump table per step.
+            step(0);
+            step(1);
+            step(2);
+            step(3);
             if B::VALUES == Values::Nibbles {
                 (
                     i32x4_extadd_pairwise_i16x8(i16x8_add(lo0, hi0)),
