@@ -618,9 +618,9 @@ trait Packed8 {
     const HIGH: usize = 0;
 
     /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
-    /// rows 4..8)`.
+    /// rows 4..8)`; `bit` is [`q5_bits`] (for quints).
     #[inline(always)]
-    fn vector(rec: &[u8], j: usize) -> (v128, v128) {
+    fn vector(rec: &[u8], j: usize, bit: v128) -> (v128, v128) {
         // One bounds check for the record's chunks (a slice of constant length), none per load.
         let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
         let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
@@ -637,7 +637,7 @@ trait Packed8 {
         };
         if Self::VALUES == Values::Quints {
             // SAFETY: the slice is high-bit word j's 4 bytes, inside the record.
-            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr()) };
+            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr(), bit) };
             return (v128_or(v0, h0), v128_or(v1, h1));
         }
         (v0, v1)
@@ -883,6 +883,7 @@ fn x8_rows<B: Packed8>(
         Vec::new()
     };
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let bit = q5_bits();
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
@@ -890,7 +891,7 @@ fn x8_rows<B: Packed8>(
             let recs = group.chunks_exact(record).zip(acts.iter().zip(&asum));
             for (b, (rec, (ab, &s))) in recs.enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * record, record);
-                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
+                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j, bit));
                 acc = x8_step::<B>(acc, isums, &B::scales(rec), ab, s);
             }
             core::hint::black_box(seen);
@@ -898,7 +899,7 @@ fn x8_rows<B: Packed8>(
             continue;
         }
         for (rec, e) in group.chunks_exact(record).zip(buf.iter_mut()) {
-            *e = (core::array::from_fn(|j| B::vector(rec, j)), B::scales(rec));
+            *e = (core::array::from_fn(|j| B::vector(rec, j, bit)), B::scales(rec));
         }
         for t in 0..n_tok {
             let mut acc = zero;
@@ -1166,21 +1167,25 @@ fn scaled_rows_tiled<const BB: usize>(
     }
 }
 
+/// The bit [`high_bits_q5`] tests in each byte (`0x01, 0x02, …, 0x80`, twice), through
+/// `black_box` so that LLVM does not know each is a single bit: knowing it, it rewrites the
+/// test `b & bit == bit` as `b & bit != 0`, which Cranelift emits as a compare and a negation
+/// (two more operations a register). Made once per matmul.
+#[inline(always)]
+fn q5_bits() -> v128 {
+    core::hint::black_box(u64x2_splat(0x8040_2010_0804_0201))
+}
+
 /// The high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0:
-/// `(elements 0..16, elements 16..32)`.
+/// `(elements 0..16, elements 16..32)`; `bit` is [`q5_bits`].
 ///
 /// # Safety
 /// The 4 bytes at `p` must be readable.
 #[inline(always)]
-unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
+unsafe fn high_bits_q5(p: *const u8, bit: v128) -> (v128, v128) {
     // SAFETY: the caller guarantees 4 readable bytes.
     let qh = u32x4_splat(unsafe { (p as *const u32).read_unaligned() });
-    let bit = u64x2_splat(0x8040_2010_0804_0201);
-    let one = u8x16_splat(1);
-    // Byte k's bit of `qh` as 0 or 1 (the minimum of the masked bit and 1), times 16 by a
-    // 16-bit shift (no byte exceeds 16, so none spills into the next): three operations where
-    // a compare with the bit took five under Cranelift (LLVM turns `== bit` into `!= 0`, a
-    // compare and a negation).
+    let sixteen = u8x16_splat(0x10);
     let spread = |lo: u8| {
         let idx = u8x16(
             lo,
@@ -1201,20 +1206,21 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
             lo + 1,
         );
         let b = u8x16_swizzle(qh, idx);
-        i16x8_shl(u8x16_min(v128_and(b, bit), one), 4)
+        v128_and(i8x16_eq(v128_and(b, bit), bit), sixteen)
     };
     (spread(0), spread(2))
 }
 
 /// The 32 values `q` (0..=31, before the −16) of the Q5_0 block whose high-bit word starts
-/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`.
+/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`; `bit` is
+/// [`q5_bits`].
 ///
 /// # Safety
 /// The 20 bytes at `q` must be readable.
 #[inline(always)]
-unsafe fn values_q5_0(q: *const u8) -> (v128, v128) {
+unsafe fn values_q5_0(q: *const u8, bit: v128) -> (v128, v128) {
     // SAFETY: the caller guarantees 20 readable bytes; the load is unaligned.
-    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q)) };
+    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q, bit)) };
     (
         v128_or(v128_and(n, u8x16_splat(0x0f)), h0),
         v128_or(u8x16_shr(n, 4), h1),
@@ -1250,9 +1256,10 @@ pub(super) fn matmul_q5_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
+    let bit = q5_bits();
     // SAFETY: `offset_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
     offset_rows::<{ q5_0::BLOCK_BYTES }, 16, false>(w, nb, acts, n_tok, out, |q| unsafe {
-        values_q5_0(q)
+        values_q5_0(q, bit)
     })
 }
 
@@ -1279,10 +1286,11 @@ pub(super) fn matmul_q5_1(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
+    let bit = q5_bits();
     // SAFETY: `offset_rows` hands the closure a block's start plus 2; the high-bit word and
     // nibbles start 2 bytes further (after the min) and end with the block, inside `w`.
     offset_rows::<{ q5_1::BLOCK_BYTES }, 0, true>(w, nb, acts, n_tok, out, |q| unsafe {
-        values_q5_0(q.wrapping_add(2))
+        values_q5_0(q.wrapping_add(2), bit)
     })
 }
 
