@@ -242,6 +242,47 @@ fn matmul_simd_equals_scalar_bit_for_bit() {
     println!("variants checked: {:?}", Isa::available());
 }
 
+/// The extremes of the signed types' integer sums in the GGUF layout: every weight at its most
+/// negative or largest, every activation at ±127, so a kernel whose pair sums saturate
+/// disagrees. And on simd128 activations at −128, outside Q8_1's range (its quantization never
+/// makes them; the AVX2 kernels' sign trick relies on that), which the simd128 kernels check
+/// for and take a slower path on.
+#[test]
+fn signed_matmuls_are_exact_at_the_extremes() {
+    for ty in [GgmlType::Q8_0, GgmlType::IQ4_NL] {
+        let size = ty.type_size() as usize;
+        for (rows, nb, n_tok) in [(8usize, 3usize, 1usize), (5, 2, 3)] {
+            for fill in [0x80u8, 0x7f, 0xff, 0x00, 0x0f] {
+                for act in [127i8, -127, -128] {
+                    let mut w = Vec::new();
+                    for _ in 0..rows * nb {
+                        let mut blk = vec![fill; size];
+                        blk[..2].copy_from_slice(&f16::f32_to_f16_bits(1.0).to_le_bytes());
+                        w.extend(blk);
+                    }
+                    let a: Vec<BlockQ8_1> = (0..nb * n_tok)
+                        .map(|_| BlockQ8_1 {
+                            d: 1.0,
+                            s: f32::from(act) * 32.0,
+                            qs: [act; QK],
+                        })
+                        .collect();
+                    let mut want = vec![0f32; rows * n_tok];
+                    simd::matmul(Isa::Scalar, ty, &w, nb * QK, &a, n_tok, &mut want);
+                    for isa in Isa::available() {
+                        if act == -128 && !matches!(isa, Isa::Scalar | Isa::Simd128) {
+                            continue;
+                        }
+                        let mut got = vec![f32::NAN; rows * n_tok];
+                        simd::matmul(isa, ty, &w, nb * QK, &a, n_tok, &mut got);
+                        assert_eq!(got, want, "{ty:?} {isa:?} fill {fill:#x} act {act}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The scalar matmuls are the per-type reference dot products, row by row.
 #[test]
 fn scalar_matmul_is_the_reference_dot() {

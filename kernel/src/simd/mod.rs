@@ -9,7 +9,7 @@
 //!
 //! | type | AVX2 | simd128 | NEON |
 //! | --- | --- | --- | --- |
-//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`) | 4 rows × block (`scaled_step`) |
+//! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`, decoding by the relaxed dot on split activations) | 4 rows × block (`scaled_step`) |
 //! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
 //! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
 //! | Q5_1 | as Q5_0 with a min; `Q5_1x8` repacked | 4 rows, relaxed dot | 4 rows |

@@ -7,10 +7,13 @@
 //! order. The matmul of rows repacked eight at a time (`Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`)
 //! needs no reduction: each register holds 4 value bytes of 4 rows (see [`matmul_x8`]). Q4_0 and Q5_0 ([`offset_rows`]) dot their unsigned
 //! values (at most 31) with the relaxed dot and subtract the offset (8, 16) times the
-//! activation block's sum: the same exact integer. The relaxed dot's 7-bit operand is always
-//! an unsigned weight of at most 6 bits (or 1), so no pair sum can saturate and every lowering
-//! agrees. Half floats are widened with an exact integer/multiply sequence.
-//! Wasm has no prefetch instruction: decoding loops touch the lines a few groups ahead.
+//! activation block's sum: the same exact integer. Q8_0 and IQ4_NL ([`scaled_rows`]) dot
+//! their signed values with the activations' positive parts and negative parts' magnitudes
+//! ([`split_acts`]) and subtract. The relaxed dot's 7-bit operand is always an unsigned weight
+//! of at most 6 bits (or 1) or an activation part of at most 127, so no pair sum can saturate
+//! and every lowering agrees. Half floats are widened with an exact integer/multiply sequence.
+//! Wasm has no prefetch instruction: decoding loops load a byte of each line `AHEAD` bytes
+//! ahead, a step's share at a time ([`touch_ahead`]).
 
 use core::arch::wasm32::*;
 
@@ -190,6 +193,63 @@ pub(super) fn f16x4_lo_to_f32(h: v128) -> v128 {
     finite_f16x4_to_f32(h)
 }
 
+/// Whether any of the 16-bit halves of `h` is infinite or NaN.
+#[inline(always)]
+fn any_special_f16x8(h: v128) -> bool {
+    let exp = u16x8_splat(0x7c00);
+    v128_any_true(i16x8_eq(v128_and(h, exp), exp))
+}
+
+/// A half float's bits sign-extended to 32 bits and shifted right (arithmetically) so its
+/// exponent and mantissa sit in an `f32`'s places (`x` holds the half in bits 16..32, its low
+/// 16 bits are dropped): the sign's copies in bits 28..31 and the low bits masked off, times
+/// 2^112, that is its value, for zeros, normal and subnormal halves alike (a subnormal `f32`
+/// operand is exact, only slower on some hosts). Not for infinities and NaNs.
+#[inline(always)]
+fn f16_hi_to_f32(x: v128) -> v128 {
+    let bits = v128_and(i32x4_shr(x, 3), u32x4_splat(0x8fff_e000));
+    f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
+}
+
+/// The 8 half floats of `h` widened exactly to two `f32x4` (halves 0..4, 4..8): four
+/// operations a register unless one is infinite or NaN (then [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16x8_v(h: v128) -> (v128, v128) {
+    if any_special_f16x8(h) {
+        return (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        );
+    }
+    (
+        f16_hi_to_f32(i32x4_shl(u32x4_extend_low_u16x8(h), 16)),
+        f16_hi_to_f32(i32x4_shl(u32x4_extend_high_u16x8(h), 16)),
+    )
+}
+
+/// [`f16x4_lo_to_f32`] by [`f16_hi_to_f32`] (lanes whose high 16 bits are zero; infinities
+/// and NaNs by [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16x4_lo(h: v128) -> v128 {
+    if any_special_f16x8(h) {
+        return f16x4_to_f32(h);
+    }
+    f16_hi_to_f32(i32x4_shl(h, 16))
+}
+
+/// [`f16x8_pairs_to_f32`] by [`f16_hi_to_f32`]: each lane's low half shifted up first, its
+/// high half as it is (infinities and NaNs by [`f16x4_to_f32`]).
+#[inline(always)]
+fn widen_f16_pairs(g: v128) -> (v128, v128) {
+    if any_special_f16x8(g) {
+        return (
+            f16x4_to_f32(v128_and(g, u32x4_splat(0xffff))),
+            f16x4_to_f32(u32x4_shr(g, 16)),
+        );
+    }
+    (f16_hi_to_f32(i32x4_shl(g, 16)), f16_hi_to_f32(g))
+}
+
 /// The little-endian 32-bit word at `b[o..o + 4]`.
 #[inline(always)]
 fn word_at(b: &[u8], o: usize) -> u32 {
@@ -257,7 +317,15 @@ fn unpack_q4(blk: &[u8]) -> (v128, v128) {
     (v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4))
 }
 
+#[inline(always)]
 fn store_lanes(acc: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+    if n_tok == 1 {
+        // One token: the 4 rows' outputs are adjacent, one store (and one bounds check).
+        let o = &mut out[r0..r0 + 4];
+        // SAFETY: `o` holds 4 `f32`; the store is unaligned.
+        unsafe { v128_store(o.as_mut_ptr() as *mut v128, acc) };
+        return;
+    }
     out[r0 * n_tok + t] = f32x4_extract_lane::<0>(acc);
     out[(r0 + 1) * n_tok + t] = f32x4_extract_lane::<1>(acc);
     out[(r0 + 2) * n_tok + t] = f32x4_extract_lane::<2>(acc);
@@ -375,21 +443,33 @@ pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut
     }
 }
 
-/// Rows read ahead while decoding (wasm has no prefetch instruction).
-pub(super) const PF_ROWS: usize = 24;
+/// Bytes ahead of the data being decoded that decoding loops read ([`touch_ahead`]).
+pub(super) const AHEAD: usize = 8192;
 
-/// Loads one byte per 64-byte line of `w[from..from + n]` (clipped), so that those lines are
-/// on their way to the cache before they are needed.
+/// Loads one byte per 64-byte line of `w[at + AHEAD..at + AHEAD + n]` (the last `n` bytes of
+/// `w` past its end) and returns their xor, for the caller to pass to `black_box` once per
+/// row group. Wasm has no prefetch instruction: a decoding step that reads the `n` bytes at
+/// `at` (in address order through the matrix) touches the `n` bytes `AHEAD` later, so those
+/// lines are on their way to the cache when they are needed, with a steady few loads in
+/// flight. Loads, unlike prefetches, hold up the core until they arrive: one burst per row
+/// group (its lines 24 rows ahead) stalled it so, and Q4_0 decoded at ~80 tok/s against ~125
+/// this way (Q8_0 ~65 against ~98; `speed` example under the wasmtime CLI, AMD EPYC 2 vCPU).
+/// 4-8 KiB ahead did best: 1 KiB is too close for Q8_0 (slower than the burst), 32 KiB lost
+/// ~25 %.
 #[inline(always)]
-pub(super) fn touch(w: &[u8], from: usize, n: usize) {
-    let end = (from + n).min(w.len());
+pub(super) fn touch_ahead(w: &[u8], at: usize, n: usize) -> u8 {
+    let Some(start) = w.len().checked_sub(n) else {
+        return 0;
+    };
+    // One bounds check: the loads below are inside `s` (`n` is a constant once inlined).
+    let s = &w[(at + AHEAD).min(start)..][..n];
     let mut x = 0u8;
-    let mut i = from;
-    while i < end {
-        x ^= w[i];
-        i += 64;
+    let mut o = 0;
+    while o < n {
+        x ^= s[o];
+        o += 64;
     }
-    core::hint::black_box(x);
+    x
 }
 
 /// The exact integer dot products of the Q4_1 blocks at `p + i · rb` (`i` = 0..4, one block of
@@ -455,16 +535,17 @@ pub(super) fn matmul_q4_1(
             &w[(r0 + 3) * rb..][..rb],
         ];
         if n_tok == 1 {
-            touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
-            let mut acc = f32x4_splat(0.0);
+            let (mut acc, mut seen) = (f32x4_splat(0.0), 0);
             let p = rows[0].as_ptr();
             for (b, ab) in acts[..nb].iter().enumerate() {
+                seen ^= touch_ahead(w, r0 * rb + 4 * b * BB, 4 * BB);
                 let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
                 // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
                 // block at `b * BB` lies inside each of them.
                 let (isum, d, m) = unsafe { q4_1_block4(p.add(b * BB), rb, a0, a1) };
                 acc = accumulate(acc, d, m, isum, ab);
             }
+            core::hint::black_box(seen);
             store_lanes(acc, out, r0, 1, 0);
             continue;
         }
@@ -503,6 +584,7 @@ fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
 }
 
 /// Stores 8 rows' sums (`a`: rows 0..4, `b`: rows 4..8) for token `t`.
+#[inline(always)]
 fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     store_lanes(a, out, r0, n_tok, t);
     store_lanes(b, out, r0 + 4, n_tok, t);
@@ -537,10 +619,12 @@ trait Packed8 {
     const HIGH: usize = 0;
 
     /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
-    /// rows 4..8)`.
+    /// rows 4..8)`; `bit` is [`q5_bits`] (for quints).
     #[inline(always)]
-    fn vector(rec: &[u8], j: usize) -> (v128, v128) {
-        let c = &rec[Self::CHUNKS..];
+    fn vector(rec: &[u8], j: usize, bit: v128) -> (v128, v128) {
+        // One bounds check for the record's chunks (a slice of constant length), none per load.
+        let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
+        let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
         let chunk = |k: usize| (load16(&c[32 * k..]), load16(&c[32 * k + 16..]));
         if Self::VALUES == Values::Bytes {
             return chunk(j);
@@ -554,7 +638,7 @@ trait Packed8 {
         };
         if Self::VALUES == Values::Quints {
             // SAFETY: the slice is high-bit word j's 4 bytes, inside the record.
-            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr()) };
+            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr(), bit) };
             return (v128_or(v0, h0), v128_or(v1, h1));
         }
         (v0, v1)
@@ -564,18 +648,13 @@ trait Packed8 {
     #[inline(always)]
     fn scales(rec: &[u8]) -> [v128; 4] {
         if Self::MIN {
-            let (d0, m0) = f16x8_pairs_to_f32(load16(rec));
-            let (d1, m1) = f16x8_pairs_to_f32(load16(&rec[16..]));
+            let (d0, m0) = widen_f16_pairs(load16(rec));
+            let (d1, m1) = widen_f16_pairs(load16(&rec[16..]));
             [d0, m0, d1, m1]
         } else {
-            let h = load16(rec);
+            let (d0, d1) = widen_f16x8_v(load16(rec));
             let zero = f32x4_splat(0.0);
-            [
-                f16x4_lo_to_f32(u32x4_extend_low_u16x8(h)),
-                zero,
-                f16x4_lo_to_f32(u32x4_extend_high_u16x8(h)),
-                zero,
-            ]
+            [d0, zero, d1, zero]
         }
     }
 }
@@ -646,31 +725,41 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
     };
     let dot = relaxed_dot;
     match B::VALUES {
-        Values::Nibbles => {
-            let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
-            for j in 0..8 {
-                let (a, (v0, v1)) = (word(j), vector(j));
-                s0 = i16x8_add(s0, dot(a, v0));
-                s1 = i16x8_add(s1, dot(a, v1));
+        Values::Nibbles | Values::Quints => {
+            // Vectors j and j + 4 come from the same chunk: taken together, each chunk is
+            // loaded once and used at once (few live registers under Cranelift). Sums of
+            // vectors 0..4 and 4..8 apart, each within i16 for quints, both together for
+            // nibbles (the same exact integers in any order).
+            let (mut lo0, mut lo1) = (i16x8_splat(0), i16x8_splat(0));
+            let (mut hi0, mut hi1) = (i16x8_splat(0), i16x8_splat(0));
+            let mut step = |j: usize| {
+                let ((v0, v1), (u0, u1)) = (vector(j), vector(j + 4));
+                let (a, b) = (word(j), word(j + 4));
+                lo0 = i16x8_add(lo0, dot(a, v0));
+                lo1 = i16x8_add(lo1, dot(a, v1));
+                hi0 = i16x8_add(hi0, dot(b, u0));
+                hi1 = i16x8_add(hi1, dot(b, u1));
+            };
+            // Unrolled by hand: LLVM leaves a loop over quints' longer body rolled, and `word`'s
+            // match on a variable `j` became a jump table per step.
+            step(0);
+            step(1);
+            step(2);
+            step(3);
+            if B::VALUES == Values::Nibbles {
+                (
+                    i32x4_extadd_pairwise_i16x8(i16x8_add(lo0, hi0)),
+                    i32x4_extadd_pairwise_i16x8(i16x8_add(lo1, hi1)),
+                )
+            } else {
+                let widen = |a: v128, b: v128| {
+                    i32x4_add(
+                        i32x4_extadd_pairwise_i16x8(a),
+                        i32x4_extadd_pairwise_i16x8(b),
+                    )
+                };
+                (widen(lo0, hi0), widen(lo1, hi1))
             }
-            (
-                i32x4_extadd_pairwise_i16x8(s0),
-                i32x4_extadd_pairwise_i16x8(s1),
-            )
-        }
-        Values::Quints => {
-            let mut s = (i32x4_splat(0), i32x4_splat(0));
-            for half in 0..2 {
-                let (mut s0, mut s1) = (i16x8_splat(0), i16x8_splat(0));
-                for j in 4 * half..4 * half + 4 {
-                    let (a, (v0, v1)) = (word(j), vector(j));
-                    s0 = i16x8_add(s0, dot(a, v0));
-                    s1 = i16x8_add(s1, dot(a, v1));
-                }
-                s.0 = i32x4_add(s.0, i32x4_extadd_pairwise_i16x8(s0));
-                s.1 = i32x4_add(s.1, i32x4_extadd_pairwise_i16x8(s1));
-            }
-            s
         }
         Values::Bytes => {
             // Lanes are (row, byte pair) products: rows 4h + {0, 1} from the low bytes of half
@@ -696,7 +785,8 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
     }
 }
 
-/// `i16x8.relaxed_dot_i8x16_i7x16_s` of activations `a` and unsigned values `v` (at most 31).
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` of signed bytes `a` and 7-bit `v`: activations and
+/// unsigned values (at most 31), or signed values and activation parts ([`split_acts`]).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
 fn relaxed_dot(a: v128, v: v128) -> v128 {
@@ -794,20 +884,23 @@ fn x8_rows<B: Packed8>(
         Vec::new()
     };
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let bit = q5_bits();
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
-            touch(w, (r0 + PF_ROWS) * rb, R * rb);
-            let mut acc = zero;
-            for (rec, (ab, &s)) in group.chunks_exact(record).zip(acts.iter().zip(&asum)) {
-                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
+            let (mut acc, mut seen) = (zero, 0);
+            let recs = group.chunks_exact(record).zip(acts.iter().zip(&asum));
+            for (b, (rec, (ab, &s))) in recs.enumerate() {
+                seen ^= touch_ahead(w, r0 * rb + b * record, record);
+                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j, bit));
                 acc = x8_step::<B>(acc, isums, &B::scales(rec), ab, s);
             }
+            core::hint::black_box(seen);
             store8(acc.0, acc.1, out, r0, 1, 0);
             continue;
         }
         for (rec, e) in group.chunks_exact(record).zip(buf.iter_mut()) {
-            *e = (core::array::from_fn(|j| B::vector(rec, j)), B::scales(rec));
+            *e = (core::array::from_fn(|j| B::vector(rec, j, bit)), B::scales(rec));
         }
         for t in 0..n_tok {
             let mut acc = zero;
@@ -874,13 +967,14 @@ unsafe fn scaled_block4(
         let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
         (
             isum,
-            f16x4_lo_to_f32(u32x4(half(0), half(1), half(2), half(3))),
+            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
         )
     }
 }
 
 /// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
 /// groups); `simd::matmul` does the rest.
+#[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_q8_0(
     w: &[u8],
     nb: usize,
@@ -909,7 +1003,8 @@ pub(super) fn matmul_q4_0(
 
 /// The matmul of the `BB`-byte block types whose weights are a half-float scale times signed
 /// values (Q8_0, IQ4_NL), 4 rows at a time. Returns the rows done (whole groups).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
 fn scaled_rows<const BB: usize>(
     w: &[u8],
     nb: usize,
@@ -925,21 +1020,88 @@ fn scaled_rows<const BB: usize>(
         scaled_rows_tiled::<BB>(w, nb, acts, n_tok, out, full, values);
         return full;
     }
+    let split = split_acts(&acts[..nb]);
     for r0 in (0..full).step_by(4) {
-        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
-        let mut acc = f32x4_splat(0.0);
+        let (mut acc, mut seen) = (f32x4_splat(0.0), 0);
         for (b, ab) in acts[..nb].iter().enumerate() {
-            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+            seen ^= touch_ahead(w, r0 * rb + 4 * b * BB, 4 * BB);
             // SAFETY: the four rows are `rb` bytes apart inside `w` (sliced above) and the
             // block at `b * BB` (b < nb) lies inside each of them.
-            let (isum, d) = unsafe { scaled_block4(p.add(b * BB), rb, a0, a1, values) };
+            let (isum, d) = unsafe {
+                match &split {
+                    Some(sa) => split_block4(p.add(b * BB), rb, &sa[b], values),
+                    None => {
+                        let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+                        scaled_block4(p.add(b * BB), rb, a0, a1, values)
+                    }
+                }
+            };
             let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
             acc = f32x4_add(acc, x);
         }
+        core::hint::black_box(seen);
         store_lanes(acc, out, r0, 1, 0);
     }
     full
+}
+
+/// Each activation block's values split into their positive parts and the magnitudes of their
+/// negative ones (`[a⁺ 0..16, a⁺ 16..32, a⁻ 0..16, a⁻ 16..32]`, `a = a⁺ − a⁻`, all within
+/// 0..=127), for [`split_block4`]; `None` if some value is −128 (outside Q8_1's range, whose
+/// magnitude is not a 7-bit operand).
+fn split_acts(acts: &[BlockQ8_1]) -> Option<Vec<[v128; 4]>> {
+    let min = i8x16_splat(-128);
+    let zero = i8x16_splat(0);
+    acts.iter()
+        .map(|ab| {
+            let (a0, a1) = (load16_i8(&ab.qs[..16]), load16_i8(&ab.qs[16..]));
+            if v128_any_true(v128_or(i8x16_eq(a0, min), i8x16_eq(a1, min))) {
+                return None;
+            }
+            Some([
+                i8x16_max(a0, zero),
+                i8x16_max(a1, zero),
+                i8x16_max(i8x16_neg(a0), zero),
+                i8x16_max(i8x16_neg(a1), zero),
+            ])
+        })
+        .collect()
+}
+
+/// [`scaled_block4`] with the activations split ([`split_acts`]): each row's signed values
+/// `w` times `a⁺` and times `a⁻` by the relaxed dot, whose 7-bit operand is then an
+/// activation part (0..=127) and whose pair sums (at most 2 · 128 · 127) cannot saturate, so
+/// every lowering agrees; `w·a⁺ − w·a⁻` (one pair of elements, within i16), widened, summed.
+///
+/// # Safety
+/// As [`scaled_block4`].
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+unsafe fn split_block4(
+    p: *const u8,
+    rb: usize,
+    sa: &[v128; 4],
+    values: impl Fn(*const u8) -> (v128, v128),
+) -> (v128, v128) {
+    // SAFETY: the caller guarantees the blocks are readable; loads are unaligned.
+    unsafe {
+        let dot = |i: usize| {
+            let (w0, w1) = values(p.add(i * rb + 2));
+            let d0 = i16x8_sub(relaxed_dot(w0, sa[0]), relaxed_dot(w0, sa[2]));
+            let d1 = i16x8_sub(relaxed_dot(w1, sa[1]), relaxed_dot(w1, sa[3]));
+            i32x4_add(
+                i32x4_extadd_pairwise_i16x8(d0),
+                i32x4_extadd_pairwise_i16x8(d1),
+            )
+        };
+        let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+        let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
+        (
+            isum,
+            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
+        )
+    }
 }
 
 /// [`scaled_rows`] for several tokens: each group's values are unpacked and widened to `i16`
@@ -1006,16 +1168,24 @@ fn scaled_rows_tiled<const BB: usize>(
     }
 }
 
+/// The bit [`high_bits_q5`] tests in each byte (`0x01, 0x02, …, 0x80`, twice), through
+/// `black_box` so that LLVM does not know each is a single bit: knowing it, it rewrites the
+/// test `b & bit == bit` as `b & bit != 0`, which Cranelift emits as a compare and a negation
+/// (two more operations a register). Made once per matmul.
+#[inline(always)]
+fn q5_bits() -> v128 {
+    core::hint::black_box(u64x2_splat(0x8040_2010_0804_0201))
+}
+
 /// The high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0:
-/// `(elements 0..16, elements 16..32)`.
+/// `(elements 0..16, elements 16..32)`; `bit` is [`q5_bits`].
 ///
 /// # Safety
 /// The 4 bytes at `p` must be readable.
 #[inline(always)]
-unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
+unsafe fn high_bits_q5(p: *const u8, bit: v128) -> (v128, v128) {
     // SAFETY: the caller guarantees 4 readable bytes.
     let qh = u32x4_splat(unsafe { (p as *const u32).read_unaligned() });
-    let bit = u64x2_splat(0x8040_2010_0804_0201);
     let sixteen = u8x16_splat(0x10);
     let spread = |lo: u8| {
         let idx = u8x16(
@@ -1043,14 +1213,15 @@ unsafe fn high_bits_q5(p: *const u8) -> (v128, v128) {
 }
 
 /// The 32 values `q` (0..=31, before the −16) of the Q5_0 block whose high-bit word starts
-/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`.
+/// at `q` (nibbles 4 bytes later), as bytes: `(elements 0..16, elements 16..32)`; `bit` is
+/// [`q5_bits`].
 ///
 /// # Safety
 /// The 20 bytes at `q` must be readable.
 #[inline(always)]
-unsafe fn values_q5_0(q: *const u8) -> (v128, v128) {
+unsafe fn values_q5_0(q: *const u8, bit: v128) -> (v128, v128) {
     // SAFETY: the caller guarantees 20 readable bytes; the load is unaligned.
-    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q)) };
+    let (n, (h0, h1)) = unsafe { (v128_load(q.add(4) as *const v128), high_bits_q5(q, bit)) };
     (
         v128_or(v128_and(n, u8x16_splat(0x0f)), h0),
         v128_or(u8x16_shr(n, 4), h1),
@@ -1086,14 +1257,16 @@ pub(super) fn matmul_q5_0(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
+    let bit = q5_bits();
     // SAFETY: `offset_rows` hands `values_q5_0` the 20 bytes after a block's scale, inside `w`.
     offset_rows::<{ q5_0::BLOCK_BYTES }, 16, false>(w, nb, acts, n_tok, out, |q| unsafe {
-        values_q5_0(q)
+        values_q5_0(q, bit)
     })
 }
 
 /// IQ4_NL rows × Q8_1 activations (scale and values only). Returns the rows done (whole
 /// groups); `simd::matmul` does the rest.
+#[target_feature(enable = "relaxed-simd")]
 pub(super) fn matmul_iq4_nl(
     w: &[u8],
     nb: usize,
@@ -1114,10 +1287,11 @@ pub(super) fn matmul_q5_1(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
+    let bit = q5_bits();
     // SAFETY: `offset_rows` hands the closure a block's start plus 2; the high-bit word and
     // nibbles start 2 bytes further (after the min) and end with the block, inside `w`.
     offset_rows::<{ q5_1::BLOCK_BYTES }, 0, true>(w, nb, acts, n_tok, out, |q| unsafe {
-        values_q5_0(q.wrapping_add(2))
+        values_q5_0(q.wrapping_add(2), bit)
     })
 }
 
@@ -1172,7 +1346,6 @@ fn offset_rows<const BB: usize, const OFFSET: i32, const MIN: bool>(
         Vec::new()
     };
     for r0 in (0..full).step_by(4) {
-        touch(w, (r0 + PF_ROWS) * rb, 4 * rb);
         let p = w[r0 * rb..(r0 + 4) * rb].as_ptr();
         // Block b of row r0 + i (the four rows are `rb` bytes apart inside `w`, sliced above,
         // and the block at `b * BB`, b < nb, lies inside each of them).
@@ -1183,28 +1356,33 @@ fn offset_rows<const BB: usize, const OFFSET: i32, const MIN: bool>(
             let word = |i: usize| unsafe { (blk(i, b) as *const u32).read_unaligned() };
             let words = u32x4(word(0), word(1), word(2), word(3));
             if MIN {
-                f16x8_pairs_to_f32(words)
+                widen_f16_pairs(words)
             } else {
-                let d = f16x4_lo_to_f32(v128_and(words, u32x4_splat(0xffff)));
+                let d = widen_f16x4_lo(v128_and(words, u32x4_splat(0xffff)));
                 (d, f32x4_splat(0.0))
             }
         };
+        let mut seen = 0;
         if n_tok == 1 {
             let mut acc = f32x4_splat(0.0);
             for (b, ab) in acts[..nb].iter().enumerate() {
+                seen ^= touch_ahead(w, r0 * rb + 4 * b * BB, 4 * BB);
                 let u = |i: usize| values(blk(i, b).wrapping_add(2));
                 let (d, m) = scales(b);
                 acc = offset_step::<OFFSET, MIN>(acc, &[u(0), u(1), u(2), u(3)], d, m, ab);
             }
+            core::hint::black_box(seen);
             store_lanes(acc, out, r0, 1, 0);
             continue;
         }
         for (b, e) in buf.chunks_exact_mut(E).enumerate() {
+            seen ^= touch_ahead(w, r0 * rb + 4 * b * BB, 4 * BB);
             for i in 0..4 {
                 (e[2 * i], e[2 * i + 1]) = values(blk(i, b).wrapping_add(2));
             }
             (e[8], e[9]) = scales(b);
         }
+        core::hint::black_box(seen);
         for t in 0..n_tok {
             let mut acc = f32x4_splat(0.0);
             for (ab, e) in acts[t * nb..(t + 1) * nb].iter().zip(buf.chunks_exact(E)) {
