@@ -265,6 +265,7 @@ fn signed_matmuls_are_exact_at_the_extremes() {
                             d: 1.0,
                             s: f32::from(act) * 32.0,
                             qs: [act; QK],
+                            sum: i32::from(act) * 32,
                         })
                         .collect();
                     let mut want = vec![0f32; rows * n_tok];

@@ -820,18 +820,17 @@ pub(super) fn matmul_x8(
 }
 
 /// `acc + (d · da) · isum [+ m · sa]` for rows 0..4 and 4..8 (`sc` as [`Packed8::scales`]),
-/// the isums first less `OFFSET · Σa` (`asum`).
+/// the isums first less `OFFSET · Σa` (the block's `sum`).
 #[inline(always)]
 fn x8_step<B: Packed8>(
     acc: (v128, v128),
     isums: (v128, v128),
     sc: &[v128; 4],
     ab: &BlockQ8_1,
-    asum: i32,
 ) -> (v128, v128) {
     let (mut i0, mut i1) = isums;
     if B::OFFSET != 0 {
-        let off = i32x4_splat(B::OFFSET * asum);
+        let off = i32x4_splat(B::OFFSET * ab.sum);
         (i0, i1) = (i32x4_sub(i0, off), i32x4_sub(i1, off));
     }
     if B::MIN {
@@ -866,17 +865,6 @@ fn x8_rows<B: Packed8>(
     let record = R * B::BLOCK;
     let rb = nb * B::BLOCK;
     let full = w.len() / rb / R * R;
-    // The activation blocks' integer sums, for the offset (once per matmul).
-    let asum: Vec<i32> = acts[..nb * n_tok]
-        .iter()
-        .map(|a| {
-            if B::OFFSET != 0 {
-                a.qs.iter().map(|&q| i32::from(q)).sum()
-            } else {
-                0
-            }
-        })
-        .collect();
     // Per block of a group, unpacked once for every token: the value vectors and scales.
     let mut buf = if n_tok > 1 {
         vec![([(i32x4_splat(0), i32x4_splat(0)); 8], [i32x4_splat(0); 4]); nb]
@@ -889,11 +877,10 @@ fn x8_rows<B: Packed8>(
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
             let (mut acc, mut seen) = (zero, 0);
-            let recs = group.chunks_exact(record).zip(acts.iter().zip(&asum));
-            for (b, (rec, (ab, &s))) in recs.enumerate() {
+            for (b, (rec, ab)) in group.chunks_exact(record).zip(acts).enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * record, record);
                 let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j, bit));
-                acc = x8_step::<B>(acc, isums, &B::scales(rec), ab, s);
+                acc = x8_step::<B>(acc, isums, &B::scales(rec), ab);
             }
             core::hint::black_box(seen);
             store8(acc.0, acc.1, out, r0, 1, 0);
@@ -904,10 +891,9 @@ fn x8_rows<B: Packed8>(
         }
         for t in 0..n_tok {
             let mut acc = zero;
-            let token = acts[t * nb..(t + 1) * nb].iter().zip(&asum[t * nb..]);
-            for ((v, sc), (ab, &s)) in buf.iter().zip(token) {
+            for ((v, sc), ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
                 let isums = x8_isums::<B>(&ab.qs, |j| v[j]);
-                acc = x8_step::<B>(acc, isums, sc, ab, s);
+                acc = x8_step::<B>(acc, isums, sc, ab);
             }
             store8(acc.0, acc.1, out, r0, n_tok, t);
         }
@@ -1410,9 +1396,7 @@ fn offset_step<const OFFSET: i32, const MIN: bool>(
     let dot = |i: usize| i32x4_extadd_pairwise_i16x8(psum_q4(u[i].0, u[i].1, a0, a1));
     let mut isum = hsum4(dot(0), dot(1), dot(2), dot(3));
     if OFFSET != 0 {
-        let ones = i8x16_splat(1);
-        let asum = lane_sum(i32x4_extadd_pairwise_i16x8(psum_q4(ones, ones, a0, a1)));
-        isum = i32x4_sub(isum, i32x4_splat(OFFSET * asum));
+        isum = i32x4_sub(isum, i32x4_splat(OFFSET * ab.sum));
     }
     let x = f32x4_mul(f32x4_mul(d, f32x4_splat(ab.d)), f32x4_convert_i32x4(isum));
     if MIN {
@@ -1420,13 +1404,4 @@ fn offset_step<const OFFSET: i32, const MIN: bool>(
     } else {
         f32x4_add(acc, x)
     }
-}
-
-/// The sum of the 4 `i32` lanes of `v`.
-#[inline(always)]
-fn lane_sum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v)
-        + i32x4_extract_lane::<1>(v)
-        + i32x4_extract_lane::<2>(v)
-        + i32x4_extract_lane::<3>(v)
 }
