@@ -156,6 +156,11 @@ const MIN_PAR_WORK: usize = 64 * 1024;
 /// Below this many query items × positions × head width, attention runs on one thread.
 const MIN_PAR_ATTENTION: usize = 1 << 10;
 
+/// Below this many elements, elementwise work between the matmuls (norms, quantizing the
+/// activations, transposes, SwiGLU) runs on one thread: a prompt's is split, a decoding
+/// step's (but its logits') is not.
+const MIN_PAR_ELEMS: usize = 1 << 14;
+
 impl Par<'_> {
     /// `out[r * n_tok + t] = w[r] · acts[t]`, rows split over threads.
     fn matmul(self, w: &QMatrix, file: &[u8], acts: Acts<'_>, n_tok: usize, out: &mut [f32]) {
@@ -204,6 +209,63 @@ impl Par<'_> {
             for (w, wb, out) in share.iter_mut().flatten() {
                 w.matmul(isa, wb, acts, n_tok, out);
             }
+        });
+    }
+
+    /// `f(first, part)` over `data` cut into one run of whole `unit`-element items per thread
+    /// (`first`: the index of the run's first item), or over all of it on this thread when the
+    /// work is below [`MIN_PAR_ELEMS`] elements. Each item's result is what `f` gives it alone.
+    fn split<T: Send>(
+        self,
+        data: &mut [T],
+        unit: usize,
+        elems: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let (items, threads) = (data.len() / unit, self.team.threads());
+        if threads == 1 || items < 2 || elems < MIN_PAR_ELEMS {
+            return f(0, data);
+        }
+        let per = items.div_ceil(threads);
+        let mut parts: [Option<(usize, &mut [T])>; MAX_THREADS] = [const { None }; _];
+        for (i, (part, run)) in parts.iter_mut().zip(data.chunks_mut(per * unit)).enumerate() {
+            *part = Some((i * per, run));
+        }
+        self.run_each(&mut parts[..threads], &|_, part| {
+            if let Some((first, run)) = part {
+                f(*first, run);
+            }
+        });
+    }
+
+    /// `dst[t][r] = src[r * n + t]` for `rows` rows, split over tokens.
+    fn transpose_into(self, src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
+        self.transpose_with(src, rows, n, dst, |d, s| *d = s);
+    }
+
+    /// `dst[t][r] += src[r * n + t]`, split over tokens.
+    fn transpose_add(self, src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
+        self.transpose_with(src, rows, n, dst, |d, s| *d += s);
+    }
+
+    fn transpose_with(
+        self,
+        src: &[f32],
+        rows: usize,
+        n: usize,
+        dst: &mut [f32],
+        op: impl Fn(&mut f32, f32) + Sync,
+    ) {
+        let dst = &mut dst[..rows * n];
+        self.split(dst, rows, rows * n, &|t0, d| transpose_with(src, rows, n, t0, d, &op));
+    }
+
+    /// The `n` rows of `x` normalized into `out` by the model's norm kind, split over tokens.
+    fn norm_rows(self, c: &Config, w: &Norm, x: &[f32], out: &mut [f32], n: usize) {
+        let e = w.w.len();
+        let isa = self.isa;
+        self.split(&mut out[..n * e], e, n * e, &|t0, o| {
+            norm_rows(isa, c, w, &x[t0 * e..], o, o.len() / e);
         });
     }
 
@@ -661,7 +723,7 @@ impl Scratch {
 /// The `n` rows of width `w` of `x` in the activation forms the matrices `ms` take: each form
 /// any of them needs is quantized once per row, into `act` (Q8_1) or `act_k` (Q8_K).
 fn activations<'a>(
-    isa: Isa,
+    par: Par<'_>,
     x: &'a [f32],
     w: usize,
     n: usize,
@@ -675,9 +737,11 @@ fn activations<'a>(
     if needs(Partner::Q8_1) {
         let nb = w / QK;
         let act = &mut act[..n * nb];
-        for (xr, ar) in x.chunks_exact(w).zip(act.chunks_exact_mut(nb)) {
-            simd::quantize_q8_1(isa, xr, ar);
-        }
+        par.split(act, nb, n * w, &|t0, run| {
+            for (xr, ar) in x[t0 * w..].chunks_exact(w).zip(run.chunks_exact_mut(nb)) {
+                simd::quantize_q8_1(par.isa, xr, ar);
+            }
+        });
         q8_1 = act;
     }
     let mut q8_k: &[BlockQ8_K] = &[];
@@ -686,37 +750,36 @@ fn activations<'a>(
         debug_assert!(w.is_multiple_of(QK_K));
         let nb = w / QK_K;
         let act_k = &mut act_k[..n * nb];
-        for (xr, ar) in x.chunks_exact(w).zip(act_k.chunks_exact_mut(nb)) {
-            simd::quantize_q8_k(isa, xr, ar);
-        }
+        par.split(act_k, nb, n * w, &|t0, run| {
+            for (xr, ar) in x[t0 * w..].chunks_exact(w).zip(run.chunks_exact_mut(nb)) {
+                simd::quantize_q8_k(par.isa, xr, ar);
+            }
+        });
         q8_k = act_k;
     }
     Acts { x, q8_1, q8_k }
 }
 
-/// `dst[t][r] = src[r * n + t]` for `rows` rows.
-fn transpose_into(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-    transpose_with(src, rows, n, dst, |d, s| *d = s);
-}
-
-/// `dst[t][r] += src[r * n + t]`.
-fn transpose_add(src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-    transpose_with(src, rows, n, dst, |d, s| *d += s);
-}
-
-/// `op(&mut dst[t * rows + r], src[r * n + t])` for `rows` rows of `n` tokens: a straight pass
-/// for one token, else tiles of 8 rows (the tile's `8 · n` sources stay in cache while each
-/// token's 8 destinations are written side by side).
+/// `op(&mut dst[(t - t0) * rows + r], src[r * n + t])` for `rows` rows of the tokens `t0..`
+/// that `dst` holds (of `n`): a straight pass for one token, else tiles of 8 rows (the tile's
+/// sources stay in cache while each token's 8 destinations are written side by side).
 #[inline(always)]
-fn transpose_with(src: &[f32], rows: usize, n: usize, dst: &mut [f32], op: impl Fn(&mut f32, f32)) {
-    let (src, dst) = (&src[..rows * n], &mut dst[..rows * n]);
+fn transpose_with(
+    src: &[f32],
+    rows: usize,
+    n: usize,
+    t0: usize,
+    dst: &mut [f32],
+    op: impl Fn(&mut f32, f32),
+) {
+    let src = &src[..rows * n];
     if n == 1 {
         dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
         return;
     }
     for (i, tile) in src.chunks(8 * n).enumerate() {
         let r0 = 8 * i;
-        for (t, row) in dst.chunks_exact_mut(rows).enumerate() {
+        for (t, row) in (t0..).zip(dst.chunks_exact_mut(rows)) {
             for (j, d) in row[r0..r0 + tile.len() / n].iter_mut().enumerate() {
                 op(d, tile[j * n + t]);
             }
@@ -912,9 +975,9 @@ impl Forward<'_, '_> {
         let (e, kv, nq, hd) = (c.n_embd, c.kv_dim(), c.q_dim(), c.head_dim);
         let n_ctx = self.segs.iter().map(|seg| seg.n_ctx).max().unwrap_or(1);
 
-        norm_rows(par.isa, c, &lw.attn_norm, &s.x, &mut s.xn, n);
+        par.norm_rows(c, &lw.attn_norm, &s.x, &mut s.xn, n);
         let ms = [&lw.wq, &lw.wk, &lw.wv];
-        let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
+        let acts = activations(par, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
         par.matmuls(
             file,
             acts,
@@ -930,9 +993,9 @@ impl Forward<'_, '_> {
             add_bias(&mut s.mmk[..kv * n], Some(bk), n);
             add_bias(&mut s.mmv[..kv * n], Some(bv), n);
         }
-        transpose_into(&s.mm, nq, n, &mut s.q);
-        transpose_into(&s.mmk, kv, n, &mut s.k);
-        transpose_into(&s.mmv, kv, n, &mut s.v);
+        par.transpose_into(&s.mm, nq, n, &mut s.q);
+        par.transpose_into(&s.mmk, kv, n, &mut s.k);
+        par.transpose_into(&s.mmv, kv, n, &mut s.v);
         // Per-head RMSNorm of queries and keys (Qwen3, Gemma 3), before the rotation.
         if let Some([qn, kn]) = &lw.qk_norm {
             for (rows, w) in [(&mut s.q[..n * nq], qn), (&mut s.k[..n * kv], kn)] {
@@ -997,11 +1060,11 @@ impl Forward<'_, '_> {
         } else {
             attend(sh, segs, l, 0, &s.q, &mut s.scores, att);
         }
-        let acts = activations(par.isa, &s.att, nq, n, &[&lw.wo], &mut s.act, &mut s.act_k);
+        let acts = activations(par, &s.att, nq, n, &[&lw.wo], &mut s.act, &mut s.act_k);
         par.matmul(&lw.wo, file, acts, n, &mut s.mm);
         add_bias(&mut s.mm[..e * n], lw.wo_bias.as_ref(), n);
         residual(
-            par.isa,
+            par,
             c,
             &s.mm,
             lw.attn_post_norm.as_deref(),
@@ -1020,11 +1083,11 @@ impl Forward<'_, '_> {
         let n = self.n;
         let (e, f) = (c.n_embd, c.n_ff);
 
-        norm_rows(par.isa, c, &lw.ffn_norm, &s.x, &mut s.xn, n);
+        par.norm_rows(c, &lw.ffn_norm, &s.x, &mut s.xn, n);
         match &lw.w_gate {
             Some(w_gate) => {
                 let ms = [w_gate, &lw.w_up];
-                let acts = activations(par.isa, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
+                let acts = activations(par, &s.xn, e, n, &ms, &mut s.act, &mut s.act_k);
                 par.matmuls(
                     file,
                     acts,
@@ -1033,11 +1096,16 @@ impl Forward<'_, '_> {
                 );
                 match c.ffn {
                     FfnAct::GeluGated => activation::geglu(&mut s.mm[..f * n], &s.mm2[..f * n]),
-                    _ => simd::swiglu(par.isa, &mut s.mm[..f * n], &s.mm2[..f * n]),
+                    _ => {
+                        let up = &s.mm2[..f * n];
+                        par.split(&mut s.mm[..f * n], 1, f * n, &|i0, gate| {
+                            simd::swiglu(par.isa, gate, &up[i0..]);
+                        });
+                    }
                 }
             }
             None => {
-                let acts = activations(par.isa, &s.xn, e, n, &[&lw.w_up], &mut s.act, &mut s.act_k);
+                let acts = activations(par, &s.xn, e, n, &[&lw.w_up], &mut s.act, &mut s.act_k);
                 par.matmul(&lw.w_up, file, acts, n, &mut s.mm);
                 add_bias(&mut s.mm[..f * n], lw.up_bias.as_ref(), n);
                 s.mm[..f * n]
@@ -1045,13 +1113,13 @@ impl Forward<'_, '_> {
                     .for_each(|v| *v = activation::gelu(*v));
             }
         }
-        transpose_into(&s.mm, f, n, &mut s.hid);
+        par.transpose_into(&s.mm, f, n, &mut s.hid);
         let ms = [&lw.w_down];
-        let acts = activations(par.isa, &s.hid, f, n, &ms, &mut s.act, &mut s.act_k);
+        let acts = activations(par, &s.hid, f, n, &ms, &mut s.act, &mut s.act_k);
         par.matmul(&lw.w_down, file, acts, n, &mut s.mm);
         add_bias(&mut s.mm[..e * n], lw.down_bias.as_ref(), n);
         residual(
-            par.isa,
+            par,
             c,
             &s.mm,
             lw.ffn_post_norm.as_deref(),
@@ -1086,12 +1154,12 @@ impl Forward<'_, '_> {
             return;
         }
         let ms = [&w.output];
-        let acts = activations(par.isa, &s.xn, e, n_out, &ms, &mut s.act, &mut s.act_k);
+        let acts = activations(par, &s.xn, e, n_out, &ms, &mut s.act, &mut s.act_k);
         if n_out == 1 {
             par.matmul(&w.output, file, acts, 1, &mut s.logits);
         } else {
             par.matmul(&w.output, file, acts, n_out, &mut s.logits_t);
-            transpose_into(&s.logits_t, c.n_vocab, n_out, &mut s.logits);
+            par.transpose_into(&s.logits_t, c.n_vocab, n_out, &mut s.logits);
         }
         let logits = &mut s.logits[..n_out * c.n_vocab];
         if let Some(b) = &w.output_bias {
@@ -1112,7 +1180,7 @@ impl Forward<'_, '_> {
 /// free buffers `tmp` and `normed` (`[n][n_embd]` each).
 #[allow(clippy::too_many_arguments)]
 fn residual(
-    isa: Isa,
+    par: Par<'_>,
     c: &Config,
     out: &[f32],
     post_norm: Option<&[f32]>,
@@ -1123,13 +1191,13 @@ fn residual(
 ) {
     let e = c.n_embd;
     let Some(w) = post_norm else {
-        transpose_add(out, e, n, x);
+        par.transpose_add(out, e, n, x);
         return;
     };
-    transpose_into(out, e, n, tmp);
+    par.transpose_into(out, e, n, tmp);
     let rows = tmp[..n * e].chunks_exact(e).zip(normed.chunks_exact_mut(e));
     for ((t, o), xr) in rows.zip(x.chunks_exact_mut(e)) {
-        ops::rmsnorm(isa, t, w, c.norm_eps, o);
+        ops::rmsnorm(par.isa, t, w, c.norm_eps, o);
         xr.iter_mut().zip(o.iter()).for_each(|(v, &r)| *v += r);
     }
 }
