@@ -949,13 +949,24 @@ unsafe fn scaled_block4(
             let (w0, w1) = values(p.add(i * rb + 2));
             i32x4_add(dot_i8_i8(w0, a0), dot_i8_i8(w1, a1))
         };
-        let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
-        let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
-        (
-            isum,
-            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
-        )
+        sums_and_scales4(p, rb, dot)
     }
+}
+
+/// One lane per row of the 4 blocks at `p + i · rb` (`i` = 0..4): the exact integer sums
+/// `dot(i)` (4 partial sums each) and the blocks' half scales (their first 2 bytes) as `f32`.
+///
+/// # Safety
+/// The 2 bytes at each `p + i · rb` must be readable.
+#[inline(always)]
+unsafe fn sums_and_scales4(p: *const u8, rb: usize, dot: impl Fn(usize) -> v128) -> (v128, v128) {
+    let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
+    // SAFETY: the caller guarantees the 2 bytes at each block; loads are unaligned.
+    let half = |i: usize| u32::from(unsafe { (p.add(i * rb) as *const u16).read_unaligned() });
+    (
+        isum,
+        widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
+    )
 }
 
 /// Q8_0 rows × Q8_1 activations (scale and values only). Returns the rows done (whole
@@ -1081,12 +1092,7 @@ unsafe fn split_block4(
                 i32x4_extadd_pairwise_i16x8(d1),
             )
         };
-        let isum = hsum4(dot(0), dot(1), dot(2), dot(3));
-        let half = |i: usize| u32::from((p.add(i * rb) as *const u16).read_unaligned());
-        (
-            isum,
-            widen_f16x4_lo(u32x4(half(0), half(1), half(2), half(3))),
-        )
+        sums_and_scales4(p, rb, dot)
     }
 }
 
