@@ -61,6 +61,20 @@ fn chat_request(addr: SocketAddr, body: &Value) -> Response {
 }
 
 /// One-shot and streamed greedy chats give `expected`, in OpenAI's shapes.
+/// Sends a chat on a thread of its own and returns once its response has begun: the thread
+/// gives the whole response.
+fn start_chat(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Response> {
+    let body = body.to_string();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let running = std::thread::spawn(move || {
+        request_with(addr, "POST", "/v1/chat/completions", body.as_bytes(), move || {
+            let _ = started_tx.send(());
+        })
+    });
+    started_rx.recv().expect("the response began");
+    running
+}
+
 fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
     let one = chat_request(addr, &chat(false));
     assert_eq!(one.status, 200, "{}", String::from_utf8_lossy(&one.body));
@@ -573,21 +587,8 @@ fn edge_llm_serve_queues_sheds_and_drains() {
     let long = json!({
         "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
         "max_tokens": 96, "temperature": 0, "stream": true,
-    })
-    .to_string();
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let running = std::thread::spawn(move || {
-        request_with(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            long.as_bytes(),
-            move || {
-                let _ = started_tx.send(());
-            },
-        )
     });
-    started_rx.recv().expect("the first stream started");
+    let running = start_chat(addr, &long);
     // The only instance is busy and nothing may queue: shed at once.
     let shed = request(addr, "GET", "/health", b"");
     assert_eq!(shed.status, 503, "{}", String::from_utf8_lossy(&shed.body));
@@ -690,20 +691,7 @@ fn edge_llm_serve_answers_503_when_kv_memory_is_spent() {
             "max_tokens": 600, "temperature": 0, "ignore_eos": true, "stream": stream,
         })
     };
-    let first = long(true).to_string();
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let running = std::thread::spawn(move || {
-        request_with(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            first.as_bytes(),
-            move || {
-                let _ = started_tx.send(());
-            },
-        )
-    });
-    started_rx.recv().expect("the first stream started");
+    let running = start_chat(addr, &long(true));
     for stream in [false, true] {
         let refused = chat_request(addr, &long(stream));
         let body = String::from_utf8_lossy(&refused.body).into_owned();
