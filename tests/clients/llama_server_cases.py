@@ -25,10 +25,10 @@ import struct
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import openai
+
+import plain_http
 
 base_url, model, key, origin, llama_tests = sys.argv[1:6]
 warm_cache = "--warm-cache" in sys.argv[6:]
@@ -46,17 +46,8 @@ def check(condition, what):
 
 
 def http(method, path, body=None, headers=None, auth=True):
-    """(status, headers, body bytes) of one plain request."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    all_headers = {**(bearer if auth else {}), **(headers or {})}
-    req = urllib.request.Request(base_url + path, data=data, method=method, headers=all_headers)
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    """(status, headers, body bytes) of one plain request, with the API key unless `auth` is false."""
+    return plain_http.request(base_url + path, method, body, {**(bearer if auth else {}), **(headers or {})})
 
 
 def post(path, body, **kw):

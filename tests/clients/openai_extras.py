@@ -14,10 +14,10 @@ import json
 import math
 import struct
 import sys
-import urllib.error
-import urllib.request
 
 import openai
+
+import plain_http
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 base_url, model, key, origin, refs_path = sys.argv[1:6]
@@ -33,15 +33,7 @@ def check(condition, what):
 
 def http(method, path, body=None, headers=None):
     """(status, headers, body bytes) of one plain request."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base_url + path, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return plain_http.request(base_url + path, method, body, headers)
 
 
 def cosine(a, b):
