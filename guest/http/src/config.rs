@@ -1,6 +1,9 @@
 //! Settings from the component's environment (`wasmtime serve --env NAME=VALUE`; `edge-llm
 //! serve` sets them from its flags).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 /// The model served when `EDGE_LLM_MODEL` is unset.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 /// The request body limit when `EDGE_LLM_MAX_BODY_BYTES` is unset: 1 MiB.
@@ -88,9 +91,19 @@ impl Config {
         name == self.model || self.aliases.iter().any(|a| a == "*" || a == name)
     }
 
-    /// The settings of this instance's environment.
-    pub fn from_env() -> Result<Self, String> {
-        Self::from_vars(|name| std::env::var(name).ok())
+    /// The settings of this instance's environment, read on the first call and kept: an
+    /// instance's environment does not change, and a host that reuses instances would
+    /// otherwise read it for every request. A bad setting is an error on every call.
+    pub fn current() -> Result<Rc<Self>, String> {
+        thread_local! {
+            static CURRENT: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+        }
+        if let Some(config) = CURRENT.with(|c| c.borrow().clone()) {
+            return Ok(config);
+        }
+        let config = Rc::new(Self::from_vars(|name| std::env::var(name).ok())?);
+        CURRENT.with(|c| *c.borrow_mut() = Some(config.clone()));
+        Ok(config)
     }
 }
 

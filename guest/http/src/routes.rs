@@ -92,7 +92,7 @@ fn canonical_path(path: &str) -> &str {
 /// CORS preflight (204) or a request without a valid API key (401); hands `out` back when the
 /// request may go on.
 fn admit(request: &Request, out: ResponseOutparam) -> Option<ResponseOutparam> {
-    let config = match Config::from_env() {
+    let config = match Config::current() {
         Ok(c) => c,
         Err(e) => {
             wire::send_error(out, &ApiError::unavailable(e));

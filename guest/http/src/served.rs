@@ -11,7 +11,7 @@ use crate::error::ApiError;
 /// The open model and the settings it was opened with.
 pub struct Served {
     /// This instance's settings.
-    pub config: Config,
+    pub config: Rc<Config>,
     /// The open model.
     pub model: api::Model,
     /// What it is.
@@ -39,7 +39,7 @@ pub fn get() -> Result<Rc<Served>, ApiError> {
     if let Some(s) = SERVED.with(|s| s.borrow().clone()) {
         return Ok(s);
     }
-    let config = Config::from_env().map_err(ApiError::unavailable)?;
+    let config = Config::current().map_err(ApiError::unavailable)?;
     let options = api::OpenOptions {
         backend: None,
         context_length: config.context_length,
