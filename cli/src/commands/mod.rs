@@ -96,7 +96,7 @@ pub struct ModelArgs {
     /// Compile the component and repack the model in memory; neither read nor write a cache.
     #[arg(long)]
     no_cache: bool,
-    /// Context length in tokens (default: the model's, capped at 8192).
+    /// Context length in tokens (default: the model's).
     #[arg(long)]
     ctx_size: Option<u32>,
     /// Give up on a call after this many milliseconds.

@@ -27,8 +27,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     queue: usize,
     /// KV cache memory of all sessions together, in MiB (default: room for `--concurrency`
-    /// sessions of the full context, `--ctx-size` or the model's); a request that cannot get
-    /// the memory for its prompt plus `max_tokens` gets 503 with `Retry-After`.
+    /// sessions of `--ctx-size` tokens, else of the model's context up to 8192 tokens each); a
+    /// request that cannot get the memory for its prompt plus `max_tokens` gets 503 with
+    /// `Retry-After`.
     #[arg(long, value_name = "MIB")]
     kv_memory: Option<usize>,
     /// Request bodies larger than this get 413.
@@ -176,12 +177,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
 const MIB: f64 = (1 << 20) as f64;
 
-/// The context when neither `--ctx-size` nor a smaller model context says otherwise (the
-/// component's cap).
+/// Positions per session the default KV budget counts when `--ctx-size` is not given: the
+/// sessions may still grow to the model's context, as long as the budget has room.
 const MAX_CTX: usize = 8192;
 
 /// The KV cache memory budget in bytes: `--kv-memory` MiB, or by default room for
-/// `concurrency` sessions of the context (`--ctx-size`, else the model's).
+/// `concurrency` sessions of `--ctx-size` positions, else of the model's context up to
+/// [`MAX_CTX`].
 fn kv_memory_bytes(
     model: &Arc<edge_llm_kernel::Model>,
     kv_memory: Option<usize>,
