@@ -130,7 +130,18 @@ pub fn wasmtime_run(
     dirs: &[(&std::path::Path, &str)],
     args: &[&str],
 ) -> Output {
+    wasmtime_run_with(wasm, &[], dirs, args)
+}
+
+/// [`wasmtime_run`] with options of `wasmtime run` itself first (e.g. `-W max-memory-size=N`).
+pub fn wasmtime_run_with(
+    wasm: &std::path::Path,
+    options: &[&str],
+    dirs: &[(&std::path::Path, &str)],
+    args: &[&str],
+) -> Output {
     let mut argv: Vec<std::ffi::OsString> = vec!["run".into(), "--allow-precompiled".into()];
+    argv.extend(options.iter().map(Into::into));
     for (host, guest) in dirs {
         let mut spec = host.as_os_str().to_os_string();
         spec.push("::");

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use edge_llm_tests::{
     bundled_cli_wasm, check_against_reference, component_wit, composed_cli_wasm, default_model,
-    edge_llm, json_tokens, read_ref, root, stdout_json, temp_dir, wasmtime_run,
+    edge_llm, json_tokens, read_ref, root, stdout_json, temp_dir, wasmtime_run, wasmtime_run_with,
 };
 
 /// How many greedy.json prompts run the full 64 tokens (the rest run 16) to keep this file
@@ -168,4 +168,21 @@ fn cli_front_errors_are_one_line() {
         &wasmtime_run(&bundled, &[], &["hi", "--model", "/nope.gguf"]),
         "not found",
     );
+}
+
+#[test]
+fn a_prompt_whose_cache_does_not_fit_in_memory_is_one_line() {
+    // 140 MB hold the model the standalone component reads (its repacked copy and scratch) but
+    // not the keys and values of 1,800 more positions (45 MiB): the kernel's cache refuses to
+    // grow, and the call fails, where allocating would have trapped.
+    let composed = composed_cli_wasm();
+    let models = root().join("models");
+    let prompt = "The history of the town. ".repeat(300);
+    let out = wasmtime_run_with(
+        &composed,
+        &["-W", "max-memory-size=140000000"],
+        &[(&models, "/models")],
+        &[&prompt, "--max-tokens", "4"],
+    );
+    assert_one_line_error(&out, "out of memory: the kv cache of");
 }

@@ -69,6 +69,14 @@ pub enum ForwardError {
     /// A [`Batch`] step's session is of another model than the first step's.
     #[error("a batch runs the sessions of one model")]
     OtherModel,
+    /// The memory for the KV cache of the positions the call needs could not be allocated.
+    #[error("out of memory: the KV cache of {positions} positions needs {} MiB", bytes.div_ceil(1 << 20))]
+    OutOfMemory {
+        /// Positions the call would hold.
+        positions: usize,
+        /// Bytes their keys and values take.
+        bytes: usize,
+    },
 }
 
 /// Scratch buffers sized for `cap` tokens per call.
@@ -228,7 +236,11 @@ impl Par<'_> {
         }
         let per = items.div_ceil(threads);
         let mut parts: [Option<(usize, &mut [T])>; MAX_THREADS] = [const { None }; _];
-        for (i, (part, run)) in parts.iter_mut().zip(data.chunks_mut(per * unit)).enumerate() {
+        for (i, (part, run)) in parts
+            .iter_mut()
+            .zip(data.chunks_mut(per * unit))
+            .enumerate()
+        {
             *part = Some((i * per, run));
         }
         self.run_each(&mut parts[..threads], &|_, part| {
@@ -257,7 +269,9 @@ impl Par<'_> {
         op: impl Fn(&mut f32, f32) + Sync,
     ) {
         let dst = &mut dst[..rows * n];
-        self.split(dst, rows, rows * n, &|t0, d| transpose_with(src, rows, n, t0, d, &op));
+        self.split(dst, rows, rows * n, &|t0, d| {
+            transpose_with(src, rows, n, t0, d, &op)
+        });
     }
 
     /// The `n` rows of `x` normalized into `out` by the model's norm kind, split over tokens.
@@ -515,7 +529,7 @@ impl Batch {
         };
         let model = first.session.model.clone();
         let (isa, team) = (first.session.isa, first.session.team.clone());
-        for st in steps.iter() {
+        for st in steps.iter_mut() {
             let same_model = Arc::ptr_eq(&st.session.model, &model);
             checked.push(match same_model {
                 true => st.session.check(st.tokens),
@@ -575,8 +589,9 @@ impl Batch {
 }
 
 impl Session {
-    /// Whether `tokens` can be appended: not empty, in the vocabulary, within the context.
-    fn check(&self, tokens: &[u32]) -> Result<(), ForwardError> {
+    /// Whether `tokens` can be appended (not empty, in the vocabulary, within the context, with
+    /// memory for their keys and values), and room made for them in the cache.
+    fn check(&mut self, tokens: &[u32]) -> Result<(), ForwardError> {
         let c = self.model.config();
         if tokens.is_empty() {
             return Err(ForwardError::EmptyInput);
@@ -594,7 +609,14 @@ impl Session {
                 n_ctx: self.n_ctx,
             });
         }
-        Ok(())
+        // Room for every position of the call before any of it runs, so that running out of
+        // memory is an error, not an abort.
+        self.cache
+            .reserve(needed)
+            .map_err(|_| ForwardError::OutOfMemory {
+                positions: needed,
+                bytes: self.cache.bytes_for(needed),
+            })
     }
 }
 
@@ -911,9 +933,6 @@ impl Forward<'_, '_> {
             self.par.team.threads(),
             n_ctx,
         );
-        for seg in self.segs.iter_mut() {
-            seg.cache.reserve(seg.p0 + seg.tokens.len());
-        }
         for seg in self.segs.iter() {
             for (i, &id) in seg.tokens.iter().enumerate() {
                 let t = seg.row + i;

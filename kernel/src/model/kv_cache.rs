@@ -63,14 +63,17 @@ impl KvCache {
             .saturating_mul(size_of::<u16>())
     }
 
-    /// Makes room for `n` positions in total (rounded up to a chunk, capped at `n_ctx`).
-    pub fn reserve(&mut self, n: usize) {
+    /// Makes room for `n` positions in total (rounded up to a chunk, capped at `n_ctx`), or
+    /// says that the allocator has none (an instance at its memory limit, under WebAssembly),
+    /// leaving the positions stored as they were.
+    pub fn reserve(&mut self, n: usize) -> Result<(), std::collections::TryReserveError> {
         let want = self.room_for(n);
         for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
             if buf.capacity() < want {
-                buf.reserve_exact(want - buf.len());
+                buf.try_reserve_exact(want - buf.len())?;
             }
         }
+        Ok(())
     }
 
     /// Appends keys and values (`[n][kv_dim]` each) of layer `l` at positions `len..len+n`;
@@ -138,7 +141,7 @@ mod tests {
         let mut c = KvCache::new(n_layer, kv_dim, 4096);
         let chunk_bytes = n_layer * 2 * CHUNK * kv_dim * 2;
         let x = vec![1.0f32; 3000 * kv_dim];
-        c.reserve(3000);
+        c.reserve(3000).unwrap();
         for l in 0..n_layer {
             c.append(Isa::Scalar, l, &x, &x);
         }
@@ -170,7 +173,7 @@ mod tests {
         let mut c = KvCache::new(n_layer, kv_dim, 600);
         assert_eq!(c.bytes_for(0), 0);
         for n in [1, 255, 256, 257, 599, 600] {
-            c.reserve(n);
+            c.reserve(n).unwrap();
             assert_eq!(c.capacity_bytes(), c.bytes_for(n), "{n} positions");
         }
         assert_eq!(
@@ -183,5 +186,18 @@ mod tests {
             n_layer * 2 * 600 * kv_dim * 2,
             "capped at n_ctx"
         );
+    }
+
+    #[test]
+    fn a_cache_too_large_to_allocate_is_an_error_that_keeps_what_is_stored() {
+        let mut c = KvCache::new(1, 4, usize::MAX);
+        let x = [0.5f32; 4];
+        c.reserve(1).unwrap();
+        c.append(Isa::Scalar, 0, &x, &x);
+        c.commit(1);
+        // More values than an address space holds: refused, not aborted, on any machine.
+        assert!(c.reserve(usize::MAX / 2).is_err());
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.keys(0, 1), &[0x3800u16; 4][..], "0.5 as a half");
     }
 }
