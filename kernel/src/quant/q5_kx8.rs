@@ -4,7 +4,7 @@
 //! The same bytes as eight GGUF Q5_K rows, reordered in place: for each 256-block column a
 //! 1408-byte record of `Q4_Kx8`'s header (8 `d`, 8 `dmin`, 8 groups of 12 bytes of the rows'
 //! sub-block scales and mins), then 64 high-bit words at `128 + 4(8j + g)`: bit `4i + n` of
-//! word `8j + g` is bit 4 of row `i`'s element `32j + 4g + n` (as `Q5_0x8`'s words, one per
+//! word `8j + g` is bit 4 of row `i`'s element `32j + 4g + n` (one word per
 //! value register), then `Q4_Kx8`'s 32 nibble chunks at `384`. The arithmetic is the GGUF
 //! layout's ([`q5_k::vec_dot_ref`], Q4_K's with 5-bit values).
 

@@ -614,14 +614,14 @@ trait Packed8 {
     const MIN: bool = false;
     /// Byte offset of the value chunks in a record (4 nibble chunks, or 8 byte chunks).
     const CHUNKS: usize;
-    /// Byte offset of the 8 high-bit words of 5-bit values (`Quints`; the 32 bytes before the
-    /// chunks).
+    /// Byte offset of the 32-byte high-bit plane of 5-bit values (`Quints`; the 32 bytes
+    /// before the chunks).
     const HIGH: usize = 0;
 
     /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
-    /// rows 4..8)`; `bit` is [`q5_bits`] (for quints).
+    /// rows 4..8)`.
     #[inline(always)]
-    fn vector(rec: &[u8], j: usize, bit: v128) -> (v128, v128) {
+    fn vector(rec: &[u8], j: usize) -> (v128, v128) {
         // One bounds check for the record's chunks (a slice of constant length), none per load.
         let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
         let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
@@ -637,9 +637,25 @@ trait Packed8 {
             (u8x16_shr(c0, 4), u8x16_shr(c1, 4))
         };
         if Self::VALUES == Values::Quints {
-            // SAFETY: the slice is high-bit word j's 4 bytes, inside the record.
-            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr(), bit) };
-            return (v128_or(v0, h0), v128_or(v1, h1));
+            // Bit j of each plane byte to bit 4, by a 16-bit shift (the bits crossing from the
+            // neighbouring byte land below bit 4 or above it) and a mask.
+            let plane = &rec[Self::HIGH..Self::HIGH + 32];
+            let (p0, p1) = (load16(plane), load16(&plane[16..]));
+            let sixteen = u8x16_splat(0x10);
+            let high = |p: v128| {
+                let p = match j {
+                    0 => i16x8_shl(p, 4),
+                    1 => i16x8_shl(p, 3),
+                    2 => i16x8_shl(p, 2),
+                    3 => i16x8_shl(p, 1),
+                    4 => p,
+                    5 => u16x8_shr(p, 1),
+                    6 => u16x8_shr(p, 2),
+                    _ => u16x8_shr(p, 3),
+                };
+                v128_and(p, sixteen)
+            };
+            return (v128_or(v0, high(p0)), v128_or(v1, high(p1)));
         }
         (v0, v1)
     }
@@ -872,14 +888,13 @@ fn x8_rows<B: Packed8>(
         Vec::new()
     };
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let bit = q5_bits();
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(record).zip(acts).enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * record, record);
-                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j, bit));
+                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
                 acc = x8_step::<B>(acc, isums, &B::scales(rec), ab);
             }
             core::hint::black_box(seen);
@@ -887,7 +902,7 @@ fn x8_rows<B: Packed8>(
             continue;
         }
         for (rec, e) in group.chunks_exact(record).zip(buf.iter_mut()) {
-            *e = (core::array::from_fn(|j| B::vector(rec, j, bit)), B::scales(rec));
+            *e = (core::array::from_fn(|j| B::vector(rec, j)), B::scales(rec));
         }
         for t in 0..n_tok {
             let mut acc = zero;
