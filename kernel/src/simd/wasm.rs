@@ -115,7 +115,7 @@ fn load16_i8(s: &[i8]) -> v128 {
 /// multiplying one costs x86 a microcode assist); normal ones their bits shifted into place
 /// times 2^112.
 #[inline(always)]
-fn f16x4_to_f32(h: v128) -> v128 {
+pub(super) fn f16x4_to_f32(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let em = v128_and(h, u32x4_splat(0x7fff));
     let mant = v128_and(h, u32x4_splat(0x03ff));
@@ -585,7 +585,7 @@ fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
 
 /// Stores 8 rows' sums (`a`: rows 0..4, `b`: rows 4..8) for token `t`.
 #[inline(always)]
-fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+pub(super) fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     store_lanes(a, out, r0, n_tok, t);
     store_lanes(b, out, r0 + 4, n_tok, t);
 }
@@ -805,7 +805,7 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
 /// unsigned values (at most 31), or signed values and activation parts ([`split_acts`]).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn relaxed_dot(a: v128, v: v128) -> v128 {
+pub(super) fn relaxed_dot(a: v128, v: v128) -> v128 {
     i16x8_relaxed_dot_i8x16_i7x16(a, v)
 }
 

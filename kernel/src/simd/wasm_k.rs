@@ -7,12 +7,16 @@
 //! gives the same exact pair sums (at most 2 · 63 · 127); sub-block sums widen to `i32`, are
 //! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
 //! `f32` in block order with the reference's operations.
+//!
+//! Q6_K rows repacked eight at a time (`Q6_Kx8`, [`matmul_x8`]) are read as the AVX2 kernel
+//! reads them: each register holds 4 values of 4 rows, dotted with a broadcast of the 4
+//! matching activation bytes, so sub-block sums arrive one lane per row (no reduction).
 
 use core::arch::wasm32::*;
 
-use super::wasm::{psum_q4, touch_ahead};
+use super::wasm::{f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
 use crate::quant::q8_k::BlockQ8_K;
-use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
+use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k, q6_kx8};
 
 /// Sum of the 4 `i32` lanes of `v`.
 #[inline(always)]
@@ -491,4 +495,213 @@ fn k_rows<D>(
         core::hint::black_box(seen);
     }
     n_rows
+}
+
+/// Offsets in a `Q6_Kx8` record (`quant::q6_kx8`): the rows' sub-block scales in pairs, the
+/// nibble chunks, the top-bit chunks.
+const Q6X8_SCALES: usize = 16;
+const Q6X8_NIBBLES: usize = 144;
+const Q6X8_TOPS: usize = 1168;
+
+/// Sub-blocks `2p`, `2p + 1` (elements `32p..32p + 32`) of a `Q6_Kx8` record, decoded: value
+/// vector `g` (4-group `8p + g`, values `u = q + 32`) as `(rows 0..4, rows 4..8)`, and the
+/// rows' two scales as `i16` (`[s_2p, s_2p+1]` of row `i` in lanes `2i`, `2i + 1`; rows 0..4,
+/// then 4..8).
+#[derive(Clone, Copy)]
+struct Q6x8Pair {
+    v: [(v128, v128); 8],
+    sc: [v128; 2],
+}
+
+/// Decodes pair `P` of the record `rec` (constant `P`: the shifts are immediates).
+#[inline(always)]
+fn q6x8_pair<const P: usize>(rec: &[u8; q6_kx8::RECORD_BYTES]) -> Q6x8Pair {
+    let mask = u8x16_splat(0x0f);
+    let top = u8x16_splat(0x30);
+    // 4-groups m = 8P..8P + 8 lie in one nibble half (m / 32) and one top-bit quarter
+    // (m / 16). 16-bit shifts: the bits crossing from the neighbouring byte are masked off.
+    let value = |n: v128, t: v128| {
+        let n = if P < 4 { n } else { u16x8_shr(n, 4) };
+        let t = match P / 2 {
+            0 => i16x8_shl(t, 4),
+            1 => i16x8_shl(t, 2),
+            2 => t,
+            _ => u16x8_shr(t, 2),
+        };
+        v128_or(v128_and(n, mask), v128_and(t, top))
+    };
+    let v = core::array::from_fn(|g| {
+        let m = 8 * P + g;
+        let nib = &rec[Q6X8_NIBBLES + 32 * (m % 32)..][..32];
+        let tb = &rec[Q6X8_TOPS + 32 * (m % 16)..][..32];
+        (
+            value(super::wasm::load16(nib), super::wasm::load16(tb)),
+            value(super::wasm::load16(&nib[16..]), super::wasm::load16(&tb[16..])),
+        )
+    });
+    let sc = super::wasm::load16(&rec[Q6X8_SCALES + 16 * P..][..16]);
+    Q6x8Pair {
+        v,
+        sc: [i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc)],
+    }
+}
+
+/// The 8 pairs of a `Q6_Kx8` record, decoded.
+#[inline(always)]
+fn q6x8_pairs(rec: &[u8; q6_kx8::RECORD_BYTES]) -> [Q6x8Pair; 8] {
+    [
+        q6x8_pair::<0>(rec),
+        q6x8_pair::<1>(rec),
+        q6x8_pair::<2>(rec),
+        q6x8_pair::<3>(rec),
+        q6x8_pair::<4>(rec),
+        q6x8_pair::<5>(rec),
+        q6x8_pair::<6>(rec),
+        q6x8_pair::<7>(rec),
+    ]
+}
+
+/// The `d` of the 8 rows of a `Q6_Kx8` record as `f32` (rows 0..4, rows 4..8), exactly and
+/// with no subnormal operand ([`f16x4_to_f32`]; K-quant scales are often subnormal halves).
+#[inline(always)]
+fn q6x8_d(rec: &[u8; q6_kx8::RECORD_BYTES]) -> (v128, v128) {
+    let h = super::wasm::load16(&rec[..16]);
+    (
+        f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+        f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+    )
+}
+
+/// Adds pair `p`'s share of the exact `Σ_s sc_s·Σ u·a` (`isum`) and of `Σ_s sc_s·bsum_s`
+/// (`off`) for the 8 rows (rows 0..4, rows 4..8) against `a`. Each relaxed dot's 7-bit operand
+/// is a value `u` of at most 63 (every lowering agrees); two dots' pair sums stay within
+/// 2 · 2 · 63 · 128 = 32256 in i16, then `i32x4.dot_i16x8_s` multiplies them by the row's
+/// scale (both lanes of a row hold it) and adds.
+#[inline(always)]
+fn q6x8_pair_sums(pr: &Q6x8Pair, a: &BlockQ8_K, p: usize, isum: &mut [v128; 2], off: &mut [v128; 2]) {
+    let qa = a.qs.as_ptr() as *const u8;
+    // SAFETY: elements 32p..32p + 32 (p < 8) lie in `a.qs`.
+    let (a0, a1) = unsafe { (load(qa.add(32 * p)), load(qa.add(32 * p + 16))) };
+    let words = [
+        i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
+        i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
+        i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
+        i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
+        i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
+        i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
+        i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
+        i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
+    ];
+    let bs = u32::from(a.bsums[2 * p] as u16) | (u32::from(a.bsums[2 * p + 1] as u16) << 16);
+    let bs = u32x4_splat(bs);
+    for h in 0..2 {
+        let v = |g: usize| if h == 0 { pr.v[g].0 } else { pr.v[g].1 };
+        let two = |g: usize| {
+            i16x8_add(
+                relaxed_dot(words[g], v(g)),
+                relaxed_dot(words[g + 1], v(g + 1)),
+            )
+        };
+        let sc = pr.sc[h];
+        let sa = i16x8_shuffle::<0, 0, 2, 2, 4, 4, 6, 6>(sc, sc);
+        let sb = i16x8_shuffle::<1, 1, 3, 3, 5, 5, 7, 7>(sc, sc);
+        let x = i32x4_add(
+            i32x4_add(i32x4_dot_i16x8(two(0), sa), i32x4_dot_i16x8(two(2), sa)),
+            i32x4_add(i32x4_dot_i16x8(two(4), sb), i32x4_dot_i16x8(two(6), sb)),
+        );
+        isum[h] = i32x4_add(isum[h], x);
+        off[h] = i32x4_add(off[h], i32x4_dot_i16x8(sc, bs));
+    }
+}
+
+/// `acc + (d·da)·isum` for the 8 rows of one record against `a` (the GGUF layout's block step,
+/// [`q6_k::vec_dot_ref`]): `isum = Σ_s sc_s·Σ u·a − 32·Σ_s sc_s·bsum_s`, exactly
+/// `Σ_s sc_s·Σ q·a` (at most 16 · 16 · 63 · 128 · 128 in magnitude before the offset: far below
+/// 2^31).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn q6x8_step(
+    acc: (v128, v128),
+    pairs: &[Q6x8Pair; 8],
+    d: (v128, v128),
+    a: &BlockQ8_K,
+) -> (v128, v128) {
+    let zero = i32x4_splat(0);
+    let (mut isum, mut off) = ([zero; 2], [zero; 2]);
+    for (p, pr) in pairs.iter().enumerate() {
+        q6x8_pair_sums(pr, a, p, &mut isum, &mut off);
+    }
+    let da = f32x4_splat(a.d);
+    let row = |acc: v128, d: v128, isum: v128, off: v128| {
+        let isum = i32x4_sub(isum, i32x4_shl(off, 5));
+        f32x4_add(acc, f32x4_mul(f32x4_mul(d, da), f32x4_convert_i32x4(isum)))
+    };
+    (
+        row(acc.0, d.0, isum[0], off[0]),
+        row(acc.1, d.1, isum[1], off[1]),
+    )
+}
+
+/// A record (a `chunks_exact` piece of `N` bytes) as an array: offsets into it need no bounds
+/// checks.
+#[inline(always)]
+fn record<const N: usize>(rec: &[u8]) -> &[u8; N] {
+    rec.try_into().expect("a whole record")
+}
+
+/// K-quant rows repacked eight at a time × Q8_K activations: `Q6_Kx8` (`quant::q6_kx8`); the
+/// others have no simd128 kernel (0 rows done). Layout as `simd::matmul_q8_k`, whose `clip`
+/// already cut `w` and `out` to whole rows. Decoding reads each record once; with several
+/// tokens each group is first decoded (values to bytes, scales to `i16`, `d` to `f32`) and
+/// reused for every token. Returns the rows done (whole groups of 8); `simd::matmul_x8_q8_k`
+/// does the rest.
+pub(super) fn matmul_x8(
+    ty: crate::gguf::GgmlType,
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    if ty != crate::gguf::GgmlType::Q6_K || nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return 0;
+    }
+    q6_kx8_rows(w, nb, acts, n_tok, out)
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) -> usize {
+    const R: usize = q6_kx8::ROWS;
+    const RECORD: usize = q6_kx8::RECORD_BYTES;
+    let rb = nb * q6_k::BLOCK_BYTES;
+    let full = (w.len() / rb).min(out.len() / n_tok) / R * R;
+    let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut buf = Vec::new();
+    for r0 in (0..full).step_by(R) {
+        let group = &w[r0 * rb..(r0 + R) * rb];
+        if n_tok == 1 {
+            let (mut acc, mut seen) = (zero, 0);
+            for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
+                seen ^= touch_ahead(w, r0 * rb + b * RECORD, RECORD);
+                let rec = record::<RECORD>(rec);
+                acc = q6x8_step(acc, &q6x8_pairs(rec), q6x8_d(rec), ab);
+            }
+            core::hint::black_box(seen);
+            store8(acc.0, acc.1, out, r0, 1, 0);
+            continue;
+        }
+        buf.clear();
+        buf.extend(group.chunks_exact(RECORD).map(|rec| {
+            let rec = record::<RECORD>(rec);
+            (q6x8_pairs(rec), q6x8_d(rec))
+        }));
+        for t in 0..n_tok {
+            let mut acc = zero;
+            for ((pairs, d), ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
+                acc = q6x8_step(acc, pairs, *d, ab);
+            }
+            store8(acc.0, acc.1, out, r0, n_tok, t);
+        }
+    }
+    full
 }
