@@ -62,7 +62,7 @@ fn model() -> Arc<Model> {
 }
 
 /// The requantized model with the matrices this machine reads faster repacked (all of them on
-/// AVX2; Q5_0, Q5_1 and Q6_K on simd128) in their repacked layouts.
+/// AVX2; all but Q8_0 on simd128) in their repacked layouts.
 fn packed_model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL

@@ -16,7 +16,7 @@ use core::arch::wasm32::*;
 
 use super::wasm::{f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
 use crate::quant::q8_k::BlockQ8_K;
-use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k, q6_kx8};
+use crate::quant::{q2_k, q3_k, q4_k, q4_kx8, q5_k, q5_kx8, q6_k, q6_kx8};
 
 /// Sum of the 4 `i32` lanes of `v`.
 #[inline(always)]
@@ -663,17 +663,33 @@ pub(super) fn matmul_x8(
     n_tok: usize,
     out: &mut [f32],
 ) -> usize {
-    if ty != crate::gguf::GgmlType::Q6_K || nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+    use crate::gguf::GgmlType;
+    if nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
         return 0;
     }
-    q6_kx8_rows(w, nb, acts, n_tok, out)
+    match ty {
+        GgmlType::Q4_K => q45_kx8_rows::<false, { q4_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_K => q45_kx8_rows::<true, { q5_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q6_K => q6_kx8_rows(w, nb, acts, n_tok, out),
+        _ => 0,
+    }
 }
 
-#[target_feature(enable = "relaxed-simd")]
-fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) -> usize {
+/// The rows loop of the repacked K-quants: every group of 8 rows, each record (`RECORD`
+/// bytes) decoded by `decode` (once for all tokens) and added to each token's two accumulators
+/// (rows 0..4, rows 4..8) by `step` in block order. Returns the rows done (whole groups).
+#[inline(always)]
+fn kx8_rows<const RECORD: usize, D>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    decode: impl Fn(&[u8; RECORD]) -> D,
+    step: impl Fn((v128, v128), &D, &BlockQ8_K) -> (v128, v128),
+) -> usize {
     const R: usize = q6_kx8::ROWS;
-    const RECORD: usize = q6_kx8::RECORD_BYTES;
-    let rb = nb * q6_k::BLOCK_BYTES;
+    let rb = nb * RECORD / R;
     let full = (w.len() / rb).min(out.len() / n_tok) / R * R;
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
     let mut buf = Vec::new();
@@ -683,25 +699,221 @@ fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut 
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * RECORD, RECORD);
-                let rec = record::<RECORD>(rec);
-                acc = q6x8_step(acc, &q6x8_pairs(rec), q6x8_d(rec), ab);
+                acc = step(acc, &decode(record::<RECORD>(rec)), ab);
             }
             core::hint::black_box(seen);
             store8(acc.0, acc.1, out, r0, 1, 0);
             continue;
         }
         buf.clear();
-        buf.extend(group.chunks_exact(RECORD).map(|rec| {
-            let rec = record::<RECORD>(rec);
-            (q6x8_pairs(rec), q6x8_d(rec))
-        }));
+        buf.extend(
+            group
+                .chunks_exact(RECORD)
+                .map(|rec| decode(record::<RECORD>(rec))),
+        );
         for t in 0..n_tok {
             let mut acc = zero;
-            for ((pairs, d), ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
-                acc = q6x8_step(acc, pairs, *d, ab);
+            for (dec, ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
+                acc = step(acc, dec, ab);
             }
             store8(acc.0, acc.1, out, r0, n_tok, t);
         }
     }
     full
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) -> usize {
+    kx8_rows::<{ q6_kx8::RECORD_BYTES }, _>(
+        w,
+        nb,
+        acts,
+        n_tok,
+        out,
+        |rec| (q6x8_pairs(rec), q6x8_d(rec)),
+        |acc, (pairs, d), a| q6x8_step(acc, pairs, *d, a),
+    )
+}
+
+/// Offsets in a `Q4_Kx8`/`Q5_Kx8` record (`quant::q4_kx8`, `quant::q5_kx8`): the 8 groups of
+/// the rows' packed sub-block scales and mins, and the `Q5_Kx8` high-bit planes.
+const KX8_GROUPS: usize = 32;
+const KX8_HIGH: usize = 128;
+
+/// Sub-block `j` of a `Q4_Kx8`/`Q5_Kx8` record, decoded: value vector `g` (elements
+/// `32j + 4g..+4` of each row) as `(rows 0..4, rows 4..8)`; the rows' scales as `i16`, each
+/// row's in both lanes of its pair (rows 0..4, then 4..8); the rows' mins as `i32` (rows
+/// 0..4, then 4..8).
+#[derive(Clone, Copy)]
+struct Kx8Sub {
+    v: [(v128, v128); 8],
+    sc: [v128; 2],
+    m: [v128; 2],
+}
+
+/// Decodes sub-block `J` of the record `rec` (constant `J`: the nibble side is fixed);
+/// `FIVE` for `Q5_Kx8` (its high bits from bit `J` of the planes).
+#[inline(always)]
+fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> Kx8Sub {
+    let mask = u8x16_splat(0x0f);
+    let chunks = if FIVE { KX8_HIGH + 256 } else { KX8_HIGH };
+    let v = core::array::from_fn(|g| {
+        let c = &rec[chunks + 32 * (8 * (J / 2) + g)..][..32];
+        let nib = |n: v128| {
+            let n = if J % 2 == 0 { n } else { u16x8_shr(n, 4) };
+            v128_and(n, mask)
+        };
+        let (v0, v1) = (nib(super::wasm::load16(c)), nib(super::wasm::load16(&c[16..])));
+        if !FIVE {
+            return (v0, v1);
+        }
+        // Bit J of plane g's bytes to bit 4 (16-bit shifts: the bits crossing from the
+        // neighbouring byte land below bit 4 or above it) and the mask.
+        let plane = &rec[KX8_HIGH + 32 * g..][..32];
+        let high = |p: v128| {
+            let p = match J {
+                0 => i16x8_shl(p, 4),
+                1 => i16x8_shl(p, 3),
+                2 => i16x8_shl(p, 2),
+                3 => i16x8_shl(p, 1),
+                4 => p,
+                5 => u16x8_shr(p, 1),
+                6 => u16x8_shr(p, 2),
+                _ => u16x8_shr(p, 3),
+            };
+            v128_and(p, u8x16_splat(0x10))
+        };
+        let (h0, h1) = (
+            high(super::wasm::load16(plane)),
+            high(super::wasm::load16(&plane[16..])),
+        );
+        (v128_or(v0, h0), v128_or(v1, h1))
+    });
+    // The 12 bytes pack the 8 rows' 6-bit scales and mins as a GGUF block packs its 8
+    // sub-blocks' (`q4_k::scale_min`): the same word operations as `decode_header`.
+    let s = &rec[KX8_GROUPS + 12 * J..][..12];
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let packed = u32x4(
+        w0 & low6,
+        (w2 & low4) | (((w0 >> 6) & top2) << 4),
+        w1 & low6,
+        ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4),
+    );
+    let (sc, m) = (u16x8_extend_low_u8x16(packed), u16x8_extend_high_u8x16(packed));
+    Kx8Sub {
+        v,
+        sc: [
+            i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(sc, sc),
+            i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(sc, sc),
+        ],
+        m: [u32x4_extend_low_u16x8(m), u32x4_extend_high_u16x8(m)],
+    }
+}
+
+/// A decoded `Q4_Kx8`/`Q5_Kx8` record: its 8 sub-blocks, then `d` and `dmin` as `f32` (rows
+/// 0..4, rows 4..8).
+type Kx8Record = ([Kx8Sub; 8], [v128; 4]);
+
+/// Decodes a `Q4_Kx8` (`FIVE` false) or `Q5_Kx8` record.
+#[inline(always)]
+fn kx8_record<const FIVE: bool, const N: usize>(rec: &[u8; N]) -> Kx8Record {
+    let halves = |o: usize| {
+        let h = super::wasm::load16(&rec[o..o + 16]);
+        (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        )
+    };
+    let ((d0, d1), (m0, m1)) = (halves(0), halves(16));
+    (
+        [
+            kx8_sub::<FIVE, N, 0>(rec),
+            kx8_sub::<FIVE, N, 1>(rec),
+            kx8_sub::<FIVE, N, 2>(rec),
+            kx8_sub::<FIVE, N, 3>(rec),
+            kx8_sub::<FIVE, N, 4>(rec),
+            kx8_sub::<FIVE, N, 5>(rec),
+            kx8_sub::<FIVE, N, 6>(rec),
+            kx8_sub::<FIVE, N, 7>(rec),
+        ],
+        [d0, d1, m0, m1],
+    )
+}
+
+/// `acc + (d·da)·isum − (dmin·da)·imin` for the 8 rows of a decoded `Q4_Kx8`/`Q5_Kx8` record
+/// against `a` (the GGUF layout's block step, [`q4_k::vec_dot_ref`]): `isum = Σ_j sc_j·Σ q·a`,
+/// `imin = Σ_j m_j·(bsum_2j + bsum_2j+1)`, exact. Each relaxed dot's 7-bit operand is a value
+/// of at most 31 (every lowering agrees); i16 lanes sum 8 dots of nibbles (at most
+/// 8 · 2 · 15 · 128 = 30720) or 4 of 5-bit values (4 · 2 · 31 · 128 = 31744), then
+/// `i32x4.dot_i16x8_s` multiplies them by the row's scale and adds.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn kx8_step<const FIVE: bool>(acc: (v128, v128), rec: &Kx8Record, a: &BlockQ8_K) -> (v128, v128) {
+    let zero = i32x4_splat(0);
+    let (mut isum, mut imin) = ([zero; 2], [zero; 2]);
+    let qa = a.qs.as_ptr() as *const u8;
+    for (j, sub) in rec.0.iter().enumerate() {
+        // SAFETY: elements 32j..32j + 32 (j < 8) lie in `a.qs`.
+        let (a0, a1) = unsafe { (load(qa.add(32 * j)), load(qa.add(32 * j + 16))) };
+        let words = [
+            i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
+            i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
+            i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
+            i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
+            i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
+            i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
+            i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
+            i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
+        ];
+        let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
+        for h in 0..2 {
+            let v = |g: usize| if h == 0 { sub.v[g].0 } else { sub.v[g].1 };
+            let four = |g0: usize| {
+                let d = |g: usize| relaxed_dot(words[g], v(g));
+                i16x8_add(i16x8_add(d(g0), d(g0 + 1)), i16x8_add(d(g0 + 2), d(g0 + 3)))
+            };
+            let x = if FIVE {
+                i32x4_add(
+                    i32x4_dot_i16x8(four(0), sub.sc[h]),
+                    i32x4_dot_i16x8(four(4), sub.sc[h]),
+                )
+            } else {
+                i32x4_dot_i16x8(i16x8_add(four(0), four(4)), sub.sc[h])
+            };
+            isum[h] = i32x4_add(isum[h], x);
+            imin[h] = i32x4_add(imin[h], i32x4_mul(sub.m[h], bp));
+        }
+    }
+    let da = f32x4_splat(a.d);
+    let [d0, d1, m0, m1] = rec.1;
+    let row = |acc: v128, d: v128, dmin: v128, isum: v128, imin: v128| {
+        let x = f32x4_mul(f32x4_mul(d, da), f32x4_convert_i32x4(isum));
+        let y = f32x4_mul(f32x4_mul(dmin, da), f32x4_convert_i32x4(imin));
+        f32x4_sub(f32x4_add(acc, x), y)
+    };
+    (
+        row(acc.0, d0, m0, isum[0], imin[0]),
+        row(acc.1, d1, m1, isum[1], imin[1]),
+    )
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn q45_kx8_rows<const FIVE: bool, const N: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    kx8_rows::<N, _>(
+        w,
+        nb,
+        acts,
+        n_tok,
+        out,
+        |rec| kx8_record::<FIVE, N>(rec),
+        |acc, rec, a| kx8_step::<FIVE>(acc, rec, a),
+    )
 }

@@ -1196,7 +1196,7 @@ unsafe fn minus_offset(isum: __m256i, offset: i32, a: __m256i) -> __m256i {
 /// The 32 high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0,
 /// in element order.
 #[inline(always)]
-pub(super) unsafe fn high_bits_q5(p: *const u8) -> __m256i {
+unsafe fn high_bits_q5(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 4 readable bytes at `p` and AVX2.
     unsafe {
         let qh = _mm256_set1_epi32((p as *const i32).read_unaligned());
