@@ -444,7 +444,7 @@ pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut
 }
 
 /// Bytes ahead of the data being decoded that decoding loops read ([`touch_ahead`]).
-pub(super) const AHEAD: usize = 8192;
+pub(super) const AHEAD: usize = 1536;
 
 /// Loads one byte per 64-byte line of `w[at + AHEAD..at + AHEAD + n]` (the last `n` bytes of
 /// `w` past its end) and returns their xor, for the caller to pass to `black_box` once per
@@ -454,8 +454,10 @@ pub(super) const AHEAD: usize = 8192;
 /// flight. Loads, unlike prefetches, hold up the core until they arrive: one burst per row
 /// group (its lines 24 rows ahead) stalled it so, and Q4_0 decoded at ~80 tok/s against ~125
 /// this way (Q8_0 ~65 against ~98; `speed` example under the wasmtime CLI, AMD EPYC 2 vCPU).
-/// 4-8 KiB ahead did best: 1 KiB is too close for Q8_0 (slower than the burst), 32 KiB lost
-/// ~25 %.
+/// 4-8 KiB ahead did best then; since the 5-bit and K-quant kernels stopped spreading bits,
+/// 1-2 KiB does: decode of the llama.cpp files at 8 KiB / 1.5 KiB, tok/s (load average ~5),
+/// Q4_0 48-56 / 63-64, Q8_0 38-40 / 40, Q5_K_M 39-41 / 50, and no loads at all 57-59, 35-36,
+/// 48.
 #[inline(always)]
 pub(super) fn touch_ahead(w: &[u8], at: usize, n: usize) -> u8 {
     let Some(start) = w.len().checked_sub(n) else {
