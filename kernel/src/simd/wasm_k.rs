@@ -8,9 +8,10 @@
 //! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
 //! `f32` in block order with the reference's operations.
 //!
-//! Q6_K rows repacked eight at a time (`Q6_Kx8`, [`matmul_x8`]) are read as the AVX2 kernel
-//! reads them: each register holds 4 values of 4 rows, dotted with a broadcast of the 4
-//! matching activation bytes, so sub-block sums arrive one lane per row (no reduction).
+//! Q4_K, Q5_K and Q6_K rows repacked eight at a time (`Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`,
+//! [`matmul_x8`]) are read as the AVX2 kernel reads them: each register holds 4 values of 4
+//! rows, dotted with a broadcast of the 4 matching activation bytes, so sub-block sums arrive
+//! one lane per row (no reduction) and are multiplied by the rows' scales lane by lane.
 
 use core::arch::wasm32::*;
 
@@ -536,7 +537,10 @@ fn q6x8_pair<const P: usize>(rec: &[u8; q6_kx8::RECORD_BYTES]) -> Q6x8Pair {
         let tb = &rec[Q6X8_TOPS + 32 * (m % 16)..][..32];
         (
             value(super::wasm::load16(nib), super::wasm::load16(tb)),
-            value(super::wasm::load16(&nib[16..]), super::wasm::load16(&tb[16..])),
+            value(
+                super::wasm::load16(&nib[16..]),
+                super::wasm::load16(&tb[16..]),
+            ),
         )
     });
     let sc = super::wasm::load16(&rec[Q6X8_SCALES + 16 * P..][..16]);
@@ -578,7 +582,13 @@ fn q6x8_d(rec: &[u8; q6_kx8::RECORD_BYTES]) -> (v128, v128) {
 /// 2 · 2 · 63 · 128 = 32256 in i16, then `i32x4.dot_i16x8_s` multiplies them by the row's
 /// scale (both lanes of a row hold it) and adds.
 #[inline(always)]
-fn q6x8_pair_sums(pr: &Q6x8Pair, a: &BlockQ8_K, p: usize, isum: &mut [v128; 2], off: &mut [v128; 2]) {
+fn q6x8_pair_sums(
+    pr: &Q6x8Pair,
+    a: &BlockQ8_K,
+    p: usize,
+    isum: &mut [v128; 2],
+    off: &mut [v128; 2],
+) {
     let qa = a.qs.as_ptr() as *const u8;
     // SAFETY: elements 32p..32p + 32 (p < 8) lie in `a.qs`.
     let (a0, a1) = unsafe { (load(qa.add(32 * p)), load(qa.add(32 * p + 16))) };
@@ -688,7 +698,7 @@ fn kx8_rows<const RECORD: usize, D>(
     decode: impl Fn(&[u8; RECORD]) -> D,
     step: impl Fn((v128, v128), &D, &BlockQ8_K) -> (v128, v128),
 ) -> usize {
-    const R: usize = q6_kx8::ROWS;
+    const R: usize = crate::quant::rows8::ROWS;
     let rb = nb * RECORD / R;
     let full = (w.len() / rb).min(out.len() / n_tok) / R * R;
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
@@ -760,10 +770,17 @@ fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> K
     let v = core::array::from_fn(|g| {
         let c = &rec[chunks + 32 * (8 * (J / 2) + g)..][..32];
         let nib = |n: v128| {
-            let n = if J % 2 == 0 { n } else { u16x8_shr(n, 4) };
+            let n = if J.is_multiple_of(2) {
+                n
+            } else {
+                u16x8_shr(n, 4)
+            };
             v128_and(n, mask)
         };
-        let (v0, v1) = (nib(super::wasm::load16(c)), nib(super::wasm::load16(&c[16..])));
+        let (v0, v1) = (
+            nib(super::wasm::load16(c)),
+            nib(super::wasm::load16(&c[16..])),
+        );
         if !FIVE {
             return (v0, v1);
         }
@@ -801,7 +818,10 @@ fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> K
         w1 & low6,
         ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4),
     );
-    let (sc, m) = (u16x8_extend_low_u8x16(packed), u16x8_extend_high_u8x16(packed));
+    let (sc, m) = (
+        u16x8_extend_low_u8x16(packed),
+        u16x8_extend_high_u8x16(packed),
+    );
     Kx8Sub {
         v,
         sc: [
@@ -913,7 +933,7 @@ fn q45_kx8_rows<const FIVE: bool, const N: usize>(
         acts,
         n_tok,
         out,
-        |rec| kx8_record::<FIVE, N>(rec),
+        kx8_record::<FIVE, N>,
         |acc, rec, a| kx8_step::<FIVE>(acc, rec, a),
     )
 }
