@@ -61,8 +61,8 @@ fn model() -> Arc<Model> {
         .clone()
 }
 
-/// The requantized model with the matrices this machine reads faster repacked (Q5_0, Q5_1
-/// and Q8_0 on AVX2; Q5_0 on simd128) in their repacked layouts.
+/// The requantized model with the matrices this machine reads faster repacked (all of them on
+/// AVX2; all but Q8_0 on simd128) in their repacked layouts.
 fn packed_model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL

@@ -103,9 +103,9 @@ impl Model {
 
     /// [`Model::load`] for bytes the model may rewrite: the transformer blocks' and the output's
     /// matrices of the types this machine's kernels read faster repacked
-    /// ([`simd::packed_pays`]: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K on AVX2, Q4_1,
-    /// Q4_0 and Q5_0 on simd128) are first repacked in place. Logits are bit for bit those of [`Model::load`];
-    /// only tensor data changes, the header and metadata stay as they were.
+    /// ([`simd::packed_pays`]: Q4_1, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K on AVX2, all
+    /// but Q8_0 on simd128) are first repacked in place. Logits are bit for bit those of
+    /// [`Model::load`]; only tensor data changes, the header and metadata stay as they were.
     pub fn load_packed<B>(mut bytes: B) -> Result<Model, ModelError>
     where
         B: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static,

@@ -29,7 +29,7 @@ const _: () = assert!(RECORD_BYTES == 8 * 4 + 8 * 12 + 32 * 32);
 
 /// Offset of the scale groups in a record.
 const SCALES: usize = 32;
-/// Offset of the nibble chunks in a Q4_K record, and of the high-bit words in a Q5_K one.
+/// Offset of the nibble chunks in a Q4_K record, and of the high-bit planes in a Q5_K one.
 const HIGH: usize = 128;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF Q4_K blocks) in place; a tail of
@@ -59,18 +59,12 @@ pub(super) fn repack_k(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>, five: 
             rec[SCALES + 12 * j..SCALES + 12 * (j + 1)].copy_from_slice(&pack_scale_min(&sc, &m));
         }
         if five {
-            // Word 8j + g: bit 4i + n is the high bit of row i's element 32j + 4g + n (bit j
-            // of its block's qh byte 4g + n).
-            for j in 0..8 {
+            // Plane g, byte 4i + n: row i's qh byte 4g + n, whose bit j is the high bit of its
+            // element 32j + 4g + n (the qh bytes in 32-byte chunks, as the nibbles).
+            for (i, blk) in blocks.iter().enumerate() {
                 for g in 0..8 {
-                    let mut word = 0u32;
-                    for (i, blk) in blocks.iter().enumerate() {
-                        for n in 0..4 {
-                            word |= u32::from((blk[16 + 4 * g + n] >> j) & 1) << (4 * i + n);
-                        }
-                    }
-                    let at = HIGH + 4 * (8 * j + g);
-                    rec[at..at + 4].copy_from_slice(&word.to_le_bytes());
+                    let at = HIGH + 32 * g + 4 * i;
+                    rec[at..at + 4].copy_from_slice(&blk[16 + 4 * g..20 + 4 * g]);
                 }
             }
         }
@@ -109,7 +103,7 @@ pub(super) fn gguf_row_k(w: &[u8], nb: usize, r: usize, out: &mut [u8], five: bo
         }
         if five {
             for (l, byte) in blk[16..48].iter_mut().enumerate() {
-                *byte = (0..8).fold(0u8, |b, j| b | (high_bit(rec, i, 32 * j + l) << j));
+                *byte = rows8::value_byte(rec, HIGH, i, l);
             }
         }
     });
@@ -117,10 +111,7 @@ pub(super) fn gguf_row_k(w: &[u8], nb: usize, r: usize, out: &mut [u8], five: bo
 
 /// Bit 4 of row `i`'s element `e` in a Q5_K record.
 fn high_bit(rec: &[u8], i: usize, e: usize) -> u8 {
-    let (j, l) = (e / 32, e % 32);
-    let at = HIGH + 4 * (8 * j + l / 4);
-    let word = u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
-    ((word >> (4 * i + l % 4)) & 1) as u8
+    (rows8::value_byte(rec, HIGH, i, e % 32) >> (e / 32)) & 1
 }
 
 /// Row `i`'s block of the record `rec` against `a`: the GGUF layout's block step (Q4_K, or

@@ -3,13 +3,14 @@
 //! The same bytes as eight GGUF Q5_0 rows, reordered in place: for each block column a
 //! 176-byte record of
 //! - 8 scales: row `i`'s half-float `d` at `2i`,
-//! - 8 high-bit words `j = 0..8` at `16 + 4j` (little-endian): bit `4i + n` is bit 4 of row
-//!   `i`'s element `4j + n` (the eight rows' `qh` words, their bits regrouped), then
+//! - a high-bit plane of 32 bytes at 16: bit `j` of byte `4i + n` is bit 4 of row `i`'s
+//!   element `4j + n` (the eight rows' `qh` words, their bits regrouped), then
 //! - 4 chunks `k = 0..4` of 32 bytes at `48 + 32k`: row `i`'s nibble bytes `4k..4k+4` at
 //!   `4i..4i+4` (low nibbles: elements `4k..4k+4`, high nibbles: elements `16+4k..20+4k`).
 //!
 //! So value vector `j` (chunk `j % 4`'s low nibbles for `j < 4`, high for the others) holds
-//! elements `4j..4j+4` of every row, and high-bit word `j` is its bit 4, one bit per byte.
+//! elements `4j..4j+4` of every row, lane for lane with the plane, whose bit `j` is their bit
+//! 4: a 16-bit shift of the plane by `4 − j` and a mask put it in place (no bit spreading).
 //! The arithmetic is the GGUF layout's ([`q5_0::vec_dot_ref`]): per block the exact integer
 //! `Σ (q − 16) · a`, then `acc = acc + (d · da) · isum` in block order.
 
@@ -50,10 +51,8 @@ pub(super) fn five_bit_block(rec: &[u8], scale_bytes: usize, i: usize, blk: &mut
     blk[..scale_bytes].copy_from_slice(&rec[scale_bytes * i..scale_bytes * (i + 1)]);
     let high = ROWS * scale_bytes;
     let mut qh = 0u32;
-    for j in 0..ROWS {
-        let w = &rec[high + 4 * j..][..4];
-        let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        qh |= ((word >> (4 * i)) & 15) << (4 * j);
+    for e in 0..32 {
+        qh |= u32::from((rec[high + 4 * i + e % 4] >> (e / 4)) & 1) << e;
     }
     blk[scale_bytes..scale_bytes + 4].copy_from_slice(&qh.to_le_bytes());
     for (k, byte) in blk[scale_bytes + 4..].iter_mut().enumerate() {
@@ -62,13 +61,13 @@ pub(super) fn five_bit_block(rec: &[u8], scale_bytes: usize, i: usize, blk: &mut
 }
 
 /// Rewrites the headers of a record that [`rows8::repack`] left as 8 × (`scale_bytes` of
-/// scales, then the little-endian `qh` word): the 8 rows' scales side by side, then the 8
-/// high-bit words `j` at `8 · scale_bytes + 4j`, bit `4i + n` of word `j` bit 4 of row `i`'s
+/// scales, then the little-endian `qh` word): the 8 rows' scales side by side, then the
+/// 32-byte high-bit plane at `8 · scale_bytes`, bit `j` of byte `4i + n` bit 4 of row `i`'s
 /// element `4j + n`. Shared with [`super::q5_1x8`].
 pub(super) fn regroup_high_bits(rec: &mut [u8], scale_bytes: usize) {
     let head_bytes = scale_bytes + 4;
     let mut head = [0u8; ROWS * 8];
-    let mut words = [0u32; ROWS];
+    let mut plane = [0u8; 32];
     for i in 0..ROWS {
         let h = &rec[head_bytes * i..head_bytes * (i + 1)];
         head[scale_bytes * i..scale_bytes * (i + 1)].copy_from_slice(&h[..scale_bytes]);
@@ -78,27 +77,23 @@ pub(super) fn regroup_high_bits(rec: &mut [u8], scale_bytes: usize) {
             h[scale_bytes + 2],
             h[scale_bytes + 3],
         ]);
-        for (j, w) in words.iter_mut().enumerate() {
-            *w |= ((qh >> (4 * j)) & 15) << (4 * i);
+        for e in 0..32 {
+            plane[4 * i + e % 4] |= (((qh >> e) & 1) as u8) << (e / 4);
         }
     }
     let at = ROWS * scale_bytes;
-    for (j, w) in words.iter().enumerate() {
-        head[at + 4 * j..at + 4 * j + 4].copy_from_slice(&w.to_le_bytes());
-    }
+    head[at..at + 32].copy_from_slice(&plane);
     rec[..ROWS * head_bytes].copy_from_slice(&head[..ROWS * head_bytes]);
 }
 
-/// Row `i`'s element `e` (0..32) of a record whose high-bit words start at `high` and nibble
+/// Row `i`'s element `e` (0..32) of a record whose high-bit plane starts at `high` and nibble
 /// chunks at `high + 32`: the 5-bit `q`.
 #[inline]
 pub(super) fn five_bit_value(rec: &[u8], high: usize, i: usize, e: usize) -> i32 {
     let byte = rows8::value_byte(rec, high + 32, i, e % 16);
     let low = if e < 16 { byte & 15 } else { byte >> 4 };
-    let w = &rec[high + 4 * (e / 4)..][..4];
-    let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-    let bit = (word >> (4 * i + e % 4)) & 1;
-    i32::from(low) + 16 * bit as i32
+    let bit = (rec[high + 4 * i + e % 4] >> (e / 4)) & 1;
+    i32::from(low) + 16 * i32::from(bit)
 }
 
 /// Row `i`'s element `e` of a record, `q − 16`.

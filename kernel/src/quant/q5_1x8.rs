@@ -4,13 +4,13 @@
 //! The same bytes as eight GGUF Q5_1 rows, reordered in place: for each block column a
 //! 192-byte record of
 //! - 8 header words: row `i`'s `d` and `m` (its block's first 4 bytes, verbatim) at `4i`,
-//! - 8 high-bit words `j = 0..8` at `32 + 4j` (little-endian): bit `4i + n` is bit 4 of row
-//!   `i`'s element `4j + n` (the eight rows' `qh` words, their bits regrouped), then
+//! - a high-bit plane of 32 bytes at 32: bit `j` of byte `4i + n` is bit 4 of row `i`'s
+//!   element `4j + n` (the eight rows' `qh` words, their bits regrouped), then
 //! - 4 chunks `k = 0..4` of 32 bytes at `64 + 32k`: row `i`'s nibble bytes `4k..4k+4` at
 //!   `4i..4i+4` (low nibbles: elements `4k..4k+4`, high nibbles: elements `16+4k..20+4k`).
 //!
 //! So value vector `j` (chunk `j % 4`'s low nibbles for `j < 4`, high for the others) holds
-//! elements `4j..4j+4` of every row, and high-bit word `j` is its bit 4, one bit per byte.
+//! elements `4j..4j+4` of every row, lane for lane with the plane, whose bit `j` is their bit 4.
 //! The arithmetic is the GGUF layout's ([`q5_1::vec_dot_ref`]): per block the exact integer
 //! `Σ q · a`, then `acc = acc + (d · da) · isum + m · sa` in block order.
 
@@ -27,7 +27,7 @@ const _: () = assert!(RECORD_BYTES == 8 * 4 + 8 * 4 + 4 * 32);
 /// fewer than 8 rows is left as it is. `scratch` holds one group while it is rewritten.
 pub fn repack(rows: &mut [u8], nb: usize, scratch: &mut Vec<u8>) {
     // Headers `d, m, qh` (8 bytes) side by side, then the nibble chunks; then the headers
-    // split into the scale words and the high-bit words.
+    // split into the scale words and the high-bit plane.
     rows8::repack(rows, nb, q5_1::BLOCK_BYTES, 8, scratch);
     if nb == 0 {
         return;

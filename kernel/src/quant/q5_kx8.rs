@@ -3,10 +3,13 @@
 //!
 //! The same bytes as eight GGUF Q5_K rows, reordered in place: for each 256-block column a
 //! 1408-byte record of `Q4_Kx8`'s header (8 `d`, 8 `dmin`, 8 groups of 12 bytes of the rows'
-//! sub-block scales and mins), then 64 high-bit words at `128 + 4(8j + g)`: bit `4i + n` of
-//! word `8j + g` is bit 4 of row `i`'s element `32j + 4g + n` (as `Q5_0x8`'s words, one per
-//! value register), then `Q4_Kx8`'s 32 nibble chunks at `384`. The arithmetic is the GGUF
-//! layout's ([`q5_k::vec_dot_ref`], Q4_K's with 5-bit values).
+//! sub-block scales and mins), then 8 high-bit planes `g` of 32 bytes at `128 + 32g`: bit `j`
+//! of byte `4i + n` is bit 4 of row `i`'s element `32j + 4g + n` (the planes are the rows'
+//! `qh` bytes in chunks, as the nibbles: byte `4g + n` of row `i` at `4i + n` of plane `g`),
+//! then `Q4_Kx8`'s 32 nibble chunks at `384`. The value register of sub-block `j` and 4-group
+//! `g` lies lane for lane with plane `g`, whose bit `j` is its bit 4: a 16-bit shift by `4 − j`
+//! and a mask. The arithmetic is the GGUF layout's ([`q5_k::vec_dot_ref`], Q4_K's with 5-bit
+//! values).
 
 use super::q8_k::BlockQ8_K;
 use super::{q4_kx8, q5_k, rows8};

@@ -20,7 +20,7 @@ pub const ROWS: usize = 8;
 /// The version of the repacked layouts and of which matrices
 /// [`crate::model::Weights::repack`] repacks: caches of repacked files key on it, so bump it
 /// when either changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Repacks the full groups of `rows` (`n_rows × nb` GGUF blocks of `block_bytes`, each a
 /// header of `head_bytes` then the values) in place into records of `8 · block_bytes`: the

@@ -11,10 +11,10 @@
 //! | --- | --- | --- | --- |
 //! | Q4_0, Q5_0, Q8_0, IQ4_NL | 8 rows × block (`block_rows8`; row groups unpacked once for several tokens) | 4 rows × block (`offset_rows` for Q4_0/Q5_0, unpacked once for several tokens; `scaled_rows`, decoding by the relaxed dot on split activations) | 4 rows × block (`scaled_step`) |
 //! | Q4_1 | 8 rows, unpacked once for several tokens; `Q4_1x8` repacked | 4 rows; `Q4_1x8` repacked | 4 rows |
-//! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0 and Q5_0: [`packed_pays`]) | the scalar references (not loaded repacked) |
-//! | Q5_1 | as Q5_0 with a min; `Q5_1x8` repacked | 4 rows, relaxed dot | 4 rows |
+//! | repacked eight rows at a time ([`matmul_x8`]: `Q4_1x8`, `Q4_0x8`, `Q5_0x8`, `Q5_1x8`, `Q8_0x8`) | a register holds 4 values of all 8 rows; tiles of 4 tokens | the same, 2 registers (loaded repacked for Q4_1, Q4_0, Q5_0 and Q5_1: [`packed_pays`]) | the scalar references (not loaded repacked) |
+//! | Q5_1 | as Q5_0 with a min; `Q5_1x8` repacked | 4 rows, relaxed dot; `Q5_1x8` repacked | 4 rows |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | one row, each block decoded once for all tokens | the same | the same |
-//! | Q4_K, Q5_K, Q6_K repacked eight rows at a time ([`matmul_x8_q8_k`]: `Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`) | a register holds 4 values of all 8 rows, sub-block sums times the rows' scales lane by lane; tiles of 4 tokens | the scalar references (not loaded repacked) | the scalar references (not loaded repacked) |
+//! | Q4_K, Q5_K, Q6_K repacked eight rows at a time ([`matmul_x8_q8_k`]: `Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`) | a register holds 4 values of all 8 rows, sub-block sums times the rows' scales lane by lane; tiles of 4 tokens | the same, 2 registers, each group decoded once for several tokens (loaded repacked) | the scalar references (not loaded repacked) |
 //! | F32, F16, BF16 | rows widened to `f32` (F16 by F16C), [`dot_f32`] | the same (F16 by an exact integer sequence) | rows widened by the reference, [`dot_f32`] |
 //!
 //! Rows a kernel leaves (fewer than a group) and the `Scalar` variant run the references in
@@ -238,14 +238,16 @@ pub fn repacking_pays(isa: Isa) -> bool {
     PACKED.iter().any(|&ty| packed_pays(isa, ty))
 }
 
-/// True if `isa` has a [`matmul_x8`] kernel for `ty` faster than [`matmul`] on the GGUF
-/// layout: every type [`packs`] names on AVX2; Q4_1, Q4_0 and Q5_0 on simd128 (its Q8_0
-/// kernel, without a byte dot product, ran at 0.6-0.9× its GGUF-layout one; its Q5_1 kernel
-/// at 1.0× decoding and 0.80-0.91× at 32 and 128 tokens, `matmul_speed Q5_1` under wasmtime).
+/// True if `isa` has a [`matmul_x8`] or [`matmul_x8_q8_k`] kernel for `ty` faster than
+/// [`matmul`] or [`matmul_q8_k`] on the GGUF layout: every type [`packs`] names on AVX2; all
+/// but Q8_0 on simd128 (its Q8_0 kernel, without a byte dot product, ran at 0.6-0.9× its
+/// GGUF-layout one; its Q5_1 kernel decodes at 1.5-1.9× and runs 32 and 128 tokens at
+/// 0.8-1.1×; the K-quants' decode at 1.5-1.8× and run 32 and 128 tokens at 1.6-3.2×;
+/// `matmul_speed TYPE` under wasmtime).
 pub fn packed_pays(isa: Isa, ty: GgmlType) -> bool {
     match isa {
         Isa::Avx2 => packs(ty),
-        Isa::Simd128 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q4_0 | GgmlType::Q5_0),
+        Isa::Simd128 => packs(ty) && ty != GgmlType::Q8_0,
         _ => false,
     }
 }
@@ -398,8 +400,8 @@ pub fn matmul_x8_acts(
 
 /// [`matmul_q8_k`] for Q4_K, Q5_K or Q6_K rows repacked by [`repack`] (a tail of fewer than 8
 /// rows in the GGUF layout); the results are bit for bit those of the unpacked rows. AVX2
-/// has kernels for it; elsewhere the scalar references run. Other types leave `out`
-/// untouched.
+/// and simd128 have kernels for it; elsewhere the scalar references run. Other types leave
+/// `out` untouched.
 pub fn matmul_x8_q8_k(
     isa: Isa,
     ty: GgmlType,
@@ -418,6 +420,8 @@ pub fn matmul_x8_q8_k(
     x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm_k::matmul_x8(ty, w, nb, acts, n_tok, out),
         _ => {
             let _ = (w, nb, out);
             0

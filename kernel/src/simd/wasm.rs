@@ -115,7 +115,7 @@ fn load16_i8(s: &[i8]) -> v128 {
 /// multiplying one costs x86 a microcode assist); normal ones their bits shifted into place
 /// times 2^112.
 #[inline(always)]
-fn f16x4_to_f32(h: v128) -> v128 {
+pub(super) fn f16x4_to_f32(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let em = v128_and(h, u32x4_splat(0x7fff));
     let mant = v128_and(h, u32x4_splat(0x03ff));
@@ -444,7 +444,7 @@ pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut
 }
 
 /// Bytes ahead of the data being decoded that decoding loops read ([`touch_ahead`]).
-pub(super) const AHEAD: usize = 8192;
+pub(super) const AHEAD: usize = 1536;
 
 /// Loads one byte per 64-byte line of `w[at + AHEAD..at + AHEAD + n]` (the last `n` bytes of
 /// `w` past its end) and returns their xor, for the caller to pass to `black_box` once per
@@ -454,8 +454,10 @@ pub(super) const AHEAD: usize = 8192;
 /// flight. Loads, unlike prefetches, hold up the core until they arrive: one burst per row
 /// group (its lines 24 rows ahead) stalled it so, and Q4_0 decoded at ~80 tok/s against ~125
 /// this way (Q8_0 ~65 against ~98; `speed` example under the wasmtime CLI, AMD EPYC 2 vCPU).
-/// 4-8 KiB ahead did best: 1 KiB is too close for Q8_0 (slower than the burst), 32 KiB lost
-/// ~25 %.
+/// 4-8 KiB ahead did best then; since the 5-bit and K-quant kernels stopped spreading bits,
+/// 1-2 KiB does: decode of the llama.cpp files at 8 KiB / 1.5 KiB, tok/s (load average ~5),
+/// Q4_0 48-56 / 63-64, Q8_0 38-40 / 40, Q5_K_M 39-41 / 50, and no loads at all 57-59, 35-36,
+/// 48.
 #[inline(always)]
 pub(super) fn touch_ahead(w: &[u8], at: usize, n: usize) -> u8 {
     let Some(start) = w.len().checked_sub(n) else {
@@ -585,7 +587,7 @@ fn accumulate(acc: v128, d: v128, m: v128, isum: v128, ab: &BlockQ8_1) -> v128 {
 
 /// Stores 8 rows' sums (`a`: rows 0..4, `b`: rows 4..8) for token `t`.
 #[inline(always)]
-fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
+pub(super) fn store8(a: v128, b: v128, out: &mut [f32], r0: usize, n_tok: usize, t: usize) {
     store_lanes(a, out, r0, n_tok, t);
     store_lanes(b, out, r0 + 4, n_tok, t);
 }
@@ -614,14 +616,14 @@ trait Packed8 {
     const MIN: bool = false;
     /// Byte offset of the value chunks in a record (4 nibble chunks, or 8 byte chunks).
     const CHUNKS: usize;
-    /// Byte offset of the 8 high-bit words of 5-bit values (`Quints`; the 32 bytes before the
-    /// chunks).
+    /// Byte offset of the 32-byte high-bit plane of 5-bit values (`Quints`; the 32 bytes
+    /// before the chunks).
     const HIGH: usize = 0;
 
     /// Value vector `j` of the record `rec` (elements `4j..4j + 4` of each row): `(rows 0..4,
-    /// rows 4..8)`; `bit` is [`q5_bits`] (for quints).
+    /// rows 4..8)`.
     #[inline(always)]
-    fn vector(rec: &[u8], j: usize, bit: v128) -> (v128, v128) {
+    fn vector(rec: &[u8], j: usize) -> (v128, v128) {
         // One bounds check for the record's chunks (a slice of constant length), none per load.
         let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
         let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
@@ -637,9 +639,25 @@ trait Packed8 {
             (u8x16_shr(c0, 4), u8x16_shr(c1, 4))
         };
         if Self::VALUES == Values::Quints {
-            // SAFETY: the slice is high-bit word j's 4 bytes, inside the record.
-            let (h0, h1) = unsafe { high_bits_q5(rec[Self::HIGH + 4 * j..][..4].as_ptr(), bit) };
-            return (v128_or(v0, h0), v128_or(v1, h1));
+            // Bit j of each plane byte to bit 4, by a 16-bit shift (the bits crossing from the
+            // neighbouring byte land below bit 4 or above it) and a mask.
+            let plane = &rec[Self::HIGH..Self::HIGH + 32];
+            let (p0, p1) = (load16(plane), load16(&plane[16..]));
+            let sixteen = u8x16_splat(0x10);
+            let high = |p: v128| {
+                let p = match j {
+                    0 => i16x8_shl(p, 4),
+                    1 => i16x8_shl(p, 3),
+                    2 => i16x8_shl(p, 2),
+                    3 => i16x8_shl(p, 1),
+                    4 => p,
+                    5 => u16x8_shr(p, 1),
+                    6 => u16x8_shr(p, 2),
+                    _ => u16x8_shr(p, 3),
+                };
+                v128_and(p, sixteen)
+            };
+            return (v128_or(v0, high(p0)), v128_or(v1, high(p1)));
         }
         (v0, v1)
     }
@@ -789,7 +807,7 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
 /// unsigned values (at most 31), or signed values and activation parts ([`split_acts`]).
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn relaxed_dot(a: v128, v: v128) -> v128 {
+pub(super) fn relaxed_dot(a: v128, v: v128) -> v128 {
     i16x8_relaxed_dot_i8x16_i7x16(a, v)
 }
 
@@ -872,14 +890,13 @@ fn x8_rows<B: Packed8>(
         Vec::new()
     };
     let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let bit = q5_bits();
     for r0 in (0..full).step_by(R) {
         let group = &w[r0 * rb..(r0 + R) * rb];
         if n_tok == 1 {
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(record).zip(acts).enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * record, record);
-                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j, bit));
+                let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
                 acc = x8_step::<B>(acc, isums, &B::scales(rec), ab);
             }
             core::hint::black_box(seen);
@@ -887,7 +904,7 @@ fn x8_rows<B: Packed8>(
             continue;
         }
         for (rec, e) in group.chunks_exact(record).zip(buf.iter_mut()) {
-            *e = (core::array::from_fn(|j| B::vector(rec, j, bit)), B::scales(rec));
+            *e = (core::array::from_fn(|j| B::vector(rec, j)), B::scales(rec));
         }
         for t in 0..n_tok {
             let mut acc = zero;

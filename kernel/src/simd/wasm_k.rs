@@ -7,12 +7,17 @@
 //! gives the same exact pair sums (at most 2 · 63 · 127); sub-block sums widen to `i32`, are
 //! multiplied by their scales and summed exactly, and each (row, token) adds its blocks in
 //! `f32` in block order with the reference's operations.
+//!
+//! Q4_K, Q5_K and Q6_K rows repacked eight at a time (`Q4_Kx8`, `Q5_Kx8`, `Q6_Kx8`,
+//! [`matmul_x8`]) are read as the AVX2 kernel reads them: each register holds 4 values of 4
+//! rows, dotted with a broadcast of the 4 matching activation bytes, so sub-block sums arrive
+//! one lane per row (no reduction) and are multiplied by the rows' scales lane by lane.
 
 use core::arch::wasm32::*;
 
-use super::wasm::{psum_q4, touch_ahead};
+use super::wasm::{f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
 use crate::quant::q8_k::BlockQ8_K;
-use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
+use crate::quant::{q2_k, q3_k, q4_k, q4_kx8, q5_k, q5_kx8, q6_k, q6_kx8};
 
 /// Sum of the 4 `i32` lanes of `v`.
 #[inline(always)]
@@ -491,4 +496,444 @@ fn k_rows<D>(
         core::hint::black_box(seen);
     }
     n_rows
+}
+
+/// Offsets in a `Q6_Kx8` record (`quant::q6_kx8`): the rows' sub-block scales in pairs, the
+/// nibble chunks, the top-bit chunks.
+const Q6X8_SCALES: usize = 16;
+const Q6X8_NIBBLES: usize = 144;
+const Q6X8_TOPS: usize = 1168;
+
+/// Sub-blocks `2p`, `2p + 1` (elements `32p..32p + 32`) of a `Q6_Kx8` record, decoded: value
+/// vector `g` (4-group `8p + g`, values `u = q + 32`) as `(rows 0..4, rows 4..8)`, and the
+/// rows' two scales as `i16` (`[s_2p, s_2p+1]` of row `i` in lanes `2i`, `2i + 1`; rows 0..4,
+/// then 4..8).
+#[derive(Clone, Copy)]
+struct Q6x8Pair {
+    v: [(v128, v128); 8],
+    sc: [v128; 2],
+}
+
+/// Decodes pair `P` of the record `rec` (constant `P`: the shifts are immediates).
+#[inline(always)]
+fn q6x8_pair<const P: usize>(rec: &[u8; q6_kx8::RECORD_BYTES]) -> Q6x8Pair {
+    let mask = u8x16_splat(0x0f);
+    let top = u8x16_splat(0x30);
+    // 4-groups m = 8P..8P + 8 lie in one nibble half (m / 32) and one top-bit quarter
+    // (m / 16). 16-bit shifts: the bits crossing from the neighbouring byte are masked off.
+    let value = |n: v128, t: v128| {
+        let n = if P < 4 { n } else { u16x8_shr(n, 4) };
+        let t = match P / 2 {
+            0 => i16x8_shl(t, 4),
+            1 => i16x8_shl(t, 2),
+            2 => t,
+            _ => u16x8_shr(t, 2),
+        };
+        v128_or(v128_and(n, mask), v128_and(t, top))
+    };
+    let v = core::array::from_fn(|g| {
+        let m = 8 * P + g;
+        let nib = &rec[Q6X8_NIBBLES + 32 * (m % 32)..][..32];
+        let tb = &rec[Q6X8_TOPS + 32 * (m % 16)..][..32];
+        (
+            value(super::wasm::load16(nib), super::wasm::load16(tb)),
+            value(
+                super::wasm::load16(&nib[16..]),
+                super::wasm::load16(&tb[16..]),
+            ),
+        )
+    });
+    let sc = super::wasm::load16(&rec[Q6X8_SCALES + 16 * P..][..16]);
+    Q6x8Pair {
+        v,
+        sc: [i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc)],
+    }
+}
+
+/// The 8 pairs of a `Q6_Kx8` record, decoded.
+#[inline(always)]
+fn q6x8_pairs(rec: &[u8; q6_kx8::RECORD_BYTES]) -> [Q6x8Pair; 8] {
+    [
+        q6x8_pair::<0>(rec),
+        q6x8_pair::<1>(rec),
+        q6x8_pair::<2>(rec),
+        q6x8_pair::<3>(rec),
+        q6x8_pair::<4>(rec),
+        q6x8_pair::<5>(rec),
+        q6x8_pair::<6>(rec),
+        q6x8_pair::<7>(rec),
+    ]
+}
+
+/// The `d` of the 8 rows of a `Q6_Kx8` record as `f32` (rows 0..4, rows 4..8), exactly and
+/// with no subnormal operand ([`f16x4_to_f32`]; K-quant scales are often subnormal halves).
+#[inline(always)]
+fn q6x8_d(rec: &[u8; q6_kx8::RECORD_BYTES]) -> (v128, v128) {
+    let h = super::wasm::load16(&rec[..16]);
+    (
+        f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+        f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+    )
+}
+
+/// Adds pair `p`'s share of the exact `Σ_s sc_s·Σ u·a` (`isum`) and of `Σ_s sc_s·bsum_s`
+/// (`off`) for the 8 rows (rows 0..4, rows 4..8) against `a`. Each relaxed dot's 7-bit operand
+/// is a value `u` of at most 63 (every lowering agrees); two dots' pair sums stay within
+/// 2 · 2 · 63 · 128 = 32256 in i16, then `i32x4.dot_i16x8_s` multiplies them by the row's
+/// scale (both lanes of a row hold it) and adds.
+#[inline(always)]
+fn q6x8_pair_sums(
+    pr: &Q6x8Pair,
+    a: &BlockQ8_K,
+    p: usize,
+    isum: &mut [v128; 2],
+    off: &mut [v128; 2],
+) {
+    let qa = a.qs.as_ptr() as *const u8;
+    // SAFETY: elements 32p..32p + 32 (p < 8) lie in `a.qs`.
+    let (a0, a1) = unsafe { (load(qa.add(32 * p)), load(qa.add(32 * p + 16))) };
+    let words = [
+        i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
+        i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
+        i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
+        i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
+        i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
+        i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
+        i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
+        i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
+    ];
+    let bs = u32::from(a.bsums[2 * p] as u16) | (u32::from(a.bsums[2 * p + 1] as u16) << 16);
+    let bs = u32x4_splat(bs);
+    for h in 0..2 {
+        let v = |g: usize| if h == 0 { pr.v[g].0 } else { pr.v[g].1 };
+        let two = |g: usize| {
+            i16x8_add(
+                relaxed_dot(words[g], v(g)),
+                relaxed_dot(words[g + 1], v(g + 1)),
+            )
+        };
+        let sc = pr.sc[h];
+        let sa = i16x8_shuffle::<0, 0, 2, 2, 4, 4, 6, 6>(sc, sc);
+        let sb = i16x8_shuffle::<1, 1, 3, 3, 5, 5, 7, 7>(sc, sc);
+        let x = i32x4_add(
+            i32x4_add(i32x4_dot_i16x8(two(0), sa), i32x4_dot_i16x8(two(2), sa)),
+            i32x4_add(i32x4_dot_i16x8(two(4), sb), i32x4_dot_i16x8(two(6), sb)),
+        );
+        isum[h] = i32x4_add(isum[h], x);
+        off[h] = i32x4_add(off[h], i32x4_dot_i16x8(sc, bs));
+    }
+}
+
+/// `acc + (d·da)·isum` for the 8 rows of one record against `a` (the GGUF layout's block step,
+/// [`q6_k::vec_dot_ref`]): `isum = Σ_s sc_s·Σ u·a − 32·Σ_s sc_s·bsum_s`, exactly
+/// `Σ_s sc_s·Σ q·a` (at most 16 · 16 · 63 · 128 · 128 in magnitude before the offset: far below
+/// 2^31).
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn q6x8_step(
+    acc: (v128, v128),
+    pairs: &[Q6x8Pair; 8],
+    d: (v128, v128),
+    a: &BlockQ8_K,
+) -> (v128, v128) {
+    let zero = i32x4_splat(0);
+    let (mut isum, mut off) = ([zero; 2], [zero; 2]);
+    for (p, pr) in pairs.iter().enumerate() {
+        q6x8_pair_sums(pr, a, p, &mut isum, &mut off);
+    }
+    let da = f32x4_splat(a.d);
+    let row = |acc: v128, d: v128, isum: v128, off: v128| {
+        let isum = i32x4_sub(isum, i32x4_shl(off, 5));
+        f32x4_add(acc, f32x4_mul(f32x4_mul(d, da), f32x4_convert_i32x4(isum)))
+    };
+    (
+        row(acc.0, d.0, isum[0], off[0]),
+        row(acc.1, d.1, isum[1], off[1]),
+    )
+}
+
+/// A record (a `chunks_exact` piece of `N` bytes) as an array: offsets into it need no bounds
+/// checks.
+#[inline(always)]
+fn record<const N: usize>(rec: &[u8]) -> &[u8; N] {
+    rec.try_into().expect("a whole record")
+}
+
+/// K-quant rows repacked eight at a time × Q8_K activations: `Q6_Kx8` (`quant::q6_kx8`); the
+/// others have no simd128 kernel (0 rows done). Layout as `simd::matmul_q8_k`, whose `clip`
+/// already cut `w` and `out` to whole rows. Decoding reads each record once; with several
+/// tokens each group is first decoded (values to bytes, scales to `i16`, `d` to `f32`) and
+/// reused for every token. Returns the rows done (whole groups of 8); `simd::matmul_x8_q8_k`
+/// does the rest.
+pub(super) fn matmul_x8(
+    ty: crate::gguf::GgmlType,
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    use crate::gguf::GgmlType;
+    if nb == 0 || n_tok == 0 || acts.len() < nb * n_tok {
+        return 0;
+    }
+    match ty {
+        GgmlType::Q4_K => q45_kx8_rows::<false, { q4_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_K => q45_kx8_rows::<true, { q5_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q6_K => q6_kx8_rows(w, nb, acts, n_tok, out),
+        _ => 0,
+    }
+}
+
+/// The rows loop of the repacked K-quants: every group of 8 rows, each record (`RECORD`
+/// bytes) decoded by `decode` (once for all tokens) and added to each token's two accumulators
+/// (rows 0..4, rows 4..8) by `step` in block order. Returns the rows done (whole groups).
+#[inline(always)]
+fn kx8_rows<const RECORD: usize, D>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+    decode: impl Fn(&[u8; RECORD]) -> D,
+    step: impl Fn((v128, v128), &D, &BlockQ8_K) -> (v128, v128),
+) -> usize {
+    const R: usize = crate::quant::rows8::ROWS;
+    let rb = nb * RECORD / R;
+    let full = (w.len() / rb).min(out.len() / n_tok) / R * R;
+    let zero = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut buf = Vec::new();
+    for r0 in (0..full).step_by(R) {
+        let group = &w[r0 * rb..(r0 + R) * rb];
+        if n_tok == 1 {
+            let (mut acc, mut seen) = (zero, 0);
+            for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
+                seen ^= touch_ahead(w, r0 * rb + b * RECORD, RECORD);
+                acc = step(acc, &decode(record::<RECORD>(rec)), ab);
+            }
+            core::hint::black_box(seen);
+            store8(acc.0, acc.1, out, r0, 1, 0);
+            continue;
+        }
+        buf.clear();
+        buf.extend(
+            group
+                .chunks_exact(RECORD)
+                .map(|rec| decode(record::<RECORD>(rec))),
+        );
+        for t in 0..n_tok {
+            let mut acc = zero;
+            for (dec, ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
+                acc = step(acc, dec, ab);
+            }
+            store8(acc.0, acc.1, out, r0, n_tok, t);
+        }
+    }
+    full
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) -> usize {
+    kx8_rows::<{ q6_kx8::RECORD_BYTES }, _>(
+        w,
+        nb,
+        acts,
+        n_tok,
+        out,
+        |rec| (q6x8_pairs(rec), q6x8_d(rec)),
+        |acc, (pairs, d), a| q6x8_step(acc, pairs, *d, a),
+    )
+}
+
+/// Offsets in a `Q4_Kx8`/`Q5_Kx8` record (`quant::q4_kx8`, `quant::q5_kx8`): the 8 groups of
+/// the rows' packed sub-block scales and mins, and the `Q5_Kx8` high-bit planes.
+const KX8_GROUPS: usize = 32;
+const KX8_HIGH: usize = 128;
+
+/// Sub-block `j` of a `Q4_Kx8`/`Q5_Kx8` record, decoded: value vector `g` (elements
+/// `32j + 4g..+4` of each row) as `(rows 0..4, rows 4..8)`; the rows' scales as `i16`, each
+/// row's in both lanes of its pair (rows 0..4, then 4..8); the rows' mins as `i32` (rows
+/// 0..4, then 4..8).
+#[derive(Clone, Copy)]
+struct Kx8Sub {
+    v: [(v128, v128); 8],
+    sc: [v128; 2],
+    m: [v128; 2],
+}
+
+/// Decodes sub-block `J` of the record `rec` (constant `J`: the nibble side is fixed);
+/// `FIVE` for `Q5_Kx8` (its high bits from bit `J` of the planes).
+#[inline(always)]
+fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> Kx8Sub {
+    let mask = u8x16_splat(0x0f);
+    let chunks = if FIVE { KX8_HIGH + 256 } else { KX8_HIGH };
+    let v = core::array::from_fn(|g| {
+        let c = &rec[chunks + 32 * (8 * (J / 2) + g)..][..32];
+        let nib = |n: v128| {
+            let n = if J.is_multiple_of(2) {
+                n
+            } else {
+                u16x8_shr(n, 4)
+            };
+            v128_and(n, mask)
+        };
+        let (v0, v1) = (
+            nib(super::wasm::load16(c)),
+            nib(super::wasm::load16(&c[16..])),
+        );
+        if !FIVE {
+            return (v0, v1);
+        }
+        // Bit J of plane g's bytes to bit 4 (16-bit shifts: the bits crossing from the
+        // neighbouring byte land below bit 4 or above it) and the mask.
+        let plane = &rec[KX8_HIGH + 32 * g..][..32];
+        let high = |p: v128| {
+            let p = match J {
+                0 => i16x8_shl(p, 4),
+                1 => i16x8_shl(p, 3),
+                2 => i16x8_shl(p, 2),
+                3 => i16x8_shl(p, 1),
+                4 => p,
+                5 => u16x8_shr(p, 1),
+                6 => u16x8_shr(p, 2),
+                _ => u16x8_shr(p, 3),
+            };
+            v128_and(p, u8x16_splat(0x10))
+        };
+        let (h0, h1) = (
+            high(super::wasm::load16(plane)),
+            high(super::wasm::load16(&plane[16..])),
+        );
+        (v128_or(v0, h0), v128_or(v1, h1))
+    });
+    // The 12 bytes pack the 8 rows' 6-bit scales and mins as a GGUF block packs its 8
+    // sub-blocks' (`q4_k::scale_min`): the same word operations as `decode_header`.
+    let s = &rec[KX8_GROUPS + 12 * J..][..12];
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let packed = u32x4(
+        w0 & low6,
+        (w2 & low4) | (((w0 >> 6) & top2) << 4),
+        w1 & low6,
+        ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4),
+    );
+    let (sc, m) = (
+        u16x8_extend_low_u8x16(packed),
+        u16x8_extend_high_u8x16(packed),
+    );
+    Kx8Sub {
+        v,
+        sc: [
+            i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(sc, sc),
+            i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(sc, sc),
+        ],
+        m: [u32x4_extend_low_u16x8(m), u32x4_extend_high_u16x8(m)],
+    }
+}
+
+/// A decoded `Q4_Kx8`/`Q5_Kx8` record: its 8 sub-blocks, then `d` and `dmin` as `f32` (rows
+/// 0..4, rows 4..8).
+type Kx8Record = ([Kx8Sub; 8], [v128; 4]);
+
+/// Decodes a `Q4_Kx8` (`FIVE` false) or `Q5_Kx8` record.
+#[inline(always)]
+fn kx8_record<const FIVE: bool, const N: usize>(rec: &[u8; N]) -> Kx8Record {
+    let halves = |o: usize| {
+        let h = super::wasm::load16(&rec[o..o + 16]);
+        (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        )
+    };
+    let ((d0, d1), (m0, m1)) = (halves(0), halves(16));
+    (
+        [
+            kx8_sub::<FIVE, N, 0>(rec),
+            kx8_sub::<FIVE, N, 1>(rec),
+            kx8_sub::<FIVE, N, 2>(rec),
+            kx8_sub::<FIVE, N, 3>(rec),
+            kx8_sub::<FIVE, N, 4>(rec),
+            kx8_sub::<FIVE, N, 5>(rec),
+            kx8_sub::<FIVE, N, 6>(rec),
+            kx8_sub::<FIVE, N, 7>(rec),
+        ],
+        [d0, d1, m0, m1],
+    )
+}
+
+/// `acc + (d·da)·isum − (dmin·da)·imin` for the 8 rows of a decoded `Q4_Kx8`/`Q5_Kx8` record
+/// against `a` (the GGUF layout's block step, [`q4_k::vec_dot_ref`]): `isum = Σ_j sc_j·Σ q·a`,
+/// `imin = Σ_j m_j·(bsum_2j + bsum_2j+1)`, exact. Each relaxed dot's 7-bit operand is a value
+/// of at most 31 (every lowering agrees); i16 lanes sum 8 dots of nibbles (at most
+/// 8 · 2 · 15 · 128 = 30720) or 4 of 5-bit values (4 · 2 · 31 · 128 = 31744), then
+/// `i32x4.dot_i16x8_s` multiplies them by the row's scale and adds.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn kx8_step<const FIVE: bool>(acc: (v128, v128), rec: &Kx8Record, a: &BlockQ8_K) -> (v128, v128) {
+    let zero = i32x4_splat(0);
+    let (mut isum, mut imin) = ([zero; 2], [zero; 2]);
+    let qa = a.qs.as_ptr() as *const u8;
+    for (j, sub) in rec.0.iter().enumerate() {
+        // SAFETY: elements 32j..32j + 32 (j < 8) lie in `a.qs`.
+        let (a0, a1) = unsafe { (load(qa.add(32 * j)), load(qa.add(32 * j + 16))) };
+        let words = [
+            i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
+            i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
+            i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
+            i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
+            i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
+            i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
+            i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
+            i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
+        ];
+        let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
+        for h in 0..2 {
+            let v = |g: usize| if h == 0 { sub.v[g].0 } else { sub.v[g].1 };
+            let four = |g0: usize| {
+                let d = |g: usize| relaxed_dot(words[g], v(g));
+                i16x8_add(i16x8_add(d(g0), d(g0 + 1)), i16x8_add(d(g0 + 2), d(g0 + 3)))
+            };
+            let x = if FIVE {
+                i32x4_add(
+                    i32x4_dot_i16x8(four(0), sub.sc[h]),
+                    i32x4_dot_i16x8(four(4), sub.sc[h]),
+                )
+            } else {
+                i32x4_dot_i16x8(i16x8_add(four(0), four(4)), sub.sc[h])
+            };
+            isum[h] = i32x4_add(isum[h], x);
+            imin[h] = i32x4_add(imin[h], i32x4_mul(sub.m[h], bp));
+        }
+    }
+    let da = f32x4_splat(a.d);
+    let [d0, d1, m0, m1] = rec.1;
+    let row = |acc: v128, d: v128, dmin: v128, isum: v128, imin: v128| {
+        let x = f32x4_mul(f32x4_mul(d, da), f32x4_convert_i32x4(isum));
+        let y = f32x4_mul(f32x4_mul(dmin, da), f32x4_convert_i32x4(imin));
+        f32x4_sub(f32x4_add(acc, x), y)
+    };
+    (
+        row(acc.0, d0, m0, isum[0], imin[0]),
+        row(acc.1, d1, m1, isum[1], imin[1]),
+    )
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn q45_kx8_rows<const FIVE: bool, const N: usize>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_K],
+    n_tok: usize,
+    out: &mut [f32],
+) -> usize {
+    kx8_rows::<N, _>(
+        w,
+        nb,
+        acts,
+        n_tok,
+        out,
+        kx8_record::<FIVE, N>,
+        |acc, rec, a| kx8_step::<FIVE>(acc, rec, a),
+    )
 }

@@ -770,14 +770,28 @@ impl Packed8 for Q4_0x8 {
     }
 }
 
-/// The 8 value vectors of a Q5_0x8 or Q5_1x8 record whose 8 high-bit words start at `high`
-/// and whose nibble chunks follow them: the nibbles with bit 4 of each byte set from its word.
+/// The 8 value vectors of a Q5_0x8 or Q5_1x8 record whose high-bit plane starts at `high`
+/// and whose nibble chunks follow it: the nibbles with bit 4 of each byte from bit `j` of the
+/// plane's byte (a 16-bit shift by `4 − j`: bits crossing from the neighbouring byte land
+/// below bit 4 or above it, and the mask drops them).
 #[inline(always)]
 unsafe fn five_bit_vectors(high: *const u8) -> [__m256i; 8] {
-    // SAFETY: the caller guarantees 32 bytes of words and 128 of chunks at `high`, and AVX2.
+    // SAFETY: the caller guarantees 32 bytes of plane and 128 of chunks at `high`, and AVX2.
     unsafe {
         let v = nibble_vectors(high.add(32));
-        core::array::from_fn(|j| _mm256_or_si256(v[j], high_bits_q5(high.add(4 * j))))
+        let plane = _mm256_loadu_si256(high as *const __m256i);
+        let sixteen = _mm256_set1_epi8(0x10);
+        let h = [
+            _mm256_slli_epi16(plane, 4),
+            _mm256_slli_epi16(plane, 3),
+            _mm256_slli_epi16(plane, 2),
+            _mm256_slli_epi16(plane, 1),
+            plane,
+            _mm256_srli_epi16(plane, 1),
+            _mm256_srli_epi16(plane, 2),
+            _mm256_srli_epi16(plane, 3),
+        ];
+        core::array::from_fn(|j| _mm256_or_si256(v[j], _mm256_and_si256(h[j], sixteen)))
     }
 }
 
@@ -795,7 +809,7 @@ impl Packed8 for Q5_0x8 {
     }
     #[inline(always)]
     unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
-        // SAFETY: the caller's contract: high-bit words at 16..48, chunks at 48..176.
+        // SAFETY: the caller's contract: high-bit plane at 16..48, chunks at 48..176.
         unsafe { five_bit_vectors(rec.add(16)) }
     }
 }
@@ -814,7 +828,7 @@ impl Packed8 for Q5_1x8 {
     }
     #[inline(always)]
     unsafe fn vectors(rec: *const u8) -> [__m256i; 8] {
-        // SAFETY: the caller's contract: high-bit words at 32..64, chunks at 64..192.
+        // SAFETY: the caller's contract: high-bit plane at 32..64, chunks at 64..192.
         unsafe { five_bit_vectors(rec.add(32)) }
     }
 }
@@ -1182,7 +1196,7 @@ unsafe fn minus_offset(isum: __m256i, offset: i32, a: __m256i) -> __m256i {
 /// The 32 high bits of a Q5 block (the little-endian word at `p`) as bytes `0x10` (set) or 0,
 /// in element order.
 #[inline(always)]
-pub(super) unsafe fn high_bits_q5(p: *const u8) -> __m256i {
+unsafe fn high_bits_q5(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 4 readable bytes at `p` and AVX2.
     unsafe {
         let qh = _mm256_set1_epi32((p as *const i32).read_unaligned());

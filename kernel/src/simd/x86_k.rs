@@ -13,7 +13,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{f16x8, has_avx2, has_vnni, high_bits_q5, hsum8, lanes, prefetch, store8, R};
+use super::x86::{f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, R};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -587,7 +587,7 @@ unsafe fn word4(a: *const u8, g: usize) -> __m256i {
     unsafe { _mm256_set1_epi32((a.add(4 * g) as *const i32).read_unaligned()) }
 }
 
-/// The `Q4_Kx8` layout (`FIVE` false) and the `Q5_Kx8` one (with high-bit words at 128..384).
+/// The `Q4_Kx8` layout (`FIVE` false) and the `Q5_Kx8` one (with high-bit planes at 128..384).
 struct Q45Kx8<const FIVE: bool>;
 impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
     const BLOCK: usize = if FIVE {
@@ -634,7 +634,15 @@ impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
                     };
                     *vg = _mm256_and_si256(chunk, mask);
                     if FIVE {
-                        *vg = _mm256_or_si256(*vg, high_bits_q5(rec.add(128 + 4 * (8 * j + g))));
+                        // Bit j of plane g's bytes to bit 4 (16-bit shifts: the bits crossing
+                        // from the neighbouring byte land below bit 4 or above it).
+                        let plane = load32(rec.add(128 + 32 * g));
+                        let h = if j <= 4 {
+                            _mm256_sll_epi16(plane, _mm_cvtsi32_si128(4 - j as i32))
+                        } else {
+                            _mm256_srl_epi16(plane, _mm_cvtsi32_si128(j as i32 - 4))
+                        };
+                        *vg = _mm256_or_si256(*vg, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
                     }
                 }
                 for t in 0..N {
