@@ -476,5 +476,8 @@ fn max_ignoring_nan(xs: &[f32]) -> f32 {
             *m = larger(*m, x);
         }
     }
-    lanes.into_iter().chain(tail.iter().copied()).fold(f32::NEG_INFINITY, larger)
+    lanes
+        .into_iter()
+        .chain(tail.iter().copied())
+        .fold(f32::NEG_INFINITY, larger)
 }

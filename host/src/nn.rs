@@ -262,13 +262,13 @@ impl GgmlContext {
             self.batcher
                 .forward(self.id, &self.session, run, self.call.clone())
         })
-            .map_err(|e| match e {
-                BatchError::Forward(ForwardError::Cancelled) => {
-                    let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
-                    fail(call, reason)
-                }
-                other => backend_error(call, other),
-            })?;
+        .map_err(|e| match e {
+            BatchError::Forward(ForwardError::Cancelled) => {
+                let reason = call.stop_reason().unwrap_or(NnFailure::Cancelled);
+                fail(call, reason)
+            }
+            other => backend_error(call, other),
+        })?;
         self.history.extend_from_slice(&tokens);
         let ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::trace!(tokens = tokens.len(), ms, "native forward done");

@@ -67,9 +67,15 @@ fn start_chat(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Respons
     let body = body.to_string();
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let running = std::thread::spawn(move || {
-        request_with(addr, "POST", "/v1/chat/completions", body.as_bytes(), move || {
-            let _ = started_tx.send(());
-        })
+        request_with(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            body.as_bytes(),
+            move || {
+                let _ = started_tx.send(());
+            },
+        )
     });
     started_rx.recv().expect("the response began");
     running

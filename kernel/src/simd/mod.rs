@@ -341,16 +341,25 @@ pub fn matmul_x8(
         GgmlType::Q8_0 => q8_0x8::matmul_ref,
         _ => return,
     };
-    x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
-        _ => {
-            let _ = (w, nb, out);
-            0
-        }
-    });
+    x8_frame(
+        ty,
+        w,
+        n_cols,
+        acts,
+        n_tok,
+        out,
+        reference,
+        |w, nb, out| match isa {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => x86::matmul_x8(ty, w, nb, acts, n_tok, out),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => wasm::matmul_x8(ty, w, nb, acts, n_tok, out),
+            _ => {
+                let _ = (w, nb, out);
+                0
+            }
+        },
+    );
 }
 
 /// The frame of the repacked matmuls, as in [`matmul`]: `w` and `out` cut to whole rows
@@ -417,16 +426,25 @@ pub fn matmul_x8_q8_k(
         GgmlType::Q6_K => q6_kx8::matmul_ref,
         _ => return,
     };
-    x8_frame(ty, w, n_cols, acts, n_tok, out, reference, |w, nb, out| match isa {
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm_k::matmul_x8(ty, w, nb, acts, n_tok, out),
-        _ => {
-            let _ = (w, nb, out);
-            0
-        }
-    });
+    x8_frame(
+        ty,
+        w,
+        n_cols,
+        acts,
+        n_tok,
+        out,
+        reference,
+        |w, nb, out| match isa {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => x86_k::matmul_x8(ty, w, nb, acts, n_tok, out),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => wasm_k::matmul_x8(ty, w, nb, acts, n_tok, out),
+            _ => {
+                let _ = (w, nb, out);
+                0
+            }
+        },
+    );
 }
 
 /// `w` and `out` cut to the whole rows both hold, or `None` when there is nothing to compute

@@ -625,7 +625,11 @@ trait Packed8 {
     #[inline(always)]
     fn vector(rec: &[u8], j: usize) -> (v128, v128) {
         // One bounds check for the record's chunks (a slice of constant length), none per load.
-        let bytes = if Self::VALUES == Values::Bytes { 256 } else { 128 };
+        let bytes = if Self::VALUES == Values::Bytes {
+            256
+        } else {
+            128
+        };
         let c = &rec[Self::CHUNKS..Self::CHUNKS + bytes];
         let chunk = |k: usize| (load16(&c[32 * k..]), load16(&c[32 * k + 16..]));
         if Self::VALUES == Values::Bytes {

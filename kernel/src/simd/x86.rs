@@ -983,15 +983,11 @@ unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
     };
     for r0 in (0..pairs).step_by(2 * R) {
         // SAFETY: both groups' nb records lie inside `w`; the caller's contract for the rest.
-        unsafe {
-            x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0)
-        }
+        unsafe { x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0) }
     }
     for r0 in (pairs..full).step_by(R) {
         // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
-        unsafe {
-            x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0)
-        }
+        unsafe { x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0) }
     }
 }
 
