@@ -296,14 +296,11 @@ bench-constraint: model build compose-http
 # REPEAT runs with min/max, ratios against the targets and a chart in
 # tests/peers/results/peers.{md,json,png}.
 # Benchmark edge-llm and its peers on the default model, in one run.
-bench-peers REPEAT="5": model build compose-http
+bench-peers REPEAT="5": model build compose-http _peers-venv
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
     pip_install() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
-    test -x "$venv/bin/python" || python3 -m venv "$venv"
-    # llama.cpp compiles from source here (a few minutes, once) for this machine's CPU.
-    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 pip_install llama-cpp-python==0.3.36
     # PyPI's Linux torch wheel pulls in CUDA libraries (~3 GB, once); only its CPU path runs.
     "$venv/bin/python" -c 'import transformers, gguf, accelerate' 2>/dev/null || pip_install torch==2.15.0 transformers==5.23.0 gguf==0.19.0 accelerate==1.13.0
     "$venv/bin/python" -c 'import matplotlib' 2>/dev/null || pip_install matplotlib==3.11.2
@@ -324,15 +321,15 @@ bench-peers REPEAT="5": model build compose-http
 # build/fidelity/, not committed): one JSON line per type and thread count, then a Markdown
 # table of ratios (tests/peers/speed_types.py).
 # Benchmark the native backend and the guest kernel against llama-bench on each quantization type.
-bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build llama-cpp-tools
+bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build llama-cpp-tools _peers-venv
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
-    test -x "$venv/bin/python" || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
-    "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
     mkdir -p build/fidelity
-    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} {{llama_cpp_dir}}/cmake/bin/llama-bench {{TYPES}} {{REPEAT}}
+    bench={{llama_cpp_dir}}/cmake/bin/llama-bench
+    amx={{llama_cpp_dir}}/cmake-amx/bin/llama-bench
+    if [ -x "$amx" ]; then bench="$amx,$bench"; fi
+    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} "$bench" {{TYPES}} {{REPEAT}}
 
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
@@ -393,14 +390,22 @@ arch-models:
 
 # llama.cpp's references on the tiny models (llama-cpp-python 0.3.36 in build/peers/venv, as
 # for bench-peers): tests/refs/arch/<name>.json, committed. Rerun after changing make_models.py.
-arch-refs: arch-models
+arch-refs: arch-models _peers-venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=build/peers/venv
+    "$venv/bin/python" tests/arch/make_refs.py build/arch tests/refs/arch
+
+# build/peers/venv with llama-cpp-python 0.3.36 (compiled from source for this machine's CPU,
+# a few minutes, once: tests/peers/ggml_native_flags.sh) and numpy.
+[private]
+_peers-venv:
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
     test -x "$venv/bin/python" || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
+    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$(tests/peers/ggml_native_flags.sh)" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
     "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy==2.4.6
-    "$venv/bin/python" tests/arch/make_refs.py build/arch tests/refs/arch
 
 # The llama-cpp-python 0.3.36 sdist from PyPI (llama.cpp's sources with its test data), fetched
 # once into build/llama-cpp-sdist/, with a venv (build/sdist-venv) for the scripts that read it.
@@ -421,8 +426,10 @@ _llama-cpp-sdist:
     rm -rf "$dir" && mv "$dir.partial" "$dir"
 
 # llama.cpp's own tools (llama-bench, llama-server, llama-perplexity) built natively from the
-# sdist's vendor/llama.cpp with cmake, for this machine's CPU (GGML_NATIVE), into
-# build/llama.cpp/cmake/bin/: the peers `just bench-llama-cpp` measures against.
+# sdist's vendor/llama.cpp with cmake, for this machine's CPU (GGML_NATIVE; where the CPU has
+# AMX, without it, and a second llama-bench with it in cmake-amx/:
+# tests/peers/ggml_native_flags.sh), into build/llama.cpp/cmake/bin/: the peers `just
+# bench-llama-cpp` measures against.
 # About 15 minutes of compiling on 2 cores, once.
 # Build llama.cpp's llama-bench, llama-server and llama-perplexity.
 llama-cpp-tools: _llama-cpp-sdist
@@ -430,7 +437,10 @@ llama-cpp-tools: _llama-cpp-sdist
     set -euo pipefail
     out={{llama_cpp_dir}}
     tools=(llama-bench llama-server llama-perplexity)
-    built() { for t in "${tools[@]}"; do test -x "$out/cmake/bin/$t" || return 1; done; }
+    built() {
+        for t in "${tools[@]}"; do test -x "$out/cmake/bin/$t" || return 1; done
+        ! grep -qw amx_tile /proc/cpuinfo || test -x "$out/cmake-amx/bin/llama-bench"
+    }
     if built; then exit 0; fi
     src="$out/src"
     if [ ! -f "$src/CMakeLists.txt" ]; then
@@ -439,10 +449,17 @@ llama-cpp-tools: _llama-cpp-sdist
             llama_cpp_python-0.3.36/vendor/llama.cpp
     fi
     export PATH="$PWD/build/sdist-venv/bin:$PATH"
-    cmake -S "$src" -B "$out/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DBUILD_SHARED_LIBS=OFF >/dev/null
-    cmake --build "$out/cmake" -j 2 --target "${tools[@]}"
+    build() { # DIR FLAGS-OPTION TOOL...
+        local dir=$1 opt=$2; shift 2
+        eval "ggml=($(tests/peers/ggml_native_flags.sh $opt))"
+        cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${ggml[@]}" \
+            -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+            -DBUILD_SHARED_LIBS=OFF >/dev/null
+        cmake --build "$dir" -j 2 --target "$@"
+    }
+    build "$out/cmake" "" "${tools[@]}"
+    # Where the CPU lists AMX, a llama-bench that uses it (tests/peers/ggml_native_flags.sh).
+    if grep -qw amx_tile /proc/cpuinfo; then build "$out/cmake-amx" --amx llama-bench; fi
 
 # llama.cpp's tokenizer test vectors (models/ggml-vocab-*: vocabulary-only GGUFs with .inp/.out
 # pairs) into build/vocab/; guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
@@ -496,13 +513,10 @@ chat-templates: _llama-cpp-sdist
 # model requantized by llama.cpp into each TYPES (files in build/fidelity/, not committed): one
 # JSON line per type (tests/peers/fidelity.py).
 # Compare edge-llm with llama.cpp on llama.cpp-quantized files of every type.
-bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ4_NL,F16,BF16" *FLAGS="": model build-host
+bench-fidelity TYPES="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,IQ4_NL,F16,BF16" *FLAGS="": model build-host _peers-venv
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
-    test -x "$venv/bin/python" || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
-    "$venv/bin/python" -c 'import numpy' 2>/dev/null || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy
     cargo build --release -p edge-llm-kernel --example logits
     mkdir -p build/fidelity
     "$venv/bin/python" tests/peers/fidelity.py {{default_model}} build/fidelity {{edge_llm}} target/release/examples/logits tests/refs/ppl_text.txt {{TYPES}} {{FLAGS}}

@@ -9,7 +9,9 @@ at 1 thread also the guest's own kernel in wasmtime (`--backends wasm`). Medians
 one JSON line per type and thread count, then a Markdown table of the ratios edge-llm /
 llama.cpp (the guest's against llama.cpp's native 1-thread figures).
 
-Usage: speed_types.py MODEL OUT_DIR EDGE_LLM LLAMA_BENCH TYPE[,TYPE...] [REPEAT]
+LLAMA_BENCH may name several builds, comma-separated: each test runs on the first that runs it.
+
+Usage: speed_types.py MODEL OUT_DIR EDGE_LLM LLAMA_BENCH[,LLAMA_BENCH...] TYPE[,TYPE...] [REPEAT]
 """
 
 import json
@@ -34,14 +36,24 @@ def quantize_quietly(model: str, path: str, ftype: int) -> None:
             os.close(saved)
 
 
-def llama_bench(binary: str, path: str, threads: int) -> tuple[float, float]:
-    out = subprocess.run(
-        [binary, "-m", path, "-p", "128", "-n", "64", "-t", str(threads), "-r", "1", "-o", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    rows = json.loads(out)
-    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == 128 and r["n_gen"] == 0)
-    tg = next(r["avg_ts"] for r in rows if r["n_gen"] == 64 and r["n_prompt"] == 0)
+def llama_bench_one(binaries: list[str], path: str, threads: int, test: list[str]) -> float:
+    """Tokens/s of one llama-bench test, from the first of `binaries` that runs it: a build
+    with AMX where the CPU has it, else the plain native build (tests/peers/ggml_native_flags.sh
+    says why AMX can fail). Which build ran is printed on stderr."""
+    for binary in binaries:
+        run = subprocess.run(
+            [binary, "-m", path, *test, "-t", str(threads), "-r", "1", "-o", "json"],
+            capture_output=True, text=True,
+        )
+        if run.returncode == 0:
+            print(f"llama-bench {' '.join(test)} -t {threads}: {binary}", file=sys.stderr)
+            return json.loads(run.stdout)[0]["avg_ts"]
+    raise SystemExit(f"llama-bench {' '.join(test)} failed on {path} with every build: {binaries}")
+
+
+def llama_bench(binaries: list[str], path: str, threads: int) -> tuple[float, float]:
+    pp = llama_bench_one(binaries, path, threads, ["-p", "128", "-n", "0"])
+    tg = llama_bench_one(binaries, path, threads, ["-p", "0", "-n", "64"])
     return pp, tg
 
 
@@ -56,7 +68,8 @@ def edge_llm_bench(binary: str, path: str, threads: int, backend: str = "native"
 
 
 def main() -> None:
-    model, out_dir, edge_llm, bench = sys.argv[1:5]
+    model, out_dir, edge_llm = sys.argv[1:4]
+    bench = sys.argv[4].split(",")
     types = sys.argv[5].split(",")
     repeat = int(sys.argv[6]) if len(sys.argv) > 6 else 3
     table = []
