@@ -659,8 +659,8 @@ fn record<const N: usize>(rec: &[u8]) -> &[u8; N] {
     rec.try_into().expect("a whole record")
 }
 
-/// K-quant rows repacked eight at a time × Q8_K activations: `Q6_Kx8` (`quant::q6_kx8`); the
-/// others have no simd128 kernel (0 rows done). Layout as `simd::matmul_q8_k`, whose `clip`
+/// K-quant rows repacked eight at a time × Q8_K activations: `Q4_Kx8`, `Q5_Kx8` and `Q6_Kx8`
+/// (`quant::q4_kx8`, `q5_kx8`, `q6_kx8`); other types have no simd128 kernel (0 rows done). Layout as `simd::matmul_q8_k`, whose `clip`
 /// already cut `w` and `out` to whole rows. Decoding reads each record once; with several
 /// tokens each group is first decoded (values to bytes, scales to `i16`, `d` to `f32`) and
 /// reused for every token. Returns the rows done (whole groups of 8); `simd::matmul_x8_q8_k`
