@@ -44,6 +44,22 @@ pub fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
     }
 }
 
+/// [`scale_min`] of all 8 sub-blocks at once, by word operations: the scales of sub-blocks
+/// 0..4 and 4..8, then the mins of 0..4 and 4..8, each word's bytes in sub-block order
+/// (little-endian). The SIMD decoders widen these bytes into lanes.
+#[inline(always)]
+pub fn scale_min_words(s: &[u8; 12]) -> [u32; 4] {
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    [
+        w0 & low6,
+        (w2 & low4) | (((w0 >> 6) & top2) << 4),
+        w1 & low6,
+        ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4),
+    ]
+}
+
 /// Packs 8 scales and 8 mins (each 0..=63) as [`scale_min`] reads them.
 pub fn pack_scale_min(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
@@ -192,4 +208,28 @@ pub fn vec_dot_ref(w: &[u8], a: &[BlockQ8_K]) -> f32 {
         acc = acc + (d * ab.d) * isum as f32 - (dmin * ab.d) * imin as f32;
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_min_words_are_scale_min_of_every_sub_block() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            let s: [u8; 12] = core::array::from_fn(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            });
+            let w = scale_min_words(&s);
+            let byte = |i: usize, j: usize| (w[i] >> (8 * (j % 4))) as u8;
+            for j in 0..8 {
+                let got = (byte(j / 4, j), byte(2 + j / 4, j));
+                assert_eq!(got, scale_min(&s, j), "{s:?} sub-block {j}");
+            }
+        }
+    }
 }

@@ -77,12 +77,8 @@ fn half(p: &[u8], o: usize) -> f32 {
 /// operations, as `q4_k::scale_min` reads them) and half floats.
 #[inline(always)]
 fn decode_header(p: &[u8], q: [v128; 16]) -> DecodedQ45 {
-    let word =
-        |i: usize| u32::from_le_bytes([p[4 + 4 * i], p[5 + 4 * i], p[6 + 4 * i], p[7 + 4 * i]]);
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-    let sc_w = [w0 & low6, (w2 & low4) | (((w0 >> 6) & top2) << 4)];
-    let m_w = [w1 & low6, ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4)];
+    let [s0, s1, m0, m1] = q4_k::scale_min_words(p[4..16].try_into().expect("12 bytes"));
+    let (sc_w, m_w) = ([s0, s1], [m0, m1]);
     let byte = |w: &[u32; 2], j: usize| (w[j / 4] >> (8 * (j % 4))) & 0xff;
     let sc: [i32; 8] = core::array::from_fn(|j| byte(&sc_w, j) as i32);
     let m = |j: usize| byte(&m_w, j) as i16;
@@ -589,19 +585,7 @@ fn q6x8_pair_sums(
     isum: &mut [v128; 2],
     off: &mut [v128; 2],
 ) {
-    let qa = a.qs.as_ptr() as *const u8;
-    // SAFETY: elements 32p..32p + 32 (p < 8) lie in `a.qs`.
-    let (a0, a1) = unsafe { (load(qa.add(32 * p)), load(qa.add(32 * p + 16))) };
-    let words = [
-        i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
-        i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
-        i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
-        i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
-        i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
-        i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
-        i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
-        i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
-    ];
+    let words = act_words(a, p);
     let bs = u32::from(a.bsums[2 * p] as u16) | (u32::from(a.bsums[2 * p + 1] as u16) << 16);
     let bs = u32x4_splat(bs);
     for h in 0..2 {
@@ -650,6 +634,26 @@ fn q6x8_step(
         row(acc.0, d.0, isum[0], off[0]),
         row(acc.1, d.1, isum[1], off[1]),
     )
+}
+
+/// The activations of elements `32k..32k + 32` of `a` as 8 registers, register `g` holding
+/// elements `32k + 4g..+4` in every 32-bit lane: the partners of a repacked record's value
+/// vectors, which hold 4 elements of each row.
+#[inline(always)]
+fn act_words(a: &BlockQ8_K, k: usize) -> [v128; 8] {
+    let qa = a.qs[32 * k..][..32].as_ptr() as *const u8;
+    // SAFETY: the 32 bytes at `qa` lie in `a.qs` (the slice above checks it).
+    let (a0, a1) = unsafe { (load(qa), load(qa.add(16))) };
+    [
+        i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
+        i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
+        i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
+        i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
+        i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
+        i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
+        i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
+        i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
+    ]
 }
 
 /// A record (a `chunks_exact` piece of `N` bytes) as an array: offsets into it need no bounds
@@ -809,15 +813,8 @@ fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> K
     // The 12 bytes pack the 8 rows' 6-bit scales and mins as a GGUF block packs its 8
     // sub-blocks' (`q4_k::scale_min`): the same word operations as `decode_header`.
     let s = &rec[KX8_GROUPS + 12 * J..][..12];
-    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-    let packed = u32x4(
-        w0 & low6,
-        (w2 & low4) | (((w0 >> 6) & top2) << 4),
-        w1 & low6,
-        ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4),
-    );
+    let [s0, s1, m0, m1] = q4_k::scale_min_words(s.try_into().expect("12 bytes"));
+    let packed = u32x4(s0, s1, m0, m1);
     let (sc, m) = (
         u16x8_extend_low_u8x16(packed),
         u16x8_extend_high_u8x16(packed),
@@ -873,20 +870,8 @@ fn kx8_record<const FIVE: bool, const N: usize>(rec: &[u8; N]) -> Kx8Record {
 fn kx8_step<const FIVE: bool>(acc: (v128, v128), rec: &Kx8Record, a: &BlockQ8_K) -> (v128, v128) {
     let zero = i32x4_splat(0);
     let (mut isum, mut imin) = ([zero; 2], [zero; 2]);
-    let qa = a.qs.as_ptr() as *const u8;
     for (j, sub) in rec.0.iter().enumerate() {
-        // SAFETY: elements 32j..32j + 32 (j < 8) lie in `a.qs`.
-        let (a0, a1) = unsafe { (load(qa.add(32 * j)), load(qa.add(32 * j + 16))) };
-        let words = [
-            i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
-            i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
-            i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
-            i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
-            i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
-            i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
-            i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
-            i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
-        ];
+        let words = act_words(a, j);
         let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
         for h in 0..2 {
             let v = |g: usize| if h == 0 { sub.v[g].0 } else { sub.v[g].1 };

@@ -79,13 +79,7 @@ unsafe fn load32(p: *const u8) -> __m256i {
 unsafe fn scales_mins(p: *const u8) -> (__m256i, __m256i) {
     // SAFETY: the caller guarantees 12 readable bytes at `p` and AVX2.
     unsafe {
-        let word = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
-        let (w0, w1, w2) = (word(0), word(1), word(2));
-        let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc_lo = w0 & low6;
-        let m_lo = w1 & low6;
-        let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
-        let m_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+        let [sc_lo, sc_hi, m_lo, m_hi] = q4_k::scale_min_words(&*(p as *const [u8; 12]));
         let bytes = _mm_setr_epi32(sc_lo as i32, sc_hi as i32, m_lo as i32, m_hi as i32);
         (
             _mm256_cvtepu8_epi32(bytes),
