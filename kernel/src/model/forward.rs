@@ -758,28 +758,34 @@ fn activations<'a>(
     let mut q8_1: &[BlockQ8_1] = &[];
     if needs(Partner::Q8_1) {
         let nb = w / QK;
-        let act = &mut act[..n * nb];
-        par.split(act, nb, n * w, &|t0, run| {
-            for (xr, ar) in x[t0 * w..].chunks_exact(w).zip(run.chunks_exact_mut(nb)) {
-                simd::quantize_q8_1(par.isa, xr, ar);
-            }
-        });
-        q8_1 = act;
+        q8_1 = quantize_rows(par, x, w, nb, &mut act[..n * nb], simd::quantize_q8_1);
     }
     let mut q8_k: &[BlockQ8_K] = &[];
     if needs(Partner::Q8_K) {
         // K-quant rows are whole 256-blocks (checked when the model loads).
         debug_assert!(w.is_multiple_of(QK_K));
         let nb = w / QK_K;
-        let act_k = &mut act_k[..n * nb];
-        par.split(act_k, nb, n * w, &|t0, run| {
-            for (xr, ar) in x[t0 * w..].chunks_exact(w).zip(run.chunks_exact_mut(nb)) {
-                simd::quantize_q8_k(par.isa, xr, ar);
-            }
-        });
-        q8_k = act_k;
+        q8_k = quantize_rows(par, x, w, nb, &mut act_k[..n * nb], simd::quantize_q8_k);
     }
     Acts { x, q8_1, q8_k }
+}
+
+/// The rows of `x` (`w` wide) quantized by `quantize` into `out` (as many rows of `nb` blocks),
+/// split over the team.
+fn quantize_rows<'a, B: Send>(
+    par: Par<'_>,
+    x: &[f32],
+    w: usize,
+    nb: usize,
+    out: &'a mut [B],
+    quantize: fn(Isa, &[f32], &mut [B]),
+) -> &'a [B] {
+    par.split(out, nb, x.len(), &|t0, run| {
+        for (xr, br) in x[t0 * w..].chunks_exact(w).zip(run.chunks_exact_mut(nb)) {
+            quantize(par.isa, xr, br);
+        }
+    });
+    out
 }
 
 /// `op(&mut dst[(t - t0) * rows + r], src[r * n + t])` for `rows` rows of the tokens `t0..`
