@@ -60,7 +60,6 @@ fn chat_request(addr: SocketAddr, body: &Value) -> Response {
     post_json(addr, "/v1/chat/completions", body)
 }
 
-/// One-shot and streamed greedy chats give `expected`, in OpenAI's shapes.
 /// Sends a chat on a thread of its own and returns once its response has begun: the thread
 /// gives the whole response.
 fn start_chat(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Response> {
@@ -81,6 +80,7 @@ fn start_chat(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Respons
     running
 }
 
+/// One-shot and streamed greedy chats give `expected`, in OpenAI's shapes.
 fn check_chat(addr: SocketAddr, expected: &str, fingerprint: &str) {
     let one = chat_request(addr, &chat(false));
     assert_eq!(one.status, 200, "{}", String::from_utf8_lossy(&one.body));
