@@ -6,7 +6,7 @@
 # Without AMX where the CPU lists it, unless `--amx` is given: llama.cpp 0.3.36 built with
 # `-march=native` on an Intel Xeon with AMX (2 vCPU under Firecracker) died in every prompt of
 # a Q4_0 or Q8_0 file (SIGSEGV at `ldtilecfg` in `ggml_backend_amx_mul_mat`, on a tile
-# configuration with 32 rows), while its single-token steps ran, twice as fast as without AMX
+# configuration with 32 rows), while its single-token steps ran, 1.7-2× as fast as without AMX
 # (ggml's AMX buffer type also brings its own AVX-512 VNNI kernels). So llama-server,
 # llama-perplexity and llama-cpp-python are built without AMX, and `just llama-cpp-tools` adds
 # a llama-bench built with it, which tests/peers/speed_types.py tries first.
