@@ -77,6 +77,14 @@ pub enum ForwardError {
         /// Bytes their keys and values take.
         bytes: usize,
     },
+    /// The memory for the working buffers of a pass could not be allocated.
+    #[error("out of memory: a pass of {tokens} tokens needs {} MiB more of working buffers", bytes.div_ceil(1 << 20))]
+    ScratchOutOfMemory {
+        /// Tokens (rows) of the pass.
+        tokens: usize,
+        /// Bytes the buffers had to grow by.
+        bytes: usize,
+    },
 }
 
 /// Scratch buffers sized for `cap` tokens per call.
@@ -522,7 +530,7 @@ impl Batch {
     pub fn forward<'b>(
         &'b mut self,
         steps: &mut [Step<'_>],
-    ) -> Vec<Result<&'b [f32], ForwardError>> {
+) -> Vec<Result<&'b [f32], ForwardError>> {
         let mut checked: Vec<Result<(), ForwardError>> = Vec::with_capacity(steps.len());
         let Some(first) = steps.first() else {
             return Vec::new();
@@ -564,11 +572,16 @@ impl Batch {
             let pass = run_pass(&model, par, &mut self.s, &mut segs);
             let ran = outcome.iter_mut().filter(|o| o.is_ok());
             for (o, seg) in ran.zip(&mut segs) {
-                *o = if pass.is_err() || seg.cancelled {
-                    seg.cache.truncate(seg.p0);
-                    Err(ForwardError::Cancelled)
-                } else {
-                    Ok(seg.out..seg.out + seg.tokens.len() - seg.from)
+                let failed = match &pass {
+                    Err(e) => Some(e.clone()),
+                    Ok(()) => seg.cancelled.then_some(ForwardError::Cancelled),
+                };
+                *o = match failed {
+                    Some(e) => {
+                        seg.cache.truncate(seg.p0);
+                        Err(e)
+                    }
+                    None => Ok(seg.out..seg.out + seg.tokens.len() - seg.from),
                 };
             }
         }
@@ -664,7 +677,8 @@ impl<'c> Seg<'c> {
 /// One forward pass over the segments' tokens, appended to their caches, leaving the wanted
 /// logits in `s.logits` (each segment's at its `out` row). Checks every segment's `cancel`
 /// before each layer: `Err(Cancelled)` once all are cancelled (the caller rolls their caches
-/// back), else the cancelled ones are flagged.
+/// back), else the cancelled ones are flagged; fails before it begins when its working buffers
+/// cannot grow.
 fn run_pass(
     model: &Model,
     par: Par<'_>,
@@ -677,6 +691,8 @@ fn run_pass(
         row += seg.tokens.len();
         out += seg.tokens.len() - seg.from;
     }
+    let n_ctx = segs.iter().map(|seg| seg.n_ctx).max().unwrap_or(1);
+    s.ensure(model, row, out, par.team.threads(), n_ctx)?;
     // The calling thread runs the pass and, with the helpers, the items of each region.
     let mut st = Forward {
         model,
@@ -697,47 +713,75 @@ fn run_pass(
     Ok(())
 }
 
-fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
-    if v.len() < n {
-        v.resize(n, T::default());
+/// Grows `v` to `n` elements if it is shorter, adding the bytes that takes to `asked`; false
+/// if the allocator has none (an instance at its memory limit), `v` then unchanged.
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize, asked: &mut usize) -> bool {
+    let Some(more) = n.checked_sub(v.len()).filter(|&m| m > 0) else {
+        return true;
+    };
+    *asked += more * size_of::<T>();
+    if v.try_reserve_exact(more).is_err() {
+        return false;
     }
+    v.resize(n, T::default());
+    true
 }
 
 impl Scratch {
-    fn ensure(&mut self, m: &Model, n_tok: usize, n_logits: usize, threads: usize, n_ctx: usize) {
+    /// Grows the buffers for a pass of `n_tok` rows and `n_logits` rows of logits; fails,
+    /// before the pass changes anything, when the memory cannot be had.
+    fn ensure(
+        &mut self,
+        m: &Model,
+        n_tok: usize,
+        n_logits: usize,
+        threads: usize,
+        n_ctx: usize,
+    ) -> Result<(), ForwardError> {
         let c = m.config();
         let nq = c.q_dim();
+        let (mut asked, mut ok) = (0, true);
+        let a = &mut asked;
         if n_tok > self.cap {
             let wide = c.n_embd.max(nq).max(c.n_ff);
-            grow(&mut self.x, n_tok * c.n_embd);
-            grow(&mut self.xn, n_tok * c.n_embd);
-            grow(&mut self.tmp, n_tok * c.n_embd.max(c.head_dim));
-            grow(&mut self.act, n_tok * wide / QK);
+            ok &= grow(&mut self.x, n_tok * c.n_embd, a);
+            ok &= grow(&mut self.xn, n_tok * c.n_embd, a);
+            ok &= grow(&mut self.tmp, n_tok * c.n_embd.max(c.head_dim), a);
+            ok &= grow(&mut self.act, n_tok * wide / QK, a);
             if m.weights().any_partner(Partner::Q8_K) {
-                grow(&mut self.act_k, n_tok * wide / QK_K);
+                ok &= grow(&mut self.act_k, n_tok * wide / QK_K, a);
             }
-            grow(&mut self.mm, n_tok * wide);
-            grow(&mut self.mm2, n_tok * c.n_ff);
-            grow(&mut self.mmk, n_tok * c.kv_dim());
-            grow(&mut self.mmv, n_tok * c.kv_dim());
-            grow(&mut self.q, n_tok * nq);
-            grow(&mut self.k, n_tok * c.kv_dim());
-            grow(&mut self.v, n_tok * c.kv_dim());
-            grow(&mut self.att, n_tok * nq);
-            grow(&mut self.hid, n_tok * c.n_ff);
+            ok &= grow(&mut self.mm, n_tok * wide, a);
+            ok &= grow(&mut self.mm2, n_tok * c.n_ff, a);
+            ok &= grow(&mut self.mmk, n_tok * c.kv_dim(), a);
+            ok &= grow(&mut self.mmv, n_tok * c.kv_dim(), a);
+            ok &= grow(&mut self.q, n_tok * nq, a);
+            ok &= grow(&mut self.k, n_tok * c.kv_dim(), a);
+            ok &= grow(&mut self.v, n_tok * c.kv_dim(), a);
+            ok &= grow(&mut self.att, n_tok * nq, a);
+            ok &= grow(&mut self.hid, n_tok * c.n_ff, a);
             let half = c.rope_dim() / 2;
-            grow(&mut self.cos, n_tok * half);
-            grow(&mut self.sin, n_tok * half);
+            ok &= grow(&mut self.cos, n_tok * half, a);
+            ok &= grow(&mut self.sin, n_tok * half, a);
             if c.swa.is_some() {
-                grow(&mut self.cos_swa, n_tok * half);
-                grow(&mut self.sin_swa, n_tok * half);
+                ok &= grow(&mut self.cos_swa, n_tok * half, a);
+                ok &= grow(&mut self.sin_swa, n_tok * half, a);
             }
-            self.cap = n_tok;
+            if ok {
+                self.cap = n_tok;
+            }
         }
-        grow(&mut self.scores, threads.max(1) * n_ctx);
-        grow(&mut self.logits, n_logits * c.n_vocab);
+        ok &= grow(&mut self.scores, threads.max(1) * n_ctx, a);
+        ok &= grow(&mut self.logits, n_logits * c.n_vocab, a);
         if n_logits > 1 {
-            grow(&mut self.logits_t, n_logits * c.n_vocab);
+            ok &= grow(&mut self.logits_t, n_logits * c.n_vocab, a);
+        }
+        match ok {
+            true => Ok(()),
+            false => Err(ForwardError::ScratchOutOfMemory {
+                tokens: n_tok,
+                bytes: asked,
+            }),
         }
     }
 }
@@ -925,20 +969,12 @@ impl Forward<'_, '_> {
         }
     }
 
-    /// Sizes buffers, embeds the tokens, computes the RoPE angles at each token's position.
+    /// Embeds the tokens, computes the RoPE angles at each token's position.
     fn prologue(&mut self) {
         let (c, s) = (self.model.config(), &mut *self.s);
         let w = self.model.weights();
         let file = self.model.bytes();
         let e = c.n_embd;
-        let n_ctx = self.segs.iter().map(|seg| seg.n_ctx).max().unwrap_or(1);
-        s.ensure(
-            self.model,
-            self.n,
-            self.n_out,
-            self.par.team.threads(),
-            n_ctx,
-        );
         for seg in self.segs.iter() {
             for (i, &id) in seg.tokens.iter().enumerate() {
                 let t = seg.row + i;
