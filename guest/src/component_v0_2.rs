@@ -16,7 +16,7 @@ use crate::chat;
 use crate::component::{self, ModelResource};
 use crate::constraint::ConstraintSpec;
 use crate::embed::Pooling;
-use crate::generate::{self, GenerateError, GenerateParams, Generation};
+use crate::generate::{self, BackendError, GenerateError, GenerateParams, Generation};
 use crate::model::LoadedModel;
 use crate::sampling::{SplitMix64, TokenLogprob};
 use crate::tools::{self, Tool, ToolChoice, ToolFormat, ToolRequest};
@@ -51,7 +51,10 @@ impl From<v1::Error> for wit::Error {
 }
 
 fn error(e: GenerateError) -> wit::Error {
-    v1::Error::from(e).into()
+    match e {
+        GenerateError::Backend(BackendError::OutOfMemory(m)) => wit::Error::OutOfMemory(m),
+        e => v1::Error::from(e).into(),
+    }
 }
 
 fn backend(b: v1::Backend) -> wit::Backend {

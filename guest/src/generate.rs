@@ -27,6 +27,10 @@ pub enum BackendError {
         /// Context size.
         n_ctx: usize,
     },
+    /// The cache could not grow for this call's positions (the instance is at its memory
+    /// limit); the session holds what it held before the call.
+    #[error("{0}")]
+    OutOfMemory(String),
     /// Any other failure (model execution, host call, …).
     #[error("backend failed: {0}")]
     Failed(String),

@@ -69,6 +69,9 @@ fn forward_error(e: ForwardError) -> BackendError {
         ForwardError::ContextOverflow { needed, n_ctx } => {
             BackendError::ContextFull { needed, n_ctx }
         }
+        oom @ (ForwardError::OutOfMemory { .. } | ForwardError::ScratchOutOfMemory { .. }) => {
+            BackendError::OutOfMemory(oom.to_string())
+        }
         other => BackendError::Failed(other.to_string()),
     }
 }

@@ -586,6 +586,43 @@ fn wasmtime_serve_answers_like_the_cli_with_the_guest_kernel() {
 }
 
 #[test]
+fn wasmtime_serve_answers_503_when_the_instance_has_no_memory_for_a_request() {
+    // An instance of the bundle at these memory limits holds the model and a short chat's
+    // cache, but not what a 1,830-token prompt needs: at 140 MB its KV cache (45 MiB), at 165
+    // MB the working buffers of its 512-token passes (17 MiB more) once the cache fits. From
+    // 175 MB it runs. Where allocating would have trapped the instance, the guest's kernel
+    // refuses the call and the front answers as `edge-llm serve` does when its KV budget is
+    // spent.
+    let long = "The history of the town. ".repeat(300);
+    for (limit, needs) in [
+        (140, "the KV cache of"),
+        (165, "a pass of 512 tokens needs"),
+    ] {
+        let memory = format!("max-memory-size={}", limit * 1_000_000);
+        let server = Server::wasmtime(&http_bundle_wasm(), &["-W", &memory]);
+        for stream in [false, true] {
+            let body = json!({
+                "messages": [{"role": "user", "content": long}],
+                "max_tokens": 4, "stream": stream,
+            });
+            let refused = chat_request(server.addr, &body);
+            let text = String::from_utf8_lossy(&refused.body).into_owned();
+            assert_eq!(refused.status, 503, "{limit} MB, stream {stream}: {text}");
+            assert_eq!(refused.header("retry-after"), Some("1"), "{text}");
+            assert_eq!(text.trim().lines().count(), 1, "{text}");
+            let error = &refused.json()["error"];
+            assert_eq!(error["code"], "kv_memory_exhausted", "{text}");
+            let message = error["message"].as_str().unwrap();
+            assert!(message.starts_with("out of memory: "), "{text}");
+            assert!(message.contains(needs), "{limit} MB: {text}");
+        }
+        let answered = chat_request(server.addr, &chat(false));
+        let text = String::from_utf8_lossy(&answered.body);
+        assert_eq!(answered.status, 200, "{limit} MB: {text}");
+    }
+}
+
+#[test]
 fn edge_llm_serve_queues_sheds_and_drains() {
     let cache = temp_dir("serve-limits");
     let server = Server::edge_llm(&["--concurrency", "1", "--queue", "0"], &cache);

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// A machine-readable code, e.g. `context_length_exceeded`, `model_not_found`.
     pub code: Option<&'static str>,
+    /// Seconds after which the same request may succeed (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -101,7 +104,7 @@ impl ApiError {
         Self::new(413, "invalid_request_error", message)
     }
 
-    /// 503: the model cannot be opened.
+    /// 503: the model cannot be opened, or cannot take the request now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "server_error", message)
     }
@@ -147,6 +150,28 @@ impl From<api::Error> for ApiError {
             }
             api::Error::BackendError(m) => Self::new(500, "server_error", format!("backend: {m}")),
             api::Error::RuntimeError(m) => Self::new(500, "server_error", m),
+            // The instance's memory cannot hold this request's cache now; requests that end
+            // give theirs back (under `edge-llm serve`, its KV budget answers the same way).
+            api::Error::OutOfMemory(m) => Self {
+                code: Some("kv_memory_exhausted"),
+                retry_after: Some(1),
+                ..Self::unavailable(m)
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_out_of_memory_is_a_503_to_retry() {
+        let why = "out of memory: the KV cache of 1801 positions needs 45 MiB";
+        let e = ApiError::from(api::Error::OutOfMemory(why.into()));
+        assert_eq!(e.status, 503);
+        assert_eq!(e.code, Some("kv_memory_exhausted"));
+        assert_eq!(e.retry_after, Some(1));
+        assert_eq!(e.to_json()["error"]["message"], why);
     }
 }

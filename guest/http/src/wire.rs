@@ -205,8 +205,12 @@ pub fn send_json(out: ResponseOutparam, status: u16, value: &serde_json::Value) 
     body.finish();
 }
 
-/// Sends an error as OpenAI does: its status and `{"error": {...}}`.
+/// Sends an error as OpenAI does: its status and `{"error": {...}}`, with `Retry-After` when
+/// the error has one.
 pub fn send_error(out: ResponseOutparam, error: &ApiError) {
+    if let Some(seconds) = error.retry_after {
+        RESPONSE_HEADERS.with(|h| h.borrow_mut().push(("retry-after", seconds.to_string())));
+    }
     send_json(out, error.status, &error.to_json());
 }
 
