@@ -17,11 +17,14 @@
 //! one chunk. New prompts go first: a leader that finds prompts none of whose tokens ran yet
 //! runs them at once, in arrival order, in a step of their own (at most [`FIRST_STEP_TOKENS`]
 //! together, or one), without gathering the decoding sessions; those wait for at most
-//! [`STEP_PROMPT_TOKENS`] tokens of such steps before their next one. A request arriving at a
-//! busy server so waits for the step running and its own prefill, not for a step of everyone's
-//! rows. Each session's cancellation and deadline ([`CallState`]) are checked before every
-//! layer of every step; a cancelled session fails alone and its cache is rolled back to where
-//! its call began.
+//! [`STEP_PROMPT_TOKENS`] tokens of such steps from the start of one of their steps to the
+//! start of the next. A new prompt that arrives while a step with decoding sessions runs does
+//! not wait for the end of it: the leader runs it between two layers of that step, in a
+//! prompt-only step of its own (an interlude, with a second scratch). A request arriving at a
+//! busy server so waits for one layer of the step running and its own prefill, not for the
+//! whole step. Each session's cancellation and deadline ([`CallState`]) are checked before
+//! every layer of every step; a cancelled session fails alone and its cache is rolled back to
+//! where its call began.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -83,13 +86,16 @@ struct Queue {
     /// A step is being gathered or run.
     leading: bool,
     next_id: u64,
-    /// The sessions (by context id) the next step's leader waits for: those of the previous
-    /// step (and of the one before, when that was a prompt-only step).
+    /// The sessions (by context id) the next step's leader waits for: those of every step
+    /// since the last step with decoding sessions began, that one included.
     last: Vec<u64>,
-    /// Prompt tokens run in prompt-only steps since the last step with decoding sessions.
+    /// Prompt tokens run in prompt-only steps since the last step with decoding sessions
+    /// began.
     prompts_run: usize,
     /// The pass's scratch, lent to each leader.
     batch: Batch,
+    /// The scratch of the prompt-only steps run between two layers of another step.
+    interlude: Batch,
     stats: BatchStats,
 }
 
@@ -102,6 +108,8 @@ pub struct BatchStats {
     pub session_steps: u64,
     /// Most sessions in one pass.
     pub widest: usize,
+    /// Passes run between two layers of another pass (included in `steps`).
+    pub interludes: u64,
 }
 
 /// One `forward` call: `tokens[done..]` still to run.
@@ -213,63 +221,58 @@ impl Batcher {
             let prompts_only =
                 q.prompts_run < STEP_PROMPT_TOKENS && q.waiting.iter().any(Job::is_new_prompt);
             let mut jobs: Vec<Job> = if prompts_only {
-                let (mut taken, mut tokens) = (Vec::new(), 0);
-                let mut rest = VecDeque::with_capacity(q.waiting.len());
-                for job in q.waiting.drain(..) {
-                    let fits = taken.is_empty() || tokens + job.tokens.len() <= FIRST_STEP_TOKENS;
-                    if job.is_new_prompt() && fits {
-                        tokens += job.tokens.len();
-                        taken.push(job);
-                    } else {
-                        rest.push_back(job);
-                    }
-                }
-                q.waiting = rest;
-                taken
+                take_new_prompts(&mut q)
             } else {
                 q = self.gather(q);
+                q.last.clear();
+                q.prompts_run = 0;
                 q.waiting.drain(..).collect()
             };
             let mut batch = std::mem::take(&mut q.batch);
             drop(q);
             let started = Instant::now();
-            let outcomes = catch_unwind(AssertUnwindSafe(|| step(&mut batch, &mut jobs)))
-                .unwrap_or_else(|_| vec![Some(Err(BatchError::Panicked)); jobs.len()]);
-            // Jobs whose turn did not come (prompt budget spent) are `None` with nothing done;
-            // counted alike: a pass's width is the calls it was handed.
-            let ran = jobs.len() as u64;
+            let outcomes = if prompts_only {
+                run_step(&mut batch, &mut jobs, &mut || {})
+            } else {
+                run_step(&mut batch, &mut jobs, &mut || self.interlude())
+            };
             tracing::trace!(
-                sessions = ran,
+                sessions = jobs.len(),
                 prompts_only,
                 ms = started.elapsed().as_secs_f64() * 1e3,
                 "batched forward step"
             );
             q = lock(&self.queue);
             q.batch = batch;
-            if prompts_only {
-                q.prompts_run += jobs.iter().map(|j| j.done).sum::<usize>();
-            } else {
-                q.last.clear();
-                q.prompts_run = 0;
-            }
-            q.last.extend(jobs.iter().map(|j| j.context));
-            let stats = &mut q.stats;
-            (stats.steps, stats.session_steps) = (stats.steps + 1, stats.session_steps + ran);
-            stats.widest = stats.widest.max(ran as usize);
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                match outcome {
-                    None => q.waiting.push_back(job),
-                    Some(result) => {
-                        if result.is_err() {
-                            lock(&job.session).truncate(job.p0);
-                        }
-                        q.done.insert(job.id, result);
-                    }
-                }
-            }
+            file(&mut q, jobs, outcomes, prompts_only);
             q.leading = false;
             self.changed.notify_all();
         }
+    }
+
+    /// Runs between two layers of a step with decoding sessions: the new prompts queued since
+    /// it began run in a prompt-only step of their own (within the same prompt budget), so
+    /// their first token waits for one layer of the step, not all of its layers.
+    fn interlude(&self) {
+        let mut q = lock(&self.queue);
+        if q.prompts_run >= STEP_PROMPT_TOKENS || !q.waiting.iter().any(Job::is_new_prompt) {
+            return;
+        }
+        let mut jobs = take_new_prompts(&mut q);
+        let mut batch = std::mem::take(&mut q.interlude);
+        drop(q);
+        let started = Instant::now();
+        let outcomes = run_step(&mut batch, &mut jobs, &mut || {});
+        tracing::trace!(
+            sessions = jobs.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "prompt-only step between two layers"
+        );
+        let mut q = lock(&self.queue);
+        q.interlude = batch;
+        q.stats.interludes += 1;
+        file(&mut q, jobs, outcomes, true);
+        self.changed.notify_all();
     }
 
     /// Waits (at most [`GATHER`]) until every session of the previous step still open has
@@ -294,10 +297,72 @@ impl Batcher {
     }
 }
 
+/// Takes the new prompts of a prompt-only step from the queue: in arrival order, at most
+/// [`FIRST_STEP_TOKENS`] of them together, or one.
+fn take_new_prompts(q: &mut Queue) -> Vec<Job> {
+    let (mut taken, mut tokens) = (Vec::new(), 0);
+    let mut rest = VecDeque::with_capacity(q.waiting.len());
+    for job in q.waiting.drain(..) {
+        let fits = taken.is_empty() || tokens + job.tokens.len() <= FIRST_STEP_TOKENS;
+        if job.is_new_prompt() && fits {
+            tokens += job.tokens.len();
+            taken.push(job);
+        } else {
+            rest.push_back(job);
+        }
+    }
+    q.waiting = rest;
+    taken
+}
+
+/// Files a step's outcomes: results for the calls that are done, the others queued again.
+fn file(
+    q: &mut Queue,
+    jobs: Vec<Job>,
+    outcomes: Vec<Option<Result<Vec<f32>, BatchError>>>,
+    prompts_only: bool,
+) {
+    if prompts_only {
+        q.prompts_run += jobs.iter().map(|j| j.done).sum::<usize>();
+    }
+    q.last.extend(jobs.iter().map(|j| j.context));
+    // Jobs whose turn did not come (prompt budget spent) are `None` with nothing done;
+    // counted alike: a pass's width is the calls it was handed.
+    let stats = &mut q.stats;
+    (stats.steps, stats.session_steps) = (stats.steps + 1, stats.session_steps + jobs.len() as u64);
+    stats.widest = stats.widest.max(jobs.len());
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        match outcome {
+            None => q.waiting.push_back(job),
+            Some(result) => {
+                if result.is_err() {
+                    lock(&job.session).truncate(job.p0);
+                }
+                q.done.insert(job.id, result);
+            }
+        }
+    }
+}
+
+/// [`step`], with a panic of the pass reported to each of its calls.
+fn run_step(
+    batch: &mut Batch,
+    jobs: &mut [Job],
+    between: &mut dyn FnMut(),
+) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
+    catch_unwind(AssertUnwindSafe(|| step(batch, jobs, between)))
+        .unwrap_or_else(|_| vec![Some(Err(BatchError::Panicked)); jobs.len()])
+}
+
 /// Runs one step of `jobs`: each decoding session's token and prompt chunks up to
-/// [`STEP_PROMPT_TOKENS`] in all (a job whose turn does not come waits for the next step).
-/// Per job: `None` if it has tokens left, else its result.
-fn step(batch: &mut Batch, jobs: &mut [Job]) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
+/// [`STEP_PROMPT_TOKENS`] in all (a job whose turn does not come waits for the next step),
+/// calling `between` between two layers of its pass. Per job: `None` if it has tokens left,
+/// else its result.
+fn step(
+    batch: &mut Batch,
+    jobs: &mut [Job],
+    between: &mut dyn FnMut(),
+) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
     let mut budget = STEP_PROMPT_TOKENS + 1;
     let takes: Vec<usize> = jobs
         .iter()
@@ -337,7 +402,7 @@ fn step(batch: &mut Batch, jobs: &mut [Job]) -> Vec<Option<Result<Vec<f32>, Batc
             }
         })
         .collect();
-    let results = batch.forward(&mut steps);
+    let results = batch.forward_between(&mut steps, between);
     drop(steps);
     drop(guards);
     let mut results = results.into_iter();
@@ -443,6 +508,59 @@ mod tests {
         // step before).
         let stats = batcher.stats();
         assert!(stats.widest >= 2, "no step ran several sessions: {stats:?}");
+    }
+
+    #[test]
+    fn a_new_prompt_runs_between_two_layers_of_a_decoding_step() {
+        let model = model();
+        let batcher = Batcher::new(model.clone());
+        let call = Arc::new(CallState::new(Arc::new(Epochs::default())));
+        let alone = |history: &[u32], tokens: &[u32]| {
+            let s = session(&model);
+            let mut s = lock(&s);
+            if !history.is_empty() {
+                s.forward(history, &|| false).unwrap();
+            }
+            s.forward(tokens, &|| false).unwrap().to_vec()
+        };
+        let (history, prompt): (Vec<u32>, Vec<u32>) = ((3..9).collect(), (20..40).collect());
+        let decoding = session(&model);
+        lock(&decoding).forward(&history, &|| false).unwrap();
+        // This thread leads a step of one decoding session; the prompt arrives during it.
+        lock(&batcher.queue).leading = true;
+        let mut jobs = [Job {
+            id: 0,
+            context: 1,
+            session: decoding.clone(),
+            tokens: vec![5],
+            done: 0,
+            p0: history.len(),
+            call: call.clone(),
+        }];
+        std::thread::scope(|scope| {
+            let mut arrived = None;
+            let mut between = || {
+                if arrived.is_some() {
+                    return;
+                }
+                let s = session(&model);
+                let (batcher, prompt, call) = (&batcher, prompt.clone(), call.clone());
+                arrived = Some(scope.spawn(move || batcher.forward(2, &s, prompt, call)));
+                while lock(&batcher.queue).waiting.is_empty() {
+                    std::thread::yield_now();
+                }
+                batcher.interlude();
+            };
+            let outcomes = run_step(&mut Batch::new(), &mut jobs, &mut between);
+            let prompt_logits = arrived.expect("a layer boundary").join().unwrap();
+            assert!(prompt_logits.unwrap() == alone(&[], &prompt));
+            let [Some(Ok(decoded))] = &outcomes[..] else {
+                panic!("the decoding step failed: {outcomes:?}");
+            };
+            assert!(*decoded == alone(&history, &[5]));
+        });
+        let stats = batcher.stats();
+        assert_eq!((stats.interludes, stats.steps), (1, 1), "{stats:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A [`Batch`] step over several sessions gives each session the logits it computes alone, bit
 //! for bit: sessions at different positions, prefill and decode rows in one pass, at one and two
 //! threads, on the tiny random-weight model of every architecture (`just arch-models`) and on
-//! the default model; a session cancelled in the middle of a pass is left as it was, and the
-//! others' logits are unchanged.
+//! the default model, with another session's prompt run between two layers of the step; a
+//! session cancelled in the middle of a pass is left as it was, and the others' logits are
+//! unchanged.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -74,11 +75,34 @@ fn cases(tokens: &[u32]) -> Vec<Case> {
     ]
 }
 
-/// Every case in one batch step (after caching each history alone): each case's logits are
-/// its `alone` logits bit for bit.
+/// Every case in one batch step (after caching each history alone), and between its second
+/// and third layers a prompt of another session in a pass of its own (another `Batch`): each
+/// case's logits, and the prompt's, are their `alone` logits bit for bit.
 fn check_model(name: &str, model: &Arc<Model>, tokens: &[u32], threads: usize) {
     let cases = cases(tokens);
     let want: Vec<Vec<f32>> = cases.iter().map(|c| alone(model, c)).collect();
+    let prompt = Case {
+        history: vec![],
+        step: tokens[11..20].to_vec(),
+        from: 6,
+    };
+    let want_prompt = alone(model, &prompt);
+    let (mut other, mut other_batch) = (session(model, threads), Batch::new());
+    let (mut layers, mut got_prompt) = (0, None);
+    let mut between = || {
+        layers += 1;
+        if layers == 2 {
+            let never = || false;
+            let mut steps = [Step {
+                session: &mut other,
+                tokens: &prompt.step,
+                from: prompt.from,
+                cancel: &never,
+            }];
+            let out = other_batch.forward(&mut steps);
+            got_prompt = Some(out[0].clone().map(<[f32]>::to_vec));
+        }
+    };
     let mut sessions: Vec<Session> = cases
         .iter()
         .map(|c| {
@@ -101,7 +125,7 @@ fn check_model(name: &str, model: &Arc<Model>, tokens: &[u32], threads: usize) {
         })
         .collect();
     let mut batch = Batch::new();
-    let got = batch.forward(&mut steps);
+    let got = batch.forward_between(&mut steps, &mut between);
     for (i, (got, want)) in got.iter().zip(&want).enumerate() {
         let got = got.as_ref().unwrap();
         assert!(
@@ -110,6 +134,10 @@ fn check_model(name: &str, model: &Arc<Model>, tokens: &[u32], threads: usize) {
         );
     }
     drop(steps);
+    assert!(
+        got_prompt.unwrap().unwrap() == want_prompt,
+        "{name}, {threads} thread(s): the prompt run between two layers differs from alone"
+    );
     for (s, c) in sessions.iter().zip(&cases) {
         assert_eq!(
             s.len(),

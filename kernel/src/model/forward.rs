@@ -485,7 +485,7 @@ impl Session {
             helper_items: &self.helper_items,
         };
         let mut segs = [Seg::new(&mut self.cache, self.n_ctx, tokens, from, cancel)];
-        run_pass(&model, par, &mut self.s, &mut segs)?;
+        run_pass(&model, par, &mut self.s, &mut segs, &mut || {})?;
         match segs[0].cancelled {
             true => Err(ForwardError::Cancelled),
             false => Ok(()),
@@ -530,7 +530,20 @@ impl Batch {
     pub fn forward<'b>(
         &'b mut self,
         steps: &mut [Step<'_>],
-) -> Vec<Result<&'b [f32], ForwardError>> {
+    ) -> Vec<Result<&'b [f32], ForwardError>> {
+        self.forward_between(steps, &mut || {})
+    }
+
+    /// [`Batch::forward`], calling `between` on the calling thread before each layer but the
+    /// first, when none of the pass's parallel regions runs. It may run passes of other
+    /// sessions with another `Batch` (a new prompt that should not wait for the whole of this
+    /// pass), which change nothing of this one's: its state is in this scratch and its
+    /// sessions' caches.
+    pub fn forward_between<'b>(
+        &'b mut self,
+        steps: &mut [Step<'_>],
+        between: &mut dyn FnMut(),
+    ) -> Vec<Result<&'b [f32], ForwardError>> {
         let mut checked: Vec<Result<(), ForwardError>> = Vec::with_capacity(steps.len());
         let Some(first) = steps.first() else {
             return Vec::new();
@@ -569,7 +582,7 @@ impl Batch {
             })
             .collect();
         if !segs.is_empty() {
-            let pass = run_pass(&model, par, &mut self.s, &mut segs);
+            let pass = run_pass(&model, par, &mut self.s, &mut segs, between);
             let ran = outcome.iter_mut().filter(|o| o.is_ok());
             for (o, seg) in ran.zip(&mut segs) {
                 let failed = match &pass {
@@ -675,15 +688,16 @@ impl<'c> Seg<'c> {
 }
 
 /// One forward pass over the segments' tokens, appended to their caches, leaving the wanted
-/// logits in `s.logits` (each segment's at its `out` row). Checks every segment's `cancel`
-/// before each layer: `Err(Cancelled)` once all are cancelled (the caller rolls their caches
-/// back), else the cancelled ones are flagged; fails before it begins when its working buffers
-/// cannot grow.
+/// logits in `s.logits` (each segment's at its `out` row). Calls `between` before each layer
+/// but the first, then checks every segment's `cancel`: `Err(Cancelled)` once all are
+/// cancelled (the caller rolls their caches back), else the cancelled ones are flagged; fails
+/// before it begins when its working buffers cannot grow.
 fn run_pass(
     model: &Model,
     par: Par<'_>,
     s: &mut Scratch,
     segs: &mut [Seg<'_>],
+    between: &mut dyn FnMut(),
 ) -> Result<(), ForwardError> {
     let (mut row, mut out) = (0, 0);
     for seg in segs.iter_mut() {
@@ -704,6 +718,9 @@ fn run_pass(
     };
     st.prologue();
     for l in 0..model.config().n_layer {
+        if l > 0 {
+            between();
+        }
         if st.all_cancelled() {
             return Err(ForwardError::Cancelled);
         }
