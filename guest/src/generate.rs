@@ -27,8 +27,9 @@ pub enum BackendError {
         /// Context size.
         n_ctx: usize,
     },
-    /// The cache could not grow for this call's positions (the instance is at its memory
-    /// limit); the session holds what it held before the call.
+    /// Memory for this call (its positions in the cache, or the pass's working buffers) could
+    /// not be had: the instance is at its memory limit. The session holds what it held before
+    /// the call.
     #[error("{0}")]
     OutOfMemory(String),
     /// Any other failure (model execution, host call, …).

@@ -150,8 +150,8 @@ impl From<api::Error> for ApiError {
             }
             api::Error::BackendError(m) => Self::new(500, "server_error", format!("backend: {m}")),
             api::Error::RuntimeError(m) => Self::new(500, "server_error", m),
-            // The instance's memory cannot hold this request's cache now; requests that end
-            // give theirs back (under `edge-llm serve`, its KV budget answers the same way).
+            // The instance's memory cannot hold this request's cache or working buffers now;
+            // requests that end give theirs back (`edge-llm serve`'s KV budget answers alike).
             api::Error::OutOfMemory(m) => Self {
                 code: Some("kv_memory_exhausted"),
                 retry_after: Some(1),
