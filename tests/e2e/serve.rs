@@ -620,6 +620,22 @@ fn wasmtime_serve_answers_503_when_the_instance_has_no_memory_for_a_request() {
         let text = String::from_utf8_lossy(&answered.body);
         assert_eq!(answered.status, 200, "{limit} MB: {text}");
     }
+    // At 125 MB a chat's first 512 positions fit and the next chunk of its cache does not: a
+    // stream already answering ends with the error as its last event, whole, without
+    // `[DONE]`.
+    let server = Server::wasmtime(&http_bundle_wasm(), &["-W", "max-memory-size=125000000"]);
+    let body = json!({
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": 600, "temperature": 0, "ignore_eos": true, "stream": true,
+    });
+    let cut = chat_request(server.addr, &body);
+    let events = cut.events();
+    assert_eq!(cut.status, 200, "{events:?}");
+    assert!(cut.complete, "the stream was aborted: {events:?}");
+    assert!(events.len() > 400, "it stopped early: {events:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["code"], "kv_memory_exhausted", "{last}");
+    assert!(!events.contains(&json!("[DONE]")), "{last}");
 }
 
 #[test]

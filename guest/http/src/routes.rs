@@ -272,10 +272,7 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
         let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(e) => {
-                let _ = events.event(&ApiError::from(e).to_json());
-                return;
-            }
+            Err(e) => return events.fail(&ApiError::from(e)),
         };
         let i = chunk.choice as usize;
         let mut sent: std::io::Result<()> = Ok(());
@@ -327,8 +324,7 @@ fn stream(out: ResponseOutparam, s: &Served, meta: &ResponseMeta, req: &Generate
         let error = ApiError::from(api::Error::RuntimeError(
             "the generation ended without a summary".into(),
         ));
-        let _ = events.event(&error.to_json());
-        return;
+        return events.fail(&error);
     };
     wire::record_usage(&done.usage);
     if req.include_usage && events.event(&meta.usage_chunk(&done.usage)).is_err() {

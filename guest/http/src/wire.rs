@@ -233,4 +233,12 @@ impl EventStream {
         let _ = self.0.send(b"data: [DONE]\n\n");
         self.0.finish();
     }
+
+    /// Sends `error` as the last event and ends the body without `[DONE]`: the response is
+    /// whole and says why it stopped. (A body dropped unfinished is an aborted response: the
+    /// stock `wasmtime serve` then loses the events not yet flushed, this one included.)
+    pub fn fail(mut self, error: &ApiError) {
+        let _ = self.event(&error.to_json());
+        self.0.finish();
+    }
 }
