@@ -60,6 +60,18 @@ fn chat_request(addr: SocketAddr, body: &Value) -> Response {
     post_json(addr, "/v1/chat/completions", body)
 }
 
+/// `refused` is a request turned away for want of memory (`what` names the case): 503 with
+/// `Retry-After: 1` and one line of JSON whose code is `kv_memory_exhausted`; its message.
+fn check_memory_refusal(refused: &Response, what: &str) -> String {
+    let text = String::from_utf8_lossy(&refused.body).into_owned();
+    assert_eq!(refused.status, 503, "{what}: {text}");
+    assert_eq!(refused.header("retry-after"), Some("1"), "{what}: {text}");
+    assert_eq!(text.trim().lines().count(), 1, "{what}: {text}");
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "kv_memory_exhausted", "{what}: {text}");
+    error["message"].as_str().expect("a message").to_string()
+}
+
 /// Sends a chat on a thread of its own and returns once its response has begun: the thread
 /// gives the whole response.
 fn start_chat(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Response> {
@@ -605,16 +617,10 @@ fn wasmtime_serve_answers_503_when_the_instance_has_no_memory_for_a_request() {
                 "messages": [{"role": "user", "content": long}],
                 "max_tokens": 4, "stream": stream,
             });
-            let refused = chat_request(server.addr, &body);
-            let text = String::from_utf8_lossy(&refused.body).into_owned();
-            assert_eq!(refused.status, 503, "{limit} MB, stream {stream}: {text}");
-            assert_eq!(refused.header("retry-after"), Some("1"), "{text}");
-            assert_eq!(text.trim().lines().count(), 1, "{text}");
-            let error = &refused.json()["error"];
-            assert_eq!(error["code"], "kv_memory_exhausted", "{text}");
-            let message = error["message"].as_str().unwrap();
-            assert!(message.starts_with("out of memory: "), "{text}");
-            assert!(message.contains(needs), "{limit} MB: {text}");
+            let what = format!("{limit} MB, stream {stream}");
+            let message = check_memory_refusal(&chat_request(server.addr, &body), &what);
+            assert!(message.starts_with("out of memory: "), "{what}: {message}");
+            assert!(message.contains(needs), "{what}: {message}");
         }
         let answered = chat_request(server.addr, &chat(false));
         let text = String::from_utf8_lossy(&answered.body);
@@ -752,20 +758,9 @@ fn edge_llm_serve_answers_503_when_kv_memory_is_spent() {
     };
     let running = start_chat(addr, &long(true));
     for stream in [false, true] {
-        let refused = chat_request(addr, &long(stream));
-        let body = String::from_utf8_lossy(&refused.body).into_owned();
-        assert_eq!(refused.status, 503, "stream {stream}: {body}");
-        assert_eq!(refused.header("retry-after"), Some("1"), "{body}");
-        assert_eq!(body.trim().lines().count(), 1, "{body}");
-        let error = &refused.json()["error"];
-        assert_eq!(error["code"], "kv_memory_exhausted", "{body}");
-        assert!(
-            error["message"]
-                .as_str()
-                .unwrap()
-                .contains("KV cache memory"),
-            "{body}"
-        );
+        let what = format!("stream {stream}");
+        let message = check_memory_refusal(&chat_request(addr, &long(stream)), &what);
+        assert!(message.contains("KV cache memory"), "{what}: {message}");
     }
     let finished = running.join().expect("client thread");
     assert_eq!(finished.status, 200);
