@@ -437,9 +437,11 @@ llama-cpp-tools: _llama-cpp-sdist
     set -euo pipefail
     out={{llama_cpp_dir}}
     tools=(llama-bench llama-server llama-perplexity)
+    # Where the CPU lists AMX, also a llama-bench that uses it (tests/peers/ggml_native_flags.sh).
+    amx=false; if grep -qw amx_tile /proc/cpuinfo; then amx=true; fi
     built() {
         for t in "${tools[@]}"; do test -x "$out/cmake/bin/$t" || return 1; done
-        ! grep -qw amx_tile /proc/cpuinfo || test -x "$out/cmake-amx/bin/llama-bench"
+        ! $amx || test -x "$out/cmake-amx/bin/llama-bench"
     }
     if built; then exit 0; fi
     src="$out/src"
@@ -458,8 +460,7 @@ llama-cpp-tools: _llama-cpp-sdist
         cmake --build "$dir" -j 2 --target "$@"
     }
     build "$out/cmake" "" "${tools[@]}"
-    # Where the CPU lists AMX, a llama-bench that uses it (tests/peers/ggml_native_flags.sh).
-    if grep -qw amx_tile /proc/cpuinfo; then build "$out/cmake-amx" --amx llama-bench; fi
+    if $amx; then build "$out/cmake-amx" --amx llama-bench; fi
 
 # llama.cpp's tokenizer test vectors (models/ggml-vocab-*: vocabulary-only GGUFs with .inp/.out
 # pairs) into build/vocab/; guest/tests/vocab_llama_cpp.rs checks our tokenizers against them.
