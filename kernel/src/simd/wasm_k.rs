@@ -664,11 +664,11 @@ fn record<const N: usize>(rec: &[u8]) -> &[u8; N] {
 }
 
 /// K-quant rows repacked eight at a time × Q8_K activations: `Q4_Kx8`, `Q5_Kx8` and `Q6_Kx8`
-/// (`quant::q4_kx8`, `q5_kx8`, `q6_kx8`); other types have no simd128 kernel (0 rows done). Layout as `simd::matmul_q8_k`, whose `clip`
-/// already cut `w` and `out` to whole rows. Decoding reads each record once; with several
-/// tokens each group is first decoded (values to bytes, scales to `i16`, `d` to `f32`) and
-/// reused for every token. Returns the rows done (whole groups of 8); `simd::matmul_x8_q8_k`
-/// does the rest.
+/// (`quant::q4_kx8`, `q5_kx8`, `q6_kx8`); other types have no simd128 kernel (0 rows done).
+/// Layout as `simd::matmul_q8_k`, whose `clip` already cut `w` and `out` to whole rows.
+/// Decoding reads each record once; with several tokens each group is first decoded (values to
+/// bytes, scales to `i16`, `d` to `f32`) and reused for every token. Returns the rows done
+/// (whole groups of 8); `simd::matmul_x8_q8_k` does the rest.
 pub(super) fn matmul_x8(
     ty: crate::gguf::GgmlType,
     w: &[u8],
@@ -811,7 +811,7 @@ fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> K
         (v128_or(v0, h0), v128_or(v1, h1))
     });
     // The 12 bytes pack the 8 rows' 6-bit scales and mins as a GGUF block packs its 8
-    // sub-blocks' (`q4_k::scale_min`): the same word operations as `decode_header`.
+    // sub-blocks' (`q4_k::scale_min`), unpacked as `decode_header` unpacks them.
     let s = &rec[KX8_GROUPS + 12 * J..][..12];
     let [s0, s1, m0, m1] = q4_k::scale_min_words(s.try_into().expect("12 bytes"));
     let packed = u32x4(s0, s1, m0, m1);
