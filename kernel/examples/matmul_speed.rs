@@ -15,7 +15,7 @@ use std::time::Instant;
 use edge_llm_kernel::gguf::GgmlType;
 use edge_llm_kernel::quant::{self, q8_1, q8_k, QK, QK_K};
 use edge_llm_kernel::rng::SplitMix64;
-use edge_llm_kernel::simd::{self, Acts, Isa};
+use edge_llm_kernel::simd::{self, Acts, Isa, Vnni};
 
 fn main() {
     let arg = std::env::args().nth(1);
@@ -91,7 +91,8 @@ fn main() {
     }
 }
 
-/// `run TYPE N_TOK CALLS [gguf]`: only `CALLS` repacked (or GGUF-layout) matmuls of `N_TOK`
+/// `run TYPE N_TOK CALLS [gguf | vnni-256 | vnni-off]`: only `CALLS` repacked (or GGUF-layout, or
+/// with AVX-512 VNNI at most 256 bits wide or off) matmuls of `N_TOK`
 /// tokens on a 1536 × 576 matrix of `TYPE` (576 × 1536 for the K-quants), for timing whole
 /// runs from outside (CPU time is steadier than a wall clock on a shared machine).
 fn run() {
@@ -104,6 +105,12 @@ fn run() {
     let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
     let gguf = args.get(3).map(String::as_str) == Some("gguf");
+    // The widest AVX-512 VNNI allowed (the machine's widest by default).
+    match args.get(3).map(String::as_str) {
+        Some("vnni-off") => simd::allow_vnni(Vnni::Off),
+        Some("vnni-256") => simd::allow_vnni(Vnni::Bits256),
+        _ => true,
+    };
     // The K-quants need whole 256-blocks: the transposed shape.
     let (rows, cols) = if ty.block_size() == 256 {
         (576usize, 1536usize)

@@ -8,7 +8,7 @@ use edge_llm_kernel::quant::q8_k::{self, BlockQ8_K};
 use edge_llm_kernel::quant::{self, f16, QK, QK_K};
 use edge_llm_kernel::quant::{iq4_nl, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
 use edge_llm_kernel::rng::SplitMix64;
-use edge_llm_kernel::simd::{self, Acts, Isa};
+use edge_llm_kernel::simd::{self, Acts, Isa, Vnni};
 
 /// The scenario whose scales are infinite or NaN.
 const SPECIAL_CASE: usize = 7;
@@ -339,13 +339,21 @@ const PACKED: [GgmlType; 5] = [
     GgmlType::Q8_0,
 ];
 
-/// Every kernel variant of this machine: each ISA, and on x86 the AVX2 kernels both with
-/// AVX-512 VNNI (where the machine has it) and without. Switching VNNI off and on again while
-/// other tests run changes none of their results (both give the same bits).
-fn variants() -> Vec<(Isa, bool)> {
-    let mut v: Vec<(Isa, bool)> = Isa::available().into_iter().map(|i| (i, true)).collect();
+/// Every kernel variant of this machine: each ISA, and on x86 the AVX2 kernels with each width
+/// of AVX-512 VNNI the machine has and without. Switching VNNI off and on again while other
+/// tests run changes none of their results (every width gives the same bits).
+fn variants() -> Vec<(Isa, Vnni)> {
+    let mut v: Vec<(Isa, Vnni)> = Isa::available()
+        .into_iter()
+        .map(|i| (i, Vnni::Bits512))
+        .collect();
     if Isa::best() == Isa::Avx2 {
-        v.push((Isa::Avx2, false));
+        v.extend(
+            Vnni::available()
+                .into_iter()
+                .filter(|w| *w != Vnni::Bits512)
+                .map(|w| (Isa::Avx2, w)),
+        );
     }
     v
 }
@@ -365,6 +373,11 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
                 // Whole tiles of tokens and a tile plus a tail.
                 (16, 5, 4),
                 (8, 2, 9),
+                // Pairs of groups (AVX-512): a whole tile, tiles of 8, 4, 2 and 1, a pair
+                // and a group.
+                (32, 4, 8),
+                (16, 2, 15),
+                (40, 3, 11),
             ] {
                 let w = weights(&mut rng, ty, rows, nb, case);
                 let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
@@ -377,11 +390,11 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
                     let mut got = vec![f32::NAN; rows * n_tok];
                     simd::allow_vnni(vnni);
                     simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
-                    simd::allow_vnni(true);
+                    simd::allow_vnni(Vnni::Bits512);
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
-                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni:?}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
                         );
                     }
                     checked += 1;
@@ -391,7 +404,7 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     }
     assert_eq!(
         checked,
-        PACKED.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
+        PACKED.len() * (SPECIAL_CASE + 1) * 9 * variants().len()
     );
 }
 
@@ -399,7 +412,8 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
 /// activation at ±127, so a kernel whose partial sums saturate or wrap disagrees.
 #[test]
 fn repacked_matmuls_are_exact_at_the_extremes() {
-    let (rows, nb, n_tok) = (8usize, 2usize, 5usize);
+    // A pair of groups and a group: every width of tile.
+    let (rows, nb, n_tok) = (24usize, 2usize, 5usize);
     for ty in PACKED {
         let size = ty.type_size() as usize;
         for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {
@@ -429,10 +443,10 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
                 let mut got = vec![f32::NAN; rows * n_tok];
                 simd::allow_vnni(vnni);
                 simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
-                simd::allow_vnni(true);
+                simd::allow_vnni(Vnni::Bits512);
                 assert_eq!(
                     got, want,
-                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
                 );
             }
         }
@@ -471,11 +485,11 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
                     let mut got = vec![f32::NAN; rows * n_tok];
                     simd::allow_vnni(vnni);
                     simd::matmul_x8_acts(isa, ty, &packed, nb * QK_K, a.acts(), n_tok, &mut got);
-                    simd::allow_vnni(true);
+                    simd::allow_vnni(Vnni::Bits512);
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
-                            "{ty:?} {isa:?} (VNNI allowed: {vnni}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
+                            "{ty:?} {isa:?} (VNNI allowed: {vnni:?}) case {case} rows {rows} nb {nb} n_tok {n_tok} out {i}: {g} vs {e}"
                         );
                     }
                     checked += 1;
@@ -520,10 +534,10 @@ fn repacked_k_matmuls_are_exact_at_the_extremes() {
                 let mut got = vec![f32::NAN; rows * n_tok];
                 simd::allow_vnni(vnni);
                 simd::matmul_x8_q8_k(isa, ty, &packed, nb * QK_K, &a, n_tok, &mut got);
-                simd::allow_vnni(true);
+                simd::allow_vnni(Vnni::Bits512);
                 assert_eq!(
                     got, want,
-                    "{ty:?} {isa:?} (VNNI {vnni}) fill {fill:#x} sign {sign}"
+                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
                 );
             }
         }

@@ -184,8 +184,8 @@ impl Par<'_> {
     }
 
     /// Several matmuls over the same activations in one parallel region: each thread takes its
-    /// share of the rows of every matrix (whole groups of 8; the per-row arithmetic is
-    /// unchanged).
+    /// share of the rows of every matrix (whole pairs of 8-row groups, the AVX-512 tile's unit;
+    /// the per-row arithmetic is unchanged).
     fn matmuls<const N: usize>(
         self,
         file: &[u8],
@@ -210,7 +210,7 @@ impl Par<'_> {
         let mut shares: [[Option<Part<'_>>; N]; MAX_THREADS] = [const { [const { None }; N] }; _];
         let shares = &mut shares[..threads];
         for (j, (w, out)) in jobs.into_iter().enumerate() {
-            let per = w.rows.div_ceil(threads).next_multiple_of(8);
+            let per = w.rows.div_ceil(threads).next_multiple_of(16);
             let (mut wb, mut out) = (w.bytes(file), &mut out[..w.rows * n_tok]);
             for share in shares.iter_mut() {
                 let rows = per.min(wb.len() / w.row_bytes);

@@ -42,6 +42,8 @@ mod wasm_k;
 mod x86;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86_k;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86_zmm;
 
 /// An instruction-set variant of the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,18 +254,54 @@ pub fn packed_pays(isa: Isa, ty: GgmlType) -> bool {
     }
 }
 
-/// Lets the AVX2 kernels use AVX-512 VNNI where the machine has it (the default) or not (for
-/// tests and timing: both give the same bits). Returns false, changing nothing, where there
-/// are no AVX2 kernels.
-pub fn allow_vnni(allowed: bool) -> bool {
+/// The widest AVX-512 VNNI vectors the AVX2 kernels may use, where the machine has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Vnni {
+    /// None: AVX2's `maddubs`.
+    Off,
+    /// 256-bit `vpdpbusd` (AVX-512 VNNI and VL).
+    Bits256,
+    /// 512-bit too (and AVX-512 F): the repacked types' tile of several tokens.
+    Bits512,
+}
+
+impl Vnni {
+    /// The widths this machine's kernels can run, narrowest first ([`Vnni::Off`] on every
+    /// machine), for tests and timing to select each in turn with [`allow_vnni`].
+    pub fn available() -> Vec<Vnni> {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            let mut v = vec![Vnni::Off];
+            if x86::has_avx2()
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                v.push(Vnni::Bits256);
+                if x86_zmm::available() {
+                    v.push(Vnni::Bits512);
+                }
+            }
+            v
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        {
+            vec![Vnni::Off]
+        }
+    }
+}
+
+/// Lets the AVX2 kernels use AVX-512 VNNI up to `widest` where the machine has it (the
+/// default: [`Vnni::Bits512`]) or not at all (for tests and timing: every width gives the same
+/// bits). Returns false, changing nothing, where there are no AVX2 kernels.
+pub fn allow_vnni(widest: Vnni) -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
-        x86::allow_vnni(allowed);
+        x86::allow_vnni(widest);
         true
     }
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
     {
-        let _ = allowed;
+        let _ = widest;
         false
     }
 }

@@ -6,13 +6,15 @@
 //! tokens, each Q4_1 row group is unpacked once (nibbles to bytes, half scales to `f32`) and
 //! reused for every token. Q4_0 and Q8_0 (a scale times signed values) share one kernel. Rows
 //! repacked eight at a time ([`matmul_x8`]) need no reduction: a register holds 4 values of
-//! each of the 8 rows, multiplied by a broadcast of the matching 4 activation bytes.
+//! each of the 8 rows, multiplied by a broadcast of the matching 4 activation bytes (with
+//! AVX-512, two groups' in one register for several tokens: [`super::x86_zmm`]).
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::x86_zmm;
 use crate::quant::q8_1::{self, BlockQ8_1};
 use crate::quant::q8_k::{self, BlockQ8_K};
 use crate::quant::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0, QK, QK_K};
@@ -686,7 +688,7 @@ unsafe fn q4_1_tiled(
 /// The layouts of rows repacked eight at a time (`quant::rows8`) that [`matmul_x8`] reads:
 /// per block column a record of the 8 rows' headers and 8 value vectors, vector `j` holding
 /// elements `4j..4j + 4` of every row (row `i` in 32-bit lane `i`).
-trait Packed8 {
+pub(super) trait Packed8 {
     /// Bytes per GGUF block (and per row and block in a record).
     const BLOCK: usize;
     /// Bytes per record.
@@ -700,10 +702,6 @@ trait Packed8 {
     const MAX: i32;
     /// Signed values (`maddubs` then needs their magnitudes and the activations' signs).
     const SIGNED: bool = false;
-    /// Whether the VNNI tile takes two groups at a time (the high bits of Q5_0 and Q5_1 leave
-    /// too few registers: 6 % and 8 % slower at 128 tokens; 3-11 % faster for the others;
-    /// `cargo run --release -p edge-llm-kernel --example matmul_speed -- run TYPE 128 CALLS`).
-    const PAIRS: bool = true;
     /// The 8 rows' `(d, m)` as `f32` (`m` zero without a min).
     unsafe fn scales(rec: *const u8) -> (__m256, __m256);
     /// The 8 value vectors of the record at `rec`.
@@ -799,7 +797,6 @@ unsafe fn five_bit_vectors(high: *const u8) -> [__m256i; 8] {
 struct Q5_0x8;
 impl Packed8 for Q5_0x8 {
     const BLOCK: usize = q5_0::BLOCK_BYTES;
-    const PAIRS: bool = false;
     const OFFSET: i32 = 16;
     const MAX: i32 = 31;
     #[inline(always)]
@@ -818,7 +815,6 @@ impl Packed8 for Q5_0x8 {
 struct Q5_1x8;
 impl Packed8 for Q5_1x8 {
     const BLOCK: usize = q5_1::BLOCK_BYTES;
-    const PAIRS: bool = false;
     const MIN: bool = true;
     const MAX: i32 = 31;
     #[inline(always)]
@@ -885,45 +881,66 @@ fn x8_rows<B: Packed8>(
     if !(has_avx2() && nb > 0 && acts.len() >= nb * n_tok) {
         return 0;
     }
-    let full = w.len() / (nb * B::BLOCK) / R * R;
-    // SAFETY: AVX2/F16C (and for the first, AVX-512 VNNI and VL) detected; `w` holds `full`
-    // repacked rows and `acts` nb * n_tok blocks (checked above); `out` is written through
-    // bounds-checked indexing.
+    let rb = nb * B::BLOCK;
+    let full = w.len() / rb / R * R;
+    // Several tokens take pairs of groups in 512-bit registers where there are any.
+    let pairs = if n_tok > 1 && has_vnni512() {
+        full / (2 * R) * (2 * R)
+    } else {
+        0
+    };
+    // SAFETY: AVX2/F16C (and for VNNI, AVX-512 VNNI and VL; for pairs, AVX-512 F too)
+    // detected; `w` holds `full` repacked rows and `acts` nb * n_tok blocks (checked above);
+    // `out` is written through bounds-checked indexing.
     unsafe {
+        x86_zmm::x16_rows::<B>(w, nb, acts, n_tok, out, pairs);
+        let (w, out) = (&w[pairs * rb..], &mut out[pairs * n_tok..]);
         if has_vnni() {
-            x8_groups_vnni::<B>(w, nb, acts, n_tok, out, full)
+            x8_groups_vnni::<B>(w, nb, acts, n_tok, out, full - pairs)
         } else {
-            x8_groups::<B>(w, nb, acts, n_tok, out, full)
+            x8_groups::<B>(w, nb, acts, n_tok, out, full - pairs)
         }
     }
     full
 }
 
-/// Whether [`has_vnni`] may answer true ([`allow_vnni`]).
-static VNNI_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// The widest VNNI vectors the kernels may use ([`allow_vnni`]): a [`super::Vnni`] as `u8`.
+static VNNI_ALLOWED: std::sync::atomic::AtomicU8 =
+    std::sync::atomic::AtomicU8::new(super::Vnni::Bits512 as u8);
 
-/// Lets the AVX2 kernels use AVX-512 VNNI where the machine has it (the default) or not: the
-/// results are the same bits, so this only selects which code runs (for tests and timing).
-pub(super) fn allow_vnni(allowed: bool) {
-    VNNI_ALLOWED.store(allowed, std::sync::atomic::Ordering::Relaxed);
+/// Lets the AVX2 kernels use AVX-512 VNNI up to `widest` where the machine has it (the
+/// default: all of it): the results are the same bits, so this only selects which code runs
+/// (for tests and timing).
+pub(super) fn allow_vnni(widest: super::Vnni) {
+    VNNI_ALLOWED.store(widest as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn vnni_allowed(width: super::Vnni) -> bool {
+    VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed) >= width as u8
 }
 
 /// True if AVX-512 VNNI with 256-bit vectors (VL) is available (and allowed): `vpdpbusd`
 /// then adds 4 unsigned-by-signed byte products into each i32 lane in one instruction.
 pub(super) fn has_vnni() -> bool {
-    VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
+    vnni_allowed(super::Vnni::Bits256)
         && is_x86_feature_detected!("avx512vnni")
         && is_x86_feature_detected!("avx512vl")
 }
 
+/// True if [`has_vnni`] and 512-bit vectors are available (and allowed): [`x86_zmm`].
+pub(super) fn has_vnni512() -> bool {
+    vnni_allowed(super::Vnni::Bits512) && has_vnni() && x86_zmm::available()
+}
+
 /// Tokens per tile of [`x8_groups`]: a record's values are unpacked once for this many
 /// tokens (with VNNI and AVX-512 VL's 32 registers, 8 ran 13-17 % slower on Q4_0 and Q8_0,
-/// 3 % faster on Q5_0: `matmul_speed -- run TYPE N_TOK CALLS`, the kernel's example).
+/// 3 % faster on Q5_0: `matmul_speed -- run TYPE N_TOK CALLS`, the kernel's example). With
+/// AVX-512 F too, several tokens take pairs of groups in [`x86_zmm`] instead.
 const TILE: usize = 4;
 
 /// Bytes ahead of the current record that [`x8_tile`] prefetches (1.5, 4 and 8 KiB decoded
 /// alike for `Q4_1x8`).
-const X8_AHEAD: usize = 4096;
+pub(super) const X8_AHEAD: usize = 4096;
 
 /// Every token against each group of 8 repacked rows: per block one header load and 8 value
 /// vectors, each holding 4 values of all 8 rows, unpacked once for a tile of [`TILE`] tokens
@@ -971,33 +988,17 @@ unsafe fn x8_groups_body<B: Packed8, const VNNI: bool>(
     full: usize,
 ) {
     let rb = nb * B::BLOCK;
-    // With VNNI and several tokens, two groups at a time (AVX-512 VL's 32 registers hold both
-    // groups' values), so each broadcast activation word serves 16 rows. Decoding streams the
-    // weights from memory, one group after another: two streams at once decoded Q8_0 10-20 %
-    // slower (`cargo run --release -p edge-llm-kernel --example speed --
-    // build/fidelity/llamacpp-Q8_0.gguf 1`).
-    let pairs = if VNNI && B::PAIRS && n_tok > 1 {
-        full / (2 * R) * (2 * R)
-    } else {
-        0
-    };
-    for r0 in (0..pairs).step_by(2 * R) {
-        // SAFETY: both groups' nb records lie inside `w`; the caller's contract for the rest.
-        unsafe { x8_rows_of::<B, VNNI, 2>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0) }
-    }
-    for r0 in (pairs..full).step_by(R) {
+    for r0 in (0..full).step_by(R) {
         // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
-        unsafe { x8_rows_of::<B, VNNI, 1>(w.as_ptr().add(r0 * rb), rb, nb, acts, n_tok, out, r0) }
+        unsafe { x8_rows_of::<B, VNNI>(w.as_ptr().add(r0 * rb), nb, acts, n_tok, out, r0) }
     }
 }
 
-/// Every token against `G` consecutive groups of 8 repacked rows (the first at `p`, rows
-/// `r0..r0 + 8G`, `rb` bytes per row), in tiles of [`TILE`] tokens.
+/// Every token against one group of 8 repacked rows (at `p`, rows `r0..r0 + 8`), in tiles of
+/// [`TILE`] tokens.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
+unsafe fn x8_rows_of<B: Packed8, const VNNI: bool>(
     p: *const u8,
-    rb: usize,
     nb: usize,
     acts: &[BlockQ8_1],
     n_tok: usize,
@@ -1008,114 +1009,99 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool, const G: usize>(
     unsafe {
         let mut t = 0;
         while t + TILE <= n_tok {
-            let acc = x8_tile::<B, TILE, VNNI, G>(p, rb, nb, acts, t);
-            for (g, acc) in acc.into_iter().enumerate() {
-                for (j, a) in acc.into_iter().enumerate() {
-                    store8(lanes(a), out, r0 + g * R, n_tok, t + j);
-                }
+            let acc = x8_tile::<B, TILE, VNNI>(p, nb, acts, t);
+            for (j, a) in acc.into_iter().enumerate() {
+                store8(lanes(a), out, r0, n_tok, t + j);
             }
             t += TILE;
         }
         for t in t..n_tok {
-            let acc = x8_tile::<B, 1, VNNI, G>(p, rb, nb, acts, t);
-            for (g, [a]) in acc.into_iter().enumerate() {
-                store8(lanes(a), out, r0 + g * R, n_tok, t);
-            }
+            let [a] = x8_tile::<B, 1, VNNI>(p, nb, acts, t);
+            store8(lanes(a), out, r0, n_tok, t);
         }
     }
 }
 
-/// `G` groups of 8 repacked rows (records at `p + g · 8 · rb`) against tokens `t0..t0 + N`:
-/// their 8 row sums each. Integer sums per block, exact: with `VNNI`, `vpdpbusd` of unsigned
-/// values (signed ones offset by 128, then `128 · Σa` subtracted) straight into i32 lanes.
-/// Without, unsigned values of at most 15 add all 8 `maddubs` products in i16 (at most
-/// 8 · 2 · 15 · 127 = 30480 per lane), of at most 31 in two halves (31496 each); signed values
-/// take `maddubs` of their magnitudes with the activations carrying their signs (at most
-/// 2 · 128 · 127 = 32512), widened one by one.
+/// A group of 8 repacked rows (records at `p`) against tokens `t0..t0 + N`: their 8 row sums
+/// each. Integer sums per block, exact: with `VNNI`, `vpdpbusd` of unsigned values (signed
+/// ones offset by 128, then `128 · Σa` subtracted) straight into i32 lanes. Without, unsigned
+/// values of at most 15 add all 8 `maddubs` products in i16 (at most 8 · 2 · 15 · 127 = 30480
+/// per lane), of at most 31 in two halves (31496 each); signed values take `maddubs` of their
+/// magnitudes with the activations carrying their signs (at most 2 · 128 · 127 = 32512),
+/// widened one by one.
 #[inline(always)]
-unsafe fn x8_tile<B: Packed8, const N: usize, const VNNI: bool, const G: usize>(
+unsafe fn x8_tile<B: Packed8, const N: usize, const VNNI: bool>(
     p: *const u8,
-    rb: usize,
     nb: usize,
     acts: &[BlockQ8_1],
     t0: usize,
-) -> [[__m256; N]; G] {
-    // SAFETY: the caller guarantees nb records of each of the G groups at `p`, AVX2/F16C (and
-    // with `VNNI`, AVX-512 VNNI and VL), and nb blocks per token in `acts` for tokens
-    // t0..t0 + N.
+) -> [__m256; N] {
+    // SAFETY: the caller guarantees nb records at `p`, AVX2/F16C (and with `VNNI`, AVX-512
+    // VNNI and VL), and nb blocks per token in `acts` for tokens t0..t0 + N.
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let offset = if VNNI && B::SIGNED { 128 } else { B::OFFSET };
-        let mut acc = [[_mm256_setzero_ps(); N]; G];
+        let mut acc = [_mm256_setzero_ps(); N];
         for b in 0..nb {
-            let rec: [*const u8; G] = core::array::from_fn(|g| p.add(g * R * rb + b * B::RECORD));
-            let mut dm = [(_mm256_setzero_ps(), _mm256_setzero_ps()); G];
-            let mut v = [[_mm256_setzero_si256(); 8]; G];
-            let mut u = [[_mm256_setzero_si256(); 8]; G];
-            for g in 0..G {
-                prefetch(rec[g].wrapping_add(X8_AHEAD * G), B::RECORD);
-                dm[g] = B::scales(rec[g]);
-                v[g] = B::vectors(rec[g]);
-                // The unsigned operand of the byte products: the values, their magnitudes, or
-                // (signed, for `vpdpbusd`) the values plus 128.
-                u[g] = if !B::SIGNED {
-                    v[g]
-                } else if VNNI {
-                    core::array::from_fn(|j| _mm256_xor_si256(v[g][j], _mm256_set1_epi8(-128)))
-                } else {
-                    core::array::from_fn(|j| _mm256_sign_epi8(v[g][j], v[g][j]))
-                };
-            }
-            for j in 0..N {
-                let at = (t0 + j) * nb + b;
-                let ab = acts.get_unchecked(at);
+            let rec = p.add(b * B::RECORD);
+            prefetch(rec.wrapping_add(X8_AHEAD), B::RECORD);
+            let (d, m) = B::scales(rec);
+            let v = B::vectors(rec);
+            // The unsigned operand of the byte products: the values, their magnitudes, or
+            // (signed, for `vpdpbusd`) the values plus 128.
+            let u: [__m256i; 8] = if !B::SIGNED {
+                v
+            } else if VNNI {
+                core::array::from_fn(|j| _mm256_xor_si256(v[j], _mm256_set1_epi8(-128)))
+            } else {
+                core::array::from_fn(|j| _mm256_sign_epi8(v[j], v[j]))
+            };
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let ab = acts.get_unchecked((t0 + j) * nb + b);
                 let q = ab.qs.as_ptr();
                 let a: [__m256i; 8] = core::array::from_fn(|k| {
                     _mm256_set1_epi32((q.add(4 * k) as *const i32).read_unaligned())
                 });
-                let da = _mm256_set1_ps(ab.d);
-                for g in 0..G {
-                    let (u, v) = (&u[g], &v[g]);
-                    let mut isum = if VNNI {
-                        let mut s = _mm256_setzero_si256();
-                        for k in 0..8 {
-                            s = _mm256_dpbusd_epi32(s, u[k], a[k]);
-                        }
-                        s
-                    } else if B::SIGNED {
-                        let mut s = _mm256_setzero_si256();
-                        for k in 0..8 {
-                            let prod = _mm256_maddubs_epi16(u[k], _mm256_sign_epi8(a[k], v[k]));
-                            s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, ones));
-                        }
-                        s
-                    } else if 2 * 8 * B::MAX * 127 <= i32::from(i16::MAX) {
-                        let mut s = _mm256_maddubs_epi16(u[0], a[0]);
-                        for k in 1..8 {
-                            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[k], a[k]));
-                        }
-                        _mm256_madd_epi16(s, ones)
-                    } else {
-                        let (mut s0, mut s1) = (
-                            _mm256_maddubs_epi16(u[0], a[0]),
-                            _mm256_maddubs_epi16(u[4], a[4]),
-                        );
-                        for k in 1..4 {
-                            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u[k], a[k]));
-                            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u[k + 4], a[k + 4]));
-                        }
-                        _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
-                    };
-                    if offset != 0 {
-                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * ab.sum));
+                let mut isum = if VNNI {
+                    let mut s = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        s = _mm256_dpbusd_epi32(s, u[k], a[k]);
                     }
-                    let (d, m) = dm[g];
-                    let x = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum));
-                    let acc = &mut acc[g][j];
-                    *acc = _mm256_add_ps(*acc, x);
-                    if B::MIN {
-                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
+                    s
+                } else if B::SIGNED {
+                    let mut s = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        let prod = _mm256_maddubs_epi16(u[k], _mm256_sign_epi8(a[k], v[k]));
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, ones));
                     }
+                    s
+                } else if 2 * 8 * B::MAX * 127 <= i32::from(i16::MAX) {
+                    let mut s = _mm256_maddubs_epi16(u[0], a[0]);
+                    for k in 1..8 {
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[k], a[k]));
+                    }
+                    _mm256_madd_epi16(s, ones)
+                } else {
+                    let (mut s0, mut s1) = (
+                        _mm256_maddubs_epi16(u[0], a[0]),
+                        _mm256_maddubs_epi16(u[4], a[4]),
+                    );
+                    for k in 1..4 {
+                        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u[k], a[k]));
+                        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u[k + 4], a[k + 4]));
+                    }
+                    _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
+                };
+                if offset != 0 {
+                    isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * ab.sum));
+                }
+                let x = _mm256_mul_ps(
+                    _mm256_mul_ps(d, _mm256_set1_ps(ab.d)),
+                    _mm256_cvtepi32_ps(isum),
+                );
+                *acc = _mm256_add_ps(*acc, x);
+                if B::MIN {
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)));
                 }
             }
         }

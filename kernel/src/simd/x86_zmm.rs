@@ -1,0 +1,177 @@
+//! x86-64 AVX-512 tile of the rows repacked eight at a time (`quant::rows8`): two groups of 8
+//! rows side by side in each 512-bit register, so one `vpdpbusd` multiplies 4 values of 16 rows
+//! by a broadcast activation word, and one `f32` operation scales or adds 16 row sums.
+//!
+//! Against the 256-bit tile of one group ([`super::x86`]'s `x8_tile`) this halves the
+//! instructions per block and token: 8 byte products and 6 `f32` operations for 16 rows instead
+//! of 16 and 12. The values are unpacked by the 256-bit code ([`Packed8::vectors`]) and joined,
+//! once per block for a tile of up to [`TILE`] tokens. (Unpacking in 512-bit registers instead
+//! was no faster at 8 tokens on Q4_1, Q4_0, Q5_0 and Q8_0, `matmul_speed run TYPE 8 10000`:
+//! the byte products and scaling dominate.) Each (row, token) adds its blocks in order with the
+//! same operations as the scalar reference, so the bits are the same.
+//!
+//! Several tokens take this tile where the machine has AVX-512 F and VNNI; one token (decoding
+//! a single session, bound by streaming the weights) keeps the 256-bit one.
+
+#[cfg(target_arch = "x86")]
+use std::arch::x86::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::x86::{prefetch, Packed8, R, X8_AHEAD};
+use crate::quant::q8_1::BlockQ8_1;
+
+/// Rows per pair of groups.
+const ROWS: usize = 2 * R;
+
+/// Most tokens per tile: the 8 joined value vectors, 8 accumulators and the scales fit AVX-512's
+/// 32 registers, and a decoding step of 8 sessions unpacks each block once.
+const TILE: usize = 8;
+
+/// True if AVX-512 F and VNNI are available: 512-bit `vpdpbusd` and joins.
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+}
+
+/// Every token against each pair of 8-row groups of `rows` rows (a multiple of 16) repacked at
+/// `w` (`nb` records per group); `out` as `simd::matmul`'s. Tiles of 8 tokens, then one each of
+/// 4, 2 and 1 for the rest, so no token count unpacks a block more than 4 times.
+///
+/// # Safety
+/// AVX2, F16C, AVX-512 F, VL and VNNI available; `w` holds `rows` repacked rows and `acts`
+/// `nb * n_tok` blocks.
+#[target_feature(enable = "avx2,f16c,avx512f,avx512vnni,avx512vl")]
+pub(super) unsafe fn x16_rows<B: Packed8>(
+    w: &[u8],
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    rows: usize,
+) {
+    let rb = nb * B::BLOCK;
+    for r0 in (0..rows).step_by(ROWS) {
+        // SAFETY: the pair's 2 · 8 rows lie inside `w`; the caller's contract for the rest.
+        unsafe {
+            let p = w.as_ptr().add(r0 * rb);
+            let t = tiles::<B, TILE>(p, rb, nb, acts, n_tok, out, r0, 0);
+            let t = tiles::<B, 4>(p, rb, nb, acts, n_tok, out, r0, t);
+            let t = tiles::<B, 2>(p, rb, nb, acts, n_tok, out, r0, t);
+            tiles::<B, 1>(p, rb, nb, acts, n_tok, out, r0, t);
+        }
+    }
+}
+
+/// Tiles of `N` tokens from token `t` while whole ones fit; returns the first token left.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tiles<B: Packed8, const N: usize>(
+    p: *const u8,
+    rb: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    n_tok: usize,
+    out: &mut [f32],
+    r0: usize,
+    mut t: usize,
+) -> usize {
+    while t + N <= n_tok {
+        // SAFETY: the caller's contract; tokens t..t + N exist.
+        let acc = unsafe { x16_tile::<B, N>(p, rb, nb, acts, t) };
+        for (j, a) in acc.into_iter().enumerate() {
+            // SAFETY: `__m512` and `[f32; 16]` have the same size; every bit pattern is valid.
+            let sums = unsafe { core::mem::transmute::<__m512, [f32; ROWS]>(a) };
+            for (i, s) in sums.into_iter().enumerate() {
+                out[(r0 + i) * n_tok + t + j] = s;
+            }
+        }
+        t += N;
+    }
+    t
+}
+
+/// `$body` with `$j` bound to each of `0..$n` in turn, written out (`$n` at most 8).
+macro_rules! unrolled {
+    ($n:expr, |$j:ident| $body:block) => {
+        unrolled!(@ $n, $j, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $n:expr, $j:ident, $body:block, $($i:literal)*) => {
+        const { assert!($n <= 8) };
+        $(if $i < $n {
+            let $j: usize = $i;
+            $body
+        })*
+    };
+}
+
+/// Two 256-bit halves as one 512-bit register, `lo` in lanes 0..8.
+#[inline(always)]
+unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    // SAFETY: register-only AVX-512 F operations; the caller has AVX-512 F.
+    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1) }
+}
+
+/// [`join`] of `f32` lanes.
+#[inline(always)]
+unsafe fn join_ps(lo: __m256, hi: __m256) -> __m512 {
+    // SAFETY: as [`join`]; the casts only reinterpret bits.
+    unsafe { _mm512_castsi512_ps(join(_mm256_castps_si256(lo), _mm256_castps_si256(hi))) }
+}
+
+/// The 16 rows of the groups at `p` and `p + 8 · rb` against tokens `t0..t0 + N`: the row sums
+/// of each token, row `i` in lane `i`. Integer sums per block are exact: `vpdpbusd` of unsigned
+/// values (signed ones offset by 128, then `128 · Σa` subtracted; others' `OFFSET · Σa`).
+#[inline(always)]
+unsafe fn x16_tile<B: Packed8, const N: usize>(
+    p: *const u8,
+    rb: usize,
+    nb: usize,
+    acts: &[BlockQ8_1],
+    t0: usize,
+) -> [__m512; N] {
+    // SAFETY: the caller guarantees nb records of both groups at `p`, the target features of
+    // [`x16_rows`], and nb blocks per token in `acts` for tokens t0..t0 + N.
+    unsafe {
+        let offset = if B::SIGNED { 128 } else { B::OFFSET };
+        let mut acc = [_mm512_setzero_ps(); N];
+        for b in 0..nb {
+            let rec = [p.add(b * B::RECORD), p.add(R * rb + b * B::RECORD)];
+            for r in rec {
+                prefetch(r.wrapping_add(2 * X8_AHEAD), B::RECORD);
+            }
+            let ((d0, m0), (d1, m1)) = (B::scales(rec[0]), B::scales(rec[1]));
+            let (d, m) = (join_ps(d0, d1), join_ps(m0, m1));
+            let (v0, v1) = (B::vectors(rec[0]), B::vectors(rec[1]));
+            let u: [__m512i; 8] = core::array::from_fn(|k| {
+                let v = join(v0[k], v1[k]);
+                if B::SIGNED {
+                    _mm512_xor_si512(v, _mm512_set1_epi8(-128))
+                } else {
+                    v
+                }
+            });
+            // Unrolled, so the accumulators stay in registers (a loop kept them on the stack).
+            unrolled!(N, |j| {
+                let ab = acts.get_unchecked((t0 + j) * nb + b);
+                let q = ab.qs.as_ptr();
+                let mut isum = _mm512_setzero_si512();
+                for (k, u) in u.iter().enumerate() {
+                    let a = _mm512_set1_epi32((q.add(4 * k) as *const i32).read_unaligned());
+                    isum = _mm512_dpbusd_epi32(isum, *u, a);
+                }
+                if offset != 0 {
+                    isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(offset * ab.sum));
+                }
+                let x = _mm512_mul_ps(
+                    _mm512_mul_ps(d, _mm512_set1_ps(ab.d)),
+                    _mm512_cvtepi32_ps(isum),
+                );
+                acc[j] = _mm512_add_ps(acc[j], x);
+                if B::MIN {
+                    acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(m, _mm512_set1_ps(ab.s)));
+                }
+            });
+        }
+        acc
+    }
+}
