@@ -6,6 +6,34 @@
 
 use crate::simd::{self, dot_f32, Isa};
 
+/// `dst[(t - t0) · rows + r] = src[r · n + t]` (with `add`, `+=`) for `rows` rows of the
+/// tokens `t0..` that `dst` holds (of `n`): a matmul's outputs, one row per weight row, to one
+/// row per token. A straight pass for one token, else tiles of 8 rows (the tile's sources stay
+/// in cache while each token's 8 destinations are written side by side). [`simd::transpose`]
+/// is this in every variant.
+pub fn transpose_ref(src: &[f32], rows: usize, n: usize, t0: usize, dst: &mut [f32], add: bool) {
+    let op = |d: &mut f32, s: f32| {
+        if add {
+            *d += s
+        } else {
+            *d = s
+        }
+    };
+    let src = &src[..rows * n];
+    if n == 1 {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
+        return;
+    }
+    for (i, tile) in src.chunks(8 * n).enumerate() {
+        let r0 = 8 * i;
+        for (t, row) in (t0..).zip(dst.chunks_exact_mut(rows)) {
+            for (j, d) in row[r0..r0 + tile.len() / n].iter_mut().enumerate() {
+                op(d, tile[j * n + t]);
+            }
+        }
+    }
+}
+
 /// `out = x / sqrt(mean(x²) + eps) * w` (the sum of squares with `isa`'s [`dot_f32`]).
 pub fn rmsnorm(isa: Isa, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let ss = dot_f32(isa, x, x);

@@ -870,3 +870,39 @@ fn dequantize_roundtrip_is_close() {
         assert!(max <= tol, "{ty}: max error {max}");
     }
 }
+
+/// Transposing a matmul's outputs to token rows (copied or added) equals the reference in every
+/// variant: whole blocks of 8 rows by 8 and by 4 tokens, rows and tokens past them, and the
+/// token ranges that a parallel split hands each thread.
+#[test]
+fn transposes_equal_the_reference() {
+    let mut rng = SplitMix64::new(11);
+    let mut checked = 0;
+    for rows in [1usize, 7, 8, 13, 24, 579] {
+        for n in [1usize, 2, 4, 5, 8, 9, 12, 16, 33] {
+            let src: Vec<f32> = (0..rows * n).map(|_| rng.uniform(-2.0, 2.0)).collect();
+            let init: Vec<f32> = (0..rows * n).map(|_| rng.uniform(-2.0, 2.0)).collect();
+            // All tokens, then a split in two as `Par::split` makes it.
+            let half = n.div_ceil(2);
+            for (t0, k) in [(0, n), (0, half), (half, n - half)] {
+                for add in [false, true] {
+                    let mut want = init[..rows * k].to_vec();
+                    edge_llm_kernel::ops::transpose_ref(&src, rows, n, t0, &mut want, add);
+                    for isa in Isa::available() {
+                        let mut got = init[..rows * k].to_vec();
+                        simd::transpose(isa, &src, rows, n, t0, &mut got, add);
+                        assert!(
+                            got.iter()
+                                .zip(&want)
+                                .all(|(g, e)| g.to_bits() == e.to_bits()),
+                            "{isa:?} rows {rows} n {n} tokens {t0}..{} add {add}",
+                            t0 + k
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 6 * 9 * 3 * 2);
+}

@@ -260,25 +260,19 @@ impl Par<'_> {
 
     /// `dst[t][r] = src[r * n + t]` for `rows` rows, split over tokens.
     fn transpose_into(self, src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-        self.transpose_with(src, rows, n, dst, |d, s| *d = s);
+        self.transpose(src, rows, n, dst, false);
     }
 
     /// `dst[t][r] += src[r * n + t]`, split over tokens.
     fn transpose_add(self, src: &[f32], rows: usize, n: usize, dst: &mut [f32]) {
-        self.transpose_with(src, rows, n, dst, |d, s| *d += s);
+        self.transpose(src, rows, n, dst, true);
     }
 
-    fn transpose_with(
-        self,
-        src: &[f32],
-        rows: usize,
-        n: usize,
-        dst: &mut [f32],
-        op: impl Fn(&mut f32, f32) + Sync,
-    ) {
+    fn transpose(self, src: &[f32], rows: usize, n: usize, dst: &mut [f32], add: bool) {
         let dst = &mut dst[..rows * n];
+        let isa = self.isa;
         self.split(dst, rows, rows * n, &|t0, d| {
-            transpose_with(src, rows, n, t0, d, &op)
+            simd::transpose(isa, src, rows, n, t0, d, add)
         });
     }
 
@@ -847,33 +841,6 @@ fn quantize_rows<'a, B: Send>(
         }
     });
     out
-}
-
-/// `op(&mut dst[(t - t0) * rows + r], src[r * n + t])` for `rows` rows of the tokens `t0..`
-/// that `dst` holds (of `n`): a straight pass for one token, else tiles of 8 rows (the tile's
-/// sources stay in cache while each token's 8 destinations are written side by side).
-#[inline(always)]
-fn transpose_with(
-    src: &[f32],
-    rows: usize,
-    n: usize,
-    t0: usize,
-    dst: &mut [f32],
-    op: impl Fn(&mut f32, f32),
-) {
-    let src = &src[..rows * n];
-    if n == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
-        return;
-    }
-    for (i, tile) in src.chunks(8 * n).enumerate() {
-        let r0 = 8 * i;
-        for (t, row) in (t0..).zip(dst.chunks_exact_mut(rows)) {
-            for (j, d) in row[r0..r0 + tile.len() / n].iter_mut().enumerate() {
-                op(d, tile[j * n + t]);
-            }
-        }
-    }
 }
 
 /// Shapes for attention.

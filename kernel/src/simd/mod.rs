@@ -712,6 +712,25 @@ pub fn round_f16(isa: Isa, x: &mut [f32]) {
     }
 }
 
+/// [`crate::ops::transpose_ref`] in every variant (AVX2: blocks of 8 rows by 8 or 4 tokens
+/// transposed in registers).
+#[inline]
+pub fn transpose(
+    isa: Isa,
+    src: &[f32],
+    rows: usize,
+    n: usize,
+    t0: usize,
+    dst: &mut [f32],
+    add: bool,
+) {
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 if x86::has_avx2() => x86::transpose(src, rows, n, t0, dst, add),
+        _ => crate::ops::transpose_ref(src, rows, n, t0, dst, add),
+    }
+}
+
 /// Rounds every element of `x` to the nearest half float (ties to even) into `out`'s bits,
 /// bit for bit [`crate::quant::f16::narrow_slice`] in every variant (F16C on AVX2): how keys
 /// and values enter the cache.

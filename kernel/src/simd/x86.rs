@@ -404,6 +404,136 @@ unsafe fn weighted_sum_f16_block(w: &[f32], rows: &[u16], stride: usize, out: &m
     }
 }
 
+/// `crate::ops::transpose_ref`: each block of 8 rows by 8 tokens (then by 4) transposed in
+/// registers, 8 loads and 8 stores instead of 64 of each; the rows past the last 8 and the
+/// tokens past the last block one by one. Every element is copied or added alone, so the bits
+/// are the reference's.
+pub(super) fn transpose(src: &[f32], rows: usize, n: usize, t0: usize, dst: &mut [f32], add: bool) {
+    let k = dst.len().checked_div(rows).unwrap_or(0);
+    if !has_avx2() || n == 1 || t0 + k > n || src.len() < rows * n {
+        return crate::ops::transpose_ref(src, rows, n, t0, dst, add);
+    }
+    let (full, k8) = (rows / R * R, k / 8 * 8);
+    let k4 = k8 + (k - k8) / 4 * 4;
+    // SAFETY: AVX2 detected; a block reads rows r0..r0 + 8 < rows at tokens t0 + t.. + 8 (or
+    // + 4) <= t0 + k <= n of `src` (length checked) and writes tokens t..t + 8 (or + 4) <= k
+    // of `dst` at rows r0..r0 + 8.
+    unsafe {
+        for r0 in (0..full).step_by(R) {
+            for t in (0..k8).step_by(8) {
+                transpose8x8(
+                    src.as_ptr().add(r0 * n + t0 + t),
+                    n,
+                    dst.as_mut_ptr().add(t * rows + r0),
+                    rows,
+                    add,
+                );
+            }
+            if k4 > k8 {
+                transpose8x4(
+                    src.as_ptr().add(r0 * n + t0 + k8),
+                    n,
+                    dst.as_mut_ptr().add(k8 * rows + r0),
+                    rows,
+                    add,
+                );
+            }
+        }
+    }
+    let mut put = |t: usize, r: usize| {
+        let (d, s) = (&mut dst[t * rows + r], src[r * n + t0 + t]);
+        if add {
+            *d += s
+        } else {
+            *d = s
+        }
+    };
+    for t in k4..k {
+        (0..full).for_each(|r| put(t, r));
+    }
+    for t in 0..k {
+        (full..rows).for_each(|r| put(t, r));
+    }
+}
+
+/// Stores (with `add`, adds) the 8 rows' values `v` of one token at `d`.
+#[inline(always)]
+unsafe fn put8(d: *mut f32, v: __m256, add: bool) {
+    // SAFETY: the caller guarantees 8 writable floats at `d` and AVX.
+    unsafe {
+        let v = if add {
+            _mm256_add_ps(_mm256_loadu_ps(d), v)
+        } else {
+            v
+        };
+        _mm256_storeu_ps(d, v);
+    }
+}
+
+/// 8 rows (`stride` apart from `s`) by 8 tokens to 8 token rows (`dstride` apart from `d`).
+#[target_feature(enable = "avx2")]
+unsafe fn transpose8x8(s: *const f32, stride: usize, d: *mut f32, dstride: usize, add: bool) {
+    // SAFETY: the caller guarantees 8 readable floats at `s + j · stride` and 8 writable ones
+    // at `d + c · dstride` for j, c < 8.
+    unsafe {
+        let r: [__m256; 8] = core::array::from_fn(|j| _mm256_loadu_ps(s.add(j * stride)));
+        // Pairs of rows interleaved, then quadruples, then the 128-bit halves exchanged.
+        let p: [__m256; 8] = core::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(a, b)
+            } else {
+                _mm256_unpackhi_ps(a, b)
+            }
+        });
+        let q = [
+            _mm256_shuffle_ps::<0x44>(p[0], p[2]),
+            _mm256_shuffle_ps::<0xEE>(p[0], p[2]),
+            _mm256_shuffle_ps::<0x44>(p[1], p[3]),
+            _mm256_shuffle_ps::<0xEE>(p[1], p[3]),
+            _mm256_shuffle_ps::<0x44>(p[4], p[6]),
+            _mm256_shuffle_ps::<0xEE>(p[4], p[6]),
+            _mm256_shuffle_ps::<0x44>(p[5], p[7]),
+            _mm256_shuffle_ps::<0xEE>(p[5], p[7]),
+        ];
+        for c in 0..4 {
+            put8(
+                d.add(c * dstride),
+                _mm256_permute2f128_ps::<0x20>(q[c], q[c + 4]),
+                add,
+            );
+            put8(
+                d.add((c + 4) * dstride),
+                _mm256_permute2f128_ps::<0x31>(q[c], q[c + 4]),
+                add,
+            );
+        }
+    }
+}
+
+/// [`transpose8x8`] for 4 tokens: two 4 × 4 transposes, rows 0..4 and 4..8.
+#[target_feature(enable = "avx2")]
+unsafe fn transpose8x4(s: *const f32, stride: usize, d: *mut f32, dstride: usize, add: bool) {
+    // SAFETY: as [`transpose8x8`], with 4 readable floats per row.
+    unsafe {
+        let half = |j0: usize| {
+            let r: [__m128; 4] = core::array::from_fn(|j| _mm_loadu_ps(s.add((j0 + j) * stride)));
+            let (t0, t1) = (_mm_unpacklo_ps(r[0], r[1]), _mm_unpacklo_ps(r[2], r[3]));
+            let (t2, t3) = (_mm_unpackhi_ps(r[0], r[1]), _mm_unpackhi_ps(r[2], r[3]));
+            [
+                _mm_movelh_ps(t0, t1),
+                _mm_movehl_ps(t1, t0),
+                _mm_movelh_ps(t2, t3),
+                _mm_movehl_ps(t3, t2),
+            ]
+        };
+        let (lo, hi) = (half(0), half(4));
+        for c in 0..4 {
+            put8(d.add(c * dstride), _mm256_set_m128(hi[c], lo[c]), add);
+        }
+    }
+}
+
 /// Rounds `x` to half floats (`vcvtps2ph`, nearest even, as `half` rounds) into `out`, 8 at a
 /// time; the tail by `quant::f16::narrow_slice`. Without F16C, the reference.
 pub(super) fn narrow_f16(x: &[f32], out: &mut [u16]) {
