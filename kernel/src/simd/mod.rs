@@ -272,10 +272,7 @@ impl Vnni {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         {
             let mut v = vec![Vnni::Off];
-            if x86::has_avx2()
-                && is_x86_feature_detected!("avx512vnni")
-                && is_x86_feature_detected!("avx512vl")
-            {
+            if x86::has_avx2() && x86::vnni_detected() {
                 v.push(Vnni::Bits256);
                 if x86_zmm::available() {
                     v.push(Vnni::Bits512);

@@ -1023,7 +1023,9 @@ fn x8_rows<B: Packed8>(
     // detected; `w` holds `full` repacked rows and `acts` nb * n_tok blocks (checked above);
     // `out` is written through bounds-checked indexing.
     unsafe {
-        x86_zmm::x16_rows::<B>(w, nb, acts, n_tok, out, pairs);
+        if pairs > 0 {
+            x86_zmm::x16_rows::<B>(w, nb, acts, n_tok, out, pairs);
+        }
         let (w, out) = (&w[pairs * rb..], &mut out[pairs * n_tok..]);
         if has_vnni() {
             x8_groups_vnni::<B>(w, nb, acts, n_tok, out, full - pairs)
@@ -1049,12 +1051,15 @@ fn vnni_allowed(width: super::Vnni) -> bool {
     VNNI_ALLOWED.load(std::sync::atomic::Ordering::Relaxed) >= width as u8
 }
 
+/// True if the machine has AVX-512 VNNI with 256-bit vectors (VL), allowed or not.
+pub(super) fn vnni_detected() -> bool {
+    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+}
+
 /// True if AVX-512 VNNI with 256-bit vectors (VL) is available (and allowed): `vpdpbusd`
 /// then adds 4 unsigned-by-signed byte products into each i32 lane in one instruction.
 pub(super) fn has_vnni() -> bool {
-    vnni_allowed(super::Vnni::Bits256)
-        && is_x86_feature_detected!("avx512vnni")
-        && is_x86_feature_detected!("avx512vl")
+    vnni_allowed(super::Vnni::Bits256) && vnni_detected()
 }
 
 /// True if [`has_vnni`] and 512-bit vectors are available (and allowed): [`x86_zmm`].
