@@ -140,6 +140,11 @@ pub struct NnBackend {
     truncate_to: Option<usize>,
     /// Positions to announce with the next forward pass (`n-reserve`).
     reserve: Option<usize>,
+    /// The last logits as the host sent them: little-endian `f32`s, read in place where they
+    /// can be (a decoded copy cost each token a fill and a copy of ~200 KB).
+    raw_logits: Vec<u8>,
+    /// The last logits decoded, where their bytes cannot be read in place (not aligned for
+    /// `f32`, or a big-endian build).
     logits: Vec<f32>,
 }
 
@@ -152,6 +157,7 @@ impl NnBackend {
             tokens: Vec::new(),
             truncate_to: None,
             reserve: None,
+            raw_logits: Vec::new(),
             logits: Vec::new(),
         })
     }
@@ -223,9 +229,18 @@ impl Backend for NnBackend {
     fn prefill_and_logits(&mut self, tokens: &[u32]) -> Result<&[f32], BackendError> {
         let outputs = self.run(tokens, false)?;
         let logits = output(&outputs, contract::LOGITS).map_err(contract_failure)?;
-        contract::decode_logits(logits.as_ref(), &mut self.logits).map_err(contract_failure)?;
+        contract::logits_len(logits.as_ref()).map_err(contract_failure)?;
+        let in_place = cfg!(target_endian = "little")
+            && bytemuck::try_cast_slice::<u8, f32>(&logits.data).is_ok();
+        if !in_place {
+            contract::decode_logits(logits.as_ref(), &mut self.logits).map_err(contract_failure)?;
+        }
+        self.raw_logits = logits.data;
         self.tokens.extend_from_slice(tokens);
-        Ok(&self.logits)
+        Ok(match in_place {
+            true => bytemuck::cast_slice(&self.raw_logits),
+            false => &self.logits,
+        })
     }
 
     fn prefill_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>, BackendError> {
