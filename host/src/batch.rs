@@ -68,7 +68,10 @@ pub type SharedSession = Arc<Mutex<Session>>;
 pub struct Batcher {
     model: Arc<Model>,
     queue: Mutex<Queue>,
-    changed: Condvar,
+    /// A call was queued or a context forgotten: wakes the leader gathering a step.
+    arrived: Condvar,
+    /// A step's results were filed, or its leader stepped down: wakes the queued callers.
+    filed: Condvar,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -141,7 +144,8 @@ impl Batcher {
         Self {
             model,
             queue: Mutex::new(Queue::default()),
-            changed: Condvar::new(),
+            arrived: Condvar::new(),
+            filed: Condvar::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Batcher {
     /// Forgets a dropped context: no leader waits for it any more.
     pub fn forget(&self, context: u64) {
         lock(&self.queue).last.retain(|&c| c != context);
+        self.arrived.notify_all();
     }
 
     /// Appends `tokens` to `session` (of context `context`) in as many steps as its prompt
@@ -201,14 +206,15 @@ impl Batcher {
             p0,
             call,
         });
-        // A leader gathering a step may be waiting for this session.
-        self.changed.notify_all();
+        // A leader gathering a step may be waiting for this session. (Only it: waking every
+        // queued caller at each arrival woke each of them again for every later one.)
+        self.arrived.notify_all();
         loop {
             if let Some(result) = q.done.remove(&id) {
                 return result;
             }
             if q.leading {
-                q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+                q = self.filed.wait(q).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             q.leading = true;
@@ -246,7 +252,7 @@ impl Batcher {
             q.batch = batch;
             file(&mut q, jobs, outcomes, prompts_only);
             q.leading = false;
-            self.changed.notify_all();
+            self.filed.notify_all();
         }
     }
 
@@ -272,7 +278,7 @@ impl Batcher {
         q.interlude = batch;
         q.stats.interludes += 1;
         file(&mut q, jobs, outcomes, true);
-        self.changed.notify_all();
+        self.filed.notify_all();
     }
 
     /// Waits (at most [`GATHER`]) until every session of the previous step still open has
@@ -289,7 +295,7 @@ impl Batcher {
                 return q;
             }
             q = self
-                .changed
+                .arrived
                 .wait_timeout(q, until - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;

@@ -253,6 +253,7 @@ impl GgmlContext {
             tokens = tokens.len(),
             replay = run.len(),
             ?n_past,
+            context = self.id,
             "native forward"
         );
         run.extend_from_slice(&tokens);
@@ -271,7 +272,12 @@ impl GgmlContext {
         })?;
         self.history.extend_from_slice(&tokens);
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        tracing::trace!(tokens = tokens.len(), ms, "native forward done");
+        tracing::trace!(
+            tokens = tokens.len(),
+            ms,
+            context = self.id,
+            "native forward done"
+        );
         let logits = contract::encode_logits(&logits).map_err(|e| backend_error(call, e))?;
         Ok(wasi_tensor(logits))
     }
