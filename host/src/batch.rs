@@ -410,6 +410,12 @@ fn step(
         .collect();
     let results = batch.forward_between(&mut steps, between);
     drop(steps);
+    // The guests of several sessions now take their turns on the cores the team's helpers
+    // would spin on until the next step. (A lone session's guest finds a core free, and
+    // parking would cost its next step a wake-up.)
+    if guards.len() > 1 {
+        guards[0].rest_team();
+    }
     drop(guards);
     let mut results = results.into_iter();
     let mut outcomes = Vec::with_capacity(jobs.len());

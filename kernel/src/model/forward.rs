@@ -340,6 +340,13 @@ impl Session {
         self.helper_items.load(Ordering::Relaxed)
     }
 
+    /// Lets the helper threads of this session's team park now, instead of spinning for the
+    /// next parallel region as they do for a while after each: for a caller that knows other
+    /// threads need the cores before its next pass.
+    pub fn rest_team(&self) {
+        self.team.rest();
+    }
+
     /// The model.
     pub fn model(&self) -> &Arc<Model> {
         &self.model

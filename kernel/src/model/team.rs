@@ -75,8 +75,12 @@ struct Shared {
     parked: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
+    /// How long a helper spins for the next region ([`SPIN`]).
+    spin: Duration,
     /// A region is running (its caller is inside `run_each`).
     busy: AtomicBool,
+    /// Helpers park now instead of spinning: set by [`Team::rest`], cleared by a new region.
+    rest: AtomicBool,
     stop: AtomicBool,
     panicked: AtomicBool,
 }
@@ -142,6 +146,11 @@ impl Team {
     /// A team of `threads` (the caller and `threads - 1` new helper threads), at most
     /// [`MAX_THREADS`].
     pub(crate) fn new(threads: usize) -> std::io::Result<Team> {
+        Team::spinning(threads, SPIN)
+    }
+
+    /// A team whose helpers spin for `spin` after each region.
+    fn spinning(threads: usize, spin: Duration) -> std::io::Result<Team> {
         let shared = Arc::new(Shared {
             region: AtomicU64::new(0),
             job: UnsafeCell::new(None),
@@ -149,7 +158,9 @@ impl Team {
             parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
+            spin,
             busy: AtomicBool::new(false),
+            rest: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
         });
@@ -184,6 +195,13 @@ impl Team {
         let team = Arc::new(Team::new(threads)?);
         teams.push(Arc::downgrade(&team));
         Ok(team)
+    }
+
+    /// Lets the helpers park at once instead of spinning for the next region (until a region
+    /// starts again). A helper that parks costs the next region a wake-up; one that spins holds
+    /// a core that other threads of the process may need.
+    pub(crate) fn rest(&self) {
+        self.shared.rest.store(true, Ordering::Relaxed);
     }
 
     /// Threads of the team, the caller included.
@@ -223,6 +241,7 @@ impl Team {
         // this caller holds `busy`.
         unsafe { *s.job.get() = Some(erased) };
         s.done.store(0, Ordering::Relaxed);
+        s.rest.store(false, Ordering::Relaxed);
         let epoch = (s.region.load(Ordering::Relaxed) >> EPOCH_SHIFT).wrapping_add(1);
         s.region.store(
             epoch << EPOCH_SHIFT | (n as u64) << LEN_SHIFT,
@@ -281,10 +300,14 @@ fn helper(s: &Shared) {
     }
 }
 
-/// Waits until the region word differs from `seen`: spinning for up to [`SPIN`], then parked
-/// on the condition variable.
+/// Waits until the region word differs from `seen`: spinning for up to the team's spin time
+/// (or until [`Team::rest`]), then parked on the condition variable.
 fn wait_for_region(s: &Shared, seen: u64) {
-    if !spin_until(Some(SPIN), || s.region.load(Ordering::Relaxed) != seen) {
+    let new_region = || s.region.load(Ordering::Relaxed) != seen;
+    spin_until(Some(s.spin), || {
+        new_region() || s.rest.load(Ordering::Relaxed)
+    });
+    if !new_region() {
         park(s, seen);
     }
 }
@@ -376,6 +399,40 @@ mod tests {
             alone.unwrap();
             assert_eq!(items, [2; 4]);
         });
+    }
+
+    #[test]
+    fn rested_helpers_park_and_the_next_region_wakes_them() {
+        // Helpers that would spin for an hour: only `rest` parks them.
+        let team = Team::spinning(3, Duration::from_secs(3600)).unwrap();
+        let parked = || team.shared.parked.load(Ordering::SeqCst);
+        let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < until, "{what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        for _ in 0..3 {
+            let mut items = [0u8; 8];
+            team.run_each(&mut items, &|_, v| *v = 1);
+            assert_eq!(items, [1; 8]);
+            // The region woke any parked helper, which now spins.
+            wait_until("the region left a helper parked", &|| parked() == 0);
+            team.rest();
+            wait_until("rested helpers did not park", &|| parked() == 2);
+        }
+        // Woken by the next regions: the helpers run items again.
+        let helped = (0..200).any(|_| {
+            let mut items = [0u8; 16];
+            let ran = team.run_each(&mut items, &|_, v| {
+                std::thread::sleep(Duration::from_micros(200));
+                *v = 1;
+            });
+            assert_eq!(items, [1; 16]);
+            ran > 0
+        });
+        assert!(helped, "no helper ran an item after resting");
     }
 
     #[test]
