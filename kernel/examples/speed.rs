@@ -2,13 +2,16 @@
 //! does not run (wasm32-wasip2 under wasmtime).
 //!
 //! Usage: `cargo run -p edge-llm-kernel --release --example speed -- MODEL.gguf [THREADS] [gguf]
-//! [decode] [depth=N]` (`gguf`: keep the file's Q4_1 layout instead of repacking it, to compare
-//! the two; `decode`: only the decode run, once, e.g. under a profiler; `depth=N`: decode after
-//! a prompt of N tokens instead of from an empty cache, as `llama-bench -d N` does).
+//! [decode] [depth=N] [vnni-256 | vnni-off]` (`gguf`: keep the file's Q4_1 layout instead of
+//! repacking it, to compare the two; `decode`: only the decode run, once, e.g. under a profiler;
+//! `depth=N`: decode after a prompt of N tokens instead of from an empty cache, as `llama-bench
+//! -d N` does; `vnni-256`, `vnni-off`: the AVX2 kernels' widest AVX-512 VNNI, see
+//! `simd::allow_vnni`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use edge_llm_kernel::simd::{self, Vnni};
 use edge_llm_kernel::{Model, Session, SessionOptions};
 
 fn main() {
@@ -25,6 +28,11 @@ fn main() {
         .iter()
         .find_map(|f| f.strip_prefix("depth=")?.parse().ok())
         .unwrap_or(0);
+    if flags.iter().any(|f| f == "vnni-256") {
+        simd::allow_vnni(Vnni::Bits256);
+    } else if flags.iter().any(|f| f == "vnni-off") {
+        simd::allow_vnni(Vnni::Off);
+    }
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {

@@ -638,24 +638,65 @@ fn attention_kernels_simd_equal_scalar_bit_for_bit() {
                 .collect();
             let mut want = vec![f32::NAN; n];
             quant::f32::weighted_sum_f16_ref(&w, &rows, stride, &mut want);
-            for isa in Isa::available() {
+            for (isa, vnni) in variants() {
                 let mut got = vec![f32::NAN; n];
-                simd::weighted_sum_f16(isa, &w, &rows, stride, &mut got);
                 let mut dots = vec![f32::NAN; n_rows];
+                simd::allow_vnni(vnni);
+                simd::weighted_sum_f16(isa, &w, &rows, stride, &mut got);
                 simd::dots_f16(isa, &q, &rows, stride, &mut dots);
+                simd::allow_vnni(Vnni::Bits512);
                 for (j, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
                     assert!(
                         g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
-                        "{isa:?} dots n {n} rows {n_rows} row {j}: {g} vs {e}"
+                        "{isa:?} ({vnni:?}) dots n {n} rows {n_rows} row {j}: {g} vs {e}"
                     );
                 }
                 for (d, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()),
-                        "{isa:?} n {n} rows {n_rows} out {d}: {g} vs {e}"
+                        "{isa:?} ({vnni:?}) n {n} rows {n_rows} out {d}: {g} vs {e}"
                     );
                 }
                 checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// The value sums of several heads over the same rows (the query heads of one key head) equal
+/// each head's reference sum bit for bit: 1 to 4 heads, head sizes with and without a tail
+/// past the 512-bit blocks, every variant.
+#[test]
+fn value_sums_of_several_heads_equal_each_heads_reference() {
+    let mut rng = SplitMix64::new(11);
+    let mut checked = 0;
+    for hd in [8usize, 16, 24, 64, 72, 96, 128, 256] {
+        for m in [1usize, 2, 7, 33] {
+            let stride = 3 * hd + rng.below(5) as usize;
+            let rows: Vec<u16> = (0..(m - 1) * stride + hd)
+                .map(|_| f16::f32_to_f16_bits(rng.uniform(-2.0, 2.0)))
+                .collect();
+            for heads in 1..=4 {
+                let w: Vec<f32> = (0..heads * m).map(|_| rng.uniform(0.0, 1.0)).collect();
+                let mut want = vec![f32::NAN; heads * hd];
+                for (wh, o) in w.chunks_exact(m).zip(want.chunks_exact_mut(hd)) {
+                    quant::f32::weighted_sum_f16_ref(wh, &rows, stride, o);
+                }
+                for (isa, vnni) in variants() {
+                    let mut got = vec![f32::NAN; heads * hd];
+                    simd::allow_vnni(vnni);
+                    simd::weighted_sum_f16_heads(isa, &w, m, &rows, stride, &mut got);
+                    simd::allow_vnni(Vnni::Bits512);
+                    for (d, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            e.to_bits(),
+                            "{isa:?} ({vnni:?}) hd {hd} m {m} heads {heads} out {d}: {g} vs {e}"
+                        );
+                    }
+                    checked += 1;
+                }
             }
         }
     }
@@ -676,13 +717,18 @@ fn attention_kernels_equal_scalar_on_every_half_float() {
         .map(|j| quant::f32::dot_f16_ref(&q, &rows[j..]))
         .collect();
     let same = |g: &f32, e: &f32| g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan());
-    for isa in Isa::available() {
+    for (isa, vnni) in variants() {
         let mut got = vec![f32::NAN; rows.len()];
-        simd::weighted_sum_f16(isa, &[1.0], &rows, rows.len(), &mut got);
         let mut dots = vec![f32::NAN; want_dots.len()];
+        simd::allow_vnni(vnni);
+        simd::weighted_sum_f16(isa, &[1.0], &rows, rows.len(), &mut got);
         simd::dots_f16(isa, &q, &rows, 1, &mut dots);
+        simd::allow_vnni(Vnni::Bits512);
         for (h, (g, e)) in got.iter().zip(&want).enumerate() {
-            assert!(same(g, e), "{isa:?} weighted sum of {h:#06x}: {g} vs {e}");
+            assert!(
+                same(g, e),
+                "{isa:?} ({vnni:?}) weighted sum of {h:#06x}: {g} vs {e}"
+            );
         }
         for (j, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
             assert!(same(g, e), "{isa:?} dot at {j:#06x}: {g} vs {e}");

@@ -123,7 +123,7 @@ struct Scratch {
     sin: Vec<f32>,
     cos_swa: Vec<f32>,
     sin_swa: Vec<f32>,
-    /// Attention scores, `[threads][n_ctx]`.
+    /// Attention scores, `[threads][HEADS_AT_ONCE * n_ctx]`.
     scores: Vec<f32>,
     /// Logits, `[T'][n_vocab]`, and their transpose `[n_vocab][T']`.
     logits: Vec<f32>,
@@ -789,7 +789,7 @@ impl Scratch {
                 self.cap = n_tok;
             }
         }
-        ok &= grow(&mut self.scores, threads.max(1) * n_ctx, a);
+        ok &= grow(&mut self.scores, threads.max(1) * HEADS_AT_ONCE * n_ctx, a);
         ok &= grow(&mut self.logits, n_logits * c.n_vocab, a);
         if n_logits > 1 {
             ok &= grow(&mut self.logits_t, n_logits * c.n_vocab, a);
@@ -863,9 +863,15 @@ struct AttnShape {
     window: usize,
 }
 
+/// Most query heads of one key head whose value sums run together
+/// ([`simd::weighted_sum_f16_heads`]).
+const HEADS_AT_ONCE: usize = 4;
+
 /// Attention of layer `l` for items `first..first+out.len()/head_dim`, item = `t * n_head +
 /// h` over the pass's rows: each row's query meets the keys and values of its own session's
-/// cache up to its own position.
+/// cache up to its own position. Consecutive items of one row and key head (grouped-query
+/// attention), up to [`HEADS_AT_ONCE`], sum their values together; each head's result is bit
+/// for bit its result alone.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     sh: AttnShape,
@@ -878,9 +884,13 @@ fn attend(
 ) {
     let hd = sh.head_dim;
     let nq = sh.n_head * hd;
-    for (i, o) in out.chunks_exact_mut(hd).enumerate() {
+    let items = out.len() / hd;
+    let mut i = 0;
+    while i < items {
         let item = first + i;
         let (t, h) = (item / sh.n_head, item % sh.n_head);
+        // This head and the next ones of the same key head in this share.
+        let k = (sh.group - h % sh.group).min(items - i).min(HEADS_AT_ONCE);
         let seg = segs
             .iter()
             .rfind(|seg| seg.row <= t)
@@ -889,16 +899,21 @@ fn attend(
         let n_pos = seg.p0 + (t - seg.row) + 1;
         let (keys, vals) = (seg.cache.keys(l, n_pos), seg.cache.values(l, n_pos));
         let start = n_pos.saturating_sub(sh.window);
-        let qh = &q[t * nq + h * hd..][..hd];
-        let sc = &mut scores[..n_pos - start];
+        let m = n_pos - start;
         let first_key = start * sh.kv_dim + g * hd;
-        simd::dots_f16(sh.isa, qh, &keys[first_key..], sh.kv_dim, sc);
-        for s in sc.iter_mut() {
-            *s *= sh.scale;
+        let sc = &mut scores[..k * m];
+        for (j, run) in sc.chunks_exact_mut(m).enumerate() {
+            let qh = &q[t * nq + (h + j) * hd..][..hd];
+            simd::dots_f16(sh.isa, qh, &keys[first_key..], sh.kv_dim, run);
+            for s in run.iter_mut() {
+                *s *= sh.scale;
+            }
+            ops::softmax(sh.isa, run);
+            simd::round_f16(sh.isa, run);
         }
-        ops::softmax(sh.isa, sc);
-        simd::round_f16(sh.isa, sc);
-        simd::weighted_sum_f16(sh.isa, sc, &vals[first_key..], sh.kv_dim, o);
+        let o = &mut out[i * hd..(i + k) * hd];
+        simd::weighted_sum_f16_heads(sh.isa, sc, m, &vals[first_key..], sh.kv_dim, o);
+        i += k;
     }
 }
 
@@ -1099,7 +1114,8 @@ impl Forward<'_, '_> {
         if threads > 1 && items >= 2 && items * longest.unwrap_or(0) * hd >= MIN_PAR_ATTENTION {
             let per = items.div_ceil(threads);
             let mut shares: [Option<(&mut [f32], &mut [f32])>; MAX_THREADS] = [const { None }; _];
-            let pairs = att.chunks_mut(per * hd).zip(s.scores.chunks_mut(n_ctx));
+            let scores = s.scores.chunks_mut(HEADS_AT_ONCE * n_ctx);
+            let pairs = att.chunks_mut(per * hd).zip(scores);
             for (share, pair) in shares.iter_mut().zip(pairs) {
                 *share = Some(pair);
             }

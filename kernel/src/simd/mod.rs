@@ -261,7 +261,8 @@ pub enum Vnni {
     Off,
     /// 256-bit `vpdpbusd` (AVX-512 VNNI and VL).
     Bits256,
-    /// 512-bit too (and AVX-512 F): the repacked types' tile of several tokens.
+    /// 512-bit too (and AVX-512 F): the repacked types' tile of several tokens, and
+    /// attention's sums over the value cache of the heads that share it.
     Bits512,
 }
 
@@ -757,6 +758,33 @@ pub fn dots_f16(isa: Isa, q: &[f32], rows: &[u16], stride: usize, out: &mut [f32
             Isa::Simd128 => wasm::dot_f16(q, r),
             _ => crate::quant::f32::dot_f16_ref(q, r),
         };
+    }
+}
+
+/// [`weighted_sum_f16`] for the `H = w.len() / m` heads that share these rows (the query heads
+/// of one key head): `w` holds each head's `m` weights one after another and `out` their
+/// sums (`out.len() / H` each); each sum is bit for bit that head's [`weighted_sum_f16`]. With
+/// 512-bit vectors each row is read once for all the heads, whose sums run side by side.
+#[inline]
+pub fn weighted_sum_f16_heads(
+    isa: Isa,
+    w: &[f32],
+    m: usize,
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+) {
+    let heads = w.len().checked_div(m).unwrap_or(0);
+    let hd = out.len().checked_div(heads).unwrap_or(0);
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if isa == Isa::Avx2 && x86::weighted_sum_f16_heads(w, m, rows, stride, out, hd) {
+        return;
+    }
+    for (wh, o) in w
+        .chunks_exact(m.max(1))
+        .zip(out.chunks_exact_mut(hd.max(1)))
+    {
+        weighted_sum_f16(isa, wh, rows, stride, o);
     }
 }
 

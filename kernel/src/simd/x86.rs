@@ -381,6 +381,42 @@ pub(super) fn weighted_sum_f16(w: &[f32], rows: &[u16], stride: usize, out: &mut
     }
 }
 
+/// `simd::weighted_sum_f16_heads` where 512-bit vectors are available (and allowed), for 1 to
+/// 4 heads: the first `hd / 16 * 16` columns of every head by [`x86_zmm`] with each row read
+/// once for all heads, the rest per head by [`weighted_sum_f16`]. Returns false (and writes
+/// nothing) otherwise, or when `rows` is too short.
+pub(super) fn weighted_sum_f16_heads(
+    w: &[f32],
+    m: usize,
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+    hd: usize,
+) -> bool {
+    let heads = w.len().checked_div(m).unwrap_or(0);
+    let n16 = hd - hd % 16;
+    let fits = m > 0 && out.len() == heads * hd && rows.len() >= (m - 1) * stride + hd;
+    if !fits || n16 == 0 || !has_avx2() || !has_vnni512() {
+        return false;
+    }
+    // SAFETY: AVX-512 F detected; the lengths checked above.
+    unsafe {
+        match heads {
+            1 => x86_zmm::weighted_sum_f16_heads::<1>(w, rows, stride, out, hd, n16),
+            2 => x86_zmm::weighted_sum_f16_heads::<2>(w, rows, stride, out, hd, n16),
+            3 => x86_zmm::weighted_sum_f16_heads::<3>(w, rows, stride, out, hd, n16),
+            4 => x86_zmm::weighted_sum_f16_heads::<4>(w, rows, stride, out, hd, n16),
+            _ => return false,
+        }
+    }
+    if n16 < hd {
+        for (wh, o) in w.chunks_exact(m).zip(out.chunks_exact_mut(hd)) {
+            weighted_sum_f16(wh, &rows[n16..], stride, &mut o[n16..]);
+        }
+    }
+    true
+}
+
 /// Up to 64 outputs (`out.len()`, a multiple of 8) of [`weighted_sum_f16`], kept in
 /// registers.
 #[target_feature(enable = "avx2,f16c")]
@@ -1062,7 +1098,8 @@ pub(super) fn has_vnni() -> bool {
     vnni_allowed(super::Vnni::Bits256) && vnni_detected()
 }
 
-/// True if [`has_vnni`] and 512-bit vectors are available (and allowed): [`x86_zmm`].
+/// True if [`has_vnni`] and 512-bit vectors are available (and allowed): [`x86_zmm`] (the
+/// tile of several tokens, and attention's value sums of several heads).
 pub(super) fn has_vnni512() -> bool {
     vnni_allowed(super::Vnni::Bits512) && has_vnni() && x86_zmm::available()
 }

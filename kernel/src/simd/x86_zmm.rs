@@ -175,3 +175,53 @@ unsafe fn x16_tile<B: Packed8, const N: usize>(
         acc
     }
 }
+
+/// `quant::f32::weighted_sum_f16_ref` of each of `H` heads that share the rows (`w` holds the
+/// heads' `m = w.len() / H` weights one after another, `out` their sums, `hd` apart) for the
+/// first `n` columns (a multiple of 16): blocks of 64 columns of every head in 4 registers
+/// each, across all rows; each row's halves are widened once, multiplied by each head's weight
+/// and added in row order, so every column has the reference's bits. Every column's sum is one
+/// chain of dependent adds, so a head alone is bound by the add's latency at any width; the
+/// heads of a key head together give the adds of one row 4 `H` independent chains.
+///
+/// # Safety
+/// AVX-512 F available; `out` holds `(H - 1) * hd + n` sums, and `rows` row `j`'s first `n`
+/// halves at `j * stride` for every `j < m`.
+#[target_feature(enable = "avx2,f16c,avx512f")]
+pub(super) unsafe fn weighted_sum_f16_heads<const H: usize>(
+    w: &[f32],
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+    hd: usize,
+    n: usize,
+) {
+    let m = w.len() / H;
+    for c0 in (0..n).step_by(64) {
+        let regs = ((n - c0) / 16).min(4);
+        // SAFETY: row j's columns c0..c0 + 16 * regs <= n lie at j * stride + c0.., and head
+        // h's sums at h * hd + c0.. (the caller's contract); `w` holds H * m weights.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 4]; H];
+            for j in 0..m {
+                let r = rows.as_ptr().add(j * stride + c0);
+                prefetch(r.wrapping_add(4 * stride) as *const u8, 32 * regs);
+                let mut v = [_mm512_setzero_ps(); 4];
+                for (i, v) in v.iter_mut().enumerate().take(regs) {
+                    *v = _mm512_cvtph_ps(_mm256_loadu_si256(r.add(16 * i) as *const __m256i));
+                }
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*w.get_unchecked(h * m + j));
+                    for (acc, &v) in acc.iter_mut().zip(&v).take(regs) {
+                        *acc = _mm512_add_ps(*acc, _mm512_mul_ps(a, v));
+                    }
+                }
+            }
+            for (h, acc) in acc.iter().enumerate() {
+                for (i, acc) in acc.iter().enumerate().take(regs) {
+                    _mm512_storeu_ps(out.as_mut_ptr().add(h * hd + c0 + 16 * i), *acc);
+                }
+            }
+        }
+    }
+}
