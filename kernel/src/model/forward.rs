@@ -510,7 +510,7 @@ pub struct Step<'a> {
 /// Scratch for forward passes over several sessions at once: one step of each runs as one
 /// pass whose matmuls stream every weight matrix once for all their tokens, while each
 /// session's attention reads its own KV cache at its own positions. A session's logits are
-/// bit for bit those it computes alone ([`Session::forward_from`]): every matmul row, every
+/// bit for bit those it computes alone (`Session::forward_from`): every matmul row, every
 /// activation quantization and every attention item is computed per token, whatever else is
 /// in the pass.
 #[derive(Debug, Default)]

@@ -12,6 +12,9 @@
 //!
 //! Several tokens take this tile where the machine has AVX-512 F and VNNI; one token (decoding
 //! a single session, bound by streaming the weights) keeps the 256-bit one.
+//!
+//! The module also holds attention's value sums of the query heads that share a key head
+//! ([`weighted_sum_f16_heads`]), whose chains of adds run side by side in 512-bit registers.
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
