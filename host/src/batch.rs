@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use edge_llm_kernel::model::PREFILL_CHUNK;
 use edge_llm_kernel::{Batch, ForwardError, Model, Session, Step};
+use edge_llm_nn_contract as contract;
 
 use crate::call::CallState;
 
@@ -85,7 +86,7 @@ struct Queue {
     /// Calls waiting for their next step, in arrival order.
     waiting: VecDeque<Job>,
     /// Results of finished calls, by call id.
-    done: HashMap<u64, Result<Vec<f32>, BatchError>>,
+    done: HashMap<u64, Result<Vec<u8>, BatchError>>,
     /// A step is being gathered or run.
     leading: bool,
     next_id: u64,
@@ -173,15 +174,16 @@ impl Batcher {
     }
 
     /// Appends `tokens` to `session` (of context `context`) in as many steps as its prompt
-    /// needs, batched with the other sessions' steps; returns the logits of the last token.
-    /// On an error the session is back at its length before the call.
+    /// needs, batched with the other sessions' steps; returns the logits of the last token as
+    /// the `wasi:nn` contract's data (`logits_data`), which the step's leader encodes straight
+    /// from the pass's scratch. On an error the session is back at its length before the call.
     pub fn forward(
         &self,
         context: u64,
         session: &SharedSession,
         tokens: Vec<u32>,
         call: Arc<CallState>,
-    ) -> Result<Vec<f32>, BatchError> {
+    ) -> Result<Vec<u8>, BatchError> {
         let p0 = {
             let session = lock(session);
             let needed = session.len() + tokens.len();
@@ -325,7 +327,7 @@ fn take_new_prompts(q: &mut Queue) -> Vec<Job> {
 fn file(
     q: &mut Queue,
     jobs: Vec<Job>,
-    outcomes: Vec<Option<Result<Vec<f32>, BatchError>>>,
+    outcomes: Vec<Option<Result<Vec<u8>, BatchError>>>,
     prompts_only: bool,
 ) {
     if prompts_only {
@@ -355,7 +357,7 @@ fn run_step(
     batch: &mut Batch,
     jobs: &mut [Job],
     between: &mut dyn FnMut(),
-) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
+) -> Vec<Option<Result<Vec<u8>, BatchError>>> {
     catch_unwind(AssertUnwindSafe(|| step(batch, jobs, between)))
         .unwrap_or_else(|_| vec![Some(Err(BatchError::Panicked)); jobs.len()])
 }
@@ -368,7 +370,7 @@ fn step(
     batch: &mut Batch,
     jobs: &mut [Job],
     between: &mut dyn FnMut(),
-) -> Vec<Option<Result<Vec<f32>, BatchError>>> {
+) -> Vec<Option<Result<Vec<u8>, BatchError>>> {
     let mut budget = STEP_PROMPT_TOKENS + 1;
     let takes: Vec<usize> = jobs
         .iter()
@@ -428,7 +430,7 @@ fn step(
         job.done += take;
         outcomes.push(match result {
             Err(e) => Some(Err(BatchError::Forward(e))),
-            Ok(logits) if job.done == job.tokens.len() => Some(Ok(logits.to_vec())),
+            Ok(logits) if job.done == job.tokens.len() => Some(Ok(contract::logits_data(logits))),
             Ok(_) => None,
         });
     }
@@ -476,19 +478,19 @@ mod tests {
             .iter()
             .map(|&(seed, n)| script(seed, n, 12))
             .collect();
-        let alone: Vec<Vec<Vec<f32>>> = scripts
+        let alone: Vec<Vec<Vec<u8>>> = scripts
             .iter()
             .map(|calls| {
                 let s = session(&model);
                 let mut s = s.lock().unwrap();
                 let calls = calls.iter();
                 calls
-                    .map(|c| s.forward(c, &|| false).unwrap().to_vec())
+                    .map(|c| contract::logits_data(s.forward(c, &|| false).unwrap()))
                     .collect()
             })
             .collect();
         let barrier = Barrier::new(scripts.len());
-        let batched: Vec<Vec<Vec<f32>>> = std::thread::scope(|scope| {
+        let batched: Vec<Vec<Vec<u8>>> = std::thread::scope(|scope| {
             let threads: Vec<_> = scripts
                 .iter()
                 .map(|calls| {
@@ -533,7 +535,7 @@ mod tests {
             if !history.is_empty() {
                 s.forward(history, &|| false).unwrap();
             }
-            s.forward(tokens, &|| false).unwrap().to_vec()
+            contract::logits_data(s.forward(tokens, &|| false).unwrap())
         };
         let (history, prompt): (Vec<u32>, Vec<u32>) = ((3..9).collect(), (20..40).collect());
         let decoding = session(&model);
@@ -598,12 +600,8 @@ mod tests {
                 Err(BatchError::Forward(ForwardError::Cancelled))
             );
             let alone = session(&model);
-            let want = alone
-                .lock()
-                .unwrap()
-                .forward(&prompt, &|| false)
-                .unwrap()
-                .to_vec();
+            let want =
+                contract::logits_data(alone.lock().unwrap().forward(&prompt, &|| false).unwrap());
             assert!(other.unwrap() == want);
         });
         assert_eq!(a.lock().unwrap().len(), prompt.len());

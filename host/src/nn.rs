@@ -278,7 +278,7 @@ impl GgmlContext {
             context = self.id,
             "native forward done"
         );
-        let logits = contract::encode_logits(&logits).map_err(|e| backend_error(call, e))?;
+        let logits = contract::logits_tensor(logits).map_err(|e| backend_error(call, e))?;
         Ok(wasi_tensor(logits))
     }
 

@@ -483,17 +483,35 @@ pub fn decode_header(t: TensorRef<'_>) -> Result<GgufHeader<'_>, ContractError> 
 
 /// The [`LOGITS`] output: FP32 `[1, n_vocab]`.
 pub fn encode_logits(logits: &[f32]) -> Result<Tensor, ContractError> {
-    let n = u32::try_from(logits.len()).map_err(|_| ContractError::OutOfRange {
-        tensor: LOGITS,
-        value: logits.len() as i128,
-    })?;
-    // Four bytes per value, collected into exactly sized memory and flattened: one pass with
-    // wide moves (collecting the bytes one by one took ~0.1 ns each, ~20 µs a token).
-    let data = logits
+    logits_tensor(logits_data(logits))
+}
+
+/// The [`LOGITS`] output's data: each logit's 4 little-endian bytes, collected into exactly
+/// sized memory and flattened, one pass with wide moves (collecting the bytes one by one took
+/// ~0.1 ns each, ~20 µs a token). A backend may make it where the logits are, apart from the
+/// tensor ([`logits_tensor`]).
+pub fn logits_data(logits: &[f32]) -> Vec<u8> {
+    logits
         .iter()
         .map(|v| v.to_le_bytes())
         .collect::<Vec<[u8; 4]>>()
-        .into_flattened();
+        .into_flattened()
+}
+
+/// The [`LOGITS`] output holding `data` ([`logits_data`]).
+pub fn logits_tensor(data: Vec<u8>) -> Result<Tensor, ContractError> {
+    let n = data.len() / 4;
+    if !data.len().is_multiple_of(4) {
+        return Err(ContractError::WrongLength {
+            tensor: LOGITS,
+            expected: n as u64 * 4,
+            found: data.len(),
+        });
+    }
+    let n = u32::try_from(n).map_err(|_| ContractError::OutOfRange {
+        tensor: LOGITS,
+        value: n as i128,
+    })?;
     Ok(Tensor {
         ty: ElementType::Fp32,
         dims: vec![1, n],
@@ -710,6 +728,10 @@ mod tests {
     fn logits_are_fp32_one_row() {
         let tensor = encode_logits(&[1.0, -2.5]).expect("encodes");
         assert_eq!(tensor.dims, [1, 2]);
+        assert!(matches!(
+            logits_tensor(vec![0; 7]),
+            Err(ContractError::WrongLength { .. })
+        ));
         let mut out = vec![9.0];
         decode_logits(tensor.as_ref(), &mut out).expect("decodes");
         assert_eq!(out, [1.0, -2.5]);
