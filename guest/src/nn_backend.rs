@@ -143,8 +143,8 @@ pub struct NnBackend {
     /// The last logits as the host sent them: little-endian `f32`s, read in place where they
     /// can be (a decoded copy cost each token a fill and a copy of ~200 KB).
     raw_logits: Vec<u8>,
-    /// The last logits decoded, where their bytes cannot be read in place (not aligned for
-    /// `f32`, or a big-endian build).
+    /// The last logits decoded, where their bytes are not aligned for `f32` (the guest's
+    /// allocator aligns every list it receives, so this is a fallback).
     logits: Vec<f32>,
 }
 
@@ -230,8 +230,8 @@ impl Backend for NnBackend {
         let outputs = self.run(tokens, false)?;
         let logits = output(&outputs, contract::LOGITS).map_err(contract_failure)?;
         contract::logits_len(logits.as_ref()).map_err(contract_failure)?;
-        let in_place = cfg!(target_endian = "little")
-            && bytemuck::try_cast_slice::<u8, f32>(&logits.data).is_ok();
+        // Little-endian `f32`s, as wasm's own.
+        let in_place = bytemuck::try_cast_slice::<u8, f32>(&logits.data).is_ok();
         if !in_place {
             contract::decode_logits(logits.as_ref(), &mut self.logits).map_err(contract_failure)?;
         }
