@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
     // Attention over the f16 cache: one query head's scores against 256 positions, then the
     // weighted sum of their values (head_dim 64, 3 KV heads per position as in the default
-    // model).
+    // model); then the same for the 3 query heads of a key head together.
     let mut g = c.benchmark_group("attention_f16");
     let (hd, stride, n_pos) = (64usize, 192usize, 256usize);
     let rows: Vec<u16> = (0..n_pos * stride)
@@ -115,6 +115,19 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("weighted_sum/{}", isa.name()), |b| {
             b.iter(|| simd::weighted_sum_f16(isa, &w, &rows, stride, &mut out))
+        });
+    }
+    // The three query heads of one key head together, as the forward pass runs them.
+    let q3: Vec<f32> = (0..3 * hd).map(|_| rng.normal(1.0)).collect();
+    let w3: Vec<f32> = (0..3 * n_pos).map(|_| rng.normal(1.0).abs()).collect();
+    let (mut scores3, mut out3) = (vec![0f32; 3 * n_pos], vec![0f32; 3 * hd]);
+    g.throughput(Throughput::Elements((3 * n_pos * hd) as u64));
+    for isa in Isa::available() {
+        g.bench_function(format!("dots_3_heads/{}", isa.name()), |b| {
+            b.iter(|| simd::dots_f16_heads(isa, &q3, hd, &rows, stride, &mut scores3))
+        });
+        g.bench_function(format!("weighted_sum_3_heads/{}", isa.name()), |b| {
+            b.iter(|| simd::weighted_sum_f16_heads(isa, &w3, n_pos, &rows, stride, &mut out3))
         });
     }
     g.finish();

@@ -701,6 +701,50 @@ fn value_sums_of_several_heads_equal_each_heads_reference() {
     assert!(checked > 0);
 }
 
+/// The scores of several query heads against the same key rows, computed together, are each
+/// head's reference scores, in every variant and at every VNNI width (the 512-bit kernel takes
+/// blocks of 4 or 8 rows, two to a register; the rows after the last block and the columns
+/// past the last multiple of 8 are taken apart).
+#[test]
+fn scores_of_several_heads_equal_each_heads_reference() {
+    let mut rng = SplitMix64::new(12);
+    let mut checked = 0;
+    for hd in [8usize, 12, 16, 64, 72, 128] {
+        for m in [1usize, 2, 3, 4, 5, 8, 9, 17, 33] {
+            let stride = 3 * hd + rng.below(5) as usize;
+            let rows: Vec<u16> = (0..(m - 1) * stride + hd)
+                .map(|_| f16::f32_to_f16_bits(rng.uniform(-2.0, 2.0)))
+                .collect();
+            for heads in 1..=5 {
+                let q: Vec<f32> = (0..heads * hd).map(|_| rng.uniform(-2.0, 2.0)).collect();
+                let want: Vec<f32> = q
+                    .chunks_exact(hd)
+                    .flat_map(|qh| {
+                        (0..m).map(|j| quant::f32::dot_f16_ref(qh, &rows[j * stride..][..hd]))
+                    })
+                    .collect();
+                for (isa, vnni) in variants() {
+                    let mut got = vec![f32::NAN; heads * m];
+                    simd::allow_vnni(vnni);
+                    simd::dots_f16_heads(isa, &q, hd, &rows, stride, &mut got);
+                    simd::allow_vnni(Vnni::Bits512);
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            e.to_bits(),
+                            "{isa:?} ({vnni:?}) hd {hd} m {m} heads {heads}: head {} row {}: {g} vs {e}",
+                            i / m,
+                            i % m
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
 /// The attention kernels' f16 widening equals the reference's on every half float: each
 /// pattern as a value row (weight 1) and inside key rows (stride 1, so each pattern meets
 /// every query lane).
@@ -728,7 +772,7 @@ fn attention_kernels_equal_scalar_on_every_half_float() {
         }
     }
     // Two heads' sums over the same row, each of every half float: the 512-bit widening of
-    // the grouped sums where the machine has it.
+    // the grouped sums (and scores) where the machine has it.
     for (isa, vnni) in variants() {
         let mut got = vec![f32::NAN; 2 * rows.len()];
         simd::allow_vnni(vnni);
@@ -739,6 +783,20 @@ fn attention_kernels_equal_scalar_on_every_half_float() {
             assert!(
                 same(g, e),
                 "{isa:?} ({vnni:?}) head {head}'s weighted sum of {h:#06x}: {g} vs {e}"
+            );
+        }
+        // Two heads' scores over rows one half float apart, computed together: every pattern
+        // meets every query lane in the 512-bit widening of the grouped scores.
+        let mut dots = vec![f32::NAN; 2 * want_dots.len()];
+        let q2: Vec<f32> = q.iter().chain(&q).copied().collect();
+        simd::allow_vnni(vnni);
+        simd::dots_f16_heads(isa, &q2, q.len(), &rows, 1, &mut dots);
+        simd::allow_vnni(Vnni::Bits512);
+        for (i, (g, e)) in dots.iter().zip(want_dots.iter().cycle()).enumerate() {
+            let (head, j) = (i / want_dots.len(), i % want_dots.len());
+            assert!(
+                same(g, e),
+                "{isa:?} ({vnni:?}) head {head}'s dot at {j:#06x}: {g} vs {e}"
             );
         }
     }

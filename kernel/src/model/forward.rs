@@ -863,15 +863,15 @@ struct AttnShape {
     window: usize,
 }
 
-/// Most query heads of one key head whose value sums run together
-/// ([`simd::weighted_sum_f16_heads`]).
+/// Most query heads of one key head whose scores and value sums run together
+/// ([`simd::dots_f16_heads`], [`simd::weighted_sum_f16_heads`]).
 const HEADS_AT_ONCE: usize = 4;
 
 /// Attention of layer `l` for items `first..first+out.len()/head_dim`, item = `t * n_head +
 /// h` over the pass's rows: each row's query meets the keys and values of its own session's
 /// cache up to its own position. Consecutive items of one row and key head (grouped-query
-/// attention), up to [`HEADS_AT_ONCE`], sum their values together; each head's result is bit
-/// for bit its result alone.
+/// attention), up to [`HEADS_AT_ONCE`], compute their scores and sum their values together;
+/// each head's result is bit for bit its result alone.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     sh: AttnShape,
@@ -902,9 +902,9 @@ fn attend(
         let m = n_pos - start;
         let first_key = start * sh.kv_dim + g * hd;
         let sc = &mut scores[..k * m];
-        for (j, run) in sc.chunks_exact_mut(m).enumerate() {
-            let qh = &q[t * nq + (h + j) * hd..][..hd];
-            simd::dots_f16(sh.isa, qh, &keys[first_key..], sh.kv_dim, run);
+        let qs = &q[t * nq + h * hd..][..k * hd];
+        simd::dots_f16_heads(sh.isa, qs, hd, &keys[first_key..], sh.kv_dim, sc);
+        for run in sc.chunks_exact_mut(m) {
             for s in run.iter_mut() {
                 *s *= sh.scale;
             }

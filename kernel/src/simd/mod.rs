@@ -761,6 +761,33 @@ pub fn dots_f16(isa: Isa, q: &[f32], rows: &[u16], stride: usize, out: &mut [f32
     }
 }
 
+/// [`dots_f16`] of each of the `H = q.len() / hd` query heads in `q` (the query heads of one
+/// key head, `hd` values each) with the same rows: `out` holds each head's scores one after
+/// another (`out.len() / H` each), each bit for bit that head's [`dots_f16`]. With 512-bit
+/// vectors each row is widened once for all the heads, two rows to a register.
+#[inline]
+pub fn dots_f16_heads(
+    isa: Isa,
+    q: &[f32],
+    hd: usize,
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if isa == Isa::Avx2 && x86::dots_f16_heads(q, hd, rows, stride, out) {
+        return;
+    }
+    let heads = q.len().checked_div(hd).unwrap_or(0);
+    let m = out.len().checked_div(heads).unwrap_or(0);
+    for (qh, o) in q
+        .chunks_exact(hd.max(1))
+        .zip(out.chunks_exact_mut(m.max(1)))
+    {
+        dots_f16(isa, qh, rows, stride, o);
+    }
+}
+
 /// [`weighted_sum_f16`] for the `H = w.len() / m` heads that share these rows (the query heads
 /// of one key head): `w` holds each head's `m` weights one after another and `out` their
 /// sums (`out.len() / H` each); each sum is bit for bit that head's [`weighted_sum_f16`]. With

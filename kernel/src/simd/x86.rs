@@ -341,6 +341,51 @@ pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) 
     true
 }
 
+/// `simd::dots_f16_heads` where 512-bit vectors are available (and allowed), for 1 to 4
+/// heads: whole blocks of 8 rows by [`x86_zmm`], each row widened once for all the heads, their
+/// columns past the last multiple of 8 added after as the reference adds them, and the rows
+/// after the last block by [`dots_f16`] per head. Returns false (and writes nothing) otherwise,
+/// or when `rows` is too short.
+pub(super) fn dots_f16_heads(
+    q: &[f32],
+    hd: usize,
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+) -> bool {
+    let heads = q.len().checked_div(hd).unwrap_or(0);
+    let m = out.len().checked_div(heads).unwrap_or(0);
+    let n8 = hd - hd % 8;
+    let fits = m > 0 && q.len() == heads * hd && out.len() == heads * m;
+    if !fits || rows.len() < (m - 1) * stride + hd || n8 == 0 || !has_avx2() || !has_vnni512() {
+        return false;
+    }
+    // SAFETY: AVX-512 F detected; the lengths checked above.
+    let done = unsafe {
+        match heads {
+            1 => x86_zmm::dots_f16_heads::<1>(q, hd, n8, rows, stride, out, m),
+            2 => x86_zmm::dots_f16_heads::<2>(q, hd, n8, rows, stride, out, m),
+            3 => x86_zmm::dots_f16_heads::<3>(q, hd, n8, rows, stride, out, m),
+            4 => x86_zmm::dots_f16_heads::<4>(q, hd, n8, rows, stride, out, m),
+            _ => return false,
+        }
+    };
+    for (qh, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(m)) {
+        if n8 < hd {
+            for (j, o) in o[..done].iter_mut().enumerate() {
+                let r = &rows[j * stride..][..hd];
+                for i in n8..hd {
+                    *o += qh[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
+                }
+            }
+        }
+        if done < m && !dots_f16(qh, &rows[done * stride..], stride, &mut o[done..]) {
+            unreachable!("AVX2 is available and the rows fit");
+        }
+    }
+    true
+}
+
 /// The 8-lane part of [`dot_f32`] over `a` and each of `K` rows of half floats at `b` (`a.len()`
 /// elements each, a multiple of 8): one sum per row, the same operations per row for any `K`,
 /// so the same bits.

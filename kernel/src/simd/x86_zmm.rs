@@ -13,8 +13,9 @@
 //! Several tokens take this tile where the machine has AVX-512 F and VNNI; one token (decoding
 //! a single session, bound by streaming the weights) keeps the 256-bit one.
 //!
-//! The module also holds attention's value sums of the query heads that share a key head
-//! ([`weighted_sum_f16_heads`]), whose chains of adds run side by side in 512-bit registers.
+//! The module also holds attention's scores and value sums of the query heads that share a key
+//! head ([`dots_f16_heads`], [`weighted_sum_f16_heads`]): each key or value row is widened once
+//! for all of them, and their chains of adds run side by side in 512-bit registers.
 
 #[cfg(target_arch = "x86")]
 use std::arch::x86::*;
@@ -226,5 +227,85 @@ pub(super) unsafe fn weighted_sum_f16_heads<const H: usize>(
                 }
             }
         }
+    }
+}
+
+/// Rows per block of [`dots_f16_heads`]: 4 registers of 2 rows per head.
+const DOT_ROWS: usize = 8;
+
+/// `quant::f32::dot_f16_ref` of each of `H` query heads (`q`: the heads' `hd` values one after
+/// another) with the first `done` of `m` rows of half floats `stride` apart (`out`: each head's
+/// `m` scores one after another), over the first `n8` columns (a multiple of 8), where `done`
+/// is `m` rounded down to blocks of [`DOT_ROWS`]; returns `done`. Two rows share a register,
+/// one in each 256-bit half, so each half holds its row's 8 partial sums in the reference's
+/// order, and is reduced as the reference reduces them ([`reduce8_halves`]); each row is
+/// widened once for all the heads, whose `4 H` chains of adds run side by side. The columns
+/// past `n8` are the caller's.
+///
+/// # Safety
+/// AVX-512 F available; `q` holds `H * hd` values and `out` `H * m` scores, `n8 <= hd`, and
+/// `rows` row `j`'s first `n8` halves at `j * stride` for every `j < m`.
+#[target_feature(enable = "avx2,f16c,avx512f")]
+pub(super) unsafe fn dots_f16_heads<const H: usize>(
+    q: &[f32],
+    hd: usize,
+    n8: usize,
+    rows: &[u16],
+    stride: usize,
+    out: &mut [f32],
+    m: usize,
+) -> usize {
+    let done = m / DOT_ROWS * DOT_ROWS;
+    for j0 in (0..done).step_by(DOT_ROWS) {
+        // SAFETY: rows j0..j0 + 8 <= m hold n8 halves each at their offsets, q holds H * hd
+        // values and n8 <= hd (the caller's contract); prefetches need not be valid addresses.
+        unsafe {
+            let row = |r: usize| rows.as_ptr().wrapping_add((j0 + r) * stride);
+            for r in 0..DOT_ROWS {
+                prefetch(row(r + DOT_ROWS) as *const u8, 2 * n8);
+            }
+            let mut acc = [[_mm512_setzero_ps(); 4]; H];
+            for c in (0..n8).step_by(8) {
+                let k: [__m512; 4] = core::array::from_fn(|p| {
+                    let lo = _mm_loadu_si128(row(2 * p).add(c) as *const __m128i);
+                    let hi = _mm_loadu_si128(row(2 * p + 1).add(c) as *const __m128i);
+                    _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1))
+                });
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    // The 8 query values in both halves (`vbroadcastf64x4`, AVX-512 F).
+                    let x = _mm256_castps_pd(_mm256_loadu_ps(q.as_ptr().add(h * hd + c)));
+                    let x = _mm512_castpd_ps(_mm512_broadcast_f64x4(x));
+                    for (acc, k) in acc.iter_mut().zip(&k) {
+                        *acc = _mm512_add_ps(*acc, _mm512_mul_ps(x, *k));
+                    }
+                }
+            }
+            for (h, acc) in acc.iter().enumerate() {
+                for (p, &acc) in acc.iter().enumerate() {
+                    let (a, b) = reduce8_halves(acc);
+                    *out.get_unchecked_mut(h * m + j0 + 2 * p) = a;
+                    *out.get_unchecked_mut(h * m + j0 + 2 * p + 1) = b;
+                }
+            }
+        }
+    }
+    done
+}
+
+/// `quant::f32::reduce8` of each 256-bit half of `acc`, as `x86`'s `reduce8_ps` reduces one:
+/// `s = [p0+p4, p1+p5, p2+p6, p3+p7]`, `t = [s0+s2, s1+s3]`, `t0 + t1`. (Reducing the 8 rows
+/// of two heads together in 4 steps of shuffles was no faster: `cargo bench -p
+/// edge-llm-kernel --bench kernels -- attention_f16/dots_3_heads`.)
+#[inline(always)]
+unsafe fn reduce8_halves(acc: __m512) -> (f32, f32) {
+    // SAFETY: register-only AVX-512 F operations; the caller has AVX-512 F.
+    unsafe {
+        let s = _mm512_add_ps(acc, _mm512_shuffle_f32x4::<0b10_11_00_01>(acc, acc));
+        let t = _mm512_add_ps(s, _mm512_permute_ps::<0b11_10_11_10>(s));
+        let r = _mm512_add_ps(t, _mm512_permute_ps::<0b01_01_01_01>(t));
+        (
+            _mm512_cvtss_f32(r),
+            _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(r)),
+        )
     }
 }
