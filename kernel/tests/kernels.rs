@@ -358,6 +358,16 @@ fn variants() -> Vec<(Isa, Vnni)> {
     v
 }
 
+/// `len` values written by `f` with the AVX2 kernels' widest VNNI set to `vnni` (the widest
+/// again afterwards); NaN where `f` writes nothing.
+fn at_width(vnni: Vnni, len: usize, f: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut got = vec![f32::NAN; len];
+    simd::allow_vnni(vnni);
+    f(&mut got);
+    simd::allow_vnni(Vnni::Bits512);
+    got
+}
+
 #[test]
 fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     let mut rng = SplitMix64::new(6);
@@ -387,10 +397,9 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
                 simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
                 assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
                 for (isa, vnni) in variants() {
-                    let mut got = vec![f32::NAN; rows * n_tok];
-                    simd::allow_vnni(vnni);
-                    simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
-                    simd::allow_vnni(Vnni::Bits512);
+                    let got = at_width(vnni, rows * n_tok, |got| {
+                        simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, got)
+                    });
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
@@ -440,10 +449,9 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
             let mut packed = w.clone();
             simd::repack(ty, &mut packed, nb * QK, &mut Vec::new());
             for (isa, vnni) in variants() {
-                let mut got = vec![f32::NAN; rows * n_tok];
-                simd::allow_vnni(vnni);
-                simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, &mut got);
-                simd::allow_vnni(Vnni::Bits512);
+                let got = at_width(vnni, rows * n_tok, |got| {
+                    simd::matmul_x8(isa, ty, &packed, nb * QK, &a, n_tok, got)
+                });
                 assert_eq!(
                     got, want,
                     "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
@@ -482,10 +490,9 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
                 simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
                 assert_ne!(packed, w, "{ty:?}: repacking moved nothing");
                 for (isa, vnni) in variants() {
-                    let mut got = vec![f32::NAN; rows * n_tok];
-                    simd::allow_vnni(vnni);
-                    simd::matmul_x8_acts(isa, ty, &packed, nb * QK_K, a.acts(), n_tok, &mut got);
-                    simd::allow_vnni(Vnni::Bits512);
+                    let got = at_width(vnni, rows * n_tok, |got| {
+                        simd::matmul_x8_acts(isa, ty, &packed, nb * QK_K, a.acts(), n_tok, got)
+                    });
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             agrees(*g, *e, case),
@@ -531,10 +538,9 @@ fn repacked_k_matmuls_are_exact_at_the_extremes() {
             let mut packed = w.clone();
             simd::repack(ty, &mut packed, nb * QK_K, &mut Vec::new());
             for (isa, vnni) in variants() {
-                let mut got = vec![f32::NAN; rows * n_tok];
-                simd::allow_vnni(vnni);
-                simd::matmul_x8_q8_k(isa, ty, &packed, nb * QK_K, &a, n_tok, &mut got);
-                simd::allow_vnni(Vnni::Bits512);
+                let got = at_width(vnni, rows * n_tok, |got| {
+                    simd::matmul_x8_q8_k(isa, ty, &packed, nb * QK_K, &a, n_tok, got)
+                });
                 assert_eq!(
                     got, want,
                     "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
@@ -682,10 +688,9 @@ fn value_sums_of_several_heads_equal_each_heads_reference() {
                     quant::f32::weighted_sum_f16_ref(wh, &rows, stride, o);
                 }
                 for (isa, vnni) in variants() {
-                    let mut got = vec![f32::NAN; heads * hd];
-                    simd::allow_vnni(vnni);
-                    simd::weighted_sum_f16_heads(isa, &w, m, &rows, stride, &mut got);
-                    simd::allow_vnni(Vnni::Bits512);
+                    let got = at_width(vnni, heads * hd, |got| {
+                        simd::weighted_sum_f16_heads(isa, &w, m, &rows, stride, got)
+                    });
                     for (d, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(
                             g.to_bits(),
@@ -724,10 +729,9 @@ fn scores_of_several_heads_equal_each_heads_reference() {
                     })
                     .collect();
                 for (isa, vnni) in variants() {
-                    let mut got = vec![f32::NAN; heads * m];
-                    simd::allow_vnni(vnni);
-                    simd::dots_f16_heads(isa, &q, hd, &rows, stride, &mut got);
-                    simd::allow_vnni(Vnni::Bits512);
+                    let got = at_width(vnni, heads * m, |got| {
+                        simd::dots_f16_heads(isa, &q, hd, &rows, stride, got)
+                    });
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(
                             g.to_bits(),
@@ -774,10 +778,9 @@ fn attention_kernels_equal_scalar_on_every_half_float() {
     // Two heads' sums over the same row, each of every half float: the 512-bit widening of
     // the grouped sums (and scores) where the machine has it.
     for (isa, vnni) in variants() {
-        let mut got = vec![f32::NAN; 2 * rows.len()];
-        simd::allow_vnni(vnni);
-        simd::weighted_sum_f16_heads(isa, &[1.0, 1.0], 1, &rows, rows.len(), &mut got);
-        simd::allow_vnni(Vnni::Bits512);
+        let got = at_width(vnni, 2 * rows.len(), |got| {
+            simd::weighted_sum_f16_heads(isa, &[1.0, 1.0], 1, &rows, rows.len(), got)
+        });
         for (i, (g, e)) in got.iter().zip(want.iter().cycle()).enumerate() {
             let (head, h) = (i / rows.len(), i % rows.len());
             assert!(
@@ -787,11 +790,10 @@ fn attention_kernels_equal_scalar_on_every_half_float() {
         }
         // Two heads' scores over rows one half float apart, computed together: every pattern
         // meets every query lane in the 512-bit widening of the grouped scores.
-        let mut dots = vec![f32::NAN; 2 * want_dots.len()];
         let q2: Vec<f32> = q.iter().chain(&q).copied().collect();
-        simd::allow_vnni(vnni);
-        simd::dots_f16_heads(isa, &q2, q.len(), &rows, 1, &mut dots);
-        simd::allow_vnni(Vnni::Bits512);
+        let dots = at_width(vnni, 2 * want_dots.len(), |dots| {
+            simd::dots_f16_heads(isa, &q2, q.len(), &rows, 1, dots)
+        });
         for (i, (g, e)) in dots.iter().zip(want_dots.iter().cycle()).enumerate() {
             let (head, j) = (i / want_dots.len(), i % want_dots.len());
             assert!(
