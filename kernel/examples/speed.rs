@@ -82,7 +82,10 @@ fn main() {
     let prompt: Vec<u32> = (0..depth as u32).map(|i| 200 + (i * 13) % 40_000).collect();
     s.truncate(0);
     for chunk in prompt.chunks(512) {
-        let _ = s.forward(chunk, &|| false);
+        if let Err(e) = s.forward(chunk, &|| false) {
+            eprintln!("the {depth}-token prompt: {e}");
+            std::process::exit(1);
+        }
     }
     let mut best = f64::MAX;
     for _ in 0..rounds {

@@ -668,78 +668,52 @@ fn attention_kernels_simd_equal_scalar_bit_for_bit() {
     assert!(checked > 0);
 }
 
-/// The value sums of several heads over the same rows (the query heads of one key head) equal
-/// each head's reference sum bit for bit: 1 to 4 heads, head sizes with and without a tail
-/// past the 512-bit blocks, every variant.
+/// The scores and value sums of several query heads over the same key and value rows (the
+/// query heads of one key head), computed together, equal each head's reference bit for bit:
+/// 1 to 5 heads, head sizes with and without a tail past the 512-bit kernels' 8 or 16
+/// columns, row counts with and without rows past the scores' blocks of 8, every variant and
+/// VNNI width.
 #[test]
-fn value_sums_of_several_heads_equal_each_heads_reference() {
+fn scores_and_value_sums_of_several_heads_equal_each_heads_reference() {
     let mut rng = SplitMix64::new(11);
     let mut checked = 0;
-    for hd in [8usize, 16, 24, 64, 72, 96, 128, 256] {
-        for m in [1usize, 2, 7, 33] {
-            let stride = 3 * hd + rng.below(5) as usize;
-            let rows: Vec<u16> = (0..(m - 1) * stride + hd)
-                .map(|_| f16::f32_to_f16_bits(rng.uniform(-2.0, 2.0)))
-                .collect();
-            for heads in 1..=4 {
-                let w: Vec<f32> = (0..heads * m).map(|_| rng.uniform(0.0, 1.0)).collect();
-                let mut want = vec![f32::NAN; heads * hd];
-                for (wh, o) in w.chunks_exact(m).zip(want.chunks_exact_mut(hd)) {
-                    quant::f32::weighted_sum_f16_ref(wh, &rows, stride, o);
-                }
-                for (isa, vnni) in variants() {
-                    let got = at_width(vnni, heads * hd, |got| {
-                        simd::weighted_sum_f16_heads(isa, &w, m, &rows, stride, got)
-                    });
-                    for (d, (g, e)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(
-                            g.to_bits(),
-                            e.to_bits(),
-                            "{isa:?} ({vnni:?}) hd {hd} m {m} heads {heads} out {d}: {g} vs {e}"
-                        );
-                    }
-                    checked += 1;
-                }
-            }
-        }
-    }
-    assert!(checked > 0);
-}
-
-/// The scores of several query heads against the same key rows, computed together, are each
-/// head's reference scores, in every variant and at every VNNI width (the 512-bit kernel takes
-/// blocks of 4 or 8 rows, two to a register; the rows after the last block and the columns
-/// past the last multiple of 8 are taken apart).
-#[test]
-fn scores_of_several_heads_equal_each_heads_reference() {
-    let mut rng = SplitMix64::new(12);
-    let mut checked = 0;
-    for hd in [8usize, 12, 16, 64, 72, 128] {
-        for m in [1usize, 2, 3, 4, 5, 8, 9, 17, 33] {
+    for hd in [8usize, 12, 16, 24, 64, 72, 96, 128, 256] {
+        for m in [1usize, 2, 3, 5, 7, 8, 9, 17, 33] {
             let stride = 3 * hd + rng.below(5) as usize;
             let rows: Vec<u16> = (0..(m - 1) * stride + hd)
                 .map(|_| f16::f32_to_f16_bits(rng.uniform(-2.0, 2.0)))
                 .collect();
             for heads in 1..=5 {
                 let q: Vec<f32> = (0..heads * hd).map(|_| rng.uniform(-2.0, 2.0)).collect();
-                let want: Vec<f32> = q
+                let w: Vec<f32> = (0..heads * m).map(|_| rng.uniform(0.0, 1.0)).collect();
+                let want_dots: Vec<f32> = q
                     .chunks_exact(hd)
                     .flat_map(|qh| {
                         (0..m).map(|j| quant::f32::dot_f16_ref(qh, &rows[j * stride..][..hd]))
                     })
                     .collect();
+                let mut want = vec![f32::NAN; heads * hd];
+                for (wh, o) in w.chunks_exact(m).zip(want.chunks_exact_mut(hd)) {
+                    quant::f32::weighted_sum_f16_ref(wh, &rows, stride, o);
+                }
                 for (isa, vnni) in variants() {
-                    let got = at_width(vnni, heads * m, |got| {
+                    let dots = at_width(vnni, heads * m, |got| {
                         simd::dots_f16_heads(isa, &q, hd, &rows, stride, got)
                     });
-                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    let got = at_width(vnni, heads * hd, |got| {
+                        simd::weighted_sum_f16_heads(isa, &w, m, &rows, stride, got)
+                    });
+                    let case = format!("{isa:?} ({vnni:?}) hd {hd} m {m} heads {heads}");
+                    for (i, (g, e)) in dots.iter().zip(&want_dots).enumerate() {
+                        let (h, j) = (i / m, i % m);
                         assert_eq!(
                             g.to_bits(),
                             e.to_bits(),
-                            "{isa:?} ({vnni:?}) hd {hd} m {m} heads {heads}: head {} row {}: {g} vs {e}",
-                            i / m,
-                            i % m
+                            "{case}: head {h} row {j}: {g} vs {e}"
                         );
+                    }
+                    for (d, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(g.to_bits(), e.to_bits(), "{case} out {d}: {g} vs {e}");
                     }
                     checked += 1;
                 }

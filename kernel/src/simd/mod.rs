@@ -262,7 +262,7 @@ pub enum Vnni {
     /// 256-bit `vpdpbusd` (AVX-512 VNNI and VL).
     Bits256,
     /// 512-bit too (and AVX-512 F): the repacked types' tile of several tokens, and
-    /// attention's sums over the value cache of the heads that share it.
+    /// attention's scores and value sums of the query heads that share a key head.
     Bits512,
 }
 

@@ -304,11 +304,6 @@ pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) 
         return false;
     }
     let n8 = n - n % 8;
-    let tail = |sum: &mut f32, r: &[u16]| {
-        for i in n8..n {
-            *sum += q[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
-        }
-    };
     for (j4, o) in out.chunks_exact_mut(4).enumerate() {
         let r: [&[u16]; 4] = core::array::from_fn(|k| &rows[(4 * j4 + k) * stride..][..n]);
         // SAFETY: AVX2 and F16C detected above; `q` and each row hold `n8` elements, a
@@ -322,23 +317,31 @@ pub(super) fn dots_f16(q: &[f32], rows: &[u16], stride: usize, out: &mut [f32]) 
             }
             dot_f16_lanes(&q[..n8], r.map(|row| row.as_ptr()))
         };
-        for ((o, mut sum), row) in o.iter_mut().zip(sums).zip(r) {
-            tail(&mut sum, row);
-            *o = sum;
+        for ((o, sum), row) in o.iter_mut().zip(sums).zip(r) {
+            *o = dot_f16_tail(sum, q, row, n8);
         }
     }
     let done = out.len() / 4 * 4;
     for (j, o) in out.iter_mut().enumerate().skip(done) {
         let r = &rows[j * stride..][..n];
         // SAFETY: as above.
-        let mut sum = unsafe {
+        let sum = unsafe {
             prefetch(r.as_ptr().wrapping_add(PF_POS * stride) as *const u8, 2 * n);
             dot_f16_lanes(&q[..n8], [r.as_ptr()])[0]
         };
-        tail(&mut sum, r);
-        *o = sum;
+        *o = dot_f16_tail(sum, q, r, n8);
     }
     true
+}
+
+/// `sum` (a row's dot over its first `from` columns) plus the rest of `q · row`, added one
+/// column at a time after the 8-lane part as the reference adds them.
+#[inline]
+fn dot_f16_tail(mut sum: f32, q: &[f32], row: &[u16], from: usize) -> f32 {
+    for (&x, &h) in q.iter().zip(row).skip(from) {
+        sum += x * crate::quant::f16::f16_bits_to_f32(h);
+    }
+    sum
 }
 
 /// `simd::dots_f16_heads` where 512-bit vectors are available (and allowed), for 1 to 4
@@ -373,10 +376,7 @@ pub(super) fn dots_f16_heads(
     for (qh, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(m)) {
         if n8 < hd {
             for (j, o) in o[..done].iter_mut().enumerate() {
-                let r = &rows[j * stride..][..hd];
-                for i in n8..hd {
-                    *o += qh[i] * crate::quant::f16::f16_bits_to_f32(r[i]);
-                }
+                *o = dot_f16_tail(*o, qh, &rows[j * stride..][..hd], n8);
             }
         }
         if done < m && !dots_f16(qh, &rows[done * stride..], stride, &mut o[done..]) {
@@ -1144,7 +1144,7 @@ pub(super) fn has_vnni() -> bool {
 }
 
 /// True if [`has_vnni`] and 512-bit vectors are available (and allowed): [`x86_zmm`] (the
-/// tile of several tokens, and attention's value sums of several heads).
+/// tile of several tokens, and attention's scores and value sums of several heads).
 pub(super) fn has_vnni512() -> bool {
     vnni_allowed(super::Vnni::Bits512) && has_vnni() && x86_zmm::available()
 }
