@@ -396,6 +396,15 @@ arch-refs: arch-models _peers-venv
     venv=build/peers/venv
     "$venv/bin/python" tests/arch/make_refs.py build/arch tests/refs/arch
 
+# The default model with its 30 blocks written 8 times over (240 blocks, 540 MB), by
+# tests/peers/stretch_model.py, into build/deep/ (not committed): a file whose weights do not
+# fit a large last-level cache, so one session's decode streams them from memory as bigger
+# models' does. Its text is meaningless; time serving it with
+# `EDGE_LLM_MODEL=build/deep/SmolLM2-135M-x8.Q4_1.gguf just bench-serve`.
+deep-model: model arch-models
+    mkdir -p build/deep
+    build/arch-venv/bin/python tests/peers/stretch_model.py models/SmolLM2-135M-Instruct.Q4_1.gguf build/deep/SmolLM2-135M-x8.Q4_1.gguf 8
+
 # build/peers/venv with llama-cpp-python 0.3.36 (compiled from source for this machine's CPU,
 # a few minutes, once: tests/peers/ggml_native_flags.sh) and numpy.
 [private]

@@ -11,6 +11,9 @@
 //! 2. Requests: 16-token greedy chat completions at client concurrency 1 and 8, against `edge-llm
 //!    serve` and the stock `wasmtime serve` running the single-file component (a fresh instance
 //!    per request, the guest's own kernel).
+//!
+//! Both servers run the default model, or the file named by `EDGE_LLM_MODEL` (then the second
+//! table, whose bundle holds the default model, is not run).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -141,7 +144,10 @@ fn bench(name: &str, server: &Server) {
 }
 
 fn main() {
-    let model = default_model();
+    let chosen = std::env::var_os("EDGE_LLM_MODEL")
+        .filter(|m| !m.is_empty())
+        .map(PathBuf::from);
+    let model = chosen.clone().unwrap_or_else(default_model);
     let llama_server = std::env::var_os("LLAMA_SERVER").map(PathBuf::from);
     // llama-server's threads (default: the cores). On a machine shared with other work its
     // threads spin at each barrier against the other processes: there `-t 2` on 2 cores
@@ -158,9 +164,14 @@ fn main() {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let cache = temp_dir("serve-bench");
+    let model_arg = model.to_string_lossy();
     for clients in [1, 8, 32] {
         let n = clients.to_string();
-        let server = Server::edge_llm(&["--concurrency", &n], &cache);
+        let mut args = vec!["--concurrency", &n];
+        if chosen.is_some() {
+            args.extend(["--model", &model_arg]);
+        }
+        let server = Server::edge_llm(&args, &cache);
         ours.push(stream_row(
             &format!("edge-llm serve --concurrency {n}"),
             &server,
@@ -193,6 +204,9 @@ fn main() {
         println!("(llama-server not measured: set LLAMA_SERVER to its binary)");
     }
 
+    if chosen.is_some() {
+        return;
+    }
     println!("\n16-token chat completions:\n");
     println!("| server | clients | p50 ms | p95 ms | requests/s | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
