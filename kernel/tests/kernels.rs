@@ -388,6 +388,7 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
                 (32, 4, 8),
                 (16, 2, 15),
                 (40, 3, 11),
+                (32, 2, 17),
             ] {
                 let w = weights(&mut rng, ty, rows, nb, case);
                 let (_, a) = activations(&mut rng, nb * QK * n_tok, case);
@@ -413,7 +414,7 @@ fn repacked_matmuls_equal_gguf_layout_bit_for_bit() {
     }
     assert_eq!(
         checked,
-        PACKED.len() * (SPECIAL_CASE + 1) * 9 * variants().len()
+        PACKED.len() * (SPECIAL_CASE + 1) * 10 * variants().len()
     );
 }
 
