@@ -82,9 +82,9 @@ unsafe fn tiles<B: Packed8, const N: usize>(
     while t + N <= n_tok {
         // SAFETY: the caller's contract; tokens t..t + N exist.
         let acc = unsafe { x16_tile::<B, N>(p, rb, nb, acts, t) };
-        if let Ok(acc) = <&[__m512; TILE]>::try_from(&acc[..]) {
+        if N.is_multiple_of(4) {
             // SAFETY: the caller's contract (AVX-512 F).
-            unsafe { store_tile(acc, &mut out[r0 * n_tok + t..], n_tok) };
+            unsafe { store_tile(&acc, &mut out[r0 * n_tok + t..], n_tok) };
         } else {
             for (j, a) in acc.into_iter().enumerate() {
                 // SAFETY: `__m512` and `[f32; 16]` have the same size; every bit pattern is valid.
@@ -99,33 +99,33 @@ unsafe fn tiles<B: Packed8, const N: usize>(
     t
 }
 
-/// A whole tile's sums (token `j`'s in `acc[j]`, row `i` in lane `i`) written to
-/// `out[i * n_tok + j]`: transposed in registers, so each row's 8 sums go out as two stores of
-/// 4 instead of 8 stores of one. Over 576 columns (18 blocks a row) the 128 single stores were a tenth of a
-/// tile's time: `matmul_speed run Q4_1 8 20000` (1536 × 576) took 0.93× the time with this
-/// (Q8_0 0.91×, Q5_0 0.92×; medians of 8-12 paired runs, Intel Xeon family 6 model 207).
+/// A tile's sums (token `j`'s in `acc[j]`, row `i` in lane `i`; `N` a multiple of 4) written
+/// to `out[i * n_tok + j]`: transposed in registers, so each row's sums go out in stores of 4
+/// instead of one at a time. Over 576 columns (18 blocks a row) the 128 single stores of a tile
+/// of 8 were a tenth of its time: `matmul_speed run Q4_1 8 20000` (1536 × 576) took 0.93× the
+/// time with this (Q8_0 0.91×, Q5_0 0.92×; medians of 8-12 paired runs, Intel Xeon family 6
+/// model 207).
 ///
 /// # Safety
 /// AVX-512 F available.
 #[inline(always)]
-unsafe fn store_tile(acc: &[__m512; TILE], out: &mut [f32], n_tok: usize) {
+unsafe fn store_tile<const N: usize>(acc: &[__m512; N], out: &mut [f32], n_tok: usize) {
     // SAFETY: register-only AVX-512 F operations, and stores into 4 in-bounds `f32`s (the
     // slices below are bounds-checked).
     unsafe {
-        // In each 128-bit lane `l` (rows 4l..4l + 4), tokens 2p and 2p + 1 interleaved: rows
-        // 4l and 4l + 1 (`lo`), rows 4l + 2 and 4l + 3 (`hi`).
-        let lo: [__m512; 4] =
-            core::array::from_fn(|p| _mm512_unpacklo_ps(acc[2 * p], acc[2 * p + 1]));
-        let hi: [__m512; 4] =
-            core::array::from_fn(|p| _mm512_unpackhi_ps(acc[2 * p], acc[2 * p + 1]));
-        for h in 0..2 {
-            let (a, b) = (2 * h, 2 * h + 1);
+        for h in 0..N / 4 {
+            let [a0, a1, a2, a3] = [acc[4 * h], acc[4 * h + 1], acc[4 * h + 2], acc[4 * h + 3]];
+            // In each 128-bit lane `l` (rows 4l..4l + 4), tokens 4h and 4h + 1 interleaved (`lo0`,
+            // `hi0`), and 4h + 2 and 4h + 3 (`lo1`, `hi1`): rows 4l and 4l + 1 in the `lo`s, 4l + 2
+            // and 4l + 3 in the `hi`s.
+            let (lo0, hi0) = (_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+            let (lo1, hi1) = (_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
             // Row 4l + k's sums of tokens 4h..4h + 4 in lane l of `rows[k]`.
             let rows = [
-                _mm512_shuffle_ps::<0x44>(lo[a], lo[b]),
-                _mm512_shuffle_ps::<0xee>(lo[a], lo[b]),
-                _mm512_shuffle_ps::<0x44>(hi[a], hi[b]),
-                _mm512_shuffle_ps::<0xee>(hi[a], hi[b]),
+                _mm512_shuffle_ps::<0x44>(lo0, lo1),
+                _mm512_shuffle_ps::<0xee>(lo0, lo1),
+                _mm512_shuffle_ps::<0x44>(hi0, hi1),
+                _mm512_shuffle_ps::<0xee>(hi0, hi1),
             ];
             for (k, v) in rows.into_iter().enumerate() {
                 let lanes = [
