@@ -754,6 +754,45 @@ pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t:
     }
 }
 
+/// A tile's sums (token `j`'s in `acc[j]`, row `i` in lane `i`) written to `out[i * n_tok + j]`:
+/// transposed in registers, so each row's 4 sums go out in one store instead of 4.
+///
+/// # Safety
+/// AVX available.
+#[inline(always)]
+unsafe fn store_tile(acc: &[__m256; TILE], out: &mut [f32], n_tok: usize) {
+    const { assert!(TILE == 4) };
+    // SAFETY: register-only AVX operations, and stores into 4 in-bounds `f32`s (the slices
+    // below are bounds-checked).
+    unsafe {
+        // In each 128-bit lane `l` (rows 4l..4l + 4), tokens 0 and 1 interleaved (`lo0`, `hi0`),
+        // and 2 and 3 (`lo1`, `hi1`): rows 4l and 4l + 1 in the `lo`s, 4l + 2 and 4l + 3 in the
+        // `hi`s.
+        let (lo0, hi0) = (
+            _mm256_unpacklo_ps(acc[0], acc[1]),
+            _mm256_unpackhi_ps(acc[0], acc[1]),
+        );
+        let (lo1, hi1) = (
+            _mm256_unpacklo_ps(acc[2], acc[3]),
+            _mm256_unpackhi_ps(acc[2], acc[3]),
+        );
+        // Row 4l + k's 4 sums in lane l of `rows[k]`.
+        let rows = [
+            _mm256_shuffle_ps::<0x44>(lo0, lo1),
+            _mm256_shuffle_ps::<0xee>(lo0, lo1),
+            _mm256_shuffle_ps::<0x44>(hi0, hi1),
+            _mm256_shuffle_ps::<0xee>(hi0, hi1),
+        ];
+        for (k, v) in rows.into_iter().enumerate() {
+            let lanes = [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+            for (l, sums) in lanes.into_iter().enumerate() {
+                let at = (4 * l + k) * n_tok;
+                _mm_storeu_ps(out[at..at + 4].as_mut_ptr(), sums);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 pub(super) fn lanes(v: __m256) -> [f32; R] {
     // SAFETY: `__m256` and `[f32; 8]` have the same size and every bit pattern is valid.
@@ -1227,9 +1266,7 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool>(
         let mut t = 0;
         while t + TILE <= n_tok {
             let acc = x8_tile::<B, TILE, VNNI>(p, nb, acts, t);
-            for (j, a) in acc.into_iter().enumerate() {
-                store8(lanes(a), out, r0, n_tok, t + j);
-            }
+            store_tile(&acc, &mut out[r0 * n_tok + t..], n_tok);
             t += TILE;
         }
         for t in t..n_tok {
