@@ -754,14 +754,14 @@ pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t:
     }
 }
 
-/// A tile's sums (token `j`'s in `acc[j]`, row `i` in lane `i`) written to `out[i * n_tok + j]`:
-/// transposed in registers, so each row's 4 sums go out in one store instead of 4.
+/// A tile of 4 tokens' sums (token `j`'s in `acc[j]`, row `i` in lane `i`) written to
+/// `out[i * n_tok + j]`: transposed in registers, so each row's 4 sums go out in one store
+/// instead of 4 (the repacked tiles here and in [`super::x86_k`]).
 ///
 /// # Safety
 /// AVX available.
 #[inline(always)]
-unsafe fn store_tile(acc: &[__m256; TILE], out: &mut [f32], n_tok: usize) {
-    const { assert!(TILE == 4) };
+pub(super) unsafe fn store_tile(acc: &[__m256; 4], out: &mut [f32], n_tok: usize) {
     // SAFETY: register-only AVX operations, and stores into 4 in-bounds `f32`s (the slices
     // below are bounds-checked).
     unsafe {
@@ -1265,7 +1265,7 @@ unsafe fn x8_rows_of<B: Packed8, const VNNI: bool>(
     unsafe {
         let mut t = 0;
         while t + TILE <= n_tok {
-            let acc = x8_tile::<B, TILE, VNNI>(p, nb, acts, t);
+            let acc: [__m256; 4] = x8_tile::<B, TILE, VNNI>(p, nb, acts, t);
             store_tile(&acc, &mut out[r0 * n_tok + t..], n_tok);
             t += TILE;
         }

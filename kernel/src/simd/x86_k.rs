@@ -13,7 +13,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, R};
+use super::x86::{f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, store_tile, R};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -821,10 +821,8 @@ unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
             let p = w.as_ptr().add(r0 * rb);
             let mut t = 0;
             while t + KX8_TILE <= n_tok {
-                let acc = kx8_tile::<K, KX8_TILE, VNNI>(p, nb, acts, aux, t);
-                for (j, a) in acc.into_iter().enumerate() {
-                    store8(lanes(a), out, r0, n_tok, t + j);
-                }
+                let acc: [__m256; 4] = kx8_tile::<K, KX8_TILE, VNNI>(p, nb, acts, aux, t);
+                store_tile(&acc, &mut out[r0 * n_tok + t..], n_tok);
                 t += KX8_TILE;
             }
             for t in t..n_tok {
