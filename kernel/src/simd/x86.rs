@@ -756,7 +756,8 @@ pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t:
 
 /// A tile of 4 tokens' sums (token `j`'s in `acc[j]`, row `i` in lane `i`) written to
 /// `out[i * n_tok + j]`: transposed in registers, so each row's 4 sums go out in one store
-/// instead of 4 (the repacked tiles here and in [`super::x86_k`]).
+/// instead of 4 (the repacked tiles here and in [`super::x86_k`], and each 8-row half of
+/// [`super::x86_zmm`]'s).
 ///
 /// # Safety
 /// AVX available.

@@ -100,47 +100,39 @@ unsafe fn tiles<B: Packed8, const N: usize>(
 }
 
 /// A tile's sums (token `j`'s in `acc[j]`, row `i` in lane `i`; `N` a multiple of 4) written
-/// to `out[i * n_tok + j]`: transposed in registers, so each row's sums go out in stores of 4
+/// to `out[i * n_tok + j]`: each 4 tokens' two 8-row halves through the 256-bit tile's
+/// transposing store ([`super::x86::store_tile`]), so each row's sums go out in stores of 4
 /// instead of one at a time. Over 576 columns (18 blocks a row) the 128 single stores of a tile
 /// of 8 were a tenth of its time: `matmul_speed run Q4_1 8 20000` (1536 × 576) took 0.93× the
-/// time with this (Q8_0 0.91×, Q5_0 0.92×; medians of 8-12 paired runs, Intel Xeon family 6
-/// model 207).
+/// time with the transposed stores (Q8_0 0.91×, Q5_0 0.92×; medians of 8-12 paired runs, Intel
+/// Xeon family 6 model 207).
 ///
 /// # Safety
 /// AVX-512 F available.
 #[inline(always)]
 unsafe fn store_tile<const N: usize>(acc: &[__m512; N], out: &mut [f32], n_tok: usize) {
-    // SAFETY: register-only AVX-512 F operations, and stores into 4 in-bounds `f32`s (the
-    // slices below are bounds-checked).
+    // SAFETY: register-only AVX-512 F operations; the stores are `x86::store_tile`'s.
     unsafe {
-        for h in 0..N / 4 {
-            let [a0, a1, a2, a3] = [acc[4 * h], acc[4 * h + 1], acc[4 * h + 2], acc[4 * h + 3]];
-            // In each 128-bit lane `l` (rows 4l..4l + 4), tokens 4h and 4h + 1 interleaved (`lo0`,
-            // `hi0`), and 4h + 2 and 4h + 3 (`lo1`, `hi1`): rows 4l and 4l + 1 in the `lo`s, 4l + 2
-            // and 4l + 3 in the `hi`s.
-            let (lo0, hi0) = (_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-            let (lo1, hi1) = (_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-            // Row 4l + k's sums of tokens 4h..4h + 4 in lane l of `rows[k]`.
-            let rows = [
-                _mm512_shuffle_ps::<0x44>(lo0, lo1),
-                _mm512_shuffle_ps::<0xee>(lo0, lo1),
-                _mm512_shuffle_ps::<0x44>(hi0, hi1),
-                _mm512_shuffle_ps::<0xee>(hi0, hi1),
+        for (h, four) in acc.chunks_exact(4).enumerate() {
+            let [a0, a1, a2, a3] = [four[0], four[1], four[2], four[3]];
+            let lo = [
+                _mm512_castps512_ps256(a0),
+                _mm512_castps512_ps256(a1),
+                _mm512_castps512_ps256(a2),
+                _mm512_castps512_ps256(a3),
             ];
-            for (k, v) in rows.into_iter().enumerate() {
-                let lanes = [
-                    _mm512_castps512_ps128(v),
-                    _mm512_extractf32x4_ps::<1>(v),
-                    _mm512_extractf32x4_ps::<2>(v),
-                    _mm512_extractf32x4_ps::<3>(v),
-                ];
-                for (l, sums) in lanes.into_iter().enumerate() {
-                    let at = (4 * l + k) * n_tok + 4 * h;
-                    _mm_storeu_ps(out[at..at + 4].as_mut_ptr(), sums);
-                }
-            }
+            let hi = [high_half(a0), high_half(a1), high_half(a2), high_half(a3)];
+            super::x86::store_tile(&lo, &mut out[4 * h..], n_tok);
+            super::x86::store_tile(&hi, &mut out[R * n_tok + 4 * h..], n_tok);
         }
     }
+}
+
+/// Lanes 8..16 of `v`.
+#[inline(always)]
+unsafe fn high_half(v: __m512) -> __m256 {
+    // SAFETY: register-only AVX-512 F operations; the casts only reinterpret bits.
+    unsafe { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))) }
 }
 
 /// `$body` with `$j` bound to each of `0..$n` in turn, written out (`$n` at most 8).
