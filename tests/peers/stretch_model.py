@@ -16,11 +16,15 @@ import numpy as np
 def copy_field(w: gguf.GGUFWriter, f) -> None:
     """Writes the metadata field `f` of a GGUFReader unchanged."""
     vt = f.types[0]
+
+    def text(i: int) -> str:
+        return bytes(f.parts[i]).decode("utf-8")
+
     if vt == gguf.GGUFValueType.STRING:
-        w.add_string(f.name, bytes(f.parts[f.data[0]]).decode("utf-8"))
+        w.add_string(f.name, text(f.data[0]))
     elif vt == gguf.GGUFValueType.ARRAY:
         if f.types[1] == gguf.GGUFValueType.STRING:
-            values = [bytes(f.parts[i]).decode("utf-8", errors="surrogateescape") for i in f.data]
+            values = [text(i) for i in f.data]
         else:
             values = [f.parts[i][0].item() for i in f.data]
         w.add_array(f.name, values)
@@ -31,10 +35,13 @@ def copy_field(w: gguf.GGUFWriter, f) -> None:
 def main() -> None:
     src, dst, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     r = gguf.GGUFReader(src)
-    arch_field = r.fields["general.architecture"]
-    arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+
+    def value(key: str):
+        return r.fields[key].parts[r.fields[key].data[0]]
+
+    arch = bytes(value("general.architecture")).decode("utf-8")
     count_key = f"{arch}.block_count"
-    n_block = int(r.fields[count_key].parts[r.fields[count_key].data[0]][0])
+    n_block = int(value(count_key)[0])
     w = gguf.GGUFWriter(dst, arch)
     for f in r.fields.values():
         if f.name.startswith("GGUF.") or f.name == "general.architecture":
