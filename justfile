@@ -317,19 +317,21 @@ bench-peers REPEAT="5": model build compose-http _peers-venv
 
 # The native backend's prefill (pp128) and decode (tg64) beside llama.cpp's own `llama-bench`
 # (built by `just llama-cpp-tools`) in one run, at 1 and 2 threads (the guest's own kernel in
-# wasmtime at 1), on the default model requantized by llama.cpp into each of TYPES (files in
-# build/fidelity/, not committed): one JSON line per type and thread count, then a Markdown
-# table of ratios (tests/peers/speed_types.py).
+# wasmtime at 1), on SOURCE (the default model) requantized by llama.cpp into each of TYPES
+# (files in OUT, not committed): one JSON line per type and thread count, then a Markdown
+# table of ratios (tests/peers/speed_types.py). `just wide-model` then
+# `just bench-llama-cpp Q4_0,Q4_K_M 3 build/wide/llama-1b-shape.F16.gguf build/wide` runs it
+# on a 1B-parameter shape.
 # Benchmark the native backend and the guest kernel against llama-bench on each quantization type.
-bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3": model build llama-cpp-tools _peers-venv
+bench-llama-cpp TYPES="Q4_0,Q4_1,Q8_0,Q4_K_M,Q5_K_M,Q6_K" REPEAT="3" SOURCE=default_model OUT="build/fidelity": model build llama-cpp-tools _peers-venv
     #!/usr/bin/env bash
     set -euo pipefail
     venv=build/peers/venv
-    mkdir -p build/fidelity
+    mkdir -p {{OUT}}
     bench={{llama_cpp_dir}}/cmake/bin/llama-bench
     amx={{llama_cpp_dir}}/cmake-amx/bin/llama-bench
     if [ -x "$amx" ]; then bench="$amx,$bench"; fi
-    "$venv/bin/python" tests/peers/speed_types.py {{default_model}} build/fidelity {{edge_llm}} "$bench" {{TYPES}} {{REPEAT}}
+    "$venv/bin/python" tests/peers/speed_types.py {{SOURCE}} {{OUT}} {{edge_llm}} "$bench" {{TYPES}} {{REPEAT}}
 
 # N requests (default 500) at concurrency 8 against both servers: errors, latency, RSS.
 load N="500": model build compose-http
@@ -404,6 +406,24 @@ arch-refs: arch-models _peers-venv
 deep-model: model arch-models
     mkdir -p build/deep
     build/arch-venv/bin/python tests/peers/stretch_model.py models/SmolLM2-135M-Instruct.Q4_1.gguf build/deep/SmolLM2-135M-x8.Q4_1.gguf 8
+
+# A random-weight model of Llama 3.2 1B's shape (2048 wide, 8192 feed-forward, 32 heads over
+# 8 key heads, 16 blocks) with the default model's tokenizer and template, in F16, by
+# tests/peers/wide_model.py, into build/wide/ (2.1 GB, not committed), and llama.cpp's
+# Q4_K_M of it (K-quant matrices at 2048 columns, not the fallback types of 576). Its text is
+# meaningless; it times the kernels on the shape people run at the edge (`just
+# bench-llama-cpp` above) and serving where a token streams 0.6 GB
+# (`EDGE_LLM_MODEL=build/wide/llamacpp-Q4_K_M.gguf just bench-serve`).
+# Write a model of a 1B-parameter shape to time the kernels and serving on.
+wide-model: model arch-models _peers-venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p build/wide
+    f16=build/wide/llama-1b-shape.F16.gguf
+    test -s "$f16" || build/arch-venv/bin/python tests/peers/wide_model.py {{default_model}} "$f16" 2048 8192 32 8 16
+    test -s build/wide/llamacpp-Q4_K_M.gguf || (cd tests/peers && ../../build/peers/venv/bin/python -c \
+        'import sys; from speed_types import FTYPES, quantize_quietly; quantize_quietly(*sys.argv[1:3], FTYPES["Q4_K_M"])' \
+        ../../"$f16" ../../build/wide/llamacpp-Q4_K_M.gguf)
 
 # build/peers/venv with llama-cpp-python 0.3.36 (compiled from source for this machine's CPU,
 # a few minutes, once: tests/peers/ggml_native_flags.sh) and numpy.
