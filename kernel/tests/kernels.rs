@@ -481,6 +481,7 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
                 (24, 6, 5),
                 (8, 1, 9),
                 (16, 6, 4),
+                (16, 2, 15),
             ] {
                 let w = weights(&mut rng, ty, rows, nb, case);
                 let (x, _) = activations(&mut rng, nb * QK_K * n_tok, case);
@@ -507,7 +508,7 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
     }
     assert_eq!(
         checked,
-        PACKED_K.len() * (SPECIAL_CASE + 1) * 6 * variants().len()
+        PACKED_K.len() * (SPECIAL_CASE + 1) * 7 * variants().len()
     );
 }
 
@@ -515,7 +516,7 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
 /// activation at ±127, so a kernel whose integer sums saturate or wrap disagrees.
 #[test]
 fn repacked_k_matmuls_are_exact_at_the_extremes() {
-    let (rows, nb, n_tok) = (8usize, 2usize, 5usize);
+    let (rows, nb, n_tok) = (8usize, 2usize, 13usize);
     for ty in PACKED_K {
         let size = ty.type_size() as usize;
         for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {

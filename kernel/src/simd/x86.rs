@@ -746,6 +746,21 @@ unsafe fn d8(g: __m256i) -> __m256 {
     }
 }
 
+/// `$body` with `$j` bound to each of `0..$n` in turn, written out (`$n` at most 8).
+macro_rules! unrolled {
+    ($n:expr, |$j:ident| $body:block) => {
+        unrolled!(@ $n, $j, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $n:expr, $j:ident, $body:block, $($i:literal)*) => {
+        const { assert!($n <= 8) };
+        $(if $i < $n {
+            let $j: usize = $i;
+            $body
+        })*
+    };
+}
+pub(super) use unrolled;
+
 /// Writes the 8 lanes of `acc` to `out[(r0 + i) * n_tok + t]`.
 #[inline(always)]
 pub(super) fn store8(acc: [f32; R], out: &mut [f32], r0: usize, n_tok: usize, t: usize) {

@@ -13,7 +13,9 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, store_tile, R};
+use super::x86::{
+    f16x8, has_avx2, has_vnni, hsum8, lanes, prefetch, store8, store_tile, unrolled, R,
+};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q5_k, q6_k};
 
@@ -537,15 +539,72 @@ trait PackedK {
     /// `dmin` at 16..32 of the record).
     const MIN: bool;
     /// The integers per activation block the tile adds: Q4_K's 8 sums of sub-block pairs of
-    /// `bsums`, Q6_K's 16 `−32·bsum`.
+    /// `bsums` as 4 words of two `i16` each (sub-blocks `2k`, `2k + 1` in word `k`, for
+    /// `vpmaddwd` with the mins), Q6_K's 16 `−32·bsum`.
     fn aux(a: &BlockQ8_K) -> [i32; 16];
+    /// The 8 value registers of unit `u` (of 8: Q4_K's sub-block `u`, Q6_K's sub-blocks `2u`
+    /// and `2u + 1`) of the record at `rec`, unsigned bytes.
+    unsafe fn values(rec: *const u8, u: usize) -> [__m256i; 8];
+    /// Unit `u`'s two registers of `i32` lanes, one per row: Q4_K's scales and mins, Q6_K's
+    /// scales of its two sub-blocks.
+    unsafe fn scales(rec: *const u8, u: usize) -> [__m256i; 2];
     /// The exact `isum` (and `imin`) of the record at `rec`, 8 rows' lanes, for the tokens
-    /// whose 256 activation bytes are at `a[j]`, with their [`PackedK::aux`].
-    unsafe fn isums<const N: usize, const VNNI: bool>(
+    /// whose 256 activation bytes are at `a[j]`, with their [`PackedK::aux`]; the value
+    /// registers from [`PackedK::values`] and [`PackedK::scales`], or (`PRE`) as [`unpack`]
+    /// left them at `pre`.
+    unsafe fn isums<const N: usize, const VNNI: bool, const PRE: bool>(
         rec: *const u8,
+        pre: *const __m256i,
         a: [*const u8; N],
         aux: [&[i32; 16]; N],
     ) -> ([__m256i; N], [__m256i; N]);
+}
+
+/// Registers of a record that [`unpack`] writes: each unit's 8 values, then each unit's 2 scales.
+const UNPACKED: usize = 8 * 8 + 8 * 2;
+
+/// Unit `u`'s value and scale registers: decoded from the record at `rec`, or (`PRE`) loaded
+/// from the record's [`UNPACKED`] registers at `pre`.
+#[inline(always)]
+unsafe fn unit<K: PackedK, const PRE: bool>(
+    rec: *const u8,
+    pre: *const __m256i,
+    u: usize,
+) -> ([__m256i; 8], [__m256i; 2]) {
+    // SAFETY: the caller guarantees the record at `rec`, or its registers at `pre`, and AVX2.
+    unsafe {
+        if !PRE {
+            return (K::values(rec, u), K::scales(rec, u));
+        }
+        let (mut v, mut s) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 2]);
+        for (g, vg) in v.iter_mut().enumerate() {
+            *vg = _mm256_load_si256(pre.add(8 * u + g));
+        }
+        for (i, si) in s.iter_mut().enumerate() {
+            *si = _mm256_load_si256(pre.add(64 + 2 * u + i));
+        }
+        (v, s)
+    }
+}
+
+/// The units of the `nb` records at `p` ([`PackedK::values`], [`PackedK::scales`];
+/// [`UNPACKED`] registers a record) into `out`, for tiles that run many tokens against the
+/// same rows: decoded once, not once a tile.
+///
+/// # Safety
+/// AVX2; `nb` records at `p`.
+#[inline(always)]
+unsafe fn unpack<K: PackedK>(p: *const u8, nb: usize, out: &mut [__m256i]) {
+    for (b, regs) in out[..UNPACKED * nb].chunks_exact_mut(UNPACKED).enumerate() {
+        let (values, scales) = regs.split_at_mut(64);
+        let rec = p.wrapping_add(b * K::RECORD);
+        for u in 0..8 {
+            // SAFETY: record b lies at `p` (the caller's contract).
+            let (v, s) = unsafe { (K::values(rec, u), K::scales(rec, u)) };
+            values[8 * u..8 * u + 8].copy_from_slice(&v);
+            scales[2 * u..2 * u + 2].copy_from_slice(&s);
+        }
+    }
 }
 
 /// `init` plus the exact dot products of the value registers `v` (unsigned, at most 63) with
@@ -558,9 +617,12 @@ unsafe fn dots<const VNNI: bool>(init: __m256i, v: &[__m256i], a: *const u8) -> 
     unsafe {
         let mut s = init;
         if VNNI {
-            for (g, &vg) in v.iter().enumerate() {
-                s = _mm256_dpbusd_epi32(s, vg, word4(a, g));
+            let mut s2 = _mm256_setzero_si256();
+            for g in (0..v.len()).step_by(2) {
+                s = _mm256_dpbusd_epi32(s, v[g], word4(a, g));
+                s2 = _mm256_dpbusd_epi32(s2, v[g + 1], word4(a, g + 1));
             }
+            s = _mm256_add_epi32(s, s2);
         } else {
             for g in (0..v.len()).step_by(2) {
                 let p = _mm256_add_epi16(
@@ -591,59 +653,88 @@ impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
     };
     const MIN: bool = true;
     fn aux(a: &BlockQ8_K) -> [i32; 16] {
-        core::array::from_fn(|j| {
-            if j < 8 {
-                i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])
-            } else {
-                0
-            }
+        // A sub-block's sum of 32 activation bytes is within 32 · 128: an `i16`.
+        let sum = |j: usize| (i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])) as u16;
+        let sum = |j: usize| u32::from(sum(j));
+        core::array::from_fn(|k| match k {
+            0..4 => (sum(2 * k) | (sum(2 * k + 1) << 16)) as i32,
+            _ => 0,
         })
     }
-    /// Per sub-block `j`: the 8 rows' scales and mins from one 12-byte group
-    /// ([`scales_mins`]), its 8 value registers from the nibbles of chunks `8(j/2)..+8`. Sums
-    /// are at most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31.
+    /// Sub-block `j`'s values: the nibbles of chunks `8(j/2)..+8` (and with `FIVE` bit `j` of
+    /// each plane's bytes as bit 4).
+    #[inline(always)]
+    unsafe fn values(rec: *const u8, j: usize) -> [__m256i; 8] {
+        // SAFETY: the caller guarantees the record's bytes (1152, or 1408 with `FIVE`) at
+        // `rec` and AVX2.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0f);
+            let chunks = if FIVE { 384 } else { 128 };
+            let mut v = [_mm256_setzero_si256(); 8];
+            for (g, vg) in v.iter_mut().enumerate() {
+                let chunk = load32(rec.add(chunks + 32 * (8 * (j / 2) + g)));
+                let chunk = if j.is_multiple_of(2) {
+                    chunk
+                } else {
+                    _mm256_srli_epi16(chunk, 4)
+                };
+                *vg = _mm256_and_si256(chunk, mask);
+                if FIVE {
+                    // Bit j of plane g's bytes to bit 4 (16-bit shifts: the bits crossing from
+                    // the neighbouring byte land below bit 4 or above it).
+                    let plane = load32(rec.add(128 + 32 * g));
+                    let h = if j <= 4 {
+                        _mm256_sll_epi16(plane, _mm_cvtsi32_si128(4 - j as i32))
+                    } else {
+                        _mm256_srl_epi16(plane, _mm_cvtsi32_si128(j as i32 - 4))
+                    };
+                    *vg = _mm256_or_si256(*vg, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+                }
+            }
+            v
+        }
+    }
+    /// Sub-block `j`'s scales and mins, from one 12-byte group ([`scales_mins`]).
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8, j: usize) -> [__m256i; 2] {
+        // SAFETY: the caller guarantees the record's bytes at `rec` and AVX2.
+        let (sc, m) = unsafe { scales_mins(rec.add(32 + 12 * j)) };
+        [sc, m]
+    }
+    /// Per sub-block `j`: the 8 rows' scales and mins and its 8 value registers. Sums are at most 32 · 31 · 127 per
+    /// sub-block, times 63, over 8: far below 2^31. The mins of two sub-blocks go in one
+    /// register as two `i16` per row, so one `vpmaddwd` adds both products with the
+    /// activations' sums ([`PackedK::aux`]; at most 2 · 63 · 4096).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // `j` places the scales, chunks, activations and sums
-    unsafe fn isums<const N: usize, const VNNI: bool>(
+    unsafe fn isums<const N: usize, const VNNI: bool, const PRE: bool>(
         rec: *const u8,
+        pre: *const __m256i,
         a: [*const u8; N],
         aux: [&[i32; 16]; N],
     ) -> ([__m256i; N], [__m256i; N]) {
-        // SAFETY: the caller guarantees the record's bytes (1152, or 1408 with `FIVE`) at `rec`, 256 bytes at each
-        // `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI and VL).
+        // SAFETY: the caller guarantees the record's bytes (1152, or 1408 with `FIVE`) at
+        // `rec` (and with `PRE` its registers at `pre`), 256 bytes at each `a[t]`, AVX2 (and
+        // with `VNNI`, AVX-512 VNNI and VL).
         unsafe {
-            let mask = _mm256_set1_epi8(0x0f);
             let mut isum = [_mm256_setzero_si256(); N];
             let mut imin = [_mm256_setzero_si256(); N];
+            let mut m_even = _mm256_setzero_si256();
             for j in 0..8 {
-                let (sc, m) = scales_mins(rec.add(32 + 12 * j));
-                let mut v = [_mm256_setzero_si256(); 8];
-                let chunks = if FIVE { 384 } else { 128 };
-                for (g, vg) in v.iter_mut().enumerate() {
-                    let chunk = load32(rec.add(chunks + 32 * (8 * (j / 2) + g)));
-                    let chunk = if j % 2 == 0 {
-                        chunk
-                    } else {
-                        _mm256_srli_epi16(chunk, 4)
-                    };
-                    *vg = _mm256_and_si256(chunk, mask);
-                    if FIVE {
-                        // Bit j of plane g's bytes to bit 4 (16-bit shifts: the bits crossing
-                        // from the neighbouring byte land below bit 4 or above it).
-                        let plane = load32(rec.add(128 + 32 * g));
-                        let h = if j <= 4 {
-                            _mm256_sll_epi16(plane, _mm_cvtsi32_si128(4 - j as i32))
-                        } else {
-                            _mm256_srl_epi16(plane, _mm_cvtsi32_si128(j as i32 - 4))
-                        };
-                        *vg = _mm256_or_si256(*vg, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
-                    }
-                }
+                let (v, [sc, m]) = unit::<Self, PRE>(rec, pre, j);
                 for t in 0..N {
                     let s = dots::<VNNI>(_mm256_setzero_si256(), &v, a[t].add(32 * j));
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s, sc));
-                    let bp = _mm256_set1_epi32(aux[t][j]);
-                    imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(m, bp));
+                }
+                if j.is_multiple_of(2) {
+                    m_even = m;
+                    continue;
+                }
+                // Row i's mins of sub-blocks j - 1 and j (at most 63 each) as two i16 in lane i.
+                let mins = _mm256_or_si256(m_even, _mm256_slli_epi32(m, 16));
+                for t in 0..N {
+                    let sums = _mm256_set1_epi32(aux[t][j / 2]);
+                    imin[t] = _mm256_add_epi32(imin[t], _mm256_madd_epi16(mins, sums));
                 }
             }
             (isum, imin)
@@ -659,52 +750,72 @@ impl PackedK for Q6Kx8 {
     fn aux(a: &BlockQ8_K) -> [i32; 16] {
         core::array::from_fn(|s| -32 * i32::from(a.bsums[s]))
     }
-    /// Per pair `p` of sub-blocks (`2p`, `2p + 1`; elements `32p..32p + 32`): the 8 rows' two
-    /// scales from 16 bytes, 8 value registers `u = q + 32` (nibbles and top bits). Each
-    /// sub-block's sum starts at `−32·bsum`, so it is `Σ q·a`, at most 16 · 63 · 127 (less the
-    /// offset), times |sc| <= 128, over 16: far below 2^31.
+    /// Elements `32p..32p + 32` (sub-blocks `2p`, `2p + 1`) are 4-groups `m = 8p..8p + 8`, all
+    /// in one half (nibble side `m / 32`) and one quarter (top-bit shift `m / 16`).
     #[inline(always)]
-    unsafe fn isums<const N: usize, const VNNI: bool>(
-        rec: *const u8,
-        a: [*const u8; N],
-        aux: [&[i32; 16]; N],
-    ) -> ([__m256i; N], [__m256i; N]) {
-        // SAFETY: the caller guarantees the record's 1680 bytes at `rec`, 256 bytes at each
-        // `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI and VL).
+    unsafe fn values(rec: *const u8, p: usize) -> [__m256i; 8] {
+        // SAFETY: the caller guarantees the record's 1680 bytes at `rec` and AVX2.
         unsafe {
             let mask = _mm256_set1_epi8(0x0f);
             let top = _mm256_set1_epi8(0x30);
+            let (half, quarter) = (p / 4, p / 2);
+            let mut v = [_mm256_setzero_si256(); 8];
+            for (g, vg) in v.iter_mut().enumerate() {
+                let m = 8 * p + g;
+                let nib = load32(rec.add(144 + 32 * (m % 32)));
+                let nib = if half == 0 {
+                    nib
+                } else {
+                    _mm256_srli_epi16(nib, 4)
+                };
+                let t = load32(rec.add(1168 + 32 * (m % 16)));
+                let high = if quarter == 0 {
+                    _mm256_slli_epi16(t, 4)
+                } else if quarter == 1 {
+                    _mm256_slli_epi16(t, 2)
+                } else if quarter == 2 {
+                    t
+                } else {
+                    _mm256_srli_epi16(t, 2)
+                };
+                *vg = _mm256_or_si256(_mm256_and_si256(nib, mask), _mm256_and_si256(high, top));
+            }
+            v
+        }
+    }
+    /// The 8 rows' scales of sub-blocks `2p` and `2p + 1`, from 16 bytes.
+    #[inline(always)]
+    unsafe fn scales(rec: *const u8, p: usize) -> [__m256i; 2] {
+        // SAFETY: the caller guarantees the record's bytes at `rec` and AVX2.
+        unsafe {
+            let pair =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(rec.add(16 + 16 * p) as *const __m128i));
+            [
+                _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16),
+                _mm256_srai_epi32(pair, 16),
+            ]
+        }
+    }
+    /// Per pair `p` of sub-blocks (`2p`, `2p + 1`; elements `32p..32p + 32`): the 8 rows' two
+    /// scales, 8 value registers `u = q + 32` (nibbles and top bits). Each
+    /// sub-block's sum starts at `−32·bsum`, so it is `Σ q·a`, at most 16 · 63 · 127 (less the
+    /// offset), times |sc| <= 128, over 16: far below 2^31.
+    #[inline(always)]
+    unsafe fn isums<const N: usize, const VNNI: bool, const PRE: bool>(
+        rec: *const u8,
+        pre: *const __m256i,
+        a: [*const u8; N],
+        aux: [&[i32; 16]; N],
+    ) -> ([__m256i; N], [__m256i; N]) {
+        // SAFETY: the caller guarantees the record's 1680 bytes at `rec` (and with `PRE` its
+        // registers at `pre`), 256 bytes at each `a[t]`, AVX2 (and with `VNNI`, AVX-512 VNNI
+        // and VL).
+        unsafe {
             let mut isum = [_mm256_setzero_si256(); N];
             for p in 0..8 {
-                let pair =
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(rec.add(16 + 16 * p) as *const __m128i));
-                let sc0 = _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
-                let sc1 = _mm256_srai_epi32(pair, 16);
-                // Elements 32p..32p + 32 are 4-groups m = 8p..8p + 8, all in one half
-                // (nibble side m / 32) and one quarter (top-bit shift m / 16).
-                let mut v = [_mm256_setzero_si256(); 8];
-                let (half, quarter) = (p / 4, p / 2);
-                for (g, vg) in v.iter_mut().enumerate() {
-                    let m = 8 * p + g;
-                    let nib = load32(rec.add(144 + 32 * (m % 32)));
-                    let nib = if half == 0 {
-                        nib
-                    } else {
-                        _mm256_srli_epi16(nib, 4)
-                    };
-                    let t = load32(rec.add(1168 + 32 * (m % 16)));
-                    let high = if quarter == 0 {
-                        _mm256_slli_epi16(t, 4)
-                    } else if quarter == 1 {
-                        _mm256_slli_epi16(t, 2)
-                    } else if quarter == 2 {
-                        t
-                    } else {
-                        _mm256_srli_epi16(t, 2)
-                    };
-                    *vg = _mm256_or_si256(_mm256_and_si256(nib, mask), _mm256_and_si256(high, top));
-                }
-                for t in 0..N {
+                let (v, [sc0, sc1]) = unit::<Self, PRE>(rec, pre, p);
+                // Unrolled, so the sums stay in registers (a loop of 8 kept them on the stack).
+                unrolled!(N, |t| {
                     let at = a[t].add(32 * p);
                     let s0 = dots::<VNNI>(_mm256_set1_epi32(aux[t][2 * p]), &v[..4], at);
                     let s1 =
@@ -712,17 +823,12 @@ impl PackedK for Q6Kx8 {
                     let x =
                         _mm256_add_epi32(_mm256_mullo_epi32(s0, sc0), _mm256_mullo_epi32(s1, sc1));
                     isum[t] = _mm256_add_epi32(isum[t], x);
-                }
+                });
             }
             (isum, [_mm256_setzero_si256(); N])
         }
     }
 }
-
-/// Tokens per tile of [`kx8_groups_body`]: a record's scales and values are decoded once for
-/// this many tokens (with VNNI, 8 took 26 % more CPU time on Q4_K at 128 tokens, the same on
-/// Q5_K and 3 % less on Q6_K: `matmul_speed run TYPE 128 300`).
-const KX8_TILE: usize = 4;
 
 /// K-quant rows repacked eight at a time (`quant::q4_kx8`, `quant::q5_kx8`, `quant::q6_kx8`) × Q8_K
 /// activations; layout as `simd::matmul_q8_k`, whose `clip` already cut `w` and `out` to
@@ -802,7 +908,11 @@ unsafe fn kx8_groups_vnni<K: PackedK>(
 }
 
 /// The body of [`kx8_groups`] and [`kx8_groups_vnni`]: every group of 8 rows against every
-/// token, in tiles of [`KX8_TILE`] tokens.
+/// token, in tiles of 8 tokens with VNNI, then of 4, then one at a time. (With AVX-512 VL's 32
+/// registers a tile of 8 holds its sums; against tiles of 4 it took 0.90× the CPU time on Q4_K
+/// at 128 tokens, `matmul_speed run Q4_K 128 1500`, 8 paired runs. AVX2 alone has 16
+/// registers.) A record's values and scales are decoded once per tile when one tile takes all
+/// the tokens; for more tokens each group's are decoded once, for all the tiles ([`unpack`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
@@ -815,20 +925,58 @@ unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
     full: usize,
 ) {
     let rb = nb * K::BLOCK;
+    let mut pre = match n_tok > 8 {
+        // SAFETY: the caller has AVX.
+        true => vec![unsafe { _mm256_setzero_si256() }; UNPACKED * nb],
+        false => Vec::new(),
+    };
     for r0 in (0..full).step_by(R) {
         // SAFETY: the group's nb records lie inside `w`; the caller's contract for the rest.
         unsafe {
-            let p = w.as_ptr().add(r0 * rb);
-            let mut t = 0;
-            while t + KX8_TILE <= n_tok {
-                let acc: [__m256; 4] = kx8_tile::<K, KX8_TILE, VNNI>(p, nb, acts, aux, t);
-                store_tile(&acc, &mut out[r0 * n_tok + t..], n_tok);
-                t += KX8_TILE;
+            let (p, out) = (w.as_ptr().add(r0 * rb), &mut out[r0 * n_tok..]);
+            if pre.is_empty() {
+                kx8_tiles::<K, VNNI, false>(p, core::ptr::null(), nb, acts, aux, n_tok, out);
+            } else {
+                unpack::<K>(p, nb, &mut pre);
+                kx8_tiles::<K, VNNI, true>(p, pre.as_ptr(), nb, acts, aux, n_tok, out);
             }
-            for t in t..n_tok {
-                let [a] = kx8_tile::<K, 1, VNNI>(p, nb, acts, aux, t);
-                store8(lanes(a), out, r0, n_tok, t);
+        }
+    }
+}
+
+/// One group of 8 repacked rows (records at `p`, and with `PRE` their values at `pre`) against
+/// every token, its sums at `out[i * n_tok + t]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kx8_tiles<K: PackedK, const VNNI: bool, const PRE: bool>(
+    p: *const u8,
+    pre: *const __m256i,
+    nb: usize,
+    acts: &[BlockQ8_K],
+    aux: &[[i32; 16]],
+    n_tok: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut t = 0;
+        if VNNI {
+            while t + 8 <= n_tok {
+                let acc: [__m256; 8] = kx8_tile::<K, 8, VNNI, PRE>(p, pre, nb, acts, aux, t);
+                for (h, four) in acc.as_chunks::<4>().0.iter().enumerate() {
+                    store_tile(four, &mut out[t + 4 * h..], n_tok);
+                }
+                t += 8;
             }
+        }
+        while t + 4 <= n_tok {
+            let acc: [__m256; 4] = kx8_tile::<K, 4, VNNI, PRE>(p, pre, nb, acts, aux, t);
+            store_tile(&acc, &mut out[t..], n_tok);
+            t += 4;
+        }
+        for t in t..n_tok {
+            let [a] = kx8_tile::<K, 1, VNNI, PRE>(p, pre, nb, acts, aux, t);
+            store8(lanes(a), out, 0, n_tok, t);
         }
     }
 }
@@ -837,8 +985,9 @@ unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
 /// sums each, every (row, token) adding its blocks in order with the reference's `f32`
 /// operations.
 #[inline(always)]
-unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool>(
+unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool, const PRE: bool>(
     p: *const u8,
+    pre: *const __m256i,
     nb: usize,
     acts: &[BlockQ8_K],
     aux: &[[i32; 16]],
@@ -855,7 +1004,8 @@ unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool>(
                 core::array::from_fn(|j| acts.get_unchecked((t0 + j) * nb + b));
             let a = blocks.map(|ab| ab.qs.as_ptr() as *const u8);
             let x: [&[i32; 16]; N] = core::array::from_fn(|j| aux.get_unchecked((t0 + j) * nb + b));
-            let (isum, imin) = K::isums::<N, VNNI>(rec, a, x);
+            let pre = pre.wrapping_add(UNPACKED * b);
+            let (isum, imin) = K::isums::<N, VNNI, PRE>(rec, pre, a, x);
             let d = f16x8(rec);
             let dmin = if K::MIN {
                 f16x8(rec.add(16))

@@ -22,7 +22,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::x86::{prefetch, Packed8, R, X8_AHEAD};
+use super::x86::{prefetch, unrolled, Packed8, R, X8_AHEAD};
 use crate::quant::q8_1::BlockQ8_1;
 
 /// Rows per pair of groups.
@@ -133,20 +133,6 @@ unsafe fn store_tile<const N: usize>(acc: &[__m512; N], out: &mut [f32], n_tok: 
 unsafe fn high_half(v: __m512) -> __m256 {
     // SAFETY: register-only AVX-512 F operations; the casts only reinterpret bits.
     unsafe { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))) }
-}
-
-/// `$body` with `$j` bound to each of `0..$n` in turn, written out (`$n` at most 8).
-macro_rules! unrolled {
-    ($n:expr, |$j:ident| $body:block) => {
-        unrolled!(@ $n, $j, $body, 0 1 2 3 4 5 6 7)
-    };
-    (@ $n:expr, $j:ident, $body:block, $($i:literal)*) => {
-        const { assert!($n <= 8) };
-        $(if $i < $n {
-            let $j: usize = $i;
-            $body
-        })*
-    };
 }
 
 /// Two 256-bit halves as one 512-bit register, `lo` in lanes 0..8.
