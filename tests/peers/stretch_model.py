@@ -32,6 +32,14 @@ def copy_field(w: gguf.GGUFWriter, f) -> None:
         w.add_key_value(f.name, f.parts[f.data[0]][0].item(), vt)
 
 
+def finish(w: gguf.GGUFWriter) -> None:
+    """Writes the header, the metadata and the tensors added to `w`, and closes it."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main() -> None:
     src, dst, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     r = gguf.GGUFReader(src)
@@ -63,10 +71,7 @@ def main() -> None:
             if t.name.startswith("blk."):
                 _, n, rest = t.name.split(".", 2)
                 add(f"blk.{int(n) + rep * n_block}.{rest}", t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import gguf
 import numpy as np
 
-from stretch_model import copy_field
+from stretch_model import copy_field, finish
 
 SHAPE_KEYS = {
     "embedding_length": 0,
@@ -77,10 +77,7 @@ def main() -> None:
         matrix(f"blk.{l}.ffn_gate.weight", n_ff, n_embd)
         matrix(f"blk.{l}.ffn_up.weight", n_ff, n_embd)
         matrix(f"blk.{l}.ffn_down.weight", n_embd, n_ff)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 if __name__ == "__main__":
