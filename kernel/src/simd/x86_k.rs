@@ -944,8 +944,8 @@ unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
     }
 }
 
-/// One group of 8 repacked rows (records at `p`, and with `PRE` their values at `pre`) against
-/// every token, its sums at `out[i * n_tok + t]`.
+/// One group of 8 repacked rows (records at `p`, and with `PRE` their units as [`unpack`] left
+/// them at `pre`) against every token, its sums at `out[i * n_tok + t]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kx8_tiles<K: PackedK, const VNNI: bool, const PRE: bool>(
@@ -981,9 +981,9 @@ unsafe fn kx8_tiles<K: PackedK, const VNNI: bool, const PRE: bool>(
     }
 }
 
-/// One group of 8 repacked rows (records at `p`) against tokens `t0..t0 + N`: their 8 row
-/// sums each, every (row, token) adding its blocks in order with the reference's `f32`
-/// operations.
+/// One group of 8 repacked rows (records at `p`, and with `PRE` their units at `pre`) against
+/// tokens `t0..t0 + N`: their 8 row sums each, every (row, token) adding its blocks in order
+/// with the reference's `f32` operations.
 #[inline(always)]
 unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool, const PRE: bool>(
     p: *const u8,
