@@ -560,11 +560,11 @@ trait PackedK {
     ) -> ([__m256i; N], [__m256i; N]);
 }
 
-/// Registers of a record that [`unpack`] writes: each unit's 8 values, then each unit's 2 scales.
-const UNPACKED: usize = 8 * 8 + 8 * 2;
+/// Registers of a unit that [`unpack`] writes: its 8 values, then its 2 scales.
+const UNIT: usize = 8 + 2;
 
 /// Unit `u`'s value and scale registers: decoded from the record at `rec`, or (`PRE`) loaded
-/// from the record's [`UNPACKED`] registers at `pre`.
+/// from the record's 8 units (`UNIT` registers each) at `pre`.
 #[inline(always)]
 unsafe fn unit<K: PackedK, const PRE: bool>(
     rec: *const u8,
@@ -577,33 +577,31 @@ unsafe fn unit<K: PackedK, const PRE: bool>(
             return (K::values(rec, u), K::scales(rec, u));
         }
         let (mut v, mut s) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 2]);
+        let at = pre.add(UNIT * u);
         for (g, vg) in v.iter_mut().enumerate() {
-            *vg = _mm256_load_si256(pre.add(8 * u + g));
+            *vg = _mm256_load_si256(at.add(g));
         }
         for (i, si) in s.iter_mut().enumerate() {
-            *si = _mm256_load_si256(pre.add(64 + 2 * u + i));
+            *si = _mm256_load_si256(at.add(8 + i));
         }
         (v, s)
     }
 }
 
-/// The units of the `nb` records at `p` ([`PackedK::values`], [`PackedK::scales`];
-/// [`UNPACKED`] registers a record) into `out`, for tiles that run many tokens against the
-/// same rows: decoded once, not once a tile.
+/// The units of the `nb` records at `p` ([`unit`]; 8 of [`UNIT`] registers a record) into
+/// `out`, for tiles that run many tokens against the same rows: decoded once, not once a tile.
 ///
 /// # Safety
 /// AVX2; `nb` records at `p`.
 #[inline(always)]
 unsafe fn unpack<K: PackedK>(p: *const u8, nb: usize, out: &mut [__m256i]) {
-    for (b, regs) in out[..UNPACKED * nb].chunks_exact_mut(UNPACKED).enumerate() {
-        let (values, scales) = regs.split_at_mut(64);
-        let rec = p.wrapping_add(b * K::RECORD);
-        for u in 0..8 {
-            // SAFETY: record b lies at `p` (the caller's contract).
-            let (v, s) = unsafe { (K::values(rec, u), K::scales(rec, u)) };
-            values[8 * u..8 * u + 8].copy_from_slice(&v);
-            scales[2 * u..2 * u + 2].copy_from_slice(&s);
-        }
+    for (i, regs) in out[..8 * UNIT * nb].chunks_exact_mut(UNIT).enumerate() {
+        let (b, u) = (i / 8, i % 8);
+        // SAFETY: record b lies at `p` (the caller's contract).
+        let (v, s) =
+            unsafe { unit::<K, false>(p.wrapping_add(b * K::RECORD), core::ptr::null(), u) };
+        regs[..8].copy_from_slice(&v);
+        regs[8..].copy_from_slice(&s);
     }
 }
 
@@ -654,8 +652,9 @@ impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
     const MIN: bool = true;
     fn aux(a: &BlockQ8_K) -> [i32; 16] {
         // A sub-block's sum of 32 activation bytes is within 32 · 128: an `i16`.
-        let sum = |j: usize| (i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])) as u16;
-        let sum = |j: usize| u32::from(sum(j));
+        let sum = |j: usize| {
+            u32::from((i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1])) as u16)
+        };
         core::array::from_fn(|k| match k {
             0..4 => (sum(2 * k) | (sum(2 * k + 1) << 16)) as i32,
             _ => 0,
@@ -701,8 +700,8 @@ impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
         let (sc, m) = unsafe { scales_mins(rec.add(32 + 12 * j)) };
         [sc, m]
     }
-    /// Per sub-block `j`: the 8 rows' scales and mins and its 8 value registers. Sums are at most 32 · 31 · 127 per
-    /// sub-block, times 63, over 8: far below 2^31. The mins of two sub-blocks go in one
+    /// Per sub-block `j`: the 8 rows' scales and mins and its 8 value registers. Sums are at
+    /// most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31. The mins of two sub-blocks go in one
     /// register as two `i16` per row, so one `vpmaddwd` adds both products with the
     /// activations' sums ([`PackedK::aux`]; at most 2 · 63 · 4096).
     #[inline(always)]
@@ -911,8 +910,8 @@ unsafe fn kx8_groups_vnni<K: PackedK>(
 /// token, in tiles of 8 tokens with VNNI, then of 4, then one at a time. (With AVX-512 VL's 32
 /// registers a tile of 8 holds its sums; against tiles of 4 it took 0.90× the CPU time on Q4_K
 /// at 128 tokens, `matmul_speed run Q4_K 128 1500`, 8 paired runs. AVX2 alone has 16
-/// registers.) A record's values and scales are decoded once per tile when one tile takes all
-/// the tokens; for more tokens each group's are decoded once, for all the tiles ([`unpack`]).
+/// registers.) A record's values and scales are decoded once per tile for up to 8 tokens; for
+/// more, each group's are decoded once, for all the tiles ([`unpack`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
@@ -927,7 +926,7 @@ unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
     let rb = nb * K::BLOCK;
     let mut pre = match n_tok > 8 {
         // SAFETY: the caller has AVX.
-        true => vec![unsafe { _mm256_setzero_si256() }; UNPACKED * nb],
+        true => vec![unsafe { _mm256_setzero_si256() }; 8 * UNIT * nb],
         false => Vec::new(),
     };
     for r0 in (0..full).step_by(R) {
@@ -1004,7 +1003,7 @@ unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool, const PRE: bool
                 core::array::from_fn(|j| acts.get_unchecked((t0 + j) * nb + b));
             let a = blocks.map(|ab| ab.qs.as_ptr() as *const u8);
             let x: [&[i32; 16]; N] = core::array::from_fn(|j| aux.get_unchecked((t0 + j) * nb + b));
-            let pre = pre.wrapping_add(UNPACKED * b);
+            let pre = pre.wrapping_add(8 * UNIT * b);
             let (isum, imin) = K::isums::<N, VNNI, PRE>(rec, pre, a, x);
             let d = f16x8(rec);
             let dmin = if K::MIN {

@@ -113,8 +113,7 @@ unsafe fn tiles<B: Packed8, const N: usize>(
 unsafe fn store_tile<const N: usize>(acc: &[__m512; N], out: &mut [f32], n_tok: usize) {
     // SAFETY: register-only AVX-512 F operations; the stores are `x86::store_tile`'s.
     unsafe {
-        for (h, four) in acc.chunks_exact(4).enumerate() {
-            let [a0, a1, a2, a3] = [four[0], four[1], four[2], four[3]];
+        for (h, &[a0, a1, a2, a3]) in acc.as_chunks::<4>().0.iter().enumerate() {
             let lo = [
                 _mm512_castps512_ps256(a0),
                 _mm512_castps512_ps256(a1),
