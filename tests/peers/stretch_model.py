@@ -32,6 +32,11 @@ def copy_field(w: gguf.GGUFWriter, f) -> None:
         w.add_key_value(f.name, f.parts[f.data[0]][0].item(), vt)
 
 
+def field_value(r: gguf.GGUFReader, key: str):
+    """The value part of a GGUFReader's metadata field `key`."""
+    return r.fields[key].parts[r.fields[key].data[0]]
+
+
 def finish(w: gguf.GGUFWriter) -> None:
     """Writes the header, the metadata and the tensors added to `w`, and closes it."""
     w.write_header_to_file()
@@ -43,13 +48,9 @@ def finish(w: gguf.GGUFWriter) -> None:
 def main() -> None:
     src, dst, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     r = gguf.GGUFReader(src)
-
-    def value(key: str):
-        return r.fields[key].parts[r.fields[key].data[0]]
-
-    arch = bytes(value("general.architecture")).decode("utf-8")
+    arch = bytes(field_value(r, "general.architecture")).decode("utf-8")
     count_key = f"{arch}.block_count"
-    n_block = int(value(count_key)[0])
+    n_block = int(field_value(r, count_key)[0])
     w = gguf.GGUFWriter(dst, arch)
     for f in r.fields.values():
         if f.name.startswith("GGUF.") or f.name == "general.architecture":

@@ -5,7 +5,7 @@ SRC's metadata but for the shape (head width N_EMBD / N_HEAD).
 Its text is meaningless. It exists to time the kernels on the shapes of the models people run
 at the edge (`just wide-model` writes the shape of Llama 3.2 1B: 2048 wide, 8192 feed-forward,
 32 heads over 8 key heads, 16 blocks) and to time batched serving where a token streams
-~1 GB of weights from memory. llama.cpp's `llama_model_quantize` then writes it in any type;
+its weights from memory (0.6-0.7 GB in llama.cpp's Q4_K_M or Q5_K_M of that shape). llama.cpp's `llama_model_quantize` then writes it in any type;
 at 2048 columns the K-quant files hold K-quant matrices, not the fallback types of a
 576-wide model.
 """
@@ -15,28 +15,23 @@ import sys
 import gguf
 import numpy as np
 
-from stretch_model import copy_field, finish
-
-SHAPE_KEYS = {
-    "embedding_length": 0,
-    "feed_forward_length": 1,
-    "attention.head_count": 2,
-    "attention.head_count_kv": 3,
-    "block_count": 4,
-}
-
+from stretch_model import copy_field, field_value, finish
 
 def main() -> None:
     src, dst = sys.argv[1], sys.argv[2]
     n_embd, n_ff, n_head, n_head_kv, n_layer = (int(a) for a in sys.argv[3:8])
     head_dim = n_embd // n_head
-    shape = [n_embd, n_ff, n_head, n_head_kv, n_layer]
+    # The hyper-parameters that differ from SRC's, by key without the architecture prefix.
+    shape = {
+        "embedding_length": n_embd,
+        "feed_forward_length": n_ff,
+        "attention.head_count": n_head,
+        "attention.head_count_kv": n_head_kv,
+        "block_count": n_layer,
+        "rope.dimension_count": head_dim,
+    }
     r = gguf.GGUFReader(src)
-
-    def value(key: str):
-        return r.fields[key].parts[r.fields[key].data[0]]
-
-    arch = bytes(value("general.architecture")).decode("utf-8")
+    arch = bytes(field_value(r, "general.architecture")).decode("utf-8")
     if arch != "llama":
         raise SystemExit(f"{src}: architecture {arch}, not llama")
     n_vocab = next(t.shape[1] for t in r.tensors if t.name == "token_embd.weight")
@@ -45,10 +40,8 @@ def main() -> None:
         if f.name.startswith("GGUF.") or f.name == "general.architecture":
             continue
         key = f.name.removeprefix(f"{arch}.")
-        if key in SHAPE_KEYS:
-            w.add_uint32(f.name, shape[SHAPE_KEYS[key]])
-        elif key == "rope.dimension_count":
-            w.add_uint32(f.name, head_dim)
+        if key in shape:
+            w.add_uint32(f.name, shape[key])
         elif f.name == "general.file_type":
             w.add_uint32(f.name, int(gguf.LlamaFileType.MOSTLY_F16))
         else:
