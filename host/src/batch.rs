@@ -239,6 +239,7 @@ impl Batcher {
             let mut batch = std::mem::take(&mut q.batch);
             drop(q);
             let started = Instant::now();
+            let tokens = step_tokens(&jobs);
             let outcomes = if prompts_only {
                 run_step(&mut batch, &mut jobs, &mut || {})
             } else {
@@ -246,6 +247,7 @@ impl Batcher {
             };
             tracing::trace!(
                 sessions = jobs.len(),
+                tokens,
                 prompts_only,
                 ms = started.elapsed().as_secs_f64() * 1e3,
                 "batched forward step"
@@ -270,9 +272,11 @@ impl Batcher {
         let mut batch = std::mem::take(&mut q.interlude);
         drop(q);
         let started = Instant::now();
+        let tokens = step_tokens(&jobs);
         let outcomes = run_step(&mut batch, &mut jobs, &mut || {});
         tracing::trace!(
             sessions = jobs.len(),
+            tokens,
             ms = started.elapsed().as_secs_f64() * 1e3,
             "prompt-only step between two layers"
         );
@@ -303,6 +307,11 @@ impl Batcher {
                 .0;
         }
     }
+}
+
+/// The tokens a step of `jobs` has left to run (for the trace; a step may run fewer).
+fn step_tokens(jobs: &[Job]) -> usize {
+    jobs.iter().map(|j| j.tokens.len() - j.done).sum()
 }
 
 /// Takes the new prompts of a prompt-only step from the queue: in arrival order, at most
