@@ -5,7 +5,8 @@
 //!    backend, whose concurrent sessions decode in batches) and llama.cpp's `llama-server -np
 //!    N` (continuous batching; the binary in $LLAMA_SERVER, threads $LLAMA_SERVER_THREADS or
 //!    the cores) in the same run: aggregate tokens/s
-//!    (text events of all requests over the wall time of the run), p50/p95 request latency, p50
+//!    (text events of all requests over the wall time of the run), aggregate decode tokens/s
+//!    (see [`decode_tok_s`]), p50/p95 request latency, p50
 //!    and p95 time to first token, and each server's peak RSS. Each row is a fresh server,
 //!    first warmed up by one request per client at once.
 //! 2. Requests: 16-token greedy chat completions at client concurrency 1 and 8, against `edge-llm
@@ -27,6 +28,10 @@ use serde_json::{json, Value};
 
 /// Requests per client (16-token table).
 const PER_CLIENT: usize = 6;
+
+/// Pairs of edge-llm rows (1 and 8 streams) run back to back for the 8-against-1 ratio (odd, so
+/// the median is one of them).
+const PAIRS: usize = 5;
 
 /// Tokens each streamed chat asks for.
 const STREAM_TOKENS: usize = 64;
@@ -85,9 +90,32 @@ fn percentile_ms(mut v: Vec<Duration>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
 }
 
+/// Aggregate decode tokens/s of `clients` clients streaming `results`: the tokens after each
+/// request's first over the time from its first token to its last, summed over the requests,
+/// times the clients streaming at once. Each request's prefill (its time to first token) is
+/// left out; the other clients' prompts that run while a request decodes are not.
+fn decode_tok_s(results: &[Streamed], clients: usize) -> f64 {
+    let (mut tokens, mut secs) = (0usize, 0f64);
+    for r in results {
+        if let Some(first) = r.first_text {
+            tokens += r.text_events.saturating_sub(1);
+            secs += (r.total - first).as_secs_f64();
+        }
+    }
+    clients as f64 * tokens as f64 / secs
+}
+
+/// One streaming row measured: aggregate tokens/s, all and decode ([`decode_tok_s`]), and the
+/// requests.
+struct Row {
+    tok_s: f64,
+    decode: f64,
+    results: Vec<Streamed>,
+}
+
 /// One streaming row: one warm-up request per client, all at once (every instance or slot
 /// has then served once), then the load.
-fn stream_row(name: &str, server: &Server, clients: usize) -> f64 {
+fn measure_row(name: &str, server: &Server, clients: usize) -> Row {
     let (warm, _) = stream_load(server.addr, clients, 1);
     let failed = warm.iter().filter(|r| !r.complete).count();
     assert_eq!(failed, 0, "{name}: warm-up failed: {}", server.log());
@@ -109,11 +137,25 @@ fn stream_row(name: &str, server: &Server, clients: usize) -> f64 {
         server.log()
     );
     let tokens: usize = results.iter().map(|r| r.text_events).sum();
-    let tok_s = tokens as f64 / wall.as_secs_f64();
+    Row {
+        tok_s: tokens as f64 / wall.as_secs_f64(),
+        decode: decode_tok_s(&results, clients),
+        results,
+    }
+}
+
+/// [`measure_row`], printed as a table row; returns the aggregate tokens/s, all and decode.
+fn stream_row(name: &str, server: &Server, clients: usize) -> (f64, f64) {
+    let Row {
+        tok_s,
+        decode,
+        results,
+    } = measure_row(name, server, clients);
+    let tokens: usize = results.iter().map(|r| r.text_events).sum();
     let total: Vec<Duration> = results.iter().map(|r| r.total).collect();
     let first: Vec<Duration> = results.iter().filter_map(|r| r.first_text).collect();
     println!(
-        "| {name} | {clients} | {tok_s:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        "| {name} | {clients} | {tok_s:.0} | {decode:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
         tokens as f64 / results.len() as f64,
         percentile_ms(total.clone(), 0.5),
         percentile_ms(total, 0.95),
@@ -121,7 +163,7 @@ fn stream_row(name: &str, server: &Server, clients: usize) -> f64 {
         percentile_ms(first, 0.95),
         memory_kib(server.pid(), "VmHWM") / 1024,
     );
-    tok_s
+    (tok_s, decode)
 }
 
 fn bench(name: &str, server: &Server) {
@@ -159,19 +201,24 @@ fn main() {
     println!(
         "Streamed {STREAM_TOKENS}-token greedy chats, N clients at once, a fresh server per row:\n"
     );
-    println!("| server | clients | tokens/s (all) | tokens/request | p50 ms | p95 ms | first token p50 ms | first token p95 ms | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| server | clients | tokens/s (all) | decode tokens/s | tokens/request | p50 ms | p95 ms | first token p50 ms | first token p95 ms | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let cache = temp_dir("serve-bench");
     let model_arg = model.to_string_lossy();
-    for clients in [1, 8, 32] {
+    // `edge-llm serve --concurrency N`, on the chosen model if one is.
+    let edge_llm = |clients: usize| {
         let n = clients.to_string();
         let mut args = vec!["--concurrency", &n];
         if chosen.is_some() {
             args.extend(["--model", &model_arg]);
         }
-        let server = Server::edge_llm(&args, &cache);
+        Server::edge_llm(&args, &cache)
+    };
+    for clients in [1, 8, 32] {
+        let n = clients.to_string();
+        let server = edge_llm(clients);
         ours.push(stream_row(
             &format!("edge-llm serve --concurrency {n}"),
             &server,
@@ -190,19 +237,48 @@ fn main() {
         ));
     }
     println!();
-    println!("edge-llm, 8 streams against 1: {:.2}x", ours[1] / ours[0]);
+    let ratio =
+        |a: (f64, f64), b: (f64, f64)| format!("{:.2}x (decode {:.2}x)", a.0 / b.0, a.1 / b.1);
+    println!("edge-llm, 8 streams against 1: {}", ratio(ours[1], ours[0]));
     if theirs.len() == ours.len() {
         println!(
-            "edge-llm against llama-server at 8 streams: {:.2}x",
-            ours[1] / theirs[1]
+            "edge-llm against llama-server at 8 streams: {}",
+            ratio(ours[1], theirs[1])
         );
         println!(
-            "edge-llm against llama-server at 32 streams: {:.2}x",
-            ours[2] / theirs[2]
+            "edge-llm against llama-server at 32 streams: {}",
+            ratio(ours[2], theirs[2])
         );
     } else {
         println!("(llama-server not measured: set LLAMA_SERVER to its binary)");
     }
+    // The machine's speed drifts between rows, and one stream's row is short: the 8-against-1
+    // ratio again from pairs of rows run one after the other, and their median.
+    println!("\nedge-llm, 8 streams against 1 in {PAIRS} pairs of rows run back to back:");
+    let mut ratios: Vec<(f64, f64)> = (0..PAIRS)
+        .map(|_| {
+            let [one, eight] = [1, 8].map(|clients| {
+                let row = measure_row("pair", &edge_llm(clients), clients);
+                (row.tok_s, row.decode)
+            });
+            let ratio = (eight.0 / one.0, eight.1 / one.1);
+            println!(
+                "  {:.0} and {:.0} tokens/s: {:.2}x (decode {:.2}x)",
+                one.0, eight.0, ratio.0, ratio.1
+            );
+            ratio
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (all, decode): (Vec<f64>, Vec<f64>) = ratios.drain(..).unzip();
+    println!(
+        "  median {:.2}x (decode {:.2}x)",
+        median(all),
+        median(decode)
+    );
 
     if chosen.is_some() {
         return;
