@@ -91,10 +91,12 @@ fn main() {
     }
 }
 
-/// `run TYPE N_TOK CALLS [gguf | vnni-256 | vnni-off]`: only `CALLS` repacked (or GGUF-layout, or
-/// with AVX-512 VNNI at most 256 bits wide or off) matmuls of `N_TOK`
-/// tokens on a 1536 × 576 matrix of `TYPE` (576 × 1536 for the K-quants), for timing whole
-/// runs from outside (CPU time is steadier than a wall clock on a shared machine).
+/// `run TYPE N_TOK CALLS [gguf | vnni-256 | vnni-off] [xK]`: only `CALLS` repacked (or
+/// GGUF-layout, or with AVX-512 VNNI at most 256 bits wide or off) matmuls of `N_TOK` tokens on
+/// a 1536 × 576 matrix of `TYPE` (576 × 1536 for the K-quants), or with `xK` K times as many
+/// rows (`x128`: ~60-110 MB, streamed from memory as a model's weights are), for timing whole
+/// runs from outside (CPU time is steadier than a wall clock on a shared machine). The calls'
+/// own wall time goes to stderr.
 fn run() {
     use GgmlType::*;
     let args: Vec<String> = std::env::args().skip(2).collect();
@@ -105,6 +107,10 @@ fn run() {
     let n_tok: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N_TOK");
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).expect("CALLS");
     let gguf = args.get(3).map(String::as_str) == Some("gguf");
+    let times: usize = args[3..]
+        .iter()
+        .find_map(|a| a.strip_prefix('x')?.parse().ok())
+        .unwrap_or(1);
     // The widest AVX-512 VNNI allowed (the machine's widest by default).
     match args.get(3).map(String::as_str) {
         Some("vnni-off") => simd::allow_vnni(Vnni::Off),
@@ -113,9 +119,9 @@ fn run() {
     };
     // The K-quants need whole 256-blocks: the transposed shape.
     let (rows, cols) = if ty.block_size() == 256 {
-        (576usize, 1536usize)
+        (576 * times, 1536usize)
     } else {
-        (1536, 576)
+        (1536 * times, 576)
     };
     let isa = Isa::best();
     let mut rng = SplitMix64::new(7);
@@ -137,6 +143,7 @@ fn run() {
     };
     let mut out = vec![0f32; rows * n_tok];
     let mut sum = 0f32;
+    let started = Instant::now();
     for _ in 0..calls {
         if gguf {
             simd::matmul_acts(isa, ty, &w, cols, acts, n_tok, &mut out);
@@ -145,6 +152,7 @@ fn run() {
         }
         sum += out[0];
     }
+    eprintln!("{calls} calls: {:.3} s", started.elapsed().as_secs_f64());
     println!("{sum}");
 }
 

@@ -823,10 +823,23 @@ pub(super) fn lanes(v: __m256) -> [f32; R] {
 /// address order ~12 % slower.
 #[inline(always)]
 pub(super) unsafe fn prefetch(p: *const u8, n: usize) {
+    prefetch_hint::<_MM_HINT_T0>(p, n);
+}
+
+/// [`prefetch`] into L2 only. A line prefetched into L1 holds one of the core's few L1 miss
+/// buffers until it arrives; far enough ahead to cover memory's latency, the K-quant tiles'
+/// stream of them ran out of buffers (`x86_k`'s `AHEAD_X8`).
+#[inline(always)]
+pub(super) unsafe fn prefetch_l2(p: *const u8, n: usize) {
+    prefetch_hint::<_MM_HINT_T1>(p, n);
+}
+
+#[inline(always)]
+fn prefetch_hint<const HINT: i32>(p: *const u8, n: usize) {
     let mut off = 0;
     while off < n {
         // SAFETY: prefetch never faults and has no effect on program state.
-        unsafe { _mm_prefetch(p.wrapping_add(off) as *const i8, _MM_HINT_T0) };
+        unsafe { _mm_prefetch::<HINT>(p.wrapping_add(off) as *const i8) };
         off += 64;
     }
 }
