@@ -8,7 +8,8 @@
 //!    (text events of all requests over the wall time of the run), aggregate decode tokens/s
 //!    (see [`decode_tok_s`]), p50/p95 request latency, p50
 //!    and p95 time to first token, and each server's peak RSS. Each row is a fresh server,
-//!    first warmed up by one request per client at once.
+//!    first warmed up by one request per client at once. Then edge-llm's 8-against-1 ratio
+//!    again, as the median of [`PAIRS`] pairs of its 1- and 8-stream rows run back to back.
 //! 2. Requests: 16-token greedy chat completions at client concurrency 1 and 8, against `edge-llm
 //!    serve` and the stock `wasmtime serve` running the single-file component (a fresh instance
 //!    per request, the guest's own kernel).
