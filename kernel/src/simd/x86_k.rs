@@ -1032,5 +1032,5 @@ unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool, const PRE: bool
 /// (one thread, three alternating runs) ran Q6_K at 20-27 against 15-16, Q5_K at 30-32
 /// against 22-25 and Q4_K at 42-45 against 35-43; with 8 tokens Q6_K at 92-107 against 71, Q4_K
 /// unchanged; the AVX2 path (`vnni-off`) Q6_K at 19-22 against 14-15. AMD EPYC Zen 4 class.
-/// (8 KiB ahead into L1 was slower still; into L2 about as fast as 16.)
+/// (8 and 16 KiB ahead into L1 were no faster; 8 KiB into L2 about as fast as 16.)
 const AHEAD_X8: usize = 16384;
