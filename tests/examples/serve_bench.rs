@@ -238,8 +238,10 @@ fn main() {
         ));
     }
     println!();
-    let ratio =
-        |a: (f64, f64), b: (f64, f64)| format!("{:.2}x (decode {:.2}x)", a.0 / b.0, a.1 / b.1);
+    // (all, decode) tokens/s of `a` over those of `b`, and printed.
+    let over = |a: (f64, f64), b: (f64, f64)| (a.0 / b.0, a.1 / b.1);
+    let show = |(all, decode): (f64, f64)| format!("{all:.2}x (decode {decode:.2}x)");
+    let ratio = |a, b| show(over(a, b));
     println!("edge-llm, 8 streams against 1: {}", ratio(ours[1], ours[0]));
     if theirs.len() == ours.len() {
         println!(
@@ -256,30 +258,26 @@ fn main() {
     // The machine's speed drifts between rows, and one stream's row is short: the 8-against-1
     // ratio again from pairs of rows run one after the other, and their median.
     println!("\nedge-llm, 8 streams against 1 in {PAIRS} pairs of rows run back to back:");
-    let mut ratios: Vec<(f64, f64)> = (0..PAIRS)
+    let (all, decode): (Vec<f64>, Vec<f64>) = (0..PAIRS)
         .map(|_| {
             let [one, eight] = [1, 8].map(|clients| {
                 let row = measure_row("pair", &edge_llm(clients), clients);
                 (row.tok_s, row.decode)
             });
-            let ratio = (eight.0 / one.0, eight.1 / one.1);
             println!(
-                "  {:.0} and {:.0} tokens/s: {:.2}x (decode {:.2}x)",
-                one.0, eight.0, ratio.0, ratio.1
+                "  {:.0} and {:.0} tokens/s: {}",
+                one.0,
+                eight.0,
+                ratio(eight, one)
             );
-            ratio
+            over(eight, one)
         })
-        .collect();
+        .unzip();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (all, decode): (Vec<f64>, Vec<f64>) = ratios.drain(..).unzip();
-    println!(
-        "  median {:.2}x (decode {:.2}x)",
-        median(all),
-        median(decode)
-    );
+    println!("  median {}", show((median(all), median(decode))));
 
     if chosen.is_some() {
         return;

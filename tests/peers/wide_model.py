@@ -5,9 +5,9 @@ SRC's metadata but for the shape (head width N_EMBD / N_HEAD).
 Its text is meaningless. It exists to time the kernels on the shapes of the models people run
 at the edge (`just wide-model` writes the shape of Llama 3.2 1B: 2048 wide, 8192 feed-forward,
 32 heads over 8 key heads, 16 blocks) and to time batched serving where a token streams
-its weights from memory (0.6-0.7 GB in llama.cpp's Q4_K_M or Q5_K_M of that shape). llama.cpp's `llama_model_quantize` then writes it in any type;
-at 2048 columns the K-quant files hold K-quant matrices, not the fallback types of a
-576-wide model.
+its weights from memory (669 and 773 MB in llama.cpp's Q4_K_M and Q5_K_M of that shape).
+llama.cpp's `llama_model_quantize` then writes it in any type; at 2048 columns the K-quant
+files hold K-quant matrices, not the fallback types of a 576-wide model.
 """
 
 import sys
@@ -16,6 +16,7 @@ import gguf
 import numpy as np
 
 from stretch_model import copy_field, field_value, finish
+
 
 def main() -> None:
     src, dst = sys.argv[1], sys.argv[2]

@@ -701,9 +701,9 @@ impl<const FIVE: bool> PackedK for Q45Kx8<FIVE> {
         [sc, m]
     }
     /// Per sub-block `j`: the 8 rows' scales and mins and its 8 value registers. Sums are at
-    /// most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31. The mins of two sub-blocks go in one
-    /// register as two `i16` per row, so one `vpmaddwd` adds both products with the
-    /// activations' sums ([`PackedK::aux`]; at most 2 · 63 · 4096).
+    /// most 32 · 31 · 127 per sub-block, times 63, over 8: far below 2^31. The mins of two
+    /// sub-blocks go in one register as two `i16` per row, so one `vpmaddwd` adds both products
+    /// with the activations' sums ([`PackedK::aux`]; at most 2 · 63 · 4096).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // `j` places the scales, chunks, activations and sums
     unsafe fn isums<const N: usize, const VNNI: bool, const PRE: bool>(
@@ -1027,10 +1027,11 @@ unsafe fn kx8_tile<K: PackedK, const N: usize, const VNNI: bool, const PRE: bool
 
 /// Bytes ahead of the current record that [`kx8_tile`] prefetches, into L2 ([`prefetch_l2`]).
 /// Into L1 from 4 KiB ahead, the tile waited on memory: one token against a matrix that does
-/// not fit the cache ran at half its speed on one that does (Q6_K 15-18 against 35 G
+/// not fit the cache ran at half its speed on one that does (Q6_K 14-19 against 35 G
 /// multiply-adds a second). Into L2 from 16 KiB ahead, `matmul_speed run TYPE 1 300 x128`
-/// (one thread, three alternating runs) ran Q6_K at 20-27 against 15-16, Q5_K at 30-32
-/// against 22-25 and Q4_K at 42-45 against 35-43; with 8 tokens Q6_K at 92-107 against 71, Q4_K
-/// unchanged; the AVX2 path (`vnni-off`) Q6_K at 19-22 against 14-15. AMD EPYC Zen 4 class.
+/// (one thread, three alternating runs) ran Q6_K at 20-27 against 14-16, Q5_K at 30-32
+/// against 22-25 and Q4_K at 42-45 against 35-43; with 8 tokens Q6_K at 92-107 against 71 and
+/// Q4_K at 131-133 against 105-129; the AVX2 path (`vnni-off`) Q6_K at 19-22 against 14-15.
+/// AMD EPYC Zen 4 class.
 /// (8 and 16 KiB ahead into L1 were no faster; 8 KiB into L2 about as fast as 16.)
 const AHEAD_X8: usize = 16384;
