@@ -455,7 +455,7 @@ fn repacked_matmuls_are_exact_at_the_extremes() {
                 });
                 assert_eq!(
                     got, want,
-                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
+                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign} n_tok {n_tok}"
                 );
             }
         }
@@ -513,11 +513,12 @@ fn repacked_k_matmuls_equal_gguf_layout_bit_for_bit() {
 }
 
 /// The K-quants' extremes: every value, scale and min at its largest or most negative, every
-/// activation at ±127, so a kernel whose integer sums saturate or wrap disagrees.
+/// activation at ±127, so a kernel whose integer sums saturate or wrap disagrees. One token
+/// and several take different paths through the kernels.
 #[test]
 fn repacked_k_matmuls_are_exact_at_the_extremes() {
-    let (rows, nb, n_tok) = (8usize, 2usize, 13usize);
-    for ty in PACKED_K {
+    let (rows, nb) = (8usize, 2usize);
+    for (ty, n_tok) in PACKED_K.into_iter().flat_map(|ty| [(ty, 1usize), (ty, 13)]) {
         let size = ty.type_size() as usize;
         for (fill, sign) in [(0x00u8, 1i8), (0xff, 1), (0x80, -1), (0x7f, -1), (0xff, -1)] {
             let mut w = Vec::new();
@@ -545,7 +546,7 @@ fn repacked_k_matmuls_are_exact_at_the_extremes() {
                 });
                 assert_eq!(
                     got, want,
-                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign}"
+                    "{ty:?} {isa:?} (VNNI {vnni:?}) fill {fill:#x} sign {sign} n_tok {n_tok}"
                 );
             }
         }

@@ -644,16 +644,29 @@ fn act_words(a: &BlockQ8_K, k: usize) -> [v128; 8] {
     let qa = a.qs[32 * k..][..32].as_ptr() as *const u8;
     // SAFETY: the 32 bytes at `qa` lie in `a.qs` (the slice above checks it).
     let (a0, a1) = unsafe { (load(qa), load(qa.add(16))) };
-    [
-        i32x4_shuffle::<0, 0, 0, 0>(a0, a0),
-        i32x4_shuffle::<1, 1, 1, 1>(a0, a0),
-        i32x4_shuffle::<2, 2, 2, 2>(a0, a0),
-        i32x4_shuffle::<3, 3, 3, 3>(a0, a0),
-        i32x4_shuffle::<0, 0, 0, 0>(a1, a1),
-        i32x4_shuffle::<1, 1, 1, 1>(a1, a1),
-        i32x4_shuffle::<2, 2, 2, 2>(a1, a1),
-        i32x4_shuffle::<3, 3, 3, 3>(a1, a1),
-    ]
+    core::array::from_fn(|g| act_word(a0, a1, g))
+}
+
+/// Word `g` of the 8 in `a0`, `a1` (32 activation bytes) in every 32-bit lane: a single
+/// `pshufd` under Cranelift.
+#[inline(always)]
+fn act_word(a0: v128, a1: v128, g: usize) -> v128 {
+    let a = if g < 4 { a0 } else { a1 };
+    match g % 4 {
+        0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
+        1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
+        2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
+        _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
+    }
+}
+
+/// The 16 bytes of `s` by a volatile load: LLVM keeps it in its place among the other volatile
+/// loads and does not merge it with another load of the same bytes.
+#[inline(always)]
+fn load16_volatile(s: &[u8]) -> v128 {
+    let s = &s[..16];
+    // SAFETY: `s` has 16 readable bytes (checked by the slice above); wasm loads are unaligned.
+    unsafe { core::ptr::read_volatile(s.as_ptr() as *const v128) }
 }
 
 /// A record (a `chunks_exact` piece of `N` bytes) as an array: offsets into it need no bounds
@@ -691,7 +704,9 @@ pub(super) fn matmul_x8(
 
 /// The rows loop of the repacked K-quants: every group of 8 rows, each record (`RECORD`
 /// bytes) decoded by `decode` (once for all tokens) and added to each token's two accumulators
-/// (rows 0..4, rows 4..8) by `step` in block order. Returns the rows done (whole groups).
+/// (rows 0..4, rows 4..8) by `step` in block order. One token instead takes `step_one`, given
+/// the record itself: it may decode and step, or read the record piece by piece
+/// ([`q4x8_step_one`]). Returns the rows done (whole groups).
 #[inline(always)]
 fn kx8_rows<const RECORD: usize, D>(
     w: &[u8],
@@ -701,6 +716,7 @@ fn kx8_rows<const RECORD: usize, D>(
     out: &mut [f32],
     decode: impl Fn(&[u8; RECORD]) -> D,
     step: impl Fn((v128, v128), &D, &BlockQ8_K) -> (v128, v128),
+    step_one: impl Fn((v128, v128), &[u8; RECORD], &BlockQ8_K) -> (v128, v128),
 ) -> usize {
     const R: usize = crate::quant::rows8::ROWS;
     let rb = nb * RECORD / R;
@@ -713,7 +729,7 @@ fn kx8_rows<const RECORD: usize, D>(
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
                 seen ^= touch_ahead(w, r0 * rb + b * RECORD, RECORD);
-                acc = step(acc, &decode(record::<RECORD>(rec)), ab);
+                acc = step_one(acc, record::<RECORD>(rec), ab);
             }
             core::hint::black_box(seen);
             store8(acc.0, acc.1, out, r0, 1, 0);
@@ -746,6 +762,7 @@ fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut 
         out,
         |rec| (q6x8_pairs(rec), q6x8_d(rec)),
         |acc, (pairs, d), a| q6x8_step(acc, pairs, *d, a),
+        |acc, rec, a| q6x8_step(acc, &q6x8_pairs(rec), q6x8_d(rec), a),
     )
 }
 
@@ -810,23 +827,30 @@ fn kx8_sub<const FIVE: bool, const N: usize, const J: usize>(rec: &[u8; N]) -> K
         );
         (v128_or(v0, h0), v128_or(v1, h1))
     });
-    // The 12 bytes pack the 8 rows' 6-bit scales and mins as a GGUF block packs its 8
-    // sub-blocks' (`q4_k::scale_min`), unpacked as `decode_header` unpacks them.
-    let s = &rec[KX8_GROUPS + 12 * J..][..12];
+    let (sc, m) = kx8_sub_scales::<N>(rec, J);
+    Kx8Sub { v, sc, m }
+}
+
+/// Sub-block `j`'s scales of the 8 rows of a `Q4_Kx8`/`Q5_Kx8` record as `i16`, each row's
+/// in both lanes of its pair (rows 0..4, then 4..8), and their mins as `i32` (rows 0..4, then
+/// 4..8). The 12 bytes pack them as a GGUF block packs its 8 sub-blocks'
+/// (`q4_k::scale_min`), unpacked as `decode_header` unpacks them.
+#[inline(always)]
+fn kx8_sub_scales<const N: usize>(rec: &[u8; N], j: usize) -> ([v128; 2], [v128; 2]) {
+    let s = &rec[KX8_GROUPS + 12 * j..][..12];
     let [s0, s1, m0, m1] = q4_k::scale_min_words(s.try_into().expect("12 bytes"));
     let packed = u32x4(s0, s1, m0, m1);
     let (sc, m) = (
         u16x8_extend_low_u8x16(packed),
         u16x8_extend_high_u8x16(packed),
     );
-    Kx8Sub {
-        v,
-        sc: [
+    (
+        [
             i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(sc, sc),
             i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(sc, sc),
         ],
-        m: [u32x4_extend_low_u16x8(m), u32x4_extend_high_u16x8(m)],
-    }
+        [u32x4_extend_low_u16x8(m), u32x4_extend_high_u16x8(m)],
+    )
 }
 
 /// A decoded `Q4_Kx8`/`Q5_Kx8` record: its 8 sub-blocks, then `d` and `dmin` as `f32` (rows
@@ -836,14 +860,6 @@ type Kx8Record = ([Kx8Sub; 8], [v128; 4]);
 /// Decodes a `Q4_Kx8` (`FIVE` false) or `Q5_Kx8` record.
 #[inline(always)]
 fn kx8_record<const FIVE: bool, const N: usize>(rec: &[u8; N]) -> Kx8Record {
-    let halves = |o: usize| {
-        let h = super::wasm::load16(&rec[o..o + 16]);
-        (
-            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
-            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
-        )
-    };
-    let ((d0, d1), (m0, m1)) = (halves(0), halves(16));
     (
         [
             kx8_sub::<FIVE, N, 0>(rec),
@@ -855,8 +871,23 @@ fn kx8_record<const FIVE: bool, const N: usize>(rec: &[u8; N]) -> Kx8Record {
             kx8_sub::<FIVE, N, 6>(rec),
             kx8_sub::<FIVE, N, 7>(rec),
         ],
-        [d0, d1, m0, m1],
+        kx8_scales(rec),
     )
+}
+
+/// The `d` and `dmin` of the 8 rows of a `Q4_Kx8`/`Q5_Kx8` record as `f32`:
+/// `[d0, d1, dmin0, dmin1]` (rows 0..4, rows 4..8).
+#[inline(always)]
+fn kx8_scales<const N: usize>(rec: &[u8; N]) -> [v128; 4] {
+    let halves = |o: usize| {
+        let h = super::wasm::load16(&rec[o..o + 16]);
+        (
+            f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+            f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+        )
+    };
+    let ((d0, d1), (m0, m1)) = (halves(0), halves(16));
+    [d0, d1, m0, m1]
 }
 
 /// `acc + (d·da)·isum − (dmin·da)·imin` for the 8 rows of a decoded `Q4_Kx8`/`Q5_Kx8` record
@@ -891,8 +922,82 @@ fn kx8_step<const FIVE: bool>(acc: (v128, v128), rec: &Kx8Record, a: &BlockQ8_K)
             imin[h] = i32x4_add(imin[h], i32x4_mul(sub.m[h], bp));
         }
     }
+    kx8_finish(acc, rec.1, a, isum, imin)
+}
+
+/// [`kx8_step`] of a `Q4_Kx8` record read from the record itself, for one token: each value
+/// is dotted as soon as it is loaded, and nothing decoded outlives its use. (Decoding the
+/// whole record first, as several tokens do, holds 160 registers' worth, which Cranelift keeps
+/// on the stack: `matmul_speed run Q4_K 1` under wasmtime ran at two thirds of this speed.
+/// `Q5_Kx8`'s high bits made the same order slower than decoding first.) The integer sums
+/// are [`kx8_step`]'s, added in another order: the same exact integers.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn q4x8_step_one<const N: usize>(acc: (v128, v128), rec: &[u8; N], a: &BlockQ8_K) -> (v128, v128) {
+    let zero = i32x4_splat(0);
+    let (mut isum, mut imin) = ([zero; 2], [zero; 2]);
+    q4x8_pair_one::<N, 0>(rec, a, &mut isum);
+    q4x8_pair_one::<N, 1>(rec, a, &mut isum);
+    q4x8_pair_one::<N, 2>(rec, a, &mut isum);
+    q4x8_pair_one::<N, 3>(rec, a, &mut isum);
+    for j in 0..8 {
+        let (_, m) = kx8_sub_scales(rec, j);
+        let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
+        for h in 0..2 {
+            imin[h] = i32x4_add(imin[h], i32x4_mul(m[h], bp));
+        }
+    }
+    kx8_finish(acc, kx8_scales(rec), a, isum, imin)
+}
+
+/// Adds sub-blocks `2P` and `2P + 1` of a `Q4_Kx8` record (the low and then the high nibbles
+/// of the same 8 chunks) to `isum` for one token: per sub-block, one chain of 8 relaxed dots
+/// for each 4 rows (at most 8 · 2 · 15 · 128 = 30720 in i16), then the rows' scales. The
+/// chunks are read with volatile loads, so that LLVM neither hoists them to the top of the
+/// record nor shares one load between the chunk's two sub-blocks: either leaves Cranelift
+/// values to keep on the stack.
+#[inline(always)]
+fn q4x8_pair_one<const N: usize, const P: usize>(
+    rec: &[u8; N],
+    a: &BlockQ8_K,
+    isum: &mut [v128; 2],
+) {
+    let mask = u8x16_splat(0x0f);
+    let zero = i16x8_splat(0);
+    for k in 0..2 {
+        let j = 2 * P + k;
+        let q = a.qs[32 * j..][..32].as_ptr() as *const u8;
+        // SAFETY: the 32 bytes at `q` lie in `a.qs` (the slice above checks it).
+        let (a0, a1) = unsafe { (load(q), load(q.add(16))) };
+        let (sc, _) = kx8_sub_scales(rec, j);
+        let mut s = [zero; 2];
+        for g in 0..8 {
+            let w = act_word(a0, a1, g);
+            for (h, s) in s.iter_mut().enumerate() {
+                let at = KX8_HIGH + 32 * (8 * P + g) + 16 * h;
+                let x = load16_volatile(&rec[at..at + 16]);
+                let v = v128_and(if k == 0 { x } else { u16x8_shr(x, 4) }, mask);
+                *s = i16x8_add(*s, relaxed_dot(w, v));
+            }
+        }
+        for h in 0..2 {
+            isum[h] = i32x4_add(isum[h], i32x4_dot_i16x8(s[h], sc[h]));
+        }
+    }
+}
+
+/// `acc + (d·da)·isum − (dmin·da)·imin` for the 8 rows (rows 0..4, rows 4..8); `scales` are
+/// `[d0, d1, dmin0, dmin1]`.
+#[inline(always)]
+fn kx8_finish(
+    acc: (v128, v128),
+    scales: [v128; 4],
+    a: &BlockQ8_K,
+    isum: [v128; 2],
+    imin: [v128; 2],
+) -> (v128, v128) {
     let da = f32x4_splat(a.d);
-    let [d0, d1, m0, m1] = rec.1;
+    let [d0, d1, m0, m1] = scales;
     let row = |acc: v128, d: v128, dmin: v128, isum: v128, imin: v128| {
         let x = f32x4_mul(f32x4_mul(d, da), f32x4_convert_i32x4(isum));
         let y = f32x4_mul(f32x4_mul(dmin, da), f32x4_convert_i32x4(imin));
@@ -920,5 +1025,12 @@ fn q45_kx8_rows<const FIVE: bool, const N: usize>(
         out,
         kx8_record::<FIVE, N>,
         |acc, rec, a| kx8_step::<FIVE>(acc, rec, a),
+        |acc, rec, a| {
+            if FIVE {
+                kx8_step::<FIVE>(acc, &kx8_record::<FIVE, N>(rec), a)
+            } else {
+                q4x8_step_one::<N>(acc, rec, a)
+            }
+        },
     )
 }
