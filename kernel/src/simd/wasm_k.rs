@@ -708,6 +708,7 @@ pub(super) fn matmul_x8(
 /// the record itself: it may decode and step, or read the record piece by piece
 /// ([`q4x8_step_one`]). Returns the rows done (whole groups).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn kx8_rows<const RECORD: usize, D>(
     w: &[u8],
     nb: usize,
