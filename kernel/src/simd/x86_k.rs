@@ -911,7 +911,12 @@ unsafe fn kx8_groups_vnni<K: PackedK>(
 /// registers a tile of 8 holds its sums; against tiles of 4 it took 0.90× the CPU time on Q4_K
 /// at 128 tokens, `matmul_speed run Q4_K 128 1500`, 8 paired runs. AVX2 alone has 16
 /// registers.) A record's values and scales are decoded once per tile for up to 8 tokens; for
-/// more, each group's are decoded once, for all the tiles ([`unpack`]).
+/// more, each group's are decoded once, for all the tiles ([`unpack`]). One token keeps the
+/// 256-bit tile: two groups side by side in 512-bit registers (each chunk masked and shifted
+/// once for 16 rows, half the `vpdpbusd`) ran 1.1-1.3× faster on a matrix in the cache but no
+/// faster or slower on one streamed from memory, which is what decoding meets (`matmul_speed
+/// run Q4_K|Q5_K|Q6_K 1` and `… x128`, best of 3, AMD EPYC Zen 4: Q6_K 12-16 against 18-23 G
+/// multiply-adds a second from memory).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kx8_groups_body<K: PackedK, const VNNI: bool>(
