@@ -735,16 +735,7 @@ impl Packed8 for Q8_0x8 {
 #[inline(always)]
 fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -> (v128, v128) {
     let (a0, a1) = (load16_i8(&qs[..16]), load16_i8(&qs[16..]));
-    // Word `j % 4` of the half in every lane (a single `pshufd` under Cranelift).
-    let word = |j: usize| {
-        let a = if j < 4 { a0 } else { a1 };
-        match j % 4 {
-            0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
-            1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
-            2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
-            _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
-        }
-    };
+    let word = |j: usize| act_word(a0, a1, j);
     let dot = relaxed_dot;
     match B::VALUES {
         Values::Nibbles | Values::Quints => {
@@ -804,6 +795,19 @@ fn x8_isums<B: Packed8>(qs: &[i8; 32], vector: impl Fn(usize) -> (v128, v128)) -
             };
             (rows(s[0], s[1]), rows(s[2], s[3]))
         }
+    }
+}
+
+/// Word `g` of the 8 in `a0`, `a1` (32 activation bytes) in every 32-bit lane: a single
+/// `pshufd` under Cranelift.
+#[inline(always)]
+pub(super) fn act_word(a0: v128, a1: v128, g: usize) -> v128 {
+    let a = if g < 4 { a0 } else { a1 };
+    match g % 4 {
+        0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
+        1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
+        2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
+        _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
     }
 }
 

@@ -15,7 +15,7 @@
 
 use core::arch::wasm32::*;
 
-use super::wasm::{f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
+use super::wasm::{act_word, f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q4_kx8, q5_k, q5_kx8, q6_k, q6_kx8};
 
@@ -645,19 +645,6 @@ fn act_words(a: &BlockQ8_K, k: usize) -> [v128; 8] {
     // SAFETY: the 32 bytes at `qa` lie in `a.qs` (the slice above checks it).
     let (a0, a1) = unsafe { (load(qa), load(qa.add(16))) };
     core::array::from_fn(|g| act_word(a0, a1, g))
-}
-
-/// Word `g` of the 8 in `a0`, `a1` (32 activation bytes) in every 32-bit lane: a single
-/// `pshufd` under Cranelift.
-#[inline(always)]
-fn act_word(a0: v128, a1: v128, g: usize) -> v128 {
-    let a = if g < 4 { a0 } else { a1 };
-    match g % 4 {
-        0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
-        1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
-        2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
-        _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
-    }
 }
 
 /// The 16 bytes of `s` by a volatile load: LLVM keeps it in its place among the other volatile
