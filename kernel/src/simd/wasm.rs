@@ -13,7 +13,8 @@
 //! of at most 6 bits (or 1) or an activation part of at most 127, so no pair sum can saturate
 //! and every lowering agrees. Half floats are widened with an exact integer/multiply sequence.
 //! Wasm has no prefetch instruction: decoding loops load a byte of each line `AHEAD` bytes
-//! ahead, a step's share at a time ([`touch_ahead`]).
+//! ahead, a step's share at a time ([`touch_ahead`]; the repacked rows' kernels only in
+//! matrices under 1 MiB, [`touch_ahead_x8`]).
 
 use core::arch::wasm32::*;
 
@@ -474,6 +475,27 @@ pub(super) fn touch_ahead(w: &[u8], at: usize, n: usize) -> u8 {
     x
 }
 
+/// [`touch_ahead`] for the kernels of rows repacked eight at a time, which read a matrix as one
+/// stream, except in a matrix of [`STREAMED`] bytes or more: the hardware's prefetch carries
+/// such a stream alone, and the loads only hold up the core.
+#[inline(always)]
+pub(super) fn touch_ahead_x8(w: &[u8], at: usize, n: usize) -> u8 {
+    if w.len() >= STREAMED {
+        return 0;
+    }
+    touch_ahead(w, at, n)
+}
+
+/// Bytes of a repacked matrix from which its decoding loads nothing ahead
+/// ([`touch_ahead_x8`]). The 1B shape's matrices (2.4 and 9.4 MB, its output 82 MB) decoded
+/// faster so: its Q6_K file at 7.2-10.5 tokens/s against 6.5-7.7, its Q4_K_M at 10-15 against
+/// 8-13, its Q4_0 at 15.4-18.7 against 15.3-17.2 (guest kernel, alternating runs of `edge-llm
+/// bench --backends wasm`, AMD EPYC Zen 4). Without any loads ahead the default model's
+/// matrices of at most 0.6 MB decoded slower (its Q4_0 file at 64-73 against 69-101), and so
+/// did the GGUF layout's kernels of four rows at a time on any matrix (its Q8_0 file, whose
+/// 30 MB output they read, at 30-34 against 47-74).
+const STREAMED: usize = 1 << 20;
+
 /// The exact integer dot products of the Q4_1 blocks at `p + i · rb` (`i` = 0..4, one block of
 /// each of four rows) with the activations `a0`, `a1`, and the rows' `(d, m)` as `f32`.
 ///
@@ -903,7 +925,7 @@ fn x8_rows<B: Packed8>(
         if n_tok == 1 {
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(record).zip(acts).enumerate() {
-                seen ^= touch_ahead(w, r0 * rb + b * record, record);
+                seen ^= touch_ahead_x8(w, r0 * rb + b * record, record);
                 let isums = x8_isums::<B>(&ab.qs, |j| B::vector(rec, j));
                 acc = x8_step::<B>(acc, isums, &B::scales(rec), ab);
             }

@@ -15,7 +15,9 @@
 
 use core::arch::wasm32::*;
 
-use super::wasm::{act_word, f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead};
+use super::wasm::{
+    act_word, f16x4_to_f32, psum_q4, relaxed_dot, store8, touch_ahead, touch_ahead_x8,
+};
 use crate::quant::q8_k::BlockQ8_K;
 use crate::quant::{q2_k, q3_k, q4_k, q4_kx8, q5_k, q5_kx8, q6_k, q6_kx8};
 
@@ -716,7 +718,7 @@ fn kx8_rows<const RECORD: usize, D>(
         if n_tok == 1 {
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
-                seen ^= touch_ahead(w, r0 * rb + b * RECORD, RECORD);
+                seen ^= touch_ahead_x8(w, r0 * rb + b * RECORD, RECORD);
                 acc = step_one(acc, record::<RECORD>(rec), ab);
             }
             core::hint::black_box(seen);
