@@ -490,10 +490,11 @@ pub(super) fn touch_ahead_x8(w: &[u8], at: usize, n: usize) -> u8 {
 /// ([`touch_ahead_x8`]). The 1B shape's matrices (2.4 and 9.4 MB, its output 82 MB) decoded
 /// faster so: its Q6_K file at 7.2-10.5 tokens/s against 6.5-7.7, its Q4_K_M at 10-15 against
 /// 8-13, its Q4_0 at 15.4-18.7 against 15.3-17.2 (guest kernel, alternating runs of `edge-llm
-/// bench --backends wasm`, AMD EPYC Zen 4). Without any loads ahead the default model's
-/// matrices of at most 0.6 MB decoded slower (its Q4_0 file at 64-73 against 69-101), and so
-/// did the GGUF layout's kernels of four rows at a time on any matrix (its Q8_0 file, whose
-/// 30 MB output they read, at 30-34 against 47-74).
+/// bench --backends wasm`, AMD EPYC Zen 4). Without any loads ahead the default model's files
+/// decoded slower (Q4_0 at 64-73 against 69-101, Q8_0 at 30-34 against 47-74). Both read their
+/// 30 MB Q8_0 output with the GGUF layout's kernel of four rows at a time, which keeps the
+/// loads on any matrix (with them only under 1 MiB, Q8_0 decoded at 39-55); the loads' share in
+/// the repacked matrices of at most 0.6 MB was not measured apart, and they keep them.
 const STREAMED: usize = 1 << 20;
 
 /// The exact integer dot products of the Q4_1 blocks at `p + i · rb` (`i` = 0..4, one block of
