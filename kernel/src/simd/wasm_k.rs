@@ -926,32 +926,26 @@ fn kx8_step<const FIVE: bool>(acc: (v128, v128), rec: &Kx8Record, a: &BlockQ8_K)
 fn q4x8_step_one<const N: usize>(acc: (v128, v128), rec: &[u8; N], a: &BlockQ8_K) -> (v128, v128) {
     let zero = i32x4_splat(0);
     let (mut isum, mut imin) = ([zero; 2], [zero; 2]);
-    q4x8_pair_one::<N, 0>(rec, a, &mut isum);
-    q4x8_pair_one::<N, 1>(rec, a, &mut isum);
-    q4x8_pair_one::<N, 2>(rec, a, &mut isum);
-    q4x8_pair_one::<N, 3>(rec, a, &mut isum);
-    for j in 0..8 {
-        let (_, m) = kx8_sub_scales(rec, j);
-        let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
-        for h in 0..2 {
-            imin[h] = i32x4_add(imin[h], i32x4_mul(m[h], bp));
-        }
-    }
+    q4x8_pair_one::<N, 0>(rec, a, &mut isum, &mut imin);
+    q4x8_pair_one::<N, 1>(rec, a, &mut isum, &mut imin);
+    q4x8_pair_one::<N, 2>(rec, a, &mut isum, &mut imin);
+    q4x8_pair_one::<N, 3>(rec, a, &mut isum, &mut imin);
     kx8_finish(acc, kx8_scales(rec), a, isum, imin)
 }
 
 /// Adds sub-blocks `2P` and `2P + 1` of a `Q4_Kx8` record (the low and then the high nibbles
-/// of the same 8 chunks) to `isum` for one token: per sub-block, one chain of 8 relaxed dots
-/// for each 4 rows (at most 8 · 2 · 15 · 128 = 30720 in i16), then the rows' scales. The
-/// chunks are read with volatile loads, which LLVM keeps in order and does not merge: plain
-/// loads it shared between a chunk's two sub-blocks, holding the values from the first pass
-/// to the second, and Cranelift kept them on the stack (0.8× this speed, `matmul_speed run
-/// Q4_K 1`).
+/// of the same 8 chunks) to `isum` and `imin` for one token: per sub-block, one chain of 8
+/// relaxed dots for each 4 rows (at most 8 · 2 · 15 · 128 = 30720 in i16), then the rows'
+/// scales and mins. The chunks are read with volatile loads, which LLVM keeps in order and
+/// does not merge: plain loads it shared between a chunk's two sub-blocks, holding the values
+/// from the first pass to the second, and Cranelift kept them on the stack (0.8× this speed,
+/// `matmul_speed run Q4_K 1`).
 #[inline(always)]
 fn q4x8_pair_one<const N: usize, const P: usize>(
     rec: &[u8; N],
     a: &BlockQ8_K,
     isum: &mut [v128; 2],
+    imin: &mut [v128; 2],
 ) {
     let mask = u8x16_splat(0x0f);
     let zero = i16x8_splat(0);
@@ -960,7 +954,8 @@ fn q4x8_pair_one<const N: usize, const P: usize>(
         let q = a.qs[32 * j..][..32].as_ptr() as *const u8;
         // SAFETY: the 32 bytes at `q` lie in `a.qs` (the slice above checks it).
         let (a0, a1) = unsafe { (load(q), load(q.add(16))) };
-        let (sc, _) = kx8_sub_scales(rec, j);
+        let (sc, m) = kx8_sub_scales(rec, j);
+        let bp = i32x4_splat(i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
         let mut s = [zero; 2];
         for g in 0..8 {
             let w = act_word(a0, a1, g);
@@ -973,6 +968,7 @@ fn q4x8_pair_one<const N: usize, const P: usize>(
         }
         for h in 0..2 {
             isum[h] = i32x4_add(isum[h], i32x4_dot_i16x8(s[h], sc[h]));
+            imin[h] = i32x4_add(imin[h], i32x4_mul(m[h], bp));
         }
     }
 }
