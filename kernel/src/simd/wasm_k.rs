@@ -684,29 +684,90 @@ pub(super) fn matmul_x8(
         return 0;
     }
     match ty {
-        GgmlType::Q4_K => q45_kx8_rows::<false, { q4_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
-        GgmlType::Q5_K => q45_kx8_rows::<true, { q5_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
-        GgmlType::Q6_K => q6_kx8_rows(w, nb, acts, n_tok, out),
+        GgmlType::Q4_K => kx8_rows::<Q4Kx8, { q4_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q5_K => kx8_rows::<Q5Kx8, { q5_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
+        GgmlType::Q6_K => kx8_rows::<Q6Kx8, { q6_kx8::RECORD_BYTES }>(w, nb, acts, n_tok, out),
         _ => 0,
     }
 }
 
-/// The rows loop of the repacked K-quants: every group of 8 rows, each record (`RECORD`
-/// bytes) decoded by `decode` (once for all tokens) and added to each token's two accumulators
-/// (rows 0..4, rows 4..8) by `step` in block order. One token instead takes `step_one`, given
-/// the record itself: it may decode and step, or read the record piece by piece
-/// ([`q4x8_step_one`]). Returns the rows done (whole groups).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn kx8_rows<const RECORD: usize, D>(
+/// A repacked K-quant layout (`quant::q4_kx8`, `q5_kx8`, `q6_kx8`) as [`kx8_rows`] reads
+/// its records of `RECORD` bytes (8 rows of one 256-block).
+trait Kx8<const RECORD: usize> {
+    /// A record's values and scales, decoded once for several tokens.
+    type Decoded;
+    fn decode(rec: &[u8; RECORD]) -> Self::Decoded;
+    /// Adds a decoded record to one token's two accumulators (rows 0..4, rows 4..8).
+    fn step(acc: (v128, v128), dec: &Self::Decoded, a: &BlockQ8_K) -> (v128, v128);
+    /// [`Kx8::step`] of one token from the record itself: decoding then stepping, unless a
+    /// layout reads the record piece by piece ([`q4x8_step_one`]).
+    #[inline(always)]
+    fn step_one(acc: (v128, v128), rec: &[u8; RECORD], a: &BlockQ8_K) -> (v128, v128) {
+        Self::step(acc, &Self::decode(rec), a)
+    }
+}
+
+/// The `Q4_Kx8` layout.
+struct Q4Kx8;
+impl Kx8<{ q4_kx8::RECORD_BYTES }> for Q4Kx8 {
+    type Decoded = Kx8Record;
+    #[inline(always)]
+    fn decode(rec: &[u8; q4_kx8::RECORD_BYTES]) -> Kx8Record {
+        kx8_record::<false, { q4_kx8::RECORD_BYTES }>(rec)
+    }
+    #[inline(always)]
+    fn step(acc: (v128, v128), dec: &Kx8Record, a: &BlockQ8_K) -> (v128, v128) {
+        kx8_step::<false>(acc, dec, a)
+    }
+    #[inline(always)]
+    fn step_one(
+        acc: (v128, v128),
+        rec: &[u8; q4_kx8::RECORD_BYTES],
+        a: &BlockQ8_K,
+    ) -> (v128, v128) {
+        q4x8_step_one(acc, rec, a)
+    }
+}
+
+/// The `Q5_Kx8` layout.
+struct Q5Kx8;
+impl Kx8<{ q5_kx8::RECORD_BYTES }> for Q5Kx8 {
+    type Decoded = Kx8Record;
+    #[inline(always)]
+    fn decode(rec: &[u8; q5_kx8::RECORD_BYTES]) -> Kx8Record {
+        kx8_record::<true, { q5_kx8::RECORD_BYTES }>(rec)
+    }
+    #[inline(always)]
+    fn step(acc: (v128, v128), dec: &Kx8Record, a: &BlockQ8_K) -> (v128, v128) {
+        kx8_step::<true>(acc, dec, a)
+    }
+}
+
+/// The `Q6_Kx8` layout.
+struct Q6Kx8;
+impl Kx8<{ q6_kx8::RECORD_BYTES }> for Q6Kx8 {
+    type Decoded = ([Q6x8Pair; 8], (v128, v128));
+    #[inline(always)]
+    fn decode(rec: &[u8; q6_kx8::RECORD_BYTES]) -> Self::Decoded {
+        (q6x8_pairs(rec), q6x8_d(rec))
+    }
+    #[inline(always)]
+    fn step(acc: (v128, v128), (pairs, d): &Self::Decoded, a: &BlockQ8_K) -> (v128, v128) {
+        q6x8_step(acc, pairs, *d, a)
+    }
+}
+
+/// The rows loop of the repacked K-quants: every group of 8 rows, each record decoded once for
+/// all tokens and added to each token's two accumulators (rows 0..4, rows 4..8) in block
+/// order; one token steps from the record itself ([`Kx8::step_one`]). Returns the rows done
+/// (whole groups).
+#[target_feature(enable = "relaxed-simd")]
+fn kx8_rows<L: Kx8<RECORD>, const RECORD: usize>(
     w: &[u8],
     nb: usize,
     acts: &[BlockQ8_K],
     n_tok: usize,
     out: &mut [f32],
-    decode: impl Fn(&[u8; RECORD]) -> D,
-    step: impl Fn((v128, v128), &D, &BlockQ8_K) -> (v128, v128),
-    step_one: impl Fn((v128, v128), &[u8; RECORD], &BlockQ8_K) -> (v128, v128),
 ) -> usize {
     const R: usize = crate::quant::rows8::ROWS;
     let rb = nb * RECORD / R;
@@ -719,7 +780,7 @@ fn kx8_rows<const RECORD: usize, D>(
             let (mut acc, mut seen) = (zero, 0);
             for (b, (rec, ab)) in group.chunks_exact(RECORD).zip(acts).enumerate() {
                 seen ^= touch_ahead_x8(w, r0 * rb + b * RECORD, RECORD);
-                acc = step_one(acc, record::<RECORD>(rec), ab);
+                acc = L::step_one(acc, record::<RECORD>(rec), ab);
             }
             core::hint::black_box(seen);
             store8(acc.0, acc.1, out, r0, 1, 0);
@@ -729,31 +790,17 @@ fn kx8_rows<const RECORD: usize, D>(
         buf.extend(
             group
                 .chunks_exact(RECORD)
-                .map(|rec| decode(record::<RECORD>(rec))),
+                .map(|rec| L::decode(record::<RECORD>(rec))),
         );
         for t in 0..n_tok {
             let mut acc = zero;
             for (dec, ab) in buf.iter().zip(&acts[t * nb..(t + 1) * nb]) {
-                acc = step(acc, dec, ab);
+                acc = L::step(acc, dec, ab);
             }
             store8(acc.0, acc.1, out, r0, n_tok, t);
         }
     }
     full
-}
-
-#[target_feature(enable = "relaxed-simd")]
-fn q6_kx8_rows(w: &[u8], nb: usize, acts: &[BlockQ8_K], n_tok: usize, out: &mut [f32]) -> usize {
-    kx8_rows::<{ q6_kx8::RECORD_BYTES }, _>(
-        w,
-        nb,
-        acts,
-        n_tok,
-        out,
-        |rec| (q6x8_pairs(rec), q6x8_d(rec)),
-        |acc, (pairs, d), a| q6x8_step(acc, pairs, *d, a),
-        |acc, rec, a| q6x8_step(acc, &q6x8_pairs(rec), q6x8_d(rec), a),
-    )
 }
 
 /// Offsets in a `Q4_Kx8`/`Q5_Kx8` record (`quant::q4_kx8`, `quant::q5_kx8`): the 8 groups of
@@ -993,31 +1040,5 @@ fn kx8_finish(
     (
         row(acc.0, d0, m0, isum[0], imin[0]),
         row(acc.1, d1, m1, isum[1], imin[1]),
-    )
-}
-
-#[target_feature(enable = "relaxed-simd")]
-fn q45_kx8_rows<const FIVE: bool, const N: usize>(
-    w: &[u8],
-    nb: usize,
-    acts: &[BlockQ8_K],
-    n_tok: usize,
-    out: &mut [f32],
-) -> usize {
-    kx8_rows::<N, _>(
-        w,
-        nb,
-        acts,
-        n_tok,
-        out,
-        kx8_record::<FIVE, N>,
-        |acc, rec, a| kx8_step::<FIVE>(acc, rec, a),
-        |acc, rec, a| {
-            if FIVE {
-                kx8_step::<FIVE>(acc, &kx8_record::<FIVE, N>(rec), a)
-            } else {
-                q4x8_step_one::<N>(acc, rec, a)
-            }
-        },
     )
 }
